@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages Passerelle needs, only those missing.
+# Usage: deploy/system-packages.sh demo|test
+set -euo pipefail
+want=(python3 python3-venv python3-dev gcc freeradius-utils)
+if [ "${1:-test}" = test ]; then
+    want+=(postgresql freeradius freeradius-postgresql nftables dnsmasq iproute2
+           iperf3 isc-dhcp-client curl procps radsecproxy)
+fi
+missing=()
+for pkg in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "Installing: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
+# FreeRADIUS is a peer the tests start themselves; its packaged service must
+# not hold the RADIUS ports.
+if command -v systemctl >/dev/null && systemctl is-enabled freeradius >/dev/null 2>&1; then
+    systemctl disable --now freeradius >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create .venv and install Passerelle into it (editable), with extras "$1".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+extras=${1:-}
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q -e ".${extras:+[$extras]}"

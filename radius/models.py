@@ -1,0 +1,276 @@
+"""The central data model.
+
+Sessions use the column names of FreeRADIUS's ``radacct`` table so that
+people who know FreeRADIUS's SQL schema feel at home. Every timestamp is a
+naive UTC datetime (SQLite has no time zones; PostgreSQL columns are
+``timestamp without time zone`` holding UTC).
+
+The credit balance is never stored: it is the sum of the ledger.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Named constraints keep Alembic migrations stable across backends.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class CompanyStatus(str, enum.Enum):
+    active = "active"
+    suspended = "suspended"
+    closed = "closed"
+
+
+class PaymentStatus(str, enum.Enum):
+    ok = "ok"
+    overdue = "overdue"
+
+
+class CreditKind(str, enum.Enum):
+    topup = "topup"
+    charge = "charge"
+    adjustment = "adjustment"
+
+
+class Network(Base):
+    """A partner network of sites."""
+
+    __tablename__ = "network"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    sites: Mapped[list[Site]] = relationship(back_populates="network")
+
+
+class Site(Base):
+    """A telework site. Opening hours are local times in ``timezone``; a site
+    without ``opens``/``closes`` is always open (an unstaffed site)."""
+
+    __tablename__ = "site"
+    __table_args__ = (
+        CheckConstraint("category BETWEEN 1 AND 3", name="category"),
+        CheckConstraint("capacity >= 0", name="capacity"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    network_id: Mapped[int] = mapped_column(ForeignKey("network.id"))
+    category: Mapped[int] = mapped_column(Integer, default=1)
+    capacity: Mapped[int] = mapped_column(Integer, default=0)
+    staffed: Mapped[bool] = mapped_column(Boolean, default=True)
+    city: Mapped[str] = mapped_column(String(128), default="")
+    # "HH:MM" local times; None for both means open around the clock.
+    opens: Mapped[str | None] = mapped_column(String(5), default=None)
+    closes: Mapped[str | None] = mapped_column(String(5), default=None)
+    # ISO weekdays the site opens, "12345" = Monday to Friday.
+    open_days: Mapped[str] = mapped_column(String(7), default="1234567")
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Brussels")
+
+    network: Mapped[Network] = relationship(back_populates="sites")
+    gateways: Mapped[list[Gateway]] = relationship(back_populates="site")
+
+
+class Gateway(Base):
+    """The NAS of a site: the box that sends RADIUS and answers RFC 5176."""
+
+    __tablename__ = "gateway"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(64), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
+    # The source address its requests come from (the RADIUS client address).
+    ip_address: Mapped[str] = mapped_column(String(45), unique=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    coa_port: Mapped[int] = mapped_column(Integer, default=3799)
+    # BlastRADIUS: refuse Access-Requests without Message-Authenticator.
+    require_message_authenticator: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+    site: Mapped[Site] = relationship(back_populates="gateways")
+
+
+class Company(Base):
+    """A member company and its plan (which site categories and services its
+    people may use, and optional caps)."""
+
+    __tablename__ = "company"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[CompanyStatus] = mapped_column(
+        Enum(CompanyStatus, name="company_status", native_enum=False, length=16),
+        default=CompanyStatus.active,
+    )
+    payment: Mapped[PaymentStatus] = mapped_column(
+        Enum(PaymentStatus, name="payment_status", native_enum=False, length=16),
+        default=PaymentStatus.ok,
+    )
+    # Plan: the site categories allowed ("123"), the services (comma list).
+    categories: Mapped[str] = mapped_column(String(3), default="123")
+    services: Mapped[str] = mapped_column(String(128), default="wifi")
+    bandwidth_up: Mapped[int | None] = mapped_column(BigInteger, default=None)  # bit/s
+    bandwidth_down: Mapped[int | None] = mapped_column(BigInteger, default=None)  # bit/s
+    max_session: Mapped[int | None] = mapped_column(Integer, default=None)  # seconds
+    vlan: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    people: Mapped[list[Person]] = relationship(back_populates="company")
+
+
+class Person(Base):
+    """An employee of a member company, who logs in with ``login``."""
+
+    __tablename__ = "person"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(253), unique=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id"))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    # CHAP needs the cleartext password on the server. Only people for whom
+    # CHAP is enabled have it, encrypted with the server's key (see secrets.py).
+    chap_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    language: Mapped[str] = mapped_column(String(8), default="fr")
+
+    company: Mapped[Company] = relationship(back_populates="people")
+
+
+class CreditEntry(Base):
+    """One line of the credit ledger, in seconds: positive for a top-up,
+    negative for a charge. Charges point at the session they pay for."""
+
+    __tablename__ = "credit_entry"
+    __table_args__ = (Index("ix_credit_entry_person", "person_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    seconds: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[CreditKind] = mapped_column(
+        Enum(CreditKind, name="credit_kind", native_enum=False, length=16)
+    )
+    session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("radacct.radacctid", ondelete="SET NULL"), default=None
+    )
+    created: Mapped[datetime] = mapped_column(DateTime)
+    note: Mapped[str] = mapped_column(String(256), default="")
+
+
+class WifiKey(Base):
+    """A personal Wi-Fi key (PPSK), issued at check-in, revoked at check-out."""
+
+    __tablename__ = "wifi_key"
+    __table_args__ = (Index("ix_wifi_key_person", "person_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    passphrase: Mapped[str] = mapped_column(String(64))
+    gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateway.id"), default=None)
+    # The Class of the Access-Accept that issued it, to find it at accounting.
+    class_: Mapped[str | None] = mapped_column("class", String(64), default=None, index=True)
+    issued: Mapped[datetime] = mapped_column(DateTime)
+    revoked: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class Session(Base):
+    """An accounting session; the columns of FreeRADIUS's ``radacct``."""
+
+    __tablename__ = "radacct"
+    __table_args__ = (
+        Index("ix_radacct_open", "nasipaddress", "acctstoptime"),
+        Index("ix_radacct_username", "username"),
+        Index("ix_radacct_starttime", "acctstarttime"),
+    )
+    radacctid: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                           primary_key=True)
+    acctsessionid: Mapped[str] = mapped_column(String(64))
+    acctuniqueid: Mapped[str] = mapped_column(String(32), unique=True)
+    username: Mapped[str] = mapped_column(String(253), default="")
+    realm: Mapped[str] = mapped_column(String(64), default="")
+    nasipaddress: Mapped[str] = mapped_column(String(45))
+    nasidentifier: Mapped[str] = mapped_column(String(64), default="")
+    nasportid: Mapped[str] = mapped_column(String(32), default="")
+    nasporttype: Mapped[str] = mapped_column(String(32), default="")
+    acctstarttime: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    acctupdatetime: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    acctstoptime: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    acctinterval: Mapped[int | None] = mapped_column(Integer, default=None)
+    acctsessiontime: Mapped[int] = mapped_column(BigInteger, default=0)
+    acctauthentic: Mapped[str] = mapped_column(String(32), default="")
+    connectinfo_start: Mapped[str] = mapped_column(String(128), default="")
+    connectinfo_stop: Mapped[str] = mapped_column(String(128), default="")
+    acctinputoctets: Mapped[int] = mapped_column(BigInteger, default=0)
+    acctoutputoctets: Mapped[int] = mapped_column(BigInteger, default=0)
+    calledstationid: Mapped[str] = mapped_column(String(64), default="")
+    callingstationid: Mapped[str] = mapped_column(String(64), default="")
+    acctterminatecause: Mapped[str] = mapped_column(String(32), default="")
+    servicetype: Mapped[str] = mapped_column(String(32), default="")
+    framedprotocol: Mapped[str] = mapped_column(String(32), default="")
+    framedipaddress: Mapped[str] = mapped_column(String(45), default="")
+    framedipv6address: Mapped[str] = mapped_column(String(45), default="")
+    class_: Mapped[str] = mapped_column("class", String(64), default="")
+    # Ours: who and where, resolved once at Start.
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("person.id", ondelete="SET NULL"), default=None
+    )
+    gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateway.id"), default=None)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"), default=None)
+    # Seconds of this session already charged to the ledger.
+    charged: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AuthLog(Base):
+    """Every authentication decision, like FreeRADIUS's ``radpostauth``."""
+
+    __tablename__ = "radpostauth"
+    __table_args__ = (Index("ix_radpostauth_authdate", "authdate"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    username: Mapped[str] = mapped_column(String(253))
+    reply: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    nasipaddress: Mapped[str] = mapped_column(String(45), default="")
+    nasidentifier: Mapped[str] = mapped_column(String(64), default="")
+    callingstationid: Mapped[str] = mapped_column(String(64), default="")
+    class_: Mapped[str] = mapped_column("class", String(64), default="")
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("person.id", ondelete="SET NULL"), default=None
+    )
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"), default=None)
+    authdate: Mapped[datetime] = mapped_column(DateTime)
+
+
+__all__ = [
+    "AuthLog",
+    "Base",
+    "Company",
+    "CompanyStatus",
+    "CreditEntry",
+    "CreditKind",
+    "Gateway",
+    "Network",
+    "PaymentStatus",
+    "Person",
+    "Session",
+    "Site",
+    "WifiKey",
+]

@@ -1,0 +1,174 @@
+"""Who may get on the Wi-Fi, and for how long: the pure core of the centre.
+
+``decide`` takes facts already read from the database and ``now``, and
+returns a Decision. No I/O, no clock of its own: tests drive it directly.
+
+Rules, in the order they are checked (the first that fails is the reason):
+
+1. the login exists and the password is right (else ``bad-credentials``:
+   an unknown login and a wrong password look the same from outside);
+2. the person is active (``account-disabled``);
+3. the company is not closed (``company-closed``) nor suspended
+   (``company-suspended``), and its payments are in order
+   (``payment-overdue``);
+4. the plan allows the site's category (``site-not-allowed``) and the
+   service asked for (``service-not-allowed``);
+5. the site is open now (``site-closed``);
+6. credit is left (``no-credit``).
+
+An accepted session lasts min(credit left, time to the site's closing, the
+plan's maximum session), at least one second.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+
+class Reason(str, enum.Enum):
+    """Why a request is refused; the code travels in Reply-Message so the
+    portal can translate it."""
+
+    bad_credentials = "bad-credentials"
+    account_disabled = "account-disabled"
+    company_closed = "company-closed"
+    company_suspended = "company-suspended"
+    payment_overdue = "payment-overdue"
+    site_not_allowed = "site-not-allowed"
+    service_not_allowed = "service-not-allowed"
+    site_closed = "site-closed"
+    no_credit = "no-credit"
+
+
+MESSAGES = {
+    Reason.bad_credentials: "Wrong login or password",
+    Reason.account_disabled: "This account is disabled",
+    Reason.company_closed: "Your company's membership has ended",
+    Reason.company_suspended: "Your company's membership is suspended",
+    Reason.payment_overdue: "Your company's payment is overdue",
+    Reason.site_not_allowed: "Your company's plan does not include this site",
+    Reason.service_not_allowed: "Your company's plan does not include this service",
+    Reason.site_closed: "The site is closed now",
+    Reason.no_credit: "No credit left",
+}
+
+
+def reply_message(reason: Reason) -> str:
+    """``code: English text``; the portal shows its own translation of code."""
+    return f"{reason.value}: {MESSAGES[reason]}"
+
+
+@dataclass(frozen=True)
+class SiteFacts:
+    category: int
+    opens: str | None  # "HH:MM" local, None = always open
+    closes: str | None
+    open_days: str = "1234567"
+    timezone: str = "Europe/Brussels"
+
+
+@dataclass(frozen=True)
+class PersonFacts:
+    active: bool
+    company_status: str  # active | suspended | closed
+    company_payment: str  # ok | overdue
+    categories: str  # "123"
+    services: frozenset[str]
+    balance: int  # seconds of credit left
+    max_session: int | None = None  # seconds
+    bandwidth_up: int | None = None  # bit/s
+    bandwidth_down: int | None = None
+    vlan: int | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    idle_timeout: int = 900
+    interim_interval: int = 300
+
+
+@dataclass(frozen=True)
+class Decision:
+    accept: bool
+    reason: Reason | None = None
+    session_timeout: int = 0
+    idle_timeout: int = 0
+    interim_interval: int = 0
+    bandwidth_up: int | None = None
+    bandwidth_down: int | None = None
+    vlan: int | None = None
+
+
+def _parse_hhmm(value: str) -> time:
+    hours, minutes = value.split(":")
+    if hours == "24" and minutes == "00":
+        return time.max
+    return time(int(hours), int(minutes))
+
+
+def seconds_to_closing(site: SiteFacts, now: datetime) -> int | None:
+    """Seconds until the site closes, None if always open, 0 if closed now.
+
+    ``now`` is an aware datetime or naive UTC."""
+    if site.opens is None or site.closes is None:
+        return None
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    local = now.astimezone(ZoneInfo(site.timezone))
+    if str(local.isoweekday()) not in site.open_days:
+        return 0
+    opens, closes = _parse_hhmm(site.opens), _parse_hhmm(site.closes)
+    if not opens <= local.time() < closes:
+        return 0
+    closing = datetime.combine(local.date(), closes, tzinfo=local.tzinfo)
+    if closes == time.max:
+        closing = datetime.combine(local.date() + timedelta(days=1), time(0),
+                                   tzinfo=local.tzinfo)
+    # Through UTC, so a DST change during the day is counted right.
+    return max(0, int((closing.astimezone(UTC) - now.astimezone(UTC)).total_seconds()))
+
+
+def decide(
+    person: PersonFacts | None,
+    password_ok: bool,
+    site: SiteFacts,
+    now: datetime,
+    settings: Settings,
+    service: str = "wifi",
+) -> Decision:
+    if person is None or not password_ok:
+        return Decision(False, Reason.bad_credentials)
+    if not person.active:
+        return Decision(False, Reason.account_disabled)
+    if person.company_status == "closed":
+        return Decision(False, Reason.company_closed)
+    if person.company_status != "active":
+        return Decision(False, Reason.company_suspended)
+    if person.company_payment != "ok":
+        return Decision(False, Reason.payment_overdue)
+    if str(site.category) not in person.categories:
+        return Decision(False, Reason.site_not_allowed)
+    if service not in person.services:
+        return Decision(False, Reason.service_not_allowed)
+    to_close = seconds_to_closing(site, now)
+    if to_close == 0:
+        return Decision(False, Reason.site_closed)
+    if person.balance <= 0:
+        return Decision(False, Reason.no_credit)
+    limits = [person.balance]
+    if to_close is not None:
+        limits.append(to_close)
+    if person.max_session:
+        limits.append(person.max_session)
+    return Decision(
+        True,
+        session_timeout=max(1, min(limits)),
+        idle_timeout=settings.idle_timeout,
+        interim_interval=max(60, settings.interim_interval),
+        bandwidth_up=person.bandwidth_up,
+        bandwidth_down=person.bandwidth_down,
+        vlan=person.vlan,
+    )

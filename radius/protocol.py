@@ -1,0 +1,157 @@
+"""RADIUS helpers shared by the centre and the gateway.
+
+pyrad does the encoding; this module adds the checks the RFCs ask for that
+pyrad leaves to its caller: length limits, Message-Authenticator policy,
+attribute sanity, 64-bit counters, MAC address normalisation.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterable
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from pyrad import packet as rp
+from pyrad.dictionary import Dictionary
+
+# Packet codes (RFC 2865, 2866, 5176, 5997).
+ACCESS_REQUEST = rp.AccessRequest
+ACCESS_ACCEPT = rp.AccessAccept
+ACCESS_REJECT = rp.AccessReject
+ACCOUNTING_REQUEST = rp.AccountingRequest
+ACCOUNTING_RESPONSE = rp.AccountingResponse
+STATUS_SERVER = rp.StatusServer
+DISCONNECT_REQUEST = rp.DisconnectRequest
+DISCONNECT_ACK = rp.DisconnectACK
+DISCONNECT_NAK = rp.DisconnectNAK
+COA_REQUEST = rp.CoARequest
+COA_ACK = rp.CoAACK
+COA_NAK = rp.CoANAK
+
+MIN_LENGTH = 20
+MAX_LENGTH = 4096  # RFC 2865 section 3
+MESSAGE_AUTHENTICATOR = 80
+PROXY_STATE = 33
+GIGA = 2**32
+
+# Attributes that never belong in an Accounting-Request (RFC 2866 section 5.13).
+NOT_IN_ACCOUNTING = ("User-Password", "CHAP-Password", "Reply-Message", "State")
+
+
+class MalformedPacket(Exception):
+    """The peer sent something that is not a valid RADIUS packet: drop it."""
+
+
+@lru_cache(maxsize=1)
+def dictionary() -> Dictionary:
+    """The shipped dictionary (RFC attributes, WISPr, ChilliSpot)."""
+    path = resources.files("passerelle.radius") / "dictionaries" / "dictionary"
+    with resources.as_file(path) as real:
+        return Dictionary(str(real))
+
+
+def check_header(data: bytes) -> tuple[int, int, int]:
+    """Code, Identifier and Length of a datagram, or MalformedPacket.
+
+    Octets past Length are padding; a datagram shorter than Length is
+    discarded (RFC 2865 section 3)."""
+    if len(data) < MIN_LENGTH:
+        raise MalformedPacket(f"datagram of {len(data)} octets is shorter than a header")
+    code, ident, length = struct.unpack("!BBH", data[:4])
+    if length < MIN_LENGTH or length > MAX_LENGTH:
+        raise MalformedPacket(f"Length field {length} is outside 20-4096")
+    if len(data) < length:
+        raise MalformedPacket(f"datagram of {len(data)} octets is shorter than Length {length}")
+    return code, ident, length
+
+
+def _check_attributes(data: bytes) -> None:
+    """Walk the attributes: every length at least 2 and inside the packet."""
+    pos = MIN_LENGTH
+    while pos < len(data):
+        if pos + 2 > len(data):
+            raise MalformedPacket("truncated attribute header")
+        attr_len = data[pos + 1]
+        if attr_len < 2 or pos + attr_len > len(data):
+            raise MalformedPacket(f"attribute {data[pos]} has a bad length {attr_len}")
+        if data[pos] == MESSAGE_AUTHENTICATOR and attr_len != 18:
+            raise MalformedPacket("Message-Authenticator is not 16 octets")
+        pos += attr_len
+
+
+_PACKET_CLASS: dict[int, type[rp.Packet]] = {
+    ACCESS_REQUEST: rp.AuthPacket,
+    STATUS_SERVER: rp.AuthPacket,
+    ACCOUNTING_REQUEST: rp.AcctPacket,
+    DISCONNECT_REQUEST: rp.CoAPacket,
+    COA_REQUEST: rp.CoAPacket,
+}
+
+
+def decode_request(data: bytes, secret: bytes, status_on_acct: bool = False) -> rp.Packet:
+    """Decode a request the way a server must, or raise MalformedPacket."""
+    code, _, length = check_header(data)
+    data = data[:length]
+    _check_attributes(data)
+    cls = _PACKET_CLASS.get(code)
+    if cls is None:
+        raise MalformedPacket(f"unexpected packet code {code}")
+    if code == STATUS_SERVER and status_on_acct:
+        cls = rp.AcctPacket
+    try:
+        return cls(packet=data, secret=secret, dict=dictionary())
+    except (rp.PacketError, ValueError, KeyError, IndexError, struct.error) as exc:
+        raise MalformedPacket(f"cannot decode: {exc}") from exc
+
+
+def has_message_authenticator(pkt: rp.Packet) -> bool:
+    return dict.__contains__(pkt, MESSAGE_AUTHENTICATOR)
+
+
+def first(pkt: rp.Packet, name: str, default: Any = None) -> Any:
+    """The first value of an attribute, decoded, or ``default``.
+
+    A value that does not decode (a bad IPv4 length, bad UTF-8) counts as
+    absent rather than crashing the packet loop."""
+    try:
+        values = pkt.get(name)
+    except (ValueError, KeyError, struct.error, UnicodeDecodeError, rp.PacketError):
+        return default
+    if not values:
+        return default
+    return values[0]
+
+
+def raw_values(pkt: rp.Packet, code: int) -> list[bytes]:
+    """Raw values of a standard attribute, as sent (Class, State, Proxy-State)."""
+    return list(dict.get(pkt, code, []))
+
+
+def octets(pkt: rp.Packet, low: str, high: str) -> int:
+    """A 64-bit counter from its 32-bit value and its Gigawords (RFC 2869)."""
+    return int(first(pkt, high, 0) or 0) * GIGA + int(first(pkt, low, 0) or 0)
+
+
+def split_octets(total: int) -> tuple[int, int]:
+    """(gigawords, low 32 bits) of a 64-bit counter."""
+    return total // GIGA, total % GIGA
+
+
+_MAC = re.compile(r"^[0-9a-f]{12}$")
+
+
+def normalise_mac(value: str) -> str:
+    """``aa-bb-cc-dd-ee-ff`` (the Calling-Station-Id form of RFC 3580) from
+    any common spelling; ValueError if it is not a MAC address."""
+    digits = re.sub(r"[^0-9a-fA-F]", "", value).lower()
+    if not _MAC.match(digits) or len(value) > 17:
+        raise ValueError(f"not a MAC address: {value!r}")
+    return "-".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def add_attributes(pkt: rp.Packet, attrs: Iterable[tuple[str, Any]]) -> None:
+    for name, value in attrs:
+        pkt.AddAttribute(name, value)

@@ -1,0 +1,82 @@
+"""Shared fixtures: the databases every database test runs on."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from passerelle.radius import db
+from passerelle.radius.models import Base
+
+from .pg import Cluster
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A migrated PostgreSQL database for the whole test session."""
+    given = os.environ.get("PASSERELLE_TEST_PG")
+    cluster = None
+    if given:
+        url = given
+    else:
+        try:
+            cluster = Cluster()
+        except RuntimeError as exc:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(f"no PostgreSQL for the database tests: {exc}")
+        url = cluster.start()
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        # Start from nothing so a reused server cannot hide a migration bug.
+        Base.metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    db.upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        if cluster:
+            cluster.stop()
+
+
+def _empty(engine: Engine) -> None:
+    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty, migrated database, once per backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'passerelle.db'}"
+        engine = db.make_engine(url)
+        db.upgrade(engine)
+        engine.dispose()
+        yield url
+    else:
+        url = request.getfixturevalue("pg_url")
+        engine = db.make_engine(url)
+        _empty(engine)
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = db.make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def factory(engine: Engine) -> sessionmaker[Session]:
+    return db.make_sessionmaker(engine)

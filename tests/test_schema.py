@@ -1,0 +1,23 @@
+from sqlalchemy import inspect
+
+from passerelle.radius.db import alembic_config
+from passerelle.radius.models import Base
+
+
+def test_migrations_build_the_model(engine) -> None:
+    """The migrated schema has every table and column the models declare."""
+    insp = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        cols = {c["name"] for c in insp.get_columns(table.name)}
+        assert cols == set(table.columns.keys()), table.name
+
+
+def test_models_and_migrations_agree(engine) -> None:
+    """No model change is left without a migration."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+    assert alembic_config(engine).get_main_option("script_location")
