@@ -1,0 +1,147 @@
+"""Who is on the LAN: IP to MAC, and whether a client is still there.
+
+Three sources, cheapest first: what scapy saw of DHCP and ARP on the LAN
+(the kernel filters those frames for us with BPF, so data traffic never
+reaches Python), dnsmasq's leases, and the kernel's neighbour table. A
+client is gone when it holds no lease and does not answer an ARP probe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger("passerelle.gateway")
+
+SNIFF_FILTER = "arp or (udp and (port 67 or port 68))"
+
+
+class LeaseLike(Protocol):
+    mac: str
+    ipv4: str
+
+
+@dataclass
+class Seen:
+    mac: str
+    at: float
+
+
+def normalise_mac(value: str) -> str:
+    """aa:bb:cc:dd:ee:ff, the spelling nftables and the kernel use."""
+    digits = "".join(c for c in value.lower() if c in "0123456789abcdef")
+    if len(digits) != 12:
+        raise ValueError(f"not a MAC address: {value!r}")
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def neighbours(lan_if: str) -> dict[str, str]:
+    """The kernel's IPv4 neighbour table on ``lan_if``: ip -> mac."""
+    out = subprocess.run(["ip", "-4", "-j", "neigh", "show", "dev", lan_if],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        log.warning("cannot read the neighbour table of %s: %s", lan_if, out.stderr.strip())
+        return {}
+    table = {}
+    for entry in json.loads(out.stdout or "[]"):
+        mac = entry.get("lladdr")
+        if mac and "FAILED" not in entry.get("state", []):
+            table[entry["dst"]] = normalise_mac(mac)
+    return table
+
+
+class Clients:
+    """IP to MAC on the LAN, and presence checks."""
+
+    def __init__(self, lan_if: str, leases: Callable[[], Sequence[LeaseLike]],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.lan_if = lan_if
+        self._leases = leases
+        self._clock = clock
+        self._seen: dict[str, Seen] = {}
+        self._lock = threading.Lock()
+        self._sniffer: Any = None
+
+    # --- the scapy watcher ---------------------------------------------------
+
+    def start(self) -> None:
+        from scapy.sendrecv import AsyncSniffer
+
+        try:
+            self._sniffer = AsyncSniffer(iface=self.lan_if, filter=SNIFF_FILTER, store=False,
+                                         prn=self._packet)
+            self._sniffer.start()
+        except Exception as exc:  # the box works without it, from leases and ARP
+            log.warning("not watching DHCP/ARP on %s: %s", self.lan_if, exc)
+            self._sniffer = None
+
+    def stop(self) -> None:
+        if self._sniffer is not None and getattr(self._sniffer, "running", False):
+            try:
+                self._sniffer.stop()
+            except Exception as exc:  # stopping must never block shutdown
+                log.debug("sniffer stop: %s", exc)
+        self._sniffer = None
+
+    def _packet(self, pkt: Any) -> None:
+        from scapy.layers.dhcp import DHCP
+        from scapy.layers.inet import IP
+        from scapy.layers.l2 import ARP, Ether
+
+        try:
+            if ARP in pkt and pkt[ARP].psrc not in ("0.0.0.0", ""):
+                self._note(pkt[ARP].psrc, pkt[ARP].hwsrc)
+            elif DHCP in pkt and Ether in pkt and IP in pkt and pkt[IP].src != "0.0.0.0":
+                self._note(pkt[IP].src, pkt[Ether].src)
+        except Exception as exc:  # a malformed frame must not stop the watcher
+            log.debug("ignored a frame on %s: %s", self.lan_if, exc)
+
+    def _note(self, ip: str, mac: str) -> None:
+        with self._lock:
+            self._seen[ip] = Seen(normalise_mac(mac), self._clock())
+
+    # --- queries -----------------------------------------------------------------
+
+    def mac_of(self, ip: str) -> str | None:
+        """The MAC the client at ``ip`` uses: the neighbour table first (what
+        the kernel will match on), then leases, then what was seen."""
+        mac = neighbours(self.lan_if).get(ip)
+        if mac:
+            return mac
+        for lease in self._leases():
+            if lease.ipv4 == ip:
+                return normalise_mac(lease.mac)
+        with self._lock:
+            seen = self._seen.get(ip)
+        return seen.mac if seen else None
+
+    def has_lease(self, ip: str, mac: str) -> bool:
+        return any(lease.ipv4 == ip and normalise_mac(lease.mac) == mac
+                   for lease in self._leases())
+
+    def recently_seen(self, ip: str, mac: str, within: float) -> bool:
+        with self._lock:
+            seen = self._seen.get(ip)
+        return seen is not None and seen.mac == mac and self._clock() - seen.at <= within
+
+    def answers_arp(self, ip: str, mac: str, timeout: float = 1.0) -> bool:
+        from scapy.layers.l2 import ARP, Ether
+        from scapy.sendrecv import srp
+
+        try:
+            answered, _ = srp(Ether(dst=mac) / ARP(pdst=ip), iface=self.lan_if,
+                              timeout=timeout, retry=1, verbose=False)
+        except OSError as exc:
+            log.warning("ARP probe of %s on %s failed: %s", ip, self.lan_if, exc)
+            return True  # cannot tell: never cut a session on our own error
+        return any(normalise_mac(r[1][ARP].hwsrc) == mac for r in answered)
+
+    def present(self, ip: str, mac: str) -> bool:
+        """Still on the LAN: holds its lease, or answers ARP."""
+        return self.has_lease(ip, mac) or self.answers_arp(ip, mac)

@@ -1,0 +1,407 @@
+"""The box's configuration: a TOML file, and what is not set, detected.
+
+``load()`` returns a complete, checked ``Config`` or raises ``ConfigError``
+naming the key: the box never starts half-way on a bad file. Detection
+(``detect()``) reads the interfaces with netifaces: the WAN is the interface
+of the default route, the LAN the other interface that is up. Each finding
+is reported with its reason, so a technician can see what the box decided.
+docs/gateway.md documents every key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from passerelle.errors import UserError
+
+
+class ConfigError(UserError):
+    """A bad or contradictory configuration; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str
+    secret: bytes
+    auth_port: int = 1812
+    acct_port: int = 1813
+    require_message_authenticator: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    identifier: str
+    state_dir: Path
+    nas_ip: str
+    lan_if: str
+    lan_address: ipaddress.IPv4Interface
+    dhcp_start: str
+    dhcp_end: str
+    lease_time: int
+    wan_if: str
+    masquerade: bool
+    portal_hostname: str
+    portal_http_port: int
+    portal_https_port: int
+    portal_api_url: str
+    servers: tuple[Server, ...]
+    radius_timeout: float
+    radius_tries: int
+    dead_time: float
+    operator_name: str
+    dae_listen: str
+    dae_port: int
+    dae_clients: Mapping[str, bytes]
+    dae_window: int
+    garden_addresses: tuple[str, ...]
+    garden_domains: tuple[str, ...]
+    upstream_dns: tuple[str, ...]
+    interim_interval: int
+    idle_timeout: int
+    sweep_interval: float
+    lease_check_interval: float
+    heartbeat_interval: float
+    control_socket: Path
+    findings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def box_ipv4(self) -> str:
+        return str(self.lan_address.ip)
+
+    @property
+    def spool_path(self) -> Path:
+        return self.state_dir / "spool.db"
+
+    @property
+    def sessions_path(self) -> Path:
+        return self.state_dir / "sessions.db"
+
+
+# --- detection ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interfaces:
+    """What the machine has; read by ``read_interfaces()``, or made up by tests."""
+
+    default_route_if: str | None
+    up: tuple[str, ...]  # interfaces that are up, loopback excluded
+    ipv4: Mapping[str, tuple[str, ...]]  # interface -> "address/prefix"
+
+
+def read_interfaces() -> Interfaces:
+    import netifaces  # the netifaces-plus distribution
+
+    gateways = netifaces.gateways()
+    defaults = gateways.get("default", {})
+    default = defaults.get(netifaces.AF_INET) if isinstance(defaults, dict) else None
+    up = []
+    addresses: dict[str, tuple[str, ...]] = {}
+    for name in netifaces.interfaces():
+        state = Path(f"/sys/class/net/{name}/operstate")
+        flags = Path(f"/sys/class/net/{name}/flags")
+        is_up = state.exists() and state.read_text().strip() in ("up", "unknown")
+        if flags.exists():
+            is_up = is_up and bool(int(flags.read_text(), 16) & 0x1)
+        if name == "lo" or not is_up:
+            continue
+        up.append(name)
+        found = []
+        for entry in netifaces.ifaddresses(name).get(netifaces.AF_INET, []):
+            net = ipaddress.IPv4Network(f"0.0.0.0/{entry['netmask']}")
+            found.append(f"{entry['addr']}/{net.prefixlen}")
+        addresses[name] = tuple(found)
+    return Interfaces(default[1] if default else None, tuple(up), addresses)
+
+
+# --- loading -------------------------------------------------------------------
+
+_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HOST = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                   r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+KNOWN = {
+    "box": {"identifier", "state_dir", "nas_ip"},
+    "lan": {"interface", "address", "dhcp_start", "dhcp_end", "lease_time"},
+    "wan": {"interface", "masquerade"},
+    "portal": {"hostname", "http_port", "https_port", "api_url"},
+    "radius": {"servers", "timeout", "tries", "dead_time", "operator_name"},
+    "dae": {"listen", "port", "clients", "window"},
+    "garden": {"addresses", "domains"},
+    "dns": {"upstream"},
+    "sessions": {"interim_interval", "idle_timeout", "sweep_interval",
+                 "lease_check_interval", "heartbeat_interval"},
+    "control": {"socket"},
+}
+SERVER_KEYS = {"host", "secret", "secret_file", "auth_port", "acct_port",
+               "require_message_authenticator"}
+
+
+class _Table:
+    """Typed reads from one TOML table, with errors that name the key."""
+
+    def __init__(self, data: Mapping[str, Any], prefix: str) -> None:
+        self.data = data
+        self.prefix = prefix
+
+    def name(self, key: str) -> str:
+        return f"{self.prefix}.{key}"
+
+    def get(self, key: str, kind: type, default: Any) -> Any:
+        value = self.data.get(key, default)
+        if value is default:
+            return value
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{self.name(key)}: expected {kind.__name__}, got {value!r}")
+        return value
+
+    def number(self, key: str, kind: type, default: Any, low: float, high: float) -> Any:
+        value = self.get(key, kind, default)
+        if not low <= value <= high:
+            raise ConfigError(f"{self.name(key)}: {value} is not between {low} and {high}")
+        return value
+
+    def strings(self, key: str, check: Callable[[str], Any] | None = None) -> tuple[str, ...]:
+        value = self.get(key, list, [])
+        for item in value:
+            if not isinstance(item, str):
+                raise ConfigError(f"{self.name(key)}: expected strings, got {item!r}")
+            if check is not None:
+                try:
+                    check(item)
+                except ValueError as exc:
+                    raise ConfigError(f"{self.name(key)}: {item!r}: {exc}") from None
+        return tuple(value)
+
+
+def _check_domain(value: str) -> None:
+    if not _HOST.match(value.lstrip("*.")):
+        raise ValueError("not a domain name")
+
+
+def _ip(value: str) -> str:
+    return str(ipaddress.ip_address(value))
+
+
+def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
+    """Build the configuration from TOML ``text``; ``base`` resolves
+    relative paths (the config file's folder)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}") from None
+    for section, value in data.items():
+        if section not in KNOWN:
+            raise ConfigError(f"{section}: unknown section (known: {', '.join(sorted(KNOWN))})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{section}: expected a table")
+        unknown = set(value) - KNOWN[section]
+        if unknown:
+            raise ConfigError(f"{section}.{sorted(unknown)[0]}: unknown key")
+    t = {name: _Table(data.get(name, {}), name) for name in KNOWN}
+    findings: list[str] = []
+
+    identifier = t["box"].get("identifier", str, None)
+    if identifier is None:
+        raise ConfigError("box.identifier: required (the NAS-Identifier the centre knows)")
+    if not _IDENT.match(identifier):
+        raise ConfigError(f"box.identifier: {identifier!r} is not a valid identifier")
+    state_dir = base / t["box"].get("state_dir", str, "/var/lib/passerelle-gateway")
+
+    wan_if = t["wan"].get("interface", str, None)
+    if wan_if is None:
+        if interfaces.default_route_if is None:
+            raise ConfigError("wan.interface: not set and no default route to detect it from")
+        wan_if = interfaces.default_route_if
+        findings.append(f"WAN interface {wan_if}: it carries the default route")
+    lan_if = t["lan"].get("interface", str, None)
+    if lan_if is None:
+        others = [name for name in interfaces.up if name != wan_if]
+        if len(others) != 1:
+            found = ", ".join(others) or "none"
+            raise ConfigError(f"lan.interface: not set, and the interfaces up besides the WAN "
+                              f"are {found}: set it")
+        lan_if = others[0]
+        findings.append(f"LAN interface {lan_if}: the only other interface that is up")
+    if lan_if == wan_if:
+        raise ConfigError(f"lan.interface: {lan_if} is also the WAN interface")
+
+    raw_address = t["lan"].get("address", str, None)
+    if raw_address is None:
+        found_addrs = interfaces.ipv4.get(lan_if, ())
+        if not found_addrs:
+            raise ConfigError(f"lan.address: not set and {lan_if} has no IPv4 address")
+        raw_address = found_addrs[0]
+        findings.append(f"LAN address {raw_address}: the address of {lan_if}")
+    try:
+        lan_address = ipaddress.IPv4Interface(raw_address)
+    except ValueError:
+        raise ConfigError(f"lan.address: {raw_address!r} is not an IPv4 address/prefix") from None
+    network = lan_address.network
+    if network.num_addresses < 8:
+        raise ConfigError(f"lan.address: {network} is too small for clients")
+    hosts = list(network.hosts()) if network.num_addresses <= 65536 else []
+    default_start = str(hosts[min(9, len(hosts) - 2)]) if hosts else None
+    default_end = str(hosts[-1]) if hosts else None
+    dhcp_start = t["lan"].get("dhcp_start", str, default_start)
+    dhcp_end = t["lan"].get("dhcp_end", str, default_end)
+    for key, value in (("dhcp_start", dhcp_start), ("dhcp_end", dhcp_end)):
+        if value is None:
+            raise ConfigError(f"lan.{key}: required for a network as large as {network}")
+        try:
+            addr = ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ConfigError(f"lan.{key}: {value!r} is not an IPv4 address") from None
+        if addr not in network:
+            raise ConfigError(f"lan.{key}: {value} is outside the LAN {network}")
+        if addr == lan_address.ip:
+            raise ConfigError(f"lan.{key}: {value} is the box's own address")
+    if ipaddress.IPv4Address(dhcp_start) > ipaddress.IPv4Address(dhcp_end):
+        raise ConfigError(f"lan.dhcp_start: {dhcp_start} is after lan.dhcp_end {dhcp_end}")
+    if ipaddress.IPv4Address(dhcp_start) <= lan_address.ip <= ipaddress.IPv4Address(dhcp_end):
+        raise ConfigError(f"lan.dhcp_start: the range {dhcp_start}-{dhcp_end} holds the box's "
+                          f"own address {lan_address.ip}")
+    lease_time = t["lan"].number("lease_time", int, 3600, 120, 7 * 86400)
+
+    nas_ip = t["box"].get("nas_ip", str, None)
+    if nas_ip is None:
+        wan_addrs = interfaces.ipv4.get(wan_if, ())
+        nas_ip = wan_addrs[0].split("/")[0] if wan_addrs else str(lan_address.ip)
+        where = f"WAN {wan_if}" if wan_addrs else "the LAN"
+        findings.append(f"NAS-IP-Address {nas_ip}: the address of {where}")
+    try:
+        nas_ip = str(ipaddress.IPv4Address(nas_ip))
+    except ValueError:
+        raise ConfigError(f"box.nas_ip: {nas_ip!r} is not an IPv4 address") from None
+
+    hostname = t["portal"].get("hostname", str, "portal.passerelle.internal")
+    if not _HOST.match(hostname):
+        raise ConfigError(f"portal.hostname: {hostname!r} is not a host name (RFC 8910: "
+                          "the portal URI should not be an IP literal)")
+    http_port = t["portal"].number("http_port", int, 8080, 1, 65535)
+    https_port = t["portal"].number("https_port", int, 8443, 1, 65535)
+    if http_port == https_port:
+        raise ConfigError("portal.https_port: the same port as portal.http_port")
+    suffix = "" if https_port == 443 else f":{https_port}"
+    api_url = t["portal"].get("api_url", str, f"https://{hostname}{suffix}/api/captive")
+    if not api_url.startswith("https://"):
+        raise ConfigError("portal.api_url: must be an https:// URL (RFC 8908)")
+    if len(api_url.encode()) > 255:
+        raise ConfigError("portal.api_url: longer than the 255 octets of DHCP option 114")
+
+    servers = tuple(_servers(data.get("radius", {}).get("servers"), base))
+    radius = t["radius"]
+    timeout = radius.number("timeout", float, 2.0, 0.1, 30.0)
+    tries = radius.number("tries", int, 5, 1, 10)
+    dead_time = radius.number("dead_time", float, 30.0, 0.0, 3600.0)
+    operator_name = radius.get("operator_name", str, "")
+
+    dae = t["dae"]
+    dae_listen = _checked(dae, "listen", "0.0.0.0", _ip)
+    dae_port = dae.number("port", int, 3799, 0, 65535)
+    dae_hosts = dae.strings("clients", _ip) or tuple(s.host for s in servers)
+    by_host = {_ip(s.host): s.secret for s in servers if _is_ip(s.host)}
+    dae_clients: dict[str, bytes] = {}
+    for host in dae_hosts:
+        secret = by_host.get(_ip(host))
+        if secret is None:
+            raise ConfigError(f"dae.clients: {host} is not one of radius.servers, whose "
+                              "secret it would use")
+        dae_clients[_ip(host)] = secret
+    dae_window = dae.number("window", int, 300, 1, 3600)
+
+    garden_addresses = t["garden"].strings("addresses", ipaddress.ip_network)
+    garden_domains = t["garden"].strings("domains", _check_domain)
+    upstream_dns = t["dns"].strings("upstream", _ip)
+
+    s = t["sessions"]
+    interim = s.number("interim_interval", int, 300, 60, 86400)
+    idle = s.number("idle_timeout", int, 900, 0, 86400)
+    sweep = s.number("sweep_interval", float, 5.0, 0.2, 300.0)
+    lease_check = s.number("lease_check_interval", float, 30.0, 1.0, 3600.0)
+    heartbeat = s.number("heartbeat_interval", float, 30.0, 1.0, 3600.0)
+    control = state_dir / t["control"].get("socket", str, "control.sock")
+
+    return Config(
+        identifier=identifier, state_dir=state_dir, nas_ip=nas_ip, lan_if=lan_if,
+        lan_address=lan_address, dhcp_start=dhcp_start, dhcp_end=dhcp_end,
+        lease_time=lease_time, wan_if=wan_if, masquerade=t["wan"].get("masquerade", bool, True),
+        portal_hostname=hostname, portal_http_port=http_port, portal_https_port=https_port,
+        portal_api_url=api_url, servers=servers, radius_timeout=timeout, radius_tries=tries,
+        dead_time=dead_time, operator_name=operator_name, dae_listen=dae_listen,
+        dae_port=dae_port, dae_clients=dae_clients, dae_window=dae_window,
+        garden_addresses=garden_addresses, garden_domains=garden_domains,
+        upstream_dns=upstream_dns, interim_interval=interim, idle_timeout=idle,
+        sweep_interval=sweep, lease_check_interval=lease_check, heartbeat_interval=heartbeat,
+        control_socket=control, findings=tuple(findings),
+    )
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _checked(table: _Table, key: str, default: str, check: Callable[[str], str]) -> str:
+    value = table.get(key, str, default)
+    try:
+        return check(value)
+    except ValueError:
+        raise ConfigError(f"{table.name(key)}: {value!r} is not an IP address") from None
+
+
+def _servers(raw: Any, base: Path) -> list[Server]:
+    if not raw:
+        raise ConfigError("radius.servers: at least one [[radius.servers]] is required")
+    if not isinstance(raw, list):
+        raise ConfigError("radius.servers: expected [[radius.servers]] tables")
+    servers = []
+    for i, entry in enumerate(raw):
+        prefix = f"radius.servers[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{prefix}: expected a table")
+        unknown = set(entry) - SERVER_KEYS
+        if unknown:
+            raise ConfigError(f"{prefix}.{sorted(unknown)[0]}: unknown key")
+        t = _Table(entry, prefix)
+        host = t.get("host", str, None)
+        if not host:
+            raise ConfigError(f"{prefix}.host: required")
+        secret = t.get("secret", str, None)
+        secret_file = t.get("secret_file", str, None)
+        if (secret is None) == (secret_file is None):
+            raise ConfigError(f"{prefix}.secret: set exactly one of secret and secret_file")
+        if secret_file is not None:
+            try:
+                secret = (base / secret_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{prefix}.secret_file: {exc.strerror}: {secret_file}") from None
+        if not secret:
+            raise ConfigError(f"{prefix}.secret: must not be empty (RFC 2865 3)")
+        servers.append(Server(
+            host=host,
+            secret=secret.encode(),
+            auth_port=t.number("auth_port", int, 1812, 1, 65535),
+            acct_port=t.number("acct_port", int, 1813, 1, 65535),
+            require_message_authenticator=t.get("require_message_authenticator", bool, True),
+        ))
+    return servers
+
+
+def load(path: Path, interfaces: Interfaces | None = None) -> Config:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return parse(text, path.parent.resolve(), interfaces or read_interfaces())

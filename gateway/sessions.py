@@ -1,0 +1,258 @@
+"""The session state machine of the box: the pure core.
+
+Every event (check-in accepted, a tick of the clock with the kernel's
+counters, check-out, a Disconnect- or CoA-Request, the client gone, the
+daemon restarting) goes in with the time; out come the new session and the
+actions the daemon must carry out (allow or revoke in nftables, send an
+accounting record). No sockets, no clock of its own: the tests drive it.
+
+Times are Unix seconds (floats). Counters are the session's cumulative
+octets and packets; ``up`` is from the client (RADIUS Acct-Input-*), ``down``
+towards it (Acct-Output-*), as the NAS sees them (RFC 2866).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from .acct import AccountingRecord
+
+
+class Cause(str, enum.Enum):
+    """Acct-Terminate-Cause values the box reports (RFC 2866 5.10)."""
+
+    user_request = "User-Request"  # check-out
+    lost_carrier = "Lost-Carrier"  # the client left (no lease, no ARP answer)
+    idle_timeout = "Idle-Timeout"
+    session_timeout = "Session-Timeout"
+    admin_reset = "Admin-Reset"  # a Disconnect-Request, an operator
+    nas_request = "NAS-Request"
+    nas_reboot = "NAS-Reboot"  # the box restarted and the kernel lost the session
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What the centre's Access-Accept granted."""
+
+    session_timeout: int | None = None
+    idle_timeout: int | None = None
+    interim_interval: int | None = None
+    class_: bytes | None = None
+    bandwidth_up: int | None = None
+    bandwidth_down: int | None = None
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Cumulative traffic as the kernel counts it for one client entry."""
+
+    bytes_up: int = 0
+    bytes_down: int = 0
+    packets_up: int = 0
+    packets_down: int = 0
+
+    def __add__(self, other: Counters) -> Counters:
+        return Counters(self.bytes_up + other.bytes_up, self.bytes_down + other.bytes_down,
+                        self.packets_up + other.packets_up,
+                        self.packets_down + other.packets_down)
+
+    def less_than(self, other: Counters) -> bool:
+        """True when ``self`` went backwards compared to ``other``: the
+        kernel's entry was re-created and its counters restarted at zero."""
+        return (self.bytes_up < other.bytes_up or self.bytes_down < other.bytes_down
+                or self.packets_up < other.packets_up
+                or self.packets_down < other.packets_down)
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str  # Acct-Session-Id, unique on this box
+    login: str
+    mac: str  # aa:bb:cc:dd:ee:ff
+    ipv4: str
+    started: float
+    terms: Terms
+    ipv6: tuple[str, ...] = ()
+    # Traffic of entries the kernel no longer has (after a re-created entry).
+    carried: Counters = Counters()
+    # The kernel entry's counters at the last observation.
+    kernel: Counters = Counters()
+    last_activity: float = 0.0
+    last_interim: float = 0.0
+    stopped: float | None = None
+    cause: str = ""
+    # The session time reported at Stop (idle time is not charged).
+    final_time: int | None = None
+
+    @property
+    def counters(self) -> Counters:
+        return self.carried + self.kernel
+
+    @property
+    def ends(self) -> float | None:
+        """When the Session-Timeout runs out, or None."""
+        if self.terms.session_timeout is None:
+            return None
+        return self.started + self.terms.session_timeout
+
+    def time_left(self, now: float) -> int | None:
+        ends = self.ends
+        return None if ends is None else max(0, int(ends - now))
+
+
+# --- actions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Allow:
+    """Put (mac, ipv4, ipv6) in the kernel's sets for ``timeout`` seconds."""
+
+    session: Session
+    timeout: int
+
+
+@dataclass(frozen=True)
+class Extend:
+    """Give the kernel's entry a new timeout, keeping its counters (CoA)."""
+
+    session: Session
+    timeout: int
+
+
+@dataclass(frozen=True)
+class Revoke:
+    session: Session
+
+
+@dataclass(frozen=True)
+class Account:
+    record: AccountingRecord
+
+
+Action = Allow | Extend | Revoke | Account
+
+# The kernel needs a timeout; a session without Session-Timeout is still cut
+# by the box's sweep, this is only the safety net if the daemon is gone.
+NO_TIMEOUT = 24 * 3600
+DEFAULT_INTERIM = 300
+MIN_INTERIM = 60  # RFC 2869 5.16: never more often than once a minute
+
+
+def record(session: Session, status: str, now: float) -> AccountingRecord:
+    """The accounting record of ``session`` as it stands at ``now``."""
+    stopping = status == "Stop"
+    counters = session.counters
+    if stopping and session.final_time is not None:
+        session_time = session.final_time
+    else:
+        session_time = max(0, int(now - session.started))
+    return AccountingRecord(
+        status=status,
+        session_id=session.session_id,
+        username=session.login,
+        mac=session.mac,
+        ipv4=session.ipv4,
+        class_=session.terms.class_,
+        session_time=session_time,
+        input_octets=counters.bytes_up,
+        output_octets=counters.bytes_down,
+        input_packets=counters.packets_up,
+        output_packets=counters.packets_down,
+        terminate_cause=session.cause if stopping else "",
+        event_time=now,
+    )
+
+
+def check_in(session_id: str, login: str, mac: str, ipv4: str, terms: Terms, now: float,
+             ipv6: tuple[str, ...] = ()) -> tuple[Session, list[Action]]:
+    """A check-in the centre accepted: open the gate, send Start."""
+    session = Session(session_id=session_id, login=login, mac=mac, ipv4=ipv4, ipv6=ipv6,
+                      started=now, terms=terms, last_activity=now, last_interim=now)
+    timeout = terms.session_timeout if terms.session_timeout is not None else NO_TIMEOUT
+    return session, [Allow(session, max(1, timeout)), Account(record(session, "Start", now))]
+
+
+def observe(session: Session, kernel: Counters, now: float) -> Session:
+    """Fold the kernel's counters for the session's entry in."""
+    carried = session.carried
+    if kernel.less_than(session.kernel):
+        carried = carried + session.kernel
+    moved = kernel != session.kernel or carried != session.carried
+    return replace(session, carried=carried, kernel=kernel,
+                   last_activity=now if moved else session.last_activity)
+
+
+def end(session: Session, cause: Cause, now: float) -> tuple[Session, list[Action]]:
+    """Close the session: revoke it and send Stop (once: a stopped session
+    stays stopped whatever comes after)."""
+    if session.stopped is not None:
+        return session, []
+    stop_at = now
+    final = None
+    if cause is Cause.session_timeout and session.ends is not None:
+        stop_at = min(now, session.ends)
+    if cause is Cause.idle_timeout:
+        # The person left the laptop: the idle minutes are not charged.
+        final = max(0, int(session.last_activity - session.started))
+    done = replace(session, stopped=stop_at, cause=cause.value, final_time=final)
+    return done, [Revoke(done), Account(record(done, "Stop", stop_at))]
+
+
+def tick(session: Session, now: float, default_interim: int = DEFAULT_INTERIM,
+         default_idle: int | None = None) -> tuple[Session, list[Action]]:
+    """What the clock says: time up, idle, or an interim update due."""
+    if session.stopped is not None:
+        return session, []
+    ends = session.ends
+    if ends is not None and now >= ends:
+        return end(session, Cause.session_timeout, now)
+    idle = session.terms.idle_timeout or default_idle
+    if idle and now - session.last_activity >= idle:
+        return end(session, Cause.idle_timeout, now)
+    interval = max(MIN_INTERIM, session.terms.interim_interval or default_interim)
+    if now - session.last_interim >= interval:
+        due = replace(session, last_interim=now)
+        return due, [Account(record(due, "Interim-Update", now))]
+    return session, []
+
+
+def change(session: Session, now: float, session_timeout: int | None = None,
+           bandwidth_up: int | None = None,
+           bandwidth_down: int | None = None) -> tuple[Session, list[Action]]:
+    """A CoA-Request: new Session-Timeout (from now, RFC 5176 3.) or caps."""
+    if session.stopped is not None:
+        return session, []
+    terms = session.terms
+    if session_timeout is not None:
+        # Session-Timeout counts from the start of the session in our terms.
+        terms = replace(terms, session_timeout=int(now - session.started) + session_timeout)
+    if bandwidth_up is not None:
+        terms = replace(terms, bandwidth_up=bandwidth_up)
+    if bandwidth_down is not None:
+        terms = replace(terms, bandwidth_down=bandwidth_down)
+    changed = replace(session, terms=terms)
+    actions: list[Action] = []
+    if session_timeout is not None:
+        actions.append(Extend(changed, max(1, session_timeout)))
+    return changed, actions
+
+
+def restore(session: Session, in_kernel: bool, kernel: Counters | None, now: float,
+            last_alive: float) -> tuple[Session, list[Action]]:
+    """The daemon started again and found ``session`` in its table.
+
+    ``in_kernel``: the kernel still has the entry (the daemon alone
+    restarted; the kernel kept enforcing). ``last_alive``: the last time the
+    daemon was known alive (its heartbeat), for sessions the kernel lost.
+    """
+    if session.stopped is not None:
+        return session, []
+    if in_kernel and kernel is not None:
+        return tick(observe(session, kernel, now), now)
+    ends = session.ends
+    if ends is not None and ends <= now:
+        # Expired while the daemon was away: it ended when its time was up.
+        return end(session, Cause.session_timeout, ends)
+    # The kernel lost it with time left: the box rebooted.
+    return end(session, Cause.nas_reboot, min(now, max(last_alive, session.started)))

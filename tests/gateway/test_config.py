@@ -1,0 +1,135 @@
+"""The box's configuration: detection, defaults, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from passerelle.gateway.config import ConfigError, Interfaces, load, parse, read_interfaces
+
+MACHINE = Interfaces(
+    default_route_if="wan0",
+    up=("wan0", "lan0"),
+    ipv4={"wan0": ("203.0.113.2/24",), "lan0": ("198.51.100.1/24",)},
+)
+
+MINIMAL = """
+[box]
+identifier = "axis-gw"
+state_dir = "state"
+
+[[radius.servers]]
+host = "192.0.2.10"
+secret = "s3cret"
+"""
+
+
+def test_minimal_config_detects_the_rest(tmp_path: Path) -> None:
+    cfg = parse(MINIMAL, tmp_path, MACHINE)
+    assert (cfg.wan_if, cfg.lan_if) == ("wan0", "lan0")
+    assert cfg.box_ipv4 == "198.51.100.1" and cfg.nas_ip == "203.0.113.2"
+    assert (cfg.dhcp_start, cfg.dhcp_end) == ("198.51.100.10", "198.51.100.254")
+    assert cfg.state_dir == tmp_path / "state"
+    assert cfg.portal_api_url == "https://portal.passerelle.internal:8443/api/captive"
+    assert cfg.dae_clients == {"192.0.2.10": b"s3cret"}
+    assert cfg.control_socket == tmp_path / "state" / "control.sock"
+    findings = "\n".join(cfg.findings)
+    assert "WAN interface wan0: it carries the default route" in findings
+    assert "LAN interface lan0: the only other interface that is up" in findings
+
+
+def test_explicit_settings_win(tmp_path: Path) -> None:
+    text = MINIMAL + """
+[lan]
+interface = "eth1"
+address = "198.51.100.1/25"
+dhcp_start = "198.51.100.20"
+dhcp_end = "198.51.100.100"
+[wan]
+interface = "eth0"
+masquerade = false
+"""
+    cfg = parse(text, tmp_path, MACHINE)
+    assert (cfg.lan_if, cfg.wan_if, cfg.masquerade) == ("eth1", "eth0", False)
+    assert str(cfg.lan_address.network) == "198.51.100.0/25"
+    assert not any("interface" in f for f in cfg.findings)
+
+
+def test_secret_file(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("from-a-file\n")
+    text = MINIMAL.replace('secret = "s3cret"', 'secret_file = "secret"')
+    assert parse(text, tmp_path, MACHINE).servers[0].secret == b"from-a-file"
+
+
+@pytest.mark.parametrize(("patch", "message"), [
+    ("", "box.identifier: required"),
+    ('[box]\nidentifier = "bad id!"', "box.identifier: 'bad id!' is not a valid identifier"),
+    ('[box]\nidentifier = "gw"\n[bogus]\nx = 1', "bogus: unknown section"),
+    ('[box]\nidentifier = "gw"\ncolour = "red"', "box.colour: unknown key"),
+    ('[box]\nidentifier = "gw"', "radius.servers: at least one"),
+    ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"',
+     "radius.servers[0].secret: set exactly one of secret and secret_file"),
+    ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\nsecret = ""',
+     "radius.servers[0].secret: must not be empty"),
+    ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\nsecret = "x"\n'
+     'auth_port = 70000', "radius.servers[0].auth_port: 70000 is not between 1 and 65535"),
+    ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\nsecret = "x"\n'
+     'secret_file = "f"', "set exactly one"),
+    ("not toml [", "not valid TOML"),
+])
+def test_bad_configs_name_the_key(tmp_path: Path, patch: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(patch, tmp_path, MACHINE)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('[lan]\ninterface = "wan0"', "lan.interface: wan0 is also the WAN interface"),
+    ('[lan]\naddress = "not-an-address"', "lan.address: 'not-an-address' is not"),
+    ('[lan]\naddress = "198.51.100.1/30"', "lan.address: 198.51.100.0/30 is too small"),
+    ('[lan]\ndhcp_start = "192.0.2.5"', "lan.dhcp_start: 192.0.2.5 is outside the LAN"),
+    ('[lan]\ndhcp_start = "198.51.100.200"\ndhcp_end = "198.51.100.100"',
+     "lan.dhcp_start: 198.51.100.200 is after lan.dhcp_end"),
+    ('[lan]\ndhcp_start = "198.51.100.1"', "is the box's own address"),
+    ('[lan]\ndhcp_start = "198.51.100.0"\ndhcp_end = "198.51.100.9"\n'
+     'address = "198.51.100.5/24"', "holds the box's own address"),
+    ('[lan]\nlease_time = "1h"', "lan.lease_time: expected int"),
+    ('[wan]\nmasquerade = "yes"', "wan.masquerade: expected bool"),
+    ('[portal]\nhostname = "198.51.100.1:80"', "portal.hostname"),
+    ('[portal]\napi_url = "http://portal/api"', "portal.api_url: must be an https:// URL"),
+    ('[portal]\nhttp_port = 8443', "portal.https_port: the same port"),
+    ('[dae]\nclients = ["192.0.2.99"]', "dae.clients: 192.0.2.99 is not one of radius.servers"),
+    ('[dae]\nlisten = "everywhere"', "dae.listen: 'everywhere' is not an IP address"),
+    ('[garden]\naddresses = ["192.0.2.0/33"]', "garden.addresses: '192.0.2.0/33'"),
+    ('[garden]\ndomains = ["bad domain"]', "garden.domains: 'bad domain'"),
+    ('[sessions]\ninterim_interval = 10', "sessions.interim_interval: 10 is not between 60"),
+])
+def test_contradictions_name_the_key(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(MINIMAL + extra, tmp_path, MACHINE)
+    assert message in str(err.value)
+
+
+def test_detection_needs_a_default_route_and_one_lan(tmp_path: Path) -> None:
+    no_route = Interfaces(None, ("eth0", "eth1"), {})
+    with pytest.raises(ConfigError, match=r"wan\.interface: not set and no default route"):
+        parse(MINIMAL, tmp_path, no_route)
+    two = Interfaces("eth0", ("eth0", "eth1", "eth2"), {})
+    with pytest.raises(ConfigError, match="are eth1, eth2: set it"):
+        parse(MINIMAL, tmp_path, two)
+    bare = Interfaces("eth0", ("eth0", "eth1"), {"eth0": ("203.0.113.2/24",)})
+    with pytest.raises(ConfigError, match=r"lan\.address: not set and eth1 has no IPv4"):
+        parse(MINIMAL, tmp_path, bare)
+
+
+def test_load_reports_an_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.toml", MACHINE)
+
+
+def test_read_interfaces_sees_this_machine() -> None:
+    found = read_interfaces()
+    assert "lo" not in found.up
+    for name in found.up:
+        assert name in found.ipv4

@@ -1,0 +1,95 @@
+"""The control interface: JSON over a Unix socket, hostile input included."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from passerelle.gateway.control import ControlClient, ControlError, ControlServer
+
+
+class FakeBox:
+    """A stand-in for the daemon: the transport is what is under test here."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def status(self) -> dict[str, Any]:
+        return {"sessions": 0}
+
+    def who(self, ip: str) -> dict[str, Any]:
+        self.calls.append(("who", ip))
+        return {"ip": ip, "mac": None, "session": None}
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return []
+
+    def check_in(self, ip: str, login: str, password: str, chap: bool) -> dict[str, Any]:
+        self.calls.append(("check_in", ip, login, password, str(chap)))
+        if password != "right":
+            raise ControlError(403, "bad-credentials", "wrong login or password")
+        return {"session_id": "S1"}
+
+    def check_out(self, ip: str) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[ControlClient, FakeBox, Path]]:
+    box = FakeBox()
+    path = tmp_path / "control.sock"
+    server = ControlServer(path, box)
+    server.start()
+    yield ControlClient(path, timeout=5), box, path
+    server.stop()
+
+
+def test_calls_round_trip(served: tuple[ControlClient, FakeBox, Path]) -> None:
+    client, box, path = served
+    assert oct(path.stat().st_mode & 0o777) == "0o660"
+    assert client.status() == {"sessions": 0}
+    assert client.who("198.51.100.10")["ip"] == "198.51.100.10"
+    assert client.check_in("198.51.100.10", "alice", "right") == {"session_id": "S1"}
+    assert box.calls[-1] == ("check_in", "198.51.100.10", "alice", "right", "False")
+
+
+def test_refusals_and_errors_are_answers_not_crashes(
+        served: tuple[ControlClient, FakeBox, Path]) -> None:
+    client, _, _ = served
+    with pytest.raises(ControlError) as err:
+        client.check_in("198.51.100.10", "alice", "wrong")
+    assert (err.value.status, err.value.code) == (403, "bad-credentials")
+    with pytest.raises(ControlError) as err:
+        client.check_out("198.51.100.10")
+    assert (err.value.status, err.value.code) == (500, "internal")
+    for body, code in [({"ip": "x", "login": "a" * 300, "password": "p"}, 400),
+                       ({"ip": "x", "login": "a\x00b", "password": "p"}, 400),
+                       ({"ip": "x", "login": "", "password": "p"}, 400),
+                       ({"ip": 5, "login": "a", "password": "p"}, 400)]:
+        with pytest.raises(ControlError) as err:
+            client.call("POST", "/v1/check-in", body)
+        assert err.value.status == code
+    with pytest.raises(ControlError) as err:
+        client.call("GET", "/v2/anything")
+    assert err.value.status == 404
+    assert client.status() == {"sessions": 0}  # still serving
+
+
+def test_garbage_on_the_socket(served: tuple[ControlClient, FakeBox, Path]) -> None:
+    client, _, path = served
+    for raw in (b"POST /v1/check-in HTTP/1.1\r\nContent-Length: 5\r\n\r\n{{{{{",
+                b"POST /v1/check-in HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
+                b"\x00\xff garbage\r\n\r\n"):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(str(path))
+            sock.sendall(raw)
+            answer = sock.recv(4096)
+        # The request line of the last one is not HTTP: the answer is HTTP/0.9 style.
+        assert b"400" in answer or b"413" in answer, answer
+        assert b"500" not in answer
+    assert client.status() == {"sessions": 0}

@@ -1,0 +1,59 @@
+"""The box's on-disk session table: what is saved is there after a crash."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from passerelle.gateway import sessions as sm
+from passerelle.gateway.sessions import Cause, Counters, Terms
+from passerelle.gateway.store import Store, from_json, to_json
+
+T0 = 1_800_000_000.0
+
+
+def a_session(sid: str = "S1", ip: str = "198.51.100.10") -> sm.Session:
+    session, _ = sm.check_in(sid, "alice", "02:00:00:00:00:01", ip,
+                             Terms(3600, 600, 300, b"\x00\xffclass"), T0, ("2001:db8::10",))
+    return sm.observe(session, Counters(2**40, 7, 3, 4), T0 + 5)
+
+
+def test_json_round_trip_keeps_everything() -> None:
+    s = a_session()
+    assert from_json(to_json(s)) == s
+    ended, _ = sm.end(s, Cause.idle_timeout, T0 + 900)
+    assert from_json(to_json(ended)) == ended
+
+
+def test_open_sessions_and_updates(tmp_path: Path) -> None:
+    store = Store(tmp_path / "sessions.db")
+    one, two = a_session("S1"), a_session("S2", "198.51.100.11")
+    store.save(one)
+    store.save(two)
+    assert [s.session_id for s in store.open_sessions()] == ["S1", "S2"]
+    ended, _ = sm.end(one, Cause.user_request, T0 + 60)
+    store.save(ended)
+    assert [s.session_id for s in store.open_sessions()] == ["S2"]
+    assert store.get("S1") == ended
+    assert store.prune(T0 + 61) == 1 and store.get("S1") is None
+    store.set_state("heartbeat", "123.5")
+    store.set_state("heartbeat", "124.5")
+    assert store.get_state("heartbeat") == "124.5" and store.get_state("nope") is None
+    store.close()
+
+
+def test_a_saved_session_survives_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from passerelle.gateway.store import Store\n"
+        "from tests.gateway.test_store import a_session\n"
+        f"Store(Path({str(path)!r})).save(a_session())\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
+                          check=False)
+    assert proc.returncode == -9
+    assert Store(path).open_sessions() == [a_session()]
