@@ -29,9 +29,11 @@ def cli(verbose: bool) -> None:
 def _register() -> None:
     # Each part brings its own commands; imported here so `passerelle --help`
     # lists them all.
-    from .radius.cli import register
+    from .gateway.cli import register as register_gateway
+    from .radius.cli import register as register_radius
 
-    register(cli)
+    register_radius(cli)
+    register_gateway(cli)
 
 
 _register()
