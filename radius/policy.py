@@ -23,8 +23,9 @@ plan's maximum session), at least one second.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 
@@ -102,33 +103,54 @@ class Decision:
     vlan: int | None = None
 
 
-def _parse_hhmm(value: str) -> time:
-    hours, minutes = value.split(":")
-    if hours == "24" and minutes == "00":
-        return time.max
-    return time(int(hours), int(minutes))
+_HHMM = re.compile(r"(\d{1,2}):(\d{2})")
+MINUTES_PER_DAY = 24 * 60
+
+
+def _minutes(value: str, *, closing: bool) -> int:
+    """Minutes after midnight of an "HH:MM" time; "24:00" only as a closing."""
+    match = _HHMM.fullmatch(value)
+    hours, minutes = (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
+    total = hours * 60 + minutes
+    if not (0 <= hours < 24 and 0 <= minutes < 60) and not (closing and total == MINUTES_PER_DAY):
+        raise ValueError(f"site hours {value!r} are not HH:MM (00:00 to 24:00)")
+    return total
+
+
+def _wall(day: date, minutes: int, zone: ZoneInfo) -> datetime:
+    """The UTC instant of a local wall-clock time (minutes may reach 24:00)."""
+    moment = datetime.combine(day + timedelta(days=minutes // MINUTES_PER_DAY),
+                              time(minutes % MINUTES_PER_DAY // 60, minutes % 60), tzinfo=zone)
+    return moment.astimezone(UTC)
 
 
 def seconds_to_closing(site: SiteFacts, now: datetime) -> int | None:
     """Seconds until the site closes, None if always open, 0 if closed now.
 
-    ``now`` is an aware datetime or naive UTC."""
+    ``now`` is an aware datetime or naive UTC. A closing time at or before
+    the opening time is on the next day ("22:00"-"06:00" is a night,
+    "08:00"-"00:00" closes at midnight, equal times make a 24-hour day); the
+    day the span opens must be in ``open_days``."""
     if site.opens is None or site.closes is None:
         return None
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    local = now.astimezone(ZoneInfo(site.timezone))
-    if str(local.isoweekday()) not in site.open_days:
-        return 0
-    opens, closes = _parse_hhmm(site.opens), _parse_hhmm(site.closes)
-    if not opens <= local.time() < closes:
-        return 0
-    closing = datetime.combine(local.date(), closes, tzinfo=local.tzinfo)
-    if closes == time.max:
-        closing = datetime.combine(local.date() + timedelta(days=1), time(0),
-                                   tzinfo=local.tzinfo)
-    # Through UTC, so a DST change during the day is counted right.
-    return max(0, int((closing.astimezone(UTC) - now.astimezone(UTC)).total_seconds()))
+    now = now.astimezone(UTC)
+    zone = ZoneInfo(site.timezone)
+    opens = _minutes(site.opens, closing=False)
+    closes = _minutes(site.closes, closing=True)
+    if closes <= opens:
+        closes += MINUTES_PER_DAY
+    today = now.astimezone(zone).date()
+    # A span that opened yesterday may still run (night hours).
+    for day in (today - timedelta(days=1), today):
+        if str(day.isoweekday()) not in site.open_days:
+            continue
+        # Instants in UTC, so a DST change inside the span is counted right.
+        start, end = _wall(day, opens, zone), _wall(day, closes, zone)
+        if start <= now < end:
+            return int((end - now).total_seconds())
+    return 0
 
 
 def decide(
