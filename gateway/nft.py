@@ -1,0 +1,524 @@
+"""The box's data plane: one nftables table, ``inet passerelle``.
+
+``ruleset()`` is the pure part: from a ``Plan`` to the nft script, tested
+without root. ``Firewall`` is the thin adapter that feeds it to ``nft -f -``
+(optionally inside a network namespace) and adds, removes and reads the
+authorised clients. No client packet ever passes through Python.
+
+Sets (docs/dataplane.md shows how to inspect them):
+
+- ``allowed4`` (ether_addr . ipv4_addr) and ``allowed6`` (ether_addr .
+  ipv6_addr): who is checked in, for the decisions taken once per connection
+  (no portal redirect, no DNS redirect). No counters: the NAT hook sees only
+  the first packet of a connection and would count it twice.
+- ``up4``/``up6`` (same keys, per-element ``counter``): looked up on every
+  forwarded packet from the LAN; the lookup both authorises and counts, so
+  upstream bytes are exact. A packet with another client's IP and its own
+  MAC matches no element.
+- ``down4``/``down6`` (ipv4_addr / ipv6_addr, per-element ``counter``):
+  downstream packets carry no client MAC, so they are counted by destination
+  address, only for established/related connections.
+- ``garden4``/``garden6``: walled-garden CIDRs from the plan;
+  ``garden_dns4``/``garden_dns6``: addresses dnsmasq adds (``nftset=``) when
+  it resolves a walled-garden domain, kept one day after the last answer.
+
+All the client sets carry a kernel timeout, equal for the six elements of
+one client: the kernel ends the session even when the daemon is down.
+Counters are IP-layer bytes (the IP header included), as RADIUS accounting
+reports them on most NASes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("passerelle.gateway")
+
+TABLE = "passerelle"
+FAMILY = "inet"
+CLIENT_SETS4 = ("allowed4", "up4", "down4")
+CLIENT_SETS6 = ("allowed6", "up6", "down6")
+# Chains this code creates; any other chain in our table is a leftover of an
+# older version and is deleted on apply.
+CHAINS = ("pre_nat", "captive_nat", "post_nat", "forward", "from_lan", "to_lan",
+          "lan_in", "input", "refuse")
+GARDEN_DNS_TIMEOUT = "1d"
+_IFNAME = re.compile(r"^[A-Za-z0-9_.@:-]{1,15}$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+class NftError(RuntimeError):
+    """nft refused a command; the message carries nft's own words."""
+
+
+class NotAllowed(LookupError):
+    """The client has no entry in the kernel's sets (never allowed, revoked or expired)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the ruleset depends on."""
+
+    lan_if: str
+    wan_if: str
+    box_ipv4: str  # the box's LAN address (portal, DNS, DHCP)
+    box_ipv6: str | None = None
+    portal_http_port: int = 8080  # plain HTTP from captive clients is DNAT-ed here
+    portal_https_port: int = 8443  # RFC 8908 API and portal over TLS
+    garden4: tuple[str, ...] = ()  # CIDRs reachable before check-in
+    garden6: tuple[str, ...] = ()
+    masquerade: bool = True
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """One authorised client as the kernel holds it."""
+
+    mac: str
+    ipv4: str
+    ipv6: tuple[str, ...]
+    expires_in: float  # seconds
+    bytes_up: int
+    bytes_down: int
+    packets_up: int
+    packets_down: int
+
+
+def normal_mac(mac: str) -> str:
+    """aa:bb:cc:dd:ee:ff from any common spelling; ValueError otherwise."""
+    digits = re.sub(r"[^0-9a-fA-F]", "", mac).lower()
+    spelled = ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+    if len(digits) != 12 or not _MAC.match(spelled) or len(mac) > 17:
+        raise ValueError(f"not a MAC address: {mac!r}")
+    return spelled
+
+
+def _ip(value: str, version: int) -> str:
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"not an IPv{version} address: {value!r}") from None
+    if addr.version != version:
+        raise ValueError(f"not an IPv{version} address: {value!r}")
+    return str(addr)
+
+
+def _nets(cidrs: Iterable[str], version: int) -> list[str]:
+    """Collapsed networks: nft refuses overlapping intervals in one set."""
+    nets = []
+    for cidr in cidrs:
+        try:
+            net = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"not a network: {cidr!r}") from None
+        if net.version != version:
+            raise ValueError(f"not an IPv{version} network: {cidr!r}")
+        nets.append(net)
+    return [str(n) for n in ipaddress.collapse_addresses(nets)]  # type: ignore[arg-type]
+
+
+def check_plan(plan: Plan) -> None:
+    """Raise ValueError naming what is wrong; nft would give a worse message."""
+    for name in ("lan_if", "wan_if"):
+        if not _IFNAME.match(getattr(plan, name)):
+            raise ValueError(f"{name}: not an interface name: {getattr(plan, name)!r}")
+    if plan.lan_if == plan.wan_if:
+        raise ValueError("lan_if and wan_if are the same interface")
+    _ip(plan.box_ipv4, 4)
+    if plan.box_ipv6:
+        _ip(plan.box_ipv6, 6)
+    for name in ("portal_http_port", "portal_https_port"):
+        port = getattr(plan, name)
+        if not 0 < port < 65536:
+            raise ValueError(f"{name}: not a port: {port!r}")
+    _nets(plan.garden4, 4)
+    _nets(plan.garden6, 6)
+
+
+def _sets() -> str:
+    client = "flags timeout;"
+    return f"""\
+	set allowed4 {{ type ether_addr . ipv4_addr; {client} }}
+	set allowed6 {{ type ether_addr . ipv6_addr; {client} }}
+	set up4 {{ type ether_addr . ipv4_addr; {client} counter; }}
+	set up6 {{ type ether_addr . ipv6_addr; {client} counter; }}
+	set down4 {{ type ipv4_addr; {client} counter; }}
+	set down6 {{ type ipv6_addr; {client} counter; }}
+	set garden4 {{ type ipv4_addr; flags interval; }}
+	set garden6 {{ type ipv6_addr; flags interval; }}
+	set garden_dns4 {{ type ipv4_addr; flags timeout; timeout {GARDEN_DNS_TIMEOUT}; }}
+	set garden_dns6 {{ type ipv6_addr; flags timeout; timeout {GARDEN_DNS_TIMEOUT}; }}
+"""
+
+
+def _chains(plan: Plan) -> str:
+    lan, wan, box = f'"{plan.lan_if}"', f'"{plan.wan_if}"', plan.box_ipv4
+    http, https = plan.portal_http_port, plan.portal_https_port
+    redirect6 = ""
+    if plan.box_ipv6:
+        box6 = plan.box_ipv6
+        redirect6 = f"""\
+		ip6 daddr != {box6} meta l4proto {{ tcp, udp }} th dport 53 dnat ip6 to [{box6}]:53
+		ip6 daddr @garden6 return
+		ip6 daddr @garden_dns6 return
+		tcp dport 80 meta nfproto ipv6 dnat ip6 to [{box6}]:{http}
+"""
+    masq = (f"\t\tiifname {lan} oifname {wan} meta nfproto ipv4 masquerade\n"
+            if plan.masquerade else "")
+    return f"""\
+	chain pre_nat {{
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname {lan} ip daddr {box} tcp dport 80 dnat ip to {box}:{http}
+		iifname {lan} jump captive_nat
+	}}
+	chain captive_nat {{
+		ether saddr . ip saddr @allowed4 return
+		ether saddr . ip6 saddr @allowed6 return
+		ip daddr != {box} meta l4proto {{ tcp, udp }} th dport 53 dnat ip to {box}:53
+		ip daddr @garden4 return
+		ip daddr @garden_dns4 return
+		tcp dport 80 meta nfproto ipv4 dnat ip to {box}:{http}
+{redirect6}\t}}
+	chain post_nat {{
+		type nat hook postrouting priority srcnat; policy accept;
+{masq}\t}}
+	chain forward {{
+		type filter hook forward priority filter; policy accept;
+		iifname {lan} oifname {lan} drop
+		iifname {lan} jump from_lan
+		oifname {lan} jump to_lan
+	}}
+	chain from_lan {{
+		oifname != {wan} jump refuse
+		ether saddr . ip saddr @up4 accept
+		ether saddr . ip6 saddr @up6 accept
+		ip daddr @garden4 accept
+		ip daddr @garden_dns4 accept
+		ip6 daddr @garden6 accept
+		ip6 daddr @garden_dns6 accept
+		jump refuse
+	}}
+	chain to_lan {{
+		iifname != {wan} drop
+		ct state established,related ip daddr @down4 accept
+		ct state established,related ip6 daddr @down6 accept
+		ct state established,related ip saddr @garden4 accept
+		ct state established,related ip saddr @garden_dns4 accept
+		ct state established,related ip6 saddr @garden6 accept
+		ct state established,related ip6 saddr @garden_dns6 accept
+		drop
+	}}
+	chain input {{
+		type filter hook input priority filter; policy accept;
+		iifname {lan} jump lan_in
+	}}
+	chain lan_in {{
+		ct state established,related accept
+		udp dport {{ 67, 547 }} accept
+		meta l4proto {{ tcp, udp }} th dport 53 accept
+		tcp dport {{ {http}, {https} }} accept
+		meta l4proto {{ icmp, ipv6-icmp }} accept
+		jump refuse
+	}}
+	chain refuse {{
+		meta l4proto tcp reject with tcp reset
+		meta l4proto udp reject with icmpx port-unreachable
+		reject with icmpx admin-prohibited
+	}}
+"""
+
+
+def ruleset(plan: Plan) -> str:
+    """The nft script for ``plan``: valid on a fresh kernel and on one that
+    already has the table, where it keeps the clients' elements (and their
+    counters and timeouts) and replaces every rule in one transaction."""
+    check_plan(plan)
+    lines = [
+        f"add table {FAMILY} {TABLE}",
+        # Rules only: set elements (the authorised clients) survive.
+        f"flush table {FAMILY} {TABLE}",
+        f"table {FAMILY} {TABLE} {{",
+        _sets() + _chains(plan) + "}",
+    ]
+    for name, nets in (("garden4", _nets(plan.garden4, 4)), ("garden6", _nets(plan.garden6, 6))):
+        lines.append(f"flush set {FAMILY} {TABLE} {name}")
+        if nets:
+            lines.append(f"add element {FAMILY} {TABLE} {name} {{ {', '.join(nets)} }}")
+    return "\n".join(lines) + "\n"
+
+
+def _key4(mac: str, ipv4: str) -> str:
+    return f"{mac} . {ipv4}"
+
+
+def _elements(mac: str, ipv4: str, ipv6: Sequence[str]) -> list[tuple[str, str]]:
+    """(set, element key) for every element of one client."""
+    out = [("allowed4", _key4(mac, ipv4)), ("up4", _key4(mac, ipv4)), ("down4", ipv4)]
+    for addr in ipv6:
+        out += [("allowed6", f"{mac} . {addr}"), ("up6", f"{mac} . {addr}"), ("down6", addr)]
+    return out
+
+
+def _client(mac: str, ipv4: str, ipv6: Sequence[str]) -> tuple[str, str, list[str]]:
+    return normal_mac(mac), _ip(ipv4, 4), [_ip(a, 6) for a in ipv6]
+
+
+def _timeout(timeout: int) -> int:
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
+        raise ValueError(f"timeout must be a whole number of seconds >= 1: {timeout!r}")
+    return timeout
+
+
+def allow_script(mac: str, ipv4: str, ipv6: Sequence[str], timeout: int) -> str:
+    """One transaction that (re)places a client: a new session, new counters."""
+    mac, ipv4, v6 = _client(mac, ipv4, ipv6)
+    secs = _timeout(timeout)
+    lines = []
+    for name, key in _elements(mac, ipv4, v6):
+        ref = f"element {FAMILY} {TABLE} {name} {{ {key} }}"
+        # add-then-delete makes the delete safe when the element is absent.
+        lines += [f"add {ref}", f"delete {ref}",
+                  f"add element {FAMILY} {TABLE} {name} {{ {key} timeout {secs}s }}"]
+    return "\n".join(lines) + "\n"
+
+
+def revoke_script(mac: str, ipv4: str, ipv6: Sequence[str]) -> str:
+    mac, ipv4, v6 = _client(mac, ipv4, ipv6)
+    lines = []
+    for name, key in _elements(mac, ipv4, v6):
+        ref = f"element {FAMILY} {TABLE} {name} {{ {key} }}"
+        lines += [f"add {ref}", f"delete {ref}"]
+    return "\n".join(lines) + "\n"
+
+
+def timeout_script(mac: str, ipv4: str, ipv6: Sequence[str], timeout: int,
+                   counters: dict[tuple[str, str], tuple[int, int]] | None = None) -> str:
+    """A new timeout for an existing client.
+
+    Without ``counters``: re-adding an existing element with a timeout and an
+    expiry updates them in place (Linux >= 6.10), counters untouched. With
+    ``counters`` ((set, key) -> (packets, bytes)): the portable form, delete
+    and re-add carrying the counters read just before; the packets forwarded
+    between that read and this transaction are not counted.
+    """
+    mac, ipv4, v6 = _client(mac, ipv4, ipv6)
+    secs = _timeout(timeout)
+    lines = []
+    for name, key in _elements(mac, ipv4, v6):
+        if counters is None:
+            lines.append(f"add element {FAMILY} {TABLE} {name} "
+                         f"{{ {key} timeout {secs}s expires {secs}s }}")
+            continue
+        stmt = ""
+        if (name, key) in counters:
+            packets, octets = counters[(name, key)]
+            stmt = f" counter packets {packets} bytes {octets}"
+        ref = f"element {FAMILY} {TABLE} {name} {{ {key} }}"
+        lines += [f"add {ref}", f"delete {ref}",
+                  f"add element {FAMILY} {TABLE} {name} {{ {key}{stmt} timeout {secs}s }}"]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Element:
+    """One element of a client set as ``nft -j`` shows it."""
+
+    key: tuple[str, ...]
+    expires: float | None
+    timeout: float | None
+    packets: int
+    bytes: int
+
+
+def parse_sets(listing: dict[str, Any]) -> dict[str, list[Element]]:
+    """Client sets from ``nft -j list table``: set name -> elements."""
+    out: dict[str, list[Element]] = {}
+    for item in listing.get("nftables", []):
+        data = item.get("set")
+        if not data or data.get("name") not in CLIENT_SETS4 + CLIENT_SETS6:
+            continue
+        elems = out.setdefault(data["name"], [])
+        for raw in data.get("elem", []):
+            elem = raw.get("elem", raw) if isinstance(raw, dict) else raw
+            if not isinstance(elem, dict):  # a bare value: no timeout, no counter
+                elems.append(Element(_key(elem), None, None, 0, 0))
+                continue
+            counter = elem.get("counter") or {}
+            elems.append(Element(_key(elem.get("val")), _num(elem.get("expires")),
+                                 _num(elem.get("timeout")), int(counter.get("packets", 0)),
+                                 int(counter.get("bytes", 0))))
+    return out
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _key(val: Any) -> tuple[str, ...]:
+    if isinstance(val, dict) and "concat" in val:
+        return tuple(str(v) for v in val["concat"])
+    return (str(val),)
+
+
+def join_clients(sets: dict[str, list[Element]]) -> list[Allowed]:
+    """Allowed clients from the client sets: up4 holds who, down4 and the v6
+    sets add the other direction and the IPv6 addresses (by MAC)."""
+    down4 = {e.key[0]: e for e in sets.get("down4", [])}
+    down6 = {e.key[0]: e for e in sets.get("down6", [])}
+    v6_by_mac: dict[str, list[Element]] = {}
+    for e in sets.get("up6", []):
+        v6_by_mac.setdefault(e.key[0], []).append(e)
+    out = []
+    for up in sorted(sets.get("up4", []), key=lambda e: e.key):
+        mac, ipv4 = up.key
+        down = down4.get(ipv4)
+        v6 = sorted(v6_by_mac.get(mac, []), key=lambda e: e.key)
+        bytes_up, packets_up = up.bytes, up.packets
+        bytes_down = down.bytes if down else 0
+        packets_down = down.packets if down else 0
+        for e in v6:
+            bytes_up += e.bytes
+            packets_up += e.packets
+            d6 = down6.get(e.key[1])
+            if d6:
+                bytes_down += d6.bytes
+                packets_down += d6.packets
+        out.append(Allowed(mac=mac, ipv4=ipv4, ipv6=tuple(e.key[1] for e in v6),
+                           expires_in=up.expires if up.expires is not None else float("inf"),
+                           bytes_up=bytes_up, bytes_down=bytes_down,
+                           packets_up=packets_up, packets_down=packets_down))
+    return out
+
+
+class Firewall:
+    """The table in the kernel, in this namespace or ``netns``."""
+
+    def __init__(self, plan: Plan, netns: str | None = None) -> None:
+        check_plan(plan)
+        self.plan = plan
+        self.netns = netns
+
+    def _run(self, args: Sequence[str], script: str | None = None) -> str:
+        cmd = ["nft", *args]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
+        try:
+            out = subprocess.run(cmd, input=script, capture_output=True, text=True,
+                                 check=False, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise NftError(f"cannot run nft: {exc}") from exc
+        if out.returncode != 0:
+            raise NftError(f"nft {' '.join(args)}: {out.stderr.strip()}")
+        return out.stdout
+
+    def _script(self, script: str) -> None:
+        self._run(["-f", "-"], script)
+
+    def _listing(self) -> dict[str, Any] | None:
+        try:
+            text = self._run(["-j", "list", "table", FAMILY, TABLE])
+        except NftError as exc:
+            if "No such file or directory" in str(exc):
+                return None
+            raise
+        data: dict[str, Any] = json.loads(text)
+        return data
+
+    def apply(self) -> None:
+        """Install or replace the rules in one transaction; clients stay."""
+        script = ruleset(self.plan)
+        listing = self._listing()
+        stale = []
+        if listing is not None:
+            for item in listing.get("nftables", []):
+                chain = item.get("chain")
+                if chain and chain.get("name") not in CHAINS:
+                    stale.append(chain["name"])
+        # Leftover chains of an older version go after the flush, in the same transaction.
+        script += "".join(f"delete chain {FAMILY} {TABLE} {name}\n" for name in stale)
+        try:
+            self._script(script)
+        except NftError as exc:
+            if listing is None:
+                raise
+            # A set or base chain defined differently by an older version
+            # cannot be redefined in place: rebuild, carrying the clients over.
+            log.warning("rebuilding table inet %s: %s", TABLE, exc)
+            self._rebuild(script, parse_sets(listing))
+        log.info("nftables table %s %s applied (lan %s, wan %s)", FAMILY, TABLE,
+                 self.plan.lan_if, self.plan.wan_if)
+
+    def _rebuild(self, script: str, sets: dict[str, list[Element]]) -> None:
+        lines = [f"add table {FAMILY} {TABLE}", f"delete table {FAMILY} {TABLE}", script]
+        for name, elems in sets.items():
+            for e in elems:
+                if e.expires is None or e.expires < 1:
+                    continue
+                counted = name not in ("allowed4", "allowed6")
+                stmt = f" counter packets {e.packets} bytes {e.bytes}" if counted else ""
+                timeout = int(e.timeout or e.expires)
+                lines.append(f"add element {FAMILY} {TABLE} {name} {{ {' . '.join(e.key)}"
+                             f"{stmt} timeout {timeout}s expires {int(e.expires)}s }}")
+        self._script("\n".join(lines) + "\n")
+
+    def allow(self, mac: str, ipv4: str, ipv6: Sequence[str] = (), timeout: int = 3600) -> None:
+        """Let the client through for ``timeout`` seconds, counters from zero."""
+        self._script(allow_script(mac, ipv4, ipv6, timeout))
+        log.info("allowed %s %s %s for %ss", normal_mac(mac), ipv4, " ".join(ipv6), timeout)
+
+    def revoke(self, mac: str, ipv4: str, ipv6: Sequence[str] = ()) -> None:
+        """Remove the client; nothing to remove is not an error."""
+        self._script(revoke_script(mac, ipv4, ipv6))
+        log.info("revoked %s %s %s", normal_mac(mac), ipv4, " ".join(ipv6))
+
+    def set_timeout(self, mac: str, ipv4: str, ipv6: Sequence[str], timeout: int) -> None:
+        """A new time left for an allowed client (CoA), counters kept.
+
+        Raises NotAllowed when the client has no entry. The kernel updates
+        the timeout in place when it can (Linux >= 6.10: counters exact);
+        otherwise the elements are re-added with the counters just read.
+        """
+        mac, ipv4, v6 = _client(mac, ipv4, ipv6)
+        secs = _timeout(timeout)
+        before = self._client_elements(mac, ipv4, v6)
+        self._script(timeout_script(mac, ipv4, v6, secs))
+        after = self._client_elements(mac, ipv4, v6)
+        if all(e.timeout == secs for e in after.values()):
+            return
+        log.info("kernel cannot update timeouts in place; re-adding %s %s with its counters",
+                 mac, ipv4)
+        counters = {k: (e.packets, e.bytes) for k, e in (after or before).items()}
+        self._script(timeout_script(mac, ipv4, v6, secs, counters))
+
+    def _client_elements(self, mac: str, ipv4: str,
+                         ipv6: Sequence[str]) -> dict[tuple[str, str], Element]:
+        listing = self._listing()
+        sets = parse_sets(listing) if listing else {}
+        found = {}
+        for name, key in _elements(mac, ipv4, ipv6):
+            want = tuple(key.split(" . "))
+            match = [e for e in sets.get(name, []) if e.key == want]
+            if not match:
+                raise NotAllowed(f"{mac} {ipv4}: no element {key} in set {name}")
+            found[(name, key)] = match[0]
+        return found
+
+    def clients(self) -> list[Allowed]:
+        """Every allowed client, with time left and counters."""
+        listing = self._listing()
+        return join_clients(parse_sets(listing)) if listing else []
+
+    def exists(self) -> bool:
+        return self._listing() is not None
+
+    def remove(self) -> None:
+        """Delete the table and everything in it (idempotent)."""
+        self._script(f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
+        log.info("nftables table %s %s removed", FAMILY, TABLE)
