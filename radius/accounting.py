@@ -92,6 +92,11 @@ def fold(current: Current | None, rec: Record) -> Change:
     if current is not None and rec.status is Status.start:
         # A retransmitted Start, or one that arrived after an Interim.
         filled = {k: v for k, v in rec.extra.items() if v}
+        # The Interim that created the session may have lacked these.
+        if rec.username:
+            filled["username"] = rec.username
+        if rec.class_:
+            filled["class_"] = rec.class_
         if current.start is None or rec.event_time < current.start:
             filled["acctstarttime"] = rec.event_time
         return Change(ignored=False, columns=filled, charge_to=current.session_time)

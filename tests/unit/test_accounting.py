@@ -1,0 +1,259 @@
+"""fold() with a fixed clock: Start, Interim-Update and Stop in every order,
+duplicated, late or overtaken; counters never go down, a stopped session is
+final, and the time charged in all is the session time, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from itertools import permutations
+from typing import Any
+
+import pytest
+
+from passerelle.radius.accounting import (
+    TERMINATE_CAUSES,
+    Change,
+    Current,
+    Record,
+    Status,
+    fold,
+)
+
+GIGA = 2**32
+T0 = datetime(2026, 6, 10, 8, 0)  # naive UTC, as the handler passes it
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def rec(status: Status, seconds: int, session_time: int | None, inp: int = 0, out: int = 0,
+        **kwargs: Any) -> Record:
+    return Record(status=status, session_id="5F2A0001", event_time=at(seconds),
+                  username="alice@acme.example", session_time=session_time,
+                  input_octets=inp, output_octets=out, **kwargs)
+
+
+START = rec(Status.start, 0, None, class_="psl1:abc",
+            extra={"callingstationid": "aa-bb-cc-dd-ee-ff", "framedipaddress": "192.0.2.10"})
+INTERIM1 = rec(Status.interim, 300, 300, 1_000, 2_000, class_="psl1:abc")
+INTERIM2 = rec(Status.interim, 600, 600, GIGA - 10, 9_000, class_="psl1:abc")
+# Input crossed 4 GiB between the second Interim and the Stop (Gigawords 1).
+STOP = rec(Status.stop, 900, 900, GIGA + 5, 3 * GIGA, terminate_cause="User-Request",
+           class_="psl1:abc")
+
+
+@dataclass
+class Row:
+    """The session row as store.apply_accounting keeps it, without SQL:
+    columns set from each Change, and the ledger's charged mark."""
+
+    columns: dict[str, Any] = field(default_factory=dict)
+    charged: int = 0
+    charges: list[int] = field(default_factory=list)
+    exists: bool = False
+
+    def current(self) -> Current | None:
+        if not self.exists:
+            return None
+        c = self.columns
+        return Current(start=c.get("acctstarttime"), update=c.get("acctupdatetime"),
+                       stop=c.get("acctstoptime"), session_time=c.get("acctsessiontime", 0),
+                       input_octets=c.get("acctinputoctets", 0),
+                       output_octets=c.get("acctoutputoctets", 0))
+
+    def apply(self, record: Record) -> Change:
+        change = fold(self.current(), record)
+        if change.ignored:
+            return change
+        self.exists = True
+        self.columns.update(change.columns)
+        # ledger.charge_up_to: only what is above the mark is charged.
+        if change.charge_to > self.charged:
+            self.charges.append(change.charge_to - self.charged)
+            self.charged = change.charge_to
+        return change
+
+
+def run(records: list[Record] | tuple[Record, ...]) -> Row:
+    row = Row()
+    seen = (0, 0, 0, 0)
+    for record in records:
+        row.apply(record)
+        c = row.columns
+        now = (c.get("acctsessiontime", 0), c.get("acctinputoctets", 0),
+               c.get("acctoutputoctets", 0), row.charged)
+        # Nothing ever goes down, whatever arrives.
+        assert all(a >= b for a, b in zip(now, seen, strict=True)), (records, now, seen)
+        seen = now
+    return row
+
+
+def final(row: Row) -> dict[str, Any]:
+    keys = ("acctstarttime", "acctstoptime", "acctsessiontime", "acctinputoctets",
+            "acctoutputoctets", "acctterminatecause", "username")
+    return {k: row.columns.get(k) for k in keys} | {"charged": sum(row.charges)}
+
+
+EXPECTED_STOPPED = {
+    "acctstarttime": T0, "acctstoptime": at(900), "acctsessiontime": 900,
+    "acctinputoctets": GIGA + 5, "acctoutputoctets": 3 * GIGA,
+    "acctterminatecause": "User-Request", "username": "alice@acme.example", "charged": 900,
+}
+
+
+def test_in_order() -> None:
+    row = run([START, INTERIM1, INTERIM2, STOP])
+    assert final(row) == EXPECTED_STOPPED
+    assert row.charges == [300, 300, 300]
+    assert row.columns["acctupdatetime"] == at(900)
+    assert row.columns["callingstationid"] == "aa-bb-cc-dd-ee-ff"
+    assert row.columns["class_"] == "psl1:abc"
+
+
+@pytest.mark.parametrize("order", list(permutations([START, INTERIM1, INTERIM2, STOP])),
+                         ids=lambda o: "-".join(r.status.name[:2] + str(r.session_time or 0)
+                                                for r in o))
+def test_every_order_ends_the_same(order: tuple[Record, ...]) -> None:
+    assert final(run(order)) == EXPECTED_STOPPED
+
+
+def test_every_order_with_every_record_twice() -> None:
+    # 2,520 distinct orders of eight records: retransmissions anywhere.
+    records = [START, INTERIM1, INTERIM2, STOP]
+    orders = set(permutations([0, 0, 1, 1, 2, 2, 3, 3]))
+    assert len(orders) == 2520
+    for order in orders:
+        assert final(run([records[i] for i in order])) == EXPECTED_STOPPED, order
+
+
+@pytest.mark.parametrize("order", list(permutations([START, INTERIM1, INTERIM2])))
+def test_without_stop_the_session_stays_open_at_the_highest_counters(
+        order: tuple[Record, ...]) -> None:
+    row = run(order)
+    assert row.columns.get("acctstoptime") is None
+    assert row.columns["acctstarttime"] == T0
+    assert row.columns["acctsessiontime"] == 600
+    assert (row.columns["acctinputoctets"], row.columns["acctoutputoctets"]) == (GIGA - 10, 9_000)
+    assert row.charged == 600
+
+
+def test_an_overtaken_interim_changes_nothing() -> None:
+    row = run([START, INTERIM2])
+    before = dict(row.columns)
+    change = row.apply(INTERIM1)
+    assert not change.ignored and change.charge_to == 600
+    assert row.columns == before  # update time included: it never moves back
+
+
+def test_a_stop_is_final() -> None:
+    row = run([START, INTERIM1, STOP])
+    stopped = dict(row.columns)
+    later = rec(Status.interim, 1200, 1200, 9 * GIGA, 9 * GIGA)
+    for late in (INTERIM2, later, STOP, replace(STOP, session_time=5000), START):
+        assert row.apply(late) == Change(ignored=True)
+    assert row.columns == stopped and row.charged == 900
+
+
+def test_a_retransmitted_interim_charges_nothing_more() -> None:
+    row = run([START, INTERIM1])
+    change = row.apply(INTERIM1)
+    assert change.charge_to == 300 and row.charges == [300]
+
+
+def test_start_after_interim_moves_the_start_back_only() -> None:
+    row = run([INTERIM1])
+    assert row.columns["acctstarttime"] == T0  # worked back from Acct-Session-Time
+    earlier_start = replace(START, event_time=at(-5))
+    change = row.apply(earlier_start)
+    assert change.charge_to == 300 and not change.closes
+    assert row.columns["acctstarttime"] == at(-5)
+    assert row.columns["acctsessiontime"] == 300 and row.columns["acctinputoctets"] == 1_000
+    row.apply(replace(START, event_time=at(10)))  # a later Start does not move it forward
+    assert row.columns["acctstarttime"] == at(-5)
+
+
+def test_a_late_start_fills_what_the_interim_lacked() -> None:
+    # An Interim without Class or User-Name (some NAS send them only in the
+    # Start) must not leave the session unbound once the Start arrives.
+    bare = replace(INTERIM1, username="", class_="")
+    row = run([bare])
+    assert "class_" not in row.columns and "username" not in row.columns
+    row.apply(START)
+    assert row.columns["class_"] == "psl1:abc"
+    assert row.columns["username"] == "alice@acme.example"
+    assert row.columns["callingstationid"] == "aa-bb-cc-dd-ee-ff"
+
+
+def test_a_retransmitted_start_does_not_blank_columns() -> None:
+    row = run([START, INTERIM1])
+    row.apply(replace(START, extra={"callingstationid": "", "framedipaddress": ""}))
+    assert row.columns["callingstationid"] == "aa-bb-cc-dd-ee-ff"
+    assert row.columns["framedipaddress"] == "192.0.2.10"
+    assert row.columns["acctsessiontime"] == 300
+
+
+def test_stop_without_start_creates_the_closed_session() -> None:
+    row = run([STOP])
+    assert final(row) == EXPECTED_STOPPED
+    assert row.charges == [900]
+
+
+def test_interim_without_session_time_uses_the_clock_since_start() -> None:
+    row = run([START, replace(INTERIM1, session_time=None)])
+    assert row.columns["acctsessiontime"] == 300
+    # An event before the start (a skewed clock) counts as zero, not negative.
+    row2 = run([START, replace(INTERIM1, session_time=None, event_time=at(-60))])
+    assert row2.columns["acctsessiontime"] == 0
+
+
+def test_first_record_without_session_time_starts_the_session_there() -> None:
+    row = run([replace(INTERIM1, session_time=None)])
+    assert row.columns["acctstarttime"] == at(300)
+    assert row.columns["acctsessiontime"] == 0 and row.charged == 0
+
+
+def test_stop_time_is_never_before_the_start() -> None:
+    row = run([START])
+    row.apply(replace(STOP, event_time=at(-30), session_time=None))
+    assert row.columns["acctstoptime"] == T0
+    assert row.columns["acctsessiontime"] == 0
+
+
+def test_acct_delay_time_corrected_times_place_the_session_right() -> None:
+    # The handler passes event_time = receive time - Acct-Delay-Time. A Stop
+    # received 120 s late, its Start lost, still dates the session right.
+    received, delay = at(1020), 120
+    late_stop = replace(STOP, event_time=received - timedelta(seconds=delay))
+    row = run([late_stop])
+    assert row.columns["acctstarttime"] == T0
+    assert row.columns["acctstoptime"] == at(900)
+    # The same Stop retransmitted with a larger delay (a new Identifier) is ignored.
+    assert row.apply(replace(late_stop, event_time=received)).ignored
+
+
+def test_gigawords_survive_and_a_wrap_without_them_never_lowers_counters() -> None:
+    row = run([START, INTERIM2])
+    # 40 octets after the 4 GiB wrap, from a NAS that forgot Gigawords.
+    row.apply(rec(Status.interim, 660, 660, 30, 9_500))
+    assert row.columns["acctinputoctets"] == GIGA - 10
+    assert row.columns["acctoutputoctets"] == 9_500
+    row.apply(rec(Status.interim, 720, 720, 7 * GIGA + 1, 10_000))
+    assert row.columns["acctinputoctets"] == 7 * GIGA + 1  # no 32-bit truncation
+
+
+@pytest.mark.parametrize("status", [Status.accounting_on, Status.accounting_off])
+def test_accounting_on_off_are_not_session_records(status: Status) -> None:
+    # They close every session of the NAS (store.close_nas_sessions), not one.
+    with pytest.raises(ValueError, match=status.name):
+        fold(None, rec(status, 0, None))
+
+
+def test_status_codes_and_terminate_causes_match_the_rfcs() -> None:
+    assert [int(s) for s in Status] == [1, 2, 3, 7, 8]
+    expected = {1: "User-Request", 2: "Lost-Carrier", 4: "Idle-Timeout",
+                5: "Session-Timeout", 6: "Admin-Reset", 7: "Admin-Reboot",
+                10: "NAS-Request", 11: "NAS-Reboot"}
+    assert {k: TERMINATE_CAUSES[k] for k in expected} == expected
+    assert sorted(TERMINATE_CAUSES) == list(range(1, 19))  # RFC 2866 section 5.10
