@@ -194,13 +194,10 @@ def parse_vlan(value: str) -> int | None:
 def check_hours(opens: str | None, closes: str | None) -> None:
     if (opens is None) != (closes is None):
         raise UserError("give both --opens and --closes, or neither (open around the clock)")
-    if opens is not None and closes is not None and _minutes(opens) >= _minutes(closes):
-        raise UserError(f"the site opens ({opens}) after it closes ({closes})")
-
-
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
+    # A closing time at or before the opening is on the next day (policy.py):
+    # night hours are fine, only "opens at 24:00" means nothing.
+    if opens == "24:00":
+        raise UserError("a site opens at 00:00 at the latest (24:00 is only a closing time)")
 
 
 # -- lookups ----------------------------------------------------------------
