@@ -60,7 +60,10 @@ class AccountingRecord:
         if self.mac:
             normalise_mac(self.mac)
         if self.ipv4:
-            ipaddress.IPv4Address(self.ipv4)
+            try:
+                ipaddress.IPv4Address(self.ipv4)
+            except ValueError as exc:
+                raise ValueError(f"not an IPv4 address: {self.ipv4!r}") from exc
         for name in ("session_time", "input_octets", "output_octets", "input_packets",
                      "output_packets"):
             value = getattr(self, name)

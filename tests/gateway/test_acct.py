@@ -1,0 +1,117 @@
+"""Accounting records: the attributes they become, with a fixed clock."""
+
+from __future__ import annotations
+
+import pytest
+from pyrad import packet as rp
+
+from passerelle.gateway.acct import AccountingRecord
+from passerelle.radius import protocol
+
+EVENT = 1_790_000_000.0
+CLASS = b"psl1:\x00\xff binary class"
+
+
+def interim(**kw: object) -> AccountingRecord:
+    fields: dict[str, object] = dict(
+        status="Interim-Update", session_id="0001-abc", username="alice@acme.example",
+        mac="aa:bb:cc:dd:ee:ff", ipv4="198.51.100.23", class_=CLASS, session_time=600,
+        input_octets=1000, output_octets=2000, input_packets=10, output_packets=20,
+        event_time=EVENT)
+    fields.update(kw)
+    return AccountingRecord(**fields)  # type: ignore[arg-type]
+
+
+def as_packet(record: AccountingRecord, now: float) -> rp.AcctPacket:
+    """Encode and decode through pyrad, as the centre would read it."""
+    pkt = rp.AcctPacket(secret=b"k", dict=protocol.dictionary())
+    for name, value in record.to_attributes(now):
+        pkt.AddAttribute(name, value)
+    return protocol.decode_request(pkt.RequestPacket(), b"k")
+
+
+def test_start_carries_identity_class_and_time() -> None:
+    rec = interim(status="Start", session_time=0, input_octets=0, output_octets=0,
+                  input_packets=0, output_packets=0)
+    pkt = as_packet(rec, EVENT)
+    assert protocol.first(pkt, "Acct-Status-Type") == "Start"
+    assert protocol.first(pkt, "Acct-Session-Id") == "0001-abc"
+    assert protocol.first(pkt, "Calling-Station-Id") == "AA-BB-CC-DD-EE-FF"
+    assert protocol.first(pkt, "Framed-IP-Address") == "198.51.100.23"
+    assert protocol.raw_values(pkt, 25) == [CLASS]  # echoed unmodified
+    assert protocol.first(pkt, "Event-Timestamp") == int(EVENT)
+    assert protocol.first(pkt, "Acct-Delay-Time") == 0
+    # Counters belong to Interim and Stop only.
+    assert "Acct-Input-Octets" not in pkt and "Acct-Terminate-Cause" not in pkt
+    for name in protocol.NOT_IN_ACCOUNTING:
+        assert name not in pkt
+
+
+def test_late_send_carries_the_delay_and_keeps_the_event_time() -> None:
+    pkt = as_packet(interim(), EVENT + 125.7)
+    assert protocol.first(pkt, "Acct-Delay-Time") == 125
+    assert protocol.first(pkt, "Event-Timestamp") == int(EVENT)
+
+
+def test_delay_is_never_negative_when_the_clock_steps_back() -> None:
+    assert interim().delay(EVENT - 50) == 0
+
+
+@pytest.mark.parametrize("total", [0, 2**32 - 1, 2**32, 2**32 + 5, 5 * 2**32 + 123_456])
+def test_octets_over_4_gib_use_gigawords(total: int) -> None:
+    pkt = as_packet(interim(input_octets=total, output_octets=total + 1), EVENT)
+    assert protocol.octets(pkt, "Acct-Input-Octets", "Acct-Input-Gigawords") == total
+    assert protocol.octets(pkt, "Acct-Output-Octets", "Acct-Output-Gigawords") == total + 1
+    assert protocol.first(pkt, "Acct-Input-Octets") < 2**32
+    assert ("Acct-Input-Gigawords" in pkt) == (total >= 2**32)
+
+
+def test_upload_is_input_in_the_nas_view() -> None:
+    pkt = as_packet(interim(input_octets=111, output_octets=222), EVENT)
+    assert protocol.first(pkt, "Acct-Input-Octets") == 111
+    assert protocol.first(pkt, "Acct-Output-Octets") == 222
+
+
+def test_packet_counters_wrap_at_32_bits() -> None:
+    pkt = as_packet(interim(input_packets=2**32 + 3), EVENT)
+    assert protocol.first(pkt, "Acct-Input-Packets") == 3
+
+
+@pytest.mark.parametrize("cause, code", [("User-Request", 1), ("Lost-Carrier", 2),
+                                         ("Idle-Timeout", 4), ("Session-Timeout", 5),
+                                         ("Admin-Reset", 6), ("Admin-Reboot", 7),
+                                         ("NAS-Request", 10), ("NAS-Reboot", 11)])
+def test_stop_carries_its_terminate_cause(cause: str, code: int) -> None:
+    pkt = as_packet(interim(status="Stop", terminate_cause=cause), EVENT)
+    assert protocol.raw_values(pkt, 49) == [code.to_bytes(4, "big")]
+    assert protocol.first(pkt, "Acct-Session-Time") == 600
+
+
+def test_accounting_on_needs_no_session() -> None:
+    pkt = as_packet(AccountingRecord("Accounting-On", event_time=EVENT), EVENT + 2)
+    assert protocol.first(pkt, "Acct-Status-Type") == "Accounting-On"
+    assert "Acct-Session-Id" not in pkt and "Acct-Session-Time" not in pkt
+    assert protocol.first(pkt, "Acct-Delay-Time") == 2
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(status="Bogus"), "Acct-Status-Type"),
+    (dict(status="Stop"), "terminate_cause"),
+    (dict(terminate_cause="User-Request"), "Stop only"),
+    (dict(status="Stop", terminate_cause="Quota"), "Acct-Terminate-Cause"),
+    (dict(session_id=""), "session_id"),
+    (dict(mac="not-a-mac"), "MAC"),
+    (dict(ipv4="198.51.100.300"), "IPv4"),
+    (dict(input_octets=-1), "out of range"),
+    (dict(class_=b""), "Class"),
+])
+def test_bad_records_are_refused_with_a_reason(kw: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        interim(**kw)
+
+
+def test_json_round_trip_keeps_binary_class() -> None:
+    rec = interim(status="Stop", terminate_cause="Idle-Timeout", input_octets=7 * 2**32)
+    assert AccountingRecord.from_json(rec.to_json()) == rec
+    none = interim(class_=None)
+    assert AccountingRecord.from_json(none.to_json()) == none
