@@ -122,7 +122,17 @@ def first(pkt: rp.Packet, name: str, default: Any = None) -> Any:
         return default
     if not values:
         return default
-    return values[0]
+    value = values[0]
+    # pyrad hands back a text attribute that is not UTF-8 as bytes; callers
+    # expect str, and bytes would fail later (in SQL) far from the cause.
+    if isinstance(value, bytes) and _is_text(pkt, name):
+        return default
+    return value
+
+
+def _is_text(pkt: rp.Packet, name: str) -> bool:
+    attribute = pkt.dict.attributes.get(name.partition(":")[0]) if pkt.dict else None
+    return attribute is not None and attribute.type == "string"
 
 
 def raw_values(pkt: rp.Packet, code: int) -> list[bytes]:
@@ -140,15 +150,24 @@ def split_octets(total: int) -> tuple[int, int]:
     return total // GIGA, total % GIGA
 
 
-_MAC = re.compile(r"^[0-9a-f]{12}$")
+# The spellings in use: pairs joined by ":" or "-" (one kind per address),
+# Cisco's dotted quads, 12 bare digits (hostapd's MAC-auth User-Name).
+_MAC = re.compile(
+    r"(?P<a>[0-9a-f]{2})(?P<sep>[:-])(?P<b>[0-9a-f]{2})(?P=sep)(?P<c>[0-9a-f]{2})(?P=sep)"
+    r"(?P<d>[0-9a-f]{2})(?P=sep)(?P<e>[0-9a-f]{2})(?P=sep)(?P<f>[0-9a-f]{2})"
+    r"|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}"
+    r"|[0-9a-f]{12}",
+    re.ASCII | re.IGNORECASE,
+)
 
 
 def normalise_mac(value: str) -> str:
     """``aa-bb-cc-dd-ee-ff`` (the Calling-Station-Id form of RFC 3580) from
     any common spelling; ValueError if it is not a MAC address."""
-    digits = re.sub(r"[^0-9a-fA-F]", "", value).lower()
-    if not _MAC.match(digits) or len(value) > 17:
+    text = value.strip()
+    if not _MAC.fullmatch(text):
         raise ValueError(f"not a MAC address: {value!r}")
+    digits = re.sub(r"[:.-]", "", text).lower()
     return "-".join(digits[i:i + 2] for i in range(0, 12, 2))
 
 
