@@ -1,0 +1,1 @@
+"""Benchmarks of the central RADIUS server (see docs/benchmarks.md)."""

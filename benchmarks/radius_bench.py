@@ -1,0 +1,223 @@
+"""Passerelle's RADIUS server against FreeRADIUS 3 + rlm_sql, on one
+PostgreSQL, on this machine.
+
+    .venv/bin/python -m benchmarks.radius_bench [--duration 20] [--people 1000]
+
+Starts a throwaway PostgreSQL cluster (or uses ``--pg URL``, a server where
+it may create two databases), seeds the same people in Passerelle's schema
+and in FreeRADIUS's, then for each server: authentication (PAP) and
+accounting (Start/Interim/Stop of distinct sessions) from a load generator
+in a separate process (benchmarks/loadgen.py). Prints requests/s, p50 and
+p99 latency, the CPU each part used, and the ratios Passerelle/FreeRADIUS.
+See docs/benchmarks.md for the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from . import freeradius, procstat, world
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "s3cret-for-tests"
+
+
+@dataclass
+class Run:
+    server: str
+    kind: str
+    result: dict[str, object]
+    server_cpu: float
+    db_cpu: float
+    load: tuple[float, float, float]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def loadgen(args: argparse.Namespace, kind: str, port: int, *extra: str) -> dict[str, object]:
+    cmd = [sys.executable, "-m", "benchmarks.loadgen", "--kind", kind, "--port", str(port),
+           "--secret", SECRET, "--people", str(args.people), "--duration", str(args.duration),
+           "--window", str(args.window), "--sockets", str(args.sockets),
+           "--max-rate", str(args.max_rate), *extra]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{done.stderr}")
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(args: argparse.Namespace, name: str, kind: str, port: int,
+            server_pids: Callable[[], list[int]], db_pid: int | None) -> Run:
+    cpu0 = procstat.tree_cpu(server_pids())
+    db0 = procstat.tree_cpu([db_pid]) if db_pid else 0.0
+    result = loadgen(args, kind, port)
+    load = os.getloadavg()
+    cpu = procstat.tree_cpu(server_pids()) - cpu0
+    dbc = (procstat.tree_cpu([db_pid]) - db0) if db_pid else 0.0
+    run = Run(name, kind, result, cpu, dbc, load)
+    print(f"  {name:<11} {kind:<5} {result['rate']:>9} req/s  p50 {result['p50_ms']} ms  "
+          f"p99 {result['p99_ms']} ms  lost {result['lost']}  not-ok "
+          f"{int(result['answered']) - int(result['good'])}  (load {load[0]:.2f})",  # type: ignore[call-overload]
+          flush=True)
+    return run
+
+
+def start_passerelle(url: str, workers: int, tmp: Path) -> tuple[subprocess.Popen[str], int, int]:
+    binary = Path(sys.executable).parent / "passerelle"
+    log = (tmp / "passerelle.log").open("w")
+    env = {**os.environ, "PASSERELLE_KEY_FILE": str(tmp / "server.key")}
+    proc = subprocess.Popen(
+        [str(binary), "radius", "serve", "--db", url, "--listen", "127.0.0.1",
+         "--auth-port", "0", "--acct-port", "0", "--workers", str(workers)],
+        stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    log.close()
+    assert proc.stdout is not None
+    match = re.search(r"auth (\d+) acct (\d+)", proc.stdout.readline())
+    if not match:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"passerelle did not start:\n{(tmp / 'passerelle.log').read_text()}")
+    return proc, int(match.group(1)), int(match.group(2))
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def count(url: str, sql: str) -> int:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(sql)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def bench(args: argparse.Namespace, base_url: str, db_pid: int | None) -> list[Run]:
+    ours_url = world.create_database(base_url, "passerelle_bench")
+    fr_url = world.create_database(base_url, "freeradius_bench")
+    t = time.monotonic()
+    world.seed_passerelle(ours_url, args.people, SECRET)
+    world.seed_freeradius(fr_url, args.people)
+    print(f"seeded {args.people} people in both databases in {time.monotonic() - t:.1f} s",
+          flush=True)
+    runs: list[Run] = []
+    tmp = Path(tempfile.mkdtemp(prefix="passerelle-bench-"))
+    try:
+        if "passerelle" in args.servers:
+            proc, auth_port, acct_port = start_passerelle(ours_url, args.workers, tmp)
+            try:
+                t = time.monotonic()
+                # argon2 takes 16 ms a check: a big first batch needs a long timeout.
+                warm = loadgen(args, "auth", auth_port, "--once", "--timeout", "120")
+                print(f"passerelle: warm-up, one argon2 check per person: {warm['good']} "
+                      f"accepts in {time.monotonic() - t:.1f} s", flush=True)
+                for kind, port in (("auth", auth_port), ("acct", acct_port)):
+                    if kind in args.kinds:
+                        runs.append(measure(args, "passerelle", kind, port,
+                                            lambda: [proc.pid], db_pid))
+            finally:
+                stop(proc)
+            print(f"  passerelle wrote {count(ours_url, 'SELECT count(*) FROM radpostauth')} "
+                  f"auth log rows, {count(ours_url, 'SELECT count(*) FROM radacct')} sessions, "
+                  f"{count(ours_url, 'SELECT count(*) FROM credit_entry')} ledger lines",
+                  flush=True)
+        if "freeradius" in args.servers:
+            fr = freeradius.start(fr_url, SECRET, free_port(), free_port())
+            try:
+                for kind, port in (("auth", fr.auth_port), ("acct", fr.acct_port)):
+                    if kind in args.kinds:
+                        runs.append(measure(args, "freeradius", kind, port, fr.pids, db_pid))
+            finally:
+                fr.stop()
+            print(f"  freeradius wrote {count(fr_url, 'SELECT count(*) FROM radpostauth')} "
+                  f"postauth rows, {count(fr_url, 'SELECT count(*) FROM radacct')} sessions",
+                  flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return runs
+
+
+def table(runs: list[Run], duration: float) -> str:
+    lines = [f"{'server':<11} {'kind':<5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+             f"{'lost':>6} {'server cpu':>10} {'db cpu':>7} {'gen cpu':>7}"]
+    for r in runs:
+        res = r.result
+        lines.append(
+            f"{r.server:<11} {r.kind:<5} {res['rate']:>9} {res['p50_ms']!s:>8} "
+            f"{res['p99_ms']!s:>8} {res['lost']:>6} {r.server_cpu / duration:>9.2f}c "
+            f"{r.db_cpu / duration:>6.2f}c {float(res['loadgen_cpu_seconds']) / duration:>6.2f}c")  # type: ignore[arg-type]
+    by = {(r.server, r.kind): r.result for r in runs}
+    for kind in ("auth", "acct"):
+        ours, theirs = by.get(("passerelle", kind)), by.get(("freeradius", kind))
+        if ours and theirs and float(theirs["rate"]) > 0:  # type: ignore[arg-type]
+            ratio = float(ours["rate"]) / float(theirs["rate"])  # type: ignore[arg-type]
+            lines.append(f"ratio passerelle/freeradius {kind}: {ratio:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pg", help="PostgreSQL URL to use instead of a throwaway cluster")
+    p.add_argument("--people", type=int, default=1000)
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
+    p.add_argument("--workers", type=int, default=2, help="passerelle worker processes")
+    p.add_argument("--window", type=int, default=256, help="requests outstanding")
+    p.add_argument("--sockets", type=int, default=16, help="load generator source ports")
+    p.add_argument("--max-rate", type=float, default=15000.0)
+    p.add_argument("--servers", default="passerelle,freeradius")
+    p.add_argument("--kinds", default="auth,acct")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
+          f"{args.duration:g} s per measurement, window {args.window}, {args.people} people",
+          flush=True)
+    cluster = None
+    db_pid = None
+    if args.pg:
+        url = args.pg
+    else:
+        sys.path.insert(0, str(ROOT))
+        from tests.pg import Cluster
+
+        cluster = Cluster()
+        url = cluster.start()
+        db_pid = procstat.postmaster_pid(cluster.dir / "data")
+    try:
+        runs = bench(args, url, db_pid)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    print()
+    print(table(runs, args.duration))
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in runs], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

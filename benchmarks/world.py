@@ -1,0 +1,86 @@
+"""The benchmark's data: N people behind one gateway, in both databases.
+
+Passerelle's database gets the real schema (Alembic) and people with an
+argon2 hash; FreeRADIUS's database (a second database in the same cluster)
+gets the schema Debian ships and one ``radcheck`` row per person.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import insert, make_url
+
+from passerelle.radius import db, passwords
+from passerelle.radius.models import (
+    Company,
+    CreditEntry,
+    CreditKind,
+    Gateway,
+    Network,
+    Person,
+    Site,
+)
+
+from .loadgen import NAS_ID, NAS_IP, PASSWORD, login
+
+FREERADIUS_SCHEMA = Path("/etc/freeradius/3.0/mods-config/sql/main/postgresql/schema.sql")
+# Enough credit that no session of the run exhausts it (no Disconnect-Request).
+CREDIT_SECONDS = 10**9
+
+
+def seed_passerelle(url: str, people: int, secret: str) -> None:
+    engine = db.make_engine(url)
+    try:
+        db.upgrade(engine)
+        # One hash for everyone: hashing 1,000 passwords would take 16 s and
+        # verifying is what the server does; each person is still verified
+        # once per worker before the password cache answers.
+        hashed = passwords.hash_password(PASSWORD)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with engine.begin() as conn:
+            net = conn.execute(insert(Network).values(name="bench").returning(Network.id))
+            site = conn.execute(insert(Site).values(
+                name="Bench site", network_id=net.scalar_one(), category=3, capacity=100,
+                staffed=False, city="", opens=None, closes=None, open_days="1234567",
+                timezone="Europe/Brussels").returning(Site.id)).scalar_one()
+            conn.execute(insert(Gateway).values(
+                identifier=NAS_ID, site_id=site, ip_address=NAS_IP, secret=secret,
+                coa_port=3799, require_message_authenticator=True))
+            company = conn.execute(insert(Company).values(
+                name="Benchco", categories="123", services="wifi").returning(Company.id)
+            ).scalar_one()
+            ids = conn.execute(insert(Person).returning(Person.id), [
+                {"login": login(i), "name": "", "company_id": company,
+                 "password_hash": hashed, "active": True, "language": "fr"}
+                for i in range(people)]).scalars().all()
+            conn.execute(insert(CreditEntry), [
+                {"person_id": pid, "seconds": CREDIT_SECONDS, "kind": CreditKind.topup,
+                 "created": now, "note": "benchmark"} for pid in ids])
+    finally:
+        engine.dispose()
+
+
+def _libpq(url: str) -> str:
+    u = make_url(url)
+    return f"host={u.host} port={u.port} user={u.username} dbname={u.database}"
+
+
+def create_database(url: str, name: str) -> str:
+    """A new empty database beside the one ``url`` names; its URL."""
+    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def seed_freeradius(url: str, people: int) -> None:
+    """Debian's rlm_sql schema, and a cleartext password per person."""
+    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+        conn.execute(FREERADIUS_SCHEMA.read_text())
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO radcheck (username, attribute, op, value) VALUES (%s, %s, %s, %s)",
+                [(login(i), "Cleartext-Password", ":=", PASSWORD) for i in range(people)])
