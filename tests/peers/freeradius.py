@@ -241,9 +241,20 @@ def start(tmp: Path, *, reply_ma: bool = False, require_ma: bool = False) -> Fre
     return server
 
 
-@pytest.fixture
-def freeradius(tmp_path: Path) -> Iterator[FreeRadius]:
-    server = start(tmp_path / "freeradius")
+@pytest.fixture(scope="module", name="freeradius")
+def freeradius_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreeRadius]:
+    """One FreeRADIUS per test module (it takes a second to start)."""
+    server = start(tmp_path_factory.mktemp("freeradius"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", name="freeradius_with_ma")
+def freeradius_with_ma_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreeRadius]:
+    """FreeRADIUS with a post-auth policy that signs every reply."""
+    server = start(tmp_path_factory.mktemp("freeradius-ma"), reply_ma=True)
     try:
         yield server
     finally:
