@@ -4,6 +4,7 @@ section 5.1/5.2), MAC address spellings, the shipped dictionaries."""
 
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -273,3 +274,55 @@ def test_tunnel_attributes_are_tagged_and_the_password_salted() -> None:
     assert d.attributes["User-Password"].encrypt == 1
     for name in ("Tunnel-Type", "Tunnel-Medium-Type", "Tunnel-Private-Group-Id"):
         assert d.attributes[name].has_tag, name
+
+
+# -- no crash on hostile input ------------------------------------------------
+
+# Every attribute the handler reads with first().
+HANDLER_READS = (
+    "User-Name", "Calling-Station-Id", "NAS-Identifier", "Acct-Delay-Time", "Acct-Session-Id",
+    "Acct-Session-Time", "Acct-Terminate-Cause", "Framed-IP-Address", "Framed-IPv6-Address",
+    "Called-Station-Id", "NAS-Port-Id", "NAS-Port-Type", "Service-Type", "Framed-Protocol",
+    "Acct-Authentic", "Acct-Interim-Interval", "Connect-Info", "Error-Cause",
+)
+
+
+def _seed_packets() -> list[bytes]:
+    acct = rp.AcctPacket(secret=SECRET, dict=protocol.dictionary(), id=1)
+    for name, value in (("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "5F2A0001"),
+                        ("User-Name", "alice@acme.example"), ("Acct-Session-Time", 900),
+                        ("Acct-Input-Octets", 5), ("Acct-Input-Gigawords", 1),
+                        ("Framed-IP-Address", "192.0.2.10"), ("Acct-Terminate-Cause", 1),
+                        ("Calling-Station-Id", "AA-BB-CC-DD-EE-FF"),
+                        ("WISPr-Location-ID", "axis")):
+        acct.AddAttribute(name, value)
+    return [_access_request(True), acct.RequestPacket()]
+
+
+def test_mutated_packets_decode_or_are_malformed_never_crash() -> None:
+    rng = random.Random(2865)  # fixed: the same 4,000 packets every run
+    checked = 0
+    for _ in range(2000):
+        for seed in _seed_packets():
+            data = bytearray(seed)
+            for _ in range(rng.randint(1, 4)):
+                kind = rng.random()
+                pos = rng.randrange(len(data))
+                if kind < 0.6:
+                    data[pos] = rng.randrange(256)
+                elif kind < 0.8:
+                    del data[pos:pos + rng.randint(1, 6)]
+                else:
+                    data[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 6)))
+            if len(data) >= 4 and rng.random() < 0.5:
+                data[2:4] = struct.pack("!H", len(data))  # keep Length consistent
+            try:
+                pkt = decode_request(bytes(data), SECRET, status_on_acct=rng.random() < 0.5)
+            except MalformedPacket:
+                continue
+            checked += 1
+            for name in HANDLER_READS:
+                protocol.first(pkt, name)
+            protocol.octets(pkt, "Acct-Input-Octets", "Acct-Input-Gigawords")
+            protocol.has_message_authenticator(pkt)
+    assert checked > 1000, checked  # enough mutants got past the checks to exercise first()
