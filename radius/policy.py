@@ -105,6 +105,7 @@ class Decision:
 
 _HHMM = re.compile(r"(\d{1,2}):(\d{2})")
 MINUTES_PER_DAY = 24 * 60
+MAX_SESSION_TIMEOUT = 2**32 - 1
 
 
 def _minutes(value: str, *, closing: bool) -> int:
@@ -180,7 +181,9 @@ def decide(
         return Decision(False, Reason.site_closed)
     if person.balance <= 0:
         return Decision(False, Reason.no_credit)
-    limits = [person.balance]
+    # Session-Timeout is a 32-bit integer (RFC 2865 5.27): a huge credit
+    # must not make the reply unencodable.
+    limits = [person.balance, MAX_SESSION_TIMEOUT]
     if to_close is not None:
         limits.append(to_close)
     if person.max_session:

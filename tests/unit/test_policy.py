@@ -11,7 +11,9 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from pyrad import packet as rp
 
+from passerelle.radius import protocol
 from passerelle.radius.policy import (
     MESSAGES,
     Decision,
@@ -411,3 +413,14 @@ def test_malformed_hours_are_a_clear_error(hours: str) -> None:
     site = replace(OFFICE, opens=hours)
     with pytest.raises(ValueError, match="HH:MM"):
         seconds_to_closing(site, NOON)
+
+
+def test_session_timeout_fits_its_32_bit_attribute() -> None:
+    # A credit typed in with too many zeros must still give an encodable reply.
+    person = replace(GOOD, balance=2**40)
+    limit = timeout(person, ALWAYS_OPEN, NOON)
+    assert limit == 2**32 - 1
+    reply = rp.Packet(code=rp.AccessAccept, secret=b"s", authenticator=bytes(16),
+                      dict=protocol.dictionary())
+    reply.AddAttribute("Session-Timeout", limit)
+    assert reply.ReplyPacket()
