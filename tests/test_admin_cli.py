@@ -1,0 +1,403 @@
+"""`passerelle db` and `passerelle admin ...` through the real entry point
+(``passerelle.cli.main``), on SQLite and PostgreSQL: every command's happy
+path, and bad input giving exit code 2 and one "Error: ..." line."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from passerelle.cli import main
+from passerelle.radius import db, ledger, passwords
+from passerelle.radius.models import Company, Gateway, Network, Person, Site
+
+BIN = Path(sys.executable).parent / "passerelle"
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(autouse=True)
+def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "server.key"
+    monkeypatch.setenv("PASSERELLE_KEY_FILE", str(path))
+    monkeypatch.delenv("PASSERELLE_DB", raising=False)
+    return path
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run `passerelle ARGS` in this process, as the console script does."""
+
+    def run(*args: str, stdin: str = "") -> Run:
+        monkeypatch.setattr(sys, "argv", ["passerelle", *args])
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return Run(code, out, err)
+
+    return run
+
+
+def ok(run: Run) -> Run:
+    assert run.code == 0, (run.out, run.err)
+    return run
+
+
+def one_error(run: Run, expected: str) -> None:
+    """Exit 2, and stderr is exactly one "Error: ..." line naming the fault."""
+    assert run.code == 2, (run.out, run.err)
+    lines = [line for line in run.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), run.err
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in run.err + run.out
+
+
+EXAMPLE = [
+    ["admin", "network", "add", "wallonia"],
+    ["admin", "site", "add", "Axis Parc", "--network", "wallonia", "--category", "3",
+     "--capacity", "40"],
+    ["admin", "gateway", "add", "axis-gw", "--site", "Axis Parc", "--ip", "127.0.0.1",
+     "--secret", "s3cret"],
+    ["admin", "company", "add", "Acme"],
+    ["admin", "person", "add", "alice@acme.example", "--company", "Acme", "--password",
+     "correct horse"],
+    ["admin", "credit", "add", "alice@acme.example", "600"],
+    ["admin", "company", "set", "Acme", "--status", "suspended"],
+]
+
+
+@pytest.fixture
+def world(cli, db_url: str) -> str:
+    """The issue's example, typed at the command line."""
+    for args in EXAMPLE:
+        ok(cli(*args, "--db", db_url))
+    return db_url
+
+
+@contextmanager
+def session(db_url: str) -> Iterator[Session]:
+    engine = db.make_engine(db_url)
+    try:
+        with db.make_sessionmaker(engine)() as s:
+            yield s
+    finally:
+        engine.dispose()
+
+
+def test_the_issue_example(world: str) -> None:
+    with session(world) as s:
+        site = s.scalars(select(Site)).one()
+        assert (site.name, site.network.name, site.category, site.capacity) == \
+            ("Axis Parc", "wallonia", 3, 40)
+        assert (site.opens, site.closes, site.staffed) == (None, None, True)
+        gw = s.scalars(select(Gateway)).one()
+        assert (gw.identifier, gw.ip_address, gw.secret, gw.coa_port) == \
+            ("axis-gw", "127.0.0.1", "s3cret", 3799)
+        assert gw.require_message_authenticator is True
+        person = s.scalars(select(Person)).one()
+        assert passwords.verify_password(person.password_hash, "correct horse")
+        assert not passwords.verify_password(person.password_hash, "wrong")
+        assert person.chap_secret is None and person.active
+        assert ledger.balance(s, person.id) == 600 * 60
+        assert s.scalars(select(Company)).one().status.value == "suspended"
+
+
+def test_lists(cli, world: str) -> None:
+    out = ok(cli("admin", "network", "list", "--db", world)).out
+    assert "wallonia" in out and "1" in out.splitlines()[2]
+    out = ok(cli("admin", "site", "list", "--db", world)).out
+    assert "Axis Parc" in out and "***" in out and "always" in out and "40" in out
+    out = ok(cli("admin", "gateway", "list", "--db", world)).out
+    assert "axis-gw" in out and "127.0.0.1" in out and "(hidden)" in out
+    assert "s3cret" not in out
+    assert "s3cret" in ok(cli("admin", "gateway", "list", "--show-secrets", "--db", world)).out
+    out = ok(cli("admin", "company", "list", "--db", world)).out
+    assert "Acme" in out and "suspended" in out
+    out = ok(cli("admin", "person", "list", "--db", world)).out
+    assert "alice@acme.example" in out and "10:00" in out
+    assert "alice" in ok(cli("admin", "person", "list", "--company", "Acme", "--db", world)).out
+    out = ok(cli("admin", "credit", "show", "alice@acme.example", "--db", world)).out
+    assert out.splitlines()[0] == "alice@acme.example: 10:00 left (600 minutes)"
+    assert "topup" in out and "+10:00" in out
+
+
+def test_empty_lists(cli, db_url: str) -> None:
+    for what in ("network", "site", "gateway", "company", "person"):
+        assert ok(cli("admin", what, "list", "--db", db_url)).out.strip() == "(none)"
+
+
+def test_set_commands(cli, world: str, tmp_path: Path) -> None:
+    ok(cli("admin", "network", "set", "wallonia", "--name", "wallonie", "--db", world))
+    ok(cli("admin", "site", "set", "Axis Parc", "--opens", "08:00", "--closes", "18:30",
+           "--days", "mon-fri", "--unstaffed", "--city", "Mont-Saint-Guibert",
+           "--capacity", "42", "--db", world))
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from a file\n")
+    ok(cli("admin", "gateway", "set", "axis-gw", "--ip", "192.0.2.1", "--secret-file",
+           str(secret_file), "--coa-port", "3800", "--relaxed-message-authenticator",
+           "--db", world))
+    ok(cli("admin", "company", "set", "Acme", "--status", "active", "--payment", "overdue",
+           "--categories", "21", "--bandwidth-up", "2M", "--bandwidth-down", "10000k",
+           "--max-session", "90m", "--vlan", "101", "--db", world))
+    ok(cli("admin", "person", "set", "alice@acme.example", "--password-file", "-", "--chap",
+           "--name", "Alice Lambert", "--inactive", "--language", "en", "--db", world,
+           stdin="new  pass word\n"))
+    with session(world) as s:
+        assert s.scalars(select(Network)).one().name == "wallonie"
+        site = s.scalars(select(Site)).one()
+        assert (site.opens, site.closes, site.open_days, site.staffed, site.capacity) == \
+            ("08:00", "18:30", "12345", False, 42)
+        gw = s.scalars(select(Gateway)).one()
+        assert (gw.ip_address, gw.secret, gw.coa_port) == ("192.0.2.1", "from a file", 3800)
+        assert gw.require_message_authenticator is False
+        acme = s.scalars(select(Company)).one()
+        assert (acme.status.value, acme.payment.value, acme.categories) == \
+            ("active", "overdue", "12")
+        assert (acme.bandwidth_up, acme.bandwidth_down, acme.max_session, acme.vlan) == \
+            (2_000_000, 10_000_000, 5400, 101)
+        alice = s.scalars(select(Person)).one()
+        assert passwords.verify_password(alice.password_hash, "new  pass word")
+        assert alice.chap_secret and passwords.open_chap_secret(alice.chap_secret) == \
+            "new  pass word"
+        assert (alice.name, alice.active, alice.language) == ("Alice Lambert", False, "en")
+    # "none" lifts a cap; --always-open drops the hours; --no-chap drops the secret.
+    ok(cli("admin", "company", "set", "Acme", "--bandwidth-up", "none", "--vlan", "none",
+           "--db", world))
+    ok(cli("admin", "site", "set", "Axis Parc", "--always-open", "--db", world))
+    ok(cli("admin", "person", "set", "alice@acme.example", "--no-chap", "--active",
+           "--db", world))
+    ok(cli("admin", "gateway", "set", "axis-gw", "--require-message-authenticator",
+           "--db", world))
+    with session(world) as s:
+        acme = s.scalars(select(Company)).one()
+        assert (acme.bandwidth_up, acme.bandwidth_down, acme.vlan) == (None, 10_000_000, None)
+        site = s.scalars(select(Site)).one()
+        assert (site.opens, site.closes) == (None, None)
+        alice = s.scalars(select(Person)).one()
+        assert (alice.chap_secret, alice.active) == (None, True)
+        assert s.scalars(select(Gateway)).one().require_message_authenticator is True
+
+
+def test_add_with_every_option(cli, db_url: str, tmp_path: Path) -> None:
+    ok(cli("admin", "network", "add", "brussels", "--db", db_url))
+    ok(cli("admin", "site", "add", "Night Hub", "--network", "brussels", "--category", "2",
+           "--capacity", "12", "--city", "Brussels", "--opens", "22:00", "--closes", "06:00",
+           "--days", "12345", "--unstaffed", "--timezone", "Europe/Brussels", "--db", db_url))
+    ok(cli("admin", "gateway", "add", "night-gw", "--site", "Night Hub", "--ip", "2001:db8::1",
+           "--secret-file", "-", "--coa-port", "3799", "--relaxed-message-authenticator",
+           "--db", db_url, stdin="s3cret from stdin\n"))
+    ok(cli("admin", "company", "add", "Slowco", "--status", "active", "--payment", "ok",
+           "--categories", "12", "--services", "wifi,print", "--bandwidth-up", "1M",
+           "--bandwidth-down", "5M", "--max-session", "2h", "--vlan", "42", "--db", db_url))
+    ok(cli("admin", "person", "add", "bob@slowco.example", "--company", "Slowco",
+           "--password", "pw", "--name", "Bob", "--chap", "--inactive", "--language", "nl",
+           "--db", db_url))
+    out = ok(cli("admin", "credit", "add", "bob@slowco.example", "90", "--note", "invoice 7",
+                 "--db", db_url)).out
+    assert "credit now 1:30" in out
+    with session(db_url) as s:
+        site = s.scalars(select(Site)).one()
+        assert (site.opens, site.closes, site.staffed, site.category) == \
+            ("22:00", "06:00", False, 2)
+        gw = s.scalars(select(Gateway)).one()
+        assert (gw.ip_address, gw.secret, gw.require_message_authenticator) == \
+            ("2001:db8::1", "s3cret from stdin", False)
+        slowco = s.scalars(select(Company)).one()
+        assert (slowco.services, slowco.max_session, slowco.vlan) == ("wifi,print", 7200, 42)
+        bob = s.scalars(select(Person)).one()
+        assert bob.chap_secret and passwords.open_chap_secret(bob.chap_secret) == "pw"
+        assert (bob.active, bob.language, bob.name) == (False, "nl", "Bob")
+    out = ok(cli("admin", "credit", "show", "bob@slowco.example", "--db", db_url)).out
+    assert "invoice 7" in out and "1:30 left (90 minutes)" in out
+
+
+def test_remove_in_order_and_refusals(cli, world: str) -> None:
+    one_error(cli("admin", "network", "remove", "wallonia", "--db", world),
+              "network 'wallonia' still has 1 site(s)")
+    one_error(cli("admin", "site", "remove", "Axis Parc", "--db", world),
+              "still has 1 gateway(s)")
+    one_error(cli("admin", "company", "remove", "Acme", "--db", world),
+              "still has 1 person(s)")
+    ok(cli("admin", "person", "remove", "alice@acme.example", "--db", world))
+    ok(cli("admin", "company", "remove", "Acme", "--db", world))
+    ok(cli("admin", "gateway", "remove", "axis-gw", "--db", world))
+    ok(cli("admin", "site", "remove", "Axis Parc", "--db", world))
+    ok(cli("admin", "network", "remove", "wallonia", "--db", world))
+    with session(world) as s:
+        for model in (Network, Site, Gateway, Company, Person):
+            assert s.scalars(select(model)).all() == []
+
+
+BAD = [
+    (["network", "add", "wallonia"], "network 'wallonia' already exists"),
+    (["network", "add", "  "], "must not be empty"),
+    (["network", "remove", "nowhere"], "unknown network 'nowhere'"),
+    (["network", "set", "wallonia", "--name", "x" * 65], "longer than 64"),
+    (["site", "add", "Axis Parc", "--network", "wallonia"], "site 'Axis Parc' already exists"),
+    (["site", "add", "CEI", "--network", "nowhere"], "unknown network 'nowhere'"),
+    (["site", "add", "CEI"], "give the site's --network"),
+    (["site", "add", "CEI", "--network", "wallonia", "--category", "4"], "bad category 4"),
+    (["site", "add", "CEI", "--network", "wallonia", "--capacity", "-1"], "bad capacity -1"),
+    (["site", "add", "CEI", "--network", "wallonia", "--opens", "8h", "--closes", "18:00"],
+     "bad time for --opens '8h'"),
+    (["site", "add", "CEI", "--network", "wallonia", "--opens", "08:00", "--closes", "25:00"],
+     "bad time for --closes '25:00'"),
+    (["site", "add", "CEI", "--network", "wallonia", "--opens", "08:00"],
+     "give both --opens and --closes"),
+    (["site", "add", "CEI", "--network", "wallonia", "--days", "89"], "bad days '89'"),
+    (["site", "add", "CEI", "--network", "wallonia", "--timezone", "Mars/Olympus"],
+     "unknown time zone 'Mars/Olympus'"),
+    (["site", "set", "Nowhere", "--capacity", "3"], "unknown site 'Nowhere'"),
+    (["site", "set", "Axis Parc", "--always-open", "--opens", "08:00"], "contradict"),
+    (["gateway", "add", "axis-gw", "--site", "Axis Parc", "--ip", "192.0.2.9", "--secret",
+      "x"], "gateway 'axis-gw' already exists"),
+    (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "127.0.0.1", "--secret", "x"],
+     "IP address 127.0.0.1 is already gateway 'axis-gw''s"),
+    (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "300.1.2.3", "--secret", "x"],
+     "bad IP address '300.1.2.3'"),
+    (["gateway", "add", "gw2", "--site", "Nowhere", "--ip", "192.0.2.9", "--secret", "x"],
+     "unknown site 'Nowhere'"),
+    (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "192.0.2.9"],
+     "give --secret or --secret-file"),
+    (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "192.0.2.9", "--secret", ""],
+     "the shared secret must not be empty"),
+    (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "192.0.2.9", "--secret",
+      "sécret"], "printable ASCII"),
+    (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "192.0.2.9", "--secret", "x",
+      "--secret-file", "/nonexistent"], "not both"),
+    (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "192.0.2.9",
+      "--secret-file", "/nonexistent/secret"], "cannot read the secret from"),
+    (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "192.0.2.9", "--secret", "x",
+      "--coa-port", "70000"], "bad port 70000"),
+    (["gateway", "set", "nope", "--ip", "192.0.2.9"], "unknown gateway 'nope'"),
+    (["gateway", "remove", "nope"], "unknown gateway 'nope'"),
+    (["company", "add", "Acme"], "company 'Acme' already exists"),
+    (["company", "add", "B", "--status", "bankrupt"], "bad status 'bankrupt'"),
+    (["company", "add", "B", "--payment", "late"], "bad payment standing 'late'"),
+    (["company", "add", "B", "--categories", "4"], "bad categories '4'"),
+    (["company", "add", "B", "--services", "Wi Fi"], "bad service name 'wi fi'"),
+    (["company", "add", "B", "--bandwidth-up", "fast"], "bad --bandwidth-up 'fast'"),
+    (["company", "add", "B", "--bandwidth-down", "-5"], "bad --bandwidth-down '-5'"),
+    (["company", "add", "B", "--max-session", "0"], "bad --max-session '0'"),
+    (["company", "add", "B", "--vlan", "4095"], "bad VLAN '4095'"),
+    (["company", "set", "Nobody", "--status", "active"], "unknown company 'Nobody'"),
+    (["company", "remove", "Nobody"], "unknown company 'Nobody'"),
+    (["person", "add", "alice@acme.example", "--company", "Acme", "--password", "x"],
+     "login 'alice@acme.example' already exists"),
+    (["person", "add", "bob@acme.example", "--company", "Nobody", "--password", "x"],
+     "unknown company 'Nobody'"),
+    (["person", "add", "bob smith", "--company", "Acme", "--password", "x"],
+     "bad login 'bob smith'"),
+    (["person", "add", "bob@acme.example", "--company", "Acme"],
+     "give --password or --password-file"),
+    (["person", "add", "bob@acme.example", "--company", "Acme", "--password", "x" * 129],
+     "the password is 129 octets"),
+    (["person", "add", "bob@acme.example", "--company", "Acme", "--password", "x",
+      "--language", "de"], "bad language 'de'"),
+    (["person", "set", "alice@acme.example", "--chap"], "give --password with --chap"),
+    (["person", "set", "nobody@acme.example", "--inactive"], "unknown person"),
+    (["person", "remove", "nobody@acme.example"], "unknown person"),
+    (["credit", "add", "alice@acme.example", "-5"], "bad number of minutes -5"),
+    (["credit", "add", "alice@acme.example", "0"], "bad number of minutes 0"),
+    (["credit", "add", "alice@acme.example", "ten"], "bad number of minutes 'ten'"),
+    (["credit", "add", "nobody@acme.example", "5"], "unknown person 'nobody@acme.example'"),
+    (["credit", "show", "nobody@acme.example"], "unknown person"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD, ids=[" ".join(a)[:50] for a, _ in BAD])
+def test_bad_input_is_one_line(cli, world: str, args: list[str], expected: str) -> None:
+    one_error(cli("admin", *args, "--db", world), expected)
+
+
+def test_bad_input_changes_nothing(cli, world: str) -> None:
+    """A refused command leaves the database as it was (one transaction)."""
+    one_error(cli("admin", "site", "set", "Axis Parc", "--capacity", "99", "--category", "7",
+                  "--db", world), "bad category 7")
+    with session(world) as s:
+        assert s.scalars(select(Site)).one().capacity == 40
+
+
+def test_credit_add_prints_the_balance(cli, world: str) -> None:
+    out = ok(cli("admin", "credit", "add", "alice@acme.example", "30", "--db", world)).out
+    assert out.strip() == "alice@acme.example: +0:30, credit now 10:30"
+
+
+def test_db_upgrade_and_current(cli, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh' / 'p.db'}"
+    assert ok(cli("db", "current", "--db", url)).out.startswith("no schema")
+    one_error(cli("admin", "network", "list", "--db", url), "run 'passerelle db upgrade'")
+    assert "at revision" in ok(cli("db", "upgrade", "--db", url)).out
+    assert "(latest)" in ok(cli("db", "current", "--db", url)).out
+    ok(cli("db", "upgrade", "--db", url))  # again: nothing to do, no error
+    ok(cli("admin", "network", "add", "wallonia", "--db", url))
+
+
+def test_db_from_the_environment(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.setenv("PASSERELLE_DB", url)
+    ok(cli("db", "upgrade"))
+    ok(cli("admin", "network", "add", "wallonia"))
+    assert "wallonia" in ok(cli("admin", "network", "list", "--db", url)).out
+
+
+def test_default_db_is_in_the_data_dir(cli, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PASSERELLE_DATA", str(tmp_path / "data"))
+    ok(cli("db", "upgrade"))
+    ok(cli("admin", "network", "add", "wallonia"))
+    assert (tmp_path / "data" / "passerelle.db").exists()
+
+
+def test_db_errors_are_one_line(cli) -> None:
+    one_error(cli("admin", "network", "list", "--db", "nosuchdb://x"), "bad database URL")
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    one_error(cli("admin", "network", "list", "--db",
+                  "postgresql://nobody:pw@127.0.0.1:1/x"), "cannot use the database")
+    run = cli("db", "upgrade", "--db", "postgresql://nobody:pw@127.0.0.1:1/x")
+    one_error(run, "cannot use the database")
+    assert ":pw@" not in run.err  # the password is not printed
+
+
+def test_console_script_never_shows_a_traceback(tmp_path: Path) -> None:
+    """The installed `passerelle` program, as an operator runs it."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    env = {**os.environ, "PASSERELLE_KEY_FILE": str(tmp_path / "k")}
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN), *args], input=stdin, capture_output=True, text=True,
+                              env=env, timeout=60)
+
+    assert run("admin", "company", "add", "Acme", "--db", url).returncode == 2
+    assert run("db", "upgrade", "--db", url).returncode == 0
+    assert run("admin", "company", "add", "Acme", "--db", url).returncode == 0
+    added = run("admin", "person", "add", "a@acme.example", "--company", "Acme",
+                "--password-file", "-", "--db", url, stdin="from stdin\n")
+    assert added.returncode == 0, added.stderr
+    bad = run("admin", "credit", "add", "a@acme.example", "-5", "--db", url)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "Error: bad number of minutes -5: a top-up adds 1 minute or more"
+    for result in (bad, run("admin", "site", "add", "X", "--network", "n", "--db", url)):
+        assert "Traceback" not in result.stderr and result.stderr.startswith("Error: ")
+    with session(url) as s:
+        person = s.scalars(select(Person)).one()
+        assert passwords.verify_password(person.password_hash, "from stdin")
