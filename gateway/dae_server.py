@@ -163,6 +163,7 @@ class DaeCore:
         self.sessions = sessions
         self.window = window
         self.duplicates = DuplicateCache(duplicate_window)
+        protocol.dictionary()  # parse it now, not while the first request waits
 
     def handle(self, data: bytes, addr: tuple[str, int], now: float) -> bytes | None:
         """The reply to send back to ``addr``, or None to drop ``data``."""

@@ -1,0 +1,365 @@
+"""The RFC 5176 server: the pure core with a fixed clock, then over UDP with
+FreeRADIUS's radclient and the centre's own client as senders."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pyrad import packet as rp
+
+from passerelle.gateway.dae_server import (
+    CoaChange,
+    DaeCore,
+    DaeServer,
+    Selector,
+)
+from passerelle.gateway.radclient import NasIdentity
+from passerelle.radius import dae, protocol
+from tests.radius.peers import radclient
+
+SECRET = b"dae-secret"
+NOW = 1_790_000_000.0
+NAS = NasIdentity("axis-gw", "198.51.100.1")
+CENTRE = ("127.0.0.1", 40000)
+
+
+@dataclass
+class Table:
+    """The daemon's side, as a list of live sessions."""
+
+    live: list[dict[str, str]] = field(default_factory=lambda: [
+        dict(id="0001", user="alice@acme.example", mac="02:11:22:33:44:55",
+             ip="198.51.100.23"),
+        dict(id="0002", user="bob@slowco.example", mac="02:11:22:33:44:66",
+             ip="198.51.100.24"),
+    ])
+    cut: list[Selector] = field(default_factory=list)
+    changed: list[tuple[str, CoaChange]] = field(default_factory=list)
+
+    def _match(self, s: Selector) -> list[dict[str, str]]:
+        return [x for x in self.live
+                if s.acct_session_id in (None, x["id"]) and s.user_name in (None, x["user"])
+                and s.calling_station_id in (None, x["mac"]) and s.framed_ip in (None, x["ip"])]
+
+    def disconnect(self, selector: Selector) -> int:
+        found = self._match(selector)
+        self.cut.append(selector)
+        self.live = [x for x in self.live if x not in found]
+        return len(found)
+
+    def change(self, selector: Selector, change: CoaChange) -> int:
+        found = self._match(selector)
+        self.changed.extend((x["id"], change) for x in found)
+        return len(found)
+
+
+def request(code: int, attrs: dict[str, Any], *, ma: bool = True, stamp: float | None = NOW,
+            secret: bytes = SECRET) -> rp.CoAPacket:
+    pkt = rp.CoAPacket(code=code, secret=secret, dict=protocol.dictionary())
+    pkt.id = 7
+    if ma:
+        pkt.add_message_authenticator()
+    for name, value in attrs.items():
+        pkt.AddAttribute(name, value)
+    if stamp is not None:
+        pkt.AddAttribute("Event-Timestamp", int(stamp))
+    return pkt
+
+
+def signed(raw: bytes, secret: bytes = SECRET) -> bytes:
+    """A crafted request with a correct Request Authenticator."""
+    raw = raw[:2] + struct.pack("!H", len(raw)) + bytes(16) + raw[20:]
+    return raw[:4] + hashlib.md5(raw[:4] + bytes(16) + raw[20:] + secret).digest() + raw[20:]
+
+
+@pytest.fixture
+def table() -> Table:
+    return Table()
+
+
+@pytest.fixture
+def core(table: Table) -> DaeCore:
+    return DaeCore({"127.0.0.1": SECRET}, NAS, table, window=300)
+
+
+def ask(core: DaeCore, pkt: rp.CoAPacket, now: float = NOW) -> dae.Result | None:
+    """Send ``pkt`` to the core; the verified result, or None if dropped."""
+    reply = core.handle(pkt.RequestPacket(), CENTRE, now)
+    if reply is None:
+        return None
+    result = dae.parse_reply(pkt, reply)
+    assert result is not None, "the reply does not verify"
+    assert protocol.has_message_authenticator(pkt.CreateReply(packet=reply))
+    return result
+
+
+D, C = protocol.DISCONNECT_REQUEST, protocol.COA_REQUEST
+
+
+# -- the core ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attrs", [
+    {"Acct-Session-Id": "0001"},
+    {"User-Name": "alice@acme.example"},
+    {"Calling-Station-Id": "02-11-22-33-44-55"},
+    {"Calling-Station-Id": "02:11:22:33:44:55", "Framed-IP-Address": "198.51.100.23"},
+    {"Framed-IP-Address": "198.51.100.23", "NAS-Identifier": "axis-gw",
+     "NAS-IP-Address": "198.51.100.1"},
+])
+def test_disconnect_by_any_selector_is_acked(core: DaeCore, table: Table,
+                                             attrs: dict[str, Any]) -> None:
+    assert ask(core, request(D, attrs)) == dae.Result(acked=True)
+    assert [x["id"] for x in table.live] == ["0002"]
+
+
+def test_selector_fields_reach_the_daemon_normalised(core: DaeCore, table: Table) -> None:
+    ask(core, request(D, {"Calling-Station-Id": "02-11-22-33-44-55", "User-Name": "alice",
+                          "Framed-IP-Address": "198.51.100.23", "Acct-Session-Id": "x"}))
+    assert table.cut == [Selector("x", "alice", "02:11:22:33:44:55", "198.51.100.23")]
+
+
+def test_coa_changes_timeout_and_bandwidth(core: DaeCore, table: Table) -> None:
+    result = ask(core, request(C, {"User-Name": "bob@slowco.example", "Session-Timeout": 900,
+                                   "WISPr-Bandwidth-Max-Up": 1_000_000,
+                                   "ChilliSpot-Bandwidth-Max-Down": 4000}))
+    assert result == dae.Result(acked=True)
+    assert table.changed == [("0002", CoaChange(900, 1_000_000, 4_000_000))]
+    assert len(table.live) == 2
+
+
+@pytest.mark.parametrize("code, attrs, cause", [
+    (D, {"Acct-Session-Id": "nope"}, 503),
+    (D, {"Calling-Station-Id": "02-11-22-33-44-99"}, 503),
+    (D, {"Acct-Session-Id": "0001", "Session-Timeout": 10}, 401),
+    (D, {"Acct-Session-Id": "0001", "Reply-Message": "bye"}, 401),
+    (C, {"Acct-Session-Id": "0001", "Idle-Timeout": 10}, 401),
+    (D, {"Acct-Session-Id": "0001", "NAS-Identifier": "other-gw"}, 403),
+    (D, {"Acct-Session-Id": "0001", "NAS-IP-Address": "198.51.100.2"}, 403),
+    (D, {"Acct-Session-Id": "0001", "NAS-IPv6-Address": "2001:db8::1"}, 403),
+    (D, {"NAS-Identifier": "axis-gw"}, 402),
+    (C, {"Acct-Session-Id": "0001"}, 402),
+    (D, {"Calling-Station-Id": "not a mac"}, 407),
+    (C, {"Acct-Session-Id": "0001", "Session-Timeout": 0}, 407),
+    (C, {"Acct-Session-Id": "0001", "WISPr-Bandwidth-Max-Up": 1000,
+         "ChilliSpot-Bandwidth-Max-Up": 2}, 407),
+])
+def test_naks_carry_the_right_error_cause(core: DaeCore, table: Table, code: int,
+                                          attrs: dict[str, Any], cause: int,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, "passerelle.gateway"):
+        result = ask(core, request(code, attrs))
+    assert result == dae.Result(acked=False, error_cause=cause)
+    assert len(table.live) == 2 and table.changed == []  # nothing applied
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"dae: NAK {cause} ")
+
+
+def test_bad_value_sizes_are_naked_407(core: DaeCore) -> None:
+    pkt = request(C, {"Acct-Session-Id": "0001"})
+    pkt[27] = [b"\x00\x10"]  # Session-Timeout of 2 octets
+    assert ask(core, pkt) == dae.Result(acked=False, error_cause=407)
+    pkt = request(D, {"Acct-Session-Id": "0001"})
+    pkt[1] = [b"\xff\xfe"]  # User-Name that is not UTF-8
+    assert ask(core, pkt) == dae.Result(acked=False, error_cause=407)
+
+
+@pytest.mark.parametrize("why, pkt, now", [
+    ("no Message-Authenticator", request(D, {"Acct-Session-Id": "0001"}, ma=False), NOW),
+    ("no Event-Timestamp", request(D, {"Acct-Session-Id": "0001"}, stamp=None), NOW),
+    ("stale", request(D, {"Acct-Session-Id": "0001"}, stamp=NOW - 301), NOW),
+    ("from the future", request(D, {"Acct-Session-Id": "0001"}, stamp=NOW + 301), NOW),
+    ("wrong secret", request(D, {"Acct-Session-Id": "0001"}, secret=b"guess"), NOW),
+])
+def test_untrusted_requests_are_dropped_silently(core: DaeCore, table: Table, why: str,
+                                                 pkt: rp.CoAPacket, now: float,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "passerelle.gateway"):
+        assert ask(core, pkt, now) is None
+    assert table.cut == [] and len(table.live) == 2
+    assert len(caplog.records) == 1 and "dropped" in caplog.records[0].getMessage()
+
+
+def test_window_edge_is_accepted(core: DaeCore) -> None:
+    assert ask(core, request(D, {"Acct-Session-Id": "0001"}, stamp=NOW - 300)) == (
+        dae.Result(acked=True))
+
+
+def test_bad_message_authenticator_is_dropped(core: DaeCore) -> None:
+    pkt = request(D, {"Acct-Session-Id": "0001"})
+    raw = bytearray(pkt.RequestPacket())
+    raw[22] ^= 1  # inside Message-Authenticator, first attribute
+    assert core.handle(signed(bytes(raw)), CENTRE, NOW) is None
+
+
+def test_unknown_source_is_dropped_before_anything(table: Table) -> None:
+    core = DaeCore({"192.0.2.10": SECRET}, NAS, table)
+    assert core.handle(request(D, {"Acct-Session-Id": "0001"}).RequestPacket(), CENTRE,
+                       NOW) is None
+    assert table.cut == []
+
+
+def test_a_retransmission_gets_the_cached_reply_without_a_second_cut(
+        core: DaeCore, table: Table) -> None:
+    data = request(D, {"Acct-Session-Id": "0001"}).RequestPacket()
+    first = core.handle(data, CENTRE, NOW)
+    again = core.handle(data, CENTRE, NOW + 5)
+    assert first is not None and again == first
+    assert len(table.cut) == 1
+    # A new request (new Identifier) for a session already gone: NAK 503.
+    pkt = request(D, {"Acct-Session-Id": "0001"})
+    pkt.id = 8
+    assert ask(core, pkt, NOW + 6) == dae.Result(acked=False, error_cause=503)
+
+
+HEADER = bytes([40, 1, 0, 20]) + bytes(16)
+MALFORMED = [
+    b"",
+    b"\x28\x01\x00",
+    HEADER[:19],
+    bytes([40, 1, 0, 19]) + bytes(16),  # Length below 20
+    bytes([40, 1, 0x10, 0x01]) + bytes(16),  # Length above 4096
+    bytes([40, 1, 0, 60]) + bytes(16),  # shorter than Length
+    signed(HEADER + b"\x01\x01"),  # attribute length 1
+    signed(HEADER + b"\x01\x00"),  # attribute length 0
+    signed(HEADER + b"\x01\x09abc"),  # attribute past the end
+    signed(HEADER + b"\x50\x05abc"),  # Message-Authenticator of 3 octets
+    signed(bytes([1, 1, 0, 20]) + bytes(16)),  # an Access-Request
+    signed(bytes([41, 1, 0, 20]) + bytes(16)),  # an ACK sent to us
+]
+
+
+@pytest.mark.parametrize("data", MALFORMED)
+def test_malformed_datagrams_are_dropped(core: DaeCore, data: bytes) -> None:
+    assert core.handle(data, CENTRE, NOW) is None
+
+
+# -- over UDP ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server(table: Table) -> Iterator[DaeServer]:
+    srv = DaeServer("127.0.0.1", 0, {"127.0.0.1": SECRET}, NasIdentity("axis-gw", "127.0.0.1"),
+                    table)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_malformed_datagrams_over_udp_leave_the_server_answering(
+        server: DaeServer, table: Table, caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
+            caplog.at_level(logging.WARNING, "passerelle.gateway"):
+        sock.connect(("127.0.0.1", server.port))
+        sock.settimeout(0.3)
+        for data in MALFORMED:
+            sock.send(data)
+        result = dae.disconnect(dae.Target("127.0.0.1", server.port, SECRET),
+                                {"Acct-Session-Id": "0001"}, timeout=1.0)
+        with pytest.raises(TimeoutError):
+            sock.recv(4096)  # none of the malformed ones was answered
+    assert result.acked
+    drops = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(drops) == len(MALFORMED)
+
+
+def test_an_unknown_source_gets_no_answer_over_udp(table: Table) -> None:
+    srv = DaeServer("127.0.0.1", 0, {"192.0.2.10": SECRET}, NasIdentity("axis-gw", "127.0.0.1"),
+                    table)
+    srv.start()
+    try:
+        result = dae.disconnect(dae.Target("127.0.0.1", srv.port, SECRET),
+                                {"Acct-Session-Id": "0001"}, timeout=0.3, tries=1)
+    finally:
+        srv.stop()
+    assert not result.answered and table.cut == []
+
+
+def test_the_centres_own_client(server: DaeServer, table: Table) -> None:
+    target = dae.Target("127.0.0.1", server.port, SECRET)
+    assert dae.disconnect(target, {"Acct-Session-Id": "0001", "NAS-Identifier": "axis-gw"},
+                          timeout=1.0).acked
+    missing = dae.disconnect(target, {"Acct-Session-Id": "0001"}, timeout=1.0)
+    assert (missing.acked, missing.error_cause) == (False, 503)
+    assert dae.change(target, {"Framed-IP-Address": "198.51.100.24", "Session-Timeout": 60},
+                      timeout=1.0).acked
+    assert table.changed == [("0002", CoaChange(session_timeout=60))]
+    wrong = dae.disconnect(dae.Target("127.0.0.1", server.port, b"guess"),
+                           {"Acct-Session-Id": "0002"}, timeout=0.3, tries=1)
+    assert not wrong.answered and len(table.live) == 1
+
+
+# -- with FreeRADIUS's radclient ----------------------------------------------------------------
+
+MA = "Message-Authenticator = 0x00"
+
+
+def send(server: DaeServer, kind: str, attrs: str, secret: bytes = SECRET,
+         timeout: float = 1.5) -> Any:
+    return radclient(server.port, kind, secret.decode(), attrs, timeout=timeout)
+
+
+def stamp(offset: int = 0) -> str:
+    return f"Event-Timestamp = {int(time.time()) + offset}"
+
+
+@pytest.mark.integration
+def test_radclient_disconnect_match_is_acked(server: DaeServer, table: Table) -> None:
+    answer = send(server, "disconnect",
+                  f'Acct-Session-Id = "0001", NAS-Identifier = "axis-gw", {stamp()}, {MA}')
+    assert answer.code == "Disconnect-ACK", answer.output
+    assert [x["id"] for x in table.live] == ["0002"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("attrs, secret", [
+    ('Acct-Session-Id = "0001", {stamp}', SECRET),  # no Message-Authenticator
+    ('Acct-Session-Id = "0001", {ma}', SECRET),  # no Event-Timestamp
+    ('Acct-Session-Id = "0001", {stale}, {ma}', SECRET),  # 1000 s old
+    ('Acct-Session-Id = "0001", {stamp}, {ma}', b"wrong-secret"),
+])
+def test_radclient_untrusted_requests_get_no_answer(server: DaeServer, table: Table, attrs: str,
+                                                    secret: bytes) -> None:
+    text = attrs.format(stamp=stamp(), stale=stamp(-1000), ma=MA)
+    answer = send(server, "disconnect", text, secret, timeout=0.5)
+    assert answer.code is None, answer.output
+    assert len(table.live) == 2
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind, attrs, code, cause", [
+    ("disconnect", 'Calling-Station-Id = "02-11-22-33-44-99"', "Disconnect-NAK",
+     "Session-Context-Not-Found"),
+    ("disconnect", 'Acct-Session-Id = "0001", Session-Timeout = 60', "Disconnect-NAK",
+     "Unsupported-Attribute"),
+    ("disconnect", 'Acct-Session-Id = "0001", NAS-Identifier = "elsewhere"', "Disconnect-NAK",
+     "NAS-Identification-Mismatch"),
+    ("disconnect", 'NAS-Identifier = "axis-gw"', "Disconnect-NAK", "Missing-Attribute"),
+    ("coa", 'User-Name = "nobody"', "CoA-NAK", "Missing-Attribute"),
+    ("coa", 'User-Name = "nobody", Session-Timeout = 60', "CoA-NAK",
+     "Session-Context-Not-Found"),
+])
+def test_radclient_naks(server: DaeServer, table: Table, kind: str, attrs: str, code: str,
+                        cause: str) -> None:
+    answer = send(server, kind, f"{attrs}, {stamp()}, {MA}")
+    assert answer.code == code, answer.output
+    assert answer.one("Error-Cause") == cause
+    assert answer.attrs[0][0] == "Message-Authenticator"
+    assert len(table.live) == 2 and table.changed == []
+
+
+@pytest.mark.integration
+def test_radclient_coa_is_applied(server: DaeServer, table: Table) -> None:
+    answer = send(server, "coa", f'Calling-Station-Id = "02-11-22-33-44-55", '
+                                 f'Session-Timeout = 1200, WISPr-Bandwidth-Max-Down = 5000000, '
+                                 f'{stamp()}, {MA}')
+    assert answer.code == "CoA-ACK", answer.output
+    assert table.changed == [("0001", CoaChange(1200, None, 5_000_000))]
