@@ -29,7 +29,7 @@ def radius() -> None:
 @click.option("--acct-port", default=1813, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes sharing the ports (SO_REUSEPORT).")
-@click.option("--idle-timeout", default=900, show_default=True, type=click.IntRange(60),
+@click.option("--idle-timeout", default=900, show_default=True, type=click.IntRange(1),
               help="Idle-Timeout sent in every Access-Accept (seconds).")
 @click.option("--interim-interval", default=300, show_default=True, type=click.IntRange(60),
               help="Acct-Interim-Interval sent in every Access-Accept (seconds, >= 60).")
