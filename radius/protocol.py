@@ -69,16 +69,23 @@ def check_header(data: bytes) -> tuple[int, int, int]:
 
 
 def _check_attributes(data: bytes) -> None:
-    """Walk the attributes: every length at least 2 and inside the packet."""
+    """Walk the attributes: every length at least 2 and inside the packet,
+    at most one Message-Authenticator (0-1 in the table of RFC 3579 3.3)."""
     pos = MIN_LENGTH
+    seen_ma = False
     while pos < len(data):
         if pos + 2 > len(data):
             raise MalformedPacket("truncated attribute header")
         attr_len = data[pos + 1]
         if attr_len < 2 or pos + attr_len > len(data):
             raise MalformedPacket(f"attribute {data[pos]} has a bad length {attr_len}")
-        if data[pos] == MESSAGE_AUTHENTICATOR and attr_len != 18:
-            raise MalformedPacket("Message-Authenticator is not 16 octets")
+        if data[pos] == MESSAGE_AUTHENTICATOR:
+            if attr_len != 18:
+                raise MalformedPacket("Message-Authenticator is not 16 octets")
+            if seen_ma:
+                # pyrad would verify one and ignore the other.
+                raise MalformedPacket("more than one Message-Authenticator")
+            seen_ma = True
         pos += attr_len
 
 

@@ -97,6 +97,7 @@ def test_octets_past_length_are_padding() -> None:
     (USER + b"\x01", "truncated attribute header"),  # one octet left
     (attr(80, bytes(15)), "Message-Authenticator is not 16 octets"),
     (attr(80, bytes(17)), "Message-Authenticator is not 16 octets"),
+    (attr(80, bytes(16)) + USER + attr(80, bytes(16)), "more than one Message-Authenticator"),
 ])
 def test_bad_attributes(attrs: bytes, message: str) -> None:
     with pytest.raises(MalformedPacket, match=message):
