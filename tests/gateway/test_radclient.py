@@ -263,6 +263,30 @@ def test_no_server_answering_raises_noserver(peers: list[Peer]) -> None:
     assert (len(a.received), len(b.received)) == (2, 2)  # all dead: nothing more sent
 
 
+def test_threads_share_one_client_and_each_gets_its_own_answer(peers: list[Peer]) -> None:
+    def echo(request: rp.Packet, data: bytes) -> bytes:
+        time.sleep(0.002)  # let requests overlap
+        login = protocol.first(request, "User-Name")
+        return accept(request, data, Class=login.encode())
+
+    p = peer(peers, echo)
+    c = client(p.server(), timeout=1.0, max_timeout=2.0)
+    wrong: list[str] = []
+
+    def work(n: int) -> None:
+        for i in range(10):
+            login = f"user{n}-{i}"
+            if c.authenticate(login, "pw", mac=MAC, ipv4=IP).class_ != login.encode():
+                wrong.append(login)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == [] and len(p.received) == 80
+
+
 # -- replies that must not be believed -----------------------------------------------------
 
 

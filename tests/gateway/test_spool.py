@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -104,6 +105,18 @@ def test_limit(spool: Spool) -> None:
     sender = Recorder()
     assert spool.deliver(sender, limit=2) == 2
     assert spool.pending() == 1 and sender.sent == [rec(0), rec(1)]
+
+
+def test_concurrent_deliveries_keep_order_and_send_once(spool: Spool) -> None:
+    for n in range(40):
+        spool.put(rec(n))
+    sender = Recorder()
+    threads = [threading.Thread(target=spool.deliver, args=(sender,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sender.sent == [rec(n) for n in range(40)]
 
 
 def test_an_unreadable_record_is_set_aside_not_blocking(
