@@ -121,7 +121,7 @@ def _nets(cidrs: Iterable[str], version: int) -> list[str]:
         if net.version != version:
             raise ValueError(f"not an IPv{version} network: {cidr!r}")
         nets.append(net)
-    return [str(n) for n in ipaddress.collapse_addresses(nets)]  # type: ignore[arg-type]
+    return [str(n) for n in ipaddress.collapse_addresses(nets)]  # type: ignore[type-var]
 
 
 def check_plan(plan: Plan) -> None:
