@@ -200,9 +200,7 @@ class Handler:
         now = datetime.fromtimestamp(now_ts, UTC).replace(tzinfo=None)
         try:
             with self.factory() as db, db.begin():
-                accounts = self._prefetch(db, work)
-                for item in work:
-                    self._handle(db, item, now, accounts)
+                self._handle_all(db, work, now)
             return
         except Exception:
             log.exception("batch of %d requests failed; retrying them one by one", len(work))
@@ -210,7 +208,7 @@ class Handler:
             item.reply, item.cuts = None, []
             try:
                 with self.factory() as db, db.begin():
-                    self._handle(db, item, now, self._prefetch(db, [item]))
+                    self._handle_all(db, [item], now)
             except Exception:
                 item.reply, item.cuts = None, []
                 log.exception("request id %d from %s:%d failed; no answer sent",
@@ -266,27 +264,39 @@ class Handler:
 
     # -- per request ------------------------------------------------------
 
-    @staticmethod
-    def _prefetch(db: DB, work: list[_Work]) -> dict[str, store.Account]:
-        """Every account a batch of Access-Requests asks about, in one query."""
+    def _handle_all(self, db: DB, work: list[_Work], now: datetime) -> None:
+        """Every request of a batch, in a constant number of statements: one
+        query for the accounts the Access-Requests name, one write per table
+        for their decisions, and the session records folded in runs (see
+        store.apply_accounting_batch)."""
         logins = [protocol.first(item.pkt, "User-Name", "") for item in work
                   if item.pkt.code == protocol.ACCESS_REQUEST]
-        return store.find_accounts(db, logins)
+        accounts = store.find_accounts(db, logins)
+        decisions = store.Decisions()
+        sessions: list[tuple[_Work, accounting.Record]] = []
+        for item in work:
+            pkt = item.pkt
+            if pkt.code == protocol.STATUS_SERVER:
+                item.reply = pkt.CreateReply()
+                if item.dgram.port == AUTH:
+                    item.reply.code = protocol.ACCESS_ACCEPT
+            elif pkt.code == protocol.ACCESS_REQUEST:
+                item.reply = self._access(item.nas, pkt, now, accounts, decisions)
+            else:
+                if sessions and _on_or_off(pkt):
+                    # An Accounting-On/Off closes what came before it, not after.
+                    self._sessions(db, sessions, now)
+                    sessions = []
+                rec = self._accounting(db, item, now)
+                if rec is not None:
+                    sessions.append((item, rec))
+        if sessions:
+            self._sessions(db, sessions, now)
+        decisions.write(db)
 
-    def _handle(self, db: DB, item: _Work, now: datetime,
-                accounts: dict[str, store.Account]) -> None:
-        pkt = item.pkt
-        if pkt.code == protocol.STATUS_SERVER:
-            item.reply = pkt.CreateReply()
-            if item.dgram.port == AUTH:
-                item.reply.code = protocol.ACCESS_ACCEPT
-        elif pkt.code == protocol.ACCESS_REQUEST:
-            item.reply = self._access(db, item.nas, pkt, now, accounts)
-        else:
-            item.reply, item.cuts = self._accounting(db, item.nas, pkt, now)
-
-    def _access(self, db: DB, nas: store.Nas, pkt: rp.Packet, now: datetime,
-                accounts: dict[str, store.Account]) -> rp.Packet | None:
+    def _access(self, nas: store.Nas, pkt: rp.Packet, now: datetime,
+                accounts: dict[str, store.Account],
+                decisions: store.Decisions) -> rp.Packet | None:
         username = protocol.first(pkt, "User-Name", "") or ""
         calling = protocol.first(pkt, "Calling-Station-Id", "") or ""
         pap = protocol.raw_values(pkt, 2)
@@ -347,26 +357,29 @@ class Handler:
             reply.code = protocol.ACCESS_REJECT
             reply.AddAttribute("Reply-Message", policy.reply_message(decision.reason))
             log.info("reject %r at %s: %s", username, nas.identifier, decision.reason.value)
-        store.record_decision(
-            db, nas=nas, username=username, accepted=decision.accept,
+        decisions.add(
+            nas=nas, username=username, accepted=decision.accept,
             reason=decision.reason.value if decision.reason else "",
             calling_station=calling, person_id=account.person_id if account else None,
             class_=class_, wifi_key=key, now=now,
         )
         return reply
 
-    def _accounting(self, db: DB, nas: store.Nas, pkt: rp.Packet,
-                    now: datetime) -> tuple[rp.Packet | None, list[Cut]]:
+    def _accounting(self, db: DB, item: _Work, now: datetime) -> accounting.Record | None:
+        """A session record to fold, or None when the request is answered
+        (or dropped) here: Accounting-On/Off, types we do not track, bad ones."""
+        nas, pkt = item.nas, item.pkt
         status_raw = protocol.raw_values(pkt, 40)
         if not status_raw or len(status_raw[0]) != 4:
             log.warning("dropped Accounting-Request from %s without Acct-Status-Type",
                         nas.identifier)
-            return None, []
+            return None
         try:
             status = accounting.Status(int.from_bytes(status_raw[0], "big"))
         except ValueError:
             # Tunnel and failed-status types we do not track: acknowledge them.
-            return pkt.CreateReply(), []
+            item.reply = pkt.CreateReply()
+            return None
         for name in protocol.NOT_IN_ACCOUNTING:
             if name in pkt:
                 log.warning("Accounting-Request from %s carries %s (RFC 2866 forbids it)",
@@ -376,23 +389,31 @@ class Handler:
         if status in (accounting.Status.accounting_on, accounting.Status.accounting_off):
             cause = "NAS-Reboot" if status is accounting.Status.accounting_on else "Admin-Reboot"
             closed = store.close_nas_sessions(db, nas, event_time, cause)
+            # Session records after this one read the sessions with plain SQL.
+            db.flush()
             log.info("%s from %s: closed %d open sessions", status.name, nas.identifier, closed)
-            return pkt.CreateReply(), []
+            item.reply = pkt.CreateReply()
+            return None
         session_id = protocol.first(pkt, "Acct-Session-Id")
         if not session_id:
             log.warning("dropped Accounting-Request from %s without Acct-Session-Id",
                         nas.identifier)
-            return None, []
-        rec = _record(pkt, status, session_id, event_time)
-        outcome = store.apply_accounting(db, nas, rec, now)
-        cuts: list[Cut] = []
-        if (outcome.open and outcome.balance is not None and outcome.balance <= 0
-                and outcome.radacctid is not None and outcome.radacctid not in self._cut_sent):
-            self._cut_sent.add(outcome.radacctid)
-            cuts.append(Cut(nas, _session_selector(rec, nas)))
-            log.info("credit of %r exhausted: disconnecting session %s at %s",
-                     rec.username, session_id, nas.identifier)
-        return pkt.CreateReply(), cuts
+            return None
+        return _record(pkt, status, session_id, event_time)
+
+    def _sessions(self, db: DB, batch: list[tuple[_Work, accounting.Record]],
+                  now: datetime) -> None:
+        outcomes = store.apply_accounting_batch(
+            db, [(item.nas, rec) for item, rec in batch], now)
+        for (item, rec), outcome in zip(batch, outcomes, strict=True):
+            item.reply = item.pkt.CreateReply()
+            if (outcome.open and outcome.balance is not None and outcome.balance <= 0
+                    and outcome.radacctid is not None
+                    and outcome.radacctid not in self._cut_sent):
+                self._cut_sent.add(outcome.radacctid)
+                item.cuts.append(Cut(item.nas, _session_selector(rec, item.nas)))
+                log.info("credit of %r exhausted: disconnecting session %s at %s",
+                         rec.username, rec.session_id, item.nas.identifier)
 
 
 def _record(pkt: rp.Packet, status: accounting.Status, session_id: str,
@@ -429,6 +450,11 @@ def _record(pkt: rp.Packet, status: accounting.Status, session_id: str,
         class_=class_raw[0].decode("ascii", "replace")[:64] if class_raw else "",
         extra={k: (str(v)[:64] if isinstance(v, str) else v) for k, v in extra.items()},
     )
+
+
+def _on_or_off(pkt: rp.Packet) -> bool:
+    status = protocol.raw_values(pkt, 40)
+    return bool(status) and status[0] in (b"\x00\x00\x00\x07", b"\x00\x00\x00\x08")
 
 
 def _session_selector(rec: accounting.Record, nas: store.Nas) -> dict[str, Any]:
