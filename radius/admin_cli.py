@@ -53,6 +53,12 @@ def open_engine(db_url: str | None) -> Engine:
         return db.make_engine(url)
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise UserError(f"bad database URL {safe_url(url)!r}: {exc}") from None
+    except ImportError as exc:
+        raise UserError(f"no driver for the database URL {safe_url(url)!r}: {exc}") from None
+    except OSError as exc:
+        # make_engine makes the directory of a SQLite file.
+        raise UserError(f"cannot use the database {safe_url(url)}: {exc.strerror}: "
+                        f"{exc.filename}") from None
 
 
 def _db_error(url: str, exc: DBAPIError) -> UserError:

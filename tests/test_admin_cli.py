@@ -187,14 +187,27 @@ def test_set_commands(cli, world: str, tmp_path: Path) -> None:
            "--db", world))
     ok(cli("admin", "gateway", "set", "axis-gw", "--require-message-authenticator",
            "--db", world))
+    # A new password replaces the CHAP secret as well.
+    ok(cli("admin", "person", "set", "alice@acme.example", "--chap", "--password", "one",
+           "--db", world))
+    ok(cli("admin", "person", "set", "alice@acme.example", "--password", "two", "--db", world))
     with session(world) as s:
         acme = s.scalars(select(Company)).one()
         assert (acme.bandwidth_up, acme.bandwidth_down, acme.vlan) == (None, 10_000_000, None)
         site = s.scalars(select(Site)).one()
         assert (site.opens, site.closes) == (None, None)
         alice = s.scalars(select(Person)).one()
-        assert (alice.chap_secret, alice.active) == (None, True)
+        assert alice.active and alice.chap_secret
+        assert passwords.open_chap_secret(alice.chap_secret) == "two"
+        assert passwords.verify_password(alice.password_hash, "two")
         assert s.scalars(select(Gateway)).one().require_message_authenticator is True
+    # The spelling of docs/radius.md; --no-chap drops the CHAP secret.
+    ok(cli("admin", "gateway", "set", "axis-gw", "--no-require-message-authenticator",
+           "--db", world))
+    ok(cli("admin", "person", "set", "alice@acme.example", "--no-chap", "--db", world))
+    with session(world) as s:
+        assert s.scalars(select(Gateway)).one().require_message_authenticator is False
+        assert s.scalars(select(Person)).one().chap_secret is None
 
 
 def test_add_with_every_option(cli, db_url: str, tmp_path: Path) -> None:
@@ -261,6 +274,8 @@ BAD = [
      "bad time for --opens '8h'"),
     (["site", "add", "CEI", "--network", "wallonia", "--opens", "08:00", "--closes", "25:00"],
      "bad time for --closes '25:00'"),
+    (["site", "add", "CEI", "--network", "wallonia", "--opens", "24:00", "--closes", "06:00"],
+     "24:00 is only a closing time"),
     (["site", "add", "CEI", "--network", "wallonia", "--opens", "08:00"],
      "give both --opens and --closes"),
     (["site", "add", "CEI", "--network", "wallonia", "--days", "89"], "bad days '89'"),
@@ -370,6 +385,11 @@ def test_default_db_is_in_the_data_dir(cli, tmp_path: Path,
 
 def test_db_errors_are_one_line(cli) -> None:
     one_error(cli("admin", "network", "list", "--db", "nosuchdb://x"), "bad database URL")
+    one_error(cli("admin", "network", "list", "--db", "::"), "bad database URL")
+    one_error(cli("admin", "network", "list", "--db", "mysql://a@192.0.2.1/x"),
+              "no driver for the database URL")
+    one_error(cli("admin", "network", "list", "--db", "sqlite:////proc/nowhere/p.db"),
+              "cannot use the database sqlite:////proc/nowhere/p.db")
     # Port 1 on loopback: nothing listens, the connection is refused at once.
     one_error(cli("admin", "network", "list", "--db",
                   "postgresql://nobody:pw@127.0.0.1:1/x"), "cannot use the database")
