@@ -17,7 +17,7 @@ Rules, in the order they are checked (the first that fails is the reason):
 6. credit is left (``no-credit``).
 
 An accepted session lasts min(credit left, time to the site's closing, the
-plan's maximum session), at least one second.
+plan's maximum session), at least one second and at most 2^32 - 1.
 """
 
 from __future__ import annotations
