@@ -85,9 +85,13 @@ class AccountingRecord:
     def to_attributes(self, now: float) -> list[tuple[str, Any]]:
         """The record's attributes for an Accounting-Request sent at ``now``
         (the NAS identity is the client's to add)."""
-        attrs: list[tuple[str, Any]] = [("Acct-Status-Type", self.status)]
-        if self.session_id:
-            attrs.append(("Acct-Session-Id", self.session_id))
+        attrs: list[tuple[str, Any]] = [
+            ("Acct-Status-Type", self.status),
+            # RFC 2866 5.5: every Accounting-Request has one. Accounting-On/Off
+            # belong to no session: derive one from the event, so a resend of
+            # the same record carries the same id.
+            ("Acct-Session-Id", self.session_id or f"{self.status.lower()}-{int(self.event_time)}"),
+        ]
         if self.username:
             attrs.append(("User-Name", self.username))
         if self.mac:

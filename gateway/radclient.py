@@ -135,7 +135,8 @@ class RadiusClient:
     def authenticate(self, login: str, password: str, *, mac: str, ipv4: str,
                      chap: bool = False) -> AuthResult:
         """Ask the centre whether ``login`` may check in. Raises NoServer if
-        no server answers, ValueError for a password RADIUS cannot carry."""
+        no server answers; ValueError for a password RADIUS cannot carry
+        (over 128 octets) or a MAC or IPv4 address that is not one."""
         if len(password.encode()) > MAX_PASSWORD:
             raise ValueError(f"a RADIUS password is at most {MAX_PASSWORD} octets")
         calling = calling_station_id(mac)

@@ -90,7 +90,8 @@ def test_stop_carries_its_terminate_cause(cause: str, code: int) -> None:
 def test_accounting_on_needs_no_session() -> None:
     pkt = as_packet(AccountingRecord("Accounting-On", event_time=EVENT), EVENT + 2)
     assert protocol.first(pkt, "Acct-Status-Type") == "Accounting-On"
-    assert "Acct-Session-Id" not in pkt and "Acct-Session-Time" not in pkt
+    assert protocol.first(pkt, "Acct-Session-Id") == f"accounting-on-{int(EVENT)}"
+    assert "Acct-Session-Time" not in pkt and "Acct-Input-Octets" not in pkt
     assert protocol.first(pkt, "Acct-Delay-Time") == 2
 
 
