@@ -220,6 +220,13 @@ def test_a_retransmission_gets_the_cached_reply_without_a_second_cut(
     assert ask(core, pkt, NOW + 6) == dae.Result(acked=False, error_cause=503)
 
 
+def test_proxy_state_is_echoed_in_order(core: DaeCore) -> None:
+    pkt = request(D, {"Acct-Session-Id": "0001", "Proxy-State": [b"one", b"two"]})
+    reply = core.handle(pkt.RequestPacket(), CENTRE, NOW)
+    assert reply is not None
+    assert protocol.raw_values(pkt.CreateReply(packet=reply), 33) == [b"one", b"two"]
+
+
 HEADER = bytes([40, 1, 0, 20]) + bytes(16)
 MALFORMED = [
     b"",
@@ -269,6 +276,29 @@ def test_malformed_datagrams_over_udp_leave_the_server_answering(
     assert result.acked
     drops = [r for r in caplog.records if "dropped" in r.getMessage()]
     assert len(drops) == len(MALFORMED)
+
+
+class Broken(Table):
+    def disconnect(self, selector: Selector) -> int:
+        raise RuntimeError("the session table is gone")
+
+
+def test_a_failing_daemon_gets_no_answer_and_the_server_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    broken = Broken()
+    srv = DaeServer("127.0.0.1", 0, {"127.0.0.1": SECRET}, NasIdentity("axis-gw", "127.0.0.1"),
+                    broken)
+    srv.start()
+    target = dae.Target("127.0.0.1", srv.port, SECRET)
+    try:
+        with caplog.at_level(logging.ERROR, "passerelle.gateway"):
+            lost = dae.disconnect(target, {"Acct-Session-Id": "0001"}, timeout=0.3, tries=1)
+        changed = dae.change(target, {"Acct-Session-Id": "0001", "Session-Timeout": 5},
+                             timeout=1.0)
+    finally:
+        srv.stop()
+    assert not lost.answered and "not answered" in caplog.text
+    assert changed.acked and broken.changed == [("0001", CoaChange(session_timeout=5))]
 
 
 def test_an_unknown_source_gets_no_answer_over_udp(table: Table) -> None:
