@@ -318,6 +318,15 @@ class Lab:
         self.popen("up", "iperf3", "-s", "-B", self.web_ipv4)
         self.wait_listening("up", 5201)
 
+    def start_upstream_dns(self, records: dict[str, str]) -> None:
+        """The internet's DNS on ``up_ipv4``:53, answering ``records`` (name -> address)."""
+        self.popen("up", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+                   "--no-resolv", "--no-hosts", f"--listen-address={self.up_ipv4}",
+                   "--bind-interfaces", f"--pid-file={self.tmp / 'up-dns.pid'}",
+                   *(f"--address=/{name}/{addr}" for name, addr in records.items()),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.wait_listening("up", 53, "udp")
+
     # -- ending -------------------------------------------------------------
 
     def pids(self, ns: str) -> list[int]:

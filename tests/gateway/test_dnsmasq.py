@@ -1,0 +1,306 @@
+"""dnsmasq: the configuration it gets (pure), and in the lab a real dnsmasq on
+the box serving a real dhclient, DNS and the walled garden's nftables set."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from passerelle.gateway.dnsmasq import (
+    DhcpPlan,
+    Dnsmasq,
+    DnsmasqError,
+    Lease,
+    parse_leases,
+    portal_host,
+    render,
+)
+from passerelle.gateway.nft import Firewall, Plan
+from tests.lab import Lab
+
+API = "https://portal.lab:8443/api/captive"
+PLAN = DhcpPlan(lan_if="lan", box_ipv4="198.51.100.1", range_start="198.51.100.100",
+                range_end="198.51.100.150", netmask="255.255.255.0", lease_seconds=600,
+                portal_api_url=API, garden_domains=("garden.example", "idp.example."),
+                upstream_dns=("203.0.113.1",), state_dir="/var/lib/passerelle")
+
+
+def lines(text: str) -> set[str]:
+    return set(text.splitlines())
+
+
+# -- pure: the configuration ---------------------------------------------------
+
+
+def test_render_serves_the_lan_only_with_its_own_files() -> None:
+    conf = lines(render(PLAN))
+    assert {"interface=lan", "except-interface=lo", "bind-dynamic",
+            "dhcp-leasefile=/var/lib/passerelle/dnsmasq.leases",
+            "pid-file=/var/lib/passerelle/dnsmasq.pid",
+            "dhcp-range=lan,198.51.100.100,198.51.100.150,255.255.255.0,600",
+            "dhcp-option=option:router,198.51.100.1",
+            "dhcp-option=option:dns-server,198.51.100.1"} <= conf
+    assert not any(line.startswith(("conf-dir", "conf-file", "addn-hosts")) for line in conf)
+
+
+def test_render_captive_portal_options_and_host() -> None:
+    conf = lines(render(PLAN))
+    assert f'dhcp-option=114,"{API}"' in conf
+    assert "host-record=portal.lab,198.51.100.1" in conf  # RFC 8910: a name, not a literal
+    assert not any("option6" in line or "enable-ra" in line for line in conf)
+    six = lines(render(DhcpPlan(**{**PLAN.__dict__, "box_ipv6": "2001:db8:1::1"})))
+    assert {"enable-ra", f'dhcp-option=option6:103,"{API}"',
+            "dhcp-range=lan,::,constructor:lan,ra-stateless,64,600",
+            "host-record=portal.lab,198.51.100.1,2001:db8:1::1"} <= six
+    assert portal_host("https://198.51.100.1:8443/api") is None
+    assert not any(line.startswith("dhcp-option=114") for line in
+                   lines(render(DhcpPlan(**{**PLAN.__dict__, "portal_api_url": ""}))))
+
+
+def test_render_upstream_servers_or_resolv_conf() -> None:
+    conf = lines(render(PLAN))
+    assert {"no-resolv", "server=203.0.113.1"} <= conf
+    default = lines(render(DhcpPlan(**{**PLAN.__dict__, "upstream_dns": ()})))
+    assert "resolv-file=/etc/resolv.conf" in default and "no-resolv" not in default
+
+
+def test_render_garden_domains_feed_the_nft_sets() -> None:
+    assert ("nftset=/garden.example/idp.example/4#inet#passerelle#garden_dns4,"
+            "6#inet#passerelle#garden_dns6") in lines(render(PLAN))
+    bare = render(DhcpPlan(**{**PLAN.__dict__, "garden_domains": ()}))
+    assert "nftset" not in bare
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"range_start": "198.51.101.5"}, "range_start"),
+    ({"range_start": "198.51.100.200"}, "range_start is after range_end"),
+    ({"box_ipv4": "198.51.100.120"}, "inside the DHCP range"),
+    ({"portal_api_url": "http://portal.lab/api"}, "portal_api_url"),
+    ({"portal_api_url": "https://portal.lab/" + "a" * 250}, "option 114"),
+    ({"garden_domains": ("bad domain",)}, "garden_domains"),
+    ({"upstream_dns": ("dns.example",)}, "upstream_dns"),
+    ({"lan_if": "lan; rm"}, "lan_if"),
+    ({"lease_seconds": 60}, "lease_seconds"),
+])
+def test_render_refuses_bad_plans(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        render(DhcpPlan(**{**PLAN.__dict__, **change}))
+
+
+def test_parse_leases(caplog: pytest.LogCaptureFixture) -> None:
+    text = (
+        "1764072000 02:50:00:00:00:20 198.51.100.101 laptop 01:02:50:00:00:00:20\n"
+        "0 02:50:00:00:00:21 198.51.100.102 * *\n"
+        "duid 00:01:00:01:2c:1d:8e:1f:02:50:00:00:00:01\n"
+        "1764072000 1234 2001:db8:1::99 phone 00:01:00:01\n"
+        "garbage\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="passerelle.gateway"):
+        leases = parse_leases(text)
+    assert leases == [
+        Lease("02:50:00:00:00:20", "198.51.100.101", "laptop",
+              datetime(2025, 11, 25, 12, 0, tzinfo=UTC)),
+        Lease("02:50:00:00:00:21", "198.51.100.102", "", None),
+    ]
+    assert "line 5 skipped" in caplog.text
+
+
+def test_command_runs_in_the_foreground_with_our_file_only(tmp_path: Path) -> None:
+    d = Dnsmasq(PLAN, tmp_path, netns="psl-x-gw")
+    assert d.command() == ["ip", "netns", "exec", "psl-x-gw", "dnsmasq", "--keep-in-foreground",
+                           f"--conf-file={tmp_path / 'dnsmasq.conf'}"]
+    assert d.lease_path == tmp_path / "dnsmasq.leases"  # in the state directory ...
+    d1 = Dnsmasq(DhcpPlan(**{**PLAN.__dict__, "lease_file": "/srv/l"}), tmp_path)
+    assert d1.lease_path == Path("/srv/l")  # ... unless the plan names one
+    d2 = Dnsmasq(PLAN, tmp_path)
+    assert d2.lease_path == tmp_path / "dnsmasq.leases"
+    assert f"pid-file={tmp_path / 'dnsmasq.pid'}" in render(d2.plan)
+    assert not d2.alive() and not d2.restart_if_dead() and d2.leases() == []
+
+
+# -- in the lab -----------------------------------------------------------------
+
+# A DNS query for an A record: prints "rcode=N addr..." or "timeout".
+DIG = r"""
+import random, socket, struct, sys
+server, name = sys.argv[1], sys.argv[2]
+qid = random.randrange(65536)
+query = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+query += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+query += struct.pack("!HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(query, (server, 53))
+try:
+    while True:
+        data, _ = s.recvfrom(4096)
+        if struct.unpack("!H", data[:2])[0] == qid:
+            break
+except (TimeoutError, socket.timeout):
+    print("timeout")
+    sys.exit()
+flags, qd, an = struct.unpack("!HHH", data[2:8])
+pos = 12
+while data[pos]:
+    pos += data[pos] + 1
+pos += 5
+addrs = []
+for _ in range(an):
+    if data[pos] & 0xC0 == 0xC0:
+        pos += 2
+    else:
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", data[pos:pos + 10])
+    pos += 10
+    if rtype == 1:
+        addrs.append(socket.inet_ntoa(data[pos:pos + 4]))
+    pos += rdlen
+print(f"rcode={flags & 15}", *addrs)
+"""
+
+DHCLIENT_CONF = """\
+option captive-portal code 114 = text;
+send host-name "laptop";
+request subnet-mask, broadcast-address, routers, domain-name-servers, captive-portal;
+"""
+
+# dhclient's hook: record what it was given, configure the address (the
+# Debian dhclient-script would also rewrite /etc/resolv.conf).
+DHCLIENT_SCRIPT = """\
+#!/bin/sh
+env > "{dump}.$reason"
+case "$reason" in
+BOUND|RENEW|REBIND|REBOOT)
+    ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
+esac
+"""
+
+
+def dig(lab: Lab, ns: str, server: str, name: str) -> str:
+    return lab.run(ns, sys.executable, "-c", DIG, server, name).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def box(lab: Lab) -> Iterator[Dnsmasq]:
+    """The lab's box running dnsmasq (upstream DNS in ``up``) behind the table."""
+    lab.start_internet()
+    lab.start_upstream_dns({"garden.example": lab.garden_ipv4, "www.example": lab.web_ipv4})
+    lab.serve("gw", "http", lab.box_ipv4, 8080, "302", "http://portal.lab/")
+    firewall = Firewall(Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
+                             box_ipv6=lab.box_ipv6), netns=lab.ns["gw"])
+    firewall.apply()
+    plan = DhcpPlan(lan_if=lab.lan_if, box_ipv4=lab.box_ipv4, range_start="198.51.100.100",
+                    range_end="198.51.100.150", netmask="255.255.255.0", lease_seconds=600,
+                    portal_api_url=API, garden_domains=("garden.example",),
+                    upstream_dns=(lab.up_ipv4,), box_ipv6=lab.box_ipv6)
+    dnsmasq = Dnsmasq(plan, lab.tmp / "box", netns=lab.ns["gw"])
+    dnsmasq.start()
+    try:
+        yield dnsmasq
+    finally:
+        dnsmasq.stop()
+        firewall.remove()
+
+
+def test_dhclient_gets_an_address_and_the_portal_uri(lab: Lab, box: Dnsmasq) -> None:
+    mac = "02:50:00:00:00:20"
+    lab.add_client("laptop", mac)
+    conf, dump, script = lab.tmp / "dhclient.conf", lab.tmp / "dhcp", lab.tmp / "dhclient-hook"
+    conf.write_text(DHCLIENT_CONF)
+    script.write_text(DHCLIENT_SCRIPT.format(dump=dump))
+    script.chmod(0o755)
+    lab.popen("laptop", "dhclient", "-4", "-1", "-d", "-cf", str(conf),
+              "-lf", str(lab.tmp / "dhclient.leases"), "-pf", str(lab.tmp / "dhclient.pid"),
+              "-sf", str(script), "eth0")
+    bound = Path(f"{dump}.BOUND")
+    deadline = time.monotonic() + 20
+    while not bound.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert bound.exists(), "dhclient got no lease"
+    env = dict(line.split("=", 1) for line in bound.read_text().splitlines() if "=" in line)
+    assert env["new_captive_portal"] == API  # option 114, asked for and given
+    assert env["new_routers"] == lab.box_ipv4
+    assert env["new_domain_name_servers"] == lab.box_ipv4
+    address = env["new_ip_address"]
+    assert 100 <= int(address.rsplit(".", 1)[1]) <= 150
+    assert f'option captive-portal "{API}";' in (lab.tmp / "dhclient.leases").read_text()
+
+    [lease] = [x for x in box.leases() if x.mac == mac]
+    assert (lease.ipv4, lease.hostname) == (address, "laptop")
+    assert lease.expires is not None
+    assert 500 < (lease.expires - datetime.now(UTC)).total_seconds() <= 600
+
+    # IPv6: router advertisements and neighbour discovery work through the table.
+    lab.run("laptop", "ip", "link", "set", "eth0", "down")
+    lab.run("laptop", "ip", "link", "set", "eth0", "up")  # sends a router solicitation
+    deadline = time.monotonic() + 10
+    slaac = ""
+    while time.monotonic() < deadline and "2001:db8:1:" not in slaac:
+        slaac = lab.run("laptop", "ip", "-6", "addr", "show", "dev", "eth0", "scope",
+                        "global").stdout
+        time.sleep(0.1)
+    assert "2001:db8:1:" in slaac, "no SLAAC address from the box's router advertisements"
+
+
+def test_dns_answers_and_other_resolvers_are_redirected(lab: Lab, box: Dnsmasq) -> None:
+    assert dig(lab, "client", lab.box_ipv4, "portal.lab") == f"rcode=0 {lab.box_ipv4}"
+    assert dig(lab, "client", lab.box_ipv4, "www.example") == f"rcode=0 {lab.web_ipv4}"
+    # A captive client asking another resolver gets the box's answer.
+    assert dig(lab, "client", lab.up_ipv4, "portal.lab") == f"rcode=0 {lab.box_ipv4}"
+    assert dig(lab, "client", lab.web_ipv4, "www.example") == f"rcode=0 {lab.web_ipv4}"
+
+
+def test_garden_domain_lands_in_the_set_and_is_reachable(lab: Lab, box: Dnsmasq) -> None:
+    def garden_set() -> str:
+        return lab.run("gw", "nft", "list", "set", "inet", "passerelle", "garden_dns4").stdout
+
+    assert lab.garden_ipv4 not in garden_set()
+    assert lab.run("client", "curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
+                   f"http://{lab.garden_ipv4}/", check=False).stdout == "302"
+    assert dig(lab, "client", lab.box_ipv4, "garden.example") == f"rcode=0 {lab.garden_ipv4}"
+    assert lab.garden_ipv4 in garden_set()
+    out = lab.run("client", "curl", "-sS", "-m", "3", f"http://{lab.garden_ipv4}/").stdout
+    assert out.strip() == f"upstream {lab.wan_ipv4}"  # forwarded, before any check-in
+    assert lab.run("client", "curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
+                   f"http://{lab.web_ipv4}/", check=False).stdout == "302"
+
+
+def test_serves_the_lan_only(lab: Lab, box: Dnsmasq) -> None:
+    sockets = lab.run("gw", "ss", "-Hlnup").stdout + lab.run("gw", "ss", "-Hlntp").stdout
+    local = [line.split()[3] for line in sockets.splitlines() if "dnsmasq" in line]
+    assert local
+    for addr in local:
+        assert addr.startswith((f"{lab.box_ipv4}:", f"[{lab.box_ipv6}]:", "0.0.0.0%lan:",
+                                "[::]%lan:")) or "]%lan:" in addr, addr
+    assert dig(lab, "up", lab.wan_ipv4, "portal.lab") == "timeout"
+
+
+def test_restarted_when_it_dies(lab: Lab, box: Dnsmasq) -> None:
+    assert not box.restart_if_dead()
+    pid = box.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while box.alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not box.alive()
+    assert box.restart_if_dead()
+    assert box.alive() and box.pid != pid
+    assert dig(lab, "client", lab.box_ipv4, "portal.lab") == f"rcode=0 {lab.box_ipv4}"
+
+
+def test_start_failure_is_a_clear_error(lab: Lab, box: Dnsmasq) -> None:
+    second = Dnsmasq(box.plan, lab.tmp / "second", netns=lab.ns["gw"])
+    with pytest.raises(DnsmasqError, match="dnsmasq exited"):
+        second.start()  # the first one holds the ports
+    assert not second.alive()
