@@ -556,11 +556,19 @@ def clean_language(value: str) -> str:
     return value
 
 
+def _login_free(db: DB, login: str, person: Person | None = None) -> None:
+    # Case-blind: people type their address as they like, and two logins
+    # that differ only in case would be one person's two accounts.
+    other = db.scalar(select(Person).where(func.lower(Person.login) == login.lower()))
+    if other is not None and other is not person:
+        same = "" if other.login == login else f" (as {other.login!r})"
+        raise UserError(f"login {login!r} already exists{same}")
+
+
 def add_person(db: DB, login: str, company: str, password: str, *, name: str = "",
                chap: bool = False, active: bool = True, language: str = "fr") -> Person:
     login = clean_login(login)
-    if db.scalar(select(Person).where(Person.login == login)) is not None:
-        raise UserError(f"login {login!r} already exists")
+    _login_free(db, login)
     the_company = get_company(db, company)
     password = clean_password(password)
     person = Person(login=login, company=the_company,
@@ -587,8 +595,7 @@ def set_person(db: DB, login: str, changes: PersonChanges) -> Person:
     person = get_person(db, login)
     if changes.login is not None:
         new_login = clean_login(changes.login)
-        if new_login != person.login and db.scalar(select(Person).where(Person.login == new_login)):
-            raise UserError(f"login {new_login!r} already exists")
+        _login_free(db, new_login, person)
         person.login = new_login
     if changes.company is not None:
         person.company = get_company(db, changes.company)

@@ -11,15 +11,25 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session as DB
 
 from passerelle.cli import main
 from passerelle.radius import db, ledger, passwords
-from passerelle.radius.models import Company, Gateway, Network, Person, Site
+from passerelle.radius.models import (
+    AuthLog,
+    Company,
+    CreditEntry,
+    Gateway,
+    Network,
+    Person,
+    Session,
+    Site,
+)
 
 BIN = Path(sys.executable).parent / "passerelle"
 
@@ -94,7 +104,7 @@ def world(cli, db_url: str) -> str:
 
 
 @contextmanager
-def session(db_url: str) -> Iterator[Session]:
+def session(db_url: str) -> Iterator[DB]:
     engine = db.make_engine(db_url)
     try:
         with db.make_sessionmaker(engine)() as s:
@@ -318,6 +328,8 @@ BAD = [
     (["company", "remove", "Nobody"], "unknown company 'Nobody'"),
     (["person", "add", "alice@acme.example", "--company", "Acme", "--password", "x"],
      "login 'alice@acme.example' already exists"),
+    (["person", "add", "Alice@Acme.example", "--company", "Acme", "--password", "x"],
+     "login 'Alice@Acme.example' already exists (as 'alice@acme.example')"),
     (["person", "add", "bob@acme.example", "--company", "Nobody", "--password", "x"],
      "unknown company 'Nobody'"),
     (["person", "add", "bob smith", "--company", "Acme", "--password", "x"],
@@ -421,3 +433,29 @@ def test_console_script_never_shows_a_traceback(tmp_path: Path) -> None:
     with session(url) as s:
         person = s.scalars(select(Person)).one()
         assert passwords.verify_password(person.password_hash, "from stdin")
+
+
+def test_history_is_kept(cli, world: str) -> None:
+    """A gateway or site with sessions stays; a removed person's sessions and
+    log lines stay, unlinked."""
+    stamp = datetime(2026, 1, 5, 9, 0)
+    with session(world) as s, s.begin():
+        gw = s.scalars(select(Gateway)).one()
+        alice = s.scalars(select(Person)).one()
+        s.add(Session(acctsessionid="s1", acctuniqueid="u1", username=alice.login,
+                      nasipaddress=gw.ip_address, acctstarttime=stamp, person_id=alice.id,
+                      gateway_id=gw.id, site_id=gw.site_id))
+        s.add(AuthLog(username=alice.login, reply="Access-Accept", person_id=alice.id,
+                      site_id=gw.site_id, authdate=stamp))
+    one_error(cli("admin", "gateway", "remove", "axis-gw", "--db", world),
+              "gateway 'axis-gw' has 1 session(s) or key(s) in its history")
+    ok(cli("admin", "person", "remove", "alice@acme.example", "--db", world))
+    with session(world) as s, s.begin():
+        row = s.scalars(select(Session)).one()
+        assert (row.username, row.person_id) == ("alice@acme.example", None)
+        assert s.scalars(select(AuthLog)).one().person_id is None
+        assert s.scalars(select(CreditEntry)).all() == []
+        row.gateway_id = None  # as if the box had been replaced long ago
+    ok(cli("admin", "gateway", "remove", "axis-gw", "--db", world))
+    one_error(cli("admin", "site", "remove", "Axis Parc", "--db", world),
+              "site 'Axis Parc' has 2 session(s) or log line(s) in its history")
