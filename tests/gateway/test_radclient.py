@@ -119,7 +119,9 @@ def accept(request: rp.Packet, _: bytes, *, ma: bool = True, **attrs: object) ->
 
 
 def client(*servers: RadiusServer, **kw: object) -> RadiusClient:
-    opts: dict[str, object] = dict(timeout=0.15, tries=2, max_timeout=0.3)
+    # Generous enough that a loaded CI machine does not cause retransmissions
+    # where a test counts datagrams.
+    opts: dict[str, object] = dict(timeout=0.4, tries=2, max_timeout=0.8)
     opts.update(kw)
     return RadiusClient(servers, NAS, **opts)  # type: ignore[arg-type]
 

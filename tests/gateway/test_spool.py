@@ -170,13 +170,14 @@ def test_nothing_is_lost_on_kill_9(tmp_path: Path) -> None:
 
 def test_sender_thread_delivers_when_woken_and_on_its_timer(spool: Spool) -> None:
     sender = Recorder()
-    thread = SpoolSender(spool, sender, interval=0.3)
+    thread = SpoolSender(spool, sender, interval=1.5)
     thread.start()
     try:
+        time.sleep(0.1)  # the thread now waits on its timer
         thread.put(rec(1))
-        wait_for(lambda: len(sender.sent) == 1, timeout=0.25)  # woken, not the timer
+        wait_for(lambda: len(sender.sent) == 1, timeout=1.0)  # woken, not the timer
         spool.put(rec(2))  # no wake: the timer must find it
-        wait_for(lambda: len(sender.sent) == 2, timeout=2.0)
+        wait_for(lambda: len(sender.sent) == 2, timeout=5.0)
     finally:
         thread.stop(timeout=5)
     assert sender.sent == [rec(1), rec(2)] and spool.pending() == 0
