@@ -43,6 +43,8 @@ def need_freeradius() -> str:
         why = "freeradius not installed (apt-get install freeradius)"
     elif not STOCK.is_dir():
         why = f"{STOCK} is missing"
+    elif not os.access(STOCK / "radiusd.conf", os.R_OK):
+        why = f"cannot read {STOCK} to copy it (run as root or in group freerad)"
     if why:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run every test: {why}")
