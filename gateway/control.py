@@ -164,7 +164,11 @@ class _UnixConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
-        sock.connect(str(self.unix_path))
+        try:
+            sock.connect(str(self.unix_path))
+        except OSError:
+            sock.close()
+            raise
         self.sock = sock
 
 

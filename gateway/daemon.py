@@ -1,0 +1,337 @@
+"""The gateway daemon: the adapters around the session state machine.
+
+``Gateway`` owns the session table. Every change goes through
+``sessions.py`` (pure) and its actions are carried out in one order that
+keeps the promise "nothing lost, nothing counted twice" across a crash at
+any point:
+
+1. accounting records go to the spool (durable when ``put`` returns);
+2. the session is saved to the on-disk table;
+3. the kernel is told (allow / revoke).
+
+A crash between 1 and 2 can only resend a record the centre has already
+folded in (it is idempotent on Acct-Session-Id); a crash between 2 and 3 is
+repaired at restart by reconciling the table with the kernel's sets.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import sessions as sm
+from .acct import AccountingRecord
+from .clients import Clients
+from .config import Config
+from .dae_server import CoaChange, Selector
+from .radclient import AuthResult, NoServer, RadiusClient
+from .sessions import Action, Cause, Counters, Session, Terms
+from .spool import Spool
+from .store import Store
+
+log = logging.getLogger("passerelle.gateway")
+
+
+class Allowed(Protocol):
+    """A client entry in the kernel's sets, with its counters."""
+
+    @property
+    def mac(self) -> str: ...
+    @property
+    def ipv4(self) -> str: ...
+    @property
+    def bytes_up(self) -> int: ...
+    @property
+    def bytes_down(self) -> int: ...
+    @property
+    def packets_up(self) -> int: ...
+    @property
+    def packets_down(self) -> int: ...
+
+
+class Firewall(Protocol):
+    def apply(self) -> None: ...
+    def allow(self, mac: str, ipv4: str, ipv6: Sequence[str] = (), timeout: int = 3600) -> None: ...
+    def revoke(self, mac: str, ipv4: str, ipv6: Sequence[str] = ()) -> None: ...
+    def set_timeout(self, mac: str, ipv4: str, ipv6: Sequence[str], timeout: int) -> None: ...
+    def clients(self) -> Sequence[Allowed]: ...
+
+
+def table_exists(table: str = "passerelle") -> bool:
+    """Whether the kernel still has our table: after a daemon restart it
+    does, after a reboot it does not."""
+    out = subprocess.run(["nft", "list", "table", "inet", table], capture_output=True,
+                         check=False)
+    return out.returncode == 0
+
+
+def new_session_id(now: float) -> str:
+    """Acct-Session-Id: unique on this box, sortable by start time."""
+    return f"{int(now):08X}-{secrets.token_hex(4).upper()}"
+
+
+@dataclass
+class Refused(Exception):
+    code: str  # bad-request, unknown-client, centre-unreachable, or the centre's reason code
+    message: str
+
+
+class Gateway:
+    def __init__(self, config: Config, *, firewall: Firewall, radius: RadiusClient,
+                 spool: Spool, store: Store, clients: Clients,
+                 wake_spool: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.firewall = firewall
+        self.radius = radius
+        self.spool = spool
+        self.store = store
+        self.clients = clients
+        self.wake_spool = wake_spool
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._open: dict[str, Session] = {}
+        # Shown again on the status page; never written to disk.
+        self._keys: dict[str, str] = {}
+
+    # --- carrying out actions --------------------------------------------------
+
+    def _carry_out(self, session: Session, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, sm.Account):
+                self.spool.put(action.record)
+        self.store.save(session)
+        if session.stopped is None:
+            self._open[session.session_id] = session
+        else:
+            self._open.pop(session.session_id, None)
+            self._keys.pop(session.session_id, None)
+        for action in actions:
+            if isinstance(action, sm.Allow):
+                s = action.session
+                self.firewall.allow(s.mac, s.ipv4, s.ipv6, timeout=action.timeout)
+            elif isinstance(action, sm.Extend):
+                s = action.session
+                self.firewall.set_timeout(s.mac, s.ipv4, s.ipv6, action.timeout)
+            elif isinstance(action, sm.Revoke):
+                s = action.session
+                self.firewall.revoke(s.mac, s.ipv4, s.ipv6)
+        if any(isinstance(a, sm.Account) for a in actions):
+            self.wake_spool()
+
+    def _account_box(self, status: str) -> None:
+        self.spool.put(AccountingRecord(status=status, event_time=self.clock()))
+        self.wake_spool()
+
+    # --- start and restore -------------------------------------------------------
+
+    def restore(self, booted: bool) -> None:
+        """Bring back the sessions of the table, reconciled with the kernel.
+        ``booted``: the kernel's table was gone (a reboot), so every open
+        session ended, and the centre gets Accounting-On after the Stops."""
+        now = self.clock()
+        last_alive = float(self.store.get_state("heartbeat") or now)
+        in_kernel = {(c.mac, c.ipv4): c for c in self.firewall.clients()}
+        with self._lock:
+            for session in self.store.open_sessions():
+                entry = None if booted else in_kernel.get((session.mac, session.ipv4))
+                counters = _counters(entry) if entry is not None else None
+                restored, actions = sm.restore(session, entry is not None, counters, now,
+                                               last_alive)
+                self._carry_out(restored, actions)
+                if restored.stopped is None:
+                    log.info("session %s of %s (%s) restored", restored.session_id,
+                             restored.login, restored.ipv4)
+                else:
+                    log.info("session %s of %s ended while the daemon was down: %s",
+                             restored.session_id, restored.login, restored.cause)
+            if booted:
+                self._account_box("Accounting-On")
+        self.heartbeat()
+
+    def heartbeat(self) -> None:
+        self.store.set_state("heartbeat", repr(self.clock()))
+
+    # --- the clock -------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Read the kernel's counters, then let the clock speak."""
+        now = self.clock()
+        in_kernel = {(c.mac, c.ipv4): c for c in self.firewall.clients()}
+        with self._lock:
+            for session in list(self._open.values()):
+                entry = in_kernel.get((session.mac, session.ipv4))
+                if entry is not None:
+                    session = sm.observe(session, _counters(entry), now)
+                    session, actions = sm.tick(session, now, self.config.interim_interval,
+                                               self.config.idle_timeout or None)
+                elif session.ends is not None and session.ends <= now + self.config.sweep_interval:
+                    # The kernel's timeout ran out a moment before ours.
+                    session, actions = sm.end(session, Cause.session_timeout, now)
+                else:
+                    log.warning("session %s (%s) was missing from the kernel: put back",
+                                session.session_id, session.ipv4)
+                    left = session.time_left(now)
+                    actions = [sm.Allow(session, left if left is not None else sm.NO_TIMEOUT)]
+                if actions or entry is not None:
+                    self._carry_out(session, actions)
+
+    def check_presence(self) -> None:
+        """End the sessions of clients that left (no lease, no ARP answer)."""
+        with self._lock:
+            candidates = list(self._open.values())
+        for session in candidates:
+            if self.clients.present(session.ipv4, session.mac):
+                continue
+            self.end_session(session.session_id, Cause.lost_carrier)
+
+    def end_session(self, session_id: str, cause: Cause) -> bool:
+        with self._lock:
+            session = self._open.get(session_id)
+            if session is None:
+                return False
+            self._refresh(session)
+            session = self._open[session_id]
+            ended, actions = sm.end(session, cause, self.clock())
+            self._carry_out(ended, actions)
+            log.info("session %s of %s ended: %s", session_id, session.login, cause.value)
+            return True
+
+    def _refresh(self, session: Session) -> None:
+        """Fold the latest kernel counters in, so a Stop reports them."""
+        for entry in self.firewall.clients():
+            if (entry.mac, entry.ipv4) == (session.mac, session.ipv4):
+                self._open[session.session_id] = sm.observe(session, _counters(entry),
+                                                            self.clock())
+                return
+
+    # --- the portal's calls ------------------------------------------------------
+
+    def _session_of(self, ip: str) -> Session | None:
+        for session in self._open.values():
+            if session.ipv4 == ip:
+                return session
+        return None
+
+    def check_in(self, ip: str, login: str, password: str, chap: bool = False) -> dict[str, Any]:
+        mac = self.clients.mac_of(ip)
+        if mac is None:
+            raise Refused("unknown-client", f"no client with address {ip} on the LAN")
+        with self._lock:
+            current = self._session_of(ip)
+            if current is not None and current.mac == mac:
+                return self._describe(current)
+        try:
+            result: AuthResult = self.radius.authenticate(login, password, mac=mac, ipv4=ip,
+                                                          chap=chap)
+        except NoServer as exc:
+            log.warning("check-in of %s at %s: the centre did not answer (%s)", login, ip, exc)
+            raise Refused("centre-unreachable", "the centre did not answer") from None
+        if not result.accepted:
+            code, _, text = result.reply_message.partition(":")
+            log.info("check-in of %s at %s refused: %s", login, ip, result.reply_message)
+            raise Refused(code.strip() or "rejected", text.strip() or result.reply_message)
+        terms = Terms(session_timeout=result.session_timeout, idle_timeout=result.idle_timeout,
+                      interim_interval=result.interim_interval, class_=result.class_,
+                      bandwidth_up=result.bandwidth_up, bandwidth_down=result.bandwidth_down)
+        with self._lock:
+            current = self._session_of(ip)
+            if current is not None:
+                # Another device took the address, or a second check-in won the race.
+                self.end_session(current.session_id, Cause.nas_request)
+            now = self.clock()
+            session, actions = sm.check_in(new_session_id(now), login, mac, ip, terms, now)
+            if result.wifi_key:
+                self._keys[session.session_id] = result.wifi_key
+            self._carry_out(session, actions)
+        log.info("check-in of %s at %s (%s): session %s", login, ip, mac, session.session_id)
+        return self._describe(session)
+
+    def check_out(self, ip: str) -> dict[str, Any]:
+        with self._lock:
+            session = self._session_of(ip)
+            if session is None:
+                raise Refused("no-session", f"no session for {ip}")
+            self.end_session(session.session_id, Cause.user_request)
+            return {"ended": session.session_id}
+
+    def who(self, ip: str) -> dict[str, Any]:
+        with self._lock:
+            session = self._session_of(ip)
+            described = self._describe(session) if session else None
+        mac = session.mac if session else self.clients.mac_of(ip)
+        return {"ip": ip, "mac": mac, "session": described}
+
+    def sessions(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [self._describe(s) for s in self._open.values()]
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            count = len(self._open)
+        return {"identifier": self.config.identifier, "sessions": count,
+                "spool_pending": self.spool.pending(), "time": self.clock()}
+
+    def _describe(self, session: Session) -> dict[str, Any]:
+        now = self.clock()
+        counters = session.counters
+        return {
+            "session_id": session.session_id, "login": session.login, "mac": session.mac,
+            "ip": session.ipv4, "started": session.started,
+            "seconds_used": int(now - session.started),
+            "seconds_left": session.time_left(now),
+            "bytes_up": counters.bytes_up, "bytes_down": counters.bytes_down,
+            "wifi_key": self._keys.get(session.session_id),
+            "idle_timeout": session.terms.idle_timeout,
+            "bandwidth_up": session.terms.bandwidth_up,
+            "bandwidth_down": session.terms.bandwidth_down,
+        }
+
+    # --- Disconnect- and CoA-Requests (gateway.dae_server.Sessions) ----------
+
+    def _matching(self, selector: Selector) -> list[Session]:
+        found = []
+        for s in self._open.values():
+            if selector.acct_session_id is not None and s.session_id != selector.acct_session_id:
+                continue
+            if selector.user_name is not None and s.login != selector.user_name:
+                continue
+            if selector.framed_ip is not None and s.ipv4 != selector.framed_ip:
+                continue
+            if selector.calling_station_id is not None:
+                try:
+                    from .clients import normalise_mac
+
+                    if normalise_mac(selector.calling_station_id) != s.mac:
+                        continue
+                except ValueError:
+                    continue
+            found.append(s)
+        return found
+
+    def disconnect(self, selector: Selector) -> int:
+        with self._lock:
+            targets = self._matching(selector)
+            for s in targets:
+                self.end_session(s.session_id, Cause.admin_reset)
+        return len(targets)
+
+    def change(self, selector: Selector, change: CoaChange) -> int:
+        with self._lock:
+            targets = self._matching(selector)
+            now = self.clock()
+            for s in targets:
+                changed, actions = sm.change(s, now, change.session_timeout,
+                                             change.bandwidth_up, change.bandwidth_down)
+                self._carry_out(changed, actions)
+        return len(targets)
+
+
+def _counters(entry: Allowed) -> Counters:
+    return Counters(entry.bytes_up, entry.bytes_down, entry.packets_up, entry.packets_down)

@@ -1,0 +1,195 @@
+"""Putting the box together: from a ``Config`` to running parts.
+
+Start order matters: the kernel's table first (so clients are held at the
+gate from the first second), then dnsmasq, then the sessions restored and
+reconciled, then what listens (RFC 5176, the control socket) and the timers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from .clients import Clients
+from .config import Config
+from .control import ControlError, ControlServer
+from .dae_server import DaeServer
+from .daemon import Gateway, Refused, table_exists
+from .dnsmasq import DhcpPlan, Dnsmasq
+from .nft import Firewall, Plan
+from .radclient import NasIdentity, RadiusClient, RadiusServer
+from .spool import Spool, SpoolSender
+from .store import Store
+
+log = logging.getLogger("passerelle.gateway")
+
+
+def firewall_plan(config: Config) -> Plan:
+    garden4 = tuple(a for a in config.garden_addresses
+                    if ipaddress.ip_network(a, strict=False).version == 4)
+    garden6 = tuple(a for a in config.garden_addresses
+                    if ipaddress.ip_network(a, strict=False).version == 6)
+    return Plan(lan_if=config.lan_if, wan_if=config.wan_if, box_ipv4=config.box_ipv4,
+                portal_http_port=config.portal_http_port,
+                portal_https_port=config.portal_https_port,
+                garden4=garden4, garden6=garden6, masquerade=config.masquerade)
+
+
+def dhcp_plan(config: Config) -> DhcpPlan:
+    return DhcpPlan(lan_if=config.lan_if, box_ipv4=config.box_ipv4,
+                    range_start=config.dhcp_start, range_end=config.dhcp_end,
+                    netmask=str(config.lan_address.netmask), lease_seconds=config.lease_time,
+                    portal_api_url=config.portal_api_url,
+                    garden_domains=config.garden_domains, upstream_dns=config.upstream_dns,
+                    lease_file=str(config.state_dir / "dnsmasq.leases"),
+                    state_dir=str(config.state_dir))
+
+
+def radius_client(config: Config) -> RadiusClient:
+    servers = [RadiusServer(host=s.host, secret=s.secret, auth_port=s.auth_port,
+                            acct_port=s.acct_port,
+                            require_message_authenticator=s.require_message_authenticator)
+               for s in config.servers]
+    nas = NasIdentity(identifier=config.identifier, ipv4=config.nas_ip,
+                      operator_name=config.operator_name)
+    return RadiusClient(servers, nas, timeout=config.radius_timeout, tries=config.radius_tries,
+                        dead_time=config.dead_time)
+
+
+def stop_stale_dnsmasq(pid_file: Path) -> None:
+    """A dnsmasq left by a daemon that died (kill -9) still holds the DHCP
+    and DNS ports: end it, its leases stay in the lease file."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"dnsmasq" not in cmdline:
+        return
+    log.info("ending the dnsmasq (pid %d) a previous daemon left", pid)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+class Box:
+    """Every running part of one box."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.firewall = Firewall(firewall_plan(config))
+        self.dnsmasq = Dnsmasq(dhcp_plan(config), config.state_dir)
+        self.radius = radius_client(config)
+        self.spool = Spool(config.spool_path)
+        self.sender = SpoolSender(self.spool, self.radius)
+        self.store = Store(config.sessions_path)
+        self.clients = Clients(config.lan_if, self.dnsmasq.leases)
+        self.gateway = Gateway(config, firewall=self.firewall, radius=self.radius,
+                               spool=self.spool, store=self.store, clients=self.clients,
+                               wake_spool=self.sender.wake)
+        nas = NasIdentity(identifier=config.identifier, ipv4=config.nas_ip,
+                          operator_name=config.operator_name)
+        self.dae = DaeServer(config.dae_listen, config.dae_port, config.dae_clients, nas,
+                             self.gateway, window=config.dae_window)
+        self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True,
+                                                           "max_instances": 1,
+                                                           "misfire_grace_time": 30})
+        self.control: ControlServer | None = None
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        booted = not table_exists()
+        self.firewall.apply()
+        log.info("nftables table inet passerelle %s", "created" if booted else "kept")
+        stop_stale_dnsmasq(self.config.state_dir / "dnsmasq.pid")
+        self.dnsmasq.start()
+        self.gateway.restore(booted)
+        self.sender.start()
+        self.dae.start()
+        self.control = ControlServer(self.config.control_socket, _Portal(self.gateway))
+        self.control.start()
+        self.clients.start()
+        c = self.config
+        self.scheduler.add_job(self._safe(self.gateway.sweep), "interval",
+                               seconds=c.sweep_interval, id="sweep")
+        self.scheduler.add_job(self._safe(self.gateway.check_presence), "interval",
+                               seconds=c.lease_check_interval, id="presence")
+        self.scheduler.add_job(self._safe(self.gateway.heartbeat), "interval",
+                               seconds=c.heartbeat_interval, id="heartbeat")
+        self.scheduler.add_job(self._safe(self.dnsmasq.restart_if_dead), "interval",
+                               seconds=5, id="dnsmasq")
+        self.scheduler.start()
+        log.info("gateway %s running: LAN %s (%s), WAN %s, RFC 5176 on %s:%d, control %s",
+                 c.identifier, c.lan_if, c.lan_address, c.wan_if, c.dae_listen, self.dae.port,
+                 c.control_socket)
+
+    @staticmethod
+    def _safe(job: Any) -> Any:
+        def run() -> None:
+            try:
+                job()
+            except Exception:  # a timer's failure is logged; the next tick tries again
+                log.exception("timer %s failed", getattr(job, "__name__", job))
+        return run
+
+    def stop(self) -> None:
+        """Stop the daemon; sessions stay enforced by the kernel (the table
+        and its sets are left as they are) and are restored at next start."""
+        self.scheduler.shutdown(wait=False)
+        for part in (self.control, self.dae, self.sender, self.clients):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:
+                    log.exception("stopping %s", type(part).__name__)
+        self.gateway.heartbeat()
+        self.dnsmasq.stop()
+        self.store.close()
+
+    def run_forever(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stopped.set())
+        self.start()
+        try:
+            self._stopped.wait()
+        finally:
+            self.stop()
+
+
+class _Portal:
+    """Adapts Gateway to the control interface: a refusal becomes a 4xx/5xx."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def _wrap(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Refused as exc:
+            status = 403 if exc.code not in ("unknown-client", "centre-unreachable") else 503
+            raise ControlError(status, exc.code, exc.message) from None
+
+    def status(self) -> dict[str, Any]:
+        return self.gateway.status()
+
+    def who(self, ip: str) -> dict[str, Any]:
+        return self._wrap(self.gateway.who, ip)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return self.gateway.sessions()
+
+    def check_in(self, ip: str, login: str, password: str, chap: bool) -> dict[str, Any]:
+        return self._wrap(self.gateway.check_in, ip, login, password, chap)
+
+    def check_out(self, ip: str) -> dict[str, Any]:
+        return self._wrap(self.gateway.check_out, ip)

@@ -1,0 +1,294 @@
+"""The whole box in the lab: `passerelle gateway run` in the gw namespace,
+`passerelle radius serve` as the centre in the up namespace (192.0.2.10),
+clients on the LAN. Real nftables, real dnsmasq, real RADIUS, real SQLite.
+
+The tests of this module run in order and share one box; each leaves no
+session open behind it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import sessionmaker
+
+from passerelle.gateway.control import ControlClient, ControlError
+from passerelle.radius import db, ledger
+from passerelle.radius.models import CreditEntry, CreditKind, Session
+from tests.gateway.conftest import require_lab
+from tests.lab import Lab
+from tests.radius import seed
+
+BIN = Path(sys.executable).parent / "passerelle"
+CENTRE = "192.0.2.10"
+IDLE = 6  # the centre's Idle-Timeout, small so that the idle test is quick
+
+
+@dataclass
+class Box:
+    lab: Lab
+    tmp: Path
+    db_url: str
+    factory: sessionmaker[DB]
+    world: seed.World
+    config: Path
+    control: ControlClient
+    daemon: subprocess.Popen[str] | None = None
+    centre: subprocess.Popen[str] | None = None
+    logs: list[Path] = field(default_factory=list)
+
+    def _log(self, name: str) -> Any:
+        path = self.tmp / f"{name}-{len(self.logs)}.log"
+        self.logs.append(path)
+        return path.open("w")
+
+    def start_centre(self) -> None:
+        env = {**os.environ, "PASSERELLE_KEY_FILE": str(self.tmp / "server.key")}
+        with self._log("centre") as err:
+            self.centre = self.lab.popen(
+                "up", str(BIN), "radius", "serve", "--db", self.db_url, "--listen", CENTRE,
+                "--idle-timeout", str(IDLE), env=env, stderr=err)
+        assert self.centre.stdout is not None
+        line = self.centre.stdout.readline()
+        assert "listening" in line, self.read_logs()
+
+    def stop_centre(self) -> None:
+        assert self.centre is not None
+        self.centre.terminate()
+        self.centre.wait(timeout=10)
+
+    def start_daemon(self) -> None:
+        with self._log("gateway") as err:
+            self.daemon = self.lab.popen("gw", str(BIN), "-v", "gateway", "run", "--config",
+                                         str(self.config), stderr=err, stdout=err)
+        wait_for(lambda: self._answers(), what="the gateway's control socket",
+                 logs=self.read_logs)
+
+    def _answers(self) -> bool:
+        try:
+            self.control.status()
+        except (OSError, ControlError):
+            return False
+        return True
+
+    def kill_daemon(self) -> None:
+        assert self.daemon is not None
+        self.daemon.send_signal(signal.SIGKILL)
+        self.daemon.wait(timeout=10)
+
+    def read_logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()}" for p in self.logs if p.exists())
+
+    def curl(self, role: str, url: str = "http://192.0.2.80/") -> str:
+        out = self.lab.run(role, "curl", "-s", "-m", "3", url, check=False)
+        return out.stdout.strip() if out.returncode == 0 else f"error {out.returncode}"
+
+    def sessions(self, login: str) -> list[Session]:
+        with self.factory() as s:
+            return list(s.scalars(select(Session).where(Session.username == login)
+                                  .order_by(Session.radacctid)))
+
+    def charged(self, person: str) -> int:
+        with self.factory() as s:
+            total = s.scalar(select(func.coalesce(func.sum(CreditEntry.seconds), 0))
+                             .where(CreditEntry.person_id == self.world.people[person],
+                                    CreditEntry.kind == CreditKind.charge))
+        return -int(total or 0)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15, what: str = "",
+             logs: Callable[[], str] | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}\n{logs() if logs else ''}")
+
+
+CONFIG = """
+[box]
+identifier = "axis-gw"
+state_dir = "{state}"
+
+[portal]
+http_port = 8080
+
+[[radius.servers]]
+host = "{centre}"
+secret = "{secret}"
+
+[radius]
+timeout = 0.5
+tries = 2
+dead_time = 1
+
+[sessions]
+sweep_interval = 0.5
+lease_check_interval = 3600
+heartbeat_interval = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+    require_lab()
+    tmp = tmp_path_factory.mktemp("box")
+    os.environ["PASSERELLE_KEY_FILE"] = str(tmp / "server.key")
+    url = f"sqlite:///{tmp / 'centre.db'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    factory = db.make_sessionmaker(engine)
+    world = seed.build(factory, gateway_ip="203.0.113.2")
+    config = tmp / "gateway.toml"
+    config.write_text(CONFIG.format(state=tmp / "state", centre=CENTRE, secret=seed.SECRET))
+    with Lab() as lab:
+        lab.run("up", "ip", "addr", "add", f"{CENTRE}/32", "dev", "lo")
+        # The centre's Disconnect-Requests leave from its own address, the one
+        # the box knows (requests from any other address are dropped).
+        lab.run("up", "ip", "route", "replace", "203.0.113.0/24", "dev", "eth0", "src", CENTRE)
+        lab.start_internet()
+        lab.serve("gw", "http", lab.box_ipv4, 8080, "200", "portal")
+        b = Box(lab, tmp, url, factory, world, config, ControlClient(tmp / "state" /
+                                                                     "control.sock", 10))
+        b.start_centre()
+        b.start_daemon()
+        try:
+            yield b
+        finally:
+            if b.daemon and b.daemon.poll() is None:
+                b.daemon.terminate()
+                b.daemon.wait(timeout=10)
+            engine.dispose()
+            del os.environ["PASSERELLE_KEY_FILE"]
+
+
+def test_check_config_in_the_lab_detects_lan_and_wan(box: Box) -> None:
+    out = box.lab.run("gw", str(BIN), "gateway", "check-config", "--config", str(box.config))
+    assert "detected: WAN interface wan: it carries the default route" in out.stderr
+    assert "detected: LAN interface lan: the only other interface that is up" in out.stderr
+    assert "configuration OK" in out.stdout
+
+
+def test_captive_then_check_in_then_check_out(box: Box) -> None:
+    assert box.curl("client").startswith("portal"), "plain HTTP goes to the portal first"
+    who = box.control.who("198.51.100.10")
+    assert who["mac"] == box.lab.mac["client"] and who["session"] is None
+
+    with pytest.raises(ControlError) as refused:
+        box.control.check_in("198.51.100.10", "carol@gone.example", seed.PASSWORD)
+    assert refused.value.code == "company-suspended"
+    with pytest.raises(ControlError) as refused:
+        box.control.check_in("198.51.100.10", "alice@acme.example", "wrong")
+    assert refused.value.code == "bad-credentials"
+    assert box.curl("client").startswith("portal")
+
+    result = box.control.check_in("198.51.100.10", "alice@acme.example", seed.PASSWORD)
+    assert result["wifi_key"] and result["seconds_left"] > 0
+    assert box.curl("client") == "upstream 203.0.113.2", "forwarded and masqueraded"
+    assert box.curl("client2").startswith("portal"), "the other client is still captive"
+    (row,) = wait_for(lambda: box.sessions("alice@acme.example"), what="Accounting-Start")
+    assert row.acctsessionid == result["session_id"] and row.acctstoptime is None
+    assert row.callingstationid.lower().replace("-", ":") == box.lab.mac["client"]
+    assert row.framedipaddress == "198.51.100.10"
+
+    box.control.check_out("198.51.100.10")
+    assert box.curl("client").startswith("portal")
+    row = wait_for(lambda: [r for r in box.sessions("alice@acme.example") if r.acctstoptime],
+                   what="Accounting-Stop")[0]
+    assert row.acctterminatecause == "User-Request"
+    assert row.acctinputoctets > 0 and row.acctoutputoctets > 0
+    assert box.control.status()["sessions"] == 0
+
+
+def test_session_timeout_cuts_at_the_credit(box: Box) -> None:
+    with box.factory() as s, s.begin():
+        ledger.top_up(s, box.world.people["grace"], 3, seed.now())
+    result = box.control.check_in("198.51.100.11", "grace@acme.example", seed.PASSWORD)
+    assert result["seconds_left"] <= 3
+    assert box.curl("client2") == "upstream 203.0.113.2"
+    row = wait_for(lambda: [r for r in box.sessions("grace@acme.example") if r.acctstoptime],
+                   what="Stop after Session-Timeout", logs=box.read_logs)[0]
+    assert row.acctterminatecause == "Session-Timeout"
+    assert row.acctsessiontime <= 3
+    assert box.curl("client2").startswith("portal")
+    assert box.charged("grace") == row.acctsessiontime
+
+
+def test_idle_timeout_cuts_a_silent_client(box: Box) -> None:
+    box.control.check_in("198.51.100.10", "bob@slowco.example", seed.PASSWORD)
+    assert box.curl("client") == "upstream 203.0.113.2"
+    row = wait_for(lambda: [r for r in box.sessions("bob@slowco.example") if r.acctstoptime],
+                   timeout=IDLE + 10, what="Stop after Idle-Timeout", logs=box.read_logs)[0]
+    assert row.acctterminatecause == "Idle-Timeout"
+    assert row.acctsessiontime < IDLE, "the idle minutes are not charged"
+
+
+def test_disconnect_from_the_centre_cuts_the_session(box: Box) -> None:
+    result = box.control.check_in("198.51.100.10", "alice@acme.example", seed.PASSWORD)
+    wait_for(lambda: box.sessions("alice@acme.example"), what="Start")
+    out = box.lab.run("up", str(BIN), "radius", "disconnect", result["session_id"],
+                      "--db", box.db_url)
+    assert "ACK" in out.stdout + out.stderr
+    row = wait_for(lambda: [r for r in box.sessions("alice@acme.example")
+                            if r.acctsessionid == result["session_id"] and r.acctstoptime],
+                   what="Stop after Disconnect")[0]
+    assert row.acctterminatecause == "Admin-Reset"
+    assert box.curl("client").startswith("portal")
+    again = box.lab.run("up", str(BIN), "radius", "disconnect", result["session_id"],
+                        "--db", box.db_url, check=False)
+    assert "503" in again.stdout + again.stderr or again.returncode != 0
+
+
+def test_kill_9_keeps_enforcing_and_restores_the_session(box: Box) -> None:
+    result = box.control.check_in("198.51.100.10", "alice@acme.example", seed.PASSWORD)
+    assert box.curl("client") == "upstream 203.0.113.2"
+    box.kill_daemon()
+    assert box.curl("client") == "upstream 203.0.113.2", "the kernel keeps enforcing"
+    assert box.curl("client2").startswith("error") or box.curl("client2").startswith("portal")
+    box.start_daemon()
+    (restored,) = box.control.sessions()
+    assert restored["session_id"] == result["session_id"]
+    assert box.curl("client") == "upstream 203.0.113.2"
+    box.control.check_out("198.51.100.10")
+    stops = wait_for(lambda: [r for r in box.sessions("alice@acme.example")
+                              if r.acctsessionid == result["session_id"] and r.acctstoptime],
+                     what="Stop after restart")
+    assert len(stops) == 1 and stops[0].acctterminatecause == "User-Request"
+    assert stops[0].acctinputoctets > 0
+
+
+def test_centre_down_the_spool_holds_then_drains_once(box: Box) -> None:
+    result = box.control.check_in("198.51.100.10", "alice@acme.example", seed.PASSWORD)
+    wait_for(lambda: [r for r in box.sessions("alice@acme.example")
+                      if r.acctsessionid == result["session_id"]], what="Start")
+    box.stop_centre()
+    try:
+        assert box.curl("client") == "upstream 203.0.113.2"
+        box.control.check_out("198.51.100.10")
+        wait_for(lambda: box.control.status()["spool_pending"] >= 1, what="a spooled Stop")
+        time.sleep(2)
+        assert box.control.status()["spool_pending"] >= 1
+    finally:
+        box.start_centre()
+    wait_for(lambda: box.control.status()["spool_pending"] == 0, timeout=40,
+             what="the spool to drain", logs=box.read_logs)
+    rows = [r for r in box.sessions("alice@acme.example")
+            if r.acctsessionid == result["session_id"]]
+    assert len(rows) == 1 and rows[0].acctterminatecause == "User-Request"
+    with box.factory() as s:
+        charges = s.scalars(select(CreditEntry).where(
+            CreditEntry.session_id == rows[0].radacctid)).all()
+    assert sum(-c.seconds for c in charges) == rows[0].acctsessiontime
