@@ -45,6 +45,7 @@ TABLE = "passerelle"
 FAMILY = "inet"
 CLIENT_SETS4 = ("allowed4", "up4", "down4")
 CLIENT_SETS6 = ("allowed6", "up6", "down6")
+RATE_SETS = ("rate_up4", "rate_down4", "rate_up6", "rate_down6")
 # Chains this code creates; any other chain in our table is a leftover of an
 # older version and is deleted on apply.
 CHAINS = ("pre_nat", "captive_nat", "post_nat", "forward", "from_lan", "to_lan",
@@ -144,6 +145,8 @@ def check_plan(plan: Plan) -> None:
 
 def _sets() -> str:
     client = "flags timeout;"
+    # Each element carries its own limit; nft wants the kind declared on the set.
+    rate = "limit rate over 1 bytes/second;"
     return f"""\
 	set allowed4 {{ type ether_addr . ipv4_addr; {client} }}
 	set allowed6 {{ type ether_addr . ipv6_addr; {client} }}
@@ -151,6 +154,10 @@ def _sets() -> str:
 	set up6 {{ type ether_addr . ipv6_addr; {client} counter; }}
 	set down4 {{ type ipv4_addr; {client} counter; }}
 	set down6 {{ type ipv6_addr; {client} counter; }}
+	set rate_up4 {{ type ether_addr . ipv4_addr; {client} {rate} }}
+	set rate_up6 {{ type ether_addr . ipv6_addr; {client} {rate} }}
+	set rate_down4 {{ type ipv4_addr; {client} {rate} }}
+	set rate_down6 {{ type ipv6_addr; {client} {rate} }}
 	set garden4 {{ type ipv4_addr; flags interval; }}
 	set garden6 {{ type ipv6_addr; flags interval; }}
 	set garden_dns4 {{ type ipv4_addr; flags timeout; timeout {GARDEN_DNS_TIMEOUT}; }}
@@ -197,6 +204,8 @@ def _chains(plan: Plan) -> str:
 	}}
 	chain from_lan {{
 		oifname != {wan} jump refuse
+		ether saddr . ip saddr @rate_up4 drop
+		ether saddr . ip6 saddr @rate_up6 drop
 		ether saddr . ip saddr @up4 accept
 		ether saddr . ip6 saddr @up6 accept
 		ip daddr @garden4 accept
@@ -207,6 +216,8 @@ def _chains(plan: Plan) -> str:
 	}}
 	chain to_lan {{
 		iifname != {wan} drop
+		ip daddr @rate_down4 drop
+		ip6 daddr @rate_down6 drop
 		ct state established,related ip daddr @down4 accept
 		ct state established,related ip6 daddr @down6 accept
 		ct state established,related ip saddr @garden4 accept
@@ -259,11 +270,29 @@ def _key4(mac: str, ipv4: str) -> str:
 
 
 def _elements(mac: str, ipv4: str, ipv6: Sequence[str]) -> list[tuple[str, str]]:
-    """(set, element key) for every element of one client."""
+    """(set, element key) for every element of one client that must exist."""
     out = [("allowed4", _key4(mac, ipv4)), ("up4", _key4(mac, ipv4)), ("down4", ipv4)]
     for addr in ipv6:
         out += [("allowed6", f"{mac} . {addr}"), ("up6", f"{mac} . {addr}"), ("down6", addr)]
     return out
+
+
+def _rate_elements(mac: str, ipv4: str, ipv6: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(set, element key, direction) of the client's bandwidth caps, if it has any."""
+    out = [("rate_up4", _key4(mac, ipv4), "up"), ("rate_down4", ipv4, "down")]
+    for addr in ipv6:
+        out += [("rate_up6", f"{mac} . {addr}", "up"), ("rate_down6", addr, "down")]
+    return out
+
+
+def limit_stmt(bits_per_second: int) -> str:
+    """A policer for a WISPr bandwidth (bit/s). The burst is at least 128 KiB
+    because with GSO/GRO one kernel packet can carry 64 KiB: a smaller bucket
+    would drop every such packet."""
+    if not isinstance(bits_per_second, int) or bits_per_second < 8:
+        raise ValueError(f"bandwidth must be a whole number of bit/s >= 8: {bits_per_second!r}")
+    rate = bits_per_second // 8
+    return f"limit rate over {rate} bytes/second burst {max(rate // 4, 131072)} bytes"
 
 
 def _client(mac: str, ipv4: str, ipv6: Sequence[str]) -> tuple[str, str, list[str]]:
@@ -276,16 +305,35 @@ def _timeout(timeout: int) -> int:
     return timeout
 
 
-def allow_script(mac: str, ipv4: str, ipv6: Sequence[str], timeout: int) -> str:
-    """One transaction that (re)places a client: a new session, new counters."""
+def _replace(name: str, key: str, stmt: str, secs: int) -> list[str]:
+    ref = f"element {FAMILY} {TABLE} {name} {{ {key} }}"
+    # add-then-delete makes the delete safe when the element is absent.
+    lines = [f"add {ref}", f"delete {ref}"]
+    if secs:
+        lines.append(f"add element {FAMILY} {TABLE} {name} {{ {key}{stmt} timeout {secs}s }}")
+    return lines
+
+
+def _rates(mac: str, ipv4: str, ipv6: Sequence[str], secs: int, rate_up: int | None,
+           rate_down: int | None) -> list[str]:
+    lines = []
+    for name, key, direction in _rate_elements(mac, ipv4, ipv6):
+        rate = rate_up if direction == "up" else rate_down
+        stmt = f" {limit_stmt(rate)}" if rate is not None else ""
+        lines += _replace(name, key, stmt, secs if rate is not None else 0)
+    return lines
+
+
+def allow_script(mac: str, ipv4: str, ipv6: Sequence[str], timeout: int,
+                 rate_up: int | None = None, rate_down: int | None = None) -> str:
+    """One transaction that (re)places a client: a new session, new counters,
+    and its bandwidth caps (bit/s, None: no cap)."""
     mac, ipv4, v6 = _client(mac, ipv4, ipv6)
     secs = _timeout(timeout)
     lines = []
     for name, key in _elements(mac, ipv4, v6):
-        ref = f"element {FAMILY} {TABLE} {name} {{ {key} }}"
-        # add-then-delete makes the delete safe when the element is absent.
-        lines += [f"add {ref}", f"delete {ref}",
-                  f"add element {FAMILY} {TABLE} {name} {{ {key} timeout {secs}s }}"]
+        lines += _replace(name, key, "", secs)
+    lines += _rates(mac, ipv4, v6, secs, rate_up, rate_down)
     return "\n".join(lines) + "\n"
 
 
@@ -293,36 +341,41 @@ def revoke_script(mac: str, ipv4: str, ipv6: Sequence[str]) -> str:
     mac, ipv4, v6 = _client(mac, ipv4, ipv6)
     lines = []
     for name, key in _elements(mac, ipv4, v6):
-        ref = f"element {FAMILY} {TABLE} {name} {{ {key} }}"
-        lines += [f"add {ref}", f"delete {ref}"]
+        lines += _replace(name, key, "", 0)
+    for name, key, _direction in _rate_elements(mac, ipv4, v6):
+        lines += _replace(name, key, "", 0)
     return "\n".join(lines) + "\n"
 
 
-def timeout_script(mac: str, ipv4: str, ipv6: Sequence[str], timeout: int,
-                   counters: dict[tuple[str, str], tuple[int, int]] | None = None) -> str:
-    """A new timeout for an existing client.
-
-    Without ``counters``: re-adding an existing element with a timeout and an
-    expiry updates them in place (Linux >= 6.10), counters untouched. With
-    ``counters`` ((set, key) -> (packets, bytes)): the portable form, delete
-    and re-add carrying the counters read just before; the packets forwarded
-    between that read and this transaction are not counted.
-    """
+def rates_script(mac: str, ipv4: str, ipv6: Sequence[str], timeout: int,
+                 rate_up: int | None, rate_down: int | None) -> str:
+    """New bandwidth caps for an allowed client, expiring with it (``timeout``:
+    the seconds it has left)."""
     mac, ipv4, v6 = _client(mac, ipv4, ipv6)
+    return "\n".join(_rates(mac, ipv4, v6, _timeout(timeout), rate_up, rate_down)) + "\n"
+
+
+def timeout_script(present: Sequence[Element], timeout: int, in_place: bool = True) -> str:
+    """A new timeout for the elements of one client (``present``: as read).
+
+    In place: re-adding an existing element with a timeout and an expiry
+    updates them (Linux >= 6.10), counters and limits untouched. Otherwise the
+    portable form: delete and re-add, carrying the counters and limits read
+    just before; the packets forwarded between that read and this transaction
+    are then not counted.
+    """
     secs = _timeout(timeout)
     lines = []
-    for name, key in _elements(mac, ipv4, v6):
-        if counters is None:
-            lines.append(f"add element {FAMILY} {TABLE} {name} "
+    for e in present:
+        key = " . ".join(e.key)
+        if in_place:
+            lines.append(f"add element {FAMILY} {TABLE} {e.set} "
                          f"{{ {key} timeout {secs}s expires {secs}s }}")
             continue
-        stmt = ""
-        if (name, key) in counters:
-            packets, octets = counters[(name, key)]
-            stmt = f" counter packets {packets} bytes {octets}"
-        ref = f"element {FAMILY} {TABLE} {name} {{ {key} }}"
-        lines += [f"add {ref}", f"delete {ref}",
-                  f"add element {FAMILY} {TABLE} {name} {{ {key}{stmt} timeout {secs}s }}"]
+        stmt = f" counter packets {e.packets} bytes {e.bytes}" if e.counted else ""
+        if e.limit:
+            stmt += f" {e.limit}"
+        lines += _replace(e.set, key, stmt, secs)
     return "\n".join(lines) + "\n"
 
 
@@ -330,30 +383,47 @@ def timeout_script(mac: str, ipv4: str, ipv6: Sequence[str], timeout: int,
 class Element:
     """One element of a client set as ``nft -j`` shows it."""
 
+    set: str
     key: tuple[str, ...]
     expires: float | None
     timeout: float | None
-    packets: int
-    bytes: int
+    packets: int = 0
+    bytes: int = 0
+    counted: bool = False  # it has a counter (up*/down* sets)
+    limit: str = ""  # its limit statement, in nft syntax (rate_* sets)
+
+
+def _limit(data: Any) -> str:
+    if not isinstance(data, dict) or "rate" not in data:
+        return ""
+    over = "over " if data.get("inv") else ""
+    text = (f"limit rate {over}{data['rate']} {data.get('rate_unit', 'bytes')}/"
+            f"{data.get('per', 'second')}")
+    if data.get("burst"):
+        text += f" burst {data['burst']} {data.get('burst_unit', 'bytes')}"
+    return text
 
 
 def parse_sets(listing: dict[str, Any]) -> dict[str, list[Element]]:
-    """Client sets from ``nft -j list table``: set name -> elements."""
+    """Client and rate sets from ``nft -j list table``: set name -> elements."""
     out: dict[str, list[Element]] = {}
     for item in listing.get("nftables", []):
         data = item.get("set")
-        if not data or data.get("name") not in CLIENT_SETS4 + CLIENT_SETS6:
+        if not data or data.get("name") not in CLIENT_SETS4 + CLIENT_SETS6 + RATE_SETS:
             continue
-        elems = out.setdefault(data["name"], [])
+        name = data["name"]
+        elems = out.setdefault(name, [])
         for raw in data.get("elem", []):
             elem = raw.get("elem", raw) if isinstance(raw, dict) else raw
             if not isinstance(elem, dict):  # a bare value: no timeout, no counter
-                elems.append(Element(_key(elem), None, None, 0, 0))
+                elems.append(Element(name, _key(elem), None, None))
                 continue
-            counter = elem.get("counter") or {}
-            elems.append(Element(_key(elem.get("val")), _num(elem.get("expires")),
-                                 _num(elem.get("timeout")), int(counter.get("packets", 0)),
-                                 int(counter.get("bytes", 0))))
+            counter = elem.get("counter")
+            elems.append(Element(name, _key(elem.get("val")), _num(elem.get("expires")),
+                                 _num(elem.get("timeout")),
+                                 int((counter or {}).get("packets", 0)),
+                                 int((counter or {}).get("bytes", 0)),
+                                 counted=counter is not None, limit=_limit(elem.get("limit"))))
     return out
 
 
@@ -450,27 +520,16 @@ class Firewall:
                 raise
             # A set or base chain defined differently by an older version
             # cannot be redefined in place: rebuild, carrying the clients over.
-            log.warning("rebuilding table inet %s: %s", TABLE, exc)
-            self._rebuild(script, parse_sets(listing))
+            log.warning("rebuilding table %s %s: %s", FAMILY, TABLE, exc)
+            self._script(rebuild_script(script, parse_sets(listing)))
         log.info("nftables table %s %s applied (lan %s, wan %s)", FAMILY, TABLE,
                  self.plan.lan_if, self.plan.wan_if)
 
-    def _rebuild(self, script: str, sets: dict[str, list[Element]]) -> None:
-        lines = [f"add table {FAMILY} {TABLE}", f"delete table {FAMILY} {TABLE}", script]
-        for name, elems in sets.items():
-            for e in elems:
-                if e.expires is None or e.expires < 1:
-                    continue
-                counted = name not in ("allowed4", "allowed6")
-                stmt = f" counter packets {e.packets} bytes {e.bytes}" if counted else ""
-                timeout = int(e.timeout or e.expires)
-                lines.append(f"add element {FAMILY} {TABLE} {name} {{ {' . '.join(e.key)}"
-                             f"{stmt} timeout {timeout}s expires {int(e.expires)}s }}")
-        self._script("\n".join(lines) + "\n")
-
-    def allow(self, mac: str, ipv4: str, ipv6: Sequence[str] = (), timeout: int = 3600) -> None:
-        """Let the client through for ``timeout`` seconds, counters from zero."""
-        self._script(allow_script(mac, ipv4, ipv6, timeout))
+    def allow(self, mac: str, ipv4: str, ipv6: Sequence[str] = (), timeout: int = 3600,
+              rate_up: int | None = None, rate_down: int | None = None) -> None:
+        """Let the client through for ``timeout`` seconds, counters from zero,
+        capped at ``rate_up``/``rate_down`` bit/s when given."""
+        self._script(allow_script(mac, ipv4, ipv6, timeout, rate_up, rate_down))
         log.info("allowed %s %s %s for %ss", normal_mac(mac), ipv4, " ".join(ipv6), timeout)
 
     def revoke(self, mac: str, ipv4: str, ipv6: Sequence[str] = ()) -> None:
@@ -487,27 +546,37 @@ class Firewall:
         """
         mac, ipv4, v6 = _client(mac, ipv4, ipv6)
         secs = _timeout(timeout)
-        before = self._client_elements(mac, ipv4, v6)
-        self._script(timeout_script(mac, ipv4, v6, secs))
+        present = self._client_elements(mac, ipv4, v6)
+        self._script(timeout_script(present, secs))
         after = self._client_elements(mac, ipv4, v6)
-        if all(e.timeout == secs for e in after.values()):
+        if all(e.timeout == secs for e in after):
             return
         log.info("kernel cannot update timeouts in place; re-adding %s %s with its counters",
                  mac, ipv4)
-        counters = {k: (e.packets, e.bytes) for k, e in (after or before).items()}
-        self._script(timeout_script(mac, ipv4, v6, secs, counters))
+        self._script(timeout_script(after, secs, in_place=False))
 
-    def _client_elements(self, mac: str, ipv4: str,
-                         ipv6: Sequence[str]) -> dict[tuple[str, str], Element]:
+    def set_rates(self, mac: str, ipv4: str, ipv6: Sequence[str], rate_up: int | None,
+                  rate_down: int | None) -> None:
+        """New bandwidth caps (bit/s; None: no cap) for an allowed client (CoA)."""
+        mac, ipv4, v6 = _client(mac, ipv4, ipv6)
+        present = self._client_elements(mac, ipv4, v6)
+        left = min(int(e.expires or 0) for e in present)
+        self._script(rates_script(mac, ipv4, v6, max(left, 1), rate_up, rate_down))
+
+    def _client_elements(self, mac: str, ipv4: str, ipv6: Sequence[str]) -> list[Element]:
+        """The client's elements; NotAllowed when a required one is missing."""
         listing = self._listing()
         sets = parse_sets(listing) if listing else {}
-        found = {}
+        found = []
         for name, key in _elements(mac, ipv4, ipv6):
             want = tuple(key.split(" . "))
             match = [e for e in sets.get(name, []) if e.key == want]
             if not match:
                 raise NotAllowed(f"{mac} {ipv4}: no element {key} in set {name}")
-            found[(name, key)] = match[0]
+            found.append(match[0])
+        for name, key, _direction in _rate_elements(mac, ipv4, ipv6):
+            want = tuple(key.split(" . "))
+            found += [e for e in sets.get(name, []) if e.key == want]
         return found
 
     def clients(self) -> list[Allowed]:
@@ -522,3 +591,20 @@ class Firewall:
         """Delete the table and everything in it (idempotent)."""
         self._script(f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
         log.info("nftables table %s %s removed", FAMILY, TABLE)
+
+
+def rebuild_script(script: str, sets: dict[str, list[Element]]) -> str:
+    """Delete the table and apply ``script``, re-adding the elements read
+    before (counters, limits, time left) in the same transaction."""
+    lines = [f"add table {FAMILY} {TABLE}", f"delete table {FAMILY} {TABLE}", script]
+    for elems in sets.values():
+        for e in elems:
+            if e.expires is None or e.expires < 1:
+                continue  # permanent elements are nothing this code adds; expiring ones are gone
+            stmt = f" counter packets {e.packets} bytes {e.bytes}" if e.counted else ""
+            if e.limit:
+                stmt += f" {e.limit}"
+            timeout = int(max(e.timeout or 0, e.expires))
+            lines.append(f"add element {FAMILY} {TABLE} {e.set} {{ {' . '.join(e.key)}{stmt}"
+                         f" timeout {timeout}s expires {int(e.expires)}s }}")
+    return "\n".join(lines) + "\n"

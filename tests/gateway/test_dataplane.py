@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -307,3 +308,35 @@ def test_only_our_table_and_the_box_untouched(site: Lab) -> None:
     finally:
         firewall.remove()
         site.run("gw", "nft", "delete table inet other")
+
+
+def _rate(lab: Lab, fw: Firewall, *args: str) -> float:
+    """Bit/s the box forwards to (-R: from) the client during a 3-second
+    iperf3 run, from the set counters between 1.2 s and 2.4 s: what the
+    sender writes is no measure (its socket buffer absorbs megabytes), and a
+    policer's bucket starts full (nft's holds one second of the rate plus the
+    burst)."""
+    proc = lab.popen("client", "iperf3", "-c", lab.web_ipv4, "-t", "3", *args,
+                     stdout=subprocess.DEVNULL)
+    field = "bytes_down" if "-R" in args else "bytes_up"
+    time.sleep(1.2)
+    t1, [c1] = time.monotonic(), entry(fw, lab)
+    time.sleep(1.2)
+    t2, [c2] = time.monotonic(), entry(fw, lab)
+    assert proc.wait(timeout=10) == 0
+    return (getattr(c2, field) - getattr(c1, field)) * 8 / (t2 - t1)
+
+
+def test_bandwidth_caps_per_client(site: Lab, fw: Firewall) -> None:
+    """WISPr Bandwidth-Max-Up/Down (bit/s) as per-element policers."""
+    up, down = 8_000_000, 16_000_000
+    fw.allow(site.mac["client"], site.ipv4["client"], [], 600, rate_up=up, rate_down=down)
+    assert 0.3 * up < _rate(site, fw) < 1.15 * up
+    assert 0.3 * down < _rate(site, fw, "-R") < 1.15 * down
+    # A new Session-Timeout keeps the caps; lifting them (CoA) frees the client.
+    fw.set_timeout(site.mac["client"], site.ipv4["client"], [], 300)
+    listing = site.run("gw", "nft", "list", "set", "inet", "passerelle", "rate_down4").stdout
+    assert "limit rate over 2000000 bytes/second" in listing and "expires 4m" in listing
+    fw.set_rates(site.mac["client"], site.ipv4["client"], [], None, None)
+    assert _rate(site, fw, "-R") > 3 * down
+    assert entry(fw, site)[0].expires_in > 250  # the session itself is untouched
