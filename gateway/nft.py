@@ -512,9 +512,9 @@ class Firewall:
                 if chain and chain.get("name") not in CHAINS:
                     stale.append(chain["name"])
         # Leftover chains of an older version go after the flush, in the same transaction.
-        script += "".join(f"delete chain {FAMILY} {TABLE} {name}\n" for name in stale)
+        cleanup = "".join(f"delete chain {FAMILY} {TABLE} {name}\n" for name in stale)
         try:
-            self._script(script)
+            self._script(script + cleanup)
         except NftError as exc:
             if listing is None:
                 raise
