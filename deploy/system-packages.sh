@@ -5,7 +5,7 @@ set -euo pipefail
 want=(python3 python3-venv python3-dev gcc freeradius-utils)
 if [ "${1:-test}" = test ]; then
     want+=(postgresql freeradius freeradius-postgresql nftables dnsmasq iproute2
-           iperf3 isc-dhcp-client curl procps radsecproxy tcpdump)
+           iperf3 isc-dhcp-client curl procps radsecproxy tcpdump chromium wrk)
 fi
 missing=()
 for pkg in "${want[@]}"; do

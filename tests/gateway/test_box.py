@@ -8,171 +8,25 @@ session open behind it.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session as DB
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import select
 
-from passerelle.gateway.control import ControlClient, ControlError
-from passerelle.radius import db, ledger
-from passerelle.radius.models import CreditEntry, CreditKind, Session
+from passerelle.gateway.control import ControlError
+from passerelle.radius import ledger
+from passerelle.radius.models import CreditEntry
+from tests.boxlab import BIN, IDLE, Box, site, wait_for
 from tests.gateway.conftest import require_lab
-from tests.lab import Lab
 from tests.radius import seed
-
-BIN = Path(sys.executable).parent / "passerelle"
-CENTRE = "192.0.2.10"
-IDLE = 6  # the centre's Idle-Timeout, small so that the idle test is quick
-
-
-@dataclass
-class Box:
-    lab: Lab
-    tmp: Path
-    db_url: str
-    factory: sessionmaker[DB]
-    world: seed.World
-    config: Path
-    control: ControlClient
-    daemon: subprocess.Popen[str] | None = None
-    centre: subprocess.Popen[str] | None = None
-    logs: list[Path] = field(default_factory=list)
-
-    def _log(self, name: str) -> Any:
-        path = self.tmp / f"{name}-{len(self.logs)}.log"
-        self.logs.append(path)
-        return path.open("w")
-
-    def start_centre(self) -> None:
-        env = {**os.environ, "PASSERELLE_KEY_FILE": str(self.tmp / "server.key")}
-        with self._log("centre") as err:
-            self.centre = self.lab.popen(
-                "up", str(BIN), "radius", "serve", "--db", self.db_url, "--listen", CENTRE,
-                "--idle-timeout", str(IDLE), env=env, stderr=err)
-        assert self.centre.stdout is not None
-        line = self.centre.stdout.readline()
-        assert "listening" in line, self.read_logs()
-
-    def stop_centre(self) -> None:
-        assert self.centre is not None
-        self.centre.terminate()
-        self.centre.wait(timeout=10)
-
-    def start_daemon(self) -> None:
-        with self._log("gateway") as err:
-            self.daemon = self.lab.popen("gw", str(BIN), "-v", "gateway", "run", "--config",
-                                         str(self.config), stderr=err, stdout=err)
-        wait_for(lambda: self._answers(), what="the gateway's control socket",
-                 logs=self.read_logs)
-
-    def _answers(self) -> bool:
-        try:
-            self.control.status()
-        except (OSError, ControlError):
-            return False
-        return True
-
-    def kill_daemon(self) -> None:
-        assert self.daemon is not None
-        self.daemon.send_signal(signal.SIGKILL)
-        self.daemon.wait(timeout=10)
-
-    def read_logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()}" for p in self.logs if p.exists())
-
-    def curl(self, role: str, url: str = "http://192.0.2.80/") -> str:
-        out = self.lab.run(role, "curl", "-s", "-m", "3", url, check=False)
-        return out.stdout.strip() if out.returncode == 0 else f"error {out.returncode}"
-
-    def sessions(self, login: str) -> list[Session]:
-        with self.factory() as s:
-            return list(s.scalars(select(Session).where(Session.username == login)
-                                  .order_by(Session.radacctid)))
-
-    def charged(self, person: str) -> int:
-        with self.factory() as s:
-            total = s.scalar(select(func.coalesce(func.sum(CreditEntry.seconds), 0))
-                             .where(CreditEntry.person_id == self.world.people[person],
-                                    CreditEntry.kind == CreditKind.charge))
-        return -int(total or 0)
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 15, what: str = "",
-             logs: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{logs() if logs else ''}")
-
-
-CONFIG = """
-[box]
-identifier = "axis-gw"
-state_dir = "{state}"
-
-[portal]
-http_port = 8080
-
-[[radius.servers]]
-host = "{centre}"
-secret = "{secret}"
-
-[radius]
-timeout = 0.5
-tries = 2
-dead_time = 1
-
-[sessions]
-sweep_interval = 0.5
-lease_check_interval = 3600
-heartbeat_interval = 1
-"""
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     require_lab()
-    tmp = tmp_path_factory.mktemp("box")
-    os.environ["PASSERELLE_KEY_FILE"] = str(tmp / "server.key")
-    url = f"sqlite:///{tmp / 'centre.db'}"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    factory = db.make_sessionmaker(engine)
-    world = seed.build(factory, gateway_ip="203.0.113.2")
-    config = tmp / "gateway.toml"
-    config.write_text(CONFIG.format(state=tmp / "state", centre=CENTRE, secret=seed.SECRET))
-    with Lab() as lab:
-        lab.run("up", "ip", "addr", "add", f"{CENTRE}/32", "dev", "lo")
-        # The centre's Disconnect-Requests leave from its own address, the one
-        # the box knows (requests from any other address are dropped).
-        lab.run("up", "ip", "route", "replace", "203.0.113.0/24", "dev", "eth0", "src", CENTRE)
-        lab.start_internet()
-        lab.serve("gw", "http", lab.box_ipv4, 8080, "200", "portal")
-        b = Box(lab, tmp, url, factory, world, config, ControlClient(tmp / "state" /
-                                                                     "control.sock", 10))
-        b.start_centre()
-        b.start_daemon()
-        try:
-            yield b
-        finally:
-            if b.daemon and b.daemon.poll() is None:
-                b.daemon.terminate()
-                b.daemon.wait(timeout=10)
-            engine.dispose()
-            del os.environ["PASSERELLE_KEY_FILE"]
+    with site(tmp_path_factory.mktemp("box")) as built:
+        yield built
 
 
 def test_check_config_in_the_lab_detects_lan_and_wan(box: Box) -> None:
