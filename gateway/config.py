@@ -50,6 +50,12 @@ class Config:
     portal_http_port: int
     portal_https_port: int
     portal_api_url: str
+    ssid: str
+    site_name: str
+    venue_url: str
+    terms_url: str
+    cert_file: Path | None
+    key_file: Path | None
     servers: tuple[Server, ...]
     radius_timeout: float
     radius_tries: int
@@ -130,7 +136,8 @@ KNOWN = {
     "box": {"identifier", "state_dir", "nas_ip"},
     "lan": {"interface", "address", "dhcp_start", "dhcp_end", "lease_time"},
     "wan": {"interface", "masquerade"},
-    "portal": {"hostname", "http_port", "https_port", "api_url"},
+    "portal": {"hostname", "http_port", "https_port", "api_url", "ssid", "site_name",
+               "venue_url", "terms_url", "cert_file", "key_file"},
     "radius": {"servers", "timeout", "tries", "dead_time", "operator_name"},
     "dae": {"listen", "port", "clients", "window"},
     "garden": {"addresses", "domains"},
@@ -297,6 +304,24 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
     if len(api_url.encode()) > 255:
         raise ConfigError("portal.api_url: longer than the 255 octets of DHCP option 114")
 
+    portal = t["portal"]
+    ssid = portal.get("ssid", str, "Passerelle")
+    if not 1 <= len(ssid.encode()) <= 32:
+        raise ConfigError(f"portal.ssid: {ssid!r} must be 1 to 32 octets (IEEE 802.11)")
+    site_name = portal.get("site_name", str, identifier)
+    venue_url = portal.get("venue_url", str, "")
+    terms_url = portal.get("terms_url", str, "")
+    for key, url in (("venue_url", venue_url), ("terms_url", terms_url)):
+        if url and not url.startswith("https://"):
+            raise ConfigError(f"portal.{key}: must be an https:// URL")
+    cert = portal.get("cert_file", str, None)
+    key_path = portal.get("key_file", str, None)
+    if (cert is None) != (key_path is None):
+        raise ConfigError("portal.cert_file: set both cert_file and key_file, or neither "
+                          "(the box then makes a self-signed certificate)")
+    cert_file = base / cert if cert else None
+    key_file = base / key_path if key_path else None
+
     servers = tuple(_servers(data.get("radius", {}).get("servers"), base))
     radius = t["radius"]
     timeout = radius.number("timeout", float, 2.0, 0.1, 30.0)
@@ -335,7 +360,9 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
         lan_address=lan_address, dhcp_start=dhcp_start, dhcp_end=dhcp_end,
         lease_time=lease_time, wan_if=wan_if, masquerade=t["wan"].get("masquerade", bool, True),
         portal_hostname=hostname, portal_http_port=http_port, portal_https_port=https_port,
-        portal_api_url=api_url, servers=servers, radius_timeout=timeout, radius_tries=tries,
+        portal_api_url=api_url, ssid=ssid, site_name=site_name, venue_url=venue_url,
+        terms_url=terms_url, cert_file=cert_file, key_file=key_file, servers=servers,
+        radius_timeout=timeout, radius_tries=tries,
         dead_time=dead_time, operator_name=operator_name, dae_listen=dae_listen,
         dae_port=dae_port, dae_clients=dae_clients, dae_window=dae_window,
         garden_addresses=garden_addresses, garden_domains=garden_domains,

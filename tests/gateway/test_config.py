@@ -34,6 +34,7 @@ def test_minimal_config_detects_the_rest(tmp_path: Path) -> None:
     assert cfg.portal_api_url == "https://portal.passerelle.internal:8443/api/captive"
     assert cfg.dae_clients == {"192.0.2.10": b"s3cret"}
     assert cfg.control_socket == tmp_path / "state" / "control.sock"
+    assert (cfg.ssid, cfg.site_name, cfg.cert_file) == ("Passerelle", "axis-gw", None)
     findings = "\n".join(cfg.findings)
     assert "WAN interface wan0: it carries the default route" in findings
     assert "LAN interface lan0: the only other interface that is up" in findings
@@ -99,6 +100,10 @@ def test_bad_configs_name_the_key(tmp_path: Path, patch: str, message: str) -> N
     ('[portal]\nhostname = "198.51.100.1:80"', "portal.hostname"),
     ('[portal]\napi_url = "http://portal/api"', "portal.api_url: must be an https:// URL"),
     ('[portal]\nhttp_port = 8443', "portal.https_port: the same port"),
+    ('[portal]\nssid = ""', "portal.ssid: '' must be 1 to 32 octets"),
+    ('[portal]\nssid = "' + "x" * 33 + '"', "must be 1 to 32 octets"),
+    ('[portal]\nterms_url = "http://x"', "portal.terms_url: must be an https:// URL"),
+    ('[portal]\ncert_file = "c.pem"', "portal.cert_file: set both"),
     ('[dae]\nclients = ["192.0.2.99"]', "dae.clients: 192.0.2.99 is not one of radius.servers"),
     ('[dae]\nlisten = "everywhere"', "dae.listen: 'everywhere' is not an IP address"),
     ('[garden]\naddresses = ["192.0.2.0/33"]', "garden.addresses: '192.0.2.0/33'"),
