@@ -59,6 +59,12 @@ class Result:
         return f"NAK ({name}, {self.error_cause})"
 
 
+ANSWERS = {
+    protocol.DISCONNECT_REQUEST: (protocol.DISCONNECT_ACK, protocol.DISCONNECT_NAK),
+    protocol.COA_REQUEST: (protocol.COA_ACK, protocol.COA_NAK),
+}
+
+
 def build_request(code: int, secret: bytes, attributes: dict[str, Any],
                   now: float | None = None) -> rp.CoAPacket:
     pkt = rp.CoAPacket(code=code, secret=secret, dict=protocol.dictionary())
@@ -80,9 +86,12 @@ def parse_reply(request: rp.CoAPacket, data: bytes) -> Result | None:
         return None
     if not request.VerifyReply(reply, data):
         return None
-    if reply.code in (protocol.DISCONNECT_ACK, protocol.COA_ACK):
+    # Only the answers to this request's code: a CoA-ACK does not say that
+    # a Disconnect-Request was carried out.
+    ack, nak = ANSWERS.get(request.code, (None, None))
+    if reply.code == ack:
         return Result(acked=True)
-    if reply.code in (protocol.DISCONNECT_NAK, protocol.COA_NAK):
+    if reply.code == nak:
         cause = protocol.first(reply, "Error-Cause")
         code = None
         if cause is not None:
