@@ -119,7 +119,23 @@ class Clients:
                 return normalise_mac(lease.mac)
         with self._lock:
             seen = self._seen.get(ip)
-        return seen.mac if seen else None
+        return seen.mac if seen else self.ask_arp(ip)
+
+    def ask_arp(self, ip: str, timeout: float = 1.0) -> str | None:
+        """Who has ``ip``? A broadcast ARP request on the LAN."""
+        from scapy.layers.l2 import ARP, Ether
+        from scapy.sendrecv import srp
+
+        try:
+            answered, _ = srp(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ip), iface=self.lan_if,
+                              timeout=timeout, retry=1, verbose=False)
+        except OSError as exc:
+            log.warning("ARP request for %s on %s failed: %s", ip, self.lan_if, exc)
+            return None
+        for _, reply in answered:
+            if reply[ARP].psrc == ip:
+                return normalise_mac(reply[ARP].hwsrc)
+        return None
 
     def has_lease(self, ip: str, mac: str) -> bool:
         return any(lease.ipv4 == ip and normalise_mac(lease.mac) == mac

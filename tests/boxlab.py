@@ -25,6 +25,8 @@ from passerelle.gateway.control import ControlClient, ControlError
 from passerelle.radius import db
 from passerelle.radius.models import CreditEntry, CreditKind, Session
 from tests.lab import Lab
+from tests.peers import freeradius
+from tests.peers.freeradius import FreeRadius
 from tests.radius import seed
 
 BIN = Path(sys.executable).parent / "passerelle"
@@ -44,6 +46,7 @@ class Box:
     daemon: subprocess.Popen[str] | None = None
     centre: subprocess.Popen[str] | None = None
     logs: list[Path] = field(default_factory=list)
+    freeradius: FreeRadius | None = None
 
     def _log(self, name: str) -> Any:
         path = self.tmp / f"{name}-{len(self.logs)}.log"
@@ -140,9 +143,14 @@ heartbeat_interval = 1
 
 
 @contextlib.contextmanager
-def site(tmp: Path, portal: bool = True, extra_config: str = "") -> Iterator[Box]:
+def site(tmp: Path, portal: bool = True, extra_config: str = "",
+         centre: str = "passerelle") -> Iterator[Box]:
     """Build the lab, the centre and the box; always tear them down.
-    ``portal``: run the stand-in portal on the box's port 8080."""
+    ``portal``: run the stand-in portal on the box's port 8080.
+    ``centre``: "passerelle" (`passerelle radius serve`) or "freeradius"
+    (FreeRADIUS 3 with tests/peers/freeradius.py's users, signing its
+    replies with Message-Authenticator). ``extra_config`` is appended to
+    the box's TOML (new tables only)."""
     os.environ["PASSERELLE_KEY_FILE"] = str(tmp / "server.key")
     url = f"sqlite:///{tmp / 'centre.db'}"
     engine = db.make_engine(url)
@@ -150,7 +158,8 @@ def site(tmp: Path, portal: bool = True, extra_config: str = "") -> Iterator[Box
     factory = db.make_sessionmaker(engine)
     world = seed.build(factory, gateway_ip="203.0.113.2")
     config = tmp / "gateway.toml"
-    config.write_text(CONFIG.format(state=tmp / "state", centre=CENTRE, secret=seed.SECRET)
+    secret = freeradius.SECRET if centre == "freeradius" else seed.SECRET
+    config.write_text(CONFIG.format(state=tmp / "state", centre=CENTRE, secret=secret)
                       + extra_config)
     with Lab() as lab:
         lab.run("up", "ip", "addr", "add", f"{CENTRE}/32", "dev", "lo")
@@ -162,11 +171,18 @@ def site(tmp: Path, portal: bool = True, extra_config: str = "") -> Iterator[Box
             lab.serve("gw", "http", lab.box_ipv4, 8080, "200", "portal")
         b = Box(lab, tmp, url, factory, world, config, ControlClient(tmp / "state" /
                                                                      "control.sock", 10))
-        b.start_centre()
-        b.start_daemon()
         try:
+            if centre == "freeradius":
+                b.freeradius = freeradius.start(tmp / "freeradius", reply_ma=True,
+                                                listen=CENTRE, client=lab.wan_ipv4,
+                                                netns=lab.ns["up"])
+            else:
+                b.start_centre()
+            b.start_daemon()
             yield b
         finally:
+            if b.freeradius is not None:
+                b.freeradius.stop()
             if b.daemon and b.daemon.poll() is None:
                 b.daemon.terminate()
                 b.daemon.wait(timeout=10)

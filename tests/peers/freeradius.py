@@ -75,12 +75,12 @@ SITE = """\
 server passerelle_interop {{
     listen {{
         type = auth
-        ipaddr = 127.0.0.1
+        ipaddr = {listen}
         port = {auth}
     }}
     listen {{
         type = acct
-        ipaddr = 127.0.0.1
+        ipaddr = {listen}
         port = {acct}
     }}
     authorize {{
@@ -170,6 +170,15 @@ class FreeRadius:
                 self.proc.wait()
 
 
+def _ready_in_log(log: Path, deadline: float, proc: subprocess.Popen[bytes]) -> bool:
+    """Inside a namespace the test cannot send it a probe: read its log."""
+    while time.monotonic() < deadline and proc.poll() is None:
+        if "Ready to process requests" in log.read_text(errors="replace"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _ready(port: int, secret: bytes, deadline: float, proc: subprocess.Popen[bytes]) -> bool:
     """Poll with Status-Server until FreeRADIUS answers (or dies)."""
     pkt = rp.AuthPacket(code=protocol.STATUS_SERVER, secret=secret,
@@ -190,7 +199,11 @@ def _ready(port: int, secret: bytes, deadline: float, proc: subprocess.Popen[byt
     return False
 
 
-def start(tmp: Path, *, reply_ma: bool = False, require_ma: bool = False) -> FreeRadius:
+def start(tmp: Path, *, reply_ma: bool = False, require_ma: bool = False,
+          listen: str = "127.0.0.1", client: str = "127.0.0.1",
+          netns: str | None = None) -> FreeRadius:
+    """``netns``: run it inside that network namespace (the lab's centre),
+    listening on ``listen`` (ports 1812/1813) for the NAS at ``client``."""
     binary = need_freeradius()
     raddb = tmp / "raddb"
     shutil.copytree(STOCK, raddb, symlinks=True)
@@ -215,17 +228,17 @@ def start(tmp: Path, *, reply_ma: bool = False, require_ma: bool = False) -> Fre
     (raddb / "mods-enabled" / "eap").unlink()
     for site in (raddb / "sites-enabled").iterdir():
         site.unlink()
-    auth, acct = _free_udp_port(), _free_udp_port()
+    auth, acct = (1812, 1813) if netns else (_free_udp_port(), _free_udp_port())
     post_auth = ("            update reply {\n"
                  "                Message-Authenticator := 0x00\n"
                  "            }") if reply_ma else "            ok"
     (raddb / "sites-enabled" / "passerelle").write_text(
-        SITE.format(auth=auth, acct=acct, post_auth=post_auth))
+        SITE.format(auth=auth, acct=acct, post_auth=post_auth, listen=listen))
     detail = tmp / "radacct" / "detail"
     (raddb / "mods-enabled" / "interop_detail").write_text(DETAIL.format(path=detail))
     (raddb / "clients.conf").write_text(
         "client gateway {\n"
-        "    ipaddr = 127.0.0.1\n"
+        f"    ipaddr = {client}\n"
         f"    secret = {SECRET}\n"
         f"    require_message_authenticator = {'yes' if require_ma else 'no'}\n"
         "    shortname = axis-gw\n"
@@ -234,10 +247,14 @@ def start(tmp: Path, *, reply_ma: bool = False, require_ma: bool = False) -> Fre
     users.write_text(USERS.format(password=PASSWORD))
     log = tmp / "freeradius.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([binary, "-f", "-d", str(raddb), "-l", "stdout"],
+        wrap = ["ip", "netns", "exec", netns] if netns else []
+        proc = subprocess.Popen([*wrap, binary, "-f", "-d", str(raddb), "-l", "stdout"],
                                 stdout=out, stderr=subprocess.STDOUT)
     server = FreeRadius(raddb, auth, acct, SECRET.encode(), proc, log, detail)
-    if not _ready(auth, SECRET.encode(), time.monotonic() + 20, proc):
+    deadline = time.monotonic() + 20
+    ready = (_ready_in_log(log, deadline, proc) if netns
+             else _ready(auth, SECRET.encode(), deadline, proc))
+    if not ready:
         server.stop()
         raise RuntimeError(f"FreeRADIUS did not start:\n{server.logs()}")
     return server
