@@ -36,14 +36,15 @@ print(how, time.monotonic() - t)
 # A UDP datagram from the client namespace, or a forged frame with scapy.
 SEND_UDP = r"""
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
 """
 FORGE = r"""
 import sys
-from scapy.all import Ether, IP, UDP, Raw, sendp
+from scapy.all import Ether, IP, IPv6, UDP, Raw, sendp
 src_mac, dst_mac, src_ip, dst_ip, port, payload = sys.argv[1:7]
-frame = (Ether(src=src_mac, dst=dst_mac) / IP(src=src_ip, dst=dst_ip)
+net = IPv6(src=src_ip, dst=dst_ip) if ":" in src_ip else IP(src=src_ip, dst=dst_ip)
+frame = (Ether(src=src_mac, dst=dst_mac) / net
          / UDP(sport=40000, dport=int(port)) / Raw(payload.encode()))
 sendp(frame, iface="eth0", count=3, verbose=False)
 """
@@ -56,6 +57,7 @@ def site(lab: Lab) -> Lab:
     lab.serve("gw", "http", lab.box_ipv4, 8080, "302", PORTAL)
     lab.serve("gw", "http", lab.box_ipv6, 8080, "302", PORTAL)
     lab.serve("up", "udp", lab.web_ipv4, 9999, str(lab.tmp / "udp.log"))
+    lab.serve("up", "udp", lab.web_ipv6, 9999, str(lab.tmp / "udp.log"))
     return lab
 
 
@@ -259,17 +261,21 @@ def _udp_log(lab: Lab) -> str:
 
 
 def test_forged_source_gets_nothing_through(site: Lab, fw: Firewall) -> None:
-    """client2 sends frames with client's IP and its own MAC (scapy): nothing
-    reaches the internet, and client's counters do not move."""
-    allow(fw, site)
-    site.run("client", sys.executable, "-c", SEND_UDP, site.web_ipv4, "9999", "genuine")
+    """client2 sends frames with client's IPv4 or IPv6 address and its own MAC
+    (scapy): nothing reaches the internet, and client's counters do not move."""
+    allow(fw, site, v6=True)
+    site.run("client", sys.executable, "-c", SEND_UDP, site.web_ipv4, "9999", "genuine4")
+    site.run("client", sys.executable, "-c", SEND_UDP, site.web_ipv6, "9999", "genuine6")
     box_mac = site.run("gw", "cat", f"/sys/class/net/{site.lan_if}/address").stdout.strip()
     [before] = entry(fw, site)
-    site.run("client2", sys.executable, "-c", FORGE, site.mac["client2"], box_mac,
-             site.ipv4["client"], site.web_ipv4, "9999", "forged")
+    for src, dst in ((site.ipv4["client"], site.web_ipv4),
+                     (site.ipv6["client"], site.web_ipv6)):
+        site.run("client2", sys.executable, "-c", FORGE, site.mac["client2"], box_mac,
+                 src, dst, "9999", "forged")
     time.sleep(0.5)
     log = _udp_log(site)
-    assert f"{site.wan_ipv4} genuine" in log
+    assert f"{site.wan_ipv4} genuine4" in log
+    assert f"{site.ipv6['client']} genuine6" in log
     assert "forged" not in log
     [after] = entry(fw, site)
     assert (after.packets_up, after.bytes_up) == (before.packets_up, before.bytes_up)
