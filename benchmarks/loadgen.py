@@ -102,9 +102,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
     socks = []
     poller = select.epoll()
-    for _ in range(nsock):
+    for i in range(nsock):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        if args.source_port:
+            sock.bind(("127.0.0.1", args.source_port + i))
         sock.connect((args.host, args.port))
         sock.setblocking(False)
         poller.register(sock.fileno(), select.EPOLLIN)
@@ -213,6 +215,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=2.0, help="seconds before a request is lost")
     p.add_argument("--max-rate", type=float, default=15000.0,
                    help="requests/s the pre-built pool can feed for the whole duration")
+    p.add_argument("--source-port", type=int, default=0,
+                   help="bind the sockets to this port and the next ones (default: any); "
+                        "the server's SO_REUSEPORT then sends a person to the same worker "
+                        "in every run, where their password check is cached")
     p.add_argument("--once", action="store_true",
                    help="auth only: one request per person, then stop (cache warm-up)")
     return p

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import random
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=20000)
     p.add_argument("--people", type=int, default=1000)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--vary", action="store_true",
+                   help="batches of random sizes up to --batch, as a loaded server sees them")
     p.add_argument("--profile", action="store_true")
     args = p.parse_args(argv)
     cluster = None
@@ -69,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             # Fill the password cache first, as the benchmark's warm-up does.
             handler.process(datagrams("auth", args.people, args.people))
         work = datagrams(args.kind, args.count, args.people)
-        batches = [work[i:i + args.batch] for i in range(0, len(work), args.batch)]
+        rng = random.Random(1)
+        batches = []
+        i = 0
+        while i < len(work):
+            size = rng.randint(1, args.batch) if args.vary else args.batch
+            batches.append(work[i:i + size])
+            i += size
         prof = cProfile.Profile() if args.profile else None
         start = time.perf_counter()
         if prof:

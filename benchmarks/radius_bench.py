@@ -68,7 +68,7 @@ def measure(args: argparse.Namespace, name: str, kind: str, port: int,
             server_pids: Callable[[], list[int]], db_pid: int | None) -> Run:
     cpu0 = procstat.tree_cpu(server_pids())
     db0 = procstat.tree_cpu([db_pid]) if db_pid else 0.0
-    result = loadgen(args, kind, port)
+    result = loadgen(args, kind, port, "--source-port", str(args.source_port))
     load = os.getloadavg()
     cpu = procstat.tree_cpu(server_pids()) - cpu0
     dbc = (procstat.tree_cpu([db_pid]) - db0) if db_pid else 0.0
@@ -132,7 +132,8 @@ def bench(args: argparse.Namespace, base_url: str, db_pid: int | None) -> list[R
             try:
                 t = time.monotonic()
                 # argon2 takes 16 ms a check: a big first batch needs a long timeout.
-                warm = loadgen(args, "auth", auth_port, "--once", "--timeout", "120")
+                warm = loadgen(args, "auth", auth_port, "--once", "--timeout", "120",
+                               "--duration", "600", "--source-port", str(args.source_port))
                 print(f"passerelle: warm-up, one argon2 check per person: {warm['good']} "
                       f"accepts in {time.monotonic() - t:.1f} s", flush=True)
                 for kind, port in (("auth", auth_port), ("acct", acct_port)):
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=256, help="requests outstanding")
     p.add_argument("--sockets", type=int, default=16, help="load generator source ports")
     p.add_argument("--max-rate", type=float, default=15000.0)
+    p.add_argument("--source-port", type=int, default=47100,
+                   help="first of the --sockets fixed source ports of the load generator")
     p.add_argument("--servers", default="passerelle,freeradius")
     p.add_argument("--kinds", default="auth,acct")
     p.add_argument("--json", type=Path, help="also write the results here")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import ARRAY, ColumnElement, Table, any_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session as DB
 
 from . import accounting, ledger
@@ -90,7 +90,7 @@ def find_accounts(db: DB, logins: Iterable[str]) -> dict[str, Account]:
                Company.services, Company.max_session, Company.bandwidth_up,
                Company.bandwidth_down, Company.vlan, balance)
         .join(Company, Person.company_id == Company.id)
-        .where(Person.login.in_(wanted))
+        .where(among(db, Person.login, wanted))
     ).all()
     return {row.login: _account(row) for row in rows}
 
@@ -117,6 +117,18 @@ def _account(row: Any) -> Account:
             vlan=row.vlan,
         ),
     )
+
+
+def among(db: DB, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column IN values`` as one statement whatever the number of values.
+
+    PostgreSQL gets ``column = ANY(array)``: an IN list of n values is a new
+    statement for every n, which psycopg prepares (and evicts) again and
+    again under load; the array form is prepared once."""
+    if db.get_bind().dialect.name == "postgresql":
+        return cast(ColumnElement[bool],
+                    column == any_(bindparam(None, list(values), type_=ARRAY(column.type))))
+    return cast(ColumnElement[bool], column.in_(list(values)))
 
 
 # Unambiguous characters (no 0/O, 1/l/I) so a key read off a screen types right.
@@ -208,17 +220,17 @@ def _people_for(db: DB, records: list[accounting.Record]) -> tuple[dict[str, int
     if classes:
         # wifi_key.class is indexed and every Access-Accept issues a key.
         by_class = {c: int(p) for c, p in db.execute(
-            select(WifiKey.class_, WifiKey.person_id).where(WifiKey.class_.in_(classes)))
+            select(WifiKey.class_, WifiKey.person_id).where(among(db, WifiKey.class_, classes)))
             if c is not None}
         missing = classes - by_class.keys()
         if missing:
             by_class.update({c: int(p) for c, p in db.execute(
                 select(AuthLog.class_, AuthLog.person_id)
-                .where(AuthLog.class_.in_(missing), AuthLog.person_id.is_not(None)))
+                .where(among(db, AuthLog.class_, missing), AuthLog.person_id.is_not(None)))
                 if p is not None})
     logins = {rec.username for rec in records if rec.username}
     by_login = {login: int(p) for login, p in db.execute(
-        select(Person.login, Person.id).where(Person.login.in_(logins)))} if logins else {}
+        select(Person.login, Person.id).where(among(db, Person.login, logins)))} if logins else {}
     return by_class, by_login
 
 
@@ -245,7 +257,7 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
     # Locked in one order (by acctuniqueid) so two workers cannot deadlock.
     rows: dict[str, dict[str, Any]] = {
         row["acctuniqueid"]: dict(row) for row in db.execute(
-            select(_RADACCT).where(_RADACCT.c.acctuniqueid.in_(set(uids)))
+            select(_RADACCT).where(among(db, _RADACCT.c.acctuniqueid, set(uids)))
             .order_by(_RADACCT.c.acctuniqueid).with_for_update()).mappings()
     }
     fresh = [rec for (_, rec), uid in zip(items, uids, strict=True) if uid not in rows]
@@ -285,10 +297,14 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
         results.append((uid, False, charged, not change.closes))
     ids = {uid: row["radacctid"] for uid, row in rows.items() if uid not in created}
     if created:
-        inserted = db.execute(insert(_RADACCT).returning(_RADACCT.c.radacctid,
-                                                         _RADACCT.c.acctuniqueid),
-                              list(created.values()))
-        ids.update({uid: int(rid) for rid, uid in inserted})
+        # A plain executemany (one statement shape, pipelined by psycopg);
+        # INSERT ... RETURNING of many rows would be a new statement per size.
+        db.execute(insert(_RADACCT), list(created.values()))
+        wanted_ids = {uid for uid, _, _ in charges if uid in created}
+        if wanted_ids:
+            ids.update({uid: int(rid) for rid, uid in db.execute(
+                select(_RADACCT.c.radacctid, _RADACCT.c.acctuniqueid)
+                .where(among(db, _RADACCT.c.acctuniqueid, wanted_ids)))})
     if changed:
         db.execute(update(_RADACCT).where(_RADACCT.c.radacctid == bindparam("_id"))
                    .values({c: bindparam(c) for c in _WRITABLE}),
@@ -300,7 +316,7 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
              "session_id": ids[uid], "created": now, "note": ""}
             for uid, person, seconds in charges])
     if closing:
-        db.execute(update(WifiKey).where(WifiKey.class_.in_(set(closing)),
+        db.execute(update(WifiKey).where(among(db, WifiKey.class_, set(closing)),
                                          WifiKey.revoked.is_(None)).values(revoked=now))
     balances = balances_of(db, {person for _, person, _ in charges})
     outcomes = []
@@ -324,7 +340,7 @@ def balances_of(db: DB, people: set[int]) -> dict[int, int]:
         return {}
     return {int(p): int(total or 0) for p, total in db.execute(
         select(CreditEntry.person_id, func.sum(CreditEntry.seconds))
-        .where(CreditEntry.person_id.in_(people)).group_by(CreditEntry.person_id))}
+        .where(among(db, CreditEntry.person_id, people)).group_by(CreditEntry.person_id))}
 
 
 def _default(column: Any) -> Any:
