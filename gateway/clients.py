@@ -41,9 +41,10 @@ def normalise_mac(value: str) -> str:
     return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
 
 
-def neighbours(lan_if: str) -> dict[str, str]:
-    """The kernel's IPv4 neighbour table on ``lan_if``: ip -> mac."""
-    out = subprocess.run(["ip", "-4", "-j", "neigh", "show", "dev", lan_if],
+def neighbours(lan_if: str, family: str = "-4") -> dict[str, str]:
+    """The kernel's neighbour table on ``lan_if``: ip -> mac (IPv4, or IPv6
+    with ``family="-6"``)."""
+    out = subprocess.run(["ip", family, "-j", "neigh", "show", "dev", lan_if],
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         log.warning("cannot read the neighbour table of %s: %s", lan_if, out.stderr.strip())
@@ -136,6 +137,15 @@ class Clients:
             if reply[ARP].psrc == ip:
                 return normalise_mac(reply[ARP].hwsrc)
         return None
+
+    def ipv6_of(self, mac: str) -> tuple[str, ...]:
+        """The global IPv6 addresses the client with ``mac`` uses (SLAAC and
+        privacy addresses, as the neighbour table has seen them)."""
+        found = []
+        for ip, owner in neighbours(self.lan_if, "-6").items():
+            if owner == mac and not ip.lower().startswith("fe80:"):
+                found.append(ip)
+        return tuple(sorted(found))
 
     def has_lease(self, ip: str, mac: str) -> bool:
         return any(lease.ipv4 == ip and normalise_mac(lease.mac) == mac

@@ -57,9 +57,12 @@ class Allowed(Protocol):
 
 class Firewall(Protocol):
     def apply(self) -> None: ...
-    def allow(self, mac: str, ipv4: str, ipv6: Sequence[str] = (), timeout: int = 3600) -> None: ...
+    def allow(self, mac: str, ipv4: str, ipv6: Sequence[str] = (), timeout: int = 3600,
+              rate_up: int | None = None, rate_down: int | None = None) -> None: ...
     def revoke(self, mac: str, ipv4: str, ipv6: Sequence[str] = ()) -> None: ...
     def set_timeout(self, mac: str, ipv4: str, ipv6: Sequence[str], timeout: int) -> None: ...
+    def set_rates(self, mac: str, ipv4: str, ipv6: Sequence[str], rate_up: int | None,
+                  rate_down: int | None) -> None: ...
     def clients(self) -> Sequence[Allowed]: ...
 
 
@@ -115,10 +118,16 @@ class Gateway:
         for action in actions:
             if isinstance(action, sm.Allow):
                 s = action.session
-                self.firewall.allow(s.mac, s.ipv4, s.ipv6, timeout=action.timeout)
+                self.firewall.allow(s.mac, s.ipv4, s.ipv6, timeout=action.timeout,
+                                    rate_up=s.terms.bandwidth_up,
+                                    rate_down=s.terms.bandwidth_down)
             elif isinstance(action, sm.Extend):
                 s = action.session
                 self.firewall.set_timeout(s.mac, s.ipv4, s.ipv6, action.timeout)
+            elif isinstance(action, sm.Rates):
+                s = action.session
+                self.firewall.set_rates(s.mac, s.ipv4, s.ipv6, s.terms.bandwidth_up,
+                                        s.terms.bandwidth_down)
             elif isinstance(action, sm.Revoke):
                 s = action.session
                 self.firewall.revoke(s.mac, s.ipv4, s.ipv6)
@@ -181,6 +190,21 @@ class Gateway:
                     actions = [sm.Allow(session, left if left is not None else sm.NO_TIMEOUT)]
                 if actions or entry is not None:
                     self._carry_out(session, actions)
+
+    def follow_ipv6(self) -> None:
+        """Let a checked-in client's new IPv6 addresses through (privacy
+        addresses come and go); until then they are refused, never open."""
+        with self._lock:
+            for session in list(self._open.values()):
+                seen = self.clients.ipv6_of(session.mac)
+                if not set(seen) - set(session.ipv6):
+                    continue
+                now = self.clock()
+                self._refresh(session)
+                current = self._open[session.session_id]
+                moved, actions = sm.readdress(current, tuple(sorted(set(seen) |
+                                                                 set(current.ipv6))), now)
+                self._carry_out(moved, actions)
 
     def check_presence(self) -> None:
         """End the sessions of clients that left (no lease, no ARP answer)."""
@@ -246,7 +270,8 @@ class Gateway:
                 # Another device took the address, or a second check-in won the race.
                 self.end_session(current.session_id, Cause.nas_request)
             now = self.clock()
-            session, actions = sm.check_in(new_session_id(now), login, mac, ip, terms, now)
+            session, actions = sm.check_in(new_session_id(now), login, mac, ip, terms, now,
+                                           self.clients.ipv6_of(mac))
             if result.wifi_key:
                 self._keys[session.session_id] = result.wifi_key
             self._carry_out(session, actions)

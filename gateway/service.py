@@ -122,6 +122,8 @@ class Box:
         c = self.config
         self.scheduler.add_job(self._safe(self.gateway.sweep), "interval",
                                seconds=c.sweep_interval, id="sweep")
+        self.scheduler.add_job(self._safe(self.gateway.follow_ipv6), "interval",
+                               seconds=max(c.sweep_interval, 2.0), id="ipv6")
         self.scheduler.add_job(self._safe(self.gateway.check_presence), "interval",
                                seconds=c.lease_check_interval, id="presence")
         self.scheduler.add_job(self._safe(self.gateway.heartbeat), "interval",

@@ -121,6 +121,13 @@ class Extend:
 
 
 @dataclass(frozen=True)
+class Rates:
+    """New bandwidth caps for the kernel's entry (CoA), counters kept."""
+
+    session: Session
+
+
+@dataclass(frozen=True)
 class Revoke:
     session: Session
 
@@ -130,7 +137,7 @@ class Account:
     record: AccountingRecord
 
 
-Action = Allow | Extend | Revoke | Account
+Action = Allow | Extend | Rates | Revoke | Account
 
 # The kernel needs a timeout; a session without Session-Timeout is still cut
 # by the box's sweep, this is only the safety net if the daemon is gone.
@@ -235,7 +242,20 @@ def change(session: Session, now: float, session_timeout: int | None = None,
     actions: list[Action] = []
     if session_timeout is not None:
         actions.append(Extend(changed, max(1, session_timeout)))
+    if bandwidth_up is not None or bandwidth_down is not None:
+        actions.append(Rates(changed))
     return changed, actions
+
+
+def readdress(session: Session, ipv6: tuple[str, ...],
+              now: float) -> tuple[Session, list[Action]]:
+    """The client has new IPv6 addresses: its kernel entries are replaced
+    (their counters restart; ``observe`` carries the old totals over)."""
+    if session.stopped is not None or ipv6 == session.ipv6:
+        return session, []
+    moved = replace(session, ipv6=ipv6, carried=session.counters, kernel=Counters())
+    left = moved.time_left(now)
+    return moved, [Allow(moved, max(1, left) if left is not None else NO_TIMEOUT)]
 
 
 def restore(session: Session, in_kernel: bool, kernel: Counters | None, now: float,

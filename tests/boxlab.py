@@ -31,7 +31,7 @@ from tests.radius import seed
 
 BIN = Path(sys.executable).parent / "passerelle"
 CENTRE = "192.0.2.10"
-IDLE = 6  # the centre's Idle-Timeout, small so that the idle test is quick
+IDLE = 10  # the centre's Idle-Timeout, small so that the idle test is quick
 
 
 @dataclass
@@ -137,7 +137,7 @@ dead_time = 1
 
 [sessions]
 sweep_interval = 0.5
-lease_check_interval = 3600
+lease_check_interval = 2
 heartbeat_interval = 1
 """
 

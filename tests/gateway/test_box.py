@@ -146,3 +146,28 @@ def test_centre_down_the_spool_holds_then_drains_once(box: Box) -> None:
         charges = s.scalars(select(CreditEntry).where(
             CreditEntry.session_id == rows[0].radacctid)).all()
     assert sum(-c.seconds for c in charges) == rows[0].acctsessiontime
+
+
+def test_ipv6_follows_the_session_and_never_bypasses_the_portal(box: Box) -> None:
+    web6 = f"http://[{box.lab.web_ipv6}]/"
+    assert "upstream" not in box.curl("client", web6), "captive over IPv6 too"
+    box.control.check_in("198.51.100.10", "alice@acme.example", seed.PASSWORD)
+    wait_for(lambda: box.curl("client", web6) == f"upstream {box.lab.ipv6['client']}",
+             what="IPv6 through after check-in", logs=box.read_logs)
+    box.control.check_out("198.51.100.10")
+    assert "upstream" not in box.curl("client", web6)
+
+
+def test_a_client_that_left_ends_as_lost_carrier(box: Box) -> None:
+    result = box.control.check_in("198.51.100.11", "alice@acme.example", seed.PASSWORD)
+    assert box.curl("client2") == "upstream 203.0.113.2"
+    # Unplug client2 at the switch: no lease (static address), no ARP answer.
+    box.lab.run("sw", "ip", "link", "set", "p-client2", "down")
+    try:
+        row = wait_for(lambda: [r for r in box.sessions("alice@acme.example")
+                                if r.acctsessionid == result["session_id"] and r.acctstoptime],
+                       timeout=20, what="Stop after the client left", logs=box.read_logs)[0]
+    finally:
+        box.lab.run("sw", "ip", "link", "set", "p-client2", "up")
+    assert row.acctterminatecause == "Lost-Carrier"
+    assert box.curl("client2").startswith("portal")

@@ -154,3 +154,23 @@ def test_restore_of_a_session_idle_while_down_ends_idle() -> None:
     _restored, actions = sm.restore(s, True, Counters(10, 20, 1, 2), T0 + 800, T0 + 300)
     (stop,) = accounts(actions)
     assert stop.terminate_cause == "Idle-Timeout" and stop.session_time == 100
+
+
+def test_coa_bandwidth_changes_the_caps_only() -> None:
+    s = opened()
+    s, actions = sm.change(s, T0 + 10, bandwidth_down=1_000_000)
+    (rates,) = actions
+    assert isinstance(rates, sm.Rates) and s.terms.bandwidth_down == 1_000_000
+    assert s.terms.session_timeout == 3600
+
+
+def test_new_ipv6_addresses_replace_the_entries_and_keep_the_totals() -> None:
+    s = opened()
+    s = sm.observe(s, Counters(100, 200, 1, 2), T0 + 10)
+    s, actions = sm.readdress(s, ("2001:db8:1::10",), T0 + 100)
+    (allow,) = actions
+    assert isinstance(allow, sm.Allow) and allow.timeout == 3500
+    assert s.ipv6 == ("2001:db8:1::10",) and s.counters == Counters(100, 200, 1, 2)
+    s = sm.observe(s, Counters(5, 5, 1, 1), T0 + 110)
+    assert s.counters == Counters(105, 205, 2, 3)
+    assert sm.readdress(s, ("2001:db8:1::10",), T0 + 120) == (s, [])
