@@ -72,6 +72,9 @@ class Clients:
     # --- the scapy watcher ---------------------------------------------------
 
     def start(self) -> None:
+        # The layers must be known before the sniffer decodes its first frame.
+        import scapy.layers.dhcp
+        import scapy.layers.l2  # noqa: F401
         from scapy.sendrecv import AsyncSniffer
 
         try:
