@@ -1,0 +1,112 @@
+"""The captive portal's application factory: it only wires things up."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from flask import Flask, Response, request
+from flask.sessions import SecureCookieSessionInterface
+from flask_babel import Babel
+from flask_wtf.csrf import CSRFProtect
+
+from .limits import Limiter
+from .settings import LANGUAGES, PortalSettings
+
+log = logging.getLogger("passerelle.portal")
+
+HERE = Path(__file__).parent
+LANG_COOKIE = "lang"
+
+# 'none' for scripts: the portal works without JavaScript; the QR code is
+# inline SVG markup (attributes only, no style attribute).
+CSP = ("default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+
+
+class Control(Protocol):
+    """What the portal asks the gateway daemon (gateway.control.ControlClient)."""
+
+    def who(self, ip: str) -> dict[str, Any]: ...
+    def check_in(self, ip: str, login: str, password: str,
+                 chap: bool = False) -> dict[str, Any]: ...
+    def check_out(self, ip: str) -> dict[str, Any]: ...
+
+
+@dataclass
+class Portal:
+    """The app's own state, kept in ``app.extensions["passerelle.portal"]``."""
+
+    settings: PortalSettings
+    control: Control
+    secret: bytes
+    by_mac: Limiter
+    by_login: Limiter
+    clock: Callable[[], float]
+
+
+class _Sessions(SecureCookieSessionInterface):
+    # One app serves HTTP and HTTPS: the cookie is Secure when the request was.
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure
+
+
+def select_locale() -> str:
+    chosen = request.cookies.get(LANG_COOKIE, "")
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(LANGUAGES) or "en"
+
+
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if request.endpoint != "static":
+        # Pages carry personal keys, and OSes must not cache a probe's answer.
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def create_app(settings: PortalSettings, control: Control, *, secret_key: bytes | None = None,
+               clock: Callable[[], float] = time.monotonic) -> Flask:
+    """The portal for one site; ``control`` is the daemon's control client."""
+    from . import views
+
+    app = Flask(__name__, static_folder=str(HERE / "static"),
+                template_folder=str(HERE / "templates"))
+    secret = secret_key or secrets.token_bytes(32)
+    app.config.update(
+        SECRET_KEY=secret,
+        SESSION_COOKIE_NAME="portal_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        MAX_CONTENT_LENGTH=16 * 1024,
+        MAX_FORM_MEMORY_SIZE=16 * 1024,
+        MAX_FORM_PARTS=20,
+        # Referrer-Policy no-referrer means browsers send no Referer, which
+        # the strict HTTPS check would demand; the token and SameSite suffice.
+        WTF_CSRF_SSL_STRICT=False,
+        WTF_CSRF_TIME_LIMIT=3600,
+        BABEL_DEFAULT_LOCALE="en",
+        BABEL_TRANSLATION_DIRECTORIES=str(HERE / "translations"),
+    )
+    app.session_interface = _Sessions()
+    app.extensions["passerelle.portal"] = Portal(
+        settings=settings, control=control, secret=secret,
+        by_mac=Limiter(settings.mac_failures, settings.mac_window),
+        by_login=Limiter(settings.login_failures, settings.login_window), clock=clock)
+    CSRFProtect(app)
+    Babel(app, locale_selector=select_locale)
+    app.register_blueprint(views.bp)
+    # The API's path is the configured api_url's (DHCP option 114 announces it).
+    app.add_url_rule(settings.api_path, "captive_api", views.captive_api_view)
+    app.after_request(_headers)
+    views.register_errors(app)
+    return app

@@ -1,0 +1,47 @@
+"""`passerelle portal run`: the captive portal of a box."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def portal() -> None:
+    """The captive portal: check-in, personal key, status, RFC 8908 API."""
+
+
+@portal.command("run")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              default=Path("/etc/passerelle/gateway.toml"), show_default=True,
+              help="The box's TOML configuration (the portal's keys are in [portal]).")
+@click.option("--listen", default=None, help="Address to serve on; default: the box's LAN "
+                                             "address.")
+@click.option("--http-port", type=click.IntRange(1, 65535), default=None,
+              help="Default: portal.http_port.")
+@click.option("--https-port", type=click.IntRange(1, 65535), default=None,
+              help="Default: portal.https_port.")
+def run(config_path: Path, listen: str | None, http_port: int | None,
+        https_port: int | None) -> None:
+    """Serve the portal on HTTP and HTTPS until SIGTERM; it talks only to
+    the gateway daemon's control socket."""
+    from passerelle.gateway.config import load
+    from passerelle.gateway.control import ControlClient
+
+    from .app import create_app
+    from .server import serve
+    from .settings import PortalSettings
+    from .tls import ensure_certificate, server_context
+
+    config = load(config_path)
+    settings = PortalSettings.from_config(config)
+    cert, key = ensure_certificate(config.portal_hostname, config.state_dir, config.cert_file,
+                                   config.key_file)
+    app = create_app(settings, ControlClient(config.control_socket, timeout=15))
+    serve(app, listen or config.box_ipv4, http_port or config.portal_http_port,
+          https_port or config.portal_https_port, server_context(cert, key))
+
+
+def register(root: click.Group) -> None:
+    root.add_command(portal)

@@ -1,0 +1,37 @@
+"""The portal's forms; Flask-WTF adds the CSRF token to each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length, ValidationError
+
+# The control socket's limits (RFC 2865: User-Password up to 128 octets).
+MAX_LOGIN = 253
+MAX_PASSWORD = 128
+MAX_TOKEN = 8192
+
+
+def _printable(form: Any, field: Any) -> None:
+    if any(ord(c) < 32 or ord(c) == 127 for c in field.data or ""):
+        raise ValidationError(_l("This field holds characters that cannot be typed."))
+
+
+class CheckInForm(FlaskForm):
+    login = StringField(_l("Login (your e-mail address)"), validators=[
+        DataRequired(_l("Enter your login.")),
+        Length(max=MAX_LOGIN, message=_l("The login is too long.")), _printable],
+        filters=[lambda v: v.strip() if isinstance(v, str) else v])
+    password = PasswordField(_l("Password"), validators=[
+        DataRequired(_l("Enter your password.")),
+        Length(max=MAX_PASSWORD, message=_l("The password is too long.")), _printable])
+    accept = BooleanField(_l("I accept the terms of use."), validators=[
+        DataRequired(_l("Accept the terms of use to check in."))])
+    to = HiddenField(validators=[Length(max=MAX_TOKEN)])
+
+
+class CheckOutForm(FlaskForm):
+    """Only the CSRF token: checking out needs nothing else."""

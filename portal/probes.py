@@ -1,0 +1,61 @@
+"""The operating systems' connectivity probes (docs: PROTOCOLS.md, "OS probes").
+
+Before check-in a probe is sent to the portal (the OS then opens its login
+window); once the client has a session, the probe gets exactly the answer
+its OS expects, so the OS closes that window and says "connected". The
+portal still sees probes after check-in: a kept-alive connection opened
+while the client was captive stays DNAT-ed to the portal by conntrack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: str
+
+
+APPLE = Answer(200, b"<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>",
+               "text/html")
+NO_CONTENT = Answer(204, b"", "text/plain")
+MICROSOFT = Answer(200, b"Microsoft Connect Test", "text/plain")
+NCSI = Answer(200, b"Microsoft NCSI", "text/plain")
+FIREFOX_CANONICAL = Answer(
+    200, b'<meta http-equiv="refresh" content="0;url=https://support.mozilla.org/kb/'
+         b'captive-portal"/>', "text/html")
+FIREFOX_SUCCESS = Answer(200, b"success\n", "text/plain")
+
+# (host, path) -> the online answer; hosts in lower case, without port.
+PROBES: dict[tuple[str, str], Answer] = {
+    ("captive.apple.com", "/hotspot-detect.html"): APPLE,
+    ("captive.apple.com", "/"): APPLE,
+    ("www.apple.com", "/library/test/success.html"): APPLE,
+    ("connectivitycheck.gstatic.com", "/generate_204"): NO_CONTENT,
+    ("connectivitycheck.android.com", "/generate_204"): NO_CONTENT,
+    ("www.google.com", "/gen_204"): NO_CONTENT,
+    ("play.googleapis.com", "/generate_204"): NO_CONTENT,
+    ("clients1.google.com", "/generate_204"): NO_CONTENT,
+    ("clients3.google.com", "/generate_204"): NO_CONTENT,
+    ("www.gstatic.com", "/generate_204"): NO_CONTENT,
+    ("www.msftconnecttest.com", "/connecttest.txt"): MICROSOFT,
+    ("www.msftncsi.com", "/ncsi.txt"): NCSI,
+    ("detectportal.firefox.com", "/canonical.html"): FIREFOX_CANONICAL,
+    ("detectportal.firefox.com", "/success.txt"): FIREFOX_SUCCESS,
+}
+
+
+def host_name(host: str) -> str:
+    """``Host`` header -> bare lower-case name: no port, no trailing dot."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
+
+
+def probe(host: str, path: str) -> Answer | None:
+    """The online answer if (``host``, ``path``) is a known probe, else None."""
+    return PROBES.get((host_name(host), path))

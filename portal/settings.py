@@ -1,0 +1,53 @@
+"""What the portal needs to know, taken from the box's configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from passerelle.gateway.config import Config
+
+LANGUAGES = ("fr", "nl", "en", "de")
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    hostname: str
+    http_port: int
+    https_port: int
+    api_url: str
+    ssid: str
+    site_name: str
+    box_ipv4: str
+    venue_url: str = ""
+    terms_url: str = ""
+    # Send captive clients to the HTTPS portal: only with a certificate the
+    # clients trust (cert_file set), else every browser shows a warning page.
+    https_portal: bool = False
+    mac_failures: int = 6  # failed check-ins per client MAC ...
+    mac_window: float = 300.0  # ... within this many seconds
+    login_failures: int = 10
+    login_window: float = 900.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> PortalSettings:
+        return cls(hostname=config.portal_hostname, http_port=config.portal_http_port,
+                   https_port=config.portal_https_port, api_url=config.portal_api_url,
+                   ssid=config.ssid, site_name=config.site_name, box_ipv4=config.box_ipv4,
+                   venue_url=config.venue_url, terms_url=config.terms_url,
+                   https_portal=config.cert_file is not None)
+
+    @property
+    def secure_url(self) -> str:
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{self.hostname}{port}/"
+
+    @property
+    def portal_url(self) -> str:
+        """Where captive clients are sent. Plain HTTP goes to port 80 of the
+        box, which its table sends on to the portal's HTTP port."""
+        return self.secure_url if self.https_portal else f"http://{self.hostname}/"
+
+    @property
+    def api_path(self) -> str:
+        return urlsplit(self.api_url).path or "/api/captive"

@@ -1,0 +1,312 @@
+"""The portal's pages, the OS probes and the RFC 8908 API.
+
+Requests whose Host is not the portal's are captive clients' requests that
+the box's table DNAT-ed here: probes get their OS's answer once the client
+has a session; everything else is sent to the portal, with the way on to
+the page first asked for (signed, see origin.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import format_decimal, get_locale
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
+
+from passerelle.gateway.control import ControlError
+
+from . import captive_api, origin, probes, wifiqr
+from .app import LANG_COOKIE, Portal
+from .forms import CheckInForm, CheckOutForm
+from .reasons import reason
+from .settings import LANGUAGES
+
+log = logging.getLogger("passerelle.portal")
+
+bp = Blueprint("portal", __name__)
+
+LANGUAGE_NAMES = {"fr": "Français", "nl": "Nederlands", "en": "English", "de": "Deutsch"}
+# Refusals that are the box's own trouble, not a guess at a password.
+NOT_ATTEMPTS = {"unknown-client", "centre-unreachable", "box-unavailable"}
+
+
+class Unavailable(Exception):
+    """The gateway daemon did not answer on its control socket."""
+
+
+def portal() -> Portal:
+    found: Portal = current_app.extensions["passerelle.portal"]
+    return found
+
+
+def client_ip() -> str:
+    return request.remote_addr or ""
+
+
+def who() -> dict[str, Any]:
+    """The daemon's view of this client: {"ip", "mac", "session"}."""
+    try:
+        return portal().control.who(client_ip())
+    except ControlError as exc:
+        log.warning("control: who %s: %s %s", client_ip(), exc.code, exc)
+        raise Unavailable from None
+    except OSError as exc:
+        log.warning("control socket: %s", exc)
+        raise Unavailable from None
+
+
+# --- the Host a request carries ------------------------------------------------
+
+def _is_portal_host(host: str) -> bool:
+    settings = portal().settings
+    return probes.host_name(host) in (settings.hostname.lower(), settings.box_ipv4)
+
+
+@bp.before_app_request
+def captive() -> BaseResponse | None:
+    host = request.headers.get("Host", "")
+    if host and not origin.valid_host(host):
+        return page("message.html", 400, title=_("Bad request"),
+                    text=_("This request cannot be understood."))
+    if host and _is_portal_host(host):
+        return None
+    answer = probes.probe(host, request.path)
+    if answer is not None:
+        try:
+            online = who().get("session") is not None
+        except Unavailable:
+            online = False  # fail closed: the OS keeps showing the portal
+        if online:
+            return Response(answer.body, answer.status, content_type=answer.content_type)
+    return redirect(_portal_url(host), 302)
+
+
+def _portal_url(host: str) -> str:
+    settings = portal().settings
+    url = origin.original_url(host, request.full_path) if request.method == "GET" else None
+    if url is None or answer_is_probe(host):
+        return settings.portal_url
+    return f"{settings.portal_url}?to={origin.sign(portal().secret, url)}"
+
+
+def answer_is_probe(host: str) -> bool:
+    return probes.probe(host, request.path) is not None
+
+
+# --- rendering ------------------------------------------------------------------
+
+def page(template: str, status: int = 200, **context: Any) -> Response:
+    here = request.full_path.rstrip("?") if request.method == "GET" else url_for("portal.home")
+    if not origin.is_local_path(here):
+        here = url_for("portal.home")
+    locale = str(get_locale() or "en")
+    html = render_template(template, site_name=portal().settings.site_name, lang=locale,
+                           languages=[(c, LANGUAGE_NAMES[c]) for c in LANGUAGES], here=here,
+                           **context)
+    return Response(html, status, content_type="text/html; charset=utf-8")
+
+
+def duration(seconds: float) -> str:
+    minutes = max(0, math.ceil(seconds / 60))
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return _("%(hours)d h %(minutes)02d min", hours=hours, minutes=minutes)
+    return _("%(minutes)d min", minutes=minutes)
+
+
+def megabytes(octets: int) -> str:
+    return _("%(amount)s MB", amount=format_decimal(octets / 1e6, format="#,##0.0"))
+
+
+def _way_on(token: str | None) -> str | None:
+    return origin.unsign(portal().secret, token)
+
+
+def _token() -> str:
+    token = request.args.get("to", "")
+    return token if len(token) <= 8192 else ""
+
+
+# --- pages ----------------------------------------------------------------------
+
+@bp.get("/")
+def home() -> Response:
+    client = who()
+    if client.get("session"):
+        return status_page(client["session"])
+    form = CheckInForm(to=_token())
+    return checkin_page(form)
+
+
+def checkin_page(form: CheckInForm, status: int = 200) -> Response:
+    return page("checkin.html", status, title=_("Check in"), form=form,
+                terms_url=portal().settings.terms_url)
+
+
+@bp.post("/check-in")
+def check_in() -> BaseResponse:
+    form = CheckInForm()
+    if not form.validate():
+        return checkin_page(form, 400)
+    p = portal()
+    client = who()
+    ip = client_ip()
+    login = form.login.data or ""
+    mac_key = f"mac:{client.get('mac') or ip}"
+    login_key = f"login:{login.casefold()}"
+    now = p.clock()
+    wait = max(p.by_mac.retry_after(mac_key, now), p.by_login.retry_after(login_key, now))
+    if wait > 0:
+        log.warning("check-in of %s from %s (%s) held back: too many failures",
+                    login, ip, client.get("mac"))
+        minutes = max(1, math.ceil(wait / 60))
+        response = page("message.html", 429, title=_("Too many attempts"),
+                        text=_("Too many failed check-ins from this device or for this "
+                               "login. Wait %(minutes)d min, then try again.",
+                               minutes=minutes))
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+    try:
+        p.control.check_in(ip, login, form.password.data or "")
+    except ControlError as exc:
+        if exc.code not in NOT_ATTEMPTS:
+            p.by_mac.failed(mac_key, now)
+            p.by_login.failed(login_key, now)
+        log.info("check-in of %s from %s refused: %s", login, ip, exc.code)
+        form.password.data = ""
+        status = 503 if exc.code in NOT_ATTEMPTS else 403
+        return page("refused.html", status, title=_("Check-in refused"),
+                    reason=reason(exc.code), code=exc.code, form=form,
+                    terms_url=p.settings.terms_url)
+    except OSError as exc:
+        raise Unavailable from exc
+    p.by_mac.succeeded(mac_key)
+    p.by_login.succeeded(login_key)
+    log.info("check-in of %s from %s (%s)", login, ip, client.get("mac"))
+    return redirect(url_for("portal.welcome", to=form.to.data or None), 303)
+
+
+@bp.get("/welcome")
+def welcome() -> BaseResponse:
+    session = who().get("session")
+    if not session:
+        return redirect(url_for("portal.home", to=_token() or None), 303)
+    settings = portal().settings
+    key = session.get("wifi_key") or ""
+    qr = ""
+    if key:
+        qr = wifiqr.svg(wifiqr.payload(settings.ssid, key),
+                        _("QR code to join the Wi-Fi network %(ssid)s", ssid=settings.ssid))
+    return page("welcome.html", title=_("You are checked in"), session=session,
+                ssid=settings.ssid, key=key, qr=qr, way_on=_way_on(_token()),
+                left=duration(session.get("seconds_left") or 0))
+
+
+def status_page(session: dict[str, Any]) -> Response:
+    credit = session.get("credit_seconds_left")
+    return page("status.html", title=_("Your session"), session=session, form=CheckOutForm(),
+                left=duration(session.get("seconds_left") or 0),
+                used=duration(session.get("seconds_used") or 0),
+                credit=duration(credit) if isinstance(credit, int | float) else None,
+                up=megabytes(int(session.get("bytes_up") or 0)),
+                down=megabytes(int(session.get("bytes_down") or 0)))
+
+
+@bp.get("/status")
+def status() -> BaseResponse:
+    session = who().get("session")
+    if not session:
+        return redirect(url_for("portal.home"), 303)
+    return status_page(session)
+
+
+@bp.post("/check-out")
+def check_out() -> BaseResponse:
+    form = CheckOutForm()
+    if not form.validate():
+        return page("message.html", 400, title=_("Bad request"),
+                    text=_("Your page was too old. Reload it and try again."))
+    try:
+        portal().control.check_out(client_ip())
+    except ControlError as exc:
+        if exc.code == "no-session":
+            return redirect(url_for("portal.home"), 303)
+        log.warning("check-out of %s: %s %s", client_ip(), exc.code, exc)
+        raise Unavailable from None
+    except OSError as exc:
+        raise Unavailable from exc
+    log.info("check-out of %s", client_ip())
+    return page("message.html", title=_("You are checked out"),
+                text=_("Your session has ended and your personal key no longer works. "
+                       "Thank you, and see you soon."), again=True)
+
+
+@bp.get("/lang/<code>")
+def language(code: str) -> BaseResponse:
+    target = request.args.get("next", "")
+    if not origin.is_local_path(target):
+        target = url_for("portal.home")
+    response = redirect(target, 303)
+    if code in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, code, max_age=365 * 86400, httponly=True,
+                            samesite="Lax", secure=request.is_secure)
+    return response
+
+
+def captive_api_view() -> Response:
+    """RFC 8908: HTTPS only; clients validate the certificate."""
+    if not request.is_secure:
+        return page("message.html", 404, title=_("Not found"),
+                    text=_("The captive portal API is served over HTTPS only."))
+    settings = portal().settings
+    try:
+        session = who().get("session")
+    except Unavailable:
+        session = None
+    doc = captive_api.document(session, settings.secure_url, settings.venue_url)
+    return Response(json.dumps(doc), 200, content_type=captive_api.CONTENT_TYPE)
+
+
+# --- errors ---------------------------------------------------------------------
+
+def register_errors(app: Flask) -> None:
+    @app.errorhandler(Unavailable)
+    def unavailable(exc: Unavailable) -> Response:
+        why = reason("box-unavailable")
+        return page("message.html", 503, title=str(why.title), text=str(why.advice))
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> Response:
+        log.info("CSRF check failed from %s: %s", client_ip(), exc.description)
+        return page("message.html", 400, title=_("Bad request"),
+                    text=_("Your page was too old. Reload it and try again."))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        titles = {404: _("Not found"), 405: _("Bad request"), 413: _("Too much data"),
+                  429: _("Too many attempts")}
+        return page("message.html", code, title=titles.get(code, _("Bad request")),
+                    text=_("This request cannot be understood."))
+
+    @app.errorhandler(Exception)
+    def internal(exc: Exception) -> Response:
+        log.exception("portal: %s %s failed", request.method, request.path)
+        return page("message.html", 500, title=_("Something went wrong"),
+                    text=_("Try again in a minute. If it lasts, tell the site's reception."))
