@@ -22,10 +22,14 @@ Sets (docs/dataplane.md shows how to inspect them):
   ``garden_dns4``/``garden_dns6``: addresses dnsmasq adds (``nftset=``) when
   it resolves a walled-garden domain, kept one day after the last answer.
 
-All the client sets carry a kernel timeout, equal for the six elements of
-one client: the kernel ends the session even when the daemon is down.
-Counters are IP-layer bytes (the IP header included), as RADIUS accounting
-reports them on most NASes.
+- ``rate_up4``/``rate_up6``/``rate_down4``/``rate_down6``: bandwidth caps,
+  one ``limit`` per element, only for capped clients.
+
+All the client sets carry a kernel timeout, equal for every element of one
+client: the kernel ends the session even when the daemon is down. Counters
+are IP-layer octets (the IP header included), as most NASes report them in
+RADIUS accounting; packets are kernel packets (GSO/GRO can merge frames).
+``expires_in`` has the whole-second precision of ``nft -j``.
 """
 
 from __future__ import annotations
@@ -547,6 +551,10 @@ class Firewall:
         mac, ipv4, v6 = _client(mac, ipv4, ipv6)
         secs = _timeout(timeout)
         present = self._client_elements(mac, ipv4, v6)
+        if any(e.expires is not None and e.expires < 1 for e in present):
+            # Re-adding an element the kernel removes meanwhile would bring it
+            # back as a new one: a session the kernel just ended, revived.
+            raise NotAllowed(f"{mac} {ipv4}: expiring now")
         self._script(timeout_script(present, secs))
         after = self._client_elements(mac, ipv4, v6)
         if all(e.timeout == secs for e in after):
