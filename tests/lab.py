@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -278,7 +279,9 @@ class Lab:
         return out
 
     def popen(self, ns: str, *cmd: str, **kwargs: object) -> subprocess.Popen[str]:
-        """Start ``cmd`` in the namespace; it is ended on ``close()``."""
+        """Start ``cmd`` in the namespace; it is ended on ``close()``.
+        stdout and stderr are pipes unless given: read them, or pass a file
+        or DEVNULL for a chatty process (a full pipe blocks it)."""
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.PIPE)
         proc: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]
@@ -291,8 +294,10 @@ class Lab:
         """One of ``SERVER``'s modes in the namespace, once it is listening."""
         proc = self.popen(ns, sys.executable, "-c", SERVER, mode, addr, str(port), *args)
         assert proc.stdout is not None
-        line = proc.stdout.readline()  # "ready", or EOF if it died
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline() if ready else ""  # "ready", or EOF if it died
         if line.strip() != "ready":
+            proc.kill()
             proc.wait(timeout=timeout)
             raise AssertionError(f"{mode} server on {addr}:{port} in {ns} did not start: "
                                  f"{proc.stderr.read() if proc.stderr else ''}")
@@ -315,7 +320,8 @@ class Lab:
         self.serve("up", "http", "0.0.0.0", 80, "200", "upstream")
         self.serve("up", "http", "::", 80, "200", "upstream")
         self.serve("up", "tcp", self.web_ipv4, 443)
-        self.popen("up", "iperf3", "-s", "-B", self.web_ipv4)
+        self.popen("up", "iperf3", "-s", "-B", self.web_ipv4, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
         self.wait_listening("up", 5201)
 
     def start_upstream_dns(self, records: dict[str, str]) -> None:
