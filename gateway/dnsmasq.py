@@ -226,8 +226,11 @@ class Dnsmasq:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(render(self.plan))
         self.lease_path.touch()
-        check = subprocess.run(self._argv("--test", f"--conf-file={self.conf_path}"),
-                               capture_output=True, text=True, check=False, timeout=30)
+        try:
+            check = subprocess.run(self._argv("--test", f"--conf-file={self.conf_path}"),
+                                   capture_output=True, text=True, check=False, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DnsmasqError(f"cannot run dnsmasq: {exc}") from exc
         if check.returncode != 0:
             raise DnsmasqError(f"dnsmasq refused {self.conf_path}: "
                                f"{(check.stderr or check.stdout).strip()}")
