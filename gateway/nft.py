@@ -80,6 +80,9 @@ class Plan:
     garden4: tuple[str, ...] = ()  # CIDRs reachable before check-in
     garden6: tuple[str, ...] = ()
     masquerade: bool = True
+    # NTP stays reachable while captive (RFC 8908 section 2): a client needs
+    # the right time to validate the portal's certificate.
+    captive_ntp: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,8 @@ def _chains(plan: Plan) -> str:
 """
     masq = (f"\t\tiifname {lan} oifname {wan} meta nfproto ipv4 masquerade\n"
             if plan.masquerade else "")
+    ntp_out = "\t\tudp dport 123 accept\n" if plan.captive_ntp else ""
+    ntp_back = "\t\tct state established,related udp sport 123 accept\n" if plan.captive_ntp else ""
     return f"""\
 	chain pre_nat {{
 		type nat hook prerouting priority dstnat; policy accept;
@@ -216,7 +221,7 @@ def _chains(plan: Plan) -> str:
 		ip daddr @garden_dns4 accept
 		ip6 daddr @garden6 accept
 		ip6 daddr @garden_dns6 accept
-		jump refuse
+{ntp_out}		jump refuse
 	}}
 	chain to_lan {{
 		iifname != {wan} drop
@@ -228,7 +233,7 @@ def _chains(plan: Plan) -> str:
 		ct state established,related ip saddr @garden_dns4 accept
 		ct state established,related ip6 saddr @garden6 accept
 		ct state established,related ip6 saddr @garden_dns6 accept
-		drop
+{ntp_back}		drop
 	}}
 	chain input {{
 		type filter hook input priority filter; policy accept;

@@ -58,6 +58,7 @@ def site(lab: Lab) -> Lab:
     lab.serve("gw", "http", lab.box_ipv6, 8080, "302", PORTAL)
     lab.serve("up", "udp", lab.web_ipv4, 9999, str(lab.tmp / "udp.log"))
     lab.serve("up", "udp", lab.web_ipv6, 9999, str(lab.tmp / "udp.log"))
+    lab.serve("up", "udp", lab.web_ipv4, 123, str(lab.tmp / "udp.log"))
     return lab
 
 
@@ -128,6 +129,25 @@ def test_walled_garden_before_checkin(site: Lab, fw: Firewall) -> None:
         "200", f"upstream {site.wan_ipv4}")
     assert http(site, "client", f"http://[{site.garden_ipv6}]/") == (
         "200", f"upstream {site.ipv6['client']}")  # IPv6 is routed, not masqueraded
+
+
+def test_ntp_stays_reachable_while_captive(site: Lab) -> None:
+    """RFC 8908: a captive client can set its clock (to validate the portal's
+    certificate); nothing else on UDP gets out. Off in the plan: refused too."""
+    firewall = Firewall(plan(site), netns=site.ns["gw"])
+    firewall.apply()
+    try:
+        site.run("client", sys.executable, "-c", SEND_UDP, site.web_ipv4, "123", "ntp-on")
+        site.run("client", sys.executable, "-c", SEND_UDP, site.web_ipv4, "9999", "other-udp")
+        firewall = Firewall(plan(site, captive_ntp=False), netns=site.ns["gw"])
+        firewall.apply()
+        site.run("client", sys.executable, "-c", SEND_UDP, site.web_ipv4, "123", "ntp-off")
+        time.sleep(0.3)
+        log = _udp_log(site)
+        assert f"{site.wan_ipv4} ntp-on" in log
+        assert "other-udp" not in log and "ntp-off" not in log
+    finally:
+        firewall.remove()
 
 
 def test_allow_forwards_with_masquerade_and_revoke_ends_it(site: Lab, fw: Firewall) -> None:

@@ -97,6 +97,12 @@ def test_forward_rules_count_once_and_isolate_clients() -> None:
     assert sum("@down4" in line for line in lines) == 1
 
 
+def test_ntp_while_captive_follows_the_plan() -> None:
+    assert "udp dport 123 accept" in rules(ruleset(PLAN))
+    assert "ct state established,related udp sport 123 accept" in rules(ruleset(PLAN))
+    assert "123" not in ruleset(dataclasses.replace(PLAN, captive_ntp=False))
+
+
 def test_masquerade_and_ipv6_follow_the_plan() -> None:
     masq = 'iifname "lan0" oifname "wan0" meta nfproto ipv4 masquerade'
     assert masq in rules(ruleset(PLAN))
