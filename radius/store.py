@@ -266,7 +266,7 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
     changed: set[str] = set()
     charges: list[tuple[str, int, int]] = []  # (acctuniqueid, person, seconds)
     closing: list[str] = []
-    results: list[tuple[str, bool, int, bool] | None] = []  # uid, ignored, charged, open
+    results: list[tuple[str, bool, int, bool]] = []  # uid, ignored, charged, open
     for (nas, rec), uid in zip(items, uids, strict=True):
         row = rows.get(uid)
         change = accounting.fold(_current(row) if row else None, rec)
@@ -318,9 +318,13 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
     if closing:
         db.execute(update(WifiKey).where(among(db, WifiKey.class_, set(closing)),
                                          WifiKey.revoked.is_(None)).values(revoked=now))
-    balances = balances_of(db, {person for _, person, _ in charges})
+    # Only a session that stays open can need a cut: the balance of people
+    # whose charged sessions all closed in this batch is not needed.
+    open_people = {rows[uid]["person_id"] for uid, ignored, charged, is_open in results
+                   if charged and is_open and rows[uid]["person_id"] is not None}
+    balances = balances_of(db, open_people)
     outcomes = []
-    for uid, ignored, charged, is_open in (r for r in results if r is not None):
+    for uid, ignored, charged, is_open in results:
         row = rows.get(uid)
         rid = ids.get(uid)
         if ignored:
@@ -338,9 +342,13 @@ def balances_of(db: DB, people: set[int]) -> dict[int, int]:
     """Seconds of credit left of each person, in one query."""
     if not people:
         return {}
+    # A sum per person through the person_id index. (A GROUP BY over the
+    # ledger filtered by = ANY got a plan that reads the whole ledger: its
+    # cost grew with the history, 10 ms to 100 ms a batch in a minute.)
+    left = (select(func.coalesce(func.sum(CreditEntry.seconds), 0))
+            .where(CreditEntry.person_id == Person.id).scalar_subquery())
     return {int(p): int(total or 0) for p, total in db.execute(
-        select(CreditEntry.person_id, func.sum(CreditEntry.seconds))
-        .where(among(db, CreditEntry.person_id, people)).group_by(CreditEntry.person_id))}
+        select(Person.id, left).where(among(db, Person.id, people)))}
 
 
 def _default(column: Any) -> Any:
