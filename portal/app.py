@@ -102,9 +102,11 @@ def create_app(settings: PortalSettings, control: Control, *, secret_key: bytes 
         settings=settings, control=control, secret=secret,
         by_mac=Limiter(settings.mac_failures, settings.mac_window),
         by_login=Limiter(settings.login_failures, settings.login_window), clock=clock)
+    # The blueprint first: its hook sends captive clients' requests to the
+    # portal before the CSRF check would refuse their POSTs.
+    app.register_blueprint(views.bp)
     CSRFProtect(app)
     Babel(app, locale_selector=select_locale)
-    app.register_blueprint(views.bp)
     # The API's path is the configured api_url's (DHCP option 114 announces it).
     app.add_url_rule(settings.api_path, "captive_api", views.captive_api_view)
     app.after_request(_headers)

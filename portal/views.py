@@ -23,6 +23,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.globals import request_ctx
 from flask_babel import format_decimal, get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -82,8 +83,7 @@ def _is_portal_host(host: str) -> bool:
 def captive() -> BaseResponse | None:
     host = request.headers.get("Host", "")
     if host and not origin.valid_host(host):
-        return page("message.html", 400, title=_("Bad request"),
-                    text=_("This request cannot be understood."))
+        return plain(400, "Bad request: not a valid Host header.")
     if host and _is_portal_host(host):
         return None
     answer = probes.probe(host, request.path)
@@ -111,7 +111,14 @@ def answer_is_probe(host: str) -> bool:
 
 # --- rendering ------------------------------------------------------------------
 
+def plain(status: int, text: str) -> Response:
+    return Response(text + "\n", status, content_type="text/plain; charset=utf-8")
+
+
 def page(template: str, status: int = 200, **context: Any) -> Response:
+    if request_ctx.url_adapter is None:
+        # Werkzeug could not match the Host at all: no URLs to build a page with.
+        return plain(status, str(context.get("title", "Error")))
     here = request.full_path.rstrip("?") if request.method == "GET" else url_for("portal.home")
     if not origin.is_local_path(here):
         here = url_for("portal.home")
