@@ -23,8 +23,10 @@ SNIFF_FILTER = "arp or (udp and (port 67 or port 68))"
 
 
 class LeaseLike(Protocol):
-    mac: str
-    ipv4: str
+    @property
+    def mac(self) -> str: ...
+    @property
+    def ipv4(self) -> str: ...
 
 
 @dataclass

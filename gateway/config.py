@@ -41,6 +41,7 @@ class Config:
     nas_ip: str
     lan_if: str
     lan_address: ipaddress.IPv4Interface
+    lan_address6: ipaddress.IPv6Interface | None
     dhcp_start: str
     dhcp_end: str
     lease_time: int
@@ -99,6 +100,7 @@ class Interfaces:
     default_route_if: str | None
     up: tuple[str, ...]  # interfaces that are up, loopback excluded
     ipv4: Mapping[str, tuple[str, ...]]  # interface -> "address/prefix"
+    ipv6: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # not link-local
 
 
 def read_interfaces() -> Interfaces:
@@ -109,6 +111,7 @@ def read_interfaces() -> Interfaces:
     default = defaults.get(netifaces.AF_INET) if isinstance(defaults, dict) else None
     up = []
     addresses: dict[str, tuple[str, ...]] = {}
+    addresses6: dict[str, tuple[str, ...]] = {}
     for name in netifaces.interfaces():
         state = Path(f"/sys/class/net/{name}/operstate")
         flags = Path(f"/sys/class/net/{name}/flags")
@@ -123,7 +126,15 @@ def read_interfaces() -> Interfaces:
             net = ipaddress.IPv4Network(f"0.0.0.0/{entry['netmask']}")
             found.append(f"{entry['addr']}/{net.prefixlen}")
         addresses[name] = tuple(found)
-    return Interfaces(default[1] if default else None, tuple(up), addresses)
+        found6 = []
+        for entry in netifaces.ifaddresses(name).get(netifaces.AF_INET6, []):
+            addr = ipaddress.IPv6Address(entry["addr"].split("%")[0])
+            if not (addr.is_link_local or addr.is_loopback or addr.is_multicast):
+                prefix = ipaddress.IPv6Network(entry["netmask"], strict=False).prefixlen \
+                    if "/" in entry["netmask"] else 64
+                found6.append(f"{addr}/{prefix}")
+        addresses6[name] = tuple(found6)
+    return Interfaces(default[1] if default else None, tuple(up), addresses, addresses6)
 
 
 # --- loading -------------------------------------------------------------------
@@ -134,7 +145,7 @@ _HOST = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\
 
 KNOWN = {
     "box": {"identifier", "state_dir", "nas_ip"},
-    "lan": {"interface", "address", "dhcp_start", "dhcp_end", "lease_time"},
+    "lan": {"interface", "address", "address6", "dhcp_start", "dhcp_end", "lease_time"},
     "wan": {"interface", "masquerade"},
     "portal": {"hostname", "http_port", "https_port", "api_url", "ssid", "site_name",
                "venue_url", "terms_url", "cert_file", "key_file"},
@@ -252,6 +263,18 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
         lan_address = ipaddress.IPv4Interface(raw_address)
     except ValueError:
         raise ConfigError(f"lan.address: {raw_address!r} is not an IPv4 address/prefix") from None
+    raw6 = t["lan"].get("address6", str, None)
+    if raw6 is None and interfaces.ipv6.get(lan_if):
+        raw6 = interfaces.ipv6[lan_if][0]
+        findings.append(f"LAN IPv6 address {raw6}: the global address of {lan_if}")
+    lan_address6 = None
+    if raw6:
+        try:
+            lan_address6 = ipaddress.IPv6Interface(raw6)
+        except ValueError:
+            raise ConfigError(f"lan.address6: {raw6!r} is not an IPv6 address/prefix") from None
+        if lan_address6.network.prefixlen != 64:
+            raise ConfigError(f"lan.address6: {raw6} must be in a /64 (SLAAC)")
     network = lan_address.network
     if network.num_addresses < 8:
         raise ConfigError(f"lan.address: {network} is too small for clients")
@@ -357,7 +380,8 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
 
     return Config(
         identifier=identifier, state_dir=state_dir, nas_ip=nas_ip, lan_if=lan_if,
-        lan_address=lan_address, dhcp_start=dhcp_start, dhcp_end=dhcp_end,
+        lan_address=lan_address, lan_address6=lan_address6, dhcp_start=dhcp_start,
+        dhcp_end=dhcp_end,
         lease_time=lease_time, wan_if=wan_if, masquerade=t["wan"].get("masquerade", bool, True),
         portal_hostname=hostname, portal_http_port=http_port, portal_https_port=https_port,
         portal_api_url=api_url, ssid=ssid, site_name=site_name, venue_url=venue_url,

@@ -30,6 +30,7 @@ from .acct import AccountingRecord
 from .clients import Clients
 from .config import Config
 from .dae_server import CoaChange, Selector
+from .nft import NotAllowed
 from .radclient import AuthResult, NoServer, RadiusClient
 from .sessions import Action, Cause, Counters, Session, Terms
 from .spool import Spool
@@ -121,18 +122,30 @@ class Gateway:
                 self.firewall.allow(s.mac, s.ipv4, s.ipv6, timeout=action.timeout,
                                     rate_up=s.terms.bandwidth_up,
                                     rate_down=s.terms.bandwidth_down)
-            elif isinstance(action, sm.Extend):
-                s = action.session
-                self.firewall.set_timeout(s.mac, s.ipv4, s.ipv6, action.timeout)
-            elif isinstance(action, sm.Rates):
-                s = action.session
-                self.firewall.set_rates(s.mac, s.ipv4, s.ipv6, s.terms.bandwidth_up,
-                                        s.terms.bandwidth_down)
+            elif isinstance(action, (sm.Extend, sm.Rates)):
+                self._change_entry(action)
             elif isinstance(action, sm.Revoke):
                 s = action.session
                 self.firewall.revoke(s.mac, s.ipv4, s.ipv6)
         if any(isinstance(a, sm.Account) for a in actions):
             self.wake_spool()
+
+    def _change_entry(self, action: sm.Extend | sm.Rates) -> None:
+        """A CoA on the kernel's entry; an entry that is gone (or has less
+        than a second left) is put back whole, with the new terms."""
+        s = action.session
+        try:
+            if isinstance(action, sm.Extend):
+                self.firewall.set_timeout(s.mac, s.ipv4, s.ipv6, action.timeout)
+            else:
+                self.firewall.set_rates(s.mac, s.ipv4, s.ipv6, s.terms.bandwidth_up,
+                                        s.terms.bandwidth_down)
+        except NotAllowed:
+            left = s.time_left(self.clock())
+            log.warning("session %s had no kernel entry for a CoA: put back", s.session_id)
+            self.firewall.allow(s.mac, s.ipv4, s.ipv6,
+                                timeout=max(1, left) if left is not None else sm.NO_TIMEOUT,
+                                rate_up=s.terms.bandwidth_up, rate_down=s.terms.bandwidth_down)
 
     def _account_box(self, status: str) -> None:
         self.spool.put(AccountingRecord(status=status, event_time=self.clock()))

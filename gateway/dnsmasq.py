@@ -58,7 +58,7 @@ class DhcpPlan:
     box_ipv6: str = ""
 
 
-@dataclass  # not frozen: gateway/clients.py's LeaseLike protocol has plain attributes
+@dataclass(frozen=True)
 class Lease:
     mac: str
     ipv4: str

@@ -30,6 +30,8 @@ from .spool import Spool, SpoolSender
 from .store import Store
 
 log = logging.getLogger("passerelle.gateway")
+# APScheduler logs every run of every timer at INFO: only its problems matter.
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def firewall_plan(config: Config) -> Plan:
@@ -37,7 +39,9 @@ def firewall_plan(config: Config) -> Plan:
                     if ipaddress.ip_network(a, strict=False).version == 4)
     garden6 = tuple(a for a in config.garden_addresses
                     if ipaddress.ip_network(a, strict=False).version == 6)
+    box6 = str(config.lan_address6.ip) if config.lan_address6 else None
     return Plan(lan_if=config.lan_if, wan_if=config.wan_if, box_ipv4=config.box_ipv4,
+                box_ipv6=box6,
                 portal_http_port=config.portal_http_port,
                 portal_https_port=config.portal_https_port,
                 garden4=garden4, garden6=garden6, masquerade=config.masquerade)
@@ -50,7 +54,8 @@ def dhcp_plan(config: Config) -> DhcpPlan:
                     portal_api_url=config.portal_api_url,
                     garden_domains=config.garden_domains, upstream_dns=config.upstream_dns,
                     lease_file=str(config.state_dir / "dnsmasq.leases"),
-                    state_dir=str(config.state_dir))
+                    state_dir=str(config.state_dir),
+                    box_ipv6=str(config.lan_address6.ip) if config.lan_address6 else "")
 
 
 def radius_client(config: Config) -> RadiusClient:

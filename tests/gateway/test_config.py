@@ -57,6 +57,14 @@ masquerade = false
     assert not any("interface" in f for f in cfg.findings)
 
 
+def test_ipv6_detected_on_the_lan(tmp_path: Path) -> None:
+    machine = Interfaces("wan0", ("wan0", "lan0"), MACHINE.ipv4,
+                         {"lan0": ("2001:db8:1::1/64",)})
+    cfg = parse(MINIMAL, tmp_path, machine)
+    assert str(cfg.lan_address6) == "2001:db8:1::1/64"
+    assert parse(MINIMAL, tmp_path, MACHINE).lan_address6 is None
+
+
 def test_secret_file(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("from-a-file\n")
     text = MINIMAL.replace('secret = "s3cret"', 'secret_file = "secret"')
@@ -96,6 +104,8 @@ def test_bad_configs_name_the_key(tmp_path: Path, patch: str, message: str) -> N
     ('[lan]\ndhcp_start = "198.51.100.0"\ndhcp_end = "198.51.100.9"\n'
      'address = "198.51.100.5/24"', "holds the box's own address"),
     ('[lan]\nlease_time = "1h"', "lan.lease_time: expected int"),
+    ('[lan]\naddress6 = "2001:db8:1::1/48"', "lan.address6: 2001:db8:1::1/48 must be in a /64"),
+    ('[lan]\naddress6 = "nope"', "lan.address6: 'nope' is not an IPv6"),
     ('[wan]\nmasquerade = "yes"', "wan.masquerade: expected bool"),
     ('[portal]\nhostname = "198.51.100.1:80"', "portal.hostname"),
     ('[portal]\napi_url = "http://portal/api"', "portal.api_url: must be an https:// URL"),
