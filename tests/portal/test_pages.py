@@ -88,7 +88,7 @@ def test_a_forged_token_is_never_followed(client: FlaskClient, token: str) -> No
 def test_an_altered_token_is_refused(client: FlaskClient) -> None:
     r = get(client, "/", base="http://example.org")
     token = parse_qs(urlsplit(r.headers["Location"]).query)["to"][0]
-    payload, rest = token.split(".", 1)
+    _payload, rest = token.split(".", 1)
     forged = origin.sign(b"x", "http://evil.example/").split(".", 1)[0] + "." + rest
     check_in(client)
     assert "evil.example" not in get(client, f"/welcome?to={forged}").get_data(as_text=True)
