@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, ColumnElement, Table, any_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session as DB
 
 from . import accounting, ledger
@@ -131,6 +142,52 @@ def among(db: DB, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
     return cast(ColumnElement[bool], column.in_(list(values)))
 
 
+def insert_rows(db: DB, table: Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT many rows (every dict with the same keys) in one statement.
+
+    PostgreSQL gets ``INSERT ... SELECT * FROM unnest(arrays)``: one
+    statement, planned once, instead of a statement executed per row;
+    elsewhere an executemany."""
+    if not rows:
+        return
+    if db.get_bind().dialect.name != "postgresql":
+        db.execute(insert(table), rows)
+        return
+    names = list(rows[0])
+    arrays = ", ".join(f"CAST(:{n} AS {_array_type(db, table, n)})" for n in names)
+    columns = ", ".join(_quote(db, n) for n in names)
+    db.execute(text(f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({arrays})"),
+               {n: [row[n] for row in rows] for n in names})
+
+
+def update_rows(db: DB, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
+    """UPDATE many rows by ``key`` (every dict with the same keys), in one
+    statement on PostgreSQL (``UPDATE ... FROM unnest(arrays)``)."""
+    if not rows:
+        return
+    names = [n for n in rows[0] if n != key]
+    if db.get_bind().dialect.name != "postgresql":
+        db.execute(update(table).where(table.c[key] == bindparam("_key"))
+                   .values({n: bindparam(n) for n in names}),
+                   [{"_key": row[key], **{n: row[n] for n in names}} for row in rows])
+        return
+    every = [key, *names]
+    arrays = ", ".join(f"CAST(:{n} AS {_array_type(db, table, n)})" for n in every)
+    aliases = ", ".join(f"c{i}" for i in range(len(every)))
+    sets = ", ".join(f"{_quote(db, n)} = u.c{i + 1}" for i, n in enumerate(names))
+    db.execute(text(f"UPDATE {table.name} AS t SET {sets} FROM unnest({arrays}) "
+                    f"AS u({aliases}) WHERE t.{_quote(db, key)} = u.c0"),
+               {n: [row[n] for row in rows] for n in every})
+
+
+def _quote(db: DB, name: str) -> str:
+    return str(db.get_bind().dialect.identifier_preparer.quote(name))
+
+
+def _array_type(db: DB, table: Table, name: str) -> str:
+    return f"{table.c[name].type.compile(dialect=db.get_bind().dialect)}[]"
+
+
 # Unambiguous characters (no 0/O, 1/l/I) so a key read off a screen types right.
 KEY_ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
 _KEY_SPACE = len(KEY_ALPHABET) ** 16
@@ -183,10 +240,8 @@ class Decisions:
                               "revoked": None})
 
     def write(self, db: DB) -> None:
-        if self.log:
-            db.execute(insert(_AUTHLOG), self.log)
-        if self.keys:
-            db.execute(insert(_WIFIKEY), self.keys)
+        insert_rows(db, _AUTHLOG, self.log)
+        insert_rows(db, _WIFIKEY, self.keys)
         self.log, self.keys = [], []
 
 
@@ -299,22 +354,19 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
     if created:
         # A plain executemany (one statement shape, pipelined by psycopg);
         # INSERT ... RETURNING of many rows would be a new statement per size.
-        db.execute(insert(_RADACCT), list(created.values()))
+        insert_rows(db, _RADACCT, list(created.values()))
         wanted_ids = {uid for uid, _, _ in charges if uid in created}
         if wanted_ids:
             ids.update({uid: int(rid) for rid, uid in db.execute(
                 select(_RADACCT.c.radacctid, _RADACCT.c.acctuniqueid)
                 .where(among(db, _RADACCT.c.acctuniqueid, wanted_ids)))})
-    if changed:
-        db.execute(update(_RADACCT).where(_RADACCT.c.radacctid == bindparam("_id"))
-                   .values({c: bindparam(c) for c in _WRITABLE}),
-                   [{"_id": rows[uid]["radacctid"], **{c: rows[uid][c] for c in _WRITABLE}}
-                    for uid in changed])
-    if charges:
-        db.execute(insert(_CREDIT), [
-            {"person_id": person, "seconds": -seconds, "kind": CreditKind.charge,
-             "session_id": ids[uid], "created": now, "note": ""}
-            for uid, person, seconds in charges])
+    update_rows(db, _RADACCT, "radacctid", [
+        {"radacctid": rows[uid]["radacctid"], **{c: rows[uid][c] for c in _WRITABLE}}
+        for uid in changed])
+    insert_rows(db, _CREDIT, [
+        {"person_id": person, "seconds": -seconds, "kind": CreditKind.charge.value,
+         "session_id": ids[uid], "created": now, "note": ""}
+        for uid, person, seconds in charges])
     if closing:
         db.execute(update(WifiKey).where(among(db, WifiKey.class_, set(closing)),
                                          WifiKey.revoked.is_(None)).values(revoked=now))
