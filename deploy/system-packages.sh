@@ -2,10 +2,11 @@
 # Install the Debian 12 packages Passerelle needs, only those missing.
 # Usage: deploy/system-packages.sh demo|test
 set -euo pipefail
-want=(python3 python3-venv python3-dev gcc freeradius-utils)
+# The demo runs a whole site in network namespaces: the box's tools come too.
+want=(python3 python3-venv python3-dev gcc freeradius-utils nftables dnsmasq iproute2
+      isc-dhcp-client curl iperf3 tcpdump procps)
 if [ "${1:-test}" = test ]; then
-    want+=(postgresql freeradius freeradius-postgresql nftables dnsmasq iproute2
-           iperf3 isc-dhcp-client curl procps radsecproxy tcpdump chromium wrk)
+    want+=(postgresql freeradius freeradius-postgresql radsecproxy chromium wrk)
 fi
 missing=()
 for pkg in "${want[@]}"; do

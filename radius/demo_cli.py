@@ -78,8 +78,12 @@ def _check_ports(auth_port: int, acct_port: int) -> None:
                    "~/.local/share/passerelle).")
 @click.option("--auth-port", default=1812, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--acct-port", default=1813, show_default=True, type=click.IntRange(1, 65535))
-def demo_command(data: Path | None, auth_port: int, acct_port: int) -> None:
-    """Run the central server with the demo network on 127.0.0.1."""
+@click.option("--site", is_flag=True,
+              help="Also run a whole site in network namespaces: a laptop, the box with its "
+                   "portal, the internet (needs root, nftables, dnsmasq).")
+def demo_command(data: Path | None, auth_port: int, acct_port: int, site: bool) -> None:
+    """Run the central server with the demo network on 127.0.0.1 (and, with
+    --site, a whole site beside it)."""
     if auth_port == acct_port:
         raise UserError("--auth-port and --acct-port must differ")
     data = (data or db.data_dir()).absolute()
@@ -105,6 +109,17 @@ def demo_command(data: Path | None, auth_port: int, acct_port: int) -> None:
             click.echo(f"using the data already in {url} (load the demo people with: "
                        f"passerelle demo-data --db {shlex.quote(url)})")
     _check_ports(auth_port, acct_port)
-    click.echo(how_to(url, auth_port, acct_port))
-    serve(ServerConfig(db_url=url, listen=LISTEN, auth_port=auth_port, acct_port=acct_port,
-                       workers=1, settings=HandlerSettings()))
+    running = None
+    if site:
+        from passerelle.gateway import demo_site
+
+        running = demo_site.start(url, data)
+    try:
+        click.echo(how_to(url, auth_port, acct_port))
+        if running is not None:
+            click.echo(demo_site.how_to(running))
+        serve(ServerConfig(db_url=url, listen=LISTEN, auth_port=auth_port,
+                           acct_port=acct_port, workers=1, settings=HandlerSettings()))
+    finally:
+        if running is not None:
+            running.close()

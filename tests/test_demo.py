@@ -180,8 +180,8 @@ def test_demo_script_runs_the_demo() -> None:
     script = Path(__file__).parent.parent / "deploy" / "demo.sh"
     text = script.read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert lines[-3:] == ["bash deploy/system-packages.sh demo", "bash deploy/venv.sh",
-                          'exec .venv/bin/passerelle demo "$@"']
+    assert "bash deploy/system-packages.sh demo" in lines and "bash deploy/venv.sh" in lines
+    assert lines[-1] == 'exec .venv/bin/passerelle demo "${site[@]}" "$@"'
     assert os.access(script, os.X_OK)
     check = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr

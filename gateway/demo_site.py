@@ -1,0 +1,171 @@
+"""A whole site on this machine, for `passerelle demo --site`.
+
+The lab's namespaces (passerelle.gateway.lab) play the site: a laptop on the
+LAN, the box, and the internet with its web host. The centre answers from
+the internet side (192.0.2.10) on the demo's database; the box is the demo
+network's Barchon gateway (the unstaffed site, open around the clock), moved
+to the lab's WAN address; the portal runs on the box. Everything is removed
+when the demo stops.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import select
+
+from passerelle.errors import UserError
+from passerelle.radius import db
+from passerelle.radius.models import Gateway
+
+from .control import ControlClient, ControlError
+from .lab import Lab, missing
+
+CENTRE = "192.0.2.10"
+GATEWAY = "barchon-gw"
+BIN = Path(sys.executable).parent / "passerelle"
+
+CONFIG = """\
+# The demo site's box (see docs/gateway.md for every key).
+[box]
+identifier = "{identifier}"
+state_dir = "{state}"
+
+[portal]
+ssid = "Passerelle Barchon"
+site_name = "Barchon"
+
+[[radius.servers]]
+host = "{centre}"
+secret = "{secret}"
+
+[radius]
+timeout = 1.0
+dead_time = 5
+
+[sessions]
+sweep_interval = 2
+"""
+
+
+@dataclass
+class Site:
+    lab: Lab
+    config: Path
+    control: Path
+    logs: Path
+    db_url: str
+
+    def close(self) -> None:
+        self.lab.close()
+
+
+def _box_secret(url: str, wan_ip: str) -> str:
+    """Point the demo's Barchon gateway at the lab's box; return its secret."""
+    engine = db.make_engine(url)
+    try:
+        with db.make_sessionmaker(engine)() as s, s.begin():
+            gw = s.scalar(select(Gateway).where(Gateway.identifier == GATEWAY))
+            if gw is None:
+                raise UserError(f"the demo database has no gateway {GATEWAY}: load the demo "
+                                "data (passerelle demo-data)")
+            clash = s.scalar(select(Gateway).where(Gateway.ip_address == wan_ip,
+                                                   Gateway.id != gw.id))
+            if clash is not None:
+                raise UserError(f"gateway {clash.identifier} already uses {wan_ip}")
+            gw.ip_address = wan_ip
+            return gw.secret
+    finally:
+        engine.dispose()
+
+
+def _wait_for_box(control: ControlClient, proc_log: Path, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            control.status()
+            return
+        except (OSError, ControlError):
+            time.sleep(0.2)
+    raise UserError(f"the box did not start; its log:\n{proc_log.read_text()[-3000:]}")
+
+
+def start(url: str, data: Path) -> Site:
+    why = missing()
+    if why:
+        raise UserError(f"the site demo cannot run here: {why}")
+    lab = Lab()
+    try:
+        secret = _box_secret(url, lab.wan_ipv4)
+        site_dir = data / "site"
+        site_dir.mkdir(parents=True, exist_ok=True)
+        config = site_dir / "gateway.toml"
+        config.write_text(CONFIG.format(identifier=GATEWAY, state=site_dir / "state",
+                                        centre=CENTRE, secret=secret))
+        lab.run("up", "ip", "addr", "add", f"{CENTRE}/32", "dev", "lo")
+        # The centre's Disconnect-Requests leave from the address the box knows.
+        lab.run("up", "ip", "route", "replace", "203.0.113.0/24", "dev", "eth0", "src", CENTRE)
+        lab.start_internet()
+        logs = site_dir / "logs"
+        logs.mkdir(exist_ok=True)
+
+        def log(name: str) -> IO[str]:
+            return (logs / f"{name}.log").open("w")
+
+        env = {**os.environ}
+        with log("centre") as out:
+            lab.popen("up", str(BIN), "radius", "serve", "--db", url, "--listen", CENTRE,
+                      env=env, stdout=out, stderr=out)
+        with log("gateway") as out:
+            lab.popen("gw", str(BIN), "gateway", "run", "--config", str(config), env=env,
+                      stdout=out, stderr=out)
+        control = site_dir / "state" / "control.sock"
+        _wait_for_box(ControlClient(control, 5), logs / "gateway.log", time.monotonic() + 30)
+        with log("portal") as out:
+            lab.popen("gw", str(BIN), "portal", "run", "--config", str(config), env=env,
+                      stdout=out, stderr=out)
+        try:
+            lab.wait_listening("gw", 8080, timeout=60)
+        except AssertionError:
+            raise UserError("the portal did not start; its log:\n"
+                            + (logs / "portal.log").read_text()[-3000:]) from None
+    except BaseException:
+        lab.close()
+        raise
+    return Site(lab, config, control, logs, url)
+
+
+def how_to(site: Site) -> str:
+    lab = site.lab
+    client, up = lab.ns["client"], lab.ns["up"]
+    sock = shlex.quote(str(site.control))
+    db_arg = shlex.quote(site.db_url)
+    return "\n".join([
+        "",
+        "The demo site (network namespaces, removed when the demo stops):",
+        f"  {client}: a laptop, 198.51.100.10 on the site's LAN",
+        f"  {lab.ns['gw']}: the box (LAN 198.51.100.1, WAN 203.0.113.2), its portal on :8080/:8443",
+        f"  {up}: the internet, web host 192.0.2.80, the centre on {CENTRE}",
+        f"  logs: {site.logs}",
+        "",
+        "As root, from another terminal:",
+        "  # captive: plain HTTP is redirected to the portal, HTTPS refused at once",
+        f"  ip netns exec {client} curl -si http://192.0.2.80/ | head -3",
+        f"  ip netns exec {client} curl -s -m 3 https://192.0.2.80/ || echo refused",
+        "  # check in as the portal would (password on stdin), then the web is there",
+        f"  echo demo-wifi-2024 | passerelle gateway check-in 198.51.100.10 alice@acme.example"
+        f" --socket {sock}",
+        f"  ip netns exec {client} curl -s http://192.0.2.80/",
+        f"  passerelle gateway sessions --socket {sock}",
+        "  # the portal in a real browser, as a screenshot",
+        f"  ip netns exec {client} chromium --headless --no-sandbox "
+        "--screenshot=/tmp/portal.png http://192.0.2.80/",
+        "  # central ops cut the session (RFC 5176 Disconnect-Request to the box)",
+        f"  ip netns exec {up} passerelle radius disconnect SESSION-ID --db {db_arg}",
+        "",
+    ])
