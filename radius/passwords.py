@@ -27,6 +27,15 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+_DUMMY_HASH = _hasher.hash("a password no one has")
+
+
+def spend_verification(password: str) -> None:
+    """The work of a failed verification, for a login that does not exist:
+    an unknown login must not answer faster than a wrong password."""
+    verify_password(_DUMMY_HASH, password)
+
+
 def verify_password(password_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(password_hash, password)

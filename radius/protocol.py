@@ -7,6 +7,7 @@ attribute sanity, 64-bit counters, MAC address normalisation.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 from collections.abc import Iterable
@@ -176,6 +177,25 @@ def normalise_mac(value: str) -> str:
         raise ValueError(f"not a MAC address: {value!r}")
     digits = re.sub(r"[:.-]", "", text).lower()
     return "-".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def decrypt_user_password(raw: bytes, secret: bytes, authenticator: bytes) -> str | None:
+    """User-Password of an Access-Request (RFC 2865 5.2), or None when it is
+    not text: pyrad's PwDecrypt drops undecodable octets, so "pass\\xffword"
+    would pass for "password"."""
+    if not raw or len(raw) % 16 or len(raw) > 128:
+        return None
+    clear = bytearray()
+    last = authenticator
+    for i in range(0, len(raw), 16):
+        block = raw[i:i + 16]
+        pad = hashlib.md5(secret + last).digest()
+        clear += bytes(a ^ b for a, b in zip(block, pad, strict=True))
+        last = block
+    try:
+        return bytes(clear).rstrip(b"\x00").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def add_attributes(pkt: rp.Packet, attrs: Iterable[tuple[str, Any]]) -> None:

@@ -430,3 +430,22 @@ def test_invalid_answers_are_not_believed() -> None:
 def test_a_coa_ack_does_not_answer_a_disconnect_request() -> None:
     request, data = disconnect_request()
     assert dae.parse_reply(request, gateway_answer(data, protocol.COA_ACK)) is None
+
+
+@pytest.mark.parametrize("password", [b"p", b"x" * 15, b"y" * 16, b"z" * 17, "é€".encode(),
+                                      b"w" * 128])
+def test_decrypt_user_password_round_trip(password: bytes) -> None:
+    secret, auth = b"s3cret", bytes(range(16))
+    pkt = rp.AuthPacket(secret=secret, authenticator=auth, dict=protocol.dictionary())
+    raw = pkt.PwCrypt(password.decode())
+    assert protocol.decrypt_user_password(raw, secret, auth) == password.decode()
+
+
+def test_decrypt_user_password_refuses_what_is_not_text() -> None:
+    secret, auth = b"s3cret", bytes(range(16))
+    pkt = rp.AuthPacket(secret=secret, authenticator=auth, dict=protocol.dictionary())
+    raw = pkt.PwCrypt(b"pass\xffword")  # type: ignore[arg-type]
+    assert pkt.PwDecrypt(raw) == "password", "pyrad's own decoding loses the octet"
+    assert protocol.decrypt_user_password(raw, secret, auth) is None
+    assert protocol.decrypt_user_password(b"", secret, auth) is None
+    assert protocol.decrypt_user_password(b"x" * 17, secret, auth) is None
