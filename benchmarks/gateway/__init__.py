@@ -1,0 +1,1 @@
+"""Helpers of the site gateway's benchmark (benchmarks/gateway_bench.py)."""
