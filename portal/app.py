@@ -94,6 +94,9 @@ def create_app(settings: PortalSettings, control: Control, *, secret_key: bytes 
         # the strict HTTPS check would demand; the token and SameSite suffice.
         WTF_CSRF_SSL_STRICT=False,
         WTF_CSRF_TIME_LIMIT=3600,
+        # Every message is our own, translated by our catalogue: no per-request
+        # load of WTForms' catalogue.
+        WTF_I18N_ENABLED=False,
         BABEL_DEFAULT_LOCALE="en",
         BABEL_TRANSLATION_DIRECTORIES=str(HERE / "translations"),
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -60,10 +62,21 @@ def client_ip() -> str:
     return request.remote_addr or ""
 
 
+def ask(call: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """One call on the control socket. EAGAIN means its listen queue was full
+    and nothing was sent, so trying again is safe; it happens under bursts."""
+    for pause in (0.005, 0.02, 0.1):
+        try:
+            return call(*args)
+        except BlockingIOError:
+            time.sleep(pause)
+    return call(*args)
+
+
 def who() -> dict[str, Any]:
     """The daemon's view of this client: {"ip", "mac", "session"}."""
     try:
-        return portal().control.who(client_ip())
+        return ask(portal().control.who, client_ip())
     except ControlError as exc:
         log.warning("control: who %s: %s %s", client_ip(), exc.code, exc)
         raise Unavailable from None
@@ -190,7 +203,7 @@ def check_in() -> BaseResponse:
         response.headers["Retry-After"] = str(math.ceil(wait))
         return response
     try:
-        p.control.check_in(ip, login, form.password.data or "")
+        ask(p.control.check_in, ip, login, form.password.data or "")
     except ControlError as exc:
         if exc.code not in NOT_ATTEMPTS:
             p.by_mac.failed(mac_key, now)
@@ -250,7 +263,7 @@ def check_out() -> BaseResponse:
         return page("message.html", 400, title=_("Bad request"),
                     text=_("Your page was too old. Reload it and try again."))
     try:
-        portal().control.check_out(client_ip())
+        ask(portal().control.check_out, client_ip())
     except ControlError as exc:
         if exc.code == "no-session":
             return redirect(url_for("portal.home"), 303)

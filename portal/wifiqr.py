@@ -6,6 +6,8 @@ Payload (the ZXing "WIFI:" format): ``WIFI:T:WPA;S:<ssid>;P:<key>;;`` where
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import qrcode
 import qrcode.constants
 
@@ -27,6 +29,7 @@ def matrix(data: str) -> list[list[bool]]:
     return [list(row) for row in qr.get_matrix()]
 
 
+@lru_cache(maxsize=256)  # a person reloads the page; the code is the costly part
 def svg(data: str, title: str) -> str:
     """A self-contained SVG of the QR code of ``data``; ``title`` must be plain
     text (it is escaped here). One path of unit squares: small and crisp."""

@@ -132,7 +132,7 @@ def post(client: FlaskClient, url: str, data: dict[str, Any], ip: str = IP,
 
 
 def csrf_token(html: str) -> str:
-    found = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found, "no CSRF token in the page"
     return found.group(1)
 
