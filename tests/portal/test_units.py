@@ -240,3 +240,24 @@ def test_settings_from_the_gateway_config(tmp_path: Path) -> None:
     assert s.api_path == "/api/captive"
     real = _settings(tmp_path, 'cert_file = "c.pem"\nkey_file = "k.pem"')
     assert real.portal_url == "https://portal.axis.example/"
+
+
+# --- the command ----------------------------------------------------------------------
+
+
+def test_portal_run_with_a_missing_certificate_is_a_one_line_error(tmp_path: Path) -> None:
+    import click
+    from click.testing import CliRunner
+
+    from passerelle.portal.cli import register
+
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG.format(extra='cert_file = "nope.pem"\nkey_file = "nope.key"')
+                      .replace('[wan]\ninterface = "wan"', '[wan]\ninterface = "wan"\n')
+                      .replace('identifier = "axis-gw"', 'identifier = "axis-gw"\n'
+                               'nas_ip = "203.0.113.2"'))
+    root = click.Group("passerelle")
+    register(root)
+    result = CliRunner().invoke(root, ["portal", "run", "--config", str(config)])
+    assert isinstance(result.exception, UserError)
+    assert str(result.exception) == f"portal certificate: {tmp_path / 'nope.pem'} does not exist"
