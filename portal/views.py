@@ -107,19 +107,18 @@ def captive() -> BaseResponse | None:
             online = False  # fail closed: the OS keeps showing the portal
         if online:
             return Response(answer.body, answer.status, content_type=answer.content_type)
+        # A probe's URL is no page to go on to afterwards.
+        return redirect(portal().settings.portal_url, 302)
     return redirect(_portal_url(host), 302)
 
 
 def _portal_url(host: str) -> str:
+    """The portal, with the signed way on to a GET of an ordinary page."""
     settings = portal().settings
     url = origin.original_url(host, request.full_path) if request.method == "GET" else None
-    if url is None or answer_is_probe(host):
+    if url is None:
         return settings.portal_url
     return f"{settings.portal_url}?to={origin.sign(portal().secret, url)}"
-
-
-def answer_is_probe(host: str) -> bool:
-    return probes.probe(host, request.path) is not None
 
 
 # --- rendering ------------------------------------------------------------------
