@@ -14,6 +14,7 @@ import hmac
 import logging
 import secrets
 import struct
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -67,6 +68,15 @@ class _Work:
     key: bytes
     reply: rp.Packet | None = None
     cuts: list[Cut] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """A batch between Handler.admit, run and finish."""
+
+    now_ts: float
+    replies: list[Reply] = field(default_factory=list)
+    work: list[_Work] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,10 @@ class Handler:
         self.gateways: dict[str, store.Nas] = {}
         self._gateways_loaded = -1e9
         self._cut_sent: set[int] = set()
+        self._cut_lock = threading.Lock()
+        # Requests being processed, by duplicate-cache key: retransmissions
+        # that arrive meanwhile wait here for the original's reply.
+        self._in_flight: dict[bytes, list[Datagram]] = {}
 
     # -- gateways ---------------------------------------------------------
 
@@ -167,35 +181,54 @@ class Handler:
     # -- the batch --------------------------------------------------------
 
     def process(self, batch: list[Datagram]) -> tuple[list[Reply], list[Cut]]:
+        """A batch in, replies out: the three steps below in this thread."""
+        admitted = self.admit(batch)
+        self.run(admitted)
+        return self.finish(admitted)
+
+    def admit(self, batch: list[Datagram]) -> Batch:
+        """Checks before any database work (the event loop's thread): cached
+        replies for retransmissions, drops for bad datagrams."""
         now_ts = self.clock()
-        replies: list[Reply] = []
-        work: list[_Work] = []
-        seen: dict[bytes, list[Datagram]] = {}
+        admitted = Batch(now_ts)
         for dgram in batch:
             key = dgram.port.encode() + repr(dgram.addr).encode() + dgram.data[:20]
             cached = self.duplicates.get(key, now_ts)
             if cached is not None:
                 log.info("duplicate request id %d from %s:%d: resent the cached reply",
                          dgram.data[1], *dgram.addr)
-                replies.append(Reply(dgram.addr, dgram.port, cached))
+                admitted.replies.append(Reply(dgram.addr, dgram.port, cached))
                 continue
-            if key in seen:
-                seen[key].append(dgram)
+            waiting = self._in_flight.get(key)
+            if waiting is not None:
+                # Its original is being processed (in this batch or another
+                # one): both get the same reply when that is committed.
+                waiting.append(dgram)
                 continue
             item = self._admit(dgram, key)
             if item is not None:
-                seen[key] = []
-                work.append(item)
-        if not work:
-            return replies, []
-        self._run(work, now_ts)
+                self._in_flight[key] = []
+                admitted.work.append(item)
+        return admitted
+
+    def run(self, admitted: Batch) -> None:
+        """The database work of a batch, in one transaction. Safe to call
+        from another thread while the event loop admits the next batch."""
+        if admitted.work:
+            self._run(admitted.work, admitted.now_ts)
+
+    def finish(self, admitted: Batch) -> tuple[list[Reply], list[Cut]]:
+        """Replies to send and sessions to cut, now that the work is committed
+        (the event loop's thread)."""
+        replies = admitted.replies
         cuts: list[Cut] = []
-        for item in work:
+        for item in admitted.work:
+            waiting = self._in_flight.pop(item.key, [])
             if item.reply is None:
                 continue
             data = item.reply.ReplyPacket()
-            self.duplicates.put(item.key, data, now_ts)
-            for dgram in [item.dgram, *seen.get(item.key, [])]:
+            self.duplicates.put(item.key, data, admitted.now_ts)
+            for dgram in [item.dgram, *waiting]:
                 replies.append(Reply(dgram.addr, dgram.port, data))
             cuts.extend(item.cuts)
         return replies, cuts
@@ -406,6 +439,14 @@ class Handler:
             return None
         return _record(pkt, status, session_id, event_time)
 
+    def _first_cut(self, radacctid: int) -> bool:
+        # Batches run in several threads: one Disconnect-Request per session.
+        with self._cut_lock:
+            if radacctid in self._cut_sent:
+                return False
+            self._cut_sent.add(radacctid)
+            return True
+
     def _sessions(self, db: DB, batch: list[tuple[_Work, accounting.Record]],
                   now: datetime) -> None:
         outcomes = store.apply_accounting_batch(
@@ -413,9 +454,7 @@ class Handler:
         for (item, rec), outcome in zip(batch, outcomes, strict=True):
             item.reply = item.pkt.CreateReply()
             if (outcome.open and outcome.balance is not None and outcome.balance <= 0
-                    and outcome.radacctid is not None
-                    and outcome.radacctid not in self._cut_sent):
-                self._cut_sent.add(outcome.radacctid)
+                    and outcome.radacctid is not None and self._first_cut(outcome.radacctid)):
                 item.cuts.append(Cut(item.nas, _session_selector(rec, item.nas)))
                 log.info("credit of %r exhausted: disconnecting session %s at %s",
                          rec.username, rec.session_id, item.nas.identifier)

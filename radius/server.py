@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from . import dae, db
-from .handler import ACCT, AUTH, Cut, Datagram, Handler, HandlerSettings
+from .handler import ACCT, AUTH, Batch, Cut, Datagram, Handler, HandlerSettings
 
 log = logging.getLogger("passerelle.radius")
 
@@ -34,6 +34,8 @@ class ServerConfig:
     auth_port: int = 1812
     acct_port: int = 1813
     workers: int = 1
+    # Batches a worker has at the database at once (see Worker).
+    db_threads: int = 2
     settings: HandlerSettings = field(default_factory=HandlerSettings)
 
 
@@ -57,12 +59,22 @@ class Worker:
     turn: that made batches of one or two requests, and a database round
     trip for each. Here every readable datagram (up to MAX_BATCH) joins the
     batch, so under load one commit serves everything that arrived while
-    the previous batch was being processed."""
+    the previous batch was being processed.
 
-    def __init__(self, handler: Handler) -> None:
+    A batch's database work runs in one of ``threads`` threads, so the loop
+    admits the next batch while the database answers the previous one.
+    When every thread is busy the worker stops reading: datagrams wait in
+    the socket buffer and make the next batch bigger."""
+
+    def __init__(self, handler: Handler, threads: int = 2) -> None:
         self.handler = handler
+        self.threads = max(1, threads)
         self.sockets: dict[str, socket.socket] = {}
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="batch")
         self._dae_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dae")
+        self._running = 0
+        self._reading = False
+        self._stopping = False
 
     def _drain(self) -> list[Datagram]:
         batch: list[Datagram] = []
@@ -83,15 +95,52 @@ class Worker:
                 batch.append(Datagram(data, (addr[0], addr[1]), name))
         return batch
 
+    def _listen(self, on: bool) -> None:
+        if on == self._reading:
+            return
+        loop = asyncio.get_running_loop()
+        for sock in self.sockets.values():
+            if on:
+                # Level-triggered: what one turn leaves unread wakes the next.
+                loop.add_reader(sock.fileno(), self.readable)
+            else:
+                loop.remove_reader(sock.fileno())
+        self._reading = on
+
     def readable(self) -> None:
         batch = self._drain()
         if not batch:
             return
         try:
-            replies, cuts = self.handler.process(batch)
+            admitted = self.handler.admit(batch)
         except Exception:
             # Our bug, not the peers': log it and keep serving.
             log.exception("batch of %d datagrams failed", len(batch))
+            return
+        if not admitted.work:
+            self._finish(admitted)
+            return
+        self._running += 1
+        if self._running >= self.threads:
+            self._listen(False)
+        future = asyncio.get_running_loop().run_in_executor(self._pool, self.handler.run,
+                                                            admitted)
+        future.add_done_callback(lambda done: self._ran(admitted, done))
+
+    def _ran(self, admitted: Batch, done: asyncio.Future[None]) -> None:
+        self._running -= 1
+        if not self._stopping:
+            self._listen(True)
+        if not done.cancelled() and done.exception() is not None:
+            log.error("batch of %d requests failed", len(admitted.work),
+                      exc_info=done.exception())
+        self._finish(admitted)
+
+    def _finish(self, admitted: Batch) -> None:
+        try:
+            replies, cuts = self.handler.finish(admitted)
+        except Exception:
+            log.exception("batch of %d requests failed", len(admitted.work))
             return
         for reply in replies:
             try:
@@ -104,16 +153,20 @@ class Worker:
 
     async def run(self, auth: socket.socket, acct: socket.socket,
                   stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
         self.sockets = {AUTH: auth, ACCT: acct}
         self.handler.refresh_gateways()
-        for sock in self.sockets.values():
-            # Level-triggered: what one turn leaves unread wakes the next.
-            loop.add_reader(sock.fileno(), self.readable)
+        self._listen(True)
         await stop.wait()
+        self._stopping = True
+        self._listen(False)
+        # Let the batches in flight commit and answer before closing.
+        for _ in range(1000):
+            if not self._running:
+                break
+            await asyncio.sleep(0.01)
         for sock in self.sockets.values():
-            loop.remove_reader(sock.fileno())
             sock.close()
+        self._pool.shutdown(wait=True, cancel_futures=False)
         self._dae_pool.shutdown(wait=True, cancel_futures=False)
 
 
@@ -130,7 +183,7 @@ def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
 
     if ready is not None:
         setup_logging(verbose=False)
-    engine = db.make_engine(config.db_url, pool_size=2, max_overflow=2) \
+    engine = db.make_engine(config.db_url, pool_size=config.db_threads + 1, max_overflow=2) \
         if not config.db_url.startswith("sqlite") else db.make_engine(config.db_url)
     # Without autoflush the log lines of a batch go to the database in one
     # multi-row INSERT at commit; store.py flushes where it must read back.
@@ -146,7 +199,7 @@ def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        task = asyncio.create_task(Worker(handler).run(auth, acct, stop))
+        task = asyncio.create_task(Worker(handler, config.db_threads).run(auth, acct, stop))
         await asyncio.sleep(0)
         if ready is not None:
             ready.send(os.getpid())
