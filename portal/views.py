@@ -149,7 +149,9 @@ def duration(seconds: float) -> str:
     return _("%(minutes)d min", minutes=minutes)
 
 
-def megabytes(octets: int) -> str:
+def data_size(octets: int) -> str:
+    if octets < 1_000_000:
+        return _("%(amount)s kB", amount=format_decimal(octets / 1e3, format="#,##0"))
     return _("%(amount)s MB", amount=format_decimal(octets / 1e6, format="#,##0.0"))
 
 
@@ -243,8 +245,8 @@ def status_page(session: dict[str, Any]) -> Response:
                 left=duration(session.get("seconds_left") or 0),
                 used=duration(session.get("seconds_used") or 0),
                 credit=duration(credit) if isinstance(credit, int | float) else None,
-                up=megabytes(int(session.get("bytes_up") or 0)),
-                down=megabytes(int(session.get("bytes_down") or 0)))
+                up=data_size(int(session.get("bytes_up") or 0)),
+                down=data_size(int(session.get("bytes_down") or 0)))
 
 
 @bp.get("/status")

@@ -211,3 +211,10 @@ def test_wifi_key_absent_says_so(client: FlaskClient, daemon: FakeDaemon) -> Non
 
 def test_mac_is_what_the_limits_use(daemon: FakeDaemon) -> None:
     assert daemon.clients[IP] == MAC and PORTAL.startswith("http://")
+
+
+def test_small_amounts_of_data_are_in_kilobytes(client: FlaskClient, daemon: FakeDaemon) -> None:
+    check_in(client)
+    daemon.sessions_by_ip[IP]["bytes_up"] = 41_600
+    body = get(client, "/status").get_data(as_text=True)
+    assert "<dd>42 kB</dd>" in body and "98.8 MB" in body
