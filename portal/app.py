@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ log = logging.getLogger("passerelle.portal")
 
 HERE = Path(__file__).parent
 LANG_COOKIE = "lang"
+CONTROL_CALLS = 4
 
 # 'none' for scripts: the portal works without JavaScript; the QR code is
 # inline SVG markup (attributes only, no style attribute).
@@ -48,6 +50,10 @@ class Portal:
     by_mac: Limiter
     by_login: Limiter
     clock: Callable[[], float]
+    # Calls in flight on the control socket. The daemon's listen queue is
+    # short (5); more at once overflow it under a burst of probes.
+    slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(CONTROL_CALLS))
 
 
 class _Sessions(SecureCookieSessionInterface):

@@ -63,14 +63,16 @@ def client_ip() -> str:
 
 
 def ask(call: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """One call on the control socket. EAGAIN means its listen queue was full
-    and nothing was sent, so trying again is safe; it happens under bursts."""
-    for pause in (0.005, 0.02, 0.1):
-        try:
-            return call(*args)
-        except BlockingIOError:
-            time.sleep(pause)
-    return call(*args)
+    """One call on the control socket, at most CONTROL_CALLS at once. EAGAIN
+    means its listen queue was full and nothing was sent, so trying again is
+    safe (the CLI's calls share that queue)."""
+    with portal().slots:
+        for pause in (0.005, 0.02, 0.1):
+            try:
+                return call(*args)
+            except BlockingIOError:
+                time.sleep(pause)
+        return call(*args)
 
 
 def who() -> dict[str, Any]:
