@@ -57,9 +57,15 @@ class Portal:
 
 
 class _Sessions(SecureCookieSessionInterface):
-    # One app serves HTTP and HTTPS: the cookie is Secure when the request was.
+    # One app serves HTTP and HTTPS: the cookie is Secure when the request
+    # was, under its own name (a browser refuses to let plain HTTP overwrite
+    # a Secure cookie of the same name, which would break the CSRF check).
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure
+
+    def get_cookie_name(self, app: Flask) -> str:
+        name = super().get_cookie_name(app)
+        return f"{name}_tls" if request.is_secure else name
 
 
 def select_locale() -> str:

@@ -117,9 +117,10 @@ def test_session_cookie_is_httponly_samesite_and_secure_on_https(client: FlaskCl
     plain = get(client, "/").headers.get_all("Set-Cookie")
     assert plain and all("HttpOnly" in c and "SameSite=Lax" in c for c in plain)
     assert not any("Secure" in c for c in plain)
-    client.delete_cookie("portal_session", domain="portal.test")
     secure = get(client, "/", base=SECURE).headers.get_all("Set-Cookie")
     assert secure and all("Secure" in c and "HttpOnly" in c for c in secure)
+    assert plain[0].startswith("portal_session=") and secure[0].startswith("portal_session_tls=")
+    assert check_in(client).status_code == 303, "plain HTTP still works after a visit on HTTPS"
 
 
 def test_language_cookie_flags(client: FlaskClient) -> None:
