@@ -8,6 +8,7 @@ the page first asked for (signed, see origin.py).
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ from flask import (
     request,
     url_for,
 )
+from flask import session as browser
 from flask.globals import request_ctx
 from flask_babel import format_decimal, get_locale
 from flask_babel import gettext as _
@@ -189,6 +191,10 @@ def check_in() -> BaseResponse:
         return checkin_page(form, 400)
     p = portal()
     client = who()
+    if client.get("session"):
+        # Already checked in: the daemon would hand back the session, key
+        # included, whatever the password; this browser gets the status only.
+        return redirect(url_for("portal.status"), 303)
     ip = client_ip()
     login = form.login.data or ""
     mac_key = f"mac:{client.get('mac') or ip}"
@@ -206,7 +212,7 @@ def check_in() -> BaseResponse:
         response.headers["Retry-After"] = str(math.ceil(wait))
         return response
     try:
-        ask(p.control.check_in, ip, login, form.password.data or "")
+        granted = ask(p.control.check_in, ip, login, form.password.data or "")
     except ControlError as exc:
         if exc.code not in NOT_ATTEMPTS:
             p.by_mac.failed(mac_key, now)
@@ -221,6 +227,9 @@ def check_in() -> BaseResponse:
         raise Unavailable from exc
     p.by_mac.succeeded(mac_key)
     p.by_login.succeeded(login_key)
+    # The key is shown to this browser only: the portal knows a client by its
+    # IP address, which another device on the LAN could borrow.
+    browser["session_id"] = str(granted.get("session_id", ""))
     log.info("check-in of %s from %s (%s)", login, ip, client.get("mac"))
     return redirect(url_for("portal.welcome", to=form.to.data or None), 303)
 
@@ -231,13 +240,15 @@ def welcome() -> BaseResponse:
     if not session:
         return redirect(url_for("portal.home", to=_token() or None), 303)
     settings = portal().settings
-    key = session.get("wifi_key") or ""
+    mine = hmac.compare_digest(str(browser.get("session_id", "")).encode(),
+                               str(session.get("session_id", "")).encode())
+    key = (session.get("wifi_key") or "") if mine else ""
     qr = ""
     if key:
         qr = wifiqr.svg(wifiqr.payload(settings.ssid, key),
                         _("QR code to join the Wi-Fi network %(ssid)s", ssid=settings.ssid))
     return page("welcome.html", title=_("You are checked in"), session=session,
-                ssid=settings.ssid, key=key, qr=qr, way_on=_way_on(_token()),
+                ssid=settings.ssid, key=key, qr=qr, hidden=not mine, way_on=_way_on(_token()),
                 left=duration(session.get("seconds_left") or 0))
 
 

@@ -7,6 +7,7 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
 
@@ -218,3 +219,21 @@ def test_small_amounts_of_data_are_in_kilobytes(client: FlaskClient, daemon: Fak
     daemon.sessions_by_ip[IP]["bytes_up"] = 41_600
     body = get(client, "/status").get_data(as_text=True)
     assert "<dd>42 kB</dd>" in body and "98.8 MB" in body
+
+
+def test_the_key_is_shown_only_in_the_browser_that_checked_in(
+        app: Flask, daemon: FakeDaemon) -> None:
+    mine, other = app.test_client(), app.test_client()
+    check_in(mine)
+    assert KEY[:5] in get(mine, "/welcome").get_data(as_text=True)
+    # Another device borrowing the address (or another browser) sees no key ...
+    body = get(other, "/welcome").get_data(as_text=True)
+    assert "shown only in the browser you checked in with" in body
+    assert KEY[:5] not in body and "<svg" not in body
+    # ... not even by checking in again: the daemon would return the session.
+    token = csrf_token(get(other, "/status").get_data(as_text=True))
+    r = post(other, "/check-in", {"csrf_token": token, "login": "x@y.example",
+                                  "password": "guess", "accept": "y"})
+    assert r.status_code == 303 and urlsplit(r.headers["Location"]).path == "/status"
+    assert KEY[:5] not in get(other, "/welcome").get_data(as_text=True)
+    assert [c for c in daemon.calls if c[0] == "check_in"] == [("check_in", IP, LOGIN)]
