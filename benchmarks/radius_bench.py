@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -126,39 +127,49 @@ def bench(args: argparse.Namespace, base_url: str, db_pid: int | None) -> list[R
           flush=True)
     runs: list[Run] = []
     tmp = Path(tempfile.mkdtemp(prefix="passerelle-bench-"))
+    # Both servers run side by side (an idle one costs nothing) and the
+    # measurements alternate, so a change of load from other jobs on the
+    # machine falls on both rather than on one.
+    ports: dict[str, tuple[int, int, Callable[[], list[int]]]] = {}
+    proc = None
+    fr = None
     try:
         if "passerelle" in args.servers:
             proc, auth_port, acct_port = start_passerelle(ours_url, args.workers, tmp)
-            try:
-                t = time.monotonic()
-                # argon2 takes 16 ms a check: a big first batch needs a long timeout.
-                warm = loadgen(args, "auth", auth_port, "--once", "--timeout", "120",
-                               "--duration", "600", "--source-port", str(args.source_port))
-                print(f"passerelle: warm-up, one argon2 check per person: {warm['good']} "
-                      f"accepts in {time.monotonic() - t:.1f} s", flush=True)
-                for kind, port in (("auth", auth_port), ("acct", acct_port)):
-                    if kind in args.kinds:
-                        runs.append(measure(args, "passerelle", kind, port,
-                                            lambda: [proc.pid], db_pid))
-            finally:
-                stop(proc)
-            print(f"  passerelle wrote {count(ours_url, 'SELECT count(*) FROM radpostauth')} "
-                  f"auth log rows, {count(ours_url, 'SELECT count(*) FROM radacct')} sessions, "
-                  f"{count(ours_url, 'SELECT count(*) FROM credit_entry')} ledger lines",
-                  flush=True)
+            ours = proc
+            ports["passerelle"] = (auth_port, acct_port, lambda: [ours.pid])
+            t = time.monotonic()
+            # argon2 takes 16 ms a check: a big first batch needs a long timeout.
+            warm = loadgen(args, "auth", auth_port, "--once", "--timeout", "120",
+                           "--duration", "600", "--source-port", str(args.source_port))
+            print(f"passerelle: warm-up, one argon2 check per person: {warm['good']} "
+                  f"accepts in {time.monotonic() - t:.1f} s", flush=True)
         if "freeradius" in args.servers:
             fr = freeradius.start(fr_url, SECRET, free_port(), free_port())
-            try:
-                for kind, port in (("auth", fr.auth_port), ("acct", fr.acct_port)):
-                    if kind in args.kinds:
-                        runs.append(measure(args, "freeradius", kind, port, fr.pids, db_pid))
-            finally:
-                fr.stop()
-            print(f"  freeradius wrote {count(fr_url, 'SELECT count(*) FROM radpostauth')} "
-                  f"postauth rows, {count(fr_url, 'SELECT count(*) FROM radacct')} sessions",
-                  flush=True)
+            ports["freeradius"] = (fr.auth_port, fr.acct_port, fr.pids)
+        for round_ in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {round_ + 1} of {args.rounds}", flush=True)
+            for kind in ("auth", "acct"):
+                if kind not in args.kinds:
+                    continue
+                for name, (auth_port, acct_port, pids) in ports.items():
+                    port = auth_port if kind == "auth" else acct_port
+                    runs.append(measure(args, name, kind, port, pids, db_pid))
     finally:
+        if proc is not None:
+            stop(proc)
+        if fr is not None:
+            fr.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    if "passerelle" in ports:
+        print(f"passerelle wrote {count(ours_url, 'SELECT count(*) FROM radpostauth')} "
+              f"auth log rows, {count(ours_url, 'SELECT count(*) FROM radacct')} sessions, "
+              f"{count(ours_url, 'SELECT count(*) FROM credit_entry')} ledger lines", flush=True)
+    if "freeradius" in ports:
+        print(f"freeradius wrote {count(fr_url, 'SELECT count(*) FROM radpostauth')} "
+              f"postauth rows, {count(fr_url, 'SELECT count(*) FROM radacct')} sessions",
+              flush=True)
     return runs
 
 
@@ -177,12 +188,16 @@ def table(runs: list[Run], duration: float) -> str:
             f"{r.server:<11} {r.kind:<5} {rate:>9.0f} {res['p50_ms']!s:>8} "
             f"{res['p99_ms']!s:>8} {res['lost']:>6} {r.server_cpu / duration:>6.2f}c "
             f"{r.db_cpu / duration:>5.2f}c {gen / duration:>5.2f}c {per:>10.0f}")
-    by = {(r.server, r.kind): r for r in runs}
+    rates: dict[tuple[str, str], list[float]] = {}
+    for r in runs:
+        rates.setdefault((r.server, r.kind), []).append(float(r.result["rate"]))  # type: ignore[arg-type]
     for kind in ("auth", "acct"):
-        ours, theirs = by.get(("passerelle", kind)), by.get(("freeradius", kind))
-        if ours and theirs and float(theirs.result["rate"]) > 0:  # type: ignore[arg-type]
-            ratio = float(ours.result["rate"]) / float(theirs.result["rate"])  # type: ignore[arg-type]
-            lines.append(f"ratio passerelle/freeradius {kind}: {ratio:.2f} (requests/s)")
+        ours, theirs = rates.get(("passerelle", kind)), rates.get(("freeradius", kind))
+        if ours and theirs and statistics.median(theirs) > 0:
+            ratio = statistics.median(ours) / statistics.median(theirs)
+            lines.append(f"ratio passerelle/freeradius {kind}: {ratio:.2f} (median requests/s "
+                         f"{statistics.median(ours):.0f} / {statistics.median(theirs):.0f} "
+                         f"over {len(ours)} run(s))")
     return "\n".join(lines)
 
 
@@ -198,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-rate", type=float, default=15000.0)
     p.add_argument("--source-port", type=int, default=47100,
                    help="first of the --sockets fixed source ports of the load generator")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measurements of each server and kind, alternating")
     p.add_argument("--servers", default="passerelle,freeradius")
     p.add_argument("--kinds", default="auth,acct")
     p.add_argument("--json", type=Path, help="also write the results here")
