@@ -131,11 +131,11 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(args: argparse.Namespace, url: str, host: str, cpu: str, expected: int,
+def wrk(args: argparse.Namespace, url: str, headers: list[str], cpu: str, expected: int,
         script: Path) -> dict[str, Any]:
     cmd = ["taskset", "-c", cpu, "wrk", "-t", str(args.threads), "-c", str(args.connections),
-           "-d", f"{args.duration}s", "--latency", "-s", str(script), "-H", f"Host: {host}",
-           url]
+           "-d", f"{args.duration}s", "--latency", "-s", str(script),
+           *[a for h in headers for a in ("-H", h)], url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                          env={**os.environ, "EXPECT": str(expected)}).stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -151,11 +151,34 @@ def wrk(args: argparse.Namespace, url: str, host: str, cpu: str, expected: int,
             "socket_errors": sock.group(1).strip() if sock else "", "cmd": " ".join(cmd)}
 
 
-def check_status(url: str, host: str, expected: int) -> None:
-    got = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H",
-                          f"Host: {host}", url], capture_output=True, text=True).stdout
-    if got != str(expected):
-        raise SystemExit(f"{url} (Host {host}) answered {got}, expected {expected}")
+def check_status(url: str, headers: list[str], expected: int, must_hold: str) -> None:
+    out = subprocess.run(["curl", "-sk", "-w", "\\n%{http_code}",
+                          *[a for h in headers for a in ("-H", h)], url],
+                         capture_output=True, text=True).stdout
+    body, _, got = out.rpartition("\n")
+    if got != str(expected) or must_hold not in body:
+        raise SystemExit(f"{url} ({headers}) answered {got} without {must_hold!r}")
+
+
+def browser_cookie(http_port: int, tmp: Path) -> str:
+    """Check in through the portal's form, as a browser: its session cookie
+    is what shows the key page in full (with the QR code)."""
+    base = f"http://127.0.0.1:{http_port}"
+    jar = tmp / "cookies"
+    common = ["curl", "-sS", "-H", f"Host: {HOSTNAME}", "-b", str(jar), "-c", str(jar)]
+    page = subprocess.run([*common, f"{base}/"], capture_output=True, text=True).stdout
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    if token is None:
+        raise SystemExit("no CSRF token on the check-in page")
+    subprocess.run([*common, "-o", "/dev/null", "--data-urlencode", f"csrf_token={token[1]}",
+                    "--data-urlencode", "login=alice@acme.example", "--data-urlencode",
+                    "password=x", "--data-urlencode", "accept=y", f"{base}/check-in"],
+                   check=True)
+    for line in jar.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) == 7 and fields[5] == "portal_session":
+            return f"portal_session={fields[6]}"
+    raise SystemExit("the check-in set no session cookie")
 
 
 def main() -> None:
@@ -200,6 +223,8 @@ def main() -> None:
         script = tmp / "status.lua"
         script.write_text(STATUS_CHECK)
         rows = []
+        control.check_out("127.0.0.1")
+        cookie = browser_cookie(http_port, tmp)  # leaves 127.0.0.1 checked in
         for name, scheme, host, path, checked_in, expected in SCENARIOS:
             if checked_in:
                 control.check_in("127.0.0.1", "alice@acme.example", "x")
@@ -207,8 +232,13 @@ def main() -> None:
                 control.check_out("127.0.0.1")
             port = http_port if scheme == "http" else https_port
             url = f"{scheme}://127.0.0.1:{port}{path}"
-            check_status(url, host, expected)
-            result = wrk(args, url, host, other, expected, script)
+            headers = [f"Host: {host}"]
+            must_hold = ""
+            if path == "/welcome":
+                headers.append(f"Cookie: {cookie}")
+                must_hold = "<svg"
+            check_status(url, headers, expected, must_hold)
+            result = wrk(args, url, headers, other, expected, script)
             rows.append((name, result))
             print(f"{name}: {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, "
                   f"p99 {result['p99']:.1f} ms, unexpected status {result['unexpected']} "
