@@ -64,17 +64,22 @@ def client_ip() -> str:
     return request.remote_addr or ""
 
 
+def _retried(call: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    # EAGAIN: the socket's listen queue was full and nothing was sent, so
+    # trying again is safe (the CLI's calls share that queue).
+    for pause in (0.005, 0.02, 0.1):
+        try:
+            return call(*args)
+        except BlockingIOError:
+            time.sleep(pause)
+    return call(*args)
+
+
 def ask(call: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """One call on the control socket, at most CONTROL_CALLS at once. EAGAIN
-    means its listen queue was full and nothing was sent, so trying again is
-    safe (the CLI's calls share that queue)."""
+    """A quick call on the control socket (who, check-out), at most
+    CONTROL_CALLS at once: bursts of probes would overflow its queue."""
     with portal().slots:
-        for pause in (0.005, 0.02, 0.1):
-            try:
-                return call(*args)
-            except BlockingIOError:
-                time.sleep(pause)
-        return call(*args)
+        return _retried(call, *args)
 
 
 def who() -> dict[str, Any]:
@@ -212,7 +217,9 @@ def check_in() -> BaseResponse:
         response.headers["Retry-After"] = str(math.ceil(wait))
         return response
     try:
-        granted = ask(p.control.check_in, ip, login, form.password.data or "")
+        # Not among the quick calls: it waits for the centre (seconds, when
+        # the centre is slow) and must not hold up the probes meanwhile.
+        granted = _retried(p.control.check_in, ip, login, form.password.data or "")
     except ControlError as exc:
         if exc.code not in NOT_ATTEMPTS:
             p.by_mac.failed(mac_key, now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class FakeDaemon:
         self.calls: list[tuple[str, ...]] = []
         self.down = False
         self.socket = Path()
+        self.hold: threading.Event | None = None  # check-ins wait for it: a slow centre
 
     def status(self) -> dict[str, Any]:
         return {"identifier": "axis-gw", "sessions": len(self.sessions_by_ip)}
@@ -58,6 +60,8 @@ class FakeDaemon:
 
     def check_in(self, ip: str, login: str, password: str, chap: bool) -> dict[str, Any]:
         self.calls.append(("check_in", ip, login))
+        if self.hold is not None:
+            self.hold.wait(10)
         if self.down:
             raise ControlError(503, "centre-unreachable", "the centre did not answer")
         if ip not in self.clients:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from passerelle.portal.probes import PROBES
 
-from .conftest import IP, PORTAL, SECURE, FakeDaemon, check_in, get
+from .conftest import IP, PORTAL, SECURE, FakeDaemon, check_in, csrf_token, get, post
 
 EXPECTED = {
     ("captive.apple.com", "/hotspot-detect.html"):
@@ -103,3 +106,31 @@ def test_api_when_the_daemon_is_down_says_captive(client: FlaskClient,
     daemon.socket.unlink()
     r = get(client, "/api/captive", base=SECURE)
     assert r.status_code == 200 and json.loads(r.get_data())["captive"] is True
+
+
+def test_probes_are_answered_while_check_ins_wait_for_a_slow_centre(
+        app: Flask, daemon: FakeDaemon) -> None:
+    check_in(app.test_client())
+    daemon.hold = threading.Event()
+    waiting = []
+    started = time.monotonic()
+    try:
+        for i in range(6):
+            browser = app.test_client()
+            token = csrf_token(get(browser, "/", ip="198.51.100.11").get_data(as_text=True))
+            data = {"csrf_token": token, "login": f"u{i}@x.example", "password": "p",
+                    "accept": "y"}
+            thread = threading.Thread(target=post, args=(browser, "/check-in", data),
+                                      kwargs={"ip": "198.51.100.11"})
+            thread.start()
+            waiting.append(thread)
+        while len([c for c in daemon.calls if c[0] == "check_in"]) < 7:
+            time.sleep(0.01)
+        r = get(app.test_client(), "/generate_204", base="http://connectivitycheck.gstatic.com")
+        assert r.status_code == 204
+        # Well under the control client's 5 s timeout, which would free a held call.
+        assert time.monotonic() - started < 3
+    finally:
+        daemon.hold.set()
+        for thread in waiting:
+            thread.join(10)
