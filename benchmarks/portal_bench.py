@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import procstat
+
 ROOT = Path(__file__).resolve().parent.parent
 HOSTNAME = "portal.bench.example"
 
@@ -238,11 +240,17 @@ def main() -> None:
                 headers.append(f"Cookie: {cookie}")
                 must_hold = "<svg"
             check_status(url, headers, expected, must_hold)
+            cpu_before = procstat.tree_cpu([portal.pid])
             result = wrk(args, url, headers, other, expected, script)
+            # The portal's own CPU per request: what one core it had to itself
+            # would serve, whatever else ran on the machine meanwhile.
+            used = procstat.tree_cpu([portal.pid]) - cpu_before
+            result["cpu_ms"] = used * 1000 / max(1, result["total"])
             rows.append((name, result))
             print(f"{name}: {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms, "
                   f"p99 {result['p99']:.1f} ms, unexpected status {result['unexpected']} "
                   f"of {result['total']} ({result['statuses'] or '-'}), "
+                  f"portal CPU {result['cpu_ms']:.2f} ms/request, "
                   f"socket errors: {result['socket_errors'] or 'none'}", flush=True)
         print()
         load = os.getloadavg()
@@ -251,11 +259,11 @@ def main() -> None:
         print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency "
               f"(on core {other}); portal on core {args.cpu}")
         print()
-        print("| scenario | requests/s | p50 ms | p99 ms | wrong status |")
-        print("|---|---:|---:|---:|---:|")
+        print("| scenario | requests/s | p50 ms | p99 ms | wrong status | portal CPU ms/req |")
+        print("|---|---:|---:|---:|---:|---:|")
         for name, r in rows:
             print(f"| {name} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | "
-                  f"{r['unexpected']} of {r['total']} |")
+                  f"{r['unexpected']} of {r['total']} | {r['cpu_ms']:.2f} |")
     finally:
         for proc in procs:
             proc.terminate()
