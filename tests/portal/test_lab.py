@@ -9,6 +9,7 @@ validated. Screenshots are kept under the test's tmp dir (paths printed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -106,6 +107,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
         # The client's resolver is the box (as DHCP would say): `ip netns exec`
         # binds /etc/netns/<namespace>/resolv.conf over /etc/resolv.conf.
         netns_etc = Path("/etc/netns") / lab.ns["client"]
+        made_parent = not netns_etc.parent.exists()
         netns_etc.mkdir(parents=True, exist_ok=True)
         (netns_etc / "resolv.conf").write_text(f"nameserver {lab.box_ipv4}\n")
         log = (tmp / "portal.log").open("w")
@@ -120,6 +122,9 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
         finally:
             log.close()
             shutil.rmtree(netns_etc, ignore_errors=True)
+            if made_parent:
+                with contextlib.suppress(OSError):
+                    netns_etc.parent.rmdir()
 
 
 def curl(box: Box, *args: str) -> subprocess.CompletedProcess[str]:
