@@ -270,6 +270,8 @@ class Gateway:
         except NoServer as exc:
             log.warning("check-in of %s at %s: the centre did not answer (%s)", login, ip, exc)
             raise Refused("centre-unreachable", "the centre did not answer") from None
+        except ValueError as exc:  # e.g. a password RADIUS cannot carry
+            raise Refused("bad-request", str(exc)) from None
         if not result.accepted:
             code, _, text = result.reply_message.partition(":")
             log.info("check-in of %s at %s refused: %s", login, ip, result.reply_message)

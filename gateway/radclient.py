@@ -106,6 +106,9 @@ class Backoff:
         return out
 
 
+AUTH_TRIES = 3
+
+
 class _Dropped(Exception):
     """A datagram that is not a valid answer to our request: ignore it."""
 
@@ -123,6 +126,10 @@ class RadiusClient:
         self.servers = tuple(servers)
         self.nas = nas
         self.backoff = Backoff(timeout, tries, max_timeout)
+        # A person waits at the portal for a check-in: at most three sends per
+        # server (2 + 4 + 8 s by default) before the next server is asked.
+        # Accounting waits in the spool and takes every try.
+        self.auth_backoff = Backoff(timeout, min(tries, AUTH_TRIES), max_timeout)
         self.dead_time = dead_time
         self.clock = clock
         self.wall_clock = wall_clock
@@ -144,7 +151,7 @@ class RadiusClient:
         for server in self._alive():
             request = self._access_request(server, login, password, calling, ipv4, chap)
             try:
-                reply = self._exchange(server, server.auth_port, request)
+                reply = self._exchange(server, server.auth_port, request, self.auth_backoff)
             except TimeoutError:
                 self._mark_dead(server, "authentication")
                 continue
@@ -227,14 +234,15 @@ class RadiusClient:
 
     # -- one exchange with one server --------------------------------------------
 
-    def _exchange(self, server: RadiusServer, port: int, request: rp.Packet) -> rp.Packet:
+    def _exchange(self, server: RadiusServer, port: int, request: rp.Packet,
+                  backoff: Backoff | None = None) -> rp.Packet:
         """Send ``request`` (retransmitting it unchanged) until a valid reply
         arrives; TimeoutError after the last try."""
         data = request.RequestPacket()
         family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.connect((server.host, port))
-            for attempt, wait in enumerate(self.backoff.waits()):
+            for attempt, wait in enumerate((backoff or self.backoff).waits()):
                 if attempt:
                     log.info("retransmitting id %d to %s:%d (try %d)", request.id,
                              server.host, port, attempt + 1)

@@ -183,7 +183,8 @@ class _Portal:
         try:
             return fn(*args)
         except Refused as exc:
-            status = 403 if exc.code not in ("unknown-client", "centre-unreachable") else 503
+            status = {"unknown-client": 503, "centre-unreachable": 503,
+                      "bad-request": 400}.get(exc.code, 403)
             raise ControlError(status, exc.code, exc.message) from None
 
     def status(self) -> dict[str, Any]:

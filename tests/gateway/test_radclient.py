@@ -533,3 +533,15 @@ def test_freeradius_accounting(freeradius: fr.FreeRadius) -> None:
     assert stop["Class"] == "0x" + b"fred-class\x00\x01\xff".hex()
     assert stop["Calling-Station-Id"] == "02-11-22-33-44-55".upper()
     assert int(stop["Acct-Delay-Time"]) >= 0
+
+
+def test_a_check_in_waits_for_three_sends_per_server_accounting_for_all(
+        peers: list[Peer]) -> None:
+    silent = peer(peers, None)
+    c = client(silent.server(), timeout=0.05, tries=5, max_timeout=0.1, dead_time=0)
+    with pytest.raises(NoServer):
+        c.authenticate("alice", "pw", mac=MAC, ipv4=IP)
+    assert len(silent.received) == 3, "a person at the portal is not kept waiting"
+    with pytest.raises(NoServer):
+        c.account(AccountingRecord(status="Start", session_id="S1", event_time=1.0))
+    assert len(silent.received) == 3 + 5
