@@ -176,3 +176,21 @@ def test_a_client_that_left_ends_as_lost_carrier(box: Box) -> None:
         box.lab.run("sw", "ip", "link", "set", "p-client2", "up")
     assert row.acctterminatecause == "Lost-Carrier"
     assert box.curl("client2").startswith("portal")
+
+
+def test_a_session_that_expires_while_the_daemon_is_down(box: Box) -> None:
+    with box.factory() as s, s.begin():
+        ledger.top_up(s, box.world.people["grace"], 3, seed.now())
+    result = box.control.check_in("198.51.100.11", "grace@acme.example", seed.PASSWORD)
+    assert box.curl("client2") == "upstream 203.0.113.2"
+    box.kill_daemon()
+    time.sleep(4)
+    assert box.curl("client2").startswith("portal"), "the kernel's timeout ended it"
+    box.start_daemon()
+    row = wait_for(lambda: [r for r in box.sessions("grace@acme.example")
+                            if r.acctsessionid == result["session_id"] and r.acctstoptime],
+                   what="Stop for the session that expired meanwhile", logs=box.read_logs)[0]
+    assert row.acctterminatecause == "Session-Timeout"
+    assert row.acctsessiontime <= 3
+    assert (row.acctstoptime - row.acctstarttime).total_seconds() <= 4
+    assert box.control.status()["sessions"] == 0
