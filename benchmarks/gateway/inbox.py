@@ -110,19 +110,19 @@ class CreateFirstFirewall(TimedFirewall):
         if rate_up is not None or rate_down is not None or ipv6:
             super().allow(mac, ipv4, ipv6, timeout, rate_up, rate_down)
             return
-        mac, key = normal_mac(mac), f"{normal_mac(mac)} . {ipv4}"
+        timed("nft allow", self._create_first, mac, ipv4, timeout)
+
+    def _create_first(self, mac: str, ipv4: str, timeout: int) -> None:
+        key = f"{normal_mac(mac)} . {ipv4}"
         script = "".join(f"create element {FAMILY} {TABLE} {name} {{ {k} timeout {timeout}s }}\n"
                          for name, k in (("allowed4", key), ("up4", key), ("down4", ipv4)))
-        start = time.perf_counter()
         try:
             self._script(script)
         except NftError as exc:
             if "File exists" not in str(exc):
                 raise
-            TIMES["nft allow"].append(time.perf_counter() - start)
-            super().allow(mac, ipv4, ipv6, timeout, rate_up, rate_down)
-            return
-        TIMES["nft allow"].append(time.perf_counter() - start)
+            # Already there (the transaction changed nothing): replace it.
+            Firewall.allow(self, mac, ipv4, (), timeout)
 
 
 class ProcArpClients(TimedClients):
