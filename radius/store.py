@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -264,6 +265,7 @@ class Outcome:
 
 # Columns an UPDATE may write (every one but the keys), in a fixed order.
 _WRITABLE = [c.name for c in _RADACCT.columns if c.name not in ("radacctid", "acctuniqueid")]
+_INSERTABLE = [c.name for c in _RADACCT.columns if c.name != "radacctid"]
 
 
 def _people_for(db: DB, records: list[accounting.Record]) -> tuple[dict[str, int], dict[str, int]]:
@@ -353,33 +355,36 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
             closing.append(row["class"])
         results.append((uid, False, charged, not change.closes))
     ids = {uid: row["radacctid"] for uid, row in rows.items() if uid not in created}
-    if created:
-        # A plain executemany (one statement shape, pipelined by psycopg);
-        # INSERT ... RETURNING of many rows would be a new statement per size.
-        insert_rows(db, _RADACCT, list(created.values()))
-        wanted_ids = {uid for uid, _, _ in charges if uid in created}
-        if wanted_ids:
-            ids.update({uid: int(rid) for rid, uid in db.execute(
-                select(_RADACCT.c.radacctid, _RADACCT.c.acctuniqueid)
-                .where(among(db, _RADACCT.c.acctuniqueid, wanted_ids)))})
     # Only the columns the batch's records set: fewer arrays to send, and a
     # handful of statement shapes (Starts only, Interims and Stops, ...).
     writable = [c for c in _WRITABLE if c in touched]
-    update_rows(db, _RADACCT, "radacctid", [
-        {"radacctid": rows[uid]["radacctid"], **{c: rows[uid][c] for c in writable}}
-        for uid in changed])
-    insert_rows(db, _CREDIT, [
-        {"person_id": person, "seconds": -seconds, "kind": CreditKind.charge.value,
-         "session_id": ids[uid], "created": now, "note": ""}
-        for uid, person, seconds in charges])
-    if closing:
-        db.execute(update(WifiKey).where(among(db, WifiKey.class_, set(closing)),
-                                         WifiKey.revoked.is_(None)).values(revoked=now))
+    updates = [{"radacctid": rows[uid]["radacctid"], **{c: rows[uid][c] for c in writable}}
+               for uid in changed]
     # Only a session that stays open can need a cut: the balance of people
     # whose charged sessions all closed in this batch is not needed.
     open_people = {rows[uid]["person_id"] for uid, ignored, charged, is_open in results
                    if charged and is_open and rows[uid]["person_id"] is not None}
-    balances = balances_of(db, open_people)
+    if db.get_bind().dialect.name == "postgresql":
+        new_ids, balances = _write_sessions_pg(db, list(created.values()), updates, writable,
+                                               charges, ids, set(closing), open_people, now)
+        ids.update(new_ids)
+    else:
+        if created:
+            insert_rows(db, _RADACCT, list(created.values()))
+            wanted_ids = {uid for uid, _, _ in charges if uid in created}
+            if wanted_ids:
+                ids.update({uid: int(rid) for rid, uid in db.execute(
+                    select(_RADACCT.c.radacctid, _RADACCT.c.acctuniqueid)
+                    .where(among(db, _RADACCT.c.acctuniqueid, wanted_ids)))})
+        update_rows(db, _RADACCT, "radacctid", updates)
+        insert_rows(db, _CREDIT, [
+            {"person_id": person, "seconds": -seconds, "kind": CreditKind.charge.value,
+             "session_id": ids[uid], "created": now, "note": ""}
+            for uid, person, seconds in charges])
+        if closing:
+            db.execute(update(WifiKey).where(among(db, WifiKey.class_, set(closing)),
+                                             WifiKey.revoked.is_(None)).values(revoked=now))
+        balances = balances_of(db, open_people)
     outcomes = []
     for uid, ignored, charged, is_open in results:
         row = rows.get(uid)
@@ -393,6 +398,71 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
                                 balance=balances.get(person) if charged and person else None,
                                 open=is_open))
     return outcomes
+
+
+def _write_sessions_pg(db: DB, created: list[dict[str, Any]], updates: list[dict[str, Any]],
+                       writable: list[str], charges: list[tuple[str, int, int]],
+                       ids: dict[str, int], closing: set[str], people: set[int],
+                       now: datetime) -> tuple[dict[str, int], dict[int, int]]:
+    """The writes of an accounting batch in ONE statement (data-modifying
+    CTEs): new sessions, updated sessions, ledger lines, revoked keys, and
+    the balances of ``people``. One round trip instead of five: under load
+    every round trip waits for the scheduler, twice.
+
+    Returns the ids of the new sessions and the balances after the batch
+    (the statement reads the ledger as it was before it, so the batch's own
+    charges are taken off here)."""
+    cast_ = partial(_array_type, db)
+    quote = partial(_quote, db)
+    params: dict[str, Any] = {"now": now, "closing": sorted(closing), "people": sorted(people)}
+    for name in _INSERTABLE:
+        params[f"i_{name}"] = [row[name] for row in created]
+    upd_cols = ["radacctid", *writable]
+    for name in upd_cols:
+        params[f"u_{name}"] = [row[name] for row in updates]
+    params["c_person"] = [person for _, person, _ in charges]
+    params["c_seconds"] = [-seconds for _, _, seconds in charges]
+    params["c_session"] = [ids.get(uid) for uid, _, _ in charges]
+    params["c_uid"] = [uid for uid, _, _ in charges]
+    inserts = ", ".join(f"CAST(:i_{n} AS {cast_(_RADACCT, n)})" for n in _INSERTABLE)
+    updated = ", ".join(f"CAST(:u_{n} AS {cast_(_RADACCT, n)})" for n in upd_cols)
+    aliases = ", ".join(f"c{i}" for i in range(len(upd_cols)))
+    sets = ", ".join(f"{quote(n)} = u.c{i + 1}" for i, n in enumerate(writable))
+    sql = f"""
+WITH ins AS (
+  INSERT INTO radacct ({", ".join(quote(n) for n in _INSERTABLE)})
+  SELECT * FROM unnest({inserts})
+  RETURNING radacctid, acctuniqueid
+), upd AS (
+  UPDATE radacct AS t SET {sets or "charged = t.charged"}
+  FROM unnest({updated}) AS u({aliases}) WHERE t.radacctid = u.c0
+), led AS (
+  INSERT INTO credit_entry (person_id, seconds, kind, session_id, created, note)
+  SELECT c.person, c.seconds, 'charge', COALESCE(c.session, ins.radacctid), :now, ''
+  FROM unnest(CAST(:c_person AS INTEGER[]), CAST(:c_seconds AS BIGINT[]),
+              CAST(:c_session AS BIGINT[]), CAST(:c_uid AS VARCHAR(32)[]))
+       AS c(person, seconds, session, uid)
+  LEFT JOIN ins ON ins.acctuniqueid = c.uid
+), rev AS (
+  UPDATE wifi_key SET revoked = :now
+  WHERE "class" = ANY(CAST(:closing AS VARCHAR(64)[])) AND revoked IS NULL
+)
+SELECT 'b', p.id, (SELECT coalesce(sum(e.seconds), 0) FROM credit_entry AS e
+                    WHERE e.person_id = p.id), NULL
+FROM person AS p WHERE p.id = ANY(CAST(:people AS INTEGER[]))
+UNION ALL
+SELECT 's', radacctid, NULL, acctuniqueid FROM ins"""
+    new_ids: dict[str, int] = {}
+    before: dict[int, int] = {}
+    for kind, key, total, uid in db.execute(text(sql), params):
+        if kind == "s":
+            new_ids[uid] = int(key)
+        else:
+            before[int(key)] = int(total or 0)
+    charged: dict[int, int] = {}
+    for _, person, seconds in charges:
+        charged[person] = charged.get(person, 0) + seconds
+    return new_ids, {p: left - charged.get(p, 0) for p, left in before.items()}
 
 
 def balances_of(db: DB, people: set[int]) -> dict[int, int]:
