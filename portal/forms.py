@@ -20,14 +20,22 @@ def _printable(form: Any, field: Any) -> None:
         raise ValidationError(_l("This field holds characters that cannot be typed."))
 
 
+def _octets(limit: int, message: Any) -> Any:
+    # RADIUS counts octets, not characters: "é" is two.
+    def check(form: Any, field: Any) -> None:
+        if len((field.data or "").encode()) > limit:
+            raise ValidationError(message)
+    return check
+
+
 class CheckInForm(FlaskForm):
     login = StringField(_l("Login (your e-mail address)"), validators=[
         DataRequired(_l("Enter your login.")),
-        Length(max=MAX_LOGIN, message=_l("The login is too long.")), _printable],
+        _octets(MAX_LOGIN, _l("The login is too long.")), _printable],
         filters=[lambda v: v.strip() if isinstance(v, str) else v])
     password = PasswordField(_l("Password"), validators=[
         DataRequired(_l("Enter your password.")),
-        Length(max=MAX_PASSWORD, message=_l("The password is too long.")), _printable])
+        _octets(MAX_PASSWORD, _l("The password is too long.")), _printable])
     accept = BooleanField(_l("I accept the terms of use."), validators=[
         DataRequired(_l("Accept the terms of use to check in."))])
     to = HiddenField(validators=[Length(max=MAX_TOKEN)])

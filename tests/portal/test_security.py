@@ -145,6 +145,8 @@ HOSTILE_FORMS = [
     {"login": "a" * 100_000, "password": "x"},  # over MAX_CONTENT_LENGTH
     {"login": "a" * 300, "password": "x"},
     {"login": LOGIN, "password": "p" * 129},
+    {"login": LOGIN, "password": "é" * 65},  # 65 characters, 130 octets
+    {"login": "é" * 127 + "@x", "password": PASSWORD},
     {"login": "al\x00ice@acme.example", "password": PASSWORD},
     {"login": LOGIN, "password": "pass\r\nword"},
     {"login": "\x1b[31m", "password": "\x7f"},
