@@ -191,6 +191,18 @@ class Handler:
         replies for retransmissions, drops for bad datagrams."""
         now_ts = self.clock()
         admitted = Batch(now_ts)
+        try:
+            self._admit_all(batch, admitted)
+        except BaseException:
+            # A bug in a check must not leave keys in flight for ever: their
+            # retransmissions would wait for a reply that never comes.
+            for item in admitted.work:
+                self._in_flight.pop(item.key, None)
+            raise
+        return admitted
+
+    def _admit_all(self, batch: list[Datagram], admitted: Batch) -> None:
+        now_ts = admitted.now_ts
         for dgram in batch:
             key = dgram.port.encode() + repr(dgram.addr).encode() + dgram.data[:20]
             cached = self.duplicates.get(key, now_ts)
@@ -209,7 +221,6 @@ class Handler:
             if item is not None:
                 self._in_flight[key] = []
                 admitted.work.append(item)
-        return admitted
 
     def run(self, admitted: Batch) -> None:
         """The database work of a batch, in one transaction. Safe to call
