@@ -16,13 +16,13 @@ def portal() -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               default=Path("/etc/passerelle/gateway.toml"), show_default=True,
               help="The box's TOML configuration (the portal's keys are in [portal]).")
-@click.option("--listen", default=None, help="Address to serve on; default: the box's LAN "
-                                             "address.")
+@click.option("--listen", multiple=True, help="Address to serve on (repeat for several); "
+                                             "default: the box's LAN IPv4 address.")
 @click.option("--http-port", type=click.IntRange(1, 65535), default=None,
               help="Default: portal.http_port.")
 @click.option("--https-port", type=click.IntRange(1, 65535), default=None,
               help="Default: portal.https_port.")
-def run(config_path: Path, listen: str | None, http_port: int | None,
+def run(config_path: Path, listen: tuple[str, ...], http_port: int | None,
         https_port: int | None) -> None:
     """Serve the portal on HTTP and HTTPS until SIGTERM; it talks only to
     the gateway daemon's control socket."""
@@ -39,7 +39,9 @@ def run(config_path: Path, listen: str | None, http_port: int | None,
     cert, key = ensure_certificate(config.portal_hostname, config.state_dir, config.cert_file,
                                    config.key_file)
     app = create_app(settings, ControlClient(config.control_socket, timeout=15))
-    serve(app, listen or config.box_ipv4, http_port or config.portal_http_port,
+    # IPv4 only by default: the daemon knows sessions by IPv4 address, so a
+    # request over IPv6 could not be matched to its client (docs/portal.md).
+    serve(app, list(listen) or [config.box_ipv4], http_port or config.portal_http_port,
           https_port or config.portal_https_port, server_context(cert, key))
 
 

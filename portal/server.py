@@ -88,18 +88,19 @@ def stop(servers: tuple[_Server, ...]) -> None:
         s.server_close()
 
 
-def serve(app: Flask, host: str, http_port: int, https_port: int,
+def serve(app: Flask, hosts: list[str], http_port: int, https_port: int,
           context: ssl.SSLContext) -> None:
-    """Serve until SIGTERM or SIGINT."""
-    servers = make_servers(app, host, http_port, https_port, context)
+    """Serve on each of ``hosts`` until SIGTERM or SIGINT."""
+    servers: tuple[_Server, ...] = ()
+    for host in hosts:
+        servers += make_servers(app, host, http_port, https_port, context)
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopped.set())
     start(servers)
-    log.info("portal listening on http://%s:%d and https://%s:%d", host, servers[0].port,
-             host, servers[1].port)
-    print(f"portal listening on {host}:{servers[0].port} and {host}:{servers[1].port}",
-          flush=True)
+    where = ", ".join(f"{s.host}:{s.port}" for s in servers)
+    log.info("portal listening on %s", where)
+    print(f"portal listening on {where}", flush=True)
     try:
         stopped.wait()
     finally:

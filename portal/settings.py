@@ -19,6 +19,7 @@ class PortalSettings:
     ssid: str
     site_name: str
     box_ipv4: str
+    box_ipv6: str = ""  # the LAN's IPv6 address, when it has one
     venue_url: str = ""
     terms_url: str = ""
     # Send captive clients to the HTTPS portal: only with a certificate the
@@ -34,6 +35,7 @@ class PortalSettings:
         return cls(hostname=config.portal_hostname, http_port=config.portal_http_port,
                    https_port=config.portal_https_port, api_url=config.portal_api_url,
                    ssid=config.ssid, site_name=config.site_name, box_ipv4=config.box_ipv4,
+                   box_ipv6=str(config.lan_address6.ip) if config.lan_address6 else "",
                    venue_url=config.venue_url, terms_url=config.terms_url,
                    https_portal=config.cert_file is not None)
 
@@ -47,6 +49,12 @@ class PortalSettings:
         """Where captive clients are sent. Plain HTTP goes to port 80 of the
         box, which its table sends on to the portal's HTTP port."""
         return self.secure_url if self.https_portal else f"http://{self.hostname}/"
+
+    @property
+    def own_hosts(self) -> tuple[str, ...]:
+        """Host names (as probes.host_name gives them) that mean the portal itself."""
+        hosts = (self.hostname.lower(), self.box_ipv4)
+        return (*hosts, f"[{self.box_ipv6}]") if self.box_ipv6 else hosts
 
     @property
     def api_path(self) -> str:

@@ -97,8 +97,7 @@ def who() -> dict[str, Any]:
 # --- the Host a request carries ------------------------------------------------
 
 def _is_portal_host(host: str) -> bool:
-    settings = portal().settings
-    return probes.host_name(host) in (settings.hostname.lower(), settings.box_ipv4)
+    return probes.host_name(host) in portal().settings.own_hosts
 
 
 @bp.before_app_request

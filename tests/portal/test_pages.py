@@ -178,8 +178,10 @@ def test_form_errors_are_400_with_messages(client: FlaskClient) -> None:
     assert 'aria-invalid="true"' in body
 
 
-def test_the_portal_is_also_reached_by_the_box_address(client: FlaskClient) -> None:
-    r = get(client, "/", base="http://198.51.100.1:8080")
+@pytest.mark.parametrize("base", ["http://198.51.100.1:8080", "http://[2001:db8:1::1]:8080"])
+def test_the_portal_is_also_reached_by_the_box_addresses(client: FlaskClient,
+                                                         base: str) -> None:
+    r = get(client, "/", base=base)
     assert r.status_code == 200 and 'name="login"' in r.get_data(as_text=True)
 
 

@@ -238,8 +238,19 @@ def test_settings_from_the_gateway_config(tmp_path: Path) -> None:
     assert s.secure_url == "https://portal.axis.example/"
     assert s.portal_url == "http://portal.axis.example/", "no trusted certificate: plain HTTP"
     assert s.api_path == "/api/captive"
+    assert s.own_hosts == ("portal.axis.example", "198.51.100.1")
     real = _settings(tmp_path, 'cert_file = "c.pem"\nkey_file = "k.pem"')
     assert real.portal_url == "https://portal.axis.example/"
+
+
+def test_settings_with_an_ipv6_lan(tmp_path: Path) -> None:
+    text = CONFIG.format(extra="").replace('address = "198.51.100.1/24"',
+                                           'address = "198.51.100.1/24"\n'
+                                           'address6 = "2001:db8:1::1/64"')
+    interfaces = Interfaces("wan", ("lan", "wan"), {"lan": ("198.51.100.1/24",)})
+    s = PortalSettings.from_config(parse(text, tmp_path, interfaces))
+    assert s.box_ipv6 == "2001:db8:1::1"
+    assert s.own_hosts == ("portal.axis.example", "198.51.100.1", "[2001:db8:1::1]")
 
 
 # --- the command ----------------------------------------------------------------------
