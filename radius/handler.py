@@ -366,9 +366,16 @@ class Handler:
                 log.warning("dropped Access-Request for %r: User-Password of %d octets",
                             username, len(raw))
                 return None
-            if account is not None:
+            clear = protocol.decrypt_user_password(raw, pkt.secret, pkt.authenticator)
+            if clear is None:
+                log.info("User-Password for %r is not UTF-8 text: refused", username)
+            elif account is not None:
                 password_ok = self.passwords.check(account.person_id, account.password_hash,
-                                                   pkt.PwDecrypt(raw), self.clock())
+                                                   clear, self.clock())
+            else:
+                # An unknown login costs what a wrong password costs: the
+                # answer's timing must not tell which logins exist.
+                passwords.spend_verification(clear)
         elif chap:
             if account is not None and account.chap_secret:
                 clear = passwords.open_chap_secret(account.chap_secret)

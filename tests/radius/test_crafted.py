@@ -122,6 +122,15 @@ def test_password_longer_than_128_octets_dropped(server, auth_client) -> None:
     assert "User-Password of 144 octets" in server.logs()
 
 
+def test_password_octets_that_are_not_text_are_refused(server, auth_client) -> None:
+    # pyrad's decoder drops the \xff and would see the right password.
+    password = seed.PASSWORD.encode()
+    pkt = auth_client.access_request("alice@acme.example", password[:4] + b"\xff" + password[4:])
+    _, reply = auth_client.exchange(pkt)
+    assert reply is not None and reply.code == protocol.ACCESS_REJECT
+    assert "is not UTF-8 text" in server.logs()
+
+
 def test_unknown_client_dropped(db_url, engine, world, tmp_path) -> None:
     # The only gateway is 127.0.0.1; send from 127.0.0.2.
     srv = start_server(db_url, tmp_path)
