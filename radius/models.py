@@ -162,7 +162,8 @@ class CreditEntry(Base):
     negative for a charge. Charges point at the session they pay for."""
 
     __tablename__ = "credit_entry"
-    __table_args__ = (Index("ix_credit_entry_person", "person_id"),)
+    # (person, seconds): the balance is a sum the index alone answers.
+    __table_args__ = (Index("ix_credit_entry_person_seconds", "person_id", "seconds"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
     seconds: Mapped[int] = mapped_column(BigInteger)
@@ -242,7 +243,8 @@ class AuthLog(Base):
     """Every authentication decision, like FreeRADIUS's ``radpostauth``."""
 
     __tablename__ = "radpostauth"
-    __table_args__ = (Index("ix_radpostauth_authdate", "authdate"),)
+    __table_args__ = (Index("ix_radpostauth_authdate", "authdate"),
+                      Index("ix_radpostauth_class", "class"))
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True)
     username: Mapped[str] = mapped_column(String(253))

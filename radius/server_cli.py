@@ -33,14 +33,17 @@ def radius() -> None:
               help="Idle-Timeout sent in every Access-Accept (seconds).")
 @click.option("--interim-interval", default=300, show_default=True, type=click.IntRange(60),
               help="Acct-Interim-Interval sent in every Access-Accept (seconds, >= 60).")
+@click.option("--db-threads", default=2, show_default=True, type=click.IntRange(1, 16),
+              help="Batches each worker keeps at the database at once.")
 def serve_command(db_url: str | None, listen: str, auth_port: int, acct_port: int,
-                  workers: int, idle_timeout: int, interim_interval: int) -> None:
+                  workers: int, idle_timeout: int, interim_interval: int,
+                  db_threads: int) -> None:
     """Answer RADIUS authentication and accounting."""
     url = db_url or db.default_url()
     settings = HandlerSettings(policy=Settings(idle_timeout=idle_timeout,
                                                interim_interval=interim_interval))
     serve(ServerConfig(db_url=url, listen=listen, auth_port=auth_port, acct_port=acct_port,
-                       workers=workers, settings=settings))
+                       workers=workers, settings=settings, db_threads=db_threads))
 
 
 def _find_session(db_url: str | None, ref: str) -> tuple[Session, Gateway]:

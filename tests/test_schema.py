@@ -21,3 +21,17 @@ def test_models_and_migrations_agree(engine) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
     assert alembic_config(engine).get_main_option("script_location")
+
+
+def test_every_migration_goes_down_and_up_again(engine) -> None:
+    from alembic import command
+
+    from passerelle.radius.db import upgrade
+
+    cfg = alembic_config(engine)
+    command.downgrade(cfg, "0001")
+    assert "ix_credit_entry_person" in {i["name"] for i in inspect(engine).get_indexes(
+        "credit_entry")}
+    upgrade(engine)
+    names = {i["name"] for i in inspect(engine).get_indexes("credit_entry")}
+    assert names == {"ix_credit_entry_person_seconds"}
