@@ -6,7 +6,8 @@ set -euo pipefail
 want=(python3 python3-venv python3-dev gcc freeradius-utils nftables dnsmasq iproute2
       isc-dhcp-client curl iperf3 tcpdump procps)
 if [ "${1:-test}" = test ]; then
-    want+=(postgresql freeradius freeradius-postgresql radsecproxy chromium wrk)
+    want+=(postgresql freeradius freeradius-postgresql radsecproxy chromium wrk
+           zbar-tools)
 fi
 missing=()
 for pkg in "${want[@]}"; do

@@ -127,6 +127,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # The default backlog of 5 overflowed when many clients arrived at once.
+    request_queue_size = 64
 
     def __init__(self, path: Path, backend: Backend) -> None:
         self.backend = backend

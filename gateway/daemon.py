@@ -263,7 +263,8 @@ class Gateway:
         with self._lock:
             current = self._session_of(ip)
             if current is not None and current.mac == mac:
-                return self._describe(current)
+                # Never hand out a session (and its key) without credentials.
+                raise Refused("already-checked-in", f"{ip} has a session already")
         try:
             result: AuthResult = self.radius.authenticate(login, password, mac=mac, ipv4=ip,
                                                           chap=chap)

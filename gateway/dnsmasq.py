@@ -154,8 +154,9 @@ def render(plan: DhcpPlan) -> str:
         lines.append(f'dhcp-option=114,"{plan.portal_api_url}"')
         host = portal_host(plan.portal_api_url)
         if host:
-            addrs = ",".join(a for a in (plan.box_ipv4, plan.box_ipv6) if a)
-            lines.append(f"host-record={host},{addrs}")
+            # IPv4 only: sessions are known by the client's IPv4 address, so
+            # the portal must see the client arrive over IPv4.
+            lines.append(f"host-record={host},{plan.box_ipv4}")
     if plan.box_ipv6:
         lines += [
             "enable-ra",

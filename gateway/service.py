@@ -183,8 +183,8 @@ class _Portal:
         try:
             return fn(*args)
         except Refused as exc:
-            status = {"unknown-client": 503, "centre-unreachable": 503,
-                      "bad-request": 400}.get(exc.code, 403)
+            status = {"unknown-client": 503, "centre-unreachable": 503, "bad-request": 400,
+                      "already-checked-in": 409}.get(exc.code, 403)
             raise ControlError(status, exc.code, exc.message) from None
 
     def status(self) -> dict[str, Any]:

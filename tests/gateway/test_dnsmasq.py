@@ -59,7 +59,7 @@ def test_render_captive_portal_options_and_host() -> None:
     six = lines(render(DhcpPlan(**{**PLAN.__dict__, "box_ipv6": "2001:db8:1::1"})))
     assert {"enable-ra", f'dhcp-option=option6:103,"{API}"',
             "dhcp-range=lan,::,constructor:lan,ra-stateless,64,600",
-            "host-record=portal.lab,198.51.100.1,2001:db8:1::1"} <= six
+            "host-record=portal.lab,198.51.100.1"} <= six
     assert portal_host("https://198.51.100.1:8443/api") is None
     assert not any(line.startswith("dhcp-option=114") for line in
                    lines(render(DhcpPlan(**{**PLAN.__dict__, "portal_api_url": ""}))))
