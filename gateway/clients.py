@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger("passerelle.gateway")
@@ -43,9 +44,29 @@ def normalise_mac(value: str) -> str:
     return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
 
 
+ARP_TABLE = Path("/proc/net/arp")
+ATF_COM = 0x2  # the entry is complete
+
+
+def arp_table(lan_if: str, text: str | None = None) -> dict[str, str]:
+    """The kernel's IPv4 neighbours on ``lan_if``, from /proc/net/arp: ip ->
+    mac. Read at every check-in, so no subprocess (0.3 ms instead of 5)."""
+    if text is None:
+        text = ARP_TABLE.read_text()
+    table = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        # IP address, HW type, Flags, HW address, Mask, Device
+        if len(fields) >= 6 and fields[5] == lan_if and int(fields[2], 16) & ATF_COM:
+            table[fields[0]] = normalise_mac(fields[3])
+    return table
+
+
 def neighbours(lan_if: str, family: str = "-4") -> dict[str, str]:
     """The kernel's neighbour table on ``lan_if``: ip -> mac (IPv4, or IPv6
     with ``family="-6"``)."""
+    if family == "-4":
+        return arp_table(lan_if)
     out = subprocess.run(["ip", family, "-j", "neigh", "show", "dev", lan_if],
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:

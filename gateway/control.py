@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
 class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     # The default backlog of 5 overflowed when many clients arrived at once.
-    request_queue_size = 64
+    request_queue_size = 128
 
     def __init__(self, path: Path, backend: Backend) -> None:
         self.backend = backend

@@ -201,8 +201,16 @@ class Gateway:
                                 session.session_id, session.ipv4)
                     left = session.time_left(now)
                     actions = [sm.Allow(session, left if left is not None else sm.NO_TIMEOUT)]
-                if actions or entry is not None:
+                if actions:
                     self._carry_out(session, actions)
+                else:
+                    # Counters alone are not written at every sweep (one fsync per
+                    # session): they are saved with the next interim, and after a
+                    # daemon restart the kernel still holds them.
+                    before = self._open[session.session_id]
+                    self._open[session.session_id] = session
+                    if session.carried != before.carried:
+                        self.store.save(session)
 
     def follow_ipv6(self) -> None:
         """Let a checked-in client's new IPv6 addresses through (privacy

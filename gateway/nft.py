@@ -333,6 +333,15 @@ def _rates(mac: str, ipv4: str, ipv6: Sequence[str], secs: int, rate_up: int | N
     return lines
 
 
+def create_script(mac: str, ipv4: str, ipv6: Sequence[str], timeout: int) -> str:
+    """One transaction that adds a client with no entry yet; it fails as a
+    whole ("File exists") when one of its elements is already there."""
+    mac, ipv4, v6 = _client(mac, ipv4, ipv6)
+    secs = _timeout(timeout)
+    return "".join(f"create element {FAMILY} {TABLE} {name} {{ {key} timeout {secs}s }}\n"
+                   for name, key in _elements(mac, ipv4, v6))
+
+
 def allow_script(mac: str, ipv4: str, ipv6: Sequence[str], timeout: int,
                  rate_up: int | None = None, rate_down: int | None = None) -> str:
     """One transaction that (re)places a client: a new session, new counters,
@@ -538,7 +547,19 @@ class Firewall:
               rate_up: int | None = None, rate_down: int | None = None) -> None:
         """Let the client through for ``timeout`` seconds, counters from zero,
         capped at ``rate_up``/``rate_down`` bit/s when given."""
-        self._script(allow_script(mac, ipv4, ipv6, timeout, rate_up, rate_down))
+        created = False
+        if rate_up is None and rate_down is None:
+            # The common case, a new client: one `create` transaction, which
+            # needs no look at the sets (3-12 ms instead of 15-18 ms; it runs
+            # under the daemon's lock, so it bounds the check-in rate).
+            try:
+                self._script(create_script(mac, ipv4, ipv6, timeout))
+                created = True
+            except NftError as exc:
+                if "File exists" not in str(exc):
+                    raise
+        if not created:
+            self._script(allow_script(mac, ipv4, ipv6, timeout, rate_up, rate_down))
         log.info("allowed %s %s %s for %ss", normal_mac(mac), ipv4, " ".join(ipv6), timeout)
 
     def revoke(self, mac: str, ipv4: str, ipv6: Sequence[str] = ()) -> None:

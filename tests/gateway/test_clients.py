@@ -61,3 +61,17 @@ def test_watcher_sees_arp_and_probes_answer(lab: Lab) -> None:
     assert found["absent"] is None
     assert found["present"] is True and found["gone"] is False
     assert found["neigh"].get("198.51.100.10") == lab.mac["client"]
+
+
+def test_arp_table_keeps_complete_entries_of_the_lan() -> None:
+    from passerelle.gateway.clients import arp_table
+
+    text = (
+        "IP address       HW type     Flags       HW address            Mask     Device\n"
+        "198.51.100.10    0x1         0x2         02:50:00:00:00:10     *        lan\n"
+        "198.51.100.11    0x1         0x0         00:00:00:00:00:00     *        lan\n"
+        "203.0.113.1      0x1         0x2         02:aa:00:00:00:01     *        wan\n"
+        "198.51.100.12    0x1         0x6         02:50:00:00:00:12     *        lan\n"
+    )
+    assert arp_table("lan", text) == {"198.51.100.10": "02:50:00:00:00:10",
+                                      "198.51.100.12": "02:50:00:00:00:12"}

@@ -19,6 +19,7 @@ from passerelle.gateway.nft import (
     Plan,
     allow_script,
     check_plan,
+    create_script,
     join_clients,
     limit_stmt,
     normal_mac,
@@ -293,3 +294,29 @@ def test_portable_timeout_update_keeps_counters(lab: Lab, fw: Firewall) -> None:
     with pytest.raises(NotAllowed):
         fw.set_rates(MAC, "198.51.100.10", [], 1_000_000, None)
     assert fw.clients() == []
+
+
+def test_create_script_adds_every_element_at_once() -> None:
+    script = create_script("02:50:00:00:00:10", "198.51.100.10", ["2001:db8:1::10"], 60)
+    lines = script.splitlines()
+    assert len(lines) == 6 and all(line.startswith("create element inet passerelle ")
+                                   for line in lines)
+    assert "allowed4 { 02:50:00:00:00:10 . 198.51.100.10 timeout 60s }" in script
+    assert "down6 { 2001:db8:1::10 timeout 60s }" in script
+    with pytest.raises(ValueError):
+        create_script("02:50:00:00:00:10", "198.51.100.10", (), 0)
+
+
+def test_allow_twice_replaces_the_entry(lab: Lab) -> None:
+    """The second allow of a client finds its elements (create fails) and
+    replaces them: counters from zero, the new timeout."""
+    fw = Firewall(Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4),
+                  netns=lab.ns["gw"])
+    fw.apply()
+    try:
+        fw.allow(lab.mac["client"], lab.ipv4["client"], timeout=100)
+        fw.allow(lab.mac["client"], lab.ipv4["client"], timeout=50)
+        (entry,) = fw.clients()
+        assert 45 <= entry.expires_in <= 50
+    finally:
+        fw.remove()
