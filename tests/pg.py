@@ -35,9 +35,10 @@ def _free_port() -> int:
 
 class Cluster:
     def __init__(self) -> None:
-        self.bindir = _bindir()
-        if self.bindir is None:
+        bindir = _bindir()
+        if bindir is None:
             raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+        self.bindir: Path = bindir
         self.dir = Path(tempfile.mkdtemp(prefix="passerelle-pg-"))
         self.port = _free_port()
         self.user: str | None = None
