@@ -23,6 +23,8 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
+from tests.need import stop
+
 BINARY = "freeradius"
 MODS_CONFIG = "/etc/freeradius/3.0/mods-config"
 
@@ -175,12 +177,7 @@ class FreeRadius:
         return [self.proc.pid]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .nft import normal_mac
+
 log = logging.getLogger("passerelle.gateway")
 
 SNIFF_FILTER = "arp or (udp and (port 67 or port 68))"
@@ -36,14 +38,6 @@ class Seen:
     at: float
 
 
-def normalise_mac(value: str) -> str:
-    """aa:bb:cc:dd:ee:ff, the spelling nftables and the kernel use."""
-    digits = "".join(c for c in value.lower() if c in "0123456789abcdef")
-    if len(digits) != 12:
-        raise ValueError(f"not a MAC address: {value!r}")
-    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
-
-
 ARP_TABLE = Path("/proc/net/arp")
 ATF_COM = 0x2  # the entry is complete
 
@@ -58,7 +52,7 @@ def arp_table(lan_if: str, text: str | None = None) -> dict[str, str]:
         fields = line.split()
         # IP address, HW type, Flags, HW address, Mask, Device
         if len(fields) >= 6 and fields[5] == lan_if and int(fields[2], 16) & ATF_COM:
-            table[fields[0]] = normalise_mac(fields[3])
+            table[fields[0]] = normal_mac(fields[3])
     return table
 
 
@@ -76,7 +70,7 @@ def neighbours(lan_if: str, family: str = "-4") -> dict[str, str]:
     for entry in json.loads(out.stdout or "[]"):
         mac = entry.get("lladdr")
         if mac and "FAILED" not in entry.get("state", []):
-            table[entry["dst"]] = normalise_mac(mac)
+            table[entry["dst"]] = normal_mac(mac)
     return table
 
 
@@ -131,7 +125,7 @@ class Clients:
 
     def _note(self, ip: str, mac: str) -> None:
         with self._lock:
-            self._seen[ip] = Seen(normalise_mac(mac), self._clock())
+            self._seen[ip] = Seen(normal_mac(mac), self._clock())
 
     # --- queries -----------------------------------------------------------------
 
@@ -143,7 +137,7 @@ class Clients:
             return mac
         for lease in self._leases():
             if lease.ipv4 == ip:
-                return normalise_mac(lease.mac)
+                return normal_mac(lease.mac)
         with self._lock:
             seen = self._seen.get(ip)
         return seen.mac if seen else self.ask_arp(ip)
@@ -161,7 +155,7 @@ class Clients:
             return None
         for _, reply in answered:
             if reply[ARP].psrc == ip:
-                return normalise_mac(reply[ARP].hwsrc)
+                return normal_mac(reply[ARP].hwsrc)
         return None
 
     def ipv6_of(self, mac: str) -> tuple[str, ...]:
@@ -174,7 +168,7 @@ class Clients:
         return tuple(sorted(found))
 
     def has_lease(self, ip: str, mac: str) -> bool:
-        return any(lease.ipv4 == ip and normalise_mac(lease.mac) == mac
+        return any(lease.ipv4 == ip and normal_mac(lease.mac) == mac
                    for lease in self._leases())
 
     def recently_seen(self, ip: str, mac: str, within: float) -> bool:
@@ -192,7 +186,7 @@ class Clients:
         except OSError as exc:
             log.warning("ARP probe of %s on %s failed: %s", ip, self.lan_if, exc)
             return True  # cannot tell: never cut a session on our own error
-        return any(normalise_mac(r[1][ARP].hwsrc) == mac for r in answered)
+        return any(normal_mac(r[1][ARP].hwsrc) == mac for r in answered)
 
     def present(self, ip: str, mac: str) -> bool:
         """Still on the LAN: holds its lease, or answers ARP."""

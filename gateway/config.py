@@ -20,18 +20,11 @@ from typing import Any
 
 from passerelle.errors import UserError
 
+from .radclient import RadiusServer
+
 
 class ConfigError(UserError):
     """A bad or contradictory configuration; the message names the key."""
-
-
-@dataclass(frozen=True)
-class Server:
-    host: str
-    secret: bytes
-    auth_port: int = 1812
-    acct_port: int = 1813
-    require_message_authenticator: bool = True
 
 
 @dataclass(frozen=True)
@@ -57,7 +50,7 @@ class Config:
     terms_url: str
     cert_file: Path | None
     key_file: Path | None
-    servers: tuple[Server, ...]
+    servers: tuple[RadiusServer, ...]
     radius_timeout: float
     radius_tries: int
     dead_time: float
@@ -412,7 +405,7 @@ def _checked(table: _Table, key: str, default: str, check: Callable[[str], str])
         raise ConfigError(f"{table.name(key)}: {value!r} is not an IP address") from None
 
 
-def _servers(raw: Any, base: Path) -> list[Server]:
+def _servers(raw: Any, base: Path) -> list[RadiusServer]:
     if not raw:
         raise ConfigError("radius.servers: at least one [[radius.servers]] is required")
     if not isinstance(raw, list):
@@ -440,7 +433,7 @@ def _servers(raw: Any, base: Path) -> list[Server]:
                 raise ConfigError(f"{prefix}.secret_file: {exc.strerror}: {secret_file}") from None
         if not secret:
             raise ConfigError(f"{prefix}.secret: must not be empty (RFC 2865 3)")
-        servers.append(Server(
+        servers.append(RadiusServer(
             host=host,
             secret=secret.encode(),
             auth_port=t.number("auth_port", int, 1812, 1, 65535),

@@ -43,6 +43,7 @@ from pyrad import packet as rp
 
 from passerelle.radius import protocol
 
+from .nft import normal_mac
 from .radclient import NasIdentity
 
 log = logging.getLogger("passerelle.gateway")
@@ -313,7 +314,7 @@ def _selector(request: rp.Packet) -> Selector:
     calling = _text(request, CALLING_STATION_ID, "Calling-Station-Id")
     if calling is not None:
         try:
-            calling = protocol.normalise_mac(calling).replace("-", ":")
+            calling = normal_mac(calling)
         except ValueError as exc:
             raise Refuse(INVALID_ATTRIBUTE_VALUE, f"Calling-Station-Id {calling!r} is not "
                                                   "a MAC address") from exc

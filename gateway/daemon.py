@@ -353,14 +353,10 @@ class Gateway:
                 continue
             if selector.framed_ip is not None and s.ipv4 != selector.framed_ip:
                 continue
-            if selector.calling_station_id is not None:
-                try:
-                    from .clients import normalise_mac
-
-                    if normalise_mac(selector.calling_station_id) != s.mac:
-                        continue
-                except ValueError:
-                    continue
+            # The DAE server gives Calling-Station-Id in our spelling, aa:bb:...
+            if (selector.calling_station_id is not None
+                    and selector.calling_station_id != s.mac):
+                continue
             found.append(s)
         return found
 

@@ -43,6 +43,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from passerelle.radius.protocol import normalise_mac
+
 log = logging.getLogger("passerelle.gateway")
 
 TABLE = "passerelle"
@@ -56,7 +58,6 @@ CHAINS = ("pre_nat", "captive_nat", "post_nat", "forward", "from_lan", "to_lan",
           "lan_in", "input", "refuse")
 GARDEN_DNS_TIMEOUT = "1d"
 _IFNAME = re.compile(r"^[A-Za-z0-9_.@:-]{1,15}$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 class NftError(RuntimeError):
@@ -100,12 +101,9 @@ class Allowed:
 
 
 def normal_mac(mac: str) -> str:
-    """aa:bb:cc:dd:ee:ff from any common spelling; ValueError otherwise."""
-    digits = re.sub(r"[^0-9a-fA-F]", "", mac).lower()
-    spelled = ":".join(digits[i:i + 2] for i in range(0, 12, 2))
-    if len(digits) != 12 or not _MAC.match(spelled) or len(mac) > 17:
-        raise ValueError(f"not a MAC address: {mac!r}")
-    return spelled
+    """aa:bb:cc:dd:ee:ff (the kernel's and nftables' spelling) from any
+    spelling RADIUS knows; ValueError otherwise."""
+    return normalise_mac(mac).replace("-", ":")
 
 
 def _ip(value: str, version: int) -> str:

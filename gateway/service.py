@@ -25,7 +25,7 @@ from .dae_server import DaeServer
 from .daemon import Gateway, Refused, table_exists
 from .dnsmasq import DhcpPlan, Dnsmasq
 from .nft import Firewall, Plan
-from .radclient import NasIdentity, RadiusClient, RadiusServer
+from .radclient import NasIdentity, RadiusClient
 from .spool import Spool, SpoolSender
 from .store import Store
 
@@ -58,15 +58,14 @@ def dhcp_plan(config: Config) -> DhcpPlan:
                     box_ipv6=str(config.lan_address6.ip) if config.lan_address6 else "")
 
 
+def nas_identity(config: Config) -> NasIdentity:
+    return NasIdentity(identifier=config.identifier, ipv4=config.nas_ip,
+                       operator_name=config.operator_name)
+
+
 def radius_client(config: Config) -> RadiusClient:
-    servers = [RadiusServer(host=s.host, secret=s.secret, auth_port=s.auth_port,
-                            acct_port=s.acct_port,
-                            require_message_authenticator=s.require_message_authenticator)
-               for s in config.servers]
-    nas = NasIdentity(identifier=config.identifier, ipv4=config.nas_ip,
-                      operator_name=config.operator_name)
-    return RadiusClient(servers, nas, timeout=config.radius_timeout, tries=config.radius_tries,
-                        dead_time=config.dead_time)
+    return RadiusClient(config.servers, nas_identity(config), timeout=config.radius_timeout,
+                        tries=config.radius_tries, dead_time=config.dead_time)
 
 
 def stop_stale_dnsmasq(pid_file: Path) -> None:
@@ -102,9 +101,8 @@ class Box:
         self.gateway = Gateway(config, firewall=self.firewall, radius=self.radius,
                                spool=self.spool, store=self.store, clients=self.clients,
                                wake_spool=self.sender.wake)
-        nas = NasIdentity(identifier=config.identifier, ipv4=config.nas_ip,
-                          operator_name=config.operator_name)
-        self.dae = DaeServer(config.dae_listen, config.dae_port, config.dae_clients, nas,
+        self.dae = DaeServer(config.dae_listen, config.dae_port, config.dae_clients,
+                             nas_identity(config),
                              self.gateway, window=config.dae_window)
         self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True,
                                                            "max_instances": 1,

@@ -25,6 +25,7 @@ from passerelle.gateway.control import ControlClient, ControlError
 from passerelle.radius import db
 from passerelle.radius.models import CreditEntry, CreditKind, Session
 from tests.lab import Lab
+from tests.need import stop
 from tests.peers import freeradius
 from tests.peers.freeradius import FreeRadius
 from tests.radius import seed
@@ -53,20 +54,19 @@ class Box:
         self.logs.append(path)
         return path.open("w")
 
-    def start_centre(self) -> None:
+    def start_centre(self, workers: int = 1, idle: int = IDLE) -> None:
         env = {**os.environ, "PASSERELLE_KEY_FILE": str(self.tmp / "server.key")}
         with self._log("centre") as err:
             self.centre = self.lab.popen(
                 "up", str(BIN), "radius", "serve", "--db", self.db_url, "--listen", CENTRE,
-                "--idle-timeout", str(IDLE), env=env, stderr=err)
+                "--idle-timeout", str(idle), "--workers", str(workers), env=env, stderr=err)
         assert self.centre.stdout is not None
         line = self.centre.stdout.readline()
         assert "listening" in line, self.read_logs()
 
     def stop_centre(self) -> None:
         assert self.centre is not None
-        self.centre.terminate()
-        self.centre.wait(timeout=10)
+        stop(self.centre)
 
     def start_daemon(self) -> None:
         with self._log("gateway") as err:

@@ -71,6 +71,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The server key (it seals CHAP secrets) for this test alone."""
+    path = tmp_path / "server.key"
+    monkeypatch.setenv("PASSERELLE_KEY_FILE", str(path))
+    return path
+
+
+@pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     eng = db.make_engine(db_url)
     yield eng

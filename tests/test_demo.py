@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.need import stop
+
 from .test_demo_data import need, parse_radclient
 
 pytestmark = pytest.mark.integration
@@ -45,12 +47,7 @@ class Demo:
         return self.log.read_text()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
 

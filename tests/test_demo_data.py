@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from passerelle.radius import db, demo_data, ledger, passwords
 from passerelle.radius.models import Company, Gateway, Network, Person, Site
+from tests.need import tool
 
 from .radius.conftest import start_server
 from .radius.peers import Answer
@@ -51,14 +51,8 @@ def session(db_url: str) -> Iterator[Session]:
         engine.dispose()
 
 
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        why = f"{tool} not installed (apt-get install freeradius-utils)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run every test: {why}")
-        pytest.skip(why)
-    return path
+def need(name: str) -> str:
+    return tool(name, "freeradius-utils")
 
 
 def radtest(user: str, password: str, port: int, secret: str, *,

@@ -8,7 +8,6 @@ The RADIUS round trip, the centre's policy and argon2 check are included.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ from sqlalchemy import select
 from passerelle.gateway.control import ControlError
 from passerelle.radius import ledger, passwords
 from passerelle.radius.models import Company, Person
-from tests.boxlab import BIN, CENTRE, Box, site
+from tests.boxlab import CENTRE, Box, site
 from tests.radius import seed
 
 from ..procstat import tree_cpu
@@ -83,14 +82,7 @@ def _drive(box: Box, targets: list[tuple[str, str, str]], rate: float | None,
 def restart_centre(box: Box, workers: int) -> None:
     """The centre again, with ``workers`` processes (boxlab starts one)."""
     box.stop_centre()
-    env = {**os.environ, "PASSERELLE_KEY_FILE": str(box.tmp / "server.key")}
-    box.centre = box.lab.popen("up", str(BIN), "radius", "serve", "--db", box.db_url,
-                               "--listen", CENTRE, "--idle-timeout", str(IDLE_TIMEOUT), "--workers",
-                               str(workers), env=env, stderr=subprocess.DEVNULL)
-    assert box.centre.stdout is not None
-    line = box.centre.stdout.readline()
-    if "listening" not in line:
-        raise RuntimeError(f"the centre did not start: {line!r}")
+    box.start_centre(workers, idle=IDLE_TIMEOUT)
 
 
 # The box with the documented defaults (boxlab's short timers are for quick tests).

@@ -380,13 +380,6 @@ def test_bad_values_in_an_accept_are_ignored_not_fatal(peers: list[Peer]) -> Non
 
 
 @pytest.fixture
-def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "server.key"
-    monkeypatch.setenv("PASSERELLE_KEY_FILE", str(path))
-    return path
-
-
-@pytest.fixture
 def centre(db_url: str, engine: object, key_file: Path, tmp_path: Path) -> Iterator[Server]:
     seed.build(make_sessionmaker(engine))  # type: ignore[arg-type]
     srv = start_server(db_url, tmp_path)

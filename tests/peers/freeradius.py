@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -29,6 +28,7 @@ import pytest
 from pyrad import packet as rp
 
 from passerelle.radius import protocol
+from tests.need import stop, unavailable
 
 STOCK = Path("/etc/freeradius/3.0")
 SECRET = "fr-interop-secret"
@@ -46,9 +46,7 @@ def need_freeradius() -> str:
     elif not os.access(STOCK / "radiusd.conf", os.R_OK):
         why = f"cannot read {STOCK} to copy it (run as root or in group freerad)"
     if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run every test: {why}")
-        pytest.skip(why)
+        unavailable(why)
     assert path is not None
     return path
 
@@ -162,12 +160,7 @@ class FreeRadius:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop(self.proc)
 
 
 def _ready_in_log(log: Path, deadline: float, proc: subprocess.Popen[bytes]) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 from passerelle.portal.probes import PROBES
 from tests.boxlab import Box, site, wait_for
 from tests.gateway.conftest import require_lab
+from tests.need import tool, unavailable
 from tests.radius import seed
 
 PORTAL_NAME = "portal.passerelle.internal"
@@ -82,9 +82,7 @@ def _require_browser() -> None:
     elif shutil.which("curl") is None:
         why = "the lab test needs curl"
     if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the portal's lab test: {why}")
-        pytest.skip(why)
+        unavailable(why)
 
 
 @pytest.fixture(scope="module")
@@ -220,12 +218,7 @@ def test_a_person_checks_in_with_chromium_and_out_again(
 
 def test_the_qr_code_on_screen_joins_the_wifi_with_the_key(
         visit: tuple[dict[str, Any], Path]) -> None:
-    zbarimg = shutil.which("zbarimg")
-    if zbarimg is None:
-        why = "decoding the screenshot's QR code needs zbarimg (Debian zbar-tools)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run this test: {why}")
-        pytest.skip(why)
+    zbarimg = tool("zbarimg", "zbar-tools")
     seen, shots = visit
     out = subprocess.run([zbarimg, "--raw", "-q", str(shots / "2-key-and-qr.png")],
                          capture_output=True, text=True, check=False, timeout=30)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from passerelle.radius.db import make_sessionmaker
+from tests.need import stop
 
 from . import seed
 
@@ -30,12 +31,7 @@ class Server:
         return self.log.read_text()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
 
@@ -59,13 +55,6 @@ def start_server(db_url: str, tmp_path: Path, workers: int = 1,
         proc.stdout.close()
         raise RuntimeError(f"server did not start: {line!r}\n{log.read_text()}")
     return Server(int(match.group(1)), int(match.group(2)), proc, log)
-
-
-@pytest.fixture
-def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "server.key"
-    monkeypatch.setenv("PASSERELLE_KEY_FILE", str(path))
-    return path
 
 
 @pytest.fixture

@@ -3,27 +3,19 @@ interoperability peer) and a raw UDP client for crafted packets."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import subprocess
 from dataclasses import dataclass, field
 
-import pytest
 from pyrad import packet as rp
 
 from passerelle.radius import protocol
+from tests.need import tool
 
 
 def need_radclient() -> str:
-    path = shutil.which("radclient")
-    if path is None:
-        why = "radclient not installed (apt-get install freeradius-utils)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run every test: {why}")
-        pytest.skip(why)
-    return path
+    return tool("radclient", "freeradius-utils")
 
 
 @dataclass
