@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from passerelle.gateway.acct import AccountingRecord
-from passerelle.gateway.clients import Clients, normalise_mac
+from passerelle.gateway.clients import Clients
 from passerelle.gateway.config import Config, Interfaces, parse
 from passerelle.gateway.control import ControlClient, ControlError, ControlServer
 from passerelle.gateway.daemon import Gateway
@@ -140,7 +140,7 @@ class ProcArpClients(TimedClients):
                 # IP, HW type, flags (0x2: complete), MAC, mask, device
                 if (len(fields) == 6 and fields[0] == ip and fields[5] == self.lan_if
                         and int(fields[2], 16) & 0x2):
-                    return normalise_mac(fields[3])
+                    return normal_mac(fields[3])
         return Clients.mac_of(self, ip)
 
 
