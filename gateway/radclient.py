@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import random
 import secrets
 import socket
 import struct
@@ -39,6 +38,7 @@ from typing import Any
 from pyrad import packet as rp
 
 from passerelle.radius import protocol
+from passerelle.radius.exchange import Backoff
 
 from .acct import AccountingRecord, calling_station_id
 
@@ -84,26 +84,6 @@ class AuthResult:
 
 class NoServer(Exception):
     """No configured server answered (all dead, or every try timed out)."""
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """RFC 5080 section 2.2.1 retransmission timers."""
-
-    initial: float = 2.0
-    tries: int = 5
-    maximum: float = 16.0
-
-    def waits(self, rand: Callable[[], float] = random.random) -> list[float]:
-        """How long to wait for an answer after each send."""
-        out: list[float] = []
-        wait = self.initial * (1 + 0.2 * rand() - 0.1)
-        for _ in range(self.tries):
-            out.append(min(wait, self.maximum))
-            wait = 2 * wait + wait * (0.2 * rand() - 0.1)
-            if wait > self.maximum:
-                wait = self.maximum * (1 + 0.2 * rand() - 0.1)
-        return out
 
 
 AUTH_TRIES = 3

@@ -12,27 +12,18 @@ session, whatever order or how many times records arrive.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from .messages import AcctStatus, TerminateCause
 
-class Status(enum.IntEnum):
-    start = 1
-    stop = 2
-    interim = 3
-    accounting_on = 7
-    accounting_off = 8
+# One vocabulary for the centre and the box (messages.py); the members
+# keep the names this module has always used: Status.start, .stop, .interim,
+# .accounting_on, .accounting_off.
+Status = AcctStatus
 
-
-TERMINATE_CAUSES = {
-    1: "User-Request", 2: "Lost-Carrier", 3: "Lost-Service", 4: "Idle-Timeout",
-    5: "Session-Timeout", 6: "Admin-Reset", 7: "Admin-Reboot", 8: "Port-Error",
-    9: "NAS-Error", 10: "NAS-Request", 11: "NAS-Reboot", 12: "Port-Unneeded",
-    13: "Port-Preempted", 14: "Port-Suspended", 15: "Service-Unavailable",
-    16: "Callback", 17: "User-Error", 18: "Host-Request",
-}
+TERMINATE_CAUSES = {cause.value: cause.label for cause in TerminateCause}
 
 
 @dataclass(frozen=True)

@@ -1,36 +1,27 @@
 """Dynamic Authorization client (RFC 5176): tell a gateway to cut a session
 (Disconnect-Request) or change it (CoA-Request).
 
-Every request carries Event-Timestamp (the NAS drops stale ones, §6.3) and
-Message-Authenticator; the reply is checked (Response Authenticator and
-Message-Authenticator) before it is believed.
+Every request carries Event-Timestamp (the NAS drops stale ones, section
+6.3) and Message-Authenticator; the reply is checked (Identifier, Response
+Authenticator, Message-Authenticator) before it is believed. Retransmission
+is the shared loop of exchange.py.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from pyrad import packet as rp
-
-from . import protocol
+from . import messages as m
+from .exchange import Backoff, exchange
 
 log = logging.getLogger("passerelle.radius")
 
-ERROR_CAUSES = {
-    201: "Residual-Context-Removed", 202: "Invalid-EAP-Packet",
-    401: "Unsupported-Attribute", 402: "Missing-Attribute",
-    403: "NAS-Identification-Mismatch", 404: "Invalid-Request",
-    405: "Unsupported-Service", 406: "Unsupported-Extension",
-    407: "Invalid-Attribute-Value", 501: "Administratively-Prohibited",
-    502: "Request-Not-Routable", 503: "Session-Context-Not-Found",
-    504: "Session-Context-Not-Removable", 505: "Other-Proxy-Processing-Error",
-    506: "Resources-Unavailable", 507: "Request-Initiated",
-    508: "Multiple-Session-Selection-Unsupported",
-}
+DaeRequest = m.DisconnectRequest | m.CoARequest
+_KINDS: dict[int, type[DaeRequest]] = {
+    m.Code.DISCONNECT_REQUEST: m.DisconnectRequest, m.Code.COA_REQUEST: m.CoARequest}
 
 
 @dataclass(frozen=True)
@@ -45,7 +36,7 @@ class Target:
 @dataclass(frozen=True)
 class Result:
     acked: bool
-    error_cause: int | None = None
+    error_cause: m.ErrorCause | int | None = None  # an int: one RFC 5176 does not name
     answered: bool = True
 
     def __str__(self) -> str:
@@ -55,86 +46,68 @@ class Result:
             return "ACK"
         if self.error_cause is None:
             return "NAK"
-        name = ERROR_CAUSES.get(self.error_cause, "unknown")
-        return f"NAK ({name}, {self.error_cause})"
+        name = self.error_cause.label if isinstance(self.error_cause, m.ErrorCause) \
+            else "unknown"
+        return f"NAK ({name}, {int(self.error_cause)})"
+
+    @property
+    def words(self) -> str:
+        """What happened, in plain words for an operator."""
+        if not self.answered:
+            return "the gateway did not answer"
+        if self.acked:
+            return "done"
+        if isinstance(self.error_cause, m.ErrorCause):
+            return f"refused: {self.error_cause.words}"
+        if self.error_cause is None:
+            return "refused, without a reason"
+        return f"refused for reason {self.error_cause}, which RFC 5176 does not define"
 
 
-ANSWERS = {
-    protocol.DISCONNECT_REQUEST: (protocol.DISCONNECT_ACK, protocol.DISCONNECT_NAK),
-    protocol.COA_REQUEST: (protocol.COA_ACK, protocol.COA_NAK),
-}
+def build_request(code: int, attributes: dict[str, Any], now: float | None = None) -> DaeRequest:
+    """A Disconnect- or CoA-Request (``code``) from attribute names and values."""
+    return _KINDS[code].of(attributes, event_timestamp=int(now if now is not None
+                                                           else time.time()))
 
 
-def build_request(code: int, secret: bytes, attributes: dict[str, Any],
-                  now: float | None = None) -> rp.CoAPacket:
-    pkt = rp.CoAPacket(code=code, secret=secret, dict=protocol.dictionary())
-    pkt.id = pkt.CreateID()
-    pkt.add_message_authenticator()
-    for name, value in attributes.items():
-        pkt.AddAttribute(name, value)
-    pkt.AddAttribute("Event-Timestamp", int(now if now is not None else time.time()))
-    return pkt
+def result_of(reply: m.Reply) -> Result:
+    match reply:
+        case m.DisconnectAck() | m.CoAAck():
+            return Result(acked=True)
+        case m.DisconnectNak(error_cause=cause) | m.CoANak(error_cause=cause):
+            return Result(acked=False, error_cause=cause)
+    # decode_reply lets through only the answers to the code we sent.
+    raise m.NotAnAnswer(f"{reply.CODE.label} does not answer a Disconnect- or CoA-Request")
 
 
-def parse_reply(request: rp.CoAPacket, data: bytes) -> Result | None:
-    """The result carried by ``data``, or None if it is not a valid reply
-    to ``request`` (wrong id, authenticator or Message-Authenticator)."""
-    try:
-        protocol.check_header(data)
-        reply = request.CreateReply(packet=data)
-    except (protocol.MalformedPacket, rp.PacketError, ValueError, KeyError):
-        return None
-    if not request.VerifyReply(reply, data):
-        return None
-    # Only the answers to this request's code: a CoA-ACK does not say that
-    # a Disconnect-Request was carried out.
-    ack, nak = ANSWERS.get(request.code, (None, None))
-    if reply.code == ack:
-        return Result(acked=True)
-    if reply.code == nak:
-        cause = protocol.first(reply, "Error-Cause")
-        code = None
-        if cause is not None:
-            raw = protocol.raw_values(reply, 101)
-            code = int.from_bytes(raw[0], "big") if raw else None
-        return Result(acked=False, error_cause=code)
-    return None
+def parse_reply(sent: bytes, data: bytes, secret: bytes) -> Result:
+    """The result carried by ``data``, an answer to the datagram ``sent``;
+    m.Drop when it is not a valid one (wrong Identifier, authenticator,
+    Message-Authenticator, or an answer to the other kind of request)."""
+    return result_of(m.decode_reply(data, secret, sent))
 
 
 def send(target: Target, code: int, attributes: dict[str, Any], *,
          timeout: float = 2.0, tries: int = 3) -> Result:
-    """Send a Disconnect- or CoA-Request and wait for its answer.
+    """Send a Disconnect- or CoA-Request and wait for its answer (first
+    wait ``timeout``, doubling, ``tries`` sends)."""
+    sent = build_request(code, attributes).encode(target.secret)
+    backoff = Backoff(initial=timeout, tries=tries, maximum=max(16.0, timeout))
+    try:
+        return exchange((target.host, target.port), sent,
+                        lambda data: parse_reply(sent, data, target.secret), backoff,
+                        on_drop=_log_drop)
+    except TimeoutError:
+        return Result(acked=False, answered=False)
 
-    A retransmission repeats the same packet (same Identifier and
-    authenticator) so the NAS can recognise it as a duplicate."""
-    request = build_request(code, target.secret, attributes)
-    data = request.RequestPacket()
-    family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.connect((target.host, target.port))
-        for attempt in range(tries):
-            sock.send(data)
-            deadline = time.monotonic() + timeout * (2**attempt)
-            while (left := deadline - time.monotonic()) > 0:
-                sock.settimeout(left)
-                try:
-                    answer = sock.recv(4096)
-                except TimeoutError:
-                    break
-                except ConnectionRefusedError:
-                    # ICMP port unreachable: nobody listens; wait out the try.
-                    time.sleep(min(left, 0.2))
-                    continue
-                result = parse_reply(request, answer)
-                if result is not None:
-                    return result
-                log.warning("dae: dropped an invalid answer from %s:%d", target.host, target.port)
-    return Result(acked=False, answered=False)
+
+def _log_drop(address: tuple[str, int], why: str) -> None:
+    log.warning("dae: dropped an invalid answer from %s:%d: %s", address[0], address[1], why)
 
 
 def disconnect(target: Target, attributes: dict[str, Any], **kwargs: Any) -> Result:
-    return send(target, protocol.DISCONNECT_REQUEST, attributes, **kwargs)
+    return send(target, m.Code.DISCONNECT_REQUEST, attributes, **kwargs)
 
 
 def change(target: Target, attributes: dict[str, Any], **kwargs: Any) -> Result:
-    return send(target, protocol.COA_REQUEST, attributes, **kwargs)
+    return send(target, m.Code.COA_REQUEST, attributes, **kwargs)

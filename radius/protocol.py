@@ -1,57 +1,52 @@
-"""RADIUS helpers shared by the centre and the gateway.
-
-pyrad does the encoding; this module adds the checks the RFCs ask for that
-pyrad leaves to its caller: length limits, Message-Authenticator policy,
-attribute sanity, 64-bit counters, MAC address normalisation.
+"""RADIUS helpers on pyrad packets, for the code not yet moved onto the
+typed message layer (messages.py, codec.py): a request decoded the way a
+server must, attribute readers, 64-bit counters, MAC address spelling.
+The rules themselves live in codec.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import struct
 from collections.abc import Iterable
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from pyrad import packet as rp
-from pyrad.dictionary import Dictionary
 
-# Packet codes (RFC 2865, 2866, 5176, 5997).
-ACCESS_REQUEST = rp.AccessRequest
-ACCESS_ACCEPT = rp.AccessAccept
-ACCESS_REJECT = rp.AccessReject
-ACCOUNTING_REQUEST = rp.AccountingRequest
-ACCOUNTING_RESPONSE = rp.AccountingResponse
-STATUS_SERVER = rp.StatusServer
-DISCONNECT_REQUEST = rp.DisconnectRequest
-DISCONNECT_ACK = rp.DisconnectACK
-DISCONNECT_NAK = rp.DisconnectNAK
-COA_REQUEST = rp.CoARequest
-COA_ACK = rp.CoAACK
-COA_NAK = rp.CoANAK
+from .codec import (
+    MAX_LENGTH,
+    MESSAGE_AUTHENTICATOR,
+    MIN_LENGTH,
+    PROXY_STATE,
+    BadValue,
+    MalformedPacket,
+    dictionary,
+    parse,
+    reveal_password,
+)
+from .messages import Code
 
-MIN_LENGTH = 20
-MAX_LENGTH = 4096  # RFC 2865 section 3
-MESSAGE_AUTHENTICATOR = 80
-PROXY_STATE = 33
+__all__ = ["MAX_LENGTH", "MESSAGE_AUTHENTICATOR", "MIN_LENGTH", "PROXY_STATE",
+           "MalformedPacket", "dictionary"]
+
+# Packet codes (RFC 2865, 2866, 5176, 5997), from the one vocabulary.
+ACCESS_REQUEST: int = Code.ACCESS_REQUEST
+ACCESS_ACCEPT: int = Code.ACCESS_ACCEPT
+ACCESS_REJECT: int = Code.ACCESS_REJECT
+ACCOUNTING_REQUEST: int = Code.ACCOUNTING_REQUEST
+ACCOUNTING_RESPONSE: int = Code.ACCOUNTING_RESPONSE
+STATUS_SERVER: int = Code.STATUS_SERVER
+DISCONNECT_REQUEST: int = Code.DISCONNECT_REQUEST
+DISCONNECT_ACK: int = Code.DISCONNECT_ACK
+DISCONNECT_NAK: int = Code.DISCONNECT_NAK
+COA_REQUEST: int = Code.COA_REQUEST
+COA_ACK: int = Code.COA_ACK
+COA_NAK: int = Code.COA_NAK
+
 GIGA = 2**32
 
 # Attributes that never belong in an Accounting-Request (RFC 2866 section 5.13).
 NOT_IN_ACCOUNTING = ("User-Password", "CHAP-Password", "Reply-Message", "State")
-
-
-class MalformedPacket(Exception):
-    """The peer sent something that is not a valid RADIUS packet: drop it."""
-
-
-@lru_cache(maxsize=1)
-def dictionary() -> Dictionary:
-    """The shipped dictionary (RFC attributes, WISPr, ChilliSpot)."""
-    path = resources.files("passerelle.radius") / "dictionaries" / "dictionary"
-    with resources.as_file(path) as real:
-        return Dictionary(str(real))
 
 
 def check_header(data: bytes) -> tuple[int, int, int]:
@@ -70,24 +65,8 @@ def check_header(data: bytes) -> tuple[int, int, int]:
 
 
 def _check_attributes(data: bytes) -> None:
-    """Walk the attributes: every length at least 2 and inside the packet,
-    at most one Message-Authenticator (0-1 in the table of RFC 3579 3.3)."""
-    pos = MIN_LENGTH
-    seen_ma = False
-    while pos < len(data):
-        if pos + 2 > len(data):
-            raise MalformedPacket("truncated attribute header")
-        attr_len = data[pos + 1]
-        if attr_len < 2 or pos + attr_len > len(data):
-            raise MalformedPacket(f"attribute {data[pos]} has a bad length {attr_len}")
-        if data[pos] == MESSAGE_AUTHENTICATOR:
-            if attr_len != 18:
-                raise MalformedPacket("Message-Authenticator is not 16 octets")
-            if seen_ma:
-                # pyrad would verify one and ignore the other.
-                raise MalformedPacket("more than one Message-Authenticator")
-            seen_ma = True
-        pos += attr_len
+    """Attribute lengths and at most one Message-Authenticator of 16 octets."""
+    parse(data)
 
 
 _PACKET_CLASS: dict[int, type[rp.Packet]] = {
@@ -180,21 +159,11 @@ def normalise_mac(value: str) -> str:
 
 
 def decrypt_user_password(raw: bytes, secret: bytes, authenticator: bytes) -> str | None:
-    """User-Password of an Access-Request (RFC 2865 5.2), or None when it is
-    not text: pyrad's PwDecrypt drops undecodable octets, so "pass\\xffword"
-    would pass for "password"."""
-    if not raw or len(raw) % 16 or len(raw) > 128:
-        return None
-    clear = bytearray()
-    last = authenticator
-    for i in range(0, len(raw), 16):
-        block = raw[i:i + 16]
-        pad = hashlib.md5(secret + last).digest()
-        clear += bytes(a ^ b for a, b in zip(block, pad, strict=True))
-        last = block
+    """User-Password of an Access-Request (RFC 2865 5.2), or None when its
+    length is wrong or it is not text (see codec.reveal_password)."""
     try:
-        return bytes(clear).rstrip(b"\x00").decode("utf-8")
-    except UnicodeDecodeError:
+        return reveal_password(raw, secret, authenticator)
+    except BadValue:
         return None
 
 

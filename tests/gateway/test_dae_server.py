@@ -92,11 +92,11 @@ def core(table: Table) -> DaeCore:
 
 def ask(core: DaeCore, pkt: rp.CoAPacket, now: float = NOW) -> dae.Result | None:
     """Send ``pkt`` to the core; the verified result, or None if dropped."""
-    reply = core.handle(pkt.RequestPacket(), CENTRE, now)
+    sent = pkt.RequestPacket()
+    reply = core.handle(sent, CENTRE, now)
     if reply is None:
         return None
-    result = dae.parse_reply(pkt, reply)
-    assert result is not None, "the reply does not verify"
+    result = dae.parse_reply(sent, reply, pkt.secret)  # raises if it does not verify
     assert protocol.has_message_authenticator(pkt.CreateReply(packet=reply))
     return result
 

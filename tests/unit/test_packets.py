@@ -17,6 +17,7 @@ import pytest
 from pyrad import packet as rp
 
 from passerelle.radius import dae, protocol
+from passerelle.radius.messages import Drop, ErrorCause
 from passerelle.radius.protocol import decode_request
 
 SECRET = b"s3cret-for-the-unit-tests"
@@ -360,15 +361,15 @@ def test_accounting_request_authenticator() -> None:
 NOW = 1_780_000_000
 
 
-def disconnect_request() -> tuple[rp.CoAPacket, bytes]:
-    request = dae.build_request(protocol.DISCONNECT_REQUEST, SECRET,
+def disconnect_request() -> bytes:
+    request = dae.build_request(protocol.DISCONNECT_REQUEST,
                                 {"Acct-Session-Id": "5F2A0001", "User-Name": "alice@acme.example",
                                  "NAS-Identifier": "axis-gw"}, now=NOW)
-    return request, request.RequestPacket()
+    return request.encode(SECRET)
 
 
 def test_disconnect_request_authenticators() -> None:
-    _, data = disconnect_request()
+    data = disconnect_request()
     assert data[0] == protocol.DISCONNECT_REQUEST
     attrs = list(walk(data[20:]))
     assert attrs[0][0] == 80
@@ -398,19 +399,24 @@ def gateway_answer(request_data: bytes, code: int, *extra: bytes, ident: int | N
 
 
 def test_parse_ack_and_nak() -> None:
-    request, data = disconnect_request()
-    assert dae.parse_reply(request, gateway_answer(data, protocol.DISCONNECT_ACK)) \
+    data = disconnect_request()
+    assert dae.parse_reply(data, gateway_answer(data, protocol.DISCONNECT_ACK), SECRET) \
         == dae.Result(acked=True)
     nak = gateway_answer(data, protocol.DISCONNECT_NAK, attr(101, struct.pack("!I", 503)))
-    result = dae.parse_reply(request, nak)
+    result = dae.parse_reply(data, nak, SECRET)
     assert result == dae.Result(acked=False, error_cause=503)
+    assert result.error_cause is ErrorCause.SESSION_CONTEXT_NOT_FOUND
     assert str(result) == "NAK (Session-Context-Not-Found, 503)"
+    assert result.words == "refused: no such session on the gateway"
     bare_nak = gateway_answer(data, protocol.DISCONNECT_NAK)
-    assert dae.parse_reply(request, bare_nak) == dae.Result(acked=False, error_cause=None)
+    assert dae.parse_reply(data, bare_nak, SECRET) == dae.Result(acked=False, error_cause=None)
+    odd = dae.parse_reply(data, gateway_answer(data, protocol.DISCONNECT_NAK,
+                                               attr(101, struct.pack("!I", 999))), SECRET)
+    assert (odd.error_cause, str(odd)) == (999, "NAK (unknown, 999)")
 
 
 def test_invalid_answers_are_not_believed() -> None:
-    request, data = disconnect_request()
+    data = disconnect_request()
     good = gateway_answer(data, protocol.DISCONNECT_ACK)
     bad_ma = bytearray(good)
     bad_ma[22] ^= 1
@@ -424,12 +430,14 @@ def test_invalid_answers_are_not_believed() -> None:
         good[:19],
         b"",
     ):
-        assert dae.parse_reply(request, answer) is None, answer
+        with pytest.raises(Drop):
+            dae.parse_reply(data, answer, SECRET)
 
 
 def test_a_coa_ack_does_not_answer_a_disconnect_request() -> None:
-    request, data = disconnect_request()
-    assert dae.parse_reply(request, gateway_answer(data, protocol.COA_ACK)) is None
+    data = disconnect_request()
+    with pytest.raises(Drop):
+        dae.parse_reply(data, gateway_answer(data, protocol.COA_ACK), SECRET)
 
 
 @pytest.mark.parametrize("password", [b"p", b"x" * 15, b"y" * 16, b"z" * 17, "é€".encode(),
