@@ -1,0 +1,379 @@
+"""The typed message layer (messages.py, codec.py), checked against the RFC
+formulas computed here by hand (the helpers of test_packets.py) and against
+pyrad as a second opinion. No sockets."""
+
+from __future__ import annotations
+
+import hmac
+import struct
+
+import pytest
+from pyrad import packet as rp
+
+from passerelle.radius import accounting, codec, protocol
+from passerelle.radius import messages as m
+from tests.unit.test_packets import (
+    REQUEST_AUTH,
+    SECRET,
+    attr,
+    header,
+    ma_zeroed,
+    md5,
+    message_authenticator,
+    password_of,
+    rfc2865_hide,
+    rfc2868_decrypt,
+    walk,
+)
+
+GIGA = 2**32
+
+
+def vsa(vendor: int, sub: int, value: bytes) -> bytes:
+    return attr(26, struct.pack("!I", vendor) + bytes([sub, len(value) + 2]) + value)
+
+
+def signed_request(code: int, attrs: bytes, ident: int = 9, secret: bytes = SECRET) -> bytes:
+    """An Accounting/Disconnect/CoA request with its RFC 2866 authenticator."""
+    data = header(code, ident, attrs, bytes(16))
+    return data[:4] + md5(data[:4], bytes(16), data[20:], secret) + data[20:]
+
+
+def access_request(**fields: object) -> m.AccessRequest:
+    base: dict[str, object] = dict(user_name="alice@acme.example", nas_identifier="axis-gw",
+                                   credential=m.Password("secret"), authenticator=REQUEST_AUTH)
+    base.update(fields)
+    return m.AccessRequest(**base)  # type: ignore[arg-type]
+
+
+# -- vocabulary ---------------------------------------------------------------------------
+
+
+def test_the_vocabulary() -> None:
+    assert [c.label for c in m.TerminateCause][:2] == ["User-Request", "Lost-Carrier"]
+    assert [int(c) for c in m.TerminateCause] == list(range(1, 19))
+    assert m.TerminateCause.NAS_ERROR.label == "NAS-Error"
+    assert m.AcctStatus.INTERIM_UPDATE.label == "Interim-Update"
+    assert m.AcctStatus.interim is m.AcctStatus.INTERIM_UPDATE is accounting.Status.interim
+    assert accounting.Status(7) is accounting.Status.accounting_on
+    assert accounting.TERMINATE_CAUSES[18] == "Host-Request"
+    assert m.ErrorCause(503).label == "Session-Context-Not-Found"
+    assert all(cause.words for cause in m.ErrorCause)
+    assert m.Code.COA_NAK == 45 and m.Code.DISCONNECT_REQUEST.label == "Disconnect-Request"
+    assert protocol.ACCESS_REQUEST == m.Code.ACCESS_REQUEST
+
+
+# -- User-Password (RFC 2865 section 5.2) ------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [1, 15, 16, 17, 127, 128])
+def test_user_password_every_boundary(length: int) -> None:
+    password = password_of(length).decode()
+    data = access_request(credential=m.Password(password)).encode(SECRET)
+    hidden = dict(walk(data[20:]))[2]
+    assert hidden == rfc2865_hide(password.encode(), SECRET, REQUEST_AUTH)
+    assert len(hidden) == 16 * ((length + 15) // 16)
+    decoded = m.decode_request(data, SECRET)
+    assert isinstance(decoded, m.AccessRequest)
+    assert decoded.credential == m.Password(password)
+    # pyrad's decoder, a second opinion.
+    pkt = protocol.decode_request(data, SECRET)
+    assert pkt.PwDecrypt(hidden) == password and pkt.verify_message_authenticator()
+
+
+def test_user_password_of_129_octets_is_refused() -> None:
+    with pytest.raises(ValueError):
+        access_request(credential=m.Password("x" * 129)).encode(SECRET)
+    hidden = rfc2865_hide(b"y" * 129, SECRET, REQUEST_AUTH)  # 144 octets on the wire
+    with pytest.raises(m.MalformedPacket):
+        m.decode_request(header(1, 1, attr(32, b"gw") + attr(2, hidden), REQUEST_AUTH), SECRET)
+    with pytest.raises(m.MalformedPacket):  # not 16n octets
+        m.decode_request(header(1, 1, attr(32, b"gw") + attr(2, bytes(17)), REQUEST_AUTH),
+                         SECRET)
+
+
+def test_a_password_that_is_not_text_is_refused_not_mangled() -> None:
+    hidden = rfc2865_hide(b"pass\xffword", SECRET, REQUEST_AUTH)
+    decoded = m.decode_request(header(1, 1, attr(32, b"gw") + attr(2, hidden), REQUEST_AUTH),
+                               SECRET)
+    assert isinstance(decoded, m.AccessRequest) and decoded.credential == m.Password(None)
+
+
+# -- CHAP ------------------------------------------------------------------------------------
+
+
+def test_chap_with_and_without_a_challenge() -> None:
+    chap = m.Chap.answer("s3same")
+    decoded = m.decode_request(access_request(credential=chap).encode(SECRET), SECRET)
+    assert isinstance(decoded, m.AccessRequest) and isinstance(decoded.credential, m.Chap)
+    assert decoded.credential.verify("s3same") and not decoded.credential.verify("other")
+    # No CHAP-Challenge: the Request Authenticator is the challenge.
+    response = md5(b"\x07", b"s3same", REQUEST_AUTH)
+    data = header(1, 3, attr(32, b"gw") + attr(3, b"\x07" + response), REQUEST_AUTH)
+    bare = m.decode_request(data, SECRET)
+    assert isinstance(bare, m.AccessRequest) and isinstance(bare.credential, m.Chap)
+    assert bare.credential.verify("s3same")
+
+
+def test_both_passwords_is_a_problem_and_neither_is_used() -> None:
+    data = header(1, 3, attr(32, b"gw") + attr(2, bytes(16)) + attr(3, bytes(17)),
+                  REQUEST_AUTH)
+    decoded = m.decode_request(data, SECRET)
+    assert decoded.credential is None  # type: ignore[union-attr]
+    assert any("both User-Password and CHAP-Password" in p for p in decoded.problems)
+
+
+# -- Access-Request and its replies ------------------------------------------------------
+
+
+def test_access_request_message_authenticator_and_fields() -> None:
+    req = access_request(calling_station_id="02-11-22-33-44-55", nas_ip_address="198.51.100.1",
+                         service_type="Login-User", nas_port_type="Wireless-802.11",
+                         framed_ip_address="198.51.100.23", state=b"\x00st")
+    data = req.encode(SECRET)
+    assert data[4:20] == REQUEST_AUTH and data[20] == 80
+    assert message_authenticator(data) == hmac.new(SECRET, ma_zeroed(data, REQUEST_AUTH),
+                                                   "md5").digest()
+    decoded = m.decode_request(data, SECRET)
+    assert decoded == m.AccessRequest(
+        identifier=req.identifier, authenticator=REQUEST_AUTH, message_authenticator=True,
+        user_name="alice@acme.example", nas_identifier="axis-gw",
+        credential=m.Password("secret"), calling_station_id="02-11-22-33-44-55",
+        nas_ip_address="198.51.100.1", service_type=1, nas_port_type=19,
+        framed_ip_address="198.51.100.23", state=b"\x00st")
+    assert decoded.problems == ()
+
+
+def test_access_request_problems_and_missing_ma() -> None:
+    data = header(1, 3, attr(1, b"alice"), REQUEST_AUTH)
+    decoded = m.decode_request(data, SECRET)
+    assert not decoded.message_authenticator  # the caller's policy decides
+    assert any("NAS-IP-Address or NAS-Identifier" in p for p in decoded.problems)
+    with pytest.raises(m.BadAuthenticator):
+        m.decode_request(access_request().encode(b"another secret"), SECRET)
+
+
+def test_accept_ma_first_then_response_authenticator_and_proxy_state_in_order() -> None:
+    req = access_request(proxy_state=(b"first", b"second"))
+    sent = req.encode(SECRET)
+    decoded = m.decode_request(sent, SECRET)
+    assert decoded.proxy_state == (b"first", b"second")
+    accept = m.AccessAccept(session_timeout=3600, idle_timeout=600, acct_interim_interval=300,
+                            class_=b"psl1:\xffraw", tunnel_passwords=("wifi-key-1",), vlan=42,
+                            bandwidth_up=2_000_000, bandwidth_down=8_000_000,
+                            reply_message="Welcome")
+    data = accept.encode(SECRET, decoded)
+    attrs = list(walk(data[20:]))
+    assert attrs[0][0] == 80 and data[1] == sent[1]
+    assert [v for c, v in attrs if c == 33] == [b"first", b"second"]
+    # RFC 3579 3.2: MA over the reply with the Request Authenticator in place...
+    assert attrs[0][1] == hmac.new(SECRET, ma_zeroed(data, REQUEST_AUTH), "md5").digest()
+    # ...then the Response Authenticator over the reply with the MA filled in.
+    assert data[4:20] == md5(data[:4], REQUEST_AUTH, data[20:], SECRET)
+    tunnel = [v for c, v in attrs if c == 69]
+    assert len(tunnel[0]) % 16 == 3  # tag, salt, 16n: what hostapd checks
+    assert rfc2868_decrypt(tunnel[0], SECRET, REQUEST_AUTH)[2] == b"wifi-key-1"
+    reply = m.decode_reply(data, SECRET, sent)
+    assert reply == m.AccessAccept(**{**{f: getattr(accept, f) for f in (
+        "session_timeout", "idle_timeout", "acct_interim_interval", "class_",
+        "tunnel_passwords", "vlan", "bandwidth_up", "bandwidth_down", "reply_message")},
+        "identifier": sent[1], "authenticator": data[4:20], "message_authenticator": True,
+        "proxy_state": (b"first", b"second")})
+    # pyrad, a second opinion on the reply.
+    pyrad_req = rp.AuthPacket(packet=sent, secret=SECRET, dict=protocol.dictionary())
+    assert pyrad_req.VerifyReply(pyrad_req.CreateReply(packet=data), data)
+
+
+def test_reject_and_replies_that_do_not_answer() -> None:
+    sent = access_request(proxy_state=(b"ps",)).encode(SECRET)
+    req = m.decode_request(sent, SECRET)
+    reject = m.AccessReject(reply_message="x" * 300).encode(SECRET, req)
+    assert m.decode_reply(reject, SECRET, sent) == m.AccessReject(
+        identifier=sent[1], authenticator=reject[4:20], message_authenticator=True,
+        proxy_state=(b"ps",), reply_message="x" * 300)
+    with pytest.raises(m.BadAuthenticator):
+        m.decode_reply(reject, b"another secret", sent)
+    with pytest.raises(m.NotAnAnswer):
+        m.decode_reply(reject[:1] + bytes([(sent[1] + 1) % 256]) + reject[2:], SECRET, sent)
+    other = m.decode_request(access_request(proxy_state=(b"xx",), identifier=sent[1])
+                             .encode(SECRET), SECRET)
+    with pytest.raises(m.NotAnAnswer, match="Proxy-State"):
+        m.decode_reply(m.AccessAccept().encode(SECRET, other), SECRET, sent)
+    with pytest.raises(m.NotAnAnswer):
+        m.decode_reply(m.CoAAck().encode(SECRET, req), SECRET, sent)
+
+
+def test_tunnel_password_round_trips_and_salts_are_unique() -> None:
+    sent = access_request().encode(SECRET)
+    req = m.decode_request(sent, SECRET)
+    keys = tuple(password_of(n).decode() for n in (1, 15, 16, 17, 63))
+    data = m.AccessAccept(tunnel_passwords=keys).encode(SECRET, req)
+    values = [v for c, v in walk(data[20:]) if c == 69]
+    salts = [v[1:3] for v in values]
+    assert all(s[0] & 0x80 for s in salts) and len(set(salts)) == len(salts)
+    assert all(len(v) % 16 == 3 for v in values)
+    reply = m.decode_reply(data, SECRET, sent)
+    assert isinstance(reply, m.AccessAccept) and reply.tunnel_passwords == keys
+    with pytest.raises(codec.BadValue):
+        codec.reveal_tunnel_password(values[0], b"another secret", REQUEST_AUTH)
+
+
+# -- Accounting-Request ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("total", [0, GIGA - 1, GIGA, GIGA + 1, 5 * GIGA + 7])
+def test_gigawords_wrap(total: int) -> None:
+    data = m.AccountingRequest(status=m.AcctStatus.INTERIM_UPDATE, session_id="S1",
+                               input_octets=total, output_octets=3).encode(SECRET)
+    attrs = dict(walk(data[20:]))
+    assert int.from_bytes(attrs[42], "big") == total % GIGA
+    assert int.from_bytes(attrs.get(52, bytes(4)), "big") == total // GIGA
+    decoded = m.decode_request(data, SECRET)
+    assert isinstance(decoded, m.AccountingRequest)
+    assert (decoded.input_octets, decoded.output_octets) == (total, 3)
+    assert protocol.octets(protocol.decode_request(data, SECRET), "Acct-Input-Octets",
+                           "Acct-Input-Gigawords") == total
+
+
+def test_accounting_request_authenticator_and_every_field() -> None:
+    stop = m.AccountingRequest(
+        status=m.AcctStatus.STOP, session_id="5F2A0001", user_name="alice@acme.example",
+        calling_station_id="02-11-22-33-44-55", called_station_id="axis-ssid",
+        framed_ip_address="198.51.100.23", framed_ipv6_address="2001:db8::1",
+        class_=b"psl1:abc", session_time=900, input_octets=GIGA + 5, output_octets=7,
+        input_packets=10, output_packets=20, terminate_cause=m.TerminateCause.IDLE_TIMEOUT,
+        event_timestamp=1_780_000_000, delay_time=4, nas_identifier="axis-gw",
+        nas_ip_address="198.51.100.1", nas_port_id="wlan0", nas_port_type=19, service_type=1,
+        framed_protocol=1, acct_authentic=1, acct_interim_interval=300,
+        connect_info="802.11ax", identifier=77)
+    data = stop.encode(SECRET)
+    assert data[4:20] == md5(data[:4], bytes(16), data[20:], SECRET)  # RFC 2866 section 3
+    assert 80 not in dict(walk(data[20:]))
+    assert protocol.decode_request(data, SECRET).VerifyAcctRequest()
+    decoded = m.decode_request(data, SECRET)
+    assert decoded == m.AccountingRequest(**{**{f: getattr(stop, f) for f in (
+        "status", "session_id", "user_name", "calling_station_id", "called_station_id",
+        "framed_ip_address", "framed_ipv6_address", "class_", "session_time", "input_octets",
+        "output_octets", "input_packets", "output_packets", "terminate_cause",
+        "event_timestamp", "delay_time", "nas_identifier", "nas_ip_address", "nas_port_id",
+        "nas_port_type", "service_type", "framed_protocol", "acct_authentic",
+        "acct_interim_interval", "connect_info")}, "identifier": 77,
+        "authenticator": data[4:20]})
+    assert decoded.problems == ()
+    with pytest.raises(m.BadAuthenticator):
+        m.decode_request(data, b"another secret")
+    answer = m.AccountingResponse().encode(SECRET, decoded)
+    assert isinstance(m.decode_reply(answer, SECRET, data), m.AccountingResponse)
+
+
+def test_accounting_problems_are_reported_not_swallowed() -> None:
+    attrs = (attr(40, struct.pack("!I", 3)) + attr(44, b"S1") + attr(1, b"caf\xe9")
+             + attr(46, b"\x00\x01\x02") + attr(49, struct.pack("!I", 1))
+             + attr(2, bytes(16)) + attr(18, b"hi") + attr(24, b"st") + attr(49, bytes(4)))
+    decoded = m.decode_request(signed_request(4, attrs), SECRET)
+    assert isinstance(decoded, m.AccountingRequest)
+    assert decoded.status is m.AcctStatus.INTERIM_UPDATE
+    assert decoded.user_name is None and decoded.session_time is None  # absent, and said
+    text = " | ".join(decoded.problems)
+    for needle in ("User-Name: not UTF-8", "Acct-Session-Time: 3 octets",
+                   "Acct-Terminate-Cause outside a Stop", "carries User-Password",
+                   "carries Reply-Message", "carries State"):
+        assert needle in text, text
+    assert "carries CHAP-Password" not in text
+
+
+def test_accounting_status_missing_or_unknown() -> None:
+    with pytest.raises(m.MalformedPacket):
+        m.decode_request(signed_request(4, attr(44, b"S1")), SECRET)
+    with pytest.raises(m.MalformedPacket):
+        m.decode_request(signed_request(4, attr(40, b"\x00\x01")), SECRET)
+    tunnel = m.decode_request(signed_request(4, attr(40, struct.pack("!I", 9))), SECRET)
+    assert isinstance(tunnel, m.AccountingRequest) and tunnel.status == 9
+    assert not isinstance(tunnel.status, m.AcctStatus)
+
+
+def test_unknown_and_vendor_attributes_are_kept_in_order() -> None:
+    unknown = [attr(250, b"\x01\x02"), vsa(9, 1, b"cisco-avpair"), vsa(14122, 9, b"2026"),
+               attr(26, b"\x00\x00\x00\x09\x01")]  # not in sub-attribute form: kept whole
+    data = signed_request(4, attr(40, struct.pack("!I", 1)) + attr(44, b"S1")
+                          + b"".join(unknown))
+    decoded = m.decode_request(data, SECRET)
+    assert decoded.other == ((250, b"\x01\x02"), ((9, 1), b"cisco-avpair"),
+                             ((14122, 9), b"2026"), (26, b"\x00\x00\x00\x09\x01"))
+    again = m.decode_request(decoded.encode(SECRET), SECRET)
+    assert again.other == decoded.other
+    assert codec.codec().name((14122, 9)) == "WISPr-Session-Terminate-Time"
+
+
+# -- RFC 5176 and Status-Server ------------------------------------------------------------
+
+
+def test_coa_request_with_vendor_changes() -> None:
+    coa = m.CoARequest(acct_session_id="S1", calling_station_id="02-11-22-33-44-55",
+                       nas_identifier="axis-gw", event_timestamp=1_780_000_000,
+                       session_timeout=60, bandwidth_up=2_000_000, chilli_bandwidth_down=8000)
+    data = coa.encode(SECRET)
+    assert message_authenticator(data) == hmac.new(SECRET, ma_zeroed(data, bytes(16)),
+                                                   "md5").digest()
+    assert data[4:20] == md5(data[:4], bytes(16), data[20:], SECRET)
+    decoded = m.decode_request(data, SECRET)
+    assert decoded == m.CoARequest(
+        identifier=coa.identifier, authenticator=data[4:20], message_authenticator=True,
+        acct_session_id="S1", calling_station_id="02-11-22-33-44-55", nas_identifier="axis-gw",
+        event_timestamp=1_780_000_000, session_timeout=60, bandwidth_up=2_000_000,
+        chilli_bandwidth_down=8000)
+    nak = m.CoANak(error_cause=m.ErrorCause.UNSUPPORTED_ATTRIBUTE).encode(SECRET, decoded)
+    reply = m.decode_reply(nak, SECRET, data)
+    assert isinstance(reply, m.CoANak) and reply.error_cause is m.ErrorCause.UNSUPPORTED_ATTRIBUTE
+    bad_ma = bytearray(data)
+    bad_ma[22] ^= 1
+    bad_ma[4:20] = md5(bytes(bad_ma[:4]), bytes(16), bytes(bad_ma[20:]), SECRET)
+    with pytest.raises(m.BadAuthenticator, match="Message-Authenticator"):
+        m.decode_request(bytes(bad_ma), SECRET)
+
+
+def test_status_server_needs_a_message_authenticator() -> None:
+    sent = m.StatusServer(nas_identifier="axis-gw").encode(SECRET)
+    decoded = m.decode_request(sent, SECRET)
+    assert isinstance(decoded, m.StatusServer)
+    assert isinstance(m.decode_reply(m.AccessAccept().encode(SECRET, decoded), SECRET, sent),
+                      m.AccessAccept)
+    with pytest.raises(m.MalformedPacket, match="RFC 5997"):
+        m.decode_request(m.StatusServer().encode(SECRET, with_ma=False), SECRET)
+
+
+# -- the packet walk -----------------------------------------------------------------------
+
+
+GOOD = header(1, 5, attr(1, b"alice") + attr(32, b"gw"), REQUEST_AUTH)
+
+
+@pytest.mark.parametrize("data, why", [
+    (b"", "shorter than a header"),
+    (GOOD[:19], "shorter than a header"),
+    (GOOD[:-1], "shorter than Length"),
+    (GOOD[:2] + struct.pack("!H", 19) + GOOD[4:], "outside 20-4096"),
+    (GOOD[:2] + struct.pack("!H", 4097) + GOOD[4:] + bytes(4097), "outside 20-4096"),
+    (header(1, 5, b"\x01\x01x", REQUEST_AUTH), "bad length"),
+    (header(1, 5, b"\x01\x09abc", REQUEST_AUTH), "bad length"),
+    (header(1, 5, b"\x01", REQUEST_AUTH), "truncated attribute header"),
+    (header(1, 5, attr(80, bytes(16)) + attr(80, bytes(16)), REQUEST_AUTH),
+     "more than one Message-Authenticator"),
+    (header(1, 5, attr(80, bytes(15)), REQUEST_AUTH), "not 16 octets"),
+    (header(2, 5, b"", REQUEST_AUTH), "unexpected packet code 2"),
+])
+def test_malformed_datagrams(data: bytes, why: str) -> None:
+    with pytest.raises(m.MalformedPacket, match=why):
+        m.decode_request(data, SECRET)
+
+
+def test_octets_past_length_are_padding() -> None:
+    decoded = m.decode_request(GOOD + b"\x01\x09padding", SECRET)
+    assert isinstance(decoded, m.AccessRequest) and decoded.user_name == "alice"
+
+
+def test_integer_of_the_wrong_length_is_absent_and_said() -> None:
+    data = header(1, 5, attr(32, b"gw") + attr(61, b"\x00\x13"), REQUEST_AUTH)
+    decoded = m.decode_request(data, SECRET)
+    assert decoded.nas_port_type is None  # type: ignore[union-attr]
+    assert decoded.problems == ("NAS-Port-Type: 2 octets, not 4; taken as absent",)
