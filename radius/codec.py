@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import socket
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ def _text(raw: bytes) -> str:
 def _ipv4(raw: bytes) -> str:
     if len(raw) != 4:
         raise BadValue(f"IPv4 address of {len(raw)} octets")
-    return str(ipaddress.IPv4Address(raw))
+    return socket.inet_ntoa(raw)  # ipaddress's str() costs ten times more
 
 
 def _ipv6(raw: bytes) -> str:

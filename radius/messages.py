@@ -37,7 +37,7 @@ from __future__ import annotations
 import enum
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
@@ -54,7 +54,6 @@ from .codec import (
     NotAnAnswer,
     Packet,
     Raw,
-    Spec,
     build,
     chap_response,
     check_message_authenticator,
@@ -203,10 +202,7 @@ _ERROR_WORDS = {
 
 def _known(enum_type: type[_Labelled], value: int) -> Any:
     """The member for ``value``, or the plain int when the RFC has none."""
-    try:
-        return enum_type(value)
-    except ValueError:
-        return value
+    return enum_type._value2member_map_.get(value, value)
 
 
 # -- credentials -------------------------------------------------------------------
@@ -251,7 +247,9 @@ _KEY = {name: _C.key(name) for name in (
     "NAS-Identifier", "NAS-IPv6-Address", "Message-Authenticator")}
 _VLAN, _IEEE_802 = 13, 6  # Tunnel-Type and Tunnel-Medium-Type (RFC 3580 section 3.31)
 _NOT_IN_ACCOUNTING = ("User-Password", "CHAP-Password", "Reply-Message", "State")
-_PLANS: dict[type, tuple[tuple[str, Spec], ...]] = {}
+_MA = _KEY["Message-Authenticator"]
+# By class: attribute key -> (field, decoder, attribute name) of its plain fields.
+_PLANS: dict[type, dict[Key, tuple[str, Callable[[bytes], Any], str]]] = {}
 
 
 def _new_id() -> int:
@@ -292,27 +290,32 @@ class _Message:
 
     @classmethod
     def _decode(cls, pkt: Packet, secret: bytes, request_authenticator: bytes) -> Self:
+        # One pass over the attributes (the hot path of the centre): a plain
+        # field's attribute is decoded at once, the others grouped by key.
+        plain = _PLANS[cls]
+        kwargs: dict[str, Any] = {}
+        problems: list[str] = []
         index: dict[Key, list[bytes]] = {}
         for key, value in pkt.attributes:
-            values = index.get(key)
-            if values is None:
-                index[key] = [value]
-            else:
-                values.append(value)
-        proxy = index.pop(PROXY_STATE, ())
-        index.pop(_KEY["Message-Authenticator"], None)
-        problems: list[str] = []
-        kwargs: dict[str, Any] = {}
-        for name, spec in _PLANS[cls]:
-            values = index.pop(spec.key, None)
-            if values is None:
+            entry = plain.get(key)
+            if entry is None:
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
                 continue
-            if len(values) > 1:
-                problems.append(f"{spec.name} given {len(values)} times; the first is used")
+            name, decode, attribute = entry
+            if name in kwargs:
+                problems.append(f"{attribute} given more than once; the first is used")
+                continue
             try:
-                kwargs[name] = spec.decode(values[0])
+                kwargs[name] = decode(value)
             except BadValue as exc:
-                problems.append(f"{spec.name}: {exc}; taken as absent")
+                kwargs[name] = None
+                problems.append(f"{attribute}: {exc}; taken as absent")
+        proxy = index.pop(PROXY_STATE, ())
+        index.pop(_MA, None)
         cls._special(index, kwargs, problems, secret, request_authenticator)
         other = tuple(a for a in pkt.attributes if a[0] in index) if index else ()
         return cls(identifier=pkt.identifier, authenticator=pkt.authenticator,
@@ -329,9 +332,10 @@ class _Message:
 
     def _attributes(self, secret: bytes, request_authenticator: bytes) -> list[Raw]:
         out = []
-        for name, spec in _PLANS[type(self)]:
+        for name, attribute in self.PLAIN:
             value = getattr(self, name)
             if value is not None:
+                spec = _C.spec(attribute)
                 out.append((spec.key, spec.encode(value)))
         return out
 
@@ -753,7 +757,7 @@ for _cls in (*_REQUESTS.values(), *_REPLIES.values()):
     _names = {f.name for f in fields(_cls)}
     for _field, _attribute in _cls.PLAIN:
         assert _field in _names, (_cls, _field)
-    _PLANS[_cls] = tuple((f, _C.spec(a)) for f, a in _cls.PLAIN)
+    _PLANS[_cls] = {_C.spec(a).key: (f, _C.spec(a).decode, a) for f, a in _cls.PLAIN}
 
 
 def decode_request(datagram: bytes, secret: bytes) -> Request:
