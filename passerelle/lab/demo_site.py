@@ -162,7 +162,8 @@ def how_to(site: Site) -> str:
         "",
         "As root, from another terminal:",
         "  # captive: plain HTTP is redirected to the portal, HTTPS refused at once",
-        f"{PROMPT}ip netns exec {client} curl -si http://192.0.2.80/ | head -3",
+        f"{PROMPT}ip netns exec {client} curl -si http://192.0.2.80/ "
+        "| grep -i -e ^HTTP -e ^Location",
         f"{PROMPT}ip netns exec {client} curl -s -m 3 https://192.0.2.80/ || echo refused",
         "  # following the redirect: the laptop finds the portal through the box's DNS",
         f"{PROMPT}ip netns exec {client} curl -sL http://192.0.2.80/ | grep '<h1'",
