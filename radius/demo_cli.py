@@ -31,12 +31,14 @@ from .server import ServerConfig, bind_udp, serve
 
 LISTEN = "127.0.0.1"
 PROMPT = "  $ "  # starts every line the reader can run as printed
+# This installation's entry point, beside the interpreter (the virtual
+# environment's bin).
+PASSERELLE = Path(sys.executable).parent / "passerelle"
 
 
 def passerelle_command() -> str:
-    """`passerelle` as the reader types it: the full path of this installation's
-    entry point (beside the interpreter: the virtual environment's bin)."""
-    return shlex.quote(str(Path(sys.executable).parent / "passerelle"))
+    """`passerelle` as the reader types it: by its full path."""
+    return shlex.quote(str(PASSERELLE))
 
 
 def how_to(url: str, auth_port: int, acct_port: int) -> str:

@@ -2,19 +2,18 @@
 
 The lab's namespaces (passerelle.lab.netns) play the site: a laptop on the
 LAN (its resolver the box, as after DHCP), the box, and the internet with
-its web host. The centre answers from
-the internet side (192.0.2.10) on the demo's database; the box is the demo
-network's Barchon gateway (the unstaffed site, open around the clock), moved
-to the lab's WAN address; the portal runs on the box. Everything is removed
-when the demo stops. Every command ``how_to`` prints runs as printed, as
-root, from a new terminal (see passerelle.radius.demo_cli).
+its web host. The centre answers from the internet side (192.0.2.10) on the
+demo's database; the box is the demo network's Barchon gateway (the
+unstaffed site, open around the clock), moved to the lab's WAN address; the
+portal runs on the box. Everything is removed when the demo stops. Every
+command ``how_to`` prints runs as printed, as root, from a new terminal
+(see passerelle.radius.demo_cli).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from sqlalchemy import select
 from passerelle.errors import UserError
 from passerelle.gateway.control import ControlClient, ControlError
 from passerelle.radius import db
+from passerelle.radius.demo_cli import PASSERELLE as BIN
 from passerelle.radius.demo_cli import PROMPT, passerelle_command
 from passerelle.radius.models import Gateway
 
@@ -32,7 +32,6 @@ from .netns import Lab, missing
 
 CENTRE = "192.0.2.10"
 GATEWAY = "barchon-gw"
-BIN = Path(sys.executable).parent / "passerelle"  # the same installation as the demo
 
 CONFIG = """\
 # The demo site's box (see docs/gateway.md for every key).
