@@ -2,12 +2,12 @@
 # Install the Debian 12 packages Passerelle needs, only those missing.
 # Usage: deploy/system-packages.sh demo|test
 set -euo pipefail
-# The demo runs a whole site in network namespaces: the box's tools come too.
+# The demo runs a whole site in network namespaces: the box's tools come too,
+# and every program the commands it prints use (radtest, curl, chromium).
 want=(python3 python3-venv python3-dev gcc freeradius-utils nftables dnsmasq iproute2
-      isc-dhcp-client curl iperf3 tcpdump procps)
+      isc-dhcp-client curl iperf3 tcpdump procps chromium)
 if [ "${1:-test}" = test ]; then
-    want+=(postgresql freeradius freeradius-postgresql radsecproxy chromium wrk
-           zbar-tools)
+    want+=(postgresql freeradius freeradius-postgresql radsecproxy wrk zbar-tools)
 fi
 missing=()
 for pkg in "${want[@]}"; do

@@ -8,4 +8,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extras=${1:-}
 .venv/bin/pip install -q --upgrade pip >/dev/null
-.venv/bin/pip install -q -e ".${extras:+[$extras]}"
+# setuptools notes every editable install ("Editable installation."): not a
+# problem, so not shown; every other warning is.
+PYTHONWARNINGS="ignore:Editable installation" \
+    .venv/bin/pip install -q -e ".${extras:+[$extras]}"

@@ -30,12 +30,14 @@ def _register() -> None:
     # Each part brings its own commands; imported here so `passerelle --help`
     # lists them all.
     from .gateway.cli import register as register_gateway
+    from .lab.cli import register as register_lab
     from .portal.cli import register as register_portal
     from .radius.cli import register as register_radius
 
     register_radius(cli)
     register_gateway(cli)
     register_portal(cli)
+    register_lab(cli)
 
 
 _register()

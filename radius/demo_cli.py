@@ -1,14 +1,19 @@
-"""`passerelle demo`: the central server with the demo network, on 127.0.0.1.
+"""The centre's half of `passerelle demo` (the command is passerelle.lab's).
 
 It migrates a SQLite database in the demo data directory, loads the demo
 data when the database is empty, prints how to try it with radtest and
 radclient, and runs the same server as `passerelle radius serve`.
+
+Every command printed for the reader to run is on a line of its own that
+starts with ``PROMPT`` and runs as printed in a new terminal: `passerelle`
+is given by its full path, since the virtual environment is not on the
+reader's PATH.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -25,6 +30,15 @@ from .models import Network, Person
 from .server import ServerConfig, bind_udp, serve
 
 LISTEN = "127.0.0.1"
+PROMPT = "  $ "  # starts every line the reader can run as printed
+# This installation's entry point, beside the interpreter (the virtual
+# environment's bin).
+PASSERELLE = Path(sys.executable).parent / "passerelle"
+
+
+def passerelle_command() -> str:
+    """`passerelle` as the reader types it: by its full path."""
+    return shlex.quote(str(PASSERELLE))
 
 
 def how_to(url: str, auth_port: int, acct_port: int) -> str:
@@ -36,7 +50,7 @@ def how_to(url: str, auth_port: int, acct_port: int) -> str:
              'Calling-Station-Id = "02-00-5e-00-53-01", Framed-IP-Address = 198.51.100.10')
     stop = start.replace("Start,", "Stop, Acct-Session-Time = 600, Acct-Terminate-Cause = "
                                    "User-Request,")
-    db_arg = shlex.quote(url)
+    db_arg, bin_ = shlex.quote(url), passerelle_command()
     return "\n".join([
         f"Passerelle demo: the central RADIUS server on {LISTEN}, the demo network in {url}",
         "",
@@ -45,23 +59,25 @@ def how_to(url: str, auth_port: int, acct_port: int) -> str:
         "Try it from another terminal (radtest and radclient: Debian freeradius-utils):",
         "",
         "  # Access-Accept, with Session-Timeout, Class, the Wi-Fi key in Tunnel-Password:",
-        f"  radtest {demo.ACCEPTED} {pw} {auth} 0 {secret}",
+        f"{PROMPT}radtest {demo.ACCEPTED} {pw} {auth} 0 {secret}",
         "  # the same with CHAP:",
-        f"  radtest -t chap {demo.CHAP_USER} {pw} {auth} 0 {secret}",
+        f"{PROMPT}radtest -t chap {demo.CHAP_USER} {pw} {auth} 0 {secret}",
         "  # Access-Reject, Reply-Message \"company-suspended: ...\":",
-        f"  radtest {demo.SUSPENDED} {pw} {auth} 0 {secret}",
+        f"{PROMPT}radtest {demo.SUSPENDED} {pw} {auth} 0 {secret}",
         "  # accounting: a session starts, then stops after 10 minutes, charged once:",
-        f"  echo '{start}' | radclient -x {acct} acct {secret}",
-        f"  echo '{stop}' | radclient -x {acct} acct {secret}",
-        f"  passerelle admin credit show {demo.ACCEPTED} --db {db_arg}",
+        f"{PROMPT}echo '{start}' | radclient -x {acct} acct {secret}",
+        f"{PROMPT}echo '{stop}' | radclient -x {acct} acct {secret}",
+        f"{PROMPT}{bin_} admin credit show {demo.ACCEPTED} --db {db_arg}",
         "",
-        f"Manage the data: passerelle admin --help (add --db {db_arg})",
+        "Manage the data:",
+        f"{PROMPT}{bin_} admin --help",
+        f"(add --db {db_arg} to each command)",
         "Stop the server with Ctrl-C.",
         "",
     ])
 
 
-def _check_ports(auth_port: int, acct_port: int) -> None:
+def check_ports(auth_port: int, acct_port: int) -> None:
     # A clear line instead of a traceback when FreeRADIUS (or another demo)
     # already holds the ports.
     for name, port in (("--auth-port", auth_port), ("--acct-port", acct_port)):
@@ -72,23 +88,9 @@ def _check_ports(auth_port: int, acct_port: int) -> None:
                             f"{exc.strerror}; is FreeRADIUS or another demo running?") from None
 
 
-@click.command("demo")
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Data directory of the demo (default: PASSERELLE_DATA or "
-                   "~/.local/share/passerelle).")
-@click.option("--auth-port", default=1812, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--acct-port", default=1813, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--site", is_flag=True,
-              help="Also run a whole site in network namespaces: a laptop, the box with its "
-                   "portal, the internet (needs root, nftables, dnsmasq).")
-def demo_command(data: Path | None, auth_port: int, acct_port: int, site: bool) -> None:
-    """Run the central server with the demo network on 127.0.0.1 (and, with
-    --site, a whole site beside it)."""
-    if auth_port == acct_port:
-        raise UserError("--auth-port and --acct-port must differ")
-    data = (data or db.data_dir()).absolute()
-    # The server key (CHAP secrets) belongs with the demo's database.
-    os.environ["PASSERELLE_DATA"] = str(data)
+def prepare(data: Path) -> str:
+    """Migrate the demo's SQLite database in ``data``, load the demo network
+    when it is empty, say which; return the database URL."""
     url = f"sqlite:///{data / 'passerelle.db'}"
     try:
         engine = db.make_engine(url)
@@ -107,19 +109,11 @@ def demo_command(data: Path | None, auth_port: int, acct_port: int, site: bool) 
             click.echo(demo.load(s, now()).summary())
         else:
             click.echo(f"using the data already in {url} (load the demo people with: "
-                       f"passerelle demo-data --db {shlex.quote(url)})")
-    _check_ports(auth_port, acct_port)
-    running = None
-    if site:
-        from passerelle.gateway import demo_site
+                       f"{passerelle_command()} demo-data --db {shlex.quote(url)})")
+    return url
 
-        running = demo_site.start(url, data)
-    try:
-        click.echo(how_to(url, auth_port, acct_port))
-        if running is not None:
-            click.echo(demo_site.how_to(running))
-        serve(ServerConfig(db_url=url, listen=LISTEN, auth_port=auth_port,
-                           acct_port=acct_port, workers=1, settings=HandlerSettings()))
-    finally:
-        if running is not None:
-            running.close()
+
+def serve_centre(url: str, auth_port: int, acct_port: int) -> None:
+    """The same server as `passerelle radius serve`, on 127.0.0.1, until stopped."""
+    serve(ServerConfig(db_url=url, listen=LISTEN, auth_port=auth_port, acct_port=acct_port,
+                       workers=1, settings=HandlerSettings()))

@@ -1,5 +1,5 @@
-"""The lab lives in the package (the demo builds a site with it too)."""
+"""The lab lives in its own package (the demo builds a site with it too)."""
 
-from passerelle.gateway.lab import PREFIX, Lab, LabUnavailable, lab, missing, remove_stale
+from passerelle.lab.netns import PREFIX, Lab, LabUnavailable, lab, missing, remove_stale
 
 __all__ = ["PREFIX", "Lab", "LabUnavailable", "lab", "missing", "remove_stale"]

@@ -1,19 +1,22 @@
 """`passerelle demo` on free ports in a temporary data directory: it loads the
-demo network, prints how to try it, and the commands it prints work."""
+demo network, prints how to try it, and every command it prints works when
+run as printed in a new terminal (the virtual environment not on its PATH)."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from passerelle.radius.demo_cli import PROMPT
 from tests.need import stop
 
 from .test_demo_data import need, parse_radclient
@@ -91,16 +94,65 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     running.stop()
 
 
-def printed_commands(text: str, start: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip().startswith(start)]
+def runnable(text: str) -> list[str]:
+    """The command lines the demo printed for the reader, as they would copy them."""
+    return [line[len(PROMPT):] for line in text.splitlines() if line.startswith(PROMPT)]
 
 
-def run_printed(command: str) -> str:
-    """Run a command line exactly as the demo printed it for the reader."""
-    command = command.replace("passerelle admin", f"{BIN} admin", 1)
-    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
-                         timeout=60, env=demo_env())
-    return out.stdout + out.stderr
+# A new terminal: the system's PATH, not the virtual environment's.
+TERMINAL = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+
+
+def run_printed(command: str) -> subprocess.CompletedProcess[str]:
+    """Run a command line exactly as the demo printed it, in a new terminal's bash."""
+    return subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                          timeout=120, env=TERMINAL, check=False)
+
+
+# What each printed command must do: (pattern of the command line, judge of its
+# run). The demo's commands and these are matched one to one, in order.
+Expect = tuple[str, Callable[[subprocess.CompletedProcess[str]], bool]]
+
+
+def answered(code: str, *attrs: tuple[str, str]) -> Callable[
+        [subprocess.CompletedProcess[str]], bool]:
+    def judge(out: subprocess.CompletedProcess[str]) -> bool:
+        answer = parse_radclient(out.stdout + out.stderr)
+        return answer.code == code and all(
+            answer.one(name).startswith(value) for name, value in attrs)
+    return judge
+
+
+CENTRE: list[Expect] = [
+    (r"^radtest alice@acme\.example ", answered("Access-Accept", ("Session-Timeout", "36000"))),
+    (r"^radtest -t chap adam@acme\.example ", answered("Access-Accept")),
+    (r"^radtest sam@dewaele\.example ",
+     answered("Access-Reject", ("Reply-Message", "company-suspended: "))),
+    (r"^echo '.*Acct-Status-Type = Start.*' \| radclient -x ",
+     answered("Accounting-Response")),
+    (r"^echo '.*Acct-Status-Type = Stop.*' \| radclient -x ", answered("Accounting-Response")),
+    (r"^/\S+/passerelle admin credit show alice@acme\.example --db ",
+     lambda out: out.returncode == 0 and "9:50 left (590 minutes)" in out.stdout
+     and "charge" in out.stdout),
+    (r"^/\S+/passerelle admin --help$",
+     lambda out: out.returncode == 0 and "credit" in out.stdout),
+]
+
+
+def run_all(printed: str, expected: list[Expect],
+            logs: Callable[[], str] = str) -> list[subprocess.CompletedProcess[str]]:
+    """Run every printed command in order, each judged by its expectation."""
+    commands = runnable(printed)
+    assert len(commands) == len(expected), printed
+    runs = []
+    for command, (pattern, judge) in zip(commands, expected, strict=True):
+        assert re.search(pattern, command), (pattern, command)
+        out = run_printed(command)
+        assert judge(out), f"$ {command}\nexited {out.returncode}\n{out.stdout}{out.stderr}" \
+                           f"\n{logs()}"
+        runs.append(out)
+    return runs
 
 
 def test_demo_prints_how_to_and_answers(demo: Demo, tmp_path: Path) -> None:
@@ -110,27 +162,20 @@ def test_demo_prints_how_to_and_answers(demo: Demo, tmp_path: Path) -> None:
     assert f"listening on 127.0.0.1 auth {demo.auth_port} acct {demo.acct_port}" in \
         demo.printed
     assert (data / "passerelle.db").exists() and (data / "server.key").exists()
-    radtests = printed_commands(demo.printed, "radtest ")
-    assert len(radtests) == 3
-    assert all(f"127.0.0.1:{demo.auth_port} 0 testing123" in line for line in radtests)
-    pap, chap, rejected = (parse_radclient(run_printed(line)) for line in radtests)
-    assert pap.code == "Access-Accept", pap.output + demo.logs()
-    assert pap.one("Session-Timeout") == str(600 * 60)
-    assert chap.code == "Access-Accept", chap.output
-    assert rejected.code == "Access-Reject", rejected.output
-    assert rejected.one("Reply-Message").startswith("company-suspended: ")
-    # The accounting example: Start, then Stop after 600 s, and the charge shows.
-    accounting = printed_commands(demo.printed, "echo ")
-    assert len(accounting) == 2
     need("radclient")
-    for line in accounting:
-        assert f"127.0.0.1:{demo.acct_port} acct testing123" in line
-        answer = parse_radclient(run_printed(line))
-        assert answer.code == "Accounting-Response", answer.output
-    (show,) = printed_commands(demo.printed, "passerelle admin credit show")
-    statement = run_printed(show)
-    assert "alice@acme.example: 9:50 left (590 minutes)" in statement, statement
-    assert "charge" in statement
+    commands = runnable(demo.printed)
+    assert all(f"127.0.0.1:{demo.auth_port} 0 testing123" in line
+               for line in commands if line.startswith("radtest"))
+    assert all(f"127.0.0.1:{demo.acct_port} acct testing123" in line
+               for line in commands if "radclient" in line)
+    # `passerelle` by the full path of this installation: no PATH needed.
+    assert all(line.startswith(f"{BIN} ") for line in commands if "passerelle" in line)
+    run_all(demo.printed, CENTRE, demo.logs)
+
+
+def test_printed_commands_are_found_by_their_prompt_only() -> None:
+    printed = f"  # a comment\n{PROMPT}radtest a b\n  radtest c d\nradtest e f\n"
+    assert runnable(printed) == ["radtest a b"]
 
 
 def test_demo_restarts_on_its_data(tmp_path: Path) -> None:
@@ -142,8 +187,9 @@ def test_demo_restarts_on_its_data(tmp_path: Path) -> None:
     try:
         assert "using the data already in" in second.printed
         assert "demo data: added" not in second.printed
-        (pap, _, _) = printed_commands(second.printed, "radtest ")
-        answer = parse_radclient(run_printed(pap))
+        pap = runnable(second.printed)[0]
+        assert pap.startswith("radtest alice@acme.example ")
+        answer = parse_radclient(run_printed(pap).stdout)
         assert answer.code == "Access-Accept", answer.output
     finally:
         second.stop()

@@ -1,4 +1,4 @@
-"""Fixtures for the gateway's tests: the network-namespace lab (tests/lab.py).
+"""Fixtures for the gateway's tests: the network-namespace lab (passerelle.lab.netns).
 
 ``lab`` is built once per test module and always removed. Without root or a
 tool the lab needs, the tests that use it skip with the reason, except under

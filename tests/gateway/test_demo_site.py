@@ -1,74 +1,116 @@
-"""`passerelle demo --site`: the commands the demo prints work, and the site
-is gone when the demo stops."""
+"""`passerelle demo --site` as the README runs it (deploy/demo.sh, as root):
+every command it prints works when copied into a new terminal — radtest and
+radclient, curl from the laptop, the portal in the installed Chromium, the
+printed `passerelle` commands — and the site is gone when the demo stops."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from passerelle.lab.netns import NETNS_ETC
 from tests.gateway.conftest import require_lab
-
-BIN = Path(sys.executable).parent / "passerelle"
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.need import tool
+from tests.test_demo import BIN, CENTRE, Expect, demo_env, free_udp_port, run_all
 
 
-def test_site_demo_end_to_end(tmp_path: Path) -> None:
+def judged(status: int, *needles: str) -> Callable[[subprocess.CompletedProcess[str]], bool]:
+    """Exits with ``status`` and prints every needle."""
+    def judge(out: subprocess.CompletedProcess[str]) -> bool:
+        return out.returncode == status and all(n in out.stdout for n in needles)
+    return judge
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def site_expectations(screenshot: Path) -> list[Expect]:
+    return [
+        (r"^ip netns exec psl-\w+-client curl -si http://192\.0\.2\.80/ \| grep -i -e \^HTTP "
+         r"-e \^Location$",
+         judged(0, " 302 ", "Location: http://portal.passerelle.internal/")),
+        (r"^ip netns exec psl-\w+-client curl -s -m 3 https://192\.0\.2\.80/ \|\| echo refused$",
+         judged(0, "refused")),
+        # Plain `curl -L`: the name in the redirect resolves through the box's DNS.
+        (r"^ip netns exec psl-\w+-client curl -sL http://192\.0\.2\.80/ \| grep '<h1'$",
+         judged(0, "<h1>Check in</h1>")),
+        (r"^ip netns exec psl-\w+-client chromium --headless .*--screenshot=\S+ "
+         r"http://192\.0\.2\.80/$",
+         lambda out: out.returncode == 0 and screenshot.read_bytes().startswith(PNG)),
+        (r"^echo demo-wifi-2024 \| /\S+/passerelle gateway check-in 198\.51\.100\.10 "
+         r"alice@acme\.example --socket \S+$", judged(0, '"wifi_key"')),
+        (r"^ip netns exec psl-\w+-client curl -s http://192\.0\.2\.80/$",
+         judged(0, "upstream 203.0.113.2")),
+        (r"^/\S+/passerelle gateway sessions --socket \S+$",
+         judged(0, "198.51.100.10", "alice@acme.example")),
+        (r"^ip netns exec psl-\w+-up /\S+/passerelle radius disconnect \"\$\(.*\)\" --db \S+$",
+         judged(0, "ACK")),
+        (r"^ip netns exec psl-\w+-client curl -si http://192\.0\.2\.80/ \| head -1$",
+         judged(0, " 302 ")),
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_site_demo_every_printed_command_works(tmp_path: Path) -> None:
     require_lab()
+    tool("radtest", "freeradius-utils")
+    tool("chromium", "chromium")
     data = tmp_path / "demo"
-    env = {**os.environ, "PASSERELLE_DATA": str(data)}
     out_path = tmp_path / "demo.out"
     with out_path.open("w") as out:
         proc = subprocess.Popen(
             [str(BIN), "demo", "--site", "--data", str(data), "--auth-port",
              str(free_udp_port()), "--acct-port", str(free_udp_port())],
-            stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+            stdout=out, stderr=subprocess.STDOUT, text=True, env=demo_env(),
             start_new_session=True)
+    lab_prefix = ""
+    pids: list[int] = []
     try:
-        deadline = time.monotonic() + 90
-        while "passerelle gateway sessions" not in out_path.read_text():
+        deadline = time.monotonic() + 120
+        while "passerelle radius: listening" not in out_path.read_text():
             assert proc.poll() is None, out_path.read_text()
             assert time.monotonic() < deadline, out_path.read_text()
             time.sleep(0.3)
-        text = out_path.read_text()
-        client = re.search(r"ip netns exec (\S+) curl -si http://192.0.2.80/", text)
-        check_in = re.search(r"echo (\S+) \| passerelle gateway check-in (\S+) (\S+) "
-                             r"--socket (\S+)", text)
-        assert client and check_in, text
-        ns = client.group(1)
-
-        def curl(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-m", "5", *args],
-                                  capture_output=True, text=True, check=False)
-
-        deadline = time.monotonic() + 60
-        while not (captive := curl("-i", "http://192.0.2.80/")).stdout.startswith("HTTP/1."):
-            assert time.monotonic() < deadline, "the portal never answered"
-            time.sleep(0.5)
-        assert " 302 " in captive.stdout.split("\n")[0]
-        assert curl("https://192.0.2.80/").returncode != 0
-        password, ip, login, sock = check_in.groups()
-        done = subprocess.run([str(BIN), "gateway", "check-in", ip, login, "--socket", sock],
-                              input=password + "\n", capture_output=True, text=True, env=env,
-                              check=False)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert '"wifi_key"' in done.stdout
-        assert curl("http://192.0.2.80/").stdout.startswith("upstream")
-        listed = subprocess.run([str(BIN), "gateway", "sessions", "--socket", sock],
-                                capture_output=True, text=True, env=env, check=False)
-        assert login in listed.stdout
+        printed = out_path.read_text()
+        found = re.search(r"^  (psl-\w+-)client: a laptop", printed, re.M)
+        assert found, printed
+        lab_prefix = found.group(1)
+        namespaces = [f"{lab_prefix}{role}" for role in ("client", "client2", "sw", "gw", "up")]
+        for ns in namespaces:
+            listed = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
+                                    text=True, check=True)
+            pids += [int(p) for p in listed.stdout.split()]
+        assert pids, "the box, the centre and the portal run in the lab"
+        run_all(printed, CENTRE + site_expectations(data / "site" / "portal.png"),
+                logs=lambda: "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
+                                       for p in sorted((data / "site" / "logs").glob("*"))))
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=30)
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert ns not in names, "the demo removed its namespaces"
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        left = [name for name in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                text=True).stdout.split()
+                if lab_prefix and name.startswith(lab_prefix)]
+        for name in left:  # not to leave them behind, even when the demo failed to
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+    assert left == [], "the demo removes its namespaces"
+    assert not list(NETNS_ETC.glob(f"{lab_prefix}*")), "and the laptops' resolver files"
+    deadline = time.monotonic() + 10
+    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive == [], "and every process it started in the lab"

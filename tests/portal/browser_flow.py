@@ -3,18 +3,31 @@
     python browser_flow.py OUT_DIR LOGIN PASSWORD
 
 Prints one JSON object: what the person saw at each step. Screenshots go to
-OUT_DIR. Only Playwright's public API; nothing here judges: the test does.
+OUT_DIR; with PASSERELLE_DOCS_IMG=DIR in the environment, the check-in page
+and the key page also go to DIR as portal.png and key.png (the README's
+pictures, in docs/img). Only Playwright's public API; nothing here judges:
+the test does.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
 START = "http://192.0.2.80/"
+DOCS = {"1-check-in.png": "portal.png", "2-key-and-qr.png": "key.png"}
+
+
+def for_docs(out: Path) -> None:
+    docs = os.environ.get("PASSERELLE_DOCS_IMG")
+    if docs:
+        for shot, name in DOCS.items():
+            shutil.copyfile(out / shot, Path(docs) / name)
 
 
 def main(out: Path, login: str, password: str) -> dict[str, object]:
@@ -63,6 +76,7 @@ def main(out: Path, login: str, password: str) -> dict[str, object]:
         seen["again_h1"] = page.inner_text("h1")
         page.screenshot(path=str(out / "6-captive-again.png"), full_page=True)
         browser.close()
+    for_docs(out)
     return seen
 
 

@@ -9,7 +9,6 @@ validated. Screenshots are kept under the test's tmp dir (paths printed).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
@@ -102,12 +101,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
         lab.start_upstream_dns({host: PROBE_HOST for host, _ in PROBES})
         probe_server = lab.popen("up", sys.executable, "-c", PROBE_SERVER, PROBE_HOST)
         assert probe_server.stdout is not None and probe_server.stdout.readline() == "ready\n"
-        # The client's resolver is the box (as DHCP would say): `ip netns exec`
-        # binds /etc/netns/<namespace>/resolv.conf over /etc/resolv.conf.
-        netns_etc = Path("/etc/netns") / lab.ns["client"]
-        made_parent = not netns_etc.parent.exists()
-        netns_etc.mkdir(parents=True, exist_ok=True)
-        (netns_etc / "resolv.conf").write_text(f"nameserver {lab.box_ipv4}\n")
+        # The client's resolver is the box, as DHCP would say: the lab sees to it.
         log = (tmp / "portal.log").open("w")
         built.logs.append(tmp / "portal.log")
         try:
@@ -119,10 +113,6 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
             yield built
         finally:
             log.close()
-            shutil.rmtree(netns_etc, ignore_errors=True)
-            if made_parent:
-                with contextlib.suppress(OSError):
-                    netns_etc.parent.rmdir()
 
 
 def curl(box: Box, *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,18 +1,19 @@
 """A whole site on this machine, for `passerelle demo --site`.
 
-The lab's namespaces (passerelle.gateway.lab) play the site: a laptop on the
-LAN, the box, and the internet with its web host. The centre answers from
-the internet side (192.0.2.10) on the demo's database; the box is the demo
-network's Barchon gateway (the unstaffed site, open around the clock), moved
-to the lab's WAN address; the portal runs on the box. Everything is removed
-when the demo stops.
+The lab's namespaces (passerelle.lab.netns) play the site: a laptop on the
+LAN (its resolver the box, as after DHCP), the box, and the internet with
+its web host. The centre answers from the internet side (192.0.2.10) on the
+demo's database; the box is the demo network's Barchon gateway (the
+unstaffed site, open around the clock), moved to the lab's WAN address; the
+portal runs on the box. Everything is removed when the demo stops. Every
+command ``how_to`` prints runs as printed, as root, from a new terminal
+(see passerelle.radius.demo_cli).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +22,16 @@ from typing import IO
 from sqlalchemy import select
 
 from passerelle.errors import UserError
+from passerelle.gateway.control import ControlClient, ControlError
 from passerelle.radius import db
+from passerelle.radius.demo_cli import PASSERELLE as BIN
+from passerelle.radius.demo_cli import PROMPT, passerelle_command
 from passerelle.radius.models import Gateway
 
-from .control import ControlClient, ControlError
-from .lab import Lab, missing
+from .netns import Lab, missing
 
 CENTRE = "192.0.2.10"
 GATEWAY = "barchon-gw"
-BIN = Path(sys.executable).parent / "passerelle"
 
 CONFIG = """\
 # The demo site's box (see docs/gateway.md for every key).
@@ -61,6 +63,7 @@ class Site:
     control: Path
     logs: Path
     db_url: str
+    screenshot: Path
 
     def close(self) -> None:
         self.lab.close()
@@ -137,35 +140,43 @@ def start(url: str, data: Path) -> Site:
     except BaseException:
         lab.close()
         raise
-    return Site(lab, config, control, logs, url)
+    return Site(lab, config, control, logs, url, site_dir / "portal.png")
 
 
 def how_to(site: Site) -> str:
     lab = site.lab
     client, up = lab.ns["client"], lab.ns["up"]
+    bin_ = passerelle_command()
     sock = shlex.quote(str(site.control))
     db_arg = shlex.quote(site.db_url)
+    sessions = f"{bin_} gateway sessions --socket {sock}"
+    first_session = f"$({sessions} | awk 'NR == 1 {{print $1}}')"
     return "\n".join([
         "",
         "The demo site (network namespaces, removed when the demo stops):",
-        f"  {client}: a laptop, 198.51.100.10 on the site's LAN",
+        f"  {client}: a laptop, 198.51.100.10 on the site's LAN, the box as its DNS",
         f"  {lab.ns['gw']}: the box (LAN 198.51.100.1, WAN 203.0.113.2), its portal on :8080/:8443",
         f"  {up}: the internet, web host 192.0.2.80, the centre on {CENTRE}",
         f"  logs: {site.logs}",
         "",
         "As root, from another terminal:",
         "  # captive: plain HTTP is redirected to the portal, HTTPS refused at once",
-        f"  ip netns exec {client} curl -si http://192.0.2.80/ | head -3",
-        f"  ip netns exec {client} curl -s -m 3 https://192.0.2.80/ || echo refused",
-        "  # check in as the portal would (password on stdin), then the web is there",
-        f"  echo demo-wifi-2024 | passerelle gateway check-in 198.51.100.10 alice@acme.example"
-        f" --socket {sock}",
-        f"  ip netns exec {client} curl -s http://192.0.2.80/",
-        f"  passerelle gateway sessions --socket {sock}",
+        f"{PROMPT}ip netns exec {client} curl -si http://192.0.2.80/ "
+        "| grep -i -e ^HTTP -e ^Location",
+        f"{PROMPT}ip netns exec {client} curl -s -m 3 https://192.0.2.80/ || echo refused",
+        "  # following the redirect: the laptop finds the portal through the box's DNS",
+        f"{PROMPT}ip netns exec {client} curl -sL http://192.0.2.80/ | grep '<h1'",
         "  # the portal in a real browser, as a screenshot",
-        f"  ip netns exec {client} chromium --headless --no-sandbox "
-        "--screenshot=/tmp/portal.png http://192.0.2.80/",
-        "  # central ops cut the session (RFC 5176 Disconnect-Request to the box)",
-        f"  ip netns exec {up} passerelle radius disconnect SESSION-ID --db {db_arg}",
+        f"{PROMPT}ip netns exec {client} chromium --headless --no-sandbox --log-level=3 "
+        f"--screenshot={shlex.quote(str(site.screenshot))} http://192.0.2.80/",
+        "  # check in as the portal would (password on stdin), then the web is there",
+        f"{PROMPT}echo demo-wifi-2024 | {bin_} gateway check-in 198.51.100.10 "
+        f"alice@acme.example --socket {sock}",
+        f"{PROMPT}ip netns exec {client} curl -s http://192.0.2.80/",
+        f"{PROMPT}{sessions}",
+        "  # central ops cut the session (RFC 5176 Disconnect-Request to the box):",
+        "  # the laptop is captive again",
+        f'{PROMPT}ip netns exec {up} {bin_} radius disconnect "{first_session}" --db {db_arg}',
+        f"{PROMPT}ip netns exec {client} curl -si http://192.0.2.80/ | head -1",
         "",
     ])

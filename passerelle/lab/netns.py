@@ -12,6 +12,11 @@
 IPv6 beside it: LAN 2001:db8:1::/64 (box ::1), WAN 2001:db8:2::/64, upstream
 hosts 2001:db8:ff::80 and ::81; IPv6 is routed (``up`` has a route back).
 
+Each client's resolver is the box, as DHCP would tell a laptop:
+``ip netns exec`` binds ``/etc/netns/<namespace>/resolv.conf`` over
+``/etc/resolv.conf``, and the lab writes that file with the client and
+removes it with the namespace.
+
 Namespaces are named ``psl-<id>-<role>``. Every interface lives inside a lab
 namespace (veth pairs are created namespace to namespace), so the root
 namespace's links, routes and firewall are never touched. Processes started
@@ -38,6 +43,7 @@ from pathlib import Path
 
 PREFIX = "psl-"
 MARKS = Path("/run/passerelle-lab")  # <id> -> pid of the process that owns the lab
+NETNS_ETC = Path("/etc/netns")  # per-namespace files `ip netns exec` binds over /etc
 TOOLS = ("ip", "nft", "dnsmasq", "dhclient", "iperf3", "curl", "ss")
 
 # A tiny server for the lab's hosts, run with the test's Python:
@@ -123,6 +129,13 @@ def remove_stale(min_age: float = 60.0) -> list[str]:
     """Delete lab namespaces whose owning process is gone (earlier runs)."""
     run_dir = Path("/run/netns")
     removed: list[str] = []
+    if NETNS_ETC.is_dir():
+        # A resolver left without its namespace (an earlier run killed in between).
+        for etc in NETNS_ETC.glob(f"{PREFIX}*"):
+            with contextlib.suppress(OSError):
+                if (not (run_dir / etc.name).exists()
+                        and time.time() - etc.stat().st_mtime >= min_age):
+                    shutil.rmtree(etc, ignore_errors=True)
     if not run_dir.is_dir():
         return removed
     for entry in run_dir.iterdir():
@@ -143,6 +156,7 @@ def remove_stale(min_age: float = 60.0) -> list[str]:
         if young and not owner:
             continue  # not ours to judge yet: perhaps another tool's namespace being built
         subprocess.run(["ip", "netns", "del", entry.name], capture_output=True, check=False)
+        shutil.rmtree(NETNS_ETC / entry.name, ignore_errors=True)
         removed.append(entry.name)
         with contextlib.suppress(OSError):
             mark.unlink()
@@ -260,6 +274,9 @@ class Lab:
             self.run(role, "ip", "route", "add", "default", "via", self.box_ipv4)
         if ipv6:
             self.run(role, "ip", "-6", "route", "add", "default", "via", self.box_ipv6)
+        etc = NETNS_ETC / self.ns[role]
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(f"nameserver {self.box_ipv4}\n")
         return self.ns[role]
 
     # -- running ------------------------------------------------------------
@@ -363,6 +380,7 @@ class Lab:
                     os.kill(pid, signal.SIGKILL)
         for name in self.ns.values():
             subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+            shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
         with contextlib.suppress(OSError):
             (MARKS / self.id).unlink()
         shutil.rmtree(self.tmp, ignore_errors=True)
