@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from passerelle.refusal import Refusal
+
 from . import sessions as sm
 from .acct import AccountingRecord
 from .clients import Clients
@@ -82,8 +84,12 @@ def new_session_id(now: float) -> str:
 
 @dataclass
 class Refused(Exception):
-    code: str  # bad-request, unknown-client, centre-unreachable, or the centre's reason code
+    refusal: Refusal  # the box's own, or the centre's from the Reply-Message
     message: str
+
+    @property
+    def code(self) -> str:
+        return self.refusal.value
 
 
 class Gateway:
@@ -267,24 +273,23 @@ class Gateway:
     def check_in(self, ip: str, login: str, password: str, chap: bool = False) -> dict[str, Any]:
         mac = self.clients.mac_of(ip)
         if mac is None:
-            raise Refused("unknown-client", f"no client with address {ip} on the LAN")
+            raise Refused(Refusal.unknown_client, f"no client with address {ip} on the LAN")
         with self._lock:
             current = self._session_of(ip)
             if current is not None and current.mac == mac:
                 # Never hand out a session (and its key) without credentials.
-                raise Refused("already-checked-in", f"{ip} has a session already")
+                raise Refused(Refusal.already_checked_in, f"{ip} has a session already")
         try:
             result: AuthResult = self.radius.authenticate(login, password, mac=mac, ipv4=ip,
                                                           chap=chap)
         except NoServer as exc:
             log.warning("check-in of %s at %s: the centre did not answer (%s)", login, ip, exc)
-            raise Refused("centre-unreachable", "the centre did not answer") from None
+            raise Refused(Refusal.centre_unreachable, "the centre did not answer") from None
         except ValueError as exc:  # e.g. a password RADIUS cannot carry
-            raise Refused("bad-request", str(exc)) from None
+            raise Refused(Refusal.bad_request, str(exc)) from None
         if not result.accepted:
-            code, _, text = result.reply_message.partition(":")
             log.info("check-in of %s at %s refused: %s", login, ip, result.reply_message)
-            raise Refused(code.strip() or "rejected", text.strip() or result.reply_message)
+            raise Refused(*Refusal.from_reply_message(result.reply_message))
         terms = Terms(session_timeout=result.session_timeout, idle_timeout=result.idle_timeout,
                       interim_interval=result.interim_interval, class_=result.class_,
                       bandwidth_up=result.bandwidth_up, bandwidth_down=result.bandwidth_down)
@@ -306,7 +311,7 @@ class Gateway:
         with self._lock:
             session = self._session_of(ip)
             if session is None:
-                raise Refused("no-session", f"no session for {ip}")
+                raise Refused(Refusal.no_session, f"no session for {ip}")
             self.end_session(session.session_id, Cause.user_request)
             return {"ended": session.session_id}
 
