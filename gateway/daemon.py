@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 from passerelle.refusal import Refusal
 
@@ -113,27 +113,31 @@ class Gateway:
     # --- carrying out actions --------------------------------------------------
 
     def _carry_out(self, session: Session, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, sm.Account):
-                self.spool.put(action.record)
+        """Carry out ``actions`` in the order at the top of this module:
+        the spool, then the table, then the kernel. An action this executor
+        does not know raises before any of them is carried out."""
+        records, kernel = _split(actions)
+        for record in records:
+            self.spool.put(record)
         self.store.save(session)
         if session.stopped is None:
             self._open[session.session_id] = session
         else:
             self._open.pop(session.session_id, None)
             self._keys.pop(session.session_id, None)
-        for action in actions:
-            if isinstance(action, sm.Allow):
-                s = action.session
-                self.firewall.allow(s.mac, s.ipv4, s.ipv6, timeout=action.timeout,
-                                    rate_up=s.terms.bandwidth_up,
-                                    rate_down=s.terms.bandwidth_down)
-            elif isinstance(action, (sm.Extend, sm.Rates)):
-                self._change_entry(action)
-            elif isinstance(action, sm.Revoke):
-                s = action.session
-                self.firewall.revoke(s.mac, s.ipv4, s.ipv6)
-        if any(isinstance(a, sm.Account) for a in actions):
+        for action in kernel:
+            match action:
+                case sm.Allow(session=s, timeout=timeout):
+                    self.firewall.allow(s.mac, s.ipv4, s.ipv6, timeout=timeout,
+                                        rate_up=s.terms.bandwidth_up,
+                                        rate_down=s.terms.bandwidth_down)
+                case sm.Extend() | sm.Rates():
+                    self._change_entry(action)
+                case sm.Revoke(session=s):
+                    self.firewall.revoke(s.mac, s.ipv4, s.ipv6)
+                case _:
+                    assert_never(action)
+        if records:
             self.wake_spool()
 
     def _change_entry(self, action: sm.Extend | sm.Rates) -> None:
@@ -141,11 +145,14 @@ class Gateway:
         than a second left) is put back whole, with the new terms."""
         s = action.session
         try:
-            if isinstance(action, sm.Extend):
-                self.firewall.set_timeout(s.mac, s.ipv4, s.ipv6, action.timeout)
-            else:
-                self.firewall.set_rates(s.mac, s.ipv4, s.ipv6, s.terms.bandwidth_up,
-                                        s.terms.bandwidth_down)
+            match action:
+                case sm.Extend(timeout=timeout):
+                    self.firewall.set_timeout(s.mac, s.ipv4, s.ipv6, timeout)
+                case sm.Rates():
+                    self.firewall.set_rates(s.mac, s.ipv4, s.ipv6, s.terms.bandwidth_up,
+                                            s.terms.bandwidth_down)
+                case _:
+                    assert_never(action)
         except NotAllowed:
             left = s.time_left(self.clock())
             log.warning("session %s had no kernel entry for a CoA: put back", s.session_id)
@@ -381,6 +388,24 @@ class Gateway:
                                              change.bandwidth_up, change.bandwidth_down)
                 self._carry_out(changed, actions)
         return len(targets)
+
+
+KernelAction = sm.Allow | sm.Extend | sm.Rates | sm.Revoke
+
+
+def _split(actions: list[Action]) -> tuple[list[AccountingRecord], list[KernelAction]]:
+    """(records for the spool, changes for the kernel), each in the given order."""
+    records: list[AccountingRecord] = []
+    kernel: list[KernelAction] = []
+    for action in actions:
+        match action:
+            case sm.Account(record=record):
+                records.append(record)
+            case sm.Allow() | sm.Extend() | sm.Rates() | sm.Revoke():
+                kernel.append(action)
+            case _:
+                assert_never(action)
+    return records, kernel
 
 
 def _counters(entry: Allowed) -> Counters:
