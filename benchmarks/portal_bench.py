@@ -87,7 +87,7 @@ def run_daemon(socket_path: Path) -> None:
 def run_portal(socket_path: Path, state: Path, http_port: int, https_port: int) -> None:
     from passerelle.gateway.control import ControlClient
     from passerelle.portal.app import create_app
-    from passerelle.portal.server import serve
+    from passerelle.portal.server import portal_listeners, serve
     from passerelle.portal.settings import PortalSettings
     from passerelle.portal.tls import ensure_certificate, server_context
 
@@ -96,7 +96,7 @@ def run_portal(socket_path: Path, state: Path, http_port: int, https_port: int) 
                               ssid="Passerelle", site_name="Bench", box_ipv4="127.0.0.1")
     cert, key = ensure_certificate(HOSTNAME, state)
     app = create_app(settings, ControlClient(socket_path, timeout=10))
-    serve(app, ["127.0.0.1"], http_port, https_port, server_context(cert, key))
+    serve(app, portal_listeners(["127.0.0.1"], http_port, https_port), server_context(cert, key))
 
 
 # Counts answers whose status is not the expected one (a 503 from a busy

@@ -26,18 +26,31 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Protocol
 
+from passerelle.refusal import Refusal
+
 log = logging.getLogger("passerelle.gateway")
 
 MAX_BODY = 16 * 1024
 
 
 class ControlError(Exception):
-    """A refused call: ``status`` is the HTTP status, ``code`` a stable word."""
+    """A refused call: ``status`` is the HTTP status, ``code`` a stable word
+    (a ``Refusal``'s code, or one of the socket's own: not-found, too-large,
+    internal)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+
+    @classmethod
+    def refused(cls, refusal: Refusal, message: str) -> ControlError:
+        return cls(refusal.status, refusal.value, message)
+
+    @property
+    def refusal(self) -> Refusal | None:
+        """The refusal the code names; None for the socket's own errors."""
+        return Refusal.from_code(self.code)
 
 
 class Backend(Protocol):
@@ -51,9 +64,10 @@ class Backend(Protocol):
 def _text(body: dict[str, Any], key: str, limit: int) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value:
-        raise ControlError(400, "bad-request", f"{key}: a non-empty string is required")
+        raise ControlError.refused(Refusal.bad_request, f"{key}: a non-empty string is required")
     if len(value) > limit or any(ord(c) < 32 for c in value):
-        raise ControlError(400, "bad-request", f"{key}: too long or has control characters")
+        raise ControlError.refused(Refusal.bad_request,
+                                   f"{key}: too long or has control characters")
     return value
 
 
@@ -107,13 +121,15 @@ class _Handler(BaseHTTPRequestHandler):
             if length:
                 parsed = json.loads(self.rfile.read(length))
                 if not isinstance(parsed, dict):
-                    raise ControlError(400, "bad-request", "the body must be a JSON object")
+                    raise ControlError.refused(Refusal.bad_request,
+                                               "the body must be a JSON object")
                 body = parsed
             self._answer(200, route(self.server.backend, method, self.path, body))
         except ControlError as exc:
             self._answer(exc.status, {"error": exc.code, "message": str(exc)})
         except (ValueError, UnicodeDecodeError) as exc:
-            self._answer(400, {"error": "bad-request", "message": f"bad JSON: {exc}"})
+            self._answer(Refusal.bad_request.status,
+                         {"error": Refusal.bad_request.value, "message": f"bad JSON: {exc}"})
         except Exception:  # the boundary: log it, answer, keep serving
             log.exception("control call %s %s failed", method, self.path)
             self._answer(500, {"error": "internal", "message": "internal error, see the log"})

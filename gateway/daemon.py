@@ -23,7 +23,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
+
+from passerelle.refusal import Refusal
 
 from . import sessions as sm
 from .acct import AccountingRecord
@@ -82,8 +84,12 @@ def new_session_id(now: float) -> str:
 
 @dataclass
 class Refused(Exception):
-    code: str  # bad-request, unknown-client, centre-unreachable, or the centre's reason code
+    refusal: Refusal  # the box's own, or the centre's from the Reply-Message
     message: str
+
+    @property
+    def code(self) -> str:
+        return self.refusal.value
 
 
 class Gateway:
@@ -107,27 +113,31 @@ class Gateway:
     # --- carrying out actions --------------------------------------------------
 
     def _carry_out(self, session: Session, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, sm.Account):
-                self.spool.put(action.record)
+        """Carry out ``actions`` in the order at the top of this module:
+        the spool, then the table, then the kernel. An action this executor
+        does not know raises before any of them is carried out."""
+        records, kernel = _split(actions)
+        for record in records:
+            self.spool.put(record)
         self.store.save(session)
         if session.stopped is None:
             self._open[session.session_id] = session
         else:
             self._open.pop(session.session_id, None)
             self._keys.pop(session.session_id, None)
-        for action in actions:
-            if isinstance(action, sm.Allow):
-                s = action.session
-                self.firewall.allow(s.mac, s.ipv4, s.ipv6, timeout=action.timeout,
-                                    rate_up=s.terms.bandwidth_up,
-                                    rate_down=s.terms.bandwidth_down)
-            elif isinstance(action, (sm.Extend, sm.Rates)):
-                self._change_entry(action)
-            elif isinstance(action, sm.Revoke):
-                s = action.session
-                self.firewall.revoke(s.mac, s.ipv4, s.ipv6)
-        if any(isinstance(a, sm.Account) for a in actions):
+        for action in kernel:
+            match action:
+                case sm.Allow(session=s, timeout=timeout):
+                    self.firewall.allow(s.mac, s.ipv4, s.ipv6, timeout=timeout,
+                                        rate_up=s.terms.bandwidth_up,
+                                        rate_down=s.terms.bandwidth_down)
+                case sm.Extend() | sm.Rates():
+                    self._change_entry(action)
+                case sm.Revoke(session=s):
+                    self.firewall.revoke(s.mac, s.ipv4, s.ipv6)
+                case _:
+                    assert_never(action)
+        if records:
             self.wake_spool()
 
     def _change_entry(self, action: sm.Extend | sm.Rates) -> None:
@@ -135,11 +145,14 @@ class Gateway:
         than a second left) is put back whole, with the new terms."""
         s = action.session
         try:
-            if isinstance(action, sm.Extend):
-                self.firewall.set_timeout(s.mac, s.ipv4, s.ipv6, action.timeout)
-            else:
-                self.firewall.set_rates(s.mac, s.ipv4, s.ipv6, s.terms.bandwidth_up,
-                                        s.terms.bandwidth_down)
+            match action:
+                case sm.Extend(timeout=timeout):
+                    self.firewall.set_timeout(s.mac, s.ipv4, s.ipv6, timeout)
+                case sm.Rates():
+                    self.firewall.set_rates(s.mac, s.ipv4, s.ipv6, s.terms.bandwidth_up,
+                                            s.terms.bandwidth_down)
+                case _:
+                    assert_never(action)
         except NotAllowed:
             left = s.time_left(self.clock())
             log.warning("session %s had no kernel entry for a CoA: put back", s.session_id)
@@ -267,24 +280,23 @@ class Gateway:
     def check_in(self, ip: str, login: str, password: str, chap: bool = False) -> dict[str, Any]:
         mac = self.clients.mac_of(ip)
         if mac is None:
-            raise Refused("unknown-client", f"no client with address {ip} on the LAN")
+            raise Refused(Refusal.unknown_client, f"no client with address {ip} on the LAN")
         with self._lock:
             current = self._session_of(ip)
             if current is not None and current.mac == mac:
                 # Never hand out a session (and its key) without credentials.
-                raise Refused("already-checked-in", f"{ip} has a session already")
+                raise Refused(Refusal.already_checked_in, f"{ip} has a session already")
         try:
             result: AuthResult = self.radius.authenticate(login, password, mac=mac, ipv4=ip,
                                                           chap=chap)
         except NoServer as exc:
             log.warning("check-in of %s at %s: the centre did not answer (%s)", login, ip, exc)
-            raise Refused("centre-unreachable", "the centre did not answer") from None
+            raise Refused(Refusal.centre_unreachable, "the centre did not answer") from None
         except ValueError as exc:  # e.g. a password RADIUS cannot carry
-            raise Refused("bad-request", str(exc)) from None
+            raise Refused(Refusal.bad_request, str(exc)) from None
         if not result.accepted:
-            code, _, text = result.reply_message.partition(":")
             log.info("check-in of %s at %s refused: %s", login, ip, result.reply_message)
-            raise Refused(code.strip() or "rejected", text.strip() or result.reply_message)
+            raise Refused(*Refusal.from_reply_message(result.reply_message))
         terms = Terms(session_timeout=result.session_timeout, idle_timeout=result.idle_timeout,
                       interim_interval=result.interim_interval, class_=result.class_,
                       bandwidth_up=result.bandwidth_up, bandwidth_down=result.bandwidth_down)
@@ -306,7 +318,7 @@ class Gateway:
         with self._lock:
             session = self._session_of(ip)
             if session is None:
-                raise Refused("no-session", f"no session for {ip}")
+                raise Refused(Refusal.no_session, f"no session for {ip}")
             self.end_session(session.session_id, Cause.user_request)
             return {"ended": session.session_id}
 
@@ -376,6 +388,24 @@ class Gateway:
                                              change.bandwidth_up, change.bandwidth_down)
                 self._carry_out(changed, actions)
         return len(targets)
+
+
+KernelAction = sm.Allow | sm.Extend | sm.Rates | sm.Revoke
+
+
+def _split(actions: list[Action]) -> tuple[list[AccountingRecord], list[KernelAction]]:
+    """(records for the spool, changes for the kernel), each in the given order."""
+    records: list[AccountingRecord] = []
+    kernel: list[KernelAction] = []
+    for action in actions:
+        match action:
+            case sm.Account(record=record):
+                records.append(record)
+            case sm.Allow() | sm.Extend() | sm.Rates() | sm.Revoke():
+                kernel.append(action)
+            case _:
+                assert_never(action)
+    return records, kernel
 
 
 def _counters(entry: Allowed) -> Counters:

@@ -172,7 +172,7 @@ class Box:
 
 
 class _Portal:
-    """Adapts Gateway to the control interface: a refusal becomes a 4xx/5xx."""
+    """Adapts Gateway to the control interface: a refusal becomes its 4xx/5xx."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -181,9 +181,7 @@ class _Portal:
         try:
             return fn(*args)
         except Refused as exc:
-            status = {"unknown-client": 503, "centre-unreachable": 503, "bad-request": 400,
-                      "already-checked-in": 409}.get(exc.code, 403)
-            raise ControlError(status, exc.code, exc.message) from None
+            raise ControlError.refused(exc.refusal, exc.message) from None
 
     def status(self) -> dict[str, Any]:
         return self.gateway.status()

@@ -18,7 +18,22 @@ def setup_logging(verbose: bool) -> None:
     )
 
 
-@click.group()
+class _Parts(click.Group):
+    """Each part's commands are imported when first asked for: a box's
+    services (`gateway run`, `portal run`) must answer soon after a boot and
+    do not wait for the centre's imports (SQLAlchemy, Alembic: seconds on a
+    small box). `passerelle --help` still lists them all."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        _register(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _register(None)
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_Parts)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.version_option(package_name="passerelle")
 def cli(verbose: bool) -> None:
@@ -26,9 +41,19 @@ def cli(verbose: bool) -> None:
     setup_logging(verbose)
 
 
-def _register() -> None:
-    # Each part brings its own commands; imported here so `passerelle --help`
-    # lists them all.
+def _register(name: str | None) -> None:
+    """Register the part that owns command ``name``; all parts for None or
+    a command of the centre's."""
+    if name is not None and name in cli.commands:
+        return
+    if name == "gateway":
+        from .gateway.cli import register as register_gateway
+        register_gateway(cli)
+        return
+    if name == "portal":
+        from .portal.cli import register as register_portal
+        register_portal(cli)
+        return
     from .gateway.cli import register as register_gateway
     from .lab.cli import register as register_lab
     from .portal.cli import register as register_portal
@@ -38,9 +63,6 @@ def _register() -> None:
     register_gateway(cli)
     register_portal(cli)
     register_lab(cli)
-
-
-_register()
 
 
 def main() -> None:

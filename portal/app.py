@@ -4,56 +4,28 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 
+from . import views
 from .limits import Limiter
 from .settings import LANGUAGES, PortalSettings
+from .state import LANG_COOKIE, Control, Portal
 
 log = logging.getLogger("passerelle.portal")
 
 HERE = Path(__file__).parent
-LANG_COOKIE = "lang"
-CONTROL_CALLS = 4
 
 # 'none' for scripts: the portal works without JavaScript; the QR code is
 # inline SVG markup (attributes only, no style attribute).
 CSP = ("default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
-
-
-class Control(Protocol):
-    """What the portal asks the gateway daemon (gateway.control.ControlClient)."""
-
-    def who(self, ip: str) -> dict[str, Any]: ...
-    def check_in(self, ip: str, login: str, password: str,
-                 chap: bool = False) -> dict[str, Any]: ...
-    def check_out(self, ip: str) -> dict[str, Any]: ...
-
-
-@dataclass
-class Portal:
-    """The app's own state, kept in ``app.extensions["passerelle.portal"]``."""
-
-    settings: PortalSettings
-    control: Control
-    secret: bytes
-    by_mac: Limiter
-    by_login: Limiter
-    clock: Callable[[], float]
-    # Calls in flight on the control socket. The daemon's listen queue is
-    # short (5); more at once overflow it under a burst of probes.
-    slots: threading.BoundedSemaphore = field(
-        default_factory=lambda: threading.BoundedSemaphore(CONTROL_CALLS))
 
 
 class _Sessions(SecureCookieSessionInterface):
@@ -89,8 +61,6 @@ def _headers(response: Response) -> Response:
 def create_app(settings: PortalSettings, control: Control, *, secret_key: bytes | None = None,
                clock: Callable[[], float] = time.monotonic) -> Flask:
     """The portal for one site; ``control`` is the daemon's control client."""
-    from . import views
-
     app = Flask(__name__, static_folder=str(HERE / "static"),
                 template_folder=str(HERE / "templates"))
     secret = secret_key or secrets.token_bytes(32)

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import click
+
+
+def _addresses(ctx: click.Context, param: click.Parameter,
+               value: tuple[str, ...]) -> tuple[str, ...]:
+    # Addresses only: a name would be looked up at every start.
+    for address in value:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise click.BadParameter(f"{address!r} is not an IP address") from None
+    return value
 
 
 @click.group()
@@ -16,8 +28,9 @@ def portal() -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               default=Path("/etc/passerelle/gateway.toml"), show_default=True,
               help="The box's TOML configuration (the portal's keys are in [portal]).")
-@click.option("--listen", multiple=True, help="Address to serve on (repeat for several); "
-                                             "default: the box's LAN IPv4 address.")
+@click.option("--listen", multiple=True, callback=_addresses,
+              help="IP address to serve on (repeat for several); "
+                   "default: the box's LAN IPv4 address.")
 @click.option("--http-port", type=click.IntRange(1, 65535), default=None,
               help="Default: portal.http_port.")
 @click.option("--https-port", type=click.IntRange(1, 65535), default=None,
@@ -30,7 +43,7 @@ def run(config_path: Path, listen: tuple[str, ...], http_port: int | None,
     from passerelle.gateway.control import ControlClient
 
     from .app import create_app
-    from .server import serve
+    from .server import portal_listeners, serve
     from .settings import PortalSettings
     from .tls import ensure_certificate, server_context
 
@@ -41,8 +54,10 @@ def run(config_path: Path, listen: tuple[str, ...], http_port: int | None,
     app = create_app(settings, ControlClient(config.control_socket, timeout=15))
     # IPv4 only by default: the daemon knows sessions by IPv4 address, so a
     # request over IPv6 could not be matched to its client (docs/portal.md).
-    serve(app, list(listen) or [config.box_ipv4], http_port or config.portal_http_port,
-          https_port or config.portal_https_port, server_context(cert, key))
+    listeners = portal_listeners(list(listen) or [config.box_ipv4],
+                                 http_port or config.portal_http_port,
+                                 https_port or config.portal_https_port)
+    serve(app, listeners, server_context(cert, key))
 
 
 def register(root: click.Group) -> None:

@@ -1,10 +1,14 @@
-"""The operating systems' connectivity probes (docs: PROTOCOLS.md, "OS probes").
+"""The operating systems' connectivity probes (docs/portal.md, "OS probes").
 
-Before check-in a probe is sent to the portal (the OS then opens its login
-window); once the client has a session, the probe gets exactly the answer
-its OS expects, so the OS closes that window and says "connected". The
-portal still sees probes after check-in: a kept-alive connection opened
-while the client was captive stays DNAT-ed to the portal by conntrack.
+An OS fetches a known URL over plain HTTP and compares the answer with the
+one it expects (Apple's captive network assistant, Android's NetworkMonitor,
+Chromium's captive portal detector, Windows' NCSI, Firefox's captive-portal
+service); any other answer means "captive". Before check-in a probe is sent
+to the portal (the OS then opens its login window); once the client has a
+session, the probe gets exactly the answer its OS expects, so the OS closes
+that window and says "connected". The portal still sees probes after
+check-in: a kept-alive connection opened while the client was captive stays
+DNAT-ed to the portal by conntrack.
 """
 
 from __future__ import annotations

@@ -35,20 +35,19 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from passerelle.gateway.control import ControlError
+from passerelle.refusal import Refusal
 
 from . import captive_api, origin, probes, wifiqr
-from .app import LANG_COOKIE, Portal
 from .forms import CheckInForm, CheckOutForm
-from .reasons import reason
+from .reasons import REASONS
 from .settings import LANGUAGES
+from .state import LANG_COOKIE, Portal
 
 log = logging.getLogger("passerelle.portal")
 
 bp = Blueprint("portal", __name__)
 
 LANGUAGE_NAMES = {"fr": "Français", "nl": "Nederlands", "en": "English", "de": "Deutsch"}
-# Refusals that are the box's own trouble, not a guess at a password.
-NOT_ATTEMPTS = {"unknown-client", "centre-unreachable", "box-unavailable"}
 
 
 class Unavailable(Exception):
@@ -220,15 +219,20 @@ def check_in() -> BaseResponse:
         # the centre is slow) and must not hold up the probes meanwhile.
         granted = _retried(p.control.check_in, ip, login, form.password.data or "")
     except ControlError as exc:
-        if exc.code not in NOT_ATTEMPTS:
+        refusal = exc.refusal
+        if refusal is None and exc.status >= 500:
+            log.warning("control: check-in %s: %s %s", ip, exc.code, exc)
+            raise Unavailable from None
+        refusal = refusal or Refusal.rejected  # a code this portal does not know
+        if refusal.attempt:
             p.by_mac.failed(mac_key, now)
             p.by_login.failed(login_key, now)
         log.info("check-in of %s from %s refused: %s", login, ip, exc.code)
         form.password.data = ""
-        status = 503 if exc.code in NOT_ATTEMPTS else 403
-        return page("refused.html", status, title=_("Check-in refused"),
-                    reason=reason(exc.code), code=exc.code, form=form,
-                    terms_url=p.settings.terms_url)
+        return page("refused.html", refusal.status, title=_("Check-in refused"),
+                    reason=REASONS[refusal], form=form, terms_url=p.settings.terms_url,
+                    # Trying again cannot help until the device reconnects.
+                    again=refusal is not Refusal.unknown_client)
     except OSError as exc:
         raise Unavailable from exc
     p.by_mac.succeeded(mac_key)
@@ -285,7 +289,7 @@ def check_out() -> BaseResponse:
     try:
         ask(portal().control.check_out, client_ip())
     except ControlError as exc:
-        if exc.code == "no-session":
+        if exc.refusal is Refusal.no_session:
             return redirect(url_for("portal.home"), 303)
         log.warning("check-out of %s: %s %s", client_ip(), exc.code, exc)
         raise Unavailable from None
@@ -328,7 +332,7 @@ def captive_api_view() -> Response:
 def register_errors(app: Flask) -> None:
     @app.errorhandler(Unavailable)
     def unavailable(exc: Unavailable) -> Response:
-        why = reason("box-unavailable")
+        why = REASONS[Refusal.box_unavailable]
         return page("message.html", 503, title=str(why.title), text=str(why.advice))
 
     @app.errorhandler(CSRFError)

@@ -22,27 +22,16 @@ plan's maximum session), at least one second and at most 2^32 - 1.
 
 from __future__ import annotations
 
-import enum
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from passerelle.refusal import SEPARATOR, Refusal
 
-class Reason(str, enum.Enum):
-    """Why a request is refused; the code travels in Reply-Message so the
-    portal can translate it."""
-
-    bad_credentials = "bad-credentials"
-    account_disabled = "account-disabled"
-    company_closed = "company-closed"
-    company_suspended = "company-suspended"
-    payment_overdue = "payment-overdue"
-    site_not_allowed = "site-not-allowed"
-    service_not_allowed = "service-not-allowed"
-    site_closed = "site-closed"
-    no_credit = "no-credit"
-
+# Why a request is refused: the policy decides one of refusal.POLICY; the
+# code travels in Reply-Message so that the portal can translate it.
+Reason = Refusal
 
 MESSAGES = {
     Reason.bad_credentials: "Wrong login or password",
@@ -57,9 +46,10 @@ MESSAGES = {
 }
 
 
-def reply_message(reason: Reason) -> str:
-    """``code: English text``; the portal shows its own translation of code."""
-    return f"{reason.value}: {MESSAGES[reason]}"
+def reply_message(reason: Refusal) -> str:
+    """``code: English text``, read back by ``Refusal.from_reply_message``;
+    the portal shows its own translation of the code."""
+    return f"{reason.value}{SEPARATOR}{MESSAGES[reason]}"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 
 from passerelle.gateway.control import ControlClient, ControlError, ControlServer
+from passerelle.gateway.daemon import Refused
+from passerelle.gateway.service import _Portal
+from passerelle.refusal import Refusal
 
 
 class FakeBox:
@@ -31,7 +34,7 @@ class FakeBox:
     def check_in(self, ip: str, login: str, password: str, chap: bool) -> dict[str, Any]:
         self.calls.append(("check_in", ip, login, password, str(chap)))
         if password != "right":
-            raise ControlError(403, "bad-credentials", "wrong login or password")
+            raise ControlError.refused(Refusal.bad_credentials, "wrong login or password")
         return {"session_id": "S1"}
 
     def check_out(self, ip: str) -> dict[str, Any]:
@@ -63,9 +66,11 @@ def test_refusals_and_errors_are_answers_not_crashes(
     with pytest.raises(ControlError) as err:
         client.check_in("198.51.100.10", "alice", "wrong")
     assert (err.value.status, err.value.code) == (403, "bad-credentials")
+    assert err.value.refusal is Refusal.bad_credentials, "the code is read back as the refusal"
     with pytest.raises(ControlError) as err:
         client.check_out("198.51.100.10")
     assert (err.value.status, err.value.code) == (500, "internal")
+    assert err.value.refusal is None, "the socket's own error is no refusal"
     for body, code in [({"ip": "x", "login": "a" * 300, "password": "p"}, 400),
                        ({"ip": "x", "login": "a\x00b", "password": "p"}, 400),
                        ({"ip": "x", "login": "", "password": "p"}, 400),
@@ -93,3 +98,22 @@ def test_garbage_on_the_socket(served: tuple[ControlClient, FakeBox, Path]) -> N
         assert b"400" in answer or b"413" in answer, answer
         assert b"500" not in answer
     assert client.status() == {"sessions": 0}
+
+
+class _Refusing:
+    """A Gateway that refuses every call of the portal with ``refusal``."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+
+    def who(self, ip: str) -> dict[str, Any]:
+        raise Refused(self.refusal, f"refused {ip}")
+
+
+@pytest.mark.parametrize("refusal", list(Refusal))
+def test_the_daemon_s_refusal_becomes_its_status_and_code(refusal: Refusal) -> None:
+    portal = _Portal(_Refusing(refusal))  # type: ignore[arg-type]
+    with pytest.raises(ControlError) as err:
+        portal.who("198.51.100.10")
+    assert (err.value.status, err.value.code) == (refusal.status, refusal.value)
+    assert err.value.refusal is refusal and str(err.value) == "refused 198.51.100.10"

@@ -40,7 +40,8 @@ class FakeDaemon:
     def __init__(self) -> None:
         self.clients = {IP: MAC, "198.51.100.11": "02:50:00:00:00:11",
                         "198.51.100.12": "02:50:00:00:00:12"}
-        # login -> the centre's refusal code, or None: accepted with PASSWORD
+        # login -> the centre's refusal code ("crash": the daemon fails), or
+        # None: accepted with PASSWORD
         self.accounts: dict[str, str | None] = {LOGIN: None}
         self.sessions_by_ip: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, ...]] = []
@@ -69,6 +70,8 @@ class FakeDaemon:
         if login not in self.accounts:
             raise ControlError(403, "bad-credentials", "unknown login")
         code = self.accounts[login]
+        if code == "crash":
+            raise RuntimeError("the daemon failed")
         if code is not None:
             raise ControlError(403, code, "refused")
         if password != PASSWORD:

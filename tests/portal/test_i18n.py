@@ -9,10 +9,14 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
+from flask import Flask
 from flask.testing import FlaskClient
+from flask_babel import force_locale
 
 import passerelle.portal
+from passerelle.portal.reasons import REASONS
 from passerelle.portal.settings import LANGUAGES
+from passerelle.refusal import Refusal
 
 from .conftest import FakeDaemon, check_in, get
 
@@ -101,3 +105,16 @@ def test_refusals_and_status_in_every_language(client: FlaskClient, daemon: Fake
             "de": "2 Std. 01 Min."}[lang] in status
     assert {"fr": "98,8 Mo", "nl": "98,8 MB", "en": "98.8 MB",
             "de": "98,8 MB"}[lang] in status
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_refusal_has_words_in_every_catalogue(app: Flask, lang: str) -> None:
+    with (TRANSLATIONS / lang / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        translated = {m.id: m.string for m in read_po(f) if m.id and m.string}
+    assert set(REASONS) == set(Refusal), "one entry per refusal, no more"
+    for refusal in Refusal:
+        words = REASONS[refusal]
+        for text in (words.title, words.advice):
+            with app.test_request_context(), force_locale("en"):
+                english = str(text)
+            assert translated.get(english), (lang, refusal, english)

@@ -239,3 +239,21 @@ def test_the_key_is_shown_only_in_the_browser_that_checked_in(
     assert r.status_code == 303 and urlsplit(r.headers["Location"]).path == "/status"
     assert KEY[:5] not in get(other, "/welcome").get_data(as_text=True)
     assert [c for c in daemon.calls if c[0] == "check_in"] == [("check_in", IP, LOGIN)]
+
+
+@pytest.mark.parametrize("code, status", [("already-checked-in", 409), ("bad-request", 400),
+                                          ("centre-unreachable", 503)])
+def test_a_refusal_page_has_the_refusal_s_status(
+        client: FlaskClient, daemon: FakeDaemon, code: str, status: int) -> None:
+    daemon.accounts["x@y.example"] = code
+    assert check_in(client, login="x@y.example").status_code == status
+
+
+def test_a_daemon_failure_during_check_in_is_the_box_being_unavailable(
+        client: FlaskClient, daemon: FakeDaemon) -> None:
+    daemon.accounts["x@y.example"] = "crash"  # the fake daemon raises: a 500 "internal"
+    for _ in range(8):
+        r = check_in(client, login="x@y.example")
+        assert r.status_code == 503
+        assert "starting or unavailable" in r.get_data(as_text=True)
+    assert check_in(client).status_code == 303, "not counted as failed attempts"

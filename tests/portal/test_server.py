@@ -6,16 +6,25 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
+import secrets
+import shutil
 import socket
 import ssl
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 
+from passerelle.portal import cli as portal_cli
 from passerelle.portal import server, tls
+from tests.gateway.conftest import require_lab
 
 HOST = "portal.test"
 
@@ -79,3 +88,120 @@ def test_a_client_failing_the_handshake_is_dropped_quietly(
         with contextlib.suppress(ConnectionResetError):
             assert not raw.recv(1024).startswith(b"HTTP"), "no answer in clear text"
     assert _https(https_port, cert, "/api/captive").status == 200
+
+
+# --- binding looks no name up ---------------------------------------------------
+
+RESOLVER = "192.0.2.1"  # the namespace's own address, and its resolver, which swallows DNS
+
+# Any Flask app, served the way `passerelle portal run` serves the portal.
+SERVE = """
+import sys, time
+from pathlib import Path
+from flask import Flask
+from passerelle.portal import cli as portal_cli
+from passerelle.portal import server, tls
+from tests.gateway.conftest import require_lab
+app = Flask("any")
+app.get("/")(lambda: "hello")
+context = tls.server_context(Path(sys.argv[2]), Path(sys.argv[3]))
+print(time.monotonic(), flush=True)
+server.serve(app, [server.Listener(sys.argv[1], 0), server.Listener(sys.argv[1], 0, True)],
+             context, name="test")
+"""
+
+
+@pytest.fixture
+def swallowing_dns() -> Iterator[str]:
+    """A network namespace whose resolver (RESOLVER, per its resolv.conf)
+    drops every DNS query: a look-up there waits the resolver's timeout."""
+    require_lab()
+    name = f"portal-dns-{secrets.token_hex(3)}"
+    etc = Path("/etc/netns") / name
+    try:
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "addr", "add", f"{RESOLVER}/32", "dev", "lo"],
+                    ["nft", "add table inet swallow; add chain inet swallow input { type filter "
+                     "hook input priority 0; }; add rule inet swallow input udp dport 53 drop; "
+                     "add rule inet swallow input tcp dport 53 drop"]):
+            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
+        etc.mkdir(parents=True)
+        # `ip netns exec` puts this file over /etc/resolv.conf.
+        (etc / "resolv.conf").write_text(f"nameserver {RESOLVER}\noptions timeout:2 attempts:1\n")
+        yield name
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+def _in(ns: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def test_binding_looks_no_name_up_and_tells_systemd(swallowing_dns: str,
+                                                    tmp_path: Path) -> None:
+    cert, key = tls.ensure_certificate(HOST, tmp_path)
+    # The proof that a look-up there is slow: a reverse one of the address we bind.
+    lookup = subprocess.Popen(_in(swallowing_dns, sys.executable, "-c",
+                                  "import socket, time; t = time.monotonic(); "
+                                  f"socket.getfqdn('{RESOLVER}'); print(time.monotonic() - t)"),
+                              stdout=subprocess.PIPE, text=True)
+    with lookup, tempfile.TemporaryDirectory(prefix="notify-") as short, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(f"{short}/notify")
+        notify.settimeout(15)
+        env = {**os.environ, "NOTIFY_SOCKET": f"{short}/notify"}
+        with subprocess.Popen(_in(swallowing_dns, sys.executable, "-c", SERVE, RESOLVER,
+                                  str(cert), str(key)),
+                              stdout=subprocess.PIPE, text=True, env=env) as served:
+            try:
+                assert served.stdout is not None
+                binding = float(served.stdout.readline())
+                ready = notify.recv(4096).decode()
+                bound_in = time.monotonic() - binding
+                listening = served.stdout.readline()
+                assert ready.startswith("READY=1\n") and "listening on" in ready
+                assert bound_in < 1.0, f"{bound_in:.1f} s from binding to READY=1"
+                ports = [int(part.rsplit(":", 1)[1]) for part in
+                         listening.split(" on ", 1)[1].strip().split(", ")]
+                answer = subprocess.run(_in(swallowing_dns, "curl", "-sS", "-m", "5", "-k",
+                                            f"http://{RESOLVER}:{ports[0]}/",
+                                            f"https://{RESOLVER}:{ports[1]}/"),
+                                        capture_output=True, text=True, check=False)
+                assert answer.stdout == "hellohello", answer.stderr
+                served.terminate()
+                assert served.wait(10) == 0
+                assert notify.recv(4096) == b"STOPPING=1"
+            finally:
+                if served.poll() is None:
+                    served.kill()
+        out, _ = lookup.communicate(timeout=30)
+    assert float(out) >= 1.5, "the namespace's resolver answered: the test proves nothing"
+
+
+def test_sd_notify_reaches_an_abstract_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"passerelle-test-{secrets.token_hex(4)}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind("\0" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert server.sd_notify("READY=1")
+        assert notify.recv(100) == b"READY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert not server.sd_notify("READY=1"), "not under systemd: nothing to tell"
+
+
+@pytest.mark.parametrize("host", ["localhost", "portal.test", "", "198.51.100.300"])
+def test_a_listener_is_an_address_never_a_name(host: str) -> None:
+    with pytest.raises(ValueError):
+        server.Listener(host, 8080)
+
+
+def test_a_tls_listener_needs_a_context(app: Flask) -> None:
+    with pytest.raises(ValueError, match="TLS context"):
+        server.bind(app, [server.Listener("127.0.0.1", 0, tls=True)])
+
+
+def test_the_command_refuses_a_name_to_listen_on() -> None:
+    refused = CliRunner().invoke(portal_cli.portal, ["run", "--listen", "portal.test"])
+    assert refused.exit_code == 2 and "is not an IP address" in refused.output

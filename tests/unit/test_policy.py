@@ -25,6 +25,7 @@ from passerelle.radius.policy import (
     reply_message,
     seconds_to_closing,
 )
+from passerelle.refusal import POLICY, Refusal
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 HOUR = 3600
@@ -176,7 +177,7 @@ def test_a_reject_carries_no_session_terms() -> None:
 # -- reply messages ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("reason", list(Reason))
+@pytest.mark.parametrize("reason", POLICY)
 def test_reply_message_is_code_colon_text(reason: Reason) -> None:
     message = reply_message(reason)
     code, sep, text = message.partition(": ")
@@ -184,16 +185,19 @@ def test_reply_message_is_code_colon_text(reason: Reason) -> None:
     assert re.fullmatch(r"[a-z]+(-[a-z]+)*", code)
     assert text == MESSAGES[reason] and text[0].isupper() and "\n" not in text
     assert len(message.encode()) <= 253  # one Reply-Message attribute
+    # What the box reads back: the same refusal, the same text.
+    assert Refusal.from_reply_message(message) == (reason, text)
 
 
 def test_reply_message_codes_are_the_documented_ones() -> None:
     # The portal translates these codes: renaming one breaks it silently.
-    assert {r.value for r in Reason} == {
+    assert {r.value for r in POLICY} == {
         "bad-credentials", "account-disabled", "company-closed", "company-suspended",
         "payment-overdue", "site-not-allowed", "service-not-allowed", "site-closed",
         "no-credit",
     }
-    assert set(MESSAGES) == set(Reason)
+    assert set(MESSAGES) == set(POLICY)
+    assert Reason is Refusal, "one list of refusals for the centre, the box and the portal"
 
 
 # -- accepted session terms -------------------------------------------------
