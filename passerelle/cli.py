@@ -31,11 +31,13 @@ def _register() -> None:
     # lists them all.
     from .gateway.cli import register as register_gateway
     from .portal.cli import register as register_portal
+    from .portal.console.cli import register as register_console
     from .radius.cli import register as register_radius
 
     register_radius(cli)
     register_gateway(cli)
     register_portal(cli)
+    register_console(cli)
 
 
 _register()
