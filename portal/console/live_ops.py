@@ -239,13 +239,13 @@ class Outcome:
 
 def describe(order: DisconnectOrder, result: dae.Result) -> Outcome:
     """The answer in plain words, for the page."""
-    who = f"{order.login or 'session ' + str(order.session_id)} at {order.gateway}"
+    who = order.login or f"session {order.session_id}"
     if not result.answered:
         return Outcome(False, f"No answer from {order.gateway} ({order.target.host} port "
                               f"{order.target.port}): the box may be down or unreachable; "
                               f"{who} may still be connected.")
     if result.acked:
-        return Outcome(True, f"ACK: {order.gateway} disconnected {who}.")
+        return Outcome(True, f"ACK from {order.gateway}: {who} is disconnected.")
     plain = PLAIN_CAUSES.get(result.error_cause or 0, "the box refused without saying why")
     return Outcome(False, f"NAK from {order.gateway}: {plain} ({result}).")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 
 from flask import Flask
@@ -19,12 +20,21 @@ from passerelle.portal import server
 log = logging.getLogger("passerelle.portal")
 
 
+def _check_free(host: str, port: int) -> None:
+    # Werkzeug's server prints and exits on a bind error: try the address first.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
+
+
 def serve(app: Flask, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT."""
-    try:
-        httpd = server._Server(host, port, app)
-    except OSError as exc:
-        raise UserError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
+    _check_free(host, port)
+    httpd = server._Server(host, port, app)
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopped.set())

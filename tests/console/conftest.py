@@ -136,8 +136,9 @@ TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def token(client: FlaskClient, path: str = "/sign-in") -> str:
-    """The CSRF token of the form on ``path``."""
-    page = client.get(path)
+    """The CSRF token of the form on ``path`` (signed in, the sign-in page
+    leads to the live view and its sign-out form)."""
+    page = client.get(path, follow_redirects=True)
     found = TOKEN.search(page.get_data(as_text=True))
     assert found, (path, page.status_code)
     return found.group(1)
