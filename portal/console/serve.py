@@ -11,6 +11,7 @@ import logging
 import signal
 import socket
 import threading
+from typing import Any
 
 from flask import Flask
 
@@ -31,18 +32,37 @@ def _check_free(host: str, port: int) -> None:
             raise UserError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
 
 
+class Listening:
+    """The console's HTTP server, bound; ``port`` is the real one (port 0 picks)."""
+
+    def __init__(self, app: Flask, host: str, port: int) -> None:
+        _check_free(host, port)
+        self._httpd: Any = server._Server(host, port, app)
+        self.host = host
+        self.port: int = self._httpd.port
+
+    @property
+    def url(self) -> str:
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{shown}:{self.port}/"
+
+    def start(self) -> None:
+        server.start((self._httpd,))
+
+    def stop(self) -> None:
+        server.stop((self._httpd,))
+
+
 def serve(app: Flask, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT."""
-    _check_free(host, port)
-    httpd = server._Server(host, port, app)
+    listening = Listening(app, host, port)
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopped.set())
-    server.start((httpd,))
-    shown = f"[{host}]" if ":" in host else host
-    log.info("console listening on http://%s:%d/", shown, httpd.port)
-    print(f"console listening on http://{shown}:{httpd.port}/", flush=True)
+    listening.start()
+    log.info("console listening on %s", listening.url)
+    print(f"console listening on {listening.url}", flush=True)
     try:
         stopped.wait()
     finally:
-        server.stop((httpd,))
+        listening.stop()

@@ -4,7 +4,7 @@ the admin functions), its operators, and the app with a clock the tests move."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +14,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
+from passerelle.gateway.dae_server import CoaChange, DaeServer, Selector
+from passerelle.gateway.radclient import NasIdentity
 from passerelle.portal.console.app import create_app
 from passerelle.portal.console.settings import ConsoleSettings
 from passerelle.radius import admin
@@ -150,9 +152,42 @@ def sign_in(client: FlaskClient, login: str, password: str = PASSWORD) -> None:
     assert answer.status_code == 302, answer.get_data(as_text=True)
 
 
+# -- axis-gw's RFC 5176 server, for the Disconnect button ------------------------
+
+@dataclass
+class Daemon:
+    """The box's live sessions, by Acct-Session-Id and User-Name."""
+
+    live: dict[str, str] = field(default_factory=lambda: {
+        "axis-0001": "alice@acme.example", "axis-0003": "mallory@nowhere.example"})
+    cut: list[Selector] = field(default_factory=list)
+
+    def disconnect(self, selector: Selector) -> int:
+        self.cut.append(selector)
+        found = [sid for sid, user in self.live.items()
+                 if selector.acct_session_id in (None, sid) and selector.user_name in (None, user)]
+        for sid in found:
+            del self.live[sid]
+        return len(found)
+
+    def change(self, selector: Selector, change: CoaChange) -> int:
+        return 0
+
+
 @pytest.fixture
-def as_role(client: FlaskClient) -> Callable[[str], FlaskClient]:
-    def signed(login: str) -> FlaskClient:
-        sign_in(client, login)
-        return client
-    return signed
+def daemon() -> Daemon:
+    return Daemon()
+
+
+@pytest.fixture
+def box(daemon: Daemon, factory: sessionmaker[DB], world: World) -> Iterator[DaeServer]:
+    """axis-gw's RFC 5176 server, on a free port of 127.0.0.1 (its address)."""
+    server = DaeServer("127.0.0.1", 0, {"127.0.0.1": SECRET.encode()},
+                       NasIdentity("axis-gw", "127.0.0.1"), daemon)
+    server.start()
+    with transaction(factory) as db:
+        admin.set_gateway(db, "axis-gw", admin.GatewayChanges(coa_port=server.port))
+    try:
+        yield server
+    finally:
+        server.stop()
