@@ -306,7 +306,29 @@ class Operator(Base):
     sites: Mapped[list[Site]] = relationship(secondary=operator_site, order_by=Site.name)
 
 
+class AuditEntry(Base):
+    """Who did what, and when: one line per action an operator takes (a
+    Disconnect from the console, ...). ``actor`` keeps the login as it was,
+    so the line outlives the operator's account."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_entry_subject", "subject_kind", "subject_id"),
+                      Index("ix_audit_entry_at", "at"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    operator_id: Mapped[int | None] = mapped_column(
+        ForeignKey("operator.id", ondelete="SET NULL"), default=None)
+    actor: Mapped[str] = mapped_column(String(253))
+    action: Mapped[str] = mapped_column(String(32))
+    # What it was done to: ("session", radacct id), ("person", id), ...
+    subject_kind: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    detail: Mapped[str] = mapped_column(String(512), default="")
+
+
 __all__ = [
+    "AuditEntry",
     "AuthLog",
     "Base",
     "Company",

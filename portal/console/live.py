@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 from passerelle.errors import UserError
 from passerelle.radius.db import transaction
 
+from . import audit
 from .forms import DisconnectForm
 from .live_ops import LiveFilter, disconnect_order, live_sessions, send_disconnect
 from .state import console
@@ -58,5 +59,8 @@ def disconnect(session_id: int) -> Response:
         return redirect(_back(form.back.data or ""))
     # After the transaction: the packet waits for the box, not the database.
     outcome = send_disconnect(order, state.disconnect, g.principal.login)
+    with transaction(state.factory) as db:
+        audit.record(db, g.principal, "disconnect", "session", order.session_id,
+                     outcome.message, state.now())
     flash(outcome.message, "ok" if outcome.ok else "bad")
     return redirect(_back(form.back.data or ""))

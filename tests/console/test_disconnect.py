@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
 from passerelle.gateway.dae_server import DaeServer, Selector
+from passerelle.portal.console import audit
+from passerelle.radius.db import transaction
 
 from .conftest import AXIS_MANAGER, NOC, Daemon, World, sign_in, token
 
@@ -35,7 +37,8 @@ def flash(html: str) -> str:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_ack(client: FlaskClient, world: World, box: DaeServer, daemon: Daemon) -> None:
+def test_ack(client: FlaskClient, world: World, box: DaeServer, daemon: Daemon,
+             factory: sessionmaker[DB]) -> None:
     sign_in(client, NOC)
     html = press(client, world.sessions["axis-0001"], back=f"site={world.sites['Axis Parc']}")
     assert flash(html) == "ok: ACK from axis-gw: alice@acme.example is disconnected."
@@ -43,6 +46,11 @@ def test_ack(client: FlaskClient, world: World, box: DaeServer, daemon: Daemon) 
     assert "axis-0001" not in daemon.live
     # Back on the view it came from (the filter kept).
     assert f'value="{world.sites["Axis Parc"]}" selected' in html
+    # Who did it, and when, is on record.
+    with transaction(factory) as db:
+        [entry] = audit.history(db, "session", world.sessions["axis-0001"])
+        assert (entry.actor, entry.action, entry.detail) == (
+            NOC, "disconnect", "ACK from axis-gw: alice@acme.example is disconnected.")
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -67,3 +75,6 @@ def test_no_answer(client: FlaskClient, world: World, factory: sessionmaker[DB],
     assert flash(html).startswith(f"bad: No answer from axis-gw (127.0.0.1 port {box.port}): "
                                   "the box may be down or unreachable")
     assert daemon.cut == []
+    with transaction(factory) as db:
+        [entry] = audit.history(db, "session", world.sessions["axis-0001"])
+        assert entry.detail.startswith("No answer from axis-gw")

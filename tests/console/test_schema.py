@@ -9,10 +9,10 @@ from passerelle.radius.db import alembic_config, upgrade
 
 
 def test_operators_migration_down_and_up(engine: Engine) -> None:
-    assert {"operator", "operator_site"} <= set(inspect(engine).get_table_names())
+    assert {"operator", "operator_site", "audit_entry"} <= set(inspect(engine).get_table_names())
     command.downgrade(alembic_config(engine), "0002")
     tables = set(inspect(engine).get_table_names())
-    assert "operator" not in tables and "operator_site" not in tables and "person" in tables
+    assert not {"operator", "operator_site", "audit_entry"} & tables and "person" in tables
     upgrade(engine)
     insp = inspect(engine)
     assert {c["name"] for c in insp.get_columns("operator")} >= {

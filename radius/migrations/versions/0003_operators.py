@@ -1,7 +1,8 @@
 """operators of the ops console
 
 Who signs in to the console, with their role: network ops, site managers
-(with their sites in operator_site) and company managers (with their company).
+(with their sites in operator_site) and company managers (with their company);
+and audit_entry, who did what from it and when.
 
 Revision ID: 0003
 Revises: 0002
@@ -42,7 +43,27 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('operator_id', 'site_id', name=op.f('pk_operator_site'))
     )
 
+    op.create_table('audit_entry',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.Column('operator_id', sa.Integer(), nullable=True),
+    sa.Column('actor', sa.String(length=253), nullable=False),
+    sa.Column('action', sa.String(length=32), nullable=False),
+    sa.Column('subject_kind', sa.String(length=32), nullable=False),
+    sa.Column('subject_id', sa.BigInteger(), nullable=True),
+    sa.Column('detail', sa.String(length=512), nullable=False),
+    sa.ForeignKeyConstraint(['operator_id'], ['operator.id'], name=op.f('fk_audit_entry_operator_id_operator'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_entry'))
+    )
+    with op.batch_alter_table('audit_entry', schema=None) as batch_op:
+        batch_op.create_index('ix_audit_entry_at', ['at'], unique=False)
+        batch_op.create_index('ix_audit_entry_subject', ['subject_kind', 'subject_id'], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('audit_entry', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_entry_subject')
+        batch_op.drop_index('ix_audit_entry_at')
+    op.drop_table('audit_entry')
     op.drop_table('operator_site')
     op.drop_table('operator')
