@@ -282,8 +282,9 @@ operator_site = Table(
 class Operator(Base):
     """Someone who signs in to the ops console. A company manager has a
     company, a site manager has sites (``operator_site``), network ops have
-    neither. ``epoch`` grows when the password, role or scope changes or the
-    account is disabled: console sessions signed in before it end."""
+    neither. ``epoch`` grows when the password, role or scope changes, the
+    account is disabled or the operator signs out: console sessions signed in
+    before it end."""
 
     __tablename__ = "operator"
     __table_args__ = (

@@ -64,6 +64,8 @@ def sign_in() -> Response | tuple[str, int]:
 def sign_out() -> Response:
     form = PostForm()
     if form.validate_on_submit():
+        with transaction(console().factory) as db:
+            auth_ops.sign_out(db, g.principal.id)
         log.info("console: %s signed out", g.principal.login)
         session.clear()
     return redirect(url_for("auth.sign_in"))

@@ -46,3 +46,11 @@ def principal(db: DB, operator_id: int, epoch: int) -> Principal | None:
     if operator is None or not operator.active or operator.epoch != epoch:
         return None
     return _principal(operator)
+
+
+def sign_out(db: DB, operator_id: int) -> None:
+    """End every console session of the operator: a copy of the cookie made
+    before signing out is worth nothing after."""
+    operator = db.get(Operator, operator_id)
+    if operator is not None:
+        operator.epoch += 1

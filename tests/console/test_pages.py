@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
@@ -117,11 +118,17 @@ def test_csrf_is_required(client: FlaskClient, world: World) -> None:
     assert client.get("/live/").status_code == 200  # still signed in
 
 
-def test_sign_out(client: FlaskClient) -> None:
+def test_sign_out(app: Flask, client: FlaskClient) -> None:
     sign_in(client, NOC)
+    cookie = client.get_cookie("console_session")
+    assert cookie is not None
     answer = client.post("/sign-out", data={"csrf_token": token(client, "/live/")})
     assert answer.status_code == 302
     assert client.get("/live/").status_code == 302
+    # A copy of the cookie taken before signing out opens nothing.
+    with app.test_client() as thief:
+        thief.set_cookie("console_session", cookie.value)
+        assert thief.get("/live/").status_code == 302
 
 
 def test_idle_and_absolute_expiry(client: FlaskClient, clock: Clock) -> None:
