@@ -280,3 +280,16 @@ def test_home_and_unknown_pages(client: FlaskClient) -> None:
     assert script.status_code == 200 and b"setInterval" in script.data
     script.close()
     assert client.get("/static/../app.py").status_code == 404
+
+
+@pytest.mark.parametrize(("back", "location"), [
+    ("site=2&q=bob", "/live/?site=2&q=bob"), ("site=abc", "/live/"),
+    ("//evil.example/", "/live/"), ("q=%00", "/live/"), ("x" * 500, "/live/"),
+])
+def test_disconnect_goes_back_only_to_the_live_view(client: FlaskClient, world: World,
+                                                    back: str, location: str) -> None:
+    sign_in(client, NOC)
+    # The closed session: nothing is sent, the answer comes back at once.
+    answer = client.post(f"/live/{world.sessions['cei-0000']}/disconnect",
+                         data={"csrf_token": token(client, "/live/"), "back": back[:400]})
+    assert (answer.status_code, answer.headers["Location"]) == (302, location)
