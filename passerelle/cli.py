@@ -57,12 +57,14 @@ def _register(name: str | None) -> None:
     from .gateway.cli import register as register_gateway
     from .lab.cli import register as register_lab
     from .portal.cli import register as register_portal
+    from .portal.console.cli import register as register_console
     from .radius.cli import register as register_radius
 
     register_radius(cli)
     register_gateway(cli)
     register_portal(cli)
     register_lab(cli)
+    register_console(cli)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
@@ -29,6 +29,8 @@ from .models import (
     CreditEntry,
     Gateway,
     Network,
+    Operator,
+    OperatorRole,
     PaymentStatus,
     Person,
     Session,
@@ -657,3 +659,148 @@ def show_credit(db: DB, login: str) -> Statement:
     entries = list(db.scalars(select(CreditEntry).where(CreditEntry.person_id == person.id)
                               .order_by(CreditEntry.created, CreditEntry.id)))
     return Statement(person, ledger.balance(db, person.id), entries)
+
+
+# -- operators of the console ------------------------------------------------
+
+# Operators sign in to a web console, not over RADIUS: no 128-octet limit, and a
+# floor, since the console can cut every session of the network.
+MIN_OPERATOR_PASSWORD = 12
+MAX_OPERATOR_PASSWORD = 1024
+ROLE_WORDS = {"network-ops": OperatorRole.network_ops, "ops": OperatorRole.network_ops,
+              "site-manager": OperatorRole.site_manager,
+              "company-manager": OperatorRole.company_manager}
+
+
+def role_word(role: OperatorRole) -> str:
+    """The role as the command line spells it."""
+    return role.value.replace("_", "-")
+
+
+def parse_role(value: str) -> OperatorRole:
+    word = value.strip().lower().replace("_", "-")
+    if word not in ROLE_WORDS:
+        raise UserError(f"bad role {value!r}: network-ops, site-manager or company-manager")
+    return ROLE_WORDS[word]
+
+
+def clean_operator_password(value: str) -> str:
+    if len(value) < MIN_OPERATOR_PASSWORD:
+        raise UserError(f"an operator's password has at least {MIN_OPERATOR_PASSWORD} "
+                        "characters")
+    if len(value) > MAX_OPERATOR_PASSWORD:
+        raise UserError(f"an operator's password has at most {MAX_OPERATOR_PASSWORD} "
+                        "characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise UserError("the password contains control characters")
+    return value
+
+
+def get_operator(db: DB, login: str) -> Operator:
+    found = db.scalar(select(Operator).where(func.lower(Operator.login) == login.strip().lower()))
+    if found is None:
+        raise UserError(f"unknown operator {login!r} (see: passerelle admin operator list)")
+    return found
+
+
+def _operator_login_free(db: DB, login: str, operator: Operator | None = None) -> None:
+    other = db.scalar(select(Operator).where(func.lower(Operator.login) == login.lower()))
+    if other is not None and other is not operator:
+        raise UserError(f"operator {login!r} already exists")
+
+
+def _scope(db: DB, role: OperatorRole, company: str | None,
+           sites: list[str] | None) -> tuple[Company | None, list[Site]]:
+    """The company and sites a role needs, checked: each role has exactly its own."""
+    the_sites = [get_site(db, name) for name in dict.fromkeys(sites or [])]
+    match role:
+        case OperatorRole.network_ops:
+            if company is not None or the_sites:
+                raise UserError("network ops see everything: give no --company and no --site")
+            return None, []
+        case OperatorRole.site_manager:
+            if company is not None:
+                raise UserError("a site manager has sites, not a company: drop --company")
+            if not the_sites:
+                raise UserError("a site manager needs at least one --site")
+            return None, the_sites
+        case OperatorRole.company_manager:
+            if the_sites:
+                raise UserError("a company manager has a company, not sites: drop --site")
+            if company is None:
+                raise UserError("a company manager needs their --company")
+            return get_company(db, company), []
+    assert_never(role)
+
+
+def add_operator(db: DB, login: str, password: str, role: str, now: datetime, *,
+                 name: str = "", company: str | None = None,
+                 sites: list[str] | None = None) -> Operator:
+    login = clean_login(login)
+    _operator_login_free(db, login)
+    the_role = parse_role(role)
+    the_company, the_sites = _scope(db, the_role, company, sites)
+    operator = Operator(login=login, name=clean_name(name, "a name", 128) if name else "",
+                        password_hash=passwords.hash_password(clean_operator_password(password)),
+                        role=the_role, company=the_company, sites=the_sites, active=True,
+                        epoch=0, created=now)
+    db.add(operator)
+    db.flush()
+    return operator
+
+
+def list_operators(db: DB) -> list[Operator]:
+    return list(db.scalars(select(Operator).order_by(Operator.role, Operator.login)))
+
+
+@dataclass
+class OperatorChanges:
+    """What `operator set` changes; None leaves a field as it is. ``sites``
+    replaces the site manager's sites."""
+
+    login: str | None = None
+    name: str | None = None
+    password: str | None = None
+    role: str | None = None
+    company: str | None = None
+    sites: list[str] | None = None
+    active: bool | None = None
+
+
+def set_operator(db: DB, login: str, changes: OperatorChanges) -> Operator:
+    """Change an operator; a new password, role, scope or a disabled account
+    ends the console sessions they have open (``epoch``)."""
+    operator = get_operator(db, login)
+    ends_sessions = False
+    if changes.login is not None:
+        new_login = clean_login(changes.login)
+        _operator_login_free(db, new_login, operator)
+        operator.login = new_login
+    if changes.name is not None:
+        operator.name = clean_name(changes.name, "a name", 128) if changes.name else ""
+    if changes.password is not None:
+        operator.password_hash = passwords.hash_password(
+            clean_operator_password(changes.password))
+        ends_sessions = True
+    if changes.role is not None or changes.company is not None or changes.sites is not None:
+        role = parse_role(changes.role) if changes.role is not None else operator.role
+        keep = role == operator.role
+        company = changes.company if changes.company is not None else (
+            operator.company.name if keep and operator.company else None)
+        sites = changes.sites if changes.sites is not None else (
+            [s.name for s in operator.sites] if keep else None)
+        the_company, the_sites = _scope(db, role, company, sites)
+        operator.role, operator.company, operator.sites = role, the_company, the_sites
+        ends_sessions = True
+    if changes.active is not None:
+        ends_sessions = ends_sessions or not changes.active
+        operator.active = changes.active
+    if ends_sessions:
+        operator.epoch += 1
+    db.flush()
+    return operator
+
+
+def remove_operator(db: DB, login: str) -> None:
+    db.delete(get_operator(db, login))
+    db.flush()

@@ -192,7 +192,7 @@ def db_current(db_url: str | None) -> None:
 
 @click.group()
 def admin() -> None:
-    """Manage networks, sites, gateways, companies, people and credit."""
+    """Manage networks, sites, gateways, companies, people, credit and console operators."""
 
 
 @admin.group()
@@ -619,6 +619,90 @@ def credit_show(login: str, db_url: str | None) -> None:
           [(e.created.strftime("%Y-%m-%d %H:%M"), e.kind.value,
             ("+" if e.seconds > 0 else "") + hours(e.seconds), e.session_id or "", e.note)
            for e in statement.entries])
+
+
+# -- operators of the console ------------------------------------------------
+
+def operator_password_options(func: F) -> F:
+    func = click.option("--password-file", metavar="FILE",
+                        help="Read the password from FILE's first line (- = stdin), "
+                             "to keep it out of shell history.")(func)
+    return click.option("--password", help="The console password (12 characters or "
+                                            "more).")(func)
+
+
+@admin.group()
+def operator() -> None:
+    """Operators of the ops console and their roles."""
+
+
+@operator.command("add")
+@click.argument("login")
+@click.option("--role", required=True,
+              help="network-ops (everything), site-manager (their sites' sessions and "
+                   "boxes) or company-manager (their company's people and sessions).")
+@click.option("--company", help="A company manager's company.")
+@click.option("--site", "sites", multiple=True, help="A site manager's site (repeat).")
+@operator_password_options
+@click.option("--name", default="", help="Their full name.")
+@db_option
+def operator_add(login: str, role: str, company: str | None, sites: tuple[str, ...],
+                 password: str | None, password_file: str | None, name: str,
+                 db_url: str | None) -> None:
+    """Add the operator LOGIN (their e-mail address)."""
+    value = need_secret(password, password_file, "password")
+    with unit_of_work(db_url) as s:
+        ops.add_operator(s, login, value, role, now(), name=name, company=company,
+                         sites=list(sites))
+    click.echo(f"operator {login.strip()!r} added")
+
+
+@operator.command("list")
+@db_option
+def operator_list(db_url: str | None) -> None:
+    """List the operators, their roles and what they see."""
+    with unit_of_work(db_url) as s:
+        rows = [(o.login, o.name, ops.role_word(o.role),
+                 o.company.name if o.company else ", ".join(x.name for x in o.sites) or "all",
+                 "yes" if o.active else "no",
+                 o.last_sign_in.strftime("%Y-%m-%d %H:%M") if o.last_sign_in else "never")
+                for o in ops.list_operators(s)]
+    table(("login", "name", "role", "scope", "active", "last sign-in (UTC)"), rows)
+
+
+@operator.command("set")
+@click.argument("login")
+@click.option("--login", "new_login", help="A new login.")
+@click.option("--role", help="network-ops, site-manager or company-manager.")
+@click.option("--company", help="A company manager's company.")
+@click.option("--site", "sites", multiple=True,
+              help="A site manager's site (repeat; replaces their sites).")
+@operator_password_options
+@click.option("--name", help="Their full name.")
+@click.option("--active/--inactive", default=None,
+              help="Enable or disable the account (disabling signs them out).")
+@db_option
+def operator_set(login: str, new_login: str | None, role: str | None, company: str | None,
+                 sites: tuple[str, ...], password: str | None, password_file: str | None,
+                 name: str | None, active: bool | None, db_url: str | None) -> None:
+    """Change the operator LOGIN (a new password, role or scope signs them out)."""
+    changes = ops.OperatorChanges(login=new_login, name=name,
+                                  password=read_secret(password, password_file, "password"),
+                                  role=role, company=company,
+                                  sites=list(sites) if sites else None, active=active)
+    with unit_of_work(db_url) as s:
+        ops.set_operator(s, login, changes)
+    click.echo(f"operator {login!r} changed")
+
+
+@operator.command("remove")
+@click.argument("login")
+@db_option
+def operator_remove(login: str, db_url: str | None) -> None:
+    """Remove the operator LOGIN."""
+    with unit_of_work(db_url) as s:
+        ops.remove_operator(s, login)
+    click.echo(f"operator {login!r} removed")
 
 
 # -- demo data --------------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Enum,
     ForeignKey,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -51,6 +53,14 @@ class CompanyStatus(str, enum.Enum):
 class PaymentStatus(str, enum.Enum):
     ok = "ok"
     overdue = "overdue"
+
+
+class OperatorRole(str, enum.Enum):
+    """What an operator of the ops console may see and do."""
+
+    network_ops = "network_ops"  # everything
+    site_manager = "site_manager"  # their sites' sessions and boxes
+    company_manager = "company_manager"  # their company's people, credit and sessions
 
 
 class CreditKind(str, enum.Enum):
@@ -261,7 +271,65 @@ class AuthLog(Base):
     authdate: Mapped[datetime] = mapped_column(DateTime)
 
 
+# Which sites a site manager manages.
+operator_site = Table(
+    "operator_site", Base.metadata,
+    Column("operator_id", ForeignKey("operator.id", ondelete="CASCADE"), primary_key=True),
+    Column("site_id", ForeignKey("site.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Operator(Base):
+    """Someone who signs in to the ops console. A company manager has a
+    company, a site manager has sites (``operator_site``), network ops have
+    neither. ``epoch`` grows when the password, role or scope changes, the
+    account is disabled or the operator signs out: console sessions signed in
+    before it end."""
+
+    __tablename__ = "operator"
+    __table_args__ = (
+        CheckConstraint("(role = 'company_manager' AND company_id IS NOT NULL) OR "
+                        "(role <> 'company_manager' AND company_id IS NULL)", name="company"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(253), unique=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[OperatorRole] = mapped_column(
+        Enum(OperatorRole, name="operator_role", native_enum=False, length=16))
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("company.id"), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    last_sign_in: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+    company: Mapped[Company | None] = relationship()
+    sites: Mapped[list[Site]] = relationship(secondary=operator_site, order_by=Site.name)
+
+
+class AuditEntry(Base):
+    """Who did what, and when: one line per action an operator takes (a
+    Disconnect from the console, ...). ``actor`` keeps the login as it was,
+    so the line outlives the operator's account."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_entry_subject", "subject_kind", "subject_id"),
+                      Index("ix_audit_entry_at", "at"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    operator_id: Mapped[int | None] = mapped_column(
+        ForeignKey("operator.id", ondelete="SET NULL"), default=None)
+    actor: Mapped[str] = mapped_column(String(253))
+    action: Mapped[str] = mapped_column(String(32))
+    # What it was done to: ("session", radacct id), ("person", id), ...
+    subject_kind: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    detail: Mapped[str] = mapped_column(String(512), default="")
+
+
 __all__ = [
+    "AuditEntry",
     "AuthLog",
     "Base",
     "Company",
@@ -270,6 +338,8 @@ __all__ = [
     "CreditKind",
     "Gateway",
     "Network",
+    "Operator",
+    "OperatorRole",
     "PaymentStatus",
     "Person",
     "Session",

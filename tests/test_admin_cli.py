@@ -459,3 +459,81 @@ def test_history_is_kept(cli, world: str) -> None:
     ok(cli("admin", "gateway", "remove", "axis-gw", "--db", world))
     one_error(cli("admin", "site", "remove", "Axis Parc", "--db", world),
               "site 'Axis Parc' has 2 session(s) or log line(s) in its history")
+
+
+# -- operators of the console ------------------------------------------------
+
+OP_PASSWORD = "a long console pass"
+
+
+def test_operators_add_list_set_remove(cli, world: str) -> None:
+    ok(cli("admin", "site", "add", "CEI", "--network", "wallonia", "--db", world))
+    ok(cli("admin", "operator", "add", "noc@passerelle.example", "--role", "network-ops",
+           "--password", OP_PASSWORD, "--name", "Night Desk", "--db", world))
+    ok(cli("admin", "operator", "add", "axis@passerelle.example", "--role", "site-manager",
+           "--site", "Axis Parc", "--site", "CEI", "--password-file", "-", "--db", world,
+           stdin=OP_PASSWORD + "\n"))
+    ok(cli("admin", "operator", "add", "hr@acme.example", "--role", "company-manager",
+           "--company", "Acme", "--password", OP_PASSWORD, "--db", world))
+    out = ok(cli("admin", "operator", "list", "--db", world)).out
+    assert "Night Desk" in out and "network-ops" in out and "all" in out
+    assert "Axis Parc, CEI" in out and "site-manager" in out
+    assert "company-manager" in out and "Acme" in out and "never" in out
+    assert OP_PASSWORD not in out and "argon2" not in out
+    with session(world) as s:
+        from passerelle.radius.models import Operator
+        noc = s.scalars(select(Operator).where(Operator.login == "noc@passerelle.example")).one()
+        assert passwords.verify_password(noc.password_hash, OP_PASSWORD)
+    # A role change takes its scope along; a new password ends open sessions (epoch).
+    ok(cli("admin", "operator", "set", "axis@passerelle.example", "--role", "company-manager",
+           "--company", "Acme", "--db", world))
+    ok(cli("admin", "operator", "set", "hr@acme.example", "--password", "another long one",
+           "--inactive", "--db", world))
+    ok(cli("admin", "operator", "set", "noc@passerelle.example", "--name", "NOC", "--db", world))
+    with session(world) as s:
+        from passerelle.radius.models import Operator, OperatorRole
+        by = {o.login: o for o in s.scalars(select(Operator))}
+        axis = by["axis@passerelle.example"]
+        assert (axis.role, axis.company.name if axis.company else None, axis.sites) == \
+            (OperatorRole.company_manager, "Acme", [])
+        hr = by["hr@acme.example"]
+        assert passwords.verify_password(hr.password_hash, "another long one")
+        assert (hr.active, hr.epoch) == (False, 1)
+        assert (by["noc@passerelle.example"].name, by["noc@passerelle.example"].epoch) == \
+            ("NOC", 0)
+    ok(cli("admin", "operator", "remove", "HR@acme.example", "--db", world))
+    assert "hr@acme.example" not in ok(cli("admin", "operator", "list", "--db", world)).out
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["add", "x@y.example", "--role", "boss", "--password", OP_PASSWORD], "bad role 'boss'"),
+    (["add", "x@y.example", "--role", "network-ops", "--password", "short"],
+     "at least 12 characters"),
+    (["add", "x@y.example", "--role", "network-ops"], "give --password"),
+    (["add", "x@y.example", "--role", "network-ops", "--company", "Acme", "--password",
+      OP_PASSWORD], "network ops see everything"),
+    (["add", "x@y.example", "--role", "site-manager", "--password", OP_PASSWORD],
+     "needs at least one --site"),
+    (["add", "x@y.example", "--role", "site-manager", "--site", "Nowhere", "--password",
+      OP_PASSWORD], "unknown site 'Nowhere'"),
+    (["add", "x@y.example", "--role", "company-manager", "--password", OP_PASSWORD],
+     "needs their --company"),
+    (["add", "x@y.example", "--role", "company-manager", "--company", "Acme", "--site",
+      "Axis Parc", "--password", OP_PASSWORD], "drop --site"),
+    (["add", "bad login", "--role", "network-ops", "--password", OP_PASSWORD], "bad login"),
+    (["add", "x@y.example", "--role", "network-ops", "--password", OP_PASSWORD + "\x07"],
+     "control characters"),
+    (["add", "noc@passerelle.example", "--role", "network-ops", "--password", OP_PASSWORD],
+     "already exists"),
+    (["set", "nobody@y.example", "--name", "X"], "unknown operator 'nobody@y.example'"),
+    (["set", "noc@passerelle.example", "--role", "site-manager"], "needs at least one --site"),
+    (["set", "noc@passerelle.example", "--password", "x" * 1025], "at most 1024"),
+    (["remove", "nobody@y.example"], "unknown operator"),
+])
+def test_operator_bad_input_is_one_line(cli, world: str, args: list[str],
+                                        expected: str) -> None:
+    ok(cli("admin", "operator", "add", "noc@passerelle.example", "--role", "network-ops",
+           "--password", OP_PASSWORD, "--db", world))
+    one_error(cli("admin", "operator", *args, "--db", world), expected)
+    out = ok(cli("admin", "operator", "list", "--db", world)).out
+    assert "x@y.example" not in out and "network-ops" in out

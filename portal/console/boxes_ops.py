@@ -1,0 +1,86 @@
+"""Boxes: each gateway's last contact with the centre and its live clients.
+
+The last contact is the latest of what the data holds: the gateway's
+``last_seen`` when something records it, its latest accounting (a session's
+start, interim update or stop) and its latest authentication.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session as DB
+
+from passerelle.radius.models import AuthLog, Gateway, Session, Site
+
+from .scope import Scope
+
+
+class Health(str, enum.Enum):
+    ok = "ok"
+    silent = "silent"  # nothing for longer than the interim interval
+    never = "never"  # no contact at all on record
+
+
+def health(last_contact: datetime | None, now: datetime, interval: int) -> Health:
+    if last_contact is None:
+        return Health.never
+    if (now - last_contact).total_seconds() > interval:
+        return Health.silent
+    return Health.ok
+
+
+@dataclass(frozen=True)
+class BoxRow:
+    id: int
+    identifier: str
+    site: str
+    ip: str
+    coa_port: int
+    last_seen: datetime | None
+    last_accounting: datetime | None
+    last_auth: datetime | None
+    last_contact: datetime | None  # the latest of the three above
+    live: int  # open sessions
+    health: Health
+
+
+def _latest(*values: datetime | None) -> datetime | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def boxes(db: DB, scope: Scope, now: datetime, interval: int) -> list[BoxRow]:
+    """The gateways of the scope's sites, by site, the silent ones flagged."""
+    if scope.company is not None:
+        return []  # boxes are no company's business (access.PERMISSIONS keeps them out too)
+    acct = (select(Session.gateway_id.label("gateway_id"),
+                   func.max(Session.acctupdatetime).label("updated"),
+                   func.max(Session.acctstarttime).label("started"),
+                   func.max(Session.acctstoptime).label("stopped"),
+                   func.sum(case((Session.acctstoptime.is_(None), 1), else_=0)).label("live"))
+            .where(Session.gateway_id.is_not(None))
+            .group_by(Session.gateway_id).subquery())
+    auth = (select(AuthLog.nasipaddress.label("ip"), func.max(AuthLog.authdate).label("at"))
+            .group_by(AuthLog.nasipaddress).subquery())
+    query = (select(Gateway, Site.name, acct.c.updated, acct.c.started, acct.c.stopped,
+                    acct.c.live, auth.c.at)
+             .join(Site, Gateway.site_id == Site.id)
+             .outerjoin(acct, acct.c.gateway_id == Gateway.id)
+             .outerjoin(auth, auth.c.ip == Gateway.ip_address)
+             .order_by(Site.name, Gateway.identifier))
+    if scope.sites is not None:
+        query = query.where(Gateway.site_id.in_(sorted(scope.sites)))
+    rows = []
+    for gateway, site, updated, started, stopped, live, last_auth in db.execute(query):
+        last_accounting = _latest(updated, started, stopped)
+        contact = _latest(gateway.last_seen, last_accounting, last_auth)
+        rows.append(BoxRow(id=gateway.id, identifier=gateway.identifier, site=site,
+                           ip=gateway.ip_address, coa_port=gateway.coa_port,
+                           last_seen=gateway.last_seen, last_accounting=last_accounting,
+                           last_auth=last_auth, last_contact=contact, live=int(live or 0),
+                           health=health(contact, now, interval)))
+    return rows
