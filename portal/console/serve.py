@@ -8,10 +8,7 @@ connection with a read timeout. TLS belongs to a reverse proxy in front
 from __future__ import annotations
 
 import logging
-import signal
 import socket
-import threading
-from typing import Any
 
 from flask import Flask
 
@@ -37,7 +34,8 @@ class Listening:
 
     def __init__(self, app: Flask, host: str, port: int) -> None:
         _check_free(host, port)
-        self._httpd: Any = server._Server(host, port, app)
+        # An IP address, never a name: binding does no DNS look-up.
+        (self._httpd,) = server.bind(app, [server.Listener(host, port)])
         self.host = host
         self.port: int = self._httpd.port
 
@@ -54,15 +52,6 @@ class Listening:
 
 
 def serve(app: Flask, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT."""
-    listening = Listening(app, host, port)
-    stopped = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopped.set())
-    listening.start()
-    log.info("console listening on %s", listening.url)
-    print(f"console listening on {listening.url}", flush=True)
-    try:
-        stopped.wait()
-    finally:
-        listening.stop()
+    """Serve until SIGTERM or SIGINT (systemd told READY=1 once bound)."""
+    _check_free(host, port)
+    server.serve(app, [server.Listener(host, port)], name="console")
