@@ -8,11 +8,8 @@ reconciled, then what listens (RFC 5176, the control socket) and the timers.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
-import time
-from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -41,23 +38,6 @@ def nas_identity(config: Config) -> NasIdentity:
 def radius_client(config: Config) -> RadiusClient:
     return RadiusClient(config.servers, nas_identity(config), timeout=config.radius_timeout,
                         tries=config.radius_tries, dead_time=config.dead_time)
-
-
-def stop_stale_dnsmasq(pid_file: Path) -> None:
-    """A dnsmasq left by a daemon that died (kill -9) still holds the DHCP
-    and DNS ports: end it, its leases stay in the lease file."""
-    try:
-        pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return
-    if b"dnsmasq" not in cmdline:
-        return
-    log.info("ending the dnsmasq (pid %d) a previous daemon left", pid)
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 class Box:
@@ -89,7 +69,6 @@ class Box:
         booted = not table_exists()
         self.firewall.apply()
         log.info("nftables table inet passerelle %s", "created" if booted else "kept")
-        stop_stale_dnsmasq(self.config.state_dir / "dnsmasq.pid")
         self.dnsmasq.start()
         self.gateway.restore(booted)
         self.sender.start()

@@ -341,3 +341,28 @@ def test_start_failure_is_a_clear_error(lab: Lab, box: Dnsmasq) -> None:
     with pytest.raises(DnsmasqError, match="dnsmasq exited"):
         second.start()  # the first one holds the ports
     assert not second.alive()
+
+
+def test_the_captive_view_is_supervised_too(lab: Lab, box: Dnsmasq) -> None:
+    """The second dnsmasq (the captive view of DNS) is restarted when it dies,
+    and a daemon killed with -9 leaves no dnsmasq holding the ports: the next
+    start ends both (they are named by their pid files) and starts afresh."""
+    pid = box.captive_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while box.alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert box.restart_if_dead()
+    assert box.captive_pid not in (None, pid)
+    assert dig(lab, "client", lab.box_ipv4, "portal.lab") == f"rcode=0 {lab.box_ipv4}"
+
+    orphans = (box.pid, box.captive_pid)
+    fresh = Dnsmasq(box.plan, box.state_dir, netns=lab.ns["gw"])
+    try:
+        fresh.start()
+        assert fresh.alive() and not box.alive()
+        assert {fresh.pid, fresh.captive_pid}.isdisjoint(orphans)
+        assert dig(lab, "client", lab.box_ipv4, "portal.lab") == f"rcode=0 {lab.box_ipv4}"
+    finally:
+        fresh.stop()
