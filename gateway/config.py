@@ -1,7 +1,11 @@
 """The box's configuration: a TOML file, and what is not set, detected.
 
 ``load()`` returns a complete, checked ``Config`` or raises ``ConfigError``
-naming the key: the box never starts half-way on a bad file. Detection
+naming the key: the box never starts half-way on a bad file. What dnsmasq
+would refuse is refused here too: the names by the rules the box gives
+dnsmasq, and, where dnsmasq is installed, the files the box would write by
+``dnsmasq --test``. ``firewall_plan()`` and ``dhcp_plan()`` turn a ``Config``
+into what the data plane runs. Detection
 (``detect()``) reads the interfaces with netifaces: the WAN is the interface
 of the default route, the LAN the other interface that is up. Each finding
 is reported with its reason, so a technician can see what the box decided.
@@ -12,6 +16,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shutil
+import subprocess
+import tempfile
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +27,8 @@ from typing import Any
 
 from passerelle.errors import UserError
 
+from .dnsmasq import DhcpPlan, check_domain, render, render_captive
+from .nft import CAPTIVE_DNS_PORT, CAPTIVE_DNS_RATE, PRIVATE4, PRIVATE6, Plan, wan_ports
 from .radclient import RadiusServer
 
 
@@ -62,6 +71,12 @@ class Config:
     garden_addresses: tuple[str, ...]
     garden_domains: tuple[str, ...]
     upstream_dns: tuple[str, ...]
+    captive_dns_port: int
+    captive_dns_rate: int
+    ntp_servers: tuple[str, ...]
+    open_private: tuple[str, ...]
+    wan_open: tuple[str, ...]
+    stopped_retention: float  # seconds a stopped session's row is kept
     interim_interval: int
     idle_timeout: int
     sweep_interval: float
@@ -139,15 +154,16 @@ _HOST = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\
 KNOWN = {
     "box": {"identifier", "state_dir", "nas_ip"},
     "lan": {"interface", "address", "address6", "dhcp_start", "dhcp_end", "lease_time"},
-    "wan": {"interface", "masquerade"},
+    "wan": {"interface", "masquerade", "allow_private", "open"},
     "portal": {"hostname", "http_port", "https_port", "api_url", "ssid", "site_name",
                "venue_url", "terms_url", "cert_file", "key_file"},
     "radius": {"servers", "timeout", "tries", "dead_time", "operator_name"},
     "dae": {"listen", "port", "clients", "window"},
     "garden": {"addresses", "domains"},
-    "dns": {"upstream"},
+    "dns": {"upstream", "captive_port", "captive_rate"},
+    "ntp": {"servers"},
     "sessions": {"interim_interval", "idle_timeout", "sweep_interval",
-                 "lease_check_interval", "heartbeat_interval"},
+                 "lease_check_interval", "heartbeat_interval", "keep_stopped_days"},
     "control": {"socket"},
 }
 SERVER_KEYS = {"host", "secret", "secret_file", "auth_port", "acct_port",
@@ -193,9 +209,25 @@ class _Table:
         return tuple(value)
 
 
-def _check_domain(value: str) -> None:
-    if not _HOST.match(value.lstrip("*.")):
-        raise ValueError("not a domain name")
+def _private_range(interfaces: Interfaces, wan_if: str) -> Callable[[str], None]:
+    """A check for ``wan.allow_private``: a network that the box blocks."""
+    wan = [ipaddress.ip_network(a, strict=False) for a in
+           (*interfaces.ipv4.get(wan_if, ()), *interfaces.ipv6.get(wan_if, ()))]
+
+    def check(value: str) -> None:
+        try:
+            net = ipaddress.ip_network(value)
+        except ValueError:
+            raise ValueError("not a network (address/prefix, no host bits)") from None
+        blocked = [ipaddress.ip_network(n) for n in (*PRIVATE4, *PRIVATE6)] + wan
+        if not any(net.version == b.version and net.overlaps(b) for b in blocked):
+            raise ValueError("not a private range nor the WAN's subnet (the box blocks "
+                             "nothing else)")
+    return check
+
+
+def _wan_service(value: str) -> None:
+    wan_ports(Plan("lan", "wan", "192.0.2.1", wan_open=(value,)))
 
 
 def _ip(value: str) -> str:
@@ -360,8 +392,16 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
     dae_window = dae.number("window", int, 300, 1, 3600)
 
     garden_addresses = t["garden"].strings("addresses", ipaddress.ip_network)
-    garden_domains = t["garden"].strings("domains", _check_domain)
+    garden_domains = t["garden"].strings("domains", check_domain)
     upstream_dns = t["dns"].strings("upstream", _ip)
+    captive_port = t["dns"].number("captive_port", int, CAPTIVE_DNS_PORT, 1024, 65535)
+    if captive_port in (http_port, https_port):
+        raise ConfigError(f"dns.captive_port: {captive_port} is a portal port")
+    captive_rate = t["dns"].number("captive_rate", int, CAPTIVE_DNS_RATE, 1, 10000)
+    ntp_servers = t["ntp"].strings("servers", _ip)
+    open_private = t["wan"].strings("allow_private", _private_range(interfaces, wan_if))
+    wan_open = (t["wan"].strings("open", _wan_service) if "open" in t["wan"].data
+                else ("tcp/22",))
 
     s = t["sessions"]
     interim = s.number("interim_interval", int, 300, 60, 86400)
@@ -369,6 +409,7 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
     sweep = s.number("sweep_interval", float, 5.0, 0.2, 300.0)
     lease_check = s.number("lease_check_interval", float, 30.0, 1.0, 3600.0)
     heartbeat = s.number("heartbeat_interval", float, 30.0, 1.0, 3600.0)
+    keep_days = s.number("keep_stopped_days", int, 7, 1, 3650)
     control = state_dir / t["control"].get("socket", str, "control.sock")
 
     return Config(
@@ -383,7 +424,10 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
         dead_time=dead_time, operator_name=operator_name, dae_listen=dae_listen,
         dae_port=dae_port, dae_clients=dae_clients, dae_window=dae_window,
         garden_addresses=garden_addresses, garden_domains=garden_domains,
-        upstream_dns=upstream_dns, interim_interval=interim, idle_timeout=idle,
+        upstream_dns=upstream_dns, captive_dns_port=captive_port,
+        captive_dns_rate=captive_rate, ntp_servers=ntp_servers, open_private=open_private,
+        wan_open=wan_open, stopped_retention=keep_days * 86400.0,
+        interim_interval=interim, idle_timeout=idle,
         sweep_interval=sweep, lease_check_interval=lease_check, heartbeat_interval=heartbeat,
         control_socket=control, findings=tuple(findings),
     )
@@ -443,9 +487,73 @@ def _servers(raw: Any, base: Path) -> list[RadiusServer]:
     return servers
 
 
+def firewall_plan(config: Config) -> Plan:
+    garden4 = tuple(a for a in config.garden_addresses
+                    if ipaddress.ip_network(a, strict=False).version == 4)
+    garden6 = tuple(a for a in config.garden_addresses
+                    if ipaddress.ip_network(a, strict=False).version == 6)
+    box6 = str(config.lan_address6.ip) if config.lan_address6 else None
+    return Plan(lan_if=config.lan_if, wan_if=config.wan_if, box_ipv4=config.box_ipv4,
+                box_ipv6=box6,
+                portal_http_port=config.portal_http_port,
+                portal_https_port=config.portal_https_port,
+                garden4=garden4, garden6=garden6, masquerade=config.masquerade,
+                ntp_servers=config.ntp_servers, open_private=config.open_private,
+                captive_dns_port=config.captive_dns_port,
+                captive_dns_rate=config.captive_dns_rate, dae_port=config.dae_port,
+                dae_clients=tuple(config.dae_clients), wan_open=config.wan_open)
+
+
+def dhcp_plan(config: Config) -> DhcpPlan:
+    return DhcpPlan(lan_if=config.lan_if, box_ipv4=config.box_ipv4,
+                    range_start=config.dhcp_start, range_end=config.dhcp_end,
+                    netmask=str(config.lan_address.netmask), lease_seconds=config.lease_time,
+                    portal_api_url=config.portal_api_url,
+                    garden_domains=config.garden_domains, upstream_dns=config.upstream_dns,
+                    lease_file=str(config.state_dir / "dnsmasq.leases"),
+                    state_dir=str(config.state_dir),
+                    box_ipv6=str(config.lan_address6.ip) if config.lan_address6 else "",
+                    captive_dns_port=config.captive_dns_port)
+
+
+# The configuration key behind each kind of line the box gives dnsmasq.
+_DNSMASQ_KEYS = (("nftset=", "garden.domains"), ("server=", "dns.upstream"),
+                 ("host-record=", "portal.api_url"), ("dhcp-option=114", "portal.api_url"),
+                 ("dhcp-option=option6:103", "portal.api_url"), ("dhcp-range=", "lan"),
+                 ("port=", "dns.captive_port"))
+
+
+def dnsmasq_test(config: Config) -> None:
+    """Run ``dnsmasq --test`` on the files the box would write; ConfigError
+    naming the key behind the line dnsmasq refuses. Nothing without dnsmasq."""
+    if shutil.which("dnsmasq") is None:
+        return
+    plan = dhcp_plan(config)
+    try:
+        files = {"dnsmasq.conf": render(plan),
+                 "dnsmasq-captive.conf": render_captive(plan, config.upstream_dns)}
+    except ValueError as exc:
+        raise ConfigError(f"dnsmasq: {exc}") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in files.items():
+            conf = Path(tmp) / name
+            conf.write_text(text)
+            out = subprocess.run(["dnsmasq", "--test", f"--conf-file={conf}"],
+                                 capture_output=True, text=True, check=False, timeout=30)
+            if out.returncode == 0:
+                continue
+            words = " ".join((out.stderr or out.stdout).split())
+            match = re.search(r"at line (\d+)", words)
+            line = text.splitlines()[int(match[1]) - 1] if match else ""
+            key = next((k for prefix, k in _DNSMASQ_KEYS if line.startswith(prefix)), "dnsmasq")
+            raise ConfigError(f"{key}: dnsmasq refuses {line!r}: {words}")
+
+
 def load(path: Path, interfaces: Interfaces | None = None) -> Config:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    return parse(text, path.parent.resolve(), interfaces or read_interfaces())
+    config = parse(text, path.parent.resolve(), interfaces or read_interfaces())
+    dnsmasq_test(config)
+    return config

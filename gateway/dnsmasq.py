@@ -1,10 +1,19 @@
 """DHCP and DNS for the LAN: dnsmasq, configured and supervised by the box.
 
-``render()`` is the pure part (a ``DhcpPlan`` to dnsmasq.conf text).
-``Dnsmasq`` runs one dnsmasq in the foreground as a child process, with our
-configuration file only (never /etc/dnsmasq.conf or /etc/dnsmasq.d), its own
-pid and lease files in the state directory, serving the LAN interface only;
-``restart_if_dead()`` is what the box's supervision timer calls.
+``render()`` and ``render_captive()`` are the pure part (a ``DhcpPlan`` to
+dnsmasq.conf text). ``Dnsmasq`` runs two dnsmasq in the foreground as child
+processes, with our configuration files only (never /etc/dnsmasq.conf or
+/etc/dnsmasq.d), their own pid and lease files in the state directory,
+serving the LAN interface only; ``restart_if_dead()`` is what the box's
+supervision timer calls.
+
+- The main one: DHCP, router advertisements, and DNS on port 53 for the
+  clients that have checked in (names forwarded upstream).
+- The captive view, on ``captive_dns_port``: nftables DNATs every DNS query
+  of a client that has not checked in there (gateway/nft.py). It forwards
+  only the portal's, the OS probes' and the walled garden's names; every
+  other name is answered with the box's address (which leads to the portal)
+  or refused, and never leaves the box: no DNS tunnel before check-in.
 
 What the clients get: an address and the box as router and DNS server, the
 RFC 8910 captive-portal URI (DHCPv4 option 114, DHCPv6 option 103; dnsmasq
@@ -19,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -28,13 +39,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .nft import TABLE, normal_mac
+from passerelle.portal.probes import PROBES
+
+from .nft import CAPTIVE_DNS_PORT, TABLE, normal_mac
 
 log = logging.getLogger("passerelle.gateway")
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*"
                      r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.@:-]{1,15}$")
+# The names the operating systems probe to detect a captive portal: they
+# resolve for real before check-in, so each OS sees the portal, not an error.
+PROBE_HOSTS = tuple(sorted({host for host, _path in PROBES}))
+
+
+def check_domain(name: str) -> None:
+    """ValueError unless ``name`` is a DNS name the box can give dnsmasq: LDH
+    labels (underscores allowed but in the last), no wildcard, no "#" (which
+    would mean every domain to dnsmasq), no empty label, IDNs as xn--."""
+    if not _DOMAIN.match(name):
+        raise ValueError("not a domain name (letters, digits, hyphens; no wildcard; "
+                         "an IDN as xn--)")
 
 
 class DnsmasqError(RuntimeError):
@@ -56,6 +81,8 @@ class DhcpPlan:
     state_dir: str = ""
     # Set: router advertisements (SLAAC) and stateless DHCPv6 on the LAN's /64.
     box_ipv6: str = ""
+    captive_dns_port: int = CAPTIVE_DNS_PORT
+    captive_names: tuple[str, ...] = PROBE_HOSTS  # resolved upstream before check-in
 
 
 @dataclass(frozen=True)
@@ -95,9 +122,14 @@ def _check(plan: DhcpPlan) -> None:
             ipaddress.ip_address(server)
         except ValueError:
             raise ValueError(f"upstream_dns: not an address: {server!r}") from None
-    for domain in plan.garden_domains:
-        if not _DOMAIN.match(domain):
-            raise ValueError(f"garden_domains: not a domain name: {domain!r}")
+    for name in ("garden_domains", "captive_names"):
+        for domain in getattr(plan, name):
+            try:
+                check_domain(domain)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {domain!r}: {exc}") from None
+    if not 0 < plan.captive_dns_port < 65536 or plan.captive_dns_port == 53:
+        raise ValueError(f"captive_dns_port: not a free port: {plan.captive_dns_port!r}")
     if plan.portal_api_url:
         url = urlsplit(plan.portal_api_url)
         if url.scheme != "https" or not url.hostname:
@@ -121,12 +153,8 @@ def portal_host(url: str) -> str | None:
     return None
 
 
-def render(plan: DhcpPlan) -> str:
-    """dnsmasq.conf for ``plan``; ValueError naming the field when it is wrong."""
-    _check(plan)
-    state = Path(plan.state_dir) if plan.state_dir else None
-    lease_file = plan.lease_file or (str(state / "dnsmasq.leases") if state else "")
-    lines = [
+def _common(plan: DhcpPlan) -> list[str]:
+    return [
         "# Written by passerelle: changes here are lost.",
         f"interface={plan.lan_if}",
         "except-interface=lo",  # dnsmasq adds the loopback to interface= by itself
@@ -135,6 +163,30 @@ def render(plan: DhcpPlan) -> str:
         "domain-needed",
         "bogus-priv",
         "log-facility=-",
+    ]
+
+
+def _garden(plan: DhcpPlan) -> list[str]:
+    if not plan.garden_domains:
+        return []
+    domains = "/".join(d.rstrip(".") for d in plan.garden_domains)
+    return [f"nftset=/{domains}/4#inet#{TABLE}#garden_dns4,6#inet#{TABLE}#garden_dns6"]
+
+
+def _portal_record(plan: DhcpPlan) -> list[str]:
+    host = portal_host(plan.portal_api_url)
+    # IPv4 only: sessions are known by the client's IPv4 address, so the
+    # portal must see the client arrive over IPv4.
+    return [f"host-record={host},{plan.box_ipv4}"] if host else []
+
+
+def render(plan: DhcpPlan) -> str:
+    """dnsmasq.conf for ``plan``; ValueError naming the field when it is wrong."""
+    _check(plan)
+    state = Path(plan.state_dir) if plan.state_dir else None
+    lease_file = plan.lease_file or (str(state / "dnsmasq.leases") if state else "")
+    lines = [
+        *_common(plan),
         "dhcp-authoritative",
         f"dhcp-range={plan.lan_if},{plan.range_start},{plan.range_end},{plan.netmask},"
         f"{plan.lease_seconds}",
@@ -152,11 +204,7 @@ def render(plan: DhcpPlan) -> str:
         lines.append("resolv-file=/etc/resolv.conf")
     if plan.portal_api_url:
         lines.append(f'dhcp-option=114,"{plan.portal_api_url}"')
-        host = portal_host(plan.portal_api_url)
-        if host:
-            # IPv4 only: sessions are known by the client's IPv4 address, so
-            # the portal must see the client arrive over IPv4.
-            lines.append(f"host-record={host},{plan.box_ipv4}")
+        lines += _portal_record(plan)
     if plan.box_ipv6:
         lines += [
             "enable-ra",
@@ -166,10 +214,45 @@ def render(plan: DhcpPlan) -> str:
         ]
         if plan.portal_api_url:
             lines.append(f'dhcp-option=option6:103,"{plan.portal_api_url}"')
-    if plan.garden_domains:
-        domains = "/".join(d.rstrip(".") for d in plan.garden_domains)
-        lines.append(f"nftset=/{domains}/4#inet#{TABLE}#garden_dns4,6#inet#{TABLE}#garden_dns6")
+    lines += _garden(plan)
     return "\n".join(lines) + "\n"
+
+
+def render_captive(plan: DhcpPlan, upstream: Sequence[str]) -> str:
+    """The captive view's dnsmasq.conf: DNS only, on ``captive_dns_port``.
+
+    ``upstream``: the servers the allowed names go to (the plan's, or those
+    of /etc/resolv.conf). There is no default server on purpose: a name not
+    allowed is answered from the configuration (A: the box) or refused (any
+    other type), and dnsmasq has nowhere to forward it.
+    """
+    _check(plan)
+    for server in upstream:
+        ipaddress.ip_address(server)
+    lines = [*_common(plan), f"port={plan.captive_dns_port}", "no-resolv",
+             f"address=/#/{plan.box_ipv4}"]
+    if plan.state_dir:
+        lines.append(f"pid-file={Path(plan.state_dir) / 'dnsmasq-captive.pid'}")
+    allowed = [n.rstrip(".") for n in (*plan.captive_names, *plan.garden_domains)]
+    if allowed:
+        names = "/".join(dict.fromkeys(allowed))
+        lines += [f"server=/{names}/{server}" for server in upstream]
+    lines += _portal_record(plan)
+    lines += _garden(plan)
+    return "\n".join(lines) + "\n"
+
+
+def parse_resolv_conf(text: str) -> tuple[str, ...]:
+    """The ``nameserver`` addresses of a resolv.conf (scoped IPv6 ones skipped)."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver" and "%" not in fields[1]:
+            try:
+                out.append(str(ipaddress.ip_address(fields[1])))
+            except ValueError:
+                continue
+    return tuple(out)
 
 
 def parse_leases(text: str) -> list[Lease]:
@@ -194,65 +277,70 @@ def parse_leases(text: str) -> list[Lease]:
     return out
 
 
-class Dnsmasq:
-    """One supervised dnsmasq, in this namespace or ``netns``."""
+class _Child:
+    """One dnsmasq process: its configuration, pid file and log, by name."""
 
-    def __init__(self, plan: DhcpPlan, state_dir: Path, netns: str | None = None) -> None:
-        self.state_dir = Path(state_dir)
-        # The files are ours, in the state directory, whatever the plan said.
-        self.plan = DhcpPlan(**{**plan.__dict__, "state_dir": str(self.state_dir),
-                                "lease_file": plan.lease_file
-                                or str(self.state_dir / "dnsmasq.leases")})
-        _check(self.plan)
+    def __init__(self, name: str, state_dir: Path, netns: str | None) -> None:
+        self.name = name
         self.netns = netns
-        self.conf_path = self.state_dir / "dnsmasq.conf"
-        self.pid_path = self.state_dir / "dnsmasq.pid"
-        self.log_path = self.state_dir / "dnsmasq.log"
-        self.lease_path = Path(self.plan.lease_file)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
+        self.conf_path = state_dir / f"{name}.conf"
+        self.pid_path = state_dir / f"{name}.pid"
+        self.log_path = state_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
 
-    def _argv(self, *args: str) -> list[str]:
+    def argv(self, *args: str) -> list[str]:
         cmd = ["dnsmasq", *args]
         return ["ip", "netns", "exec", self.netns, *cmd] if self.netns else cmd
 
     def command(self) -> list[str]:
-        return self._argv("--keep-in-foreground", f"--conf-file={self.conf_path}")
+        return self.argv("--keep-in-foreground", f"--conf-file={self.conf_path}")
 
-    def start(self, wait: float = 5.0) -> None:
-        """Write the configuration, check it, start dnsmasq and wait until it
-        serves (its pid file written); DnsmasqError with dnsmasq's words if not."""
-        if self.alive():
-            return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.conf_path.write_text(render(self.plan))
-        self.lease_path.touch()
+    def start(self, conf: str, wait: float) -> None:
+        self.conf_path.write_text(conf)
         try:
-            check = subprocess.run(self._argv("--test", f"--conf-file={self.conf_path}"),
+            check = subprocess.run(self.argv("--test", f"--conf-file={self.conf_path}"),
                                    capture_output=True, text=True, check=False, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise DnsmasqError(f"cannot run dnsmasq: {exc}") from exc
         if check.returncode != 0:
             raise DnsmasqError(f"dnsmasq refused {self.conf_path}: "
                                f"{(check.stderr or check.stdout).strip()}")
+        self.stop_stale()
         with contextlib.suppress(FileNotFoundError):
             self.pid_path.unlink()
         with self.log_path.open("ab") as logfile:
-            self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                          stdout=logfile, stderr=logfile)
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                         stdout=logfile, stderr=logfile)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise DnsmasqError(f"dnsmasq exited with {self._proc.returncode}: "
-                                   f"{self._log_tail()}")
+            if self.proc.poll() is not None:
+                raise DnsmasqError(f"{self.name} exited with {self.proc.returncode}: "
+                                   f"{self.log_tail()}")
             if self.pid_path.exists() and self.pid_path.read_text().strip():
-                log.info("dnsmasq serving %s (pid %s)", self.plan.lan_if, self._proc.pid)
+                log.info("%s serving (pid %s)", self.name, self.proc.pid)
                 return
             time.sleep(0.02)
         self.stop()
-        raise DnsmasqError(f"dnsmasq did not start within {wait}s: {self._log_tail()}")
+        raise DnsmasqError(f"{self.name} did not start within {wait}s: {self.log_tail()}")
 
-    def _log_tail(self) -> str:
+    def stop_stale(self) -> None:
+        """End the dnsmasq a daemon killed with -9 left running on our
+        configuration (it would hold the port)."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if f"--conf-file={self.conf_path}".encode() not in cmdline.split(b"\0"):
+            return
+        log.info("ending the %s (pid %d) a previous daemon left", self.name, pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def log_tail(self) -> str:
         try:
             lines = self.log_path.read_text(errors="replace").strip().splitlines()
         except OSError:
@@ -260,7 +348,7 @@ class Dnsmasq:
         return " | ".join(lines[-3:])
 
     def stop(self) -> None:
-        proc, self._proc = self._proc, None
+        proc, self.proc = self.proc, None
         if proc is None:
             return
         if proc.poll() is None:
@@ -270,22 +358,93 @@ class Dnsmasq:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
-        log.info("dnsmasq stopped")
+        log.info("%s stopped", self.name)
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self.proc is not None and self.proc.poll() is None
+
+    def died(self) -> bool:
+        """Started, and no longer running."""
+        return self.proc is not None and self.proc.poll() is not None
+
+
+class Dnsmasq:
+    """The box's two supervised dnsmasq (main and captive view), in this
+    namespace or ``netns``."""
+
+    def __init__(self, plan: DhcpPlan, state_dir: Path, netns: str | None = None,
+                 resolv_conf: Path = Path("/etc/resolv.conf")) -> None:
+        self.state_dir = Path(state_dir)
+        # The files are ours, in the state directory, whatever the plan said.
+        self.plan = DhcpPlan(**{**plan.__dict__, "state_dir": str(self.state_dir),
+                                "lease_file": plan.lease_file
+                                or str(self.state_dir / "dnsmasq.leases")})
+        _check(self.plan)
+        self.netns = netns
+        self.resolv_conf = resolv_conf
+        self._main = _Child("dnsmasq", self.state_dir, netns)
+        self._captive = _Child("dnsmasq-captive", self.state_dir, netns)
+        self.conf_path = self._main.conf_path
+        self.pid_path = self._main.pid_path
+        self.log_path = self._main.log_path
+        self.lease_path = Path(self.plan.lease_file)
+        self.restarts = 0
+
+    def command(self) -> list[str]:
+        return self._main.command()
+
+    def upstream(self) -> tuple[str, ...]:
+        """Where the captive view sends the names it lets through."""
+        if self.plan.upstream_dns:
+            return self.plan.upstream_dns
+        try:
+            servers = parse_resolv_conf(self.resolv_conf.read_text())
+        except OSError as exc:
+            raise DnsmasqError(f"cannot read {self.resolv_conf}: {exc.strerror}") from None
+        if not servers:
+            log.warning("no nameserver in %s: before check-in, the OS probes and the walled "
+                        "garden do not resolve", self.resolv_conf)
+        return servers
+
+    def start(self, wait: float = 5.0) -> None:
+        """Write the configurations, check them, start both dnsmasq and wait
+        until they serve (pid files written); DnsmasqError with dnsmasq's
+        words if not."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not self._main.alive():
+            self.lease_path.touch()
+            self._main.start(render(self.plan), wait)
+        if not self._captive.alive():
+            self._captive.start(render_captive(self.plan, self.upstream()), wait)
+
+    def stop(self) -> None:
+        self._captive.stop()
+        self._main.stop()
+
+    def alive(self) -> bool:
+        return self._main.alive() and self._captive.alive()
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self.alive() and self._proc else None
+        """The main dnsmasq's pid while it runs."""
+        proc = self._main.proc
+        return proc.pid if proc is not None and self._main.alive() else None
+
+    @property
+    def captive_pid(self) -> int | None:
+        proc = self._captive.proc
+        return proc.pid if proc is not None and self._captive.alive() else None
 
     def restart_if_dead(self) -> bool:
-        """Start dnsmasq again if it died; True when it was restarted."""
-        if self._proc is None or self.alive():
+        """Start a dnsmasq that died again; True when one was restarted."""
+        dead = [c for c in (self._main, self._captive) if c.died()]
+        if not dead:
             return False
-        log.warning("dnsmasq died (exit %s): %s; restarting", self._proc.returncode,
-                    self._log_tail())
-        self._proc = None
+        for child in dead:
+            assert child.proc is not None
+            log.warning("%s died (exit %s): %s; restarting", child.name, child.proc.returncode,
+                        child.log_tail())
+            child.proc = None
         self.restarts += 1
         self.start()
         return True

@@ -24,6 +24,10 @@ Sets (docs/dataplane.md shows how to inspect them):
 
 - ``rate_up4``/``rate_up6``/``rate_down4``/``rate_down6``: bandwidth caps,
   one ``limit`` per element, only for capped clients.
+- ``private4``/``private6``: destinations no LAN client reaches through the
+  box (private, shared and link-local ranges and the WAN's own subnets), less
+  the ranges the site opens and the walled garden.
+- ``dns_rate``: one DNS rate limiter per client MAC, for the captive view.
 
 All the client sets carry a kernel timeout, equal for every element of one
 client: the kernel ends the session even when the daemon is down. Counters
@@ -34,6 +38,7 @@ RADIUS accounting; packets are kernel packets (GSO/GRO can merge frames).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -55,8 +60,21 @@ RATE_SETS = ("rate_up4", "rate_down4", "rate_up6", "rate_down6")
 # Chains this code creates; any other chain in our table is a leftover of an
 # older version and is deleted on apply.
 CHAINS = ("pre_nat", "captive_nat", "post_nat", "forward", "from_lan", "to_lan",
-          "lan_in", "input", "refuse")
+          "lan_in", "wan_in", "input", "refuse")
 GARDEN_DNS_TIMEOUT = "1d"
+# The captive view of DNS (a second dnsmasq, see gateway/dnsmasq.py): every
+# DNS query of a client that has not checked in is DNAT-ed to this port.
+CAPTIVE_DNS_PORT = 5300
+# Queries per second per client to the captive view (three seconds' burst):
+# an OS joining a network asks a few dozen names in its first second.
+CAPTIVE_DNS_RATE = 30
+# Never reached through the box unless the site opens them: RFC 1918, shared
+# address space (RFC 6598), link-local (RFC 3927, RFC 4291), unique local
+# (RFC 4193). The WAN's own subnets are added when the table is applied.
+PRIVATE4 = ("10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12",
+            "192.168.0.0/16")
+PRIVATE6 = ("fc00::/7", "fe80::/10")
+_WAN_OPEN = re.compile(r"^(tcp|udp)/([0-9]{1,5})$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.@:-]{1,15}$")
 
 
@@ -81,9 +99,20 @@ class Plan:
     garden4: tuple[str, ...] = ()  # CIDRs reachable before check-in
     garden6: tuple[str, ...] = ()
     masquerade: bool = True
-    # NTP stays reachable while captive (RFC 8908 section 2): a client needs
-    # the right time to validate the portal's certificate.
+    # A captive client's NTP (to any address) is answered by the box or by
+    # ``ntp_servers`` (RFC 8908 section 2: a client needs the right time to
+    # validate the portal's certificate); never forwarded where it was sent.
     captive_ntp: bool = True
+    ntp_servers: tuple[str, ...] = ()  # the first of each family; none: the box itself
+    open_private: tuple[str, ...] = ()  # private ranges the site lets clients reach
+    wan_nets: tuple[str, ...] = ()  # the WAN's subnets; Firewall.apply() adds the detected ones
+    captive_dns_port: int = CAPTIVE_DNS_PORT
+    captive_dns_rate: int = CAPTIVE_DNS_RATE  # queries/second per client MAC
+    # From the WAN side the box takes replies, RFC 5176 requests from these
+    # addresses on ``dae_port``, and the ``wan_open`` services ("tcp/22").
+    dae_port: int = 3799
+    dae_clients: tuple[str, ...] = ()
+    wan_open: tuple[str, ...] = ("tcp/22",)
 
 
 @dataclass(frozen=True)
@@ -130,6 +159,40 @@ def _nets(cidrs: Iterable[str], version: int) -> list[str]:
     return [str(n) for n in ipaddress.collapse_addresses(nets)]  # type: ignore[type-var]
 
 
+def _by_family(values: Iterable[str], version: int) -> list[str]:
+    return [v for v in values if ipaddress.ip_network(v, strict=False).version == version]
+
+
+def blocked_nets(plan: Plan, version: int) -> list[str]:
+    """The destinations LAN clients do not reach through the box: the private
+    ranges and the WAN's subnets, less the site's open ranges and garden."""
+    private = PRIVATE4 if version == 4 else PRIVATE6
+    garden = plan.garden4 if version == 4 else plan.garden6
+    blocked = [ipaddress.ip_network(n) for n in
+               _nets((*private, *_by_family(plan.wan_nets, version)), version)]
+    holes = _nets((*_by_family(plan.open_private, version), *garden), version)
+    for hole in (ipaddress.ip_network(h) for h in holes):
+        kept: list[Any] = []
+        for net in blocked:
+            if hole.subnet_of(net):  # type: ignore[arg-type]
+                kept += net.address_exclude(hole)  # type: ignore[arg-type]
+            elif not net.subnet_of(hole):  # type: ignore[arg-type]
+                kept.append(net)
+        blocked = kept
+    return [str(n) for n in ipaddress.collapse_addresses(blocked)]  # type: ignore[type-var]
+
+
+def wan_ports(plan: Plan) -> dict[str, list[int]]:
+    """``wan_open`` as protocol -> ports."""
+    out: dict[str, list[int]] = {"tcp": [], "udp": []}
+    for entry in plan.wan_open:
+        match = _WAN_OPEN.match(entry)
+        if not match or not 0 < int(match[2]) < 65536:
+            raise ValueError(f"wan_open: not protocol/port (tcp/22, udp/51820): {entry!r}")
+        out[match[1]].append(int(match[2]))
+    return out
+
+
 def check_plan(plan: Plan) -> None:
     """Raise ValueError naming what is wrong; nft would give a worse message."""
     for name in ("lan_if", "wan_if"):
@@ -140,12 +203,29 @@ def check_plan(plan: Plan) -> None:
     _ip(plan.box_ipv4, 4)
     if plan.box_ipv6:
         _ip(plan.box_ipv6, 6)
-    for name in ("portal_http_port", "portal_https_port"):
+    for name in ("portal_http_port", "portal_https_port", "captive_dns_port", "dae_port"):
         port = getattr(plan, name)
-        if not 0 < port < 65536:
+        if not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(f"{name}: not a port: {port!r}")
+    if plan.captive_dns_port in (53, plan.portal_http_port, plan.portal_https_port):
+        raise ValueError(f"captive_dns_port: {plan.captive_dns_port} is taken")
+    if not isinstance(plan.captive_dns_rate, int) or plan.captive_dns_rate < 1:
+        raise ValueError(f"captive_dns_rate: not a rate: {plan.captive_dns_rate!r}")
     _nets(plan.garden4, 4)
     _nets(plan.garden6, 6)
+    for name in ("open_private", "wan_nets"):
+        for value in getattr(plan, name):
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{name}: not a network: {value!r}") from None
+    for name in ("ntp_servers", "dae_clients"):
+        for value in getattr(plan, name):
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"{name}: not an address: {value!r}") from None
+    wan_ports(plan)
 
 
 def _sets() -> str:
@@ -167,25 +247,72 @@ def _sets() -> str:
 	set garden6 {{ type ipv6_addr; flags interval; }}
 	set garden_dns4 {{ type ipv4_addr; flags timeout; timeout {GARDEN_DNS_TIMEOUT}; }}
 	set garden_dns6 {{ type ipv6_addr; flags timeout; timeout {GARDEN_DNS_TIMEOUT}; }}
+	set private4 {{ type ipv4_addr; flags interval; }}
+	set private6 {{ type ipv6_addr; flags interval; }}
+	set dns_rate {{ type ether_addr; size 65535; flags dynamic,timeout; timeout 1m; }}
 """
+
+
+def _first(addresses: Iterable[str], version: int) -> str | None:
+    return next((a for a in addresses if ipaddress.ip_address(a).version == version), None)
+
+
+def _captive6(plan: Plan) -> str:
+    """The IPv6 half of ``captive_nat`` (only with an IPv6 address on the box)."""
+    if not plan.box_ipv6:
+        return ""
+    box6, cport = plan.box_ipv6, plan.captive_dns_port
+    ntp6 = _first(plan.ntp_servers, 6) or box6
+    ntp = (f"\t\tmeta nfproto ipv6 udp dport 123 dnat ip6 to [{ntp6}]:123\n"
+           if plan.captive_ntp else "")
+    return f"""\
+		meta nfproto ipv6 meta l4proto {{ tcp, udp }} th dport 53 dnat ip6 to [{box6}]:{cport}
+{ntp}\t\tip6 daddr @garden6 return
+		ip6 daddr @garden_dns6 return
+		tcp dport 80 meta nfproto ipv6 dnat ip6 to [{box6}]:{plan.portal_http_port}
+"""
+
+
+def _wan_in(plan: Plan) -> str:
+    """What the box takes from the WAN side: replies, neighbour discovery and
+    its own DHCP answers, RFC 5176 from the centre, the services named."""
+    lines = [
+        "ct state established,related accept",
+        # IPv6 on the WAN needs neighbour discovery and router advertisements.
+        "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept",
+        "udp sport 67 udp dport 68 accept",
+        "udp sport 547 udp dport 546 accept",
+    ]
+    for version, match in ((4, "ip saddr"), (6, "ip6 saddr")):
+        clients = [str(ipaddress.ip_address(a)) for a in plan.dae_clients
+                   if ipaddress.ip_address(a).version == version]
+        if clients:
+            lines.append(f"{match} {{ {', '.join(clients)} }} udp dport {plan.dae_port} accept")
+    for proto, ports in wan_ports(plan).items():
+        if ports:
+            lines.append(f"{proto} dport {{ {', '.join(map(str, sorted(set(ports))))} }} accept")
+    lines.append("drop")
+    return "".join(f"\t\t{line}\n" for line in lines)
 
 
 def _chains(plan: Plan) -> str:
     lan, wan, box = f'"{plan.lan_if}"', f'"{plan.wan_if}"', plan.box_ipv4
-    http, https = plan.portal_http_port, plan.portal_https_port
-    redirect6 = ""
-    if plan.box_ipv6:
-        box6 = plan.box_ipv6
-        redirect6 = f"""\
-		ip6 daddr != {box6} meta l4proto {{ tcp, udp }} th dport 53 dnat ip6 to [{box6}]:53
-		ip6 daddr @garden6 return
-		ip6 daddr @garden_dns6 return
-		tcp dport 80 meta nfproto ipv6 dnat ip6 to [{box6}]:{http}
-"""
+    http, https, cport = plan.portal_http_port, plan.portal_https_port, plan.captive_dns_port
     masq = (f"\t\tiifname {lan} oifname {wan} meta nfproto ipv4 masquerade\n"
             if plan.masquerade else "")
-    ntp_out = "\t\tudp dport 123 accept\n" if plan.captive_ntp else ""
-    ntp_back = "\t\tct state established,related udp sport 123 accept\n" if plan.captive_ntp else ""
+    ntp4 = _first(plan.ntp_servers, 4) or box
+    ntp_nat = (f"\t\tmeta nfproto ipv4 udp dport 123 dnat ip to {ntp4}:123\n"
+               if plan.captive_ntp else "")
+    # Captive NTP DNAT-ed to a configured server is forwarded, to it only.
+    to_ntp = plan.captive_ntp and bool(plan.ntp_servers)
+    ntp_out = "\t\tct status dnat udp dport 123 accept\n" if to_ntp else ""
+    ntp_back = ("\t\tct status dnat ct state established,related udp sport 123 accept\n"
+                if to_ntp else "")
+    rate = plan.captive_dns_rate
+    # Before the established/related accept: one UDP socket's queries after
+    # the first are "established" for conntrack.
+    dns_rate = (f"meta l4proto {{ tcp, udp }} th dport {cport} update @dns_rate "
+                f"{{ ether saddr limit rate over {rate}/second burst {3 * rate} packets }} drop")
     return f"""\
 	chain pre_nat {{
 		type nat hook prerouting priority dstnat; policy accept;
@@ -195,11 +322,11 @@ def _chains(plan: Plan) -> str:
 	chain captive_nat {{
 		ether saddr . ip saddr @allowed4 return
 		ether saddr . ip6 saddr @allowed6 return
-		ip daddr != {box} meta l4proto {{ tcp, udp }} th dport 53 dnat ip to {box}:53
-		ip daddr @garden4 return
+		meta nfproto ipv4 meta l4proto {{ tcp, udp }} th dport 53 dnat ip to {box}:{cport}
+{ntp_nat}\t\tip daddr @garden4 return
 		ip daddr @garden_dns4 return
 		tcp dport 80 meta nfproto ipv4 dnat ip to {box}:{http}
-{redirect6}\t}}
+{_captive6(plan)}\t}}
 	chain post_nat {{
 		type nat hook postrouting priority srcnat; policy accept;
 {masq}\t}}
@@ -211,6 +338,8 @@ def _chains(plan: Plan) -> str:
 	}}
 	chain from_lan {{
 		oifname != {wan} jump refuse
+{ntp_out}\t\tip daddr @private4 jump refuse
+		ip6 daddr @private6 jump refuse
 		ether saddr . ip saddr @rate_up4 drop
 		ether saddr . ip6 saddr @rate_up6 drop
 		ether saddr . ip saddr @up4 accept
@@ -219,7 +348,7 @@ def _chains(plan: Plan) -> str:
 		ip daddr @garden_dns4 accept
 		ip6 daddr @garden6 accept
 		ip6 daddr @garden_dns6 accept
-{ntp_out}		jump refuse
+		jump refuse
 	}}
 	chain to_lan {{
 		iifname != {wan} drop
@@ -231,20 +360,25 @@ def _chains(plan: Plan) -> str:
 		ct state established,related ip saddr @garden_dns4 accept
 		ct state established,related ip6 saddr @garden6 accept
 		ct state established,related ip6 saddr @garden_dns6 accept
-{ntp_back}		drop
+{ntp_back}\t\tdrop
 	}}
 	chain input {{
 		type filter hook input priority filter; policy accept;
 		iifname {lan} jump lan_in
+		iifname {wan} jump wan_in
 	}}
 	chain lan_in {{
+		{dns_rate}
 		ct state established,related accept
 		udp dport {{ 67, 547 }} accept
-		meta l4proto {{ tcp, udp }} th dport 53 accept
+		meta l4proto {{ tcp, udp }} th dport {{ 53, {cport} }} accept
+		udp dport 123 accept
 		tcp dport {{ {http}, {https} }} accept
 		meta l4proto {{ icmp, ipv6-icmp }} accept
 		jump refuse
 	}}
+	chain wan_in {{
+{_wan_in(plan)}\t}}
 	chain refuse {{
 		meta l4proto tcp reject with tcp reset
 		meta l4proto udp reject with icmpx port-unreachable
@@ -265,7 +399,8 @@ def ruleset(plan: Plan) -> str:
         f"table {FAMILY} {TABLE} {{",
         _sets() + _chains(plan) + "}",
     ]
-    for name, nets in (("garden4", _nets(plan.garden4, 4)), ("garden6", _nets(plan.garden6, 6))):
+    for name, nets in (("garden4", _nets(plan.garden4, 4)), ("garden6", _nets(plan.garden6, 6)),
+                       ("private4", blocked_nets(plan, 4)), ("private6", blocked_nets(plan, 6))):
         lines.append(f"flush set {FAMILY} {TABLE} {name}")
         if nets:
             lines.append(f"add element {FAMILY} {TABLE} {name} {{ {', '.join(nets)} }}")
@@ -420,6 +555,17 @@ def _limit(data: Any) -> str:
     return text
 
 
+def parse_networks(listing: Any) -> tuple[str, ...]:
+    """The global subnets of an interface from ``ip -j addr show dev X``."""
+    out = []
+    for link in listing if isinstance(listing, list) else []:
+        for info in link.get("addr_info", []):
+            if info.get("scope") == "global" and "local" in info:
+                net = ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False)
+                out.append(str(net))
+    return tuple(dict.fromkeys(out))
+
+
 def parse_sets(listing: dict[str, Any]) -> dict[str, list[Element]]:
     """Client and rate sets from ``nft -j list table``: set name -> elements."""
     out: dict[str, list[Element]] = {}
@@ -491,18 +637,30 @@ class Firewall:
         self.plan = plan
         self.netns = netns
 
-    def _run(self, args: Sequence[str], script: str | None = None) -> str:
-        cmd = ["nft", *args]
+    def _run(self, args: Sequence[str], script: str | None = None, tool: str = "nft") -> str:
+        cmd = [tool, *args]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
         try:
             out = subprocess.run(cmd, input=script, capture_output=True, text=True,
                                  check=False, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise NftError(f"cannot run nft: {exc}") from exc
+            raise NftError(f"cannot run {tool}: {exc}") from exc
         if out.returncode != 0:
-            raise NftError(f"nft {' '.join(args)}: {out.stderr.strip()}")
+            raise NftError(f"{tool} {' '.join(args)}: {out.stderr.strip()}")
         return out.stdout
+
+    def wan_networks(self) -> tuple[str, ...]:
+        """The WAN interface's subnets now (none while it does not exist)."""
+        try:
+            text = self._run(["-j", "addr", "show", "dev", self.plan.wan_if], tool="ip")
+        except NftError as exc:
+            if "does not exist" in str(exc):
+                log.warning("WAN interface %s not found: its subnet is not blocked",
+                            self.plan.wan_if)
+                return ()
+            raise
+        return parse_networks(json.loads(text))
 
     def _script(self, script: str) -> None:
         self._run(["-f", "-"], script)
@@ -518,8 +676,10 @@ class Firewall:
         return data
 
     def apply(self) -> None:
-        """Install or replace the rules in one transaction; clients stay."""
-        script = ruleset(self.plan)
+        """Install or replace the rules in one transaction; clients stay. The
+        WAN's subnets are read now: clients do not reach the site's network."""
+        plan = dataclasses.replace(self.plan, wan_nets=self.plan.wan_nets + self.wan_networks())
+        script = ruleset(plan)
         listing = self._listing()
         stale = []
         if listing is not None:

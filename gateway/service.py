@@ -7,24 +7,20 @@ reconciled, then what listens (RFC 5176, the control socket) and the timers.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
 import signal
 import threading
-import time
-from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .clients import Clients
-from .config import Config
+from .config import Config, dhcp_plan, firewall_plan
 from .control import ControlError, ControlServer
 from .dae_server import DaeServer
 from .daemon import Gateway, Refused, table_exists
-from .dnsmasq import DhcpPlan, Dnsmasq
-from .nft import Firewall, Plan
+from .dnsmasq import Dnsmasq
+from .nft import Firewall
 from .radclient import NasIdentity, RadiusClient
 from .spool import Spool, SpoolSender
 from .store import Store
@@ -32,30 +28,6 @@ from .store import Store
 log = logging.getLogger("passerelle.gateway")
 # APScheduler logs every run of every timer at INFO: only its problems matter.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
-
-
-def firewall_plan(config: Config) -> Plan:
-    garden4 = tuple(a for a in config.garden_addresses
-                    if ipaddress.ip_network(a, strict=False).version == 4)
-    garden6 = tuple(a for a in config.garden_addresses
-                    if ipaddress.ip_network(a, strict=False).version == 6)
-    box6 = str(config.lan_address6.ip) if config.lan_address6 else None
-    return Plan(lan_if=config.lan_if, wan_if=config.wan_if, box_ipv4=config.box_ipv4,
-                box_ipv6=box6,
-                portal_http_port=config.portal_http_port,
-                portal_https_port=config.portal_https_port,
-                garden4=garden4, garden6=garden6, masquerade=config.masquerade)
-
-
-def dhcp_plan(config: Config) -> DhcpPlan:
-    return DhcpPlan(lan_if=config.lan_if, box_ipv4=config.box_ipv4,
-                    range_start=config.dhcp_start, range_end=config.dhcp_end,
-                    netmask=str(config.lan_address.netmask), lease_seconds=config.lease_time,
-                    portal_api_url=config.portal_api_url,
-                    garden_domains=config.garden_domains, upstream_dns=config.upstream_dns,
-                    lease_file=str(config.state_dir / "dnsmasq.leases"),
-                    state_dir=str(config.state_dir),
-                    box_ipv6=str(config.lan_address6.ip) if config.lan_address6 else "")
 
 
 def nas_identity(config: Config) -> NasIdentity:
@@ -66,23 +38,6 @@ def nas_identity(config: Config) -> NasIdentity:
 def radius_client(config: Config) -> RadiusClient:
     return RadiusClient(config.servers, nas_identity(config), timeout=config.radius_timeout,
                         tries=config.radius_tries, dead_time=config.dead_time)
-
-
-def stop_stale_dnsmasq(pid_file: Path) -> None:
-    """A dnsmasq left by a daemon that died (kill -9) still holds the DHCP
-    and DNS ports: end it, its leases stay in the lease file."""
-    try:
-        pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return
-    if b"dnsmasq" not in cmdline:
-        return
-    log.info("ending the dnsmasq (pid %d) a previous daemon left", pid)
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 class Box:
@@ -114,7 +69,6 @@ class Box:
         booted = not table_exists()
         self.firewall.apply()
         log.info("nftables table inet passerelle %s", "created" if booted else "kept")
-        stop_stale_dnsmasq(self.config.state_dir / "dnsmasq.pid")
         self.dnsmasq.start()
         self.gateway.restore(booted)
         self.sender.start()

@@ -4,6 +4,8 @@ One row per session, the session as JSON: the table is small (the clients
 of one site) and only the daemon writes it. ``synchronous=FULL`` so that a
 session saved before ``kill -9`` or a power cut is there after it. The same
 file keeps the daemon's heartbeat, to date what happened while it was down.
+Stopped sessions are kept a while (``KEEP_STOPPED``), then pruned once
+their accounting has left the spool: the table stays bounded.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import json
 import sqlite3
 import threading
+from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,11 +28,14 @@ CREATE TABLE IF NOT EXISTS session (
     stopped REAL,
     data TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS session_stopped ON session (stopped);
 CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 """
+KEEP_STOPPED = 7 * 86400.0  # seconds; the configuration's sessions.keep_stopped_days
+PRUNE_BATCH = 1000  # rows per call: one call never holds the table long
 
 
 def to_json(session: Session) -> str:
@@ -85,11 +91,18 @@ class Store:
             ).fetchone()
         return from_json(row[0]) if row else None
 
-    def prune(self, before: float) -> int:
-        """Forget stopped sessions older than ``before`` (their accounting is
-        in the spool or delivered)."""
+    def prune(self, now: float, *, pending: Collection[str], retention: float = KEEP_STOPPED,
+              limit: int = PRUNE_BATCH) -> int:
+        """Forget, oldest first and at most ``limit``, the sessions stopped
+        more than ``retention`` seconds before ``now``, except those whose
+        accounting still waits in the spool (``pending``: their session ids).
+        The number forgotten."""
         with self._lock:
-            cur = self._db.execute("DELETE FROM session WHERE stopped < ?", (before,))
+            cur = self._db.execute(
+                "DELETE FROM session WHERE session_id IN (SELECT session_id FROM session "
+                "WHERE stopped < ? AND session_id NOT IN (SELECT value FROM json_each(?)) "
+                "ORDER BY stopped LIMIT ?)",
+                (now - retention, json.dumps(sorted(pending)), limit))
         return cur.rowcount
 
     def get_state(self, key: str) -> str | None:

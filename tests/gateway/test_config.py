@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from passerelle.gateway.config import ConfigError, Interfaces, load, parse, read_interfaces
+from passerelle.gateway.config import (
+    ConfigError,
+    Interfaces,
+    dhcp_plan,
+    firewall_plan,
+    load,
+    parse,
+    read_interfaces,
+)
+from tests.need import tool
 
 MACHINE = Interfaces(
     default_route_if="wan0",
@@ -148,3 +159,105 @@ def test_read_interfaces_sees_this_machine() -> None:
     assert "lo" not in found.up
     for name in found.up:
         assert name in found.ipv4
+
+
+# -- what dnsmasq would refuse is refused here (issue 13, finding 7) -------------------
+
+BAD_DOMAINS = ["*.example.com", "*", "#", "-bad.example", "bad-.example", "a..example",
+               ".example.com", "exa mple.com", "é.example", "a/b.example",
+               "x" * 64 + ".example"]
+
+
+@pytest.mark.parametrize("domain", BAD_DOMAINS)
+def test_garden_domains_dnsmasq_refuses_are_refused(tmp_path: Path, domain: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(MINIMAL + f'[garden]\ndomains = ["ok.example", "{domain}"]', tmp_path, MACHINE)
+    message = str(err.value)
+    assert message.startswith(f"garden.domains: {domain!r}") and "\n" not in message
+
+
+def test_check_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    """The crash loop seen on a box: `check-config` said OK, the daemon then
+    died at every start. Now `check-config` names the key and exits 2."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(MINIMAL + '[lan]\ninterface = "lan0"\naddress = "198.51.100.1/24"\n'
+                    '[wan]\ninterface = "wan0"\n[garden]\ndomains = ["*.example.com"]\n')
+    out = subprocess.run([str(Path(sys.executable).parent / "passerelle"), "gateway",
+                          "check-config", "--config", str(path)],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    errors = [line for line in out.stderr.splitlines() if "garden.domains" in line]
+    assert len(errors) == 1 and "'*.example.com'" in errors[0], out.stderr
+    assert "configuration OK" not in out.stdout
+
+
+def test_garden_domains_the_box_accepts(tmp_path: Path) -> None:
+    text = MINIMAL + '[garden]\ndomains = ["idp.example", "Login.Example.COM.", "_sip.example"]'
+    assert parse(text, tmp_path, MACHINE).garden_domains == (
+        "idp.example", "Login.Example.COM.", "_sip.example")
+
+
+def test_dnsmasq_tests_the_files_the_box_would_write(tmp_path: Path) -> None:
+    """What the name rules let through but dnsmasq refuses (a scoped IPv6
+    upstream on an interface that does not exist) is refused by `load()`,
+    naming the key."""
+    tool("dnsmasq", "dnsmasq")
+    good = tmp_path / "good.toml"
+    good.write_text(MINIMAL + '[garden]\ndomains = ["idp.example"]\n[dns]\n'
+                    'upstream = ["203.0.113.1", "2001:db8::53"]\n')
+    assert load(good, MACHINE).garden_domains == ("idp.example",)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL + '[dns]\nupstream = ["fe80::1%nosuch0"]\n')
+    with pytest.raises(ConfigError) as err:
+        load(bad, MACHINE)
+    message = str(err.value)
+    assert message.startswith("dns.upstream: dnsmasq refuses 'server=fe80::1%nosuch0'")
+    assert "bad interface name" in message and "\n" not in message
+
+
+def test_hardening_keys_and_their_defaults(tmp_path: Path) -> None:
+    cfg = parse(MINIMAL, tmp_path, MACHINE)
+    assert (cfg.open_private, cfg.ntp_servers, cfg.wan_open) == ((), (), ("tcp/22",))
+    assert (cfg.captive_dns_port, cfg.captive_dns_rate) == (5300, 30)
+    assert cfg.stopped_retention == 7 * 86400
+    text = MINIMAL + """
+[wan]
+allow_private = ["10.20.0.0/16", "fd00:20::/64", "203.0.113.0/25"]
+open = []
+[ntp]
+servers = ["192.0.2.123", "2001:db8::123"]
+[dns]
+captive_port = 5353
+captive_rate = 50
+[sessions]
+keep_stopped_days = 30
+"""
+    cfg = parse(text, tmp_path, MACHINE)
+    assert cfg.open_private == ("10.20.0.0/16", "fd00:20::/64", "203.0.113.0/25")
+    assert cfg.wan_open == () and cfg.ntp_servers == ("192.0.2.123", "2001:db8::123")
+    assert (cfg.captive_dns_port, cfg.captive_dns_rate) == (5353, 50)
+    assert cfg.stopped_retention == 30 * 86400
+    plan = firewall_plan(cfg)
+    assert plan.open_private == cfg.open_private and plan.ntp_servers == cfg.ntp_servers
+    assert plan.dae_clients == ("192.0.2.10",) and plan.dae_port == 3799
+    assert plan.wan_open == () and plan.captive_dns_port == 5353
+    assert dhcp_plan(cfg).captive_dns_port == 5353
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('[wan]\nallow_private = ["192.0.2.0/24"]', "wan.allow_private: '192.0.2.0/24': not a "
+     "private range"),
+    ('[wan]\nallow_private = ["10.1.2.3/16"]', "wan.allow_private: '10.1.2.3/16': not a network"),
+    ('[wan]\nallow_private = "10.0.0.0/8"', "wan.allow_private: expected list"),
+    ('[wan]\nopen = ["ssh"]', "wan.open: 'ssh': wan_open: not protocol/port"),
+    ('[wan]\nopen = ["tcp/0"]', "wan.open: 'tcp/0'"),
+    ('[ntp]\nservers = ["pool.ntp.org"]', "ntp.servers: 'pool.ntp.org'"),
+    ('[dns]\ncaptive_port = 53', "dns.captive_port: 53 is not between 1024"),
+    ('[dns]\ncaptive_port = 8443', "dns.captive_port: 8443 is a portal port"),
+    ('[dns]\ncaptive_rate = 0', "dns.captive_rate: 0 is not between 1"),
+    ('[sessions]\nkeep_stopped_days = 0', "sessions.keep_stopped_days: 0 is not between 1"),
+])
+def test_hardening_keys_are_checked(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(MINIMAL + extra, tmp_path, MACHINE)
+    assert message in str(err.value)

@@ -20,8 +20,10 @@ from passerelle.gateway.dnsmasq import (
     DnsmasqError,
     Lease,
     parse_leases,
+    parse_resolv_conf,
     portal_host,
     render,
+    render_captive,
 )
 from passerelle.gateway.nft import Firewall, Plan
 from tests.lab import Lab
@@ -79,6 +81,34 @@ def test_render_garden_domains_feed_the_nft_sets() -> None:
     assert "nftset" not in bare
 
 
+def test_render_captive_forwards_only_the_allowed_names() -> None:
+    """The captive view (issue 13, finding 2): no default server, every other
+    name answered with the box's address; the portal's, the OS probes' and
+    the garden's names forwarded to the upstream servers given."""
+    text = render_captive(PLAN, ("203.0.113.1", "2001:db8:2::1"))
+    conf = text.splitlines()
+    assert {"port=5300", "no-resolv", "address=/#/198.51.100.1", "interface=lan",
+            "except-interface=lo", "bind-dynamic", "no-hosts",
+            "pid-file=/var/lib/passerelle/dnsmasq-captive.pid",
+            "host-record=portal.lab,198.51.100.1"} <= set(conf)
+    servers = [line for line in conf if line.startswith("server=")]
+    assert [line.rsplit("/", 1)[1] for line in servers] == ["203.0.113.1", "2001:db8:2::1"]
+    names = servers[0].split("/")[1:-1]
+    assert {"captive.apple.com", "connectivitycheck.gstatic.com", "www.msftconnecttest.com",
+            "detectportal.firefox.com", "garden.example", "idp.example"} <= set(names)
+    assert not any(line.startswith(("dhcp", "enable-ra", "resolv-file")) for line in conf)
+    assert ("nftset=/garden.example/idp.example/4#inet#passerelle#garden_dns4,"
+            "6#inet#passerelle#garden_dns6") in conf
+    # Without upstream servers nothing is forwarded at all.
+    assert "server=" not in render_captive(PLAN, ())
+
+
+def test_parse_resolv_conf() -> None:
+    text = ("# generated\nnameserver 127.0.0.53\nnameserver  2001:db8::53\n"
+            "nameserver fe80::1%eth0\noptions edns0\nsearch lan\n")
+    assert parse_resolv_conf(text) == ("127.0.0.53", "2001:db8::53")
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"range_start": "198.51.101.5"}, "range_start"),
     ({"range_start": "198.51.100.200"}, "range_start is after range_end"),
@@ -86,6 +116,9 @@ def test_render_garden_domains_feed_the_nft_sets() -> None:
     ({"portal_api_url": "http://portal.lab/api"}, "portal_api_url"),
     ({"portal_api_url": "https://portal.lab/" + "a" * 250}, "option 114"),
     ({"garden_domains": ("bad domain",)}, "garden_domains"),
+    ({"garden_domains": ("*.example.com",)}, "garden_domains"),
+    ({"garden_domains": ("#",)}, "garden_domains"),
+    ({"captive_dns_port": 53}, "captive_dns_port"),
     ({"upstream_dns": ("dns.example",)}, "upstream_dns"),
     ({"lan_if": "lan; rm"}, "lan_if"),
     ({"lease_seconds": 60}, "lease_seconds"),
@@ -254,10 +287,14 @@ def test_dhclient_gets_an_address_and_the_portal_uri(lab: Lab, box: Dnsmasq) -> 
 
 def test_dns_answers_and_other_resolvers_are_redirected(lab: Lab, box: Dnsmasq) -> None:
     assert dig(lab, "client", lab.box_ipv4, "portal.lab") == f"rcode=0 {lab.box_ipv4}"
-    assert dig(lab, "client", lab.box_ipv4, "www.example") == f"rcode=0 {lab.web_ipv4}"
+    # Before check-in a name that is not allowed leads to the portal (the
+    # captive view; tests/gateway/test_hardening.py has the rest).
+    assert dig(lab, "client", lab.box_ipv4, "www.example") == f"rcode=0 {lab.box_ipv4}"
     # A captive client asking another resolver gets the box's answer.
     assert dig(lab, "client", lab.up_ipv4, "portal.lab") == f"rcode=0 {lab.box_ipv4}"
-    assert dig(lab, "client", lab.web_ipv4, "www.example") == f"rcode=0 {lab.web_ipv4}"
+    assert dig(lab, "client", lab.web_ipv4, "www.example") == f"rcode=0 {lab.box_ipv4}"
+    # The box itself asks upstream as usual.
+    assert dig(lab, "gw", lab.box_ipv4, "www.example") == f"rcode=0 {lab.web_ipv4}"
 
 
 def test_garden_domain_lands_in_the_set_and_is_reachable(lab: Lab, box: Dnsmasq) -> None:
@@ -304,3 +341,28 @@ def test_start_failure_is_a_clear_error(lab: Lab, box: Dnsmasq) -> None:
     with pytest.raises(DnsmasqError, match="dnsmasq exited"):
         second.start()  # the first one holds the ports
     assert not second.alive()
+
+
+def test_the_captive_view_is_supervised_too(lab: Lab, box: Dnsmasq) -> None:
+    """The second dnsmasq (the captive view of DNS) is restarted when it dies,
+    and a daemon killed with -9 leaves no dnsmasq holding the ports: the next
+    start ends both (they are named by their pid files) and starts afresh."""
+    pid = box.captive_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while box.alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert box.restart_if_dead()
+    assert box.captive_pid not in (None, pid)
+    assert dig(lab, "client", lab.box_ipv4, "portal.lab") == f"rcode=0 {lab.box_ipv4}"
+
+    orphans = (box.pid, box.captive_pid)
+    fresh = Dnsmasq(box.plan, box.state_dir, netns=lab.ns["gw"])
+    try:
+        fresh.start()
+        assert fresh.alive() and not box.alive()
+        assert {fresh.pid, fresh.captive_pid}.isdisjoint(orphans)
+        assert dig(lab, "client", lab.box_ipv4, "portal.lab") == f"rcode=0 {lab.box_ipv4}"
+    finally:
+        fresh.stop()

@@ -18,11 +18,13 @@ from passerelle.gateway.nft import (
     NotAllowed,
     Plan,
     allow_script,
+    blocked_nets,
     check_plan,
     create_script,
     join_clients,
     limit_stmt,
     normal_mac,
+    parse_networks,
     parse_sets,
     revoke_script,
     ruleset,
@@ -58,14 +60,16 @@ def test_before_checkin_rules() -> None:
     lines = rules(ruleset(PLAN))
     assert ('iifname "lan0" ip daddr 198.51.100.1 tcp dport 80 '
             'dnat ip to 198.51.100.1:8080') in lines
-    # In captive_nat, in this order: checked-in clients leave, DNS to others is
-    # redirected to the box, the garden is left alone, plain HTTP goes to the portal.
+    # In captive_nat, in this order: checked-in clients leave, DNS (to any
+    # address, the box included) goes to the box's captive view, NTP to the
+    # box, the garden is left alone, plain HTTP goes to the portal.
     nat = lines[lines.index("chain captive_nat {") + 1:]
-    assert nat[:6] == [
+    assert nat[:7] == [
         "ether saddr . ip saddr @allowed4 return",
         "ether saddr . ip6 saddr @allowed6 return",
-        "ip daddr != 198.51.100.1 meta l4proto { tcp, udp } th dport 53 dnat ip to "
-        "198.51.100.1:53",
+        "meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to "
+        "198.51.100.1:5300",
+        "meta nfproto ipv4 udp dport 123 dnat ip to 198.51.100.1:123",
         "ip daddr @garden4 return",
         "ip daddr @garden_dns4 return",
         "tcp dport 80 meta nfproto ipv4 dnat ip to 198.51.100.1:8080",
@@ -74,7 +78,10 @@ def test_before_checkin_rules() -> None:
     assert refuse == ["meta l4proto tcp reject with tcp reset",
                       "meta l4proto udp reject with icmpx port-unreachable",
                       "reject with icmpx admin-prohibited"]
-    lan_in = lines[lines.index("chain lan_in {") + 1:][:6]
+    lan_in = lines[lines.index("chain lan_in {") + 1:][:8]
+    # The captive view's rate limit comes first: established queries too.
+    assert lan_in[0] == ("meta l4proto { tcp, udp } th dport 5300 update @dns_rate "
+                         "{ ether saddr limit rate over 30/second burst 90 packets } drop")
     assert "udp dport { 67, 547 } accept" in lan_in
     assert "meta l4proto { icmp, ipv6-icmp } accept" in lan_in  # ND and RA keep working
     assert "tcp dport { 8080, 8443 } accept" in lan_in
@@ -85,8 +92,10 @@ def test_forward_rules_count_once_and_isolate_clients() -> None:
     fwd = lines[lines.index("chain forward {") + 1:][:4]
     assert fwd[1:] == ['iifname "lan0" oifname "lan0" drop', 'iifname "lan0" jump from_lan',
                        'oifname "lan0" jump to_lan']
-    from_lan = lines[lines.index("chain from_lan {") + 1:][:5]
+    from_lan = lines[lines.index("chain from_lan {") + 1:][:7]
     assert from_lan == ['oifname != "wan0" jump refuse',
+                        "ip daddr @private4 jump refuse",
+                        "ip6 daddr @private6 jump refuse",
                         "ether saddr . ip saddr @rate_up4 drop",
                         "ether saddr . ip6 saddr @rate_up6 drop",
                         "ether saddr . ip saddr @up4 accept",
@@ -98,10 +107,79 @@ def test_forward_rules_count_once_and_isolate_clients() -> None:
     assert sum("@down4" in line for line in lines) == 1
 
 
-def test_ntp_while_captive_follows_the_plan() -> None:
-    assert "udp dport 123 accept" in rules(ruleset(PLAN))
-    assert "ct state established,related udp sport 123 accept" in rules(ruleset(PLAN))
-    assert "123" not in ruleset(dataclasses.replace(PLAN, captive_ntp=False))
+def test_captive_ntp_is_answered_by_the_box_or_the_configured_servers() -> None:
+    """Never forwarded where the client sent it (issue 13, finding 1)."""
+    lines = rules(ruleset(PLAN))
+    from_lan = lines[lines.index("chain from_lan {") + 1:lines.index("chain to_lan {")]
+    assert not any("123" in line for line in from_lan)
+    assert "meta nfproto ipv4 udp dport 123 dnat ip to 198.51.100.1:123" in lines
+    plan = dataclasses.replace(PLAN, box_ipv6="2001:db8:1::1",
+                               ntp_servers=("2001:db8:ff::123", "192.0.2.123", "192.0.2.124"))
+    lines = rules(ruleset(plan))
+    assert "meta nfproto ipv4 udp dport 123 dnat ip to 192.0.2.123:123" in lines
+    assert "meta nfproto ipv6 udp dport 123 dnat ip6 to [2001:db8:ff::123]:123" in lines
+    # Forwarded only as DNAT-ed, and only its answers come back.
+    assert "ct status dnat udp dport 123 accept" in lines
+    assert "ct status dnat ct state established,related udp sport 123 accept" in lines
+    off = ruleset(dataclasses.replace(plan, captive_ntp=False))
+    assert "dport 123 dnat" not in off and "ct status dnat" not in off
+
+
+def test_private_destinations_are_blocked_but_what_the_site_opens() -> None:
+    """RFC 1918, 100.64/10, link-local, ULA and the WAN's subnets; minus the
+    site's open ranges and the walled garden (issue 13, finding 6)."""
+    plan = dataclasses.replace(PLAN, wan_nets=("192.168.1.0/24", "203.0.113.0/24",
+                                               "2001:db8:2::/64"),
+                               open_private=("10.1.0.0/16", "fd00:1::/64"),
+                               garden4=("172.16.5.5/32",))
+    assert blocked_nets(plan, 4) == [
+        "10.0.0.0/16", "10.2.0.0/15", "10.4.0.0/14", "10.8.0.0/13", "10.16.0.0/12",
+        "10.32.0.0/11", "10.64.0.0/10", "10.128.0.0/9", "100.64.0.0/10", "169.254.0.0/16",
+        "172.16.0.0/22", "172.16.4.0/24", "172.16.5.0/30", "172.16.5.4/32", "172.16.5.6/31",
+        "172.16.5.8/29", "172.16.5.16/28", "172.16.5.32/27", "172.16.5.64/26",
+        "172.16.5.128/25", "172.16.6.0/23", "172.16.8.0/21", "172.16.16.0/20",
+        "172.16.32.0/19", "172.16.64.0/18", "172.16.128.0/17", "172.17.0.0/16",
+        "172.18.0.0/15", "172.20.0.0/14", "172.24.0.0/13", "192.168.0.0/16",
+        "203.0.113.0/24"]
+    six = blocked_nets(plan, 6)
+    assert "2001:db8:2::/64" in six and "fe80::/10" in six and "fd00:1::/64" not in six
+    assert blocked_nets(dataclasses.replace(PLAN, open_private=("10.0.0.0/8",)), 4) == [
+        "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"]
+    lines = rules(ruleset(PLAN))
+    assert ("add element inet passerelle private4 { 10.0.0.0/8, 100.64.0.0/10, "
+            "169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16 }") in lines
+    assert "add element inet passerelle private6 { fc00::/7, fe80::/10 }" in lines
+
+
+def test_wan_side_takes_replies_dae_from_the_centre_and_named_services() -> None:
+    plan = dataclasses.replace(PLAN, dae_clients=("192.0.2.10", "2001:db8::10"),
+                               dae_port=3799, wan_open=("tcp/22", "udp/51820", "tcp/2222"))
+    lines = rules(ruleset(plan))
+    wan_in = lines[lines.index("chain wan_in {") + 1:lines.index("chain refuse {") - 1]
+    assert wan_in == [
+        "ct state established,related accept",
+        "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept",
+        "udp sport 67 udp dport 68 accept",
+        "udp sport 547 udp dport 546 accept",
+        "ip saddr { 192.0.2.10 } udp dport 3799 accept",
+        "ip6 saddr { 2001:db8::10 } udp dport 3799 accept",
+        "tcp dport { 22, 2222 } accept",
+        "udp dport { 51820 } accept",
+        "drop",
+    ]
+    assert 'iifname "wan0" jump wan_in' in lines
+    closed = rules(ruleset(dataclasses.replace(PLAN, wan_open=())))
+    assert not any("dport 3799" in line or "tcp dport {" in line
+                   for line in closed[closed.index("chain wan_in {"):])
+
+
+def test_parse_networks_reads_global_subnets() -> None:
+    listing = [{"ifname": "wan", "addr_info": [
+        {"family": "inet", "local": "203.0.113.2", "prefixlen": 24, "scope": "global"},
+        {"family": "inet6", "local": "2001:db8:2::2", "prefixlen": 64, "scope": "global"},
+        {"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"}]}]
+    assert parse_networks(listing) == ("203.0.113.0/24", "2001:db8:2::/64")
+    assert parse_networks([]) == ()
 
 
 def test_masquerade_and_ipv6_follow_the_plan() -> None:
@@ -130,6 +208,14 @@ def test_garden_is_collapsed_for_nft() -> None:
     ({"portal_http_port": 0}, "portal_http_port"),
     ({"garden4": ("2001:db8::/32",)}, "IPv4 network"),
     ({"garden6": ("nonsense",)}, "not a network"),
+    ({"captive_dns_port": 53}, "captive_dns_port"),
+    ({"captive_dns_port": 8080}, "captive_dns_port"),
+    ({"captive_dns_rate": 0}, "captive_dns_rate"),
+    ({"open_private": ("10.0.0.0/33",)}, "open_private"),
+    ({"ntp_servers": ("pool.ntp.org",)}, "ntp_servers"),
+    ({"dae_clients": ("centre",)}, "dae_clients"),
+    ({"wan_open": ("ssh",)}, "wan_open"),
+    ({"wan_open": ("tcp/70000",)}, "wan_open"),
 ])
 def test_bad_plans_are_refused(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

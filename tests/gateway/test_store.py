@@ -36,7 +36,7 @@ def test_open_sessions_and_updates(tmp_path: Path) -> None:
     store.save(ended)
     assert [s.session_id for s in store.open_sessions()] == ["S2"]
     assert store.get("S1") == ended
-    assert store.prune(T0 + 61) == 1 and store.get("S1") is None
+    assert store.prune(T0 + 61, pending=(), retention=0) == 1 and store.get("S1") is None
     store.set_state("heartbeat", "123.5")
     store.set_state("heartbeat", "124.5")
     assert store.get_state("heartbeat") == "124.5" and store.get_state("nope") is None
@@ -57,3 +57,42 @@ def test_a_saved_session_survives_kill_9(tmp_path: Path) -> None:
                           check=False)
     assert proc.returncode == -9
     assert Store(path).open_sessions() == [a_session()]
+
+
+# -- stopped rows are pruned (issue 13, finding 8) -----------------------------------------
+
+
+def _stopped(store: Store, sid: str, at: float) -> None:
+    ended, _ = sm.end(a_session(sid, "198.51.100.20"), Cause.user_request, at)
+    store.save(ended)
+
+
+def test_prune_forgets_stopped_sessions_after_the_retention(tmp_path: Path) -> None:
+    store = Store(tmp_path / "sessions.db")
+    day = 86400.0
+    store.save(a_session("OPEN"))  # open for ever: never pruned
+    _stopped(store, "OLD", T0)
+    _stopped(store, "UNSENT", T0)  # its Stop still waits in the spool
+    _stopped(store, "RECENT", T0 + 6 * day)
+    now = T0 + 7 * day + 1
+    assert store.prune(now, pending={"UNSENT"}, retention=7 * day) == 1
+    assert store.get("OLD") is None
+    assert store.get("UNSENT") is not None and store.get("RECENT") is not None
+    assert [s.session_id for s in store.open_sessions()] == ["OPEN"]
+    # Once the spool has delivered its Stop, it goes too.
+    assert store.prune(now, pending=set(), retention=7 * day) == 1
+    assert store.get("UNSENT") is None and store.get("RECENT") is not None
+    store.close()
+
+
+def test_prune_is_bounded_per_call(tmp_path: Path) -> None:
+    store = Store(tmp_path / "sessions.db")
+    for i in range(25):
+        _stopped(store, f"S{i:02}", T0 + i)
+    now = T0 + 30 * 86400
+    assert store.prune(now, pending=set(), limit=10) == 10
+    assert store.get("S00") is None and store.get("S10") is not None  # oldest first
+    assert store.prune(now, pending=set(), limit=10) == 10
+    assert store.prune(now, pending=set(), limit=10) == 5
+    assert store.prune(now, pending=set(), limit=10) == 0
+    store.close()
