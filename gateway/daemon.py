@@ -193,6 +193,18 @@ class Gateway:
     def heartbeat(self) -> None:
         self.store.set_state("heartbeat", repr(self.clock()))
 
+    def prune(self) -> int:
+        """Forget sessions stopped longer ago than the retention. Only while
+        the spool is empty: a Stop still waiting there must keep its row."""
+        if self.spool.pending():
+            return 0
+        forgotten = self.store.prune(self.clock(), pending=(),
+                                     retention=self.config.stopped_retention)
+        if forgotten:
+            log.info("forgot %d stopped sessions older than %.0f days", forgotten,
+                     self.config.stopped_retention / 86400)
+        return forgotten
+
     # --- the clock -------------------------------------------------------------
 
     def sweep(self) -> None:

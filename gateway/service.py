@@ -87,6 +87,7 @@ class Box:
                                seconds=c.heartbeat_interval, id="heartbeat")
         self.scheduler.add_job(self._safe(self.dnsmasq.restart_if_dead), "interval",
                                seconds=5, id="dnsmasq")
+        self.scheduler.add_job(self._safe(self.gateway.prune), "interval", hours=1, id="prune")
         self.scheduler.start()
         log.info("gateway %s running: LAN %s (%s), WAN %s, RFC 5176 on %s:%d, control %s",
                  c.identifier, c.lan_if, c.lan_address, c.wan_if, c.dae_listen, self.dae.port,

@@ -152,3 +152,24 @@ def test_an_unknown_action_raises_before_any_effect(rig: Rig) -> None:
             rig.gateway._carry_out(session, bad)
         assert rig.effects == [], "nothing spooled, saved or let through"
     assert rig.store.open_sessions() == [] and rig.spool.pending() == 0
+
+
+def test_stopped_sessions_are_pruned_only_once_their_stop_is_delivered(rig: Rig) -> None:
+    session = _checked_in(rig)
+    ended, actions = sm.end(session, Cause.user_request, NOW)
+    rig.gateway._carry_out(ended, actions)
+    later = NOW + rig.gateway.config.stopped_retention + 1
+    rig.gateway.clock = lambda: later
+    # Start and Stop still wait in the spool: the row stays.
+    assert rig.gateway.prune() == 0
+    assert rig.store.get("S1") is not None
+    rig.spool.deliver(_Accepting())
+    assert rig.gateway.prune() == 1
+    assert rig.store.get("S1") is None
+
+
+class _Accepting:
+    """A centre that answers every record (the spool's Sender)."""
+
+    def account(self, record: AccountingRecord) -> None:
+        return None
