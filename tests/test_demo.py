@@ -4,12 +4,15 @@ run as printed in a new terminal (the virtual environment not on its PATH)."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import re
 import socket
 import subprocess
 import sys
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +66,7 @@ def start_demo(data: Path) -> Demo:
     with log.open("w") as err:
         proc = subprocess.Popen(
             [str(BIN), "demo", "--data", str(data), "--auth-port", str(auth_port),
-             "--acct-port", str(acct_port)],
+             "--acct-port", str(acct_port), "--console-port", "0"],
             stdout=subprocess.PIPE, stderr=err, text=True, env=demo_env())
     # A demo that never says it listens must not hang the test run.
     watchdog = threading.Timer(60, proc.kill)
@@ -173,6 +176,24 @@ def test_demo_prints_how_to_and_answers(demo: Demo, tmp_path: Path) -> None:
     run_all(demo.printed, CENTRE, demo.logs)
 
 
+def test_demo_serves_the_ops_console_with_its_operator(demo: Demo) -> None:
+    found = re.search(r"Ops console: (http://127\.0\.0\.1:\d+/) \(sign in as (\S+), "
+                      r"password (\S+)\)", demo.printed)
+    assert found, demo.printed
+    url, login, password = found.groups()
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with browser.open(url + "sign-in", timeout=10) as page:
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.read().decode())
+    assert token
+    form = urllib.parse.urlencode({"login": login, "password": password,
+                                   "csrf_token": token.group(1)}).encode()
+    with browser.open(url + "sign-in", data=form, timeout=10) as signed_in:
+        # Signed in: the live view of every site, with its sign-out form.
+        assert signed_in.url.rstrip("/") != (url + "sign-in").rstrip("/")
+        assert "Live sessions" in signed_in.read().decode()
+
+
 def test_printed_commands_are_found_by_their_prompt_only() -> None:
     printed = f"  # a comment\n{PROMPT}radtest a b\n  radtest c d\nradtest e f\n"
     assert runnable(printed) == ["radtest a b"]
@@ -201,7 +222,7 @@ def test_demo_with_a_port_taken_says_so(tmp_path: Path) -> None:
         port = holder.getsockname()[1]
         run = subprocess.run(
             [str(BIN), "demo", "--data", str(tmp_path / "d"), "--auth-port", str(port),
-             "--acct-port", str(free_udp_port())],
+             "--acct-port", str(free_udp_port()), "--console-port", "0"],
             capture_output=True, text=True, timeout=60, env=demo_env())
     assert run.returncode == 2
     errors = [line for line in run.stderr.splitlines() if line.startswith("Error")]

@@ -72,7 +72,8 @@ def test_site_demo_every_printed_command_works(tmp_path: Path) -> None:
     with out_path.open("w") as out:
         proc = subprocess.Popen(
             [str(BIN), "demo", "--site", "--data", str(data), "--auth-port",
-             str(free_udp_port()), "--acct-port", str(free_udp_port())],
+             str(free_udp_port()), "--acct-port", str(free_udp_port()),
+             "--console-port", "0"],
             stdout=out, stderr=subprocess.STDOUT, text=True, env=demo_env(),
             start_new_session=True)
     lab_prefix = ""
