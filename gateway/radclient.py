@@ -137,8 +137,8 @@ class RadiusClient:
                 called_station_id=self.nas.called_station_id or None,
                 operator_name=self.nas.operator_name or None)
             try:
-                reply = self._exchange(server, server.auth_port,
-                                       request.encode(server.secret), self.auth_backoff)
+                reply = self._send(server, server.auth_port, request.encode(server.secret),
+                                   self.auth_backoff)
             except TimeoutError:
                 self._mark_dead(server, "authentication")
                 continue
@@ -151,8 +151,8 @@ class RadiusClient:
         for server in self._alive():
             request = self._accounting_request(record)
             try:
-                self._exchange(server, server.acct_port, request.encode(server.secret),
-                               self.backoff)
+                self._send(server, server.acct_port, request.encode(server.secret),
+                           self.backoff)
             except TimeoutError:
                 self._mark_dead(server, "accounting")
                 continue
@@ -191,8 +191,8 @@ class RadiusClient:
 
     # -- one exchange with one server --------------------------------------------
 
-    def _exchange(self, server: RadiusServer, port: int, sent: bytes,
-                  backoff: Backoff) -> m.Reply:
+    def _send(self, server: RadiusServer, port: int, sent: bytes,
+              backoff: Backoff) -> m.Reply:
         """Send ``sent`` (retransmitting it unchanged) until a valid reply
         arrives; TimeoutError after the last try."""
         ident = sent[1]
