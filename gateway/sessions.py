@@ -86,6 +86,9 @@ class Session:
         # its number, or as its RFC name or "" (none) from earlier versions.
         cause: object = self.cause
         if isinstance(cause, str):
+            if cause and cause not in _CAUSE_NAMED:
+                raise ValueError(f"Acct-Terminate-Cause {cause!r} is not one of RFC 2866 "
+                                 "section 5.10")
             cause = _CAUSE_NAMED[cause] if cause else None
         elif cause is not None and not isinstance(cause, TerminateCause):
             cause = TerminateCause(cause)
