@@ -90,7 +90,7 @@ class Session:
                 raise ValueError(f"Acct-Terminate-Cause {cause!r} is not one of RFC 2866 "
                                  "section 5.10")
             cause = _CAUSE_NAMED[cause] if cause else None
-        elif cause is not None and not isinstance(cause, TerminateCause):
+        elif isinstance(cause, int) and not isinstance(cause, TerminateCause):
             cause = TerminateCause(cause)
         object.__setattr__(self, "cause", cause)
 
