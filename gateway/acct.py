@@ -1,9 +1,15 @@
 """Accounting records of the box, as data (pure: no socket, no clock).
 
-A record says what happened and when; ``to_attributes(now)`` turns it into
-the attributes of an Accounting-Request sent at ``now``, so a record that
-waited in the spool carries how long it waited (Acct-Delay-Time) and keeps
-the time the event really happened (Event-Timestamp).
+A record says what happened and when; ``request(now)`` makes it the
+Accounting-Request sent at ``now`` (a ``messages.AccountingRequest``, where
+the attributes are named), so a record that waited in the spool carries how
+long it waited (Acct-Delay-Time) and keeps the time the event really
+happened (Event-Timestamp). The NAS identity is the client's to add.
+
+Status and cause are the shared vocabulary (``AcctStatus``,
+``TerminateCause``). The spool stores a record as JSON with their RFC names
+("Stop", "User-Request"): the form every version of the box has written, so
+records left in the spool by an upgrade are read and delivered.
 
 Directions follow the NAS view of RFC 2866: input is what the client sent
 (upload), output what it received (download).
@@ -16,19 +22,22 @@ import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from passerelle.radius.protocol import normalise_mac, split_octets
+from passerelle.radius import mac as macs
+from passerelle.radius.codec import codec
+from passerelle.radius.messages import AccountingRequest, AcctStatus, TerminateCause
 
-STATUSES = ("Start", "Interim-Update", "Stop", "Accounting-On", "Accounting-Off")
-SESSION_STATUSES = ("Start", "Interim-Update", "Stop")
-TERMINATE_CAUSES = ("User-Request", "Lost-Carrier", "Idle-Timeout", "Session-Timeout",
-                    "Admin-Reset", "Admin-Reboot", "NAS-Request", "NAS-Reboot")
+SESSION_STATUSES = (AcctStatus.START, AcctStatus.INTERIM_UPDATE, AcctStatus.STOP)
+COUNTING_STATUSES = (AcctStatus.INTERIM_UPDATE, AcctStatus.STOP)
 MAX_COUNTER = 2**64 - 1
 MAX_U32 = 2**32 - 1
+_RADIUS = codec().spec("Acct-Authentic").values["RADIUS"]  # RFC 2866 section 5.6
+_STATUS_NAMED = {status.label: status for status in AcctStatus}
+_CAUSE_NAMED = {cause.label: cause for cause in TerminateCause}
 
 
 @dataclass(frozen=True)
 class AccountingRecord:
-    status: str  # one of STATUSES
+    status: AcctStatus
     session_id: str = ""
     username: str = ""
     mac: str = ""
@@ -39,26 +48,26 @@ class AccountingRecord:
     output_octets: int = 0  # to the client (download)
     input_packets: int = 0
     output_packets: int = 0
-    terminate_cause: str = ""  # Stop only
+    terminate_cause: TerminateCause | None = None  # Stop only
     event_time: float = 0.0  # Unix time of the event
 
     def __post_init__(self) -> None:
         # A bad record is our bug, not the peer's: refuse it before it can
         # sit in the spool and block everything behind it.
-        if self.status not in STATUSES:
-            raise ValueError(f"Acct-Status-Type {self.status!r} is not one of {STATUSES}")
+        if not isinstance(self.status, AcctStatus):
+            raise ValueError(f"Acct-Status-Type {self.status!r} is not an AcctStatus")
         if self.status in SESSION_STATUSES and not self.session_id:
-            raise ValueError(f"an accounting {self.status} needs a session_id")
-        if self.terminate_cause:
-            if self.status != "Stop":
+            raise ValueError(f"an accounting {self.status.label} needs a session_id")
+        if self.terminate_cause is not None:
+            if self.status != AcctStatus.STOP:
                 raise ValueError("Acct-Terminate-Cause belongs in a Stop only")
-            if self.terminate_cause not in TERMINATE_CAUSES:
-                raise ValueError(f"Acct-Terminate-Cause {self.terminate_cause!r} is not one "
-                                 f"of {TERMINATE_CAUSES}")
-        elif self.status == "Stop":
+            if not isinstance(self.terminate_cause, TerminateCause):
+                raise ValueError(f"Acct-Terminate-Cause {self.terminate_cause!r} is not a "
+                                 "TerminateCause")
+        elif self.status == AcctStatus.STOP:
             raise ValueError("a Stop needs a terminate_cause")
         if self.mac:
-            normalise_mac(self.mac)
+            macs.parse(self.mac)
         if self.ipv4:
             try:
                 ipaddress.IPv4Address(self.ipv4)
@@ -82,61 +91,55 @@ class AccountingRecord:
             return 0
         return min(MAX_U32, max(0, int(now - self.event_time)))
 
-    def to_attributes(self, now: float) -> list[tuple[str, Any]]:
-        """The record's attributes for an Accounting-Request sent at ``now``
-        (the NAS identity is the client's to add)."""
-        attrs: list[tuple[str, Any]] = [
-            ("Acct-Status-Type", self.status),
+    def request(self, now: float) -> AccountingRequest:
+        """The Accounting-Request of the record sent at ``now``: a new
+        Identifier each time (the NAS identity is the client's to add)."""
+        counting = self.status in COUNTING_STATUSES
+        return AccountingRequest(
+            status=self.status,
             # RFC 2866 5.5: every Accounting-Request has one. Accounting-On/Off
             # belong to no session: derive one from the event, so a resend of
             # the same record carries the same id.
-            ("Acct-Session-Id", self.session_id or f"{self.status.lower()}-{int(self.event_time)}"),
-        ]
-        if self.username:
-            attrs.append(("User-Name", self.username))
-        if self.mac:
-            attrs.append(("Calling-Station-Id", calling_station_id(self.mac)))
-        if self.ipv4:
-            attrs.append(("Framed-IP-Address", self.ipv4))
-        if self.class_ is not None:
-            attrs.append(("Class", self.class_))
-        if self.status in SESSION_STATUSES:
-            attrs.append(("Acct-Authentic", "RADIUS"))
-        if self.status in ("Interim-Update", "Stop"):
-            attrs.append(("Acct-Session-Time", self.session_time))
-            for total, low, high in (
-                (self.input_octets, "Acct-Input-Octets", "Acct-Input-Gigawords"),
-                (self.output_octets, "Acct-Output-Octets", "Acct-Output-Gigawords"),
-            ):
-                giga, rest = split_octets(total)
-                attrs.append((low, rest))
-                if giga:
-                    attrs.append((high, giga))
+            session_id=self.session_id
+            or f"{self.status.label.lower()}-{int(self.event_time)}",
+            user_name=self.username or None,
+            calling_station_id=macs.calling_station_id(self.mac) if self.mac else None,
+            framed_ip_address=self.ipv4 or None,
+            class_=self.class_,
+            acct_authentic=_RADIUS if self.status in SESSION_STATUSES else None,
+            session_time=self.session_time if counting else None,
+            input_octets=self.input_octets if counting else None,
+            output_octets=self.output_octets if counting else None,
             # Packet counters have no gigawords: they wrap, as RFC 2866 says.
-            attrs.append(("Acct-Input-Packets", self.input_packets & MAX_U32))
-            attrs.append(("Acct-Output-Packets", self.output_packets & MAX_U32))
-        if self.terminate_cause:
-            attrs.append(("Acct-Terminate-Cause", self.terminate_cause))
-        if self.event_time:
-            attrs.append(("Event-Timestamp", int(self.event_time)))
-        attrs.append(("Acct-Delay-Time", self.delay(now)))
-        return attrs
+            input_packets=self.input_packets & MAX_U32 if counting else None,
+            output_packets=self.output_packets & MAX_U32 if counting else None,
+            terminate_cause=self.terminate_cause,
+            event_timestamp=int(self.event_time) if self.event_time else None,
+            delay_time=self.delay(now),
+        )
 
     # -- storage form (the spool) ------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["status"] = self.status.label
+        data["terminate_cause"] = self.terminate_cause.label if self.terminate_cause else ""
         data["class_"] = base64.b64encode(self.class_).decode() if self.class_ is not None else None
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AccountingRecord:
+        """The record ``to_json`` wrote, in this version or an earlier one;
+        ValueError or TypeError if it is not one."""
         fields = dict(data)
+        status, cause = fields.get("status"), fields.get("terminate_cause") or None
+        if status not in _STATUS_NAMED:
+            raise ValueError(f"Acct-Status-Type {status!r} is not one of {list(_STATUS_NAMED)}")
+        if cause is not None and cause not in _CAUSE_NAMED:
+            raise ValueError(f"Acct-Terminate-Cause {cause!r} is not one of RFC 2866 "
+                             "section 5.10")
+        fields["status"] = _STATUS_NAMED[status]
+        fields["terminate_cause"] = _CAUSE_NAMED[cause] if cause is not None else None
         raw = fields.get("class_")
         fields["class_"] = base64.b64decode(raw, validate=True) if raw is not None else None
         return cls(**fields)
-
-
-def calling_station_id(mac: str) -> str:
-    """``AA-BB-CC-DD-EE-FF``, the Calling-Station-Id form of RFC 3580."""
-    return normalise_mac(mac).upper()

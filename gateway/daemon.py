@@ -160,7 +160,7 @@ class Gateway:
                                 timeout=max(1, left) if left is not None else sm.NO_TIMEOUT,
                                 rate_up=s.terms.bandwidth_up, rate_down=s.terms.bandwidth_down)
 
-    def _account_box(self, status: str) -> None:
+    def _account_box(self, status: sm.AcctStatus) -> None:
         self.spool.put(AccountingRecord(status=status, event_time=self.clock()))
         self.wake_spool()
 
@@ -187,7 +187,7 @@ class Gateway:
                     log.info("session %s of %s ended while the daemon was down: %s",
                              restored.session_id, restored.login, restored.cause)
             if booted:
-                self._account_box("Accounting-On")
+                self._account_box(sm.AcctStatus.ACCOUNTING_ON)
         self.heartbeat()
 
     def heartbeat(self) -> None:

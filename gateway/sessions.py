@@ -13,22 +13,18 @@ towards it (Acct-Output-*), as the NAS sees them (RFC 2866).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, replace
+
+from passerelle.radius.messages import AcctStatus, TerminateCause
 
 from .acct import AccountingRecord
 
-
-class Cause(str, enum.Enum):
-    """Acct-Terminate-Cause values the box reports (RFC 2866 5.10)."""
-
-    user_request = "User-Request"  # check-out
-    lost_carrier = "Lost-Carrier"  # the client left (no lease, no ARP answer)
-    idle_timeout = "Idle-Timeout"
-    session_timeout = "Session-Timeout"
-    admin_reset = "Admin-Reset"  # a Disconnect-Request, an operator
-    nas_request = "NAS-Request"
-    nas_reboot = "NAS-Reboot"  # the box restarted and the kernel lost the session
+# The causes the box reports (RFC 2866 section 5.10): USER_REQUEST (check-out),
+# LOST_CARRIER (the client left: no lease, no ARP answer), IDLE_TIMEOUT,
+# SESSION_TIMEOUT, ADMIN_RESET (a Disconnect-Request, an operator),
+# NAS_REQUEST, NAS_REBOOT (the box restarted and the kernel lost the session).
+Cause = TerminateCause
+_CAUSE_NAMED = {cause.label: cause for cause in TerminateCause}
 
 
 @dataclass(frozen=True)
@@ -81,9 +77,22 @@ class Session:
     last_activity: float = 0.0
     last_interim: float = 0.0
     stopped: float | None = None
-    cause: str = ""
+    cause: TerminateCause | None = None
     # The session time reported at Stop (idle time is not charged).
     final_time: int | None = None
+
+    def __post_init__(self) -> None:
+        # The session table keeps sessions as JSON: the cause comes back as
+        # its number, or as its RFC name or "" (none) from earlier versions.
+        cause: object = self.cause
+        if isinstance(cause, str):
+            if cause and cause not in _CAUSE_NAMED:
+                raise ValueError(f"Acct-Terminate-Cause {cause!r} is not one of RFC 2866 "
+                                 "section 5.10")
+            cause = _CAUSE_NAMED[cause] if cause else None
+        elif isinstance(cause, int) and not isinstance(cause, TerminateCause):
+            cause = TerminateCause(cause)
+        object.__setattr__(self, "cause", cause)
 
     @property
     def counters(self) -> Counters:
@@ -146,9 +155,9 @@ DEFAULT_INTERIM = 300
 MIN_INTERIM = 60  # RFC 2869 5.16: never more often than once a minute
 
 
-def record(session: Session, status: str, now: float) -> AccountingRecord:
+def record(session: Session, status: AcctStatus, now: float) -> AccountingRecord:
     """The accounting record of ``session`` as it stands at ``now``."""
-    stopping = status == "Stop"
+    stopping = status == AcctStatus.STOP
     counters = session.counters
     if stopping and session.final_time is not None:
         session_time = session.final_time
@@ -166,7 +175,7 @@ def record(session: Session, status: str, now: float) -> AccountingRecord:
         output_octets=counters.bytes_down,
         input_packets=counters.packets_up,
         output_packets=counters.packets_down,
-        terminate_cause=session.cause if stopping else "",
+        terminate_cause=session.cause if stopping else None,
         event_time=now,
     )
 
@@ -177,7 +186,8 @@ def check_in(session_id: str, login: str, mac: str, ipv4: str, terms: Terms, now
     session = Session(session_id=session_id, login=login, mac=mac, ipv4=ipv4, ipv6=ipv6,
                       started=now, terms=terms, last_activity=now, last_interim=now)
     timeout = terms.session_timeout if terms.session_timeout is not None else NO_TIMEOUT
-    return session, [Allow(session, max(1, timeout)), Account(record(session, "Start", now))]
+    return session, [Allow(session, max(1, timeout)),
+                     Account(record(session, AcctStatus.START, now))]
 
 
 def observe(session: Session, kernel: Counters, now: float) -> Session:
@@ -190,20 +200,20 @@ def observe(session: Session, kernel: Counters, now: float) -> Session:
                    last_activity=now if moved else session.last_activity)
 
 
-def end(session: Session, cause: Cause, now: float) -> tuple[Session, list[Action]]:
+def end(session: Session, cause: TerminateCause, now: float) -> tuple[Session, list[Action]]:
     """Close the session: revoke it and send Stop (once: a stopped session
     stays stopped whatever comes after)."""
     if session.stopped is not None:
         return session, []
     stop_at = now
     final = None
-    if cause is Cause.session_timeout and session.ends is not None:
+    if cause is TerminateCause.SESSION_TIMEOUT and session.ends is not None:
         stop_at = min(now, session.ends)
-    if cause is Cause.idle_timeout:
+    if cause is TerminateCause.IDLE_TIMEOUT:
         # The person left the laptop: the idle minutes are not charged.
         final = max(0, int(session.last_activity - session.started))
-    done = replace(session, stopped=stop_at, cause=cause.value, final_time=final)
-    return done, [Revoke(done), Account(record(done, "Stop", stop_at))]
+    done = replace(session, stopped=stop_at, cause=cause, final_time=final)
+    return done, [Revoke(done), Account(record(done, AcctStatus.STOP, stop_at))]
 
 
 def tick(session: Session, now: float, default_interim: int = DEFAULT_INTERIM,
@@ -213,14 +223,14 @@ def tick(session: Session, now: float, default_interim: int = DEFAULT_INTERIM,
         return session, []
     ends = session.ends
     if ends is not None and now >= ends:
-        return end(session, Cause.session_timeout, now)
+        return end(session, TerminateCause.SESSION_TIMEOUT, now)
     idle = session.terms.idle_timeout or default_idle
     if idle and now - session.last_activity >= idle:
-        return end(session, Cause.idle_timeout, now)
+        return end(session, TerminateCause.IDLE_TIMEOUT, now)
     interval = max(MIN_INTERIM, session.terms.interim_interval or default_interim)
     if now - session.last_interim >= interval:
         due = replace(session, last_interim=now)
-        return due, [Account(record(due, "Interim-Update", now))]
+        return due, [Account(record(due, AcctStatus.INTERIM_UPDATE, now))]
     return session, []
 
 
@@ -273,6 +283,6 @@ def restore(session: Session, in_kernel: bool, kernel: Counters | None, now: flo
     ends = session.ends
     if ends is not None and ends <= now:
         # Expired while the daemon was away: it ended when its time was up.
-        return end(session, Cause.session_timeout, ends)
+        return end(session, TerminateCause.SESSION_TIMEOUT, ends)
     # The kernel lost it with time left: the box rebooted.
-    return end(session, Cause.nas_reboot, min(now, max(last_alive, session.started)))
+    return end(session, TerminateCause.NAS_REBOOT, min(now, max(last_alive, session.started)))

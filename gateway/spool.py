@@ -71,7 +71,8 @@ class Spool:
             cur = self._db.execute("INSERT INTO records (record) VALUES (?)", (text,))
             seq = cur.lastrowid
         assert seq is not None
-        log.debug("spooled accounting %s of %r as #%d", record.status, record.session_id, seq)
+        log.debug("spooled accounting %s of %r as #%d", record.status.label, record.session_id,
+                  seq)
         return seq
 
     def pending(self) -> int:

@@ -150,6 +150,14 @@ class TerminateCause(_Labelled):
     CALLBACK = 16, "Callback"
     USER_ERROR = 17, "User-Error"
     HOST_REQUEST = 18, "Host-Request"
+    # The names the box's session machine has always used (gateway/sessions.Cause).
+    user_request = USER_REQUEST
+    lost_carrier = LOST_CARRIER
+    idle_timeout = IDLE_TIMEOUT
+    session_timeout = SESSION_TIMEOUT
+    admin_reset = ADMIN_RESET
+    nas_request = NAS_REQUEST
+    nas_reboot = NAS_REBOOT
 
 
 class ErrorCause(_Labelled):

@@ -6,13 +6,13 @@ The rules themselves live in codec.py.
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Iterable
 from typing import Any
 
 from pyrad import packet as rp
 
+from . import mac
 from .codec import (
     MAX_LENGTH,
     MESSAGE_AUTHENTICATOR,
@@ -137,25 +137,8 @@ def split_octets(total: int) -> tuple[int, int]:
     return total // GIGA, total % GIGA
 
 
-# The spellings in use: pairs joined by ":" or "-" (one kind per address),
-# Cisco's dotted quads, 12 bare digits (hostapd's MAC-auth User-Name).
-_MAC = re.compile(
-    r"(?P<a>[0-9a-f]{2})(?P<sep>[:-])(?P<b>[0-9a-f]{2})(?P=sep)(?P<c>[0-9a-f]{2})(?P=sep)"
-    r"(?P<d>[0-9a-f]{2})(?P=sep)(?P<e>[0-9a-f]{2})(?P=sep)(?P<f>[0-9a-f]{2})"
-    r"|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}"
-    r"|[0-9a-f]{12}",
-    re.ASCII | re.IGNORECASE,
-)
-
-
-def normalise_mac(value: str) -> str:
-    """``aa-bb-cc-dd-ee-ff`` (the Calling-Station-Id form of RFC 3580) from
-    any common spelling; ValueError if it is not a MAC address."""
-    text = value.strip()
-    if not _MAC.fullmatch(text):
-        raise ValueError(f"not a MAC address: {value!r}")
-    digits = re.sub(r"[:.-]", "", text).lower()
-    return "-".join(digits[i:i + 2] for i in range(0, 12, 2))
+# The centre's spelling, aa-bb-cc-dd-ee-ff; the one parser is mac.py.
+normalise_mac = mac.dashed
 
 
 def decrypt_user_password(raw: bytes, secret: bytes, authenticator: bytes) -> str | None:

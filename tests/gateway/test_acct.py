@@ -6,6 +6,7 @@ import pytest
 from pyrad import packet as rp
 
 from passerelle.gateway.acct import AccountingRecord
+from passerelle.radius import messages as m
 from passerelle.radius import protocol
 
 EVENT = 1_790_000_000.0
@@ -14,7 +15,7 @@ CLASS = b"psl1:\x00\xff binary class"
 
 def interim(**kw: object) -> AccountingRecord:
     fields: dict[str, object] = dict(
-        status="Interim-Update", session_id="0001-abc", username="alice@acme.example",
+        status=m.AcctStatus.INTERIM_UPDATE, session_id="0001-abc", username="alice@acme.example",
         mac="aa:bb:cc:dd:ee:ff", ipv4="198.51.100.23", class_=CLASS, session_time=600,
         input_octets=1000, output_octets=2000, input_packets=10, output_packets=20,
         event_time=EVENT)
@@ -23,15 +24,12 @@ def interim(**kw: object) -> AccountingRecord:
 
 
 def as_packet(record: AccountingRecord, now: float) -> rp.AcctPacket:
-    """Encode and decode through pyrad, as the centre would read it."""
-    pkt = rp.AcctPacket(secret=b"k", dict=protocol.dictionary())
-    for name, value in record.to_attributes(now):
-        pkt.AddAttribute(name, value)
-    return protocol.decode_request(pkt.RequestPacket(), b"k")
+    """Encode with the message layer, decode with pyrad (an independent reader)."""
+    return protocol.decode_request(record.request(now).encode(b"k"), b"k")
 
 
 def test_start_carries_identity_class_and_time() -> None:
-    rec = interim(status="Start", session_time=0, input_octets=0, output_octets=0,
+    rec = interim(status=m.AcctStatus.START, session_time=0, input_octets=0, output_octets=0,
                   input_packets=0, output_packets=0)
     pkt = as_packet(rec, EVENT)
     assert protocol.first(pkt, "Acct-Status-Type") == "Start"
@@ -82,13 +80,16 @@ def test_packet_counters_wrap_at_32_bits() -> None:
                                          ("Admin-Reset", 6), ("Admin-Reboot", 7),
                                          ("NAS-Request", 10), ("NAS-Reboot", 11)])
 def test_stop_carries_its_terminate_cause(cause: str, code: int) -> None:
-    pkt = as_packet(interim(status="Stop", terminate_cause=cause), EVENT)
+    member = m.TerminateCause(code)
+    assert member.label == cause
+    pkt = as_packet(interim(status=m.AcctStatus.STOP, terminate_cause=member), EVENT)
     assert protocol.raw_values(pkt, 49) == [code.to_bytes(4, "big")]
+    assert protocol.first(pkt, "Acct-Terminate-Cause") == cause
     assert protocol.first(pkt, "Acct-Session-Time") == 600
 
 
 def test_accounting_on_needs_no_session() -> None:
-    pkt = as_packet(AccountingRecord("Accounting-On", event_time=EVENT), EVENT + 2)
+    pkt = as_packet(AccountingRecord(m.AcctStatus.ACCOUNTING_ON, event_time=EVENT), EVENT + 2)
     assert protocol.first(pkt, "Acct-Status-Type") == "Accounting-On"
     assert protocol.first(pkt, "Acct-Session-Id") == f"accounting-on-{int(EVENT)}"
     assert "Acct-Session-Time" not in pkt and "Acct-Input-Octets" not in pkt
@@ -96,10 +97,12 @@ def test_accounting_on_needs_no_session() -> None:
 
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(status="Bogus"), "Acct-Status-Type"),
-    (dict(status="Stop"), "terminate_cause"),
-    (dict(terminate_cause="User-Request"), "Stop only"),
-    (dict(status="Stop", terminate_cause="Quota"), "Acct-Terminate-Cause"),
+    (dict(status="Interim-Update"), "Acct-Status-Type"),  # a name, not the member
+    (dict(status=3), "Acct-Status-Type"),
+    (dict(status=m.AcctStatus.STOP), "terminate_cause"),
+    (dict(terminate_cause=m.TerminateCause.USER_REQUEST), "Stop only"),
+    (dict(status=m.AcctStatus.STOP, terminate_cause="Quota"), "Acct-Terminate-Cause"),
+    (dict(status=m.AcctStatus.STOP, terminate_cause=1), "Acct-Terminate-Cause"),
     (dict(session_id=""), "session_id"),
     (dict(mac="not-a-mac"), "MAC"),
     (dict(ipv4="198.51.100.300"), "IPv4"),
@@ -112,7 +115,42 @@ def test_bad_records_are_refused_with_a_reason(kw: dict[str, object], message: s
 
 
 def test_json_round_trip_keeps_binary_class() -> None:
-    rec = interim(status="Stop", terminate_cause="Idle-Timeout", input_octets=7 * 2**32)
+    rec = interim(status=m.AcctStatus.STOP, terminate_cause=m.TerminateCause.IDLE_TIMEOUT,
+                  input_octets=7 * 2**32)
     assert AccountingRecord.from_json(rec.to_json()) == rec
     none = interim(class_=None)
     assert AccountingRecord.from_json(none.to_json()) == none
+
+
+# What the box wrote to its spool before the message layer (status and cause
+# as their RFC names, "" for no cause): an upgraded box must still send it.
+EARLIER = [
+    {"status": "Stop", "session_id": "0001-abc", "username": "alice@acme.example",
+     "mac": "aa:bb:cc:dd:ee:ff", "ipv4": "198.51.100.23", "class_": "cHNsMToA/yBiaW5hcnk=",
+     "session_time": 600, "input_octets": 5 * 2**32 + 1, "output_octets": 2000,
+     "input_packets": 10, "output_packets": 20, "terminate_cause": "Lost-Carrier",
+     "event_time": EVENT},
+    {"status": "Accounting-On", "session_id": "", "username": "", "mac": "", "ipv4": "",
+     "class_": None, "session_time": 0, "input_octets": 0, "output_octets": 0,
+     "input_packets": 0, "output_packets": 0, "terminate_cause": "", "event_time": EVENT},
+]
+
+
+def test_records_of_the_earlier_spool_form_are_read() -> None:
+    stop, on = (AccountingRecord.from_json(data) for data in EARLIER)
+    assert stop.status is m.AcctStatus.STOP
+    assert stop.terminate_cause is m.TerminateCause.LOST_CARRIER
+    assert stop.class_ == b"psl1:\x00\xff binary"
+    assert (on.status, on.terminate_cause) == (m.AcctStatus.ACCOUNTING_ON, None)
+    # The form written today is the same one: an older box reads it too.
+    assert [stop.to_json(), on.to_json()] == EARLIER
+
+
+@pytest.mark.parametrize("data", [
+    {"status": "Bogus"}, {"status": 2, "terminate_cause": 1},
+    {"status": "Stop", "session_id": "s", "terminate_cause": "Quota"},
+    {"status": "Stop", "session_id": "s"}, {"status": "Start"}, {},
+])
+def test_unreadable_stored_records_are_refused(data: dict[str, object]) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        AccountingRecord.from_json(data)

@@ -16,9 +16,12 @@ import pytest
 from pyrad import packet as rp
 
 from passerelle.gateway.dae_server import (
+    Answer,
+    Apply,
     CoaChange,
     DaeCore,
     DaeServer,
+    Discard,
     Selector,
 )
 from passerelle.gateway.radclient import NasIdentity
@@ -86,14 +89,15 @@ def table() -> Table:
 
 
 @pytest.fixture
-def core(table: Table) -> DaeCore:
-    return DaeCore({"127.0.0.1": SECRET}, NAS, table, window=300)
+def box(table: Table) -> DaeServer:
+    """The server without its socket: the core and the executor."""
+    return DaeServer("127.0.0.1", 0, {"127.0.0.1": SECRET}, NAS, table, window=300)
 
 
-def ask(core: DaeCore, pkt: rp.CoAPacket, now: float = NOW) -> dae.Result | None:
-    """Send ``pkt`` to the core; the verified result, or None if dropped."""
+def ask(box: DaeServer, pkt: rp.CoAPacket, now: float = NOW) -> dae.Result | None:
+    """Send ``pkt`` to the server; the verified result, or None if dropped."""
     sent = pkt.RequestPacket()
-    reply = core.handle(sent, CENTRE, now)
+    reply = box.respond(sent, CENTRE, now)
     if reply is None:
         return None
     result = dae.parse_reply(sent, reply, pkt.secret)  # raises if it does not verify
@@ -115,20 +119,20 @@ D, C = protocol.DISCONNECT_REQUEST, protocol.COA_REQUEST
     {"Framed-IP-Address": "198.51.100.23", "NAS-Identifier": "axis-gw",
      "NAS-IP-Address": "198.51.100.1"},
 ])
-def test_disconnect_by_any_selector_is_acked(core: DaeCore, table: Table,
+def test_disconnect_by_any_selector_is_acked(box: DaeServer, table: Table,
                                              attrs: dict[str, Any]) -> None:
-    assert ask(core, request(D, attrs)) == dae.Result(acked=True)
+    assert ask(box, request(D, attrs)) == dae.Result(acked=True)
     assert [x["id"] for x in table.live] == ["0002"]
 
 
-def test_selector_fields_reach_the_daemon_normalised(core: DaeCore, table: Table) -> None:
-    ask(core, request(D, {"Calling-Station-Id": "02-11-22-33-44-55", "User-Name": "alice",
+def test_selector_fields_reach_the_daemon_normalised(box: DaeServer, table: Table) -> None:
+    ask(box, request(D, {"Calling-Station-Id": "02-11-22-33-44-55", "User-Name": "alice",
                           "Framed-IP-Address": "198.51.100.23", "Acct-Session-Id": "x"}))
     assert table.cut == [Selector("x", "alice", "02:11:22:33:44:55", "198.51.100.23")]
 
 
-def test_coa_changes_timeout_and_bandwidth(core: DaeCore, table: Table) -> None:
-    result = ask(core, request(C, {"User-Name": "bob@slowco.example", "Session-Timeout": 900,
+def test_coa_changes_timeout_and_bandwidth(box: DaeServer, table: Table) -> None:
+    result = ask(box, request(C, {"User-Name": "bob@slowco.example", "Session-Timeout": 900,
                                    "WISPr-Bandwidth-Max-Up": 1_000_000,
                                    "ChilliSpot-Bandwidth-Max-Down": 4000}))
     assert result == dae.Result(acked=True)
@@ -152,24 +156,24 @@ def test_coa_changes_timeout_and_bandwidth(core: DaeCore, table: Table) -> None:
     (C, {"Acct-Session-Id": "0001", "WISPr-Bandwidth-Max-Up": 1000,
          "ChilliSpot-Bandwidth-Max-Up": 2}, 407),
 ])
-def test_naks_carry_the_right_error_cause(core: DaeCore, table: Table, code: int,
+def test_naks_carry_the_right_error_cause(box: DaeServer, table: Table, code: int,
                                           attrs: dict[str, Any], cause: int,
                                           caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, "passerelle.gateway"):
-        result = ask(core, request(code, attrs))
+        result = ask(box, request(code, attrs))
     assert result == dae.Result(acked=False, error_cause=cause)
     assert len(table.live) == 2 and table.changed == []  # nothing applied
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"dae: NAK {cause} ")
 
 
-def test_bad_value_sizes_are_naked_407(core: DaeCore) -> None:
+def test_bad_value_sizes_are_naked_407(box: DaeServer) -> None:
     pkt = request(C, {"Acct-Session-Id": "0001"})
     pkt[27] = [b"\x00\x10"]  # Session-Timeout of 2 octets
-    assert ask(core, pkt) == dae.Result(acked=False, error_cause=407)
+    assert ask(box, pkt) == dae.Result(acked=False, error_cause=407)
     pkt = request(D, {"Acct-Session-Id": "0001"})
     pkt[1] = [b"\xff\xfe"]  # User-Name that is not UTF-8
-    assert ask(core, pkt) == dae.Result(acked=False, error_cause=407)
+    assert ask(box, pkt) == dae.Result(acked=False, error_cause=407)
 
 
 @pytest.mark.parametrize("why, pkt, now", [
@@ -179,52 +183,140 @@ def test_bad_value_sizes_are_naked_407(core: DaeCore) -> None:
     ("from the future", request(D, {"Acct-Session-Id": "0001"}, stamp=NOW + 301), NOW),
     ("wrong secret", request(D, {"Acct-Session-Id": "0001"}, secret=b"guess"), NOW),
 ])
-def test_untrusted_requests_are_dropped_silently(core: DaeCore, table: Table, why: str,
+def test_untrusted_requests_are_dropped_silently(box: DaeServer, table: Table, why: str,
                                                  pkt: rp.CoAPacket, now: float,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, "passerelle.gateway"):
-        assert ask(core, pkt, now) is None
+        assert ask(box, pkt, now) is None
     assert table.cut == [] and len(table.live) == 2
     assert len(caplog.records) == 1 and "dropped" in caplog.records[0].getMessage()
 
 
-def test_window_edge_is_accepted(core: DaeCore) -> None:
-    assert ask(core, request(D, {"Acct-Session-Id": "0001"}, stamp=NOW - 300)) == (
+def test_window_edge_is_accepted(box: DaeServer) -> None:
+    assert ask(box, request(D, {"Acct-Session-Id": "0001"}, stamp=NOW - 300)) == (
         dae.Result(acked=True))
 
 
-def test_bad_message_authenticator_is_dropped(core: DaeCore) -> None:
+def test_bad_message_authenticator_is_dropped(box: DaeServer) -> None:
     pkt = request(D, {"Acct-Session-Id": "0001"})
     raw = bytearray(pkt.RequestPacket())
     raw[22] ^= 1  # inside Message-Authenticator, first attribute
-    assert core.handle(signed(bytes(raw)), CENTRE, NOW) is None
+    assert box.respond(signed(bytes(raw)), CENTRE, NOW) is None
 
 
 def test_unknown_source_is_dropped_before_anything(table: Table) -> None:
-    core = DaeCore({"192.0.2.10": SECRET}, NAS, table)
-    assert core.handle(request(D, {"Acct-Session-Id": "0001"}).RequestPacket(), CENTRE,
+    box = DaeServer("127.0.0.1", 0, {"192.0.2.10": SECRET}, NAS, table)
+    assert box.respond(request(D, {"Acct-Session-Id": "0001"}).RequestPacket(), CENTRE,
                        NOW) is None
     assert table.cut == []
 
 
 def test_a_retransmission_gets_the_cached_reply_without_a_second_cut(
-        core: DaeCore, table: Table) -> None:
+        box: DaeServer, table: Table) -> None:
     data = request(D, {"Acct-Session-Id": "0001"}).RequestPacket()
-    first = core.handle(data, CENTRE, NOW)
-    again = core.handle(data, CENTRE, NOW + 5)
+    first = box.respond(data, CENTRE, NOW)
+    again = box.respond(data, CENTRE, NOW + 5)
     assert first is not None and again == first
     assert len(table.cut) == 1
     # A new request (new Identifier) for a session already gone: NAK 503.
     pkt = request(D, {"Acct-Session-Id": "0001"})
     pkt.id = 8
-    assert ask(core, pkt, NOW + 6) == dae.Result(acked=False, error_cause=503)
+    assert ask(box, pkt, NOW + 6) == dae.Result(acked=False, error_cause=503)
 
 
-def test_proxy_state_is_echoed_in_order(core: DaeCore) -> None:
+def test_proxy_state_is_echoed_in_order(box: DaeServer) -> None:
     pkt = request(D, {"Acct-Session-Id": "0001", "Proxy-State": [b"one", b"two"]})
-    reply = core.handle(pkt.RequestPacket(), CENTRE, NOW)
+    reply = box.respond(pkt.RequestPacket(), CENTRE, NOW)
     assert reply is not None
     assert protocol.raw_values(pkt.CreateReply(packet=reply), 33) == [b"one", b"two"]
+
+
+# -- the pure core: decisions, no sessions -------------------------------------------------
+
+
+def test_the_core_decides_and_the_answer_comes_after_the_sessions() -> None:
+    core = DaeCore({"127.0.0.1": SECRET}, NAS, window=300)
+    data = request(C, {"User-Name": "bob", "Session-Timeout": 60}).RequestPacket()
+    decision = core.handle(data, CENTRE, NOW)
+    assert isinstance(decision, Apply)
+    assert decision.selector == Selector(None, "bob", None, None)
+    assert decision.change == CoaChange(session_timeout=60)
+    ack = core.answer(decision, 2, NOW)
+    assert dae.parse_reply(data, ack.datagram, SECRET) == dae.Result(acked=True)
+    # The answer is kept: the same request again is not applied twice.
+    assert core.handle(data, CENTRE, NOW + 1) == Answer(ack.datagram, ANY_NOTE)
+    other = request(D, {"User-Name": "nobody"})
+    other.id = 9
+    sent = other.RequestPacket()
+    decision = core.handle(sent, CENTRE, NOW)
+    assert isinstance(decision, Apply) and decision.change is None
+    nak = core.answer(decision, 0, NOW)
+    assert dae.parse_reply(sent, nak.datagram, SECRET) == dae.Result(acked=False,
+                                                                     error_cause=503)
+    assert core.handle(sent, CENTRE, NOW + 1) == Answer(nak.datagram, ANY_NOTE)
+
+
+def test_the_core_discards_and_refuses_without_sessions() -> None:
+    core = DaeCore({"127.0.0.1": SECRET}, NAS, window=300)
+    stale = request(D, {"Acct-Session-Id": "0001"}, stamp=NOW - 301).RequestPacket()
+    assert isinstance(core.handle(stale, CENTRE, NOW), Discard)
+    assert core.handle(stale, ("192.0.2.7", 3799), NOW) == Discard(
+        "192.0.2.7 is not a configured client")
+    sent = request(D, {"Acct-Session-Id": "0001", "NAS-Identifier": "other-gw"}).RequestPacket()
+    refused = core.handle(sent, CENTRE, NOW)
+    assert isinstance(refused, Answer) and refused.note.startswith("NAK 403 ")
+    assert dae.parse_reply(sent, refused.datagram, SECRET).error_cause == 403
+
+
+class _AnyNote(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str)
+
+    __hash__ = str.__hash__
+
+
+ANY_NOTE = _AnyNote()
+
+
+def test_the_executor_fails_loudly_on_a_decision_it_does_not_know(
+        box: DaeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(box.core, "handle", lambda *_: "carry on")
+    with pytest.raises(AssertionError):
+        box.respond(b"", CENTRE, NOW)
+
+
+# -- replays: a captured request sent again while its Event-Timestamp is current --------------
+
+
+def test_a_replay_inside_the_timestamp_window_is_never_acted_on_again(
+        box: DaeServer, table: Table) -> None:
+    data = request(D, {"User-Name": "alice@acme.example"}).RequestPacket()
+    first = box.respond(data, CENTRE, NOW)
+    assert first is not None and [x["id"] for x in table.live] == ["0002"]
+    # Alice checks in again; the old Disconnect, captured, is sent again
+    # from anywhere until its Event-Timestamp leaves the 300 s window.
+    table.live.append(dict(id="0003", user="alice@acme.example", mac="02:11:22:33:44:55",
+                           ip="198.51.100.23"))
+    for later, port in ((31, 40000), (200, 40001), (300, 5555)):
+        assert box.respond(data, ("127.0.0.1", port), NOW + later) == first
+    assert len(table.cut) == 1 and [x["id"] for x in table.live] == ["0002", "0003"]
+    # Past the window it is stale: the kept reply or silence, never acted on.
+    assert box.respond(data, CENTRE, NOW + 301) in (first, None)
+    assert box.respond(data, CENTRE, NOW + 700) is None
+    assert len(table.cut) == 1 and [x["id"] for x in table.live] == ["0002", "0003"]
+
+
+def test_a_request_stamped_ahead_of_our_clock_is_covered_until_it_is_stale(
+        box: DaeServer, table: Table) -> None:
+    # The centre's clock is 300 s ahead: the stamp is current for 600 s here.
+    data = request(D, {"User-Name": "alice@acme.example"}, stamp=NOW + 300).RequestPacket()
+    first = box.respond(data, CENTRE, NOW)
+    assert first is not None
+    table.live.append(dict(id="0003", user="alice@acme.example", mac="02:11:22:33:44:55",
+                           ip="198.51.100.23"))
+    assert box.respond(data, CENTRE, NOW + 599) == first
+    assert box.respond(data, CENTRE, NOW + 601) is None
+    assert len(table.cut) == 1 and [x["id"] for x in table.live] == ["0002", "0003"]
 
 
 HEADER = bytes([40, 1, 0, 20]) + bytes(16)
@@ -245,8 +337,8 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("data", MALFORMED)
-def test_malformed_datagrams_are_dropped(core: DaeCore, data: bytes) -> None:
-    assert core.handle(data, CENTRE, NOW) is None
+def test_malformed_datagrams_are_dropped(box: DaeServer, data: bytes) -> None:
+    assert box.respond(data, CENTRE, NOW) is None
 
 
 # -- over UDP ---------------------------------------------------------------------------------

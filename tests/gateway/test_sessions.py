@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from passerelle.gateway import sessions as sm
-from passerelle.gateway.sessions import Cause, Counters, Terms
+from passerelle.gateway import store
+from passerelle.gateway.sessions import Counters, Terms
+from passerelle.radius.messages import AcctStatus, TerminateCause
 
 T0 = 1_800_000_000.0
 TERMS = Terms(session_timeout=3600, idle_timeout=600, interim_interval=300, class_=b"psl1:ab")
@@ -25,7 +29,7 @@ def test_check_in_allows_for_the_session_timeout_and_sends_start() -> None:
     allow = [a for a in actions if isinstance(a, sm.Allow)]
     assert len(allow) == 1 and allow[0].timeout == 3600
     (start,) = accounts(actions)
-    assert start.status == "Start" and start.session_id == "S1"
+    assert start.status == AcctStatus.START and start.session_id == "S1"
     assert start.class_ == b"psl1:ab" and start.event_time == T0 and start.session_time == 0
 
 
@@ -42,7 +46,7 @@ def test_interim_is_due_after_its_interval_with_cumulative_counters() -> None:
     assert actions == []
     s, actions = sm.tick(s, T0 + 300)
     (interim,) = accounts(actions)
-    assert interim.status == "Interim-Update" and interim.session_time == 300
+    assert interim.status == AcctStatus.INTERIM_UPDATE and interim.session_time == 300
     assert (interim.input_octets, interim.output_octets) == (1000, 5000)
     s, actions = sm.tick(s, T0 + 400)
     assert actions == []
@@ -52,7 +56,7 @@ def test_interim_interval_never_below_a_minute() -> None:
     s = opened(Terms(session_timeout=3600, interim_interval=10))
     s = sm.observe(s, Counters(1, 1, 1, 1), T0 + 30)
     assert sm.tick(s, T0 + 30)[1] == []
-    assert accounts(sm.tick(s, T0 + 60)[1])[0].status == "Interim-Update"
+    assert accounts(sm.tick(s, T0 + 60)[1])[0].status == AcctStatus.INTERIM_UPDATE
 
 
 def test_session_timeout_ends_at_the_granted_time_not_at_the_late_tick() -> None:
@@ -61,7 +65,7 @@ def test_session_timeout_ends_at_the_granted_time_not_at_the_late_tick() -> None
     s, actions = sm.tick(s, T0 + 3605)
     assert isinstance(actions[0], sm.Revoke)
     (stop,) = accounts(actions)
-    assert stop.status == "Stop" and stop.terminate_cause == "Session-Timeout"
+    assert stop.status == AcctStatus.STOP and stop.terminate_cause == TerminateCause.SESSION_TIMEOUT
     assert stop.session_time == 3600 and stop.event_time == T0 + 3600
     assert s.stopped == T0 + 3600
 
@@ -71,10 +75,10 @@ def test_idle_timeout_does_not_charge_the_idle_minutes() -> None:
     s = sm.observe(s, Counters(100, 100, 1, 1), T0 + 120)
     s = sm.observe(s, Counters(100, 100, 1, 1), T0 + 500)  # no traffic since T0+120
     s, actions = sm.tick(s, T0 + 719)
-    assert not accounts(actions) or accounts(actions)[0].status != "Stop"
+    assert not accounts(actions) or accounts(actions)[0].status != AcctStatus.STOP
     s, actions = sm.tick(s, T0 + 720)
     (stop,) = accounts(actions)
-    assert stop.terminate_cause == "Idle-Timeout" and stop.session_time == 120
+    assert stop.terminate_cause == TerminateCause.IDLE_TIMEOUT and stop.session_time == 120
 
 
 def test_default_idle_timeout_applies_when_the_centre_sets_none() -> None:
@@ -82,14 +86,14 @@ def test_default_idle_timeout_applies_when_the_centre_sets_none() -> None:
     s, actions = sm.tick(s, T0 + 899, default_idle=900)
     assert not any(isinstance(a, sm.Revoke) for a in actions)
     s, actions = sm.tick(s, T0 + 900, default_idle=900)
-    assert accounts(actions)[0].terminate_cause == "Idle-Timeout"
+    assert accounts(actions)[0].terminate_cause == TerminateCause.IDLE_TIMEOUT
 
 
 def test_end_is_final_and_sends_one_stop() -> None:
     s = opened()
-    s, actions = sm.end(s, Cause.user_request, T0 + 60)
-    assert accounts(actions)[0].terminate_cause == "User-Request"
-    assert sm.end(s, Cause.admin_reset, T0 + 61) == (s, [])
+    s, actions = sm.end(s, TerminateCause.USER_REQUEST, T0 + 60)
+    assert accounts(actions)[0].terminate_cause == TerminateCause.USER_REQUEST
+    assert sm.end(s, TerminateCause.ADMIN_RESET, T0 + 61) == (s, [])
     assert sm.tick(s, T0 + 10_000) == (s, [])
     assert sm.change(s, T0 + 70, session_timeout=5) == (s, [])
 
@@ -107,7 +111,7 @@ def test_gigaword_sized_counters_are_kept_whole() -> None:
     s = opened()
     big = 5 * 2**32 + 7
     s = sm.observe(s, Counters(big, big + 1, 1, 1), T0 + 10)
-    _, actions = sm.end(s, Cause.user_request, T0 + 20)
+    _, actions = sm.end(s, TerminateCause.USER_REQUEST, T0 + 20)
     stop = accounts(actions)[0]
     assert stop.input_octets == big and stop.output_octets == big + 1
 
@@ -120,7 +124,7 @@ def test_coa_session_timeout_counts_from_now_and_keeps_counters() -> None:
     assert isinstance(extend, sm.Extend) and extend.timeout == 60
     assert s.ends == T0 + 1060 and s.counters == Counters(5, 5, 1, 1)
     s, actions = sm.tick(s, T0 + 1060)
-    assert accounts(actions)[0].terminate_cause == "Session-Timeout"
+    assert accounts(actions)[0].terminate_cause == TerminateCause.SESSION_TIMEOUT
 
 
 def test_restore_with_the_kernel_entry_keeps_the_session() -> None:
@@ -135,7 +139,7 @@ def test_restore_after_expiry_ends_at_the_right_time_and_cause() -> None:
     s = sm.observe(s, Counters(10, 20, 1, 2), T0 + 3000)
     _restored, actions = sm.restore(s, False, None, T0 + 5000, T0 + 3100)
     (stop,) = accounts(actions)
-    assert stop.terminate_cause == "Session-Timeout"
+    assert stop.terminate_cause == TerminateCause.SESSION_TIMEOUT
     assert stop.event_time == T0 + 3600 and stop.session_time == 3600
     assert stop.input_octets == 10
 
@@ -144,7 +148,7 @@ def test_restore_after_a_reboot_ends_with_nas_reboot_at_the_last_heartbeat() -> 
     s = opened()
     _restored, actions = sm.restore(s, False, None, T0 + 1000, T0 + 400)
     (stop,) = accounts(actions)
-    assert stop.terminate_cause == "NAS-Reboot"
+    assert stop.terminate_cause == TerminateCause.NAS_REBOOT
     assert stop.event_time == T0 + 400 and stop.session_time == 400
 
 
@@ -153,7 +157,7 @@ def test_restore_of_a_session_idle_while_down_ends_idle() -> None:
     s = sm.observe(s, Counters(10, 20, 1, 2), T0 + 100)
     _restored, actions = sm.restore(s, True, Counters(10, 20, 1, 2), T0 + 800, T0 + 300)
     (stop,) = accounts(actions)
-    assert stop.terminate_cause == "Idle-Timeout" and stop.session_time == 100
+    assert stop.terminate_cause == TerminateCause.IDLE_TIMEOUT and stop.session_time == 100
 
 
 def test_coa_bandwidth_changes_the_caps_only() -> None:
@@ -174,3 +178,21 @@ def test_new_ipv6_addresses_replace_the_entries_and_keep_the_totals() -> None:
     s = sm.observe(s, Counters(5, 5, 1, 1), T0 + 110)
     assert s.counters == Counters(105, 205, 2, 3)
     assert sm.readdress(s, ("2001:db8:1::10",), T0 + 120) == (s, [])
+
+
+def test_the_session_table_gives_back_the_cause_in_every_form_it_stored() -> None:
+    s, _ = sm.end(opened(), TerminateCause.ADMIN_RESET, T0 + 10)
+    again = store.from_json(store.to_json(s))
+    assert again == s and again.cause is TerminateCause.ADMIN_RESET
+    # Earlier versions stored the RFC name, and "" for a session still open.
+    for stored, cause in (("Admin-Reset", TerminateCause.ADMIN_RESET), ("", None)):
+        data = json.loads(store.to_json(s))
+        data["cause"] = stored
+        assert store.from_json(json.dumps(data)).cause is cause
+    assert opened().cause is None
+
+
+def test_the_daemons_names_for_causes_are_the_shared_vocabulary() -> None:
+    assert sm.Cause is TerminateCause
+    assert sm.Cause.admin_reset is TerminateCause.ADMIN_RESET
+    assert sm.Cause.lost_carrier.label == "Lost-Carrier"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from passerelle.gateway.acct import AccountingRecord
 from passerelle.gateway.radclient import NasIdentity, NoServer, RadiusClient, RadiusServer
 from passerelle.gateway.spool import Spool, SpoolSender
 from passerelle.radius import ledger
+from passerelle.radius import messages as m
 from passerelle.radius.db import make_sessionmaker
 from passerelle.radius.models import CreditEntry, Session
 from tests.radius import seed
@@ -29,10 +31,12 @@ from tests.radius.conftest import Server, start_server
 T0 = 1_790_000_000.0
 
 
-def rec(n: int, status: str = "Interim-Update", session: str = "s-1") -> AccountingRecord:
+def rec(n: int, status: m.AcctStatus = m.AcctStatus.INTERIM_UPDATE,
+        session: str = "s-1") -> AccountingRecord:
+    stop = status == m.AcctStatus.STOP
     return AccountingRecord(status, session, "alice", "02:00:00:00:00:01", "198.51.100.9",
                             b"cls", session_time=n, input_octets=n * 2**31,
-                            terminate_cause="User-Request" if status == "Stop" else "",
+                            terminate_cause=m.TerminateCause.USER_REQUEST if stop else None,
                             event_time=T0 + n)
 
 
@@ -133,17 +137,56 @@ def test_an_unreadable_record_is_set_aside_not_blocking(
     assert "unreadable" in caplog.text
 
 
+# Rows as the box wrote them before the message layer (json.dumps of the
+# record, keys sorted): a box upgraded with records waiting sends them.
+EARLIER_ROWS = [
+    '{"class_": "Y2xz", "event_time": 1790000000.0, "input_octets": 0, "input_packets": 0, '
+    '"ipv4": "198.51.100.9", "mac": "02:00:00:00:00:01", "output_octets": 0, '
+    '"output_packets": 0, "session_id": "s-old", "session_time": 0, "status": "Start", '
+    '"terminate_cause": "", "username": "alice"}',
+    '{"class_": "Y2xz", "event_time": 1790000060.0, "input_octets": 4294967297, '
+    '"input_packets": 3, "ipv4": "198.51.100.9", "mac": "02:00:00:00:00:01", '
+    '"output_octets": 9, "output_packets": 4, "session_id": "s-old", "session_time": 60, '
+    '"status": "Stop", "terminate_cause": "Idle-Timeout", "username": "alice"}',
+    '{"class_": null, "event_time": 1790000061.0, "input_octets": 0, "input_packets": 0, '
+    '"ipv4": "", "mac": "", "output_octets": 0, "output_packets": 0, "session_id": "", '
+    '"session_time": 0, "status": "Accounting-Off", "terminate_cause": "", "username": ""}',
+]
+
+
+def test_records_spooled_by_the_earlier_version_are_delivered(spool: Spool) -> None:
+    with sqlite3.connect(spool.path) as db:
+        db.executemany("INSERT INTO records (record) VALUES (?)", [(r,) for r in EARLIER_ROWS])
+    sender = Recorder()
+    assert spool.deliver(sender) == 3
+    assert spool.rejected() == 0 and spool.pending() == 0
+    start, stop, off = sender.sent
+    assert (start.status, start.session_id, start.class_) == (m.AcctStatus.START, "s-old",
+                                                              b"cls")
+    assert (stop.status, stop.terminate_cause) == (m.AcctStatus.STOP,
+                                                   m.TerminateCause.IDLE_TIMEOUT)
+    assert (stop.input_octets, stop.session_time, stop.event_time) == (2**32 + 1, 60,
+                                                                       1_790_000_060.0)
+    assert (off.status, off.terminate_cause) == (m.AcctStatus.ACCOUNTING_OFF, None)
+    sent = stop.request(1_790_000_100.0)
+    assert (sent.terminate_cause, sent.delay_time) == (m.TerminateCause.IDLE_TIMEOUT, 40)
+    # And the rows written today are the same text.
+    for text, record in zip(EARLIER_ROWS, sender.sent, strict=True):
+        assert json.dumps(record.to_json(), sort_keys=True) == text
+
+
 def test_nothing_is_lost_on_kill_9(tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
     child = textwrap.dedent(f"""
         import sys
         from passerelle.gateway.acct import AccountingRecord
         from passerelle.gateway.spool import Spool
+        from passerelle.radius.messages import AcctStatus
         spool = Spool(__import__("pathlib").Path({str(path)!r}))
         n = 0
         while True:
             n += 1
-            spool.put(AccountingRecord("Interim-Update", "s-k", session_time=n))
+            spool.put(AccountingRecord(AcctStatus.INTERIM_UPDATE, "s-k", session_time=n))
             print(n, flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
@@ -233,11 +276,12 @@ def test_centre_down_then_back_drains_once_in_order(db_url: str, engine, key_fil
     base = dict(session_id="gw-spool-1", username="alice@acme.example",
                 mac="02:00:00:00:00:01", ipv4="198.51.100.9", class_=result.class_)
     records = [
-        AccountingRecord("Start", event_time=now - 300, **base),  # type: ignore[arg-type]
-        AccountingRecord("Interim-Update", session_time=120, input_octets=2**32 + 1,
+        AccountingRecord(m.AcctStatus.START, event_time=now - 300, **base),  # type: ignore[arg-type]
+        AccountingRecord(m.AcctStatus.INTERIM_UPDATE, session_time=120, input_octets=2**32 + 1,
                          output_octets=10, event_time=now - 180, **base),  # type: ignore[arg-type]
-        AccountingRecord("Stop", session_time=300, input_octets=2**32 + 2, output_octets=20,
-                         terminate_cause="User-Request", event_time=now, **base),  # type: ignore[arg-type]
+        AccountingRecord(m.AcctStatus.STOP, session_time=300, input_octets=2**32 + 2,
+                         output_octets=20, terminate_cause=m.TerminateCause.USER_REQUEST,
+                         event_time=now, **base),  # type: ignore[arg-type]
     ]
     try:
         for r in records:

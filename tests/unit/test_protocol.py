@@ -1,6 +1,6 @@
 """protocol.py without sockets: header checks (RFC 2865 section 3), the
 attribute walk, Message-Authenticator presence, 64-bit counters (RFC 2869
-section 5.1/5.2), MAC address spellings, the shipped dictionaries."""
+section 5.1/5.2), the shipped dictionaries."""
 
 from __future__ import annotations
 
@@ -220,34 +220,6 @@ def test_split_octets_round_trip() -> None:
     for total in (0, 1, 2**32 - 1, 2**32, 2**32 + 1, 5 * 2**32 + 7, 2**64 - 1):
         high, low = protocol.split_octets(total)
         assert 0 <= low < 2**32 and high * 2**32 + low == total
-
-
-# -- MAC addresses ------------------------------------------------------------
-
-
-@pytest.mark.parametrize("spelling", [
-    "aa:bb:cc:0d:ee:ff", "AA:BB:CC:0D:EE:FF", "Aa:bB:cC:0d:Ee:fF",
-    "aa-bb-cc-0d-ee-ff", "AA-BB-CC-0D-EE-FF",       # RFC 3580 Calling-Station-Id
-    "aabb.cc0d.eeff", "AABB.CC0D.EEFF",             # Cisco
-    "aabbcc0deeff", "AABBCC0DEEFF",                 # hostapd's MAC-auth User-Name
-    " aa:bb:cc:0d:ee:ff\n",                         # surrounding white space
-])
-def test_every_spelling_of_a_mac(spelling: str) -> None:
-    assert protocol.normalise_mac(spelling) == "aa-bb-cc-0d-ee-ff"
-
-
-@pytest.mark.parametrize("garbage", [
-    "", "   ", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "aabbccddeef", "aabbccddeeff0",
-    "gg:hh:ii:jj:kk:ll", "aabbccddeeffgg", "xaabbccddeeff", "0xaabbccddeeff",
-    "aa:bb-cc:dd-ee:ff",   # mixed separators
-    "aa:bb:cc:dd:ee:f", "a:b:c:d:e:f", "aa::bb:cc:dd:ee:ff", "aa:bb:cc:dd:ee:ff:",
-    "aabb.ccdd.ee.ff", "aab.bccd.deeff", "aa bb cc dd ee ff", "aa:bb:cc:dd:ee:ff;drop",
-    "\uff41\uff41:bb:cc:dd:ee:ff",  # full-width letters are not hex digits
-    "\u0661\u0661:bb:cc:dd:ee:ff",  # nor are Arabic-Indic digits
-])
-def test_garbage_is_not_a_mac(garbage: str) -> None:
-    with pytest.raises(ValueError, match="not a MAC address"):
-        protocol.normalise_mac(garbage)
 
 
 # -- dictionaries --------------------------------------------------------------
