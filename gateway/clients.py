@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .nft import normal_mac
+from passerelle.radius.mac import parse as normal_mac
 
 log = logging.getLogger("passerelle.gateway")
 

@@ -185,7 +185,8 @@ class Gateway:
                              restored.login, restored.ipv4)
                 else:
                     log.info("session %s of %s ended while the daemon was down: %s",
-                             restored.session_id, restored.login, restored.cause)
+                             restored.session_id, restored.login,
+                             restored.cause.label if restored.cause else "?")
             if booted:
                 self._account_box(sm.AcctStatus.ACCOUNTING_ON)
         self.heartbeat()
@@ -270,7 +271,7 @@ class Gateway:
             session = self._open[session_id]
             ended, actions = sm.end(session, cause, self.clock())
             self._carry_out(ended, actions)
-            log.info("session %s of %s ended: %s", session_id, session.login, cause.value)
+            log.info("session %s of %s ended: %s", session_id, session.login, cause.label)
             return True
 
     def _refresh(self, session: Session) -> None:

@@ -40,8 +40,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from passerelle.portal.probes import PROBES
+from passerelle.radius.mac import parse as normal_mac
 
-from .nft import CAPTIVE_DNS_PORT, TABLE, normal_mac
+from .nft import CAPTIVE_DNS_PORT, TABLE
 
 log = logging.getLogger("passerelle.gateway")
 

@@ -48,7 +48,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from passerelle.radius.protocol import normalise_mac
+from passerelle.radius.mac import parse as normal_mac
 
 log = logging.getLogger("passerelle.gateway")
 
@@ -127,12 +127,6 @@ class Allowed:
     bytes_down: int
     packets_up: int
     packets_down: int
-
-
-def normal_mac(mac: str) -> str:
-    """aa:bb:cc:dd:ee:ff (the kernel's and nftables' spelling) from any
-    spelling RADIUS knows; ValueError otherwise."""
-    return normalise_mac(mac).replace("-", ":")
 
 
 def _ip(value: str, version: int) -> str:

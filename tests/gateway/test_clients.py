@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-from passerelle.gateway.nft import normal_mac as normalise_mac
+from passerelle.radius.mac import parse as normalise_mac
 from tests.lab import Lab
 
 PROBE = r"""

@@ -43,7 +43,7 @@ class RecordingSpool(Spool):
         self.effects = effects
 
     def put(self, record: AccountingRecord) -> int:
-        self.effects.append(f"spool {record.status}")
+        self.effects.append(f"spool {record.status.label}")
         return super().put(record)
 
 
