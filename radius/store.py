@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session as DB
 
-from . import accounting, ledger
+from . import accounting
 from .models import (
     AuthLog,
     Company,
@@ -276,6 +276,11 @@ class Outcome:
     balance: int | None = None
     open: bool = False
 
+    @property
+    def exhausted(self) -> bool:
+        """The session stays open and its person has no credit left."""
+        return accounting.exhausted(self.balance, self.open)
+
 
 # Columns an UPDATE may write (every one but the keys), in a fixed order.
 _WRITABLE = [c.name for c in _RADACCT.columns if c.name not in ("radacctid", "acctuniqueid")]
@@ -308,7 +313,7 @@ def _current(row: dict[str, Any]) -> accounting.Current:
     return accounting.Current(
         start=row["acctstarttime"], update=row["acctupdatetime"], stop=row["acctstoptime"],
         session_time=row["acctsessiontime"], input_octets=row["acctinputoctets"],
-        output_octets=row["acctoutputoctets"],
+        output_octets=row["acctoutputoctets"], charged=row["charged"],
     )
 
 
@@ -316,13 +321,47 @@ def apply_accounting(db: DB, nas: Nas, rec: accounting.Record, now: datetime) ->
     return apply_accounting_batch(db, [(nas, rec)], now)[0]
 
 
+@dataclass
+class _Writes:
+    """What the folds of a batch decided, for one write per table."""
+
+    created: dict[str, dict[str, Any]] = field(default_factory=dict)  # by acctuniqueid
+    changed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    charges: list[tuple[str, int, int]] = field(default_factory=list)  # uid, person, seconds
+    closing: set[str] = field(default_factory=set)  # Class of the sessions that ended
+    touched: set[str] = field(default_factory=lambda: {"charged"})  # columns set
+
+    def take(self, row: dict[str, Any], change: accounting.Change) -> None:
+        """Set on ``row`` what ``change`` decided, and note the writes."""
+        for column, value in change.columns.items():
+            name = "class" if column == "class_" else column
+            row[name] = value
+            self.touched.add(name)
+        row["charged"] = change.charged
+        if change.charge:
+            self.charges.append((row["acctuniqueid"], row["person_id"], change.charge))
+        if change.closes and row["class"]:
+            self.closing.add(row["class"])
+        if row["acctuniqueid"] not in self.created:
+            self.changed[row["acctuniqueid"]] = row
+
+    def updates(self) -> tuple[list[str], list[dict[str, Any]]]:
+        # Only the columns the batch's records set: fewer arrays to send, and a
+        # handful of statement shapes (Starts only, Interims and Stops, ...).
+        writable = [c for c in _WRITABLE if c in self.touched]
+        return writable, [{"radacctid": row["radacctid"], **{c: row[c] for c in writable}}
+                          for row in self.changed.values()]
+
+
 def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
                            now: datetime) -> list[Outcome]:
     """Fold a batch of session records (Start, Interim-Update, Stop) into
     their sessions and charge the ledger, in a constant number of queries:
     one to read and lock every session of the batch, one to find the people
-    of new sessions, then one statement per kind of write. Records of one
-    session in one batch are folded in the order given."""
+    of new sessions, then the writes (one statement on PostgreSQL). Records
+    of one session in one batch are folded in the order given. What to
+    write and charge is the fold's decision (accounting.fold); this only
+    writes it."""
     uids = [unique_id(nas, rec.session_id) for nas, rec in items]
     # Locked in one order (by acctuniqueid) so two workers cannot deadlock.
     rows: dict[str, dict[str, Any]] = {
@@ -332,81 +371,50 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
     }
     fresh = [rec for (_, rec), uid in zip(items, uids, strict=True) if uid not in rows]
     by_class, by_login = _people_for(db, fresh) if fresh else ({}, {})
-    created: dict[str, dict[str, Any]] = {}
-    changed: set[str] = set()
-    charges: list[tuple[str, int, int]] = []  # (acctuniqueid, person, seconds)
-    closing: list[str] = []
-    touched = {"charged"}  # columns some record of the batch sets
+    writes = _Writes()
     results: list[tuple[str, bool, int, bool]] = []  # uid, ignored, charged, open
     for (nas, rec), uid in zip(items, uids, strict=True):
         row = rows.get(uid)
-        change = accounting.fold(_current(row) if row else None, rec)
-        if change.ignored:
-            results.append((uid, True, 0, False))
-            continue
         if row is None:
             person = by_class.get(rec.class_) if rec.class_ else None
             if person is None and rec.username:
                 person = by_login.get(rec.username)
+        else:
+            person = row["person_id"]
+        change = accounting.fold(_current(row) if row else None, rec,
+                                 billable=person is not None)
+        if change.ignored:
+            results.append((uid, True, 0, False))
+            continue
+        if row is None:
             row = {c.name: _default(c) for c in _RADACCT.columns if c.name != "radacctid"}
             row.update(acctsessionid=rec.session_id, acctuniqueid=uid, nasipaddress=nas.ip,
                        nasidentifier=nas.identifier, gateway_id=nas.id, site_id=nas.site_id,
                        person_id=person, charged=0)
-            rows[uid] = created[uid] = row
-        elif uid not in created:
-            changed.add(uid)
-        for column, value in change.columns.items():
-            name = "class" if column == "class_" else column
-            row[name] = value
-            touched.add(name)
-        delta = change.charge_to - row["charged"]
-        charged = 0
-        if row["person_id"] is not None and delta > 0:
-            charges.append((uid, row["person_id"], delta))
-            row["charged"] = change.charge_to
-            charged = delta
-        if change.closes and row["class"]:
-            closing.append(row["class"])
-        results.append((uid, False, charged, not change.closes))
-    ids = {uid: row["radacctid"] for uid, row in rows.items() if uid not in created}
-    # Only the columns the batch's records set: fewer arrays to send, and a
-    # handful of statement shapes (Starts only, Interims and Stops, ...).
-    writable = [c for c in _WRITABLE if c in touched]
-    updates = [{"radacctid": rows[uid]["radacctid"], **{c: rows[uid][c] for c in writable}}
-               for uid in changed]
+            rows[uid] = writes.created[uid] = row
+        writes.take(row, change)
+        results.append((uid, False, change.charge, not change.closes))
+    ids = {uid: row["radacctid"] for uid, row in rows.items() if uid not in writes.created}
     # Only a session that stays open can need a cut: the balance of people
     # whose charged sessions all closed in this batch is not needed.
     open_people = {rows[uid]["person_id"] for uid, ignored, charged, is_open in results
                    if charged and is_open and rows[uid]["person_id"] is not None}
     if db.get_bind().dialect.name == "postgresql":
-        new_ids, balances = _write_sessions_pg(db, list(created.values()), updates, writable,
-                                               charges, ids, set(closing), open_people, now)
+        new_ids, before = _write_sessions_pg(db, writes, ids, open_people, now)
         ids.update(new_ids)
     else:
-        if created:
-            insert_rows(db, _RADACCT, list(created.values()))
-            wanted_ids = {uid for uid, _, _ in charges if uid in created}
-            if wanted_ids:
-                ids.update({uid: int(rid) for rid, uid in db.execute(
-                    select(_RADACCT.c.radacctid, _RADACCT.c.acctuniqueid)
-                    .where(among(db, _RADACCT.c.acctuniqueid, wanted_ids)))})
-        update_rows(db, _RADACCT, "radacctid", updates)
-        insert_rows(db, _CREDIT, [
-            {"person_id": person, "seconds": -seconds, "kind": CreditKind.charge.value,
-             "session_id": ids[uid], "created": now, "note": ""}
-            for uid, person, seconds in charges])
-        if closing:
-            db.execute(update(WifiKey).where(among(db, WifiKey.class_, set(closing)),
-                                             WifiKey.revoked.is_(None)).values(revoked=now))
-        balances = balances_of(db, open_people)
+        before = balances_of(db, open_people)
+        _write_sessions(db, writes, ids, now)
+    revoke_keys(db, writes.closing, now)
+    balances = accounting.balances_after(
+        before, [(person, seconds) for _, person, seconds in writes.charges])
     outcomes = []
     for uid, ignored, charged, is_open in results:
-        row = rows.get(uid)
         rid = ids.get(uid)
         if ignored:
             outcomes.append(Outcome(ignored=True, radacctid=rid))
             continue
-        person = row["person_id"] if row else None
+        person = rows[uid]["person_id"]
         outcomes.append(Outcome(ignored=False, radacctid=rid, person_id=person,
                                 charged=charged,
                                 balance=balances.get(person) if charged and person else None,
@@ -414,30 +422,53 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
     return outcomes
 
 
-def _write_sessions_pg(db: DB, created: list[dict[str, Any]], updates: list[dict[str, Any]],
-                       writable: list[str], charges: list[tuple[str, int, int]],
-                       ids: dict[str, int], closing: set[str], people: set[int],
+def _ledger_lines(charges: list[tuple[str, int, int]], ids: Mapping[str, int | None],
+                  now: datetime) -> list[dict[str, Any]]:
+    return [{"person_id": person, "seconds": -seconds, "kind": CreditKind.charge.value,
+             "session_id": ids[uid], "created": now, "note": ""}
+            for uid, person, seconds in charges]
+
+
+def _write_sessions(db: DB, writes: _Writes, ids: dict[str, int], now: datetime) -> None:
+    """The writes of an accounting batch, a statement per table (SQLite)."""
+    if writes.created:
+        insert_rows(db, _RADACCT, list(writes.created.values()))
+        wanted_ids = {uid for uid, _, _ in writes.charges if uid in writes.created}
+        if wanted_ids:
+            ids.update({uid: int(rid) for rid, uid in db.execute(
+                select(_RADACCT.c.radacctid, _RADACCT.c.acctuniqueid)
+                .where(among(db, _RADACCT.c.acctuniqueid, wanted_ids)))})
+    _, updates = writes.updates()
+    update_rows(db, _RADACCT, "radacctid", updates)
+    insert_rows(db, _CREDIT, _ledger_lines(writes.charges, ids, now))
+
+
+def _write_sessions_pg(db: DB, writes: _Writes, ids: dict[str, int], people: set[int],
                        now: datetime) -> tuple[dict[str, int], dict[int, int]]:
     """The writes of an accounting batch in ONE statement (data-modifying
-    CTEs): new sessions, updated sessions, ledger lines, revoked keys, and
-    the balances of ``people``. One round trip instead of five: under load
-    every round trip waits for the scheduler, twice.
+    CTEs): new sessions, updated sessions, ledger lines, and the balances
+    of ``people``. One round trip instead of four: under load every round
+    trip waits for the scheduler, twice.
 
-    Returns the ids of the new sessions and the balances after the batch
-    (the statement reads the ledger as it was before it, so the batch's own
-    charges are taken off here)."""
+    Returns the ids of the new sessions and the balances of ``people``
+    before the batch (the statement reads the ledger as it was before it)."""
     cast_ = partial(_array_type, db)
     quote = partial(_quote, db)
-    params: dict[str, Any] = {"now": now, "closing": sorted(closing), "people": sorted(people)}
+    created = list(writes.created.values())
+    writable, updates = writes.updates()
+    params: dict[str, Any] = {"people": sorted(people)}
     for name in _INSERTABLE:
         params[f"i_{name}"] = [row[name] for row in created]
     upd_cols = ["radacctid", *writable]
     for name in upd_cols:
         params[f"u_{name}"] = [row[name] for row in updates]
-    params["c_person"] = [person for _, person, _ in charges]
-    params["c_seconds"] = [-seconds for _, _, seconds in charges]
-    params["c_session"] = [ids.get(uid) for uid, _, _ in charges]
-    params["c_uid"] = [uid for uid, _, _ in charges]
+    # The same ledger lines as _write_sessions; a new session's id comes
+    # from the INSERT in the statement.
+    known: dict[str, int | None] = {**dict.fromkeys(writes.created), **ids}
+    lines = _ledger_lines(writes.charges, known, now)
+    for name in ("person_id", "seconds", "kind", "session_id", "created", "note"):
+        params[f"c_{name}"] = [line[name] for line in lines]
+    params["c_uid"] = [uid for uid, _, _ in writes.charges]
     inserts = ", ".join(f"CAST(:i_{n} AS {cast_(_RADACCT, n)})" for n in _INSERTABLE)
     updated = ", ".join(f"CAST(:u_{n} AS {cast_(_RADACCT, n)})" for n in upd_cols)
     aliases = ", ".join(f"c{i}" for i in range(len(upd_cols)))
@@ -452,14 +483,17 @@ WITH ins AS (
   FROM unnest({updated}) AS u({aliases}) WHERE t.radacctid = u.c0
 ), led AS (
   INSERT INTO credit_entry (person_id, seconds, kind, session_id, created, note)
-  SELECT c.person, c.seconds, 'charge', COALESCE(c.session, ins.radacctid), :now, ''
-  FROM unnest(CAST(:c_person AS INTEGER[]), CAST(:c_seconds AS BIGINT[]),
-              CAST(:c_session AS BIGINT[]), CAST(:c_uid AS VARCHAR(32)[]))
-       AS c(person, seconds, session, uid)
+  SELECT c.person_id, c.seconds, c.kind, COALESCE(c.session_id, ins.radacctid), c.created,
+         c.note
+  FROM unnest(CAST(:c_person_id AS {cast_(_CREDIT, "person_id")}),
+              CAST(:c_seconds AS {cast_(_CREDIT, "seconds")}),
+              CAST(:c_kind AS {cast_(_CREDIT, "kind")}),
+              CAST(:c_session_id AS {cast_(_CREDIT, "session_id")}),
+              CAST(:c_created AS {cast_(_CREDIT, "created")}),
+              CAST(:c_note AS {cast_(_CREDIT, "note")}),
+              CAST(:c_uid AS {cast_(_RADACCT, "acctuniqueid")}))
+       AS c(person_id, seconds, kind, session_id, created, note, uid)
   LEFT JOIN ins ON ins.acctuniqueid = c.uid
-), rev AS (
-  UPDATE wifi_key SET revoked = :now
-  WHERE "class" = ANY(CAST(:closing AS VARCHAR(64)[])) AND revoked IS NULL
 )
 SELECT 'b', p.id, (SELECT coalesce(sum(e.seconds), 0) FROM credit_entry AS e
                     WHERE e.person_id = p.id), NULL
@@ -473,10 +507,7 @@ SELECT 's', radacctid, NULL, acctuniqueid FROM ins"""
             new_ids[uid] = int(key)
         else:
             before[int(key)] = int(total or 0)
-    charged: dict[int, int] = {}
-    for _, person, seconds in charges:
-        charged[person] = charged.get(person, 0) + seconds
-    return new_ids, {p: left - charged.get(p, 0) for p, left in before.items()}
+    return new_ids, before
 
 
 def balances_of(db: DB, people: set[int]) -> dict[int, int]:
@@ -499,27 +530,28 @@ def _default(column: Any) -> Any:
     return None
 
 
-def revoke_keys(db: DB, class_: str, now: datetime) -> None:
-    db.execute(update(WifiKey).where(WifiKey.class_ == class_, WifiKey.revoked.is_(None))
-               .values(revoked=now))
+def revoke_keys(db: DB, classes: set[str], now: datetime) -> None:
+    """The Wi-Fi keys of the sessions that ended (by their Class) stop
+    working: the one place that decides which keys die, for both databases
+    and for every way a session ends."""
+    if classes:
+        db.execute(update(_WIFIKEY)
+                   .where(among(db, _WIFIKEY.c["class"], classes), _WIFIKEY.c.revoked.is_(None))
+                   .values(revoked=now))
 
 
 def close_nas_sessions(db: DB, nas: Nas, event_time: datetime, cause: str) -> int:
-    """Accounting-On/Off: the NAS has no session open any more.
-
-    Each open session ends at ``event_time``; it is charged what its last
-    record reported (the box was down after that, the person could not use
-    it). Returns the number of sessions closed."""
-    rows = db.scalars(
-        select(Session)
-        .where(Session.nasipaddress == nas.ip, Session.acctstoptime.is_(None))
-        .with_for_update()
-    ).all()
+    """Accounting-On/Off: the NAS has no session open any more; each open
+    session ends as accounting.close() decides. Returns the number closed."""
+    rows = [dict(row) for row in db.execute(
+        select(_RADACCT)
+        .where(_RADACCT.c.nasipaddress == nas.ip, _RADACCT.c.acctstoptime.is_(None))
+        .order_by(_RADACCT.c.acctuniqueid).with_for_update()).mappings()]
+    writes = _Writes()
     for row in rows:
-        start = row.acctstarttime or event_time
-        row.acctstoptime = max(event_time, start)
-        row.acctterminatecause = cause
-        if row.class_:
-            revoke_keys(db, row.class_, event_time)
-        ledger.charge_up_to(db, row, row.acctsessiontime, event_time)
+        writes.take(row, accounting.close(_current(row), event_time, cause,
+                                          billable=row["person_id"] is not None))
+    _write_sessions(db, writes, {row["acctuniqueid"]: row["radacctid"] for row in rows},
+                    event_time)
+    revoke_keys(db, writes.closing, event_time)
     return len(rows)
