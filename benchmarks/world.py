@@ -63,22 +63,42 @@ def seed_passerelle(url: str, people: int, secret: str) -> None:
         engine.dispose()
 
 
-def _libpq(url: str) -> str:
+def libpq(url: str) -> str:
+    """libpq's connection string for a SQLAlchemy URL: only the parts the
+    URL has (``postgresql://user@host/db`` has no port: libpq's default)."""
     u = make_url(url)
-    return f"host={u.host} port={u.port} user={u.username} dbname={u.database}"
+    parts = {"host": u.host, "port": u.port, "user": u.username, "password": u.password,
+             "dbname": u.database}
+    return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
 
 
 def create_database(url: str, name: str) -> str:
     """A new empty database beside the one ``url`` names; its URL."""
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
+def drop_database(url: str) -> None:
+    """Drop the database ``url`` names (from the server's maintenance database)."""
+    name = make_url(url).database
+    with psycopg.connect(libpq(make_url(url).set(database="postgres")
+                               .render_as_string(hide_password=False)),
+                         autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def durability(url: str) -> dict[str, str]:
+    """The server settings that decide whether a commit waits for the disk."""
+    with psycopg.connect(libpq(url)) as conn:
+        return {name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+                for name in ("fsync", "synchronous_commit", "full_page_writes")}
+
+
 def seed_freeradius(url: str, people: int) -> None:
     """Debian's rlm_sql schema, and a cleartext password per person."""
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(FREERADIUS_SCHEMA.read_text())
         with conn.cursor() as cur:
             cur.executemany(
