@@ -84,13 +84,15 @@ def measure(args: argparse.Namespace, name: str, kind: str, port: int,
     return run
 
 
-def start_passerelle(url: str, workers: int, tmp: Path) -> tuple[subprocess.Popen[str], int, int]:
+def start_passerelle(url: str, workers: int, tmp: Path,
+                     db_threads: int | None = None) -> tuple[subprocess.Popen[str], int, int]:
     binary = Path(sys.executable).parent / "passerelle"
     log = (tmp / "passerelle.log").open("w")
     env = {**os.environ, "PASSERELLE_KEY_FILE": str(tmp / "server.key")}
     proc = subprocess.Popen(
         [str(binary), "radius", "serve", "--db", url, "--listen", "127.0.0.1",
-         "--auth-port", "0", "--acct-port", "0", "--workers", str(workers)],
+         "--auth-port", "0", "--acct-port", "0", "--workers", str(workers),
+         *(["--db-threads", str(db_threads)] if db_threads else [])],
         stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     log.close()
     assert proc.stdout is not None
@@ -148,7 +150,8 @@ def _bench(args: argparse.Namespace, ours_url: str, fr_url: str,
     fr = None
     try:
         if "passerelle" in args.servers:
-            proc, auth_port, acct_port = start_passerelle(ours_url, args.workers, tmp)
+            proc, auth_port, acct_port = start_passerelle(ours_url, args.workers, tmp,
+                                                          args.db_threads)
             ours = proc
             ports["passerelle"] = (auth_port, acct_port, lambda: [ours.pid])
             t = time.monotonic()
@@ -237,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--people", type=int, default=1000)
     p.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
     p.add_argument("--workers", type=int, default=2, help="passerelle worker processes")
+    p.add_argument("--db-threads", type=int,
+                   help="passerelle's batches at the database per worker (default: its own)")
     p.add_argument("--window", type=int, default=256, help="requests outstanding")
     p.add_argument("--sockets", type=int, default=16, help="load generator source ports")
     p.add_argument("--max-rate", type=float, default=15000.0)

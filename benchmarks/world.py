@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import insert, make_url
+from sqlalchemy import insert, make_url, select
 
 from passerelle.radius import db, passwords
 from passerelle.radius.models import (
@@ -22,9 +22,10 @@ from passerelle.radius.models import (
     Network,
     Person,
     Site,
+    WifiKey,
 )
 
-from .loadgen import NAS_ID, NAS_IP, PASSWORD, login
+from .loadgen import NAS_ID, NAS_IP, PASSWORD, login, session_class
 
 FREERADIUS_SCHEMA = Path("/etc/freeradius/3.0/mods-config/sql/main/postgresql/schema.sql")
 # Enough credit that no session of the run exhausts it (no Disconnect-Request).
@@ -59,6 +60,13 @@ def seed_passerelle(url: str, people: int, secret: str) -> None:
             conn.execute(insert(CreditEntry), [
                 {"person_id": pid, "seconds": CREDIT_SECONDS, "kind": CreditKind.topup,
                  "created": now, "note": "benchmark"} for pid in ids])
+            # The key an Access-Accept would have issued with the Class the
+            # accounting records carry: it binds them to the person, and
+            # the session's Stop revokes it.
+            by_login = dict(conn.execute(select(Person.login, Person.id)).tuples().all())
+            conn.execute(insert(WifiKey), [
+                {"person_id": by_login[login(i)], "passphrase": "bench-key",
+                 "class_": session_class(i), "issued": now} for i in range(people)])
     finally:
         engine.dispose()
 

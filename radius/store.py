@@ -8,17 +8,19 @@ server commits. Nothing here talks to the network.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
     Table,
+    TextClause,
     any_,
     bindparam,
     func,
@@ -27,6 +29,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session as DB
 
 from . import accounting
@@ -146,31 +149,21 @@ def among(db: DB, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
 def insert_rows(db: DB, table: Table, rows: list[dict[str, Any]]) -> None:
     """INSERT many rows (every dict with the same keys) in one statement.
 
-    PostgreSQL gets ``INSERT ... SELECT * FROM unnest(arrays)``: one
-    statement, planned once, instead of a statement executed per row;
+    PostgreSQL gets ``INSERT ... SELECT ... FROM json_populate_recordset``:
+    one statement, planned once, and one parameter (see rows_json);
     elsewhere an executemany."""
     if not rows:
         return
     if db.get_bind().dialect.name != "postgresql":
         db.execute(insert(table), rows)
         return
-    sql, params = _unnest_insert(db, table, rows)
-    db.execute(text(sql), params)
-
-
-def _unnest_insert(db: DB, table: Table, rows: list[dict[str, Any]],
-                   prefix: str = "") -> tuple[str, dict[str, Any]]:
-    """``INSERT ... SELECT * FROM unnest(arrays)`` and its parameters."""
-    names = list(rows[0])
-    arrays = ", ".join(f"CAST(:{prefix}{n} AS {_array_type(db, table, n)})" for n in names)
-    columns = ", ".join(_quote(db, n) for n in names)
-    return (f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({arrays})",
-            {f"{prefix}{n}": [row[n] for row in rows] for n in names})
+    db.execute(_statement(_insert_sql(table.name, tuple(rows[0]), "rows")),
+               {"rows": rows_json(rows)})
 
 
 def update_rows(db: DB, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
     """UPDATE many rows by ``key`` (every dict with the same keys), in one
-    statement on PostgreSQL (``UPDATE ... FROM unnest(arrays)``)."""
+    statement on PostgreSQL (``UPDATE ... FROM json_populate_recordset``)."""
     if not rows:
         return
     names = [n for n in rows[0] if n != key]
@@ -179,21 +172,48 @@ def update_rows(db: DB, table: Table, key: str, rows: list[dict[str, Any]]) -> N
                    .values({n: bindparam(n) for n in names}),
                    [{"_key": row[key], **{n: row[n] for n in names}} for row in rows])
         return
-    every = [key, *names]
-    arrays = ", ".join(f"CAST(:{n} AS {_array_type(db, table, n)})" for n in every)
-    aliases = ", ".join(f"c{i}" for i in range(len(every)))
-    sets = ", ".join(f"{_quote(db, n)} = u.c{i + 1}" for i, n in enumerate(names))
-    db.execute(text(f"UPDATE {table.name} AS t SET {sets} FROM unnest({arrays}) "
-                    f"AS u({aliases}) WHERE t.{_quote(db, key)} = u.c0"),
-               {n: [row[n] for row in rows] for n in every})
+    db.execute(_statement(_update_sql(table.name, key, tuple(names), "rows")),
+               {"rows": rows_json(rows)})
 
 
-def _quote(db: DB, name: str) -> str:
-    return str(db.get_bind().dialect.identifier_preparer.quote(name))
+def rows_json(rows: list[dict[str, Any]]) -> str:
+    """Rows as one JSON array, for PostgreSQL's json_populate_recordset.
+
+    One parameter serialised in C instead of an array per column that
+    psycopg dumps element by element in Python (the largest item of the
+    accounting batch's profile). Times are naive UTC, in ISO 8601."""
+    return json.dumps(rows, default=_json_value, separators=(",", ":"))
 
 
-def _array_type(db: DB, table: Table, name: str) -> str:
-    return f"{table.c[name].type.compile(dialect=db.get_bind().dialect)}[]"
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+def _columns(names: tuple[str, ...], prefix: str = "") -> str:
+    # PostgreSQL only: every name quoted ("class" is a keyword).
+    return ", ".join(f'{prefix}"{n}"' for n in names)
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(table: str, names: tuple[str, ...], param: str) -> str:
+    return (f"INSERT INTO {table} ({_columns(names)}) SELECT {_columns(names)} "
+            f"FROM json_populate_recordset(NULL::{table}, CAST(:{param} AS json))")
+
+
+@lru_cache(maxsize=64)
+def _update_sql(table: str, key: str, names: tuple[str, ...], param: str) -> str:
+    sets = ", ".join(f'"{n}" = u."{n}"' for n in names) or f'"{key}" = u."{key}"'
+    return (f"UPDATE {table} AS t SET {sets} "
+            f"FROM json_populate_recordset(NULL::{table}, CAST(:{param} AS json)) AS u "
+            f'WHERE t."{key}" = u."{key}"')
+
+
+@lru_cache(maxsize=128)
+def _statement(sql: str) -> TextClause:
+    # text() parses the SQL for bind names on every construction: once per shape.
+    return text(sql)
 
 
 # Unambiguous characters (no 0/O, 1/l/I) so a key read off a screen types right.
@@ -251,9 +271,10 @@ class Decisions:
         if self.log and self.keys and db.get_bind().dialect.name == "postgresql":
             # Both tables in one statement (a data-modifying CTE): one round
             # trip fewer per batch.
-            keys, keys_params = _unnest_insert(db, _WIFIKEY, self.keys, "k_")
-            log_, log_params = _unnest_insert(db, _AUTHLOG, self.log, "l_")
-            db.execute(text(f"WITH keys AS ({keys}) {log_}"), {**keys_params, **log_params})
+            keys = _insert_sql(_WIFIKEY.name, tuple(self.keys[0]), "keys")
+            log_ = _insert_sql(_AUTHLOG.name, tuple(self.log[0]), "log")
+            db.execute(_statement(f"WITH keys AS ({keys}) {log_}"),
+                       {"keys": rows_json(self.keys), "log": rows_json(self.log)})
         else:
             insert_rows(db, _AUTHLOG, self.log)
             insert_rows(db, _WIFIKEY, self.keys)
@@ -452,47 +473,51 @@ def _write_sessions_pg(db: DB, writes: _Writes, ids: dict[str, int], people: set
 
     Returns the ids of the new sessions and the balances of ``people``
     before the batch (the statement reads the ledger as it was before it)."""
-    cast_ = partial(_array_type, db)
-    quote = partial(_quote, db)
-    created = list(writes.created.values())
     writable, updates = writes.updates()
-    params: dict[str, Any] = {"people": sorted(people)}
-    for name in _INSERTABLE:
-        params[f"i_{name}"] = [row[name] for row in created]
-    upd_cols = ["radacctid", *writable]
-    for name in upd_cols:
-        params[f"u_{name}"] = [row[name] for row in updates]
     # The same ledger lines as _write_sessions; a new session's id comes
-    # from the INSERT in the statement.
+    # from the INSERT in the statement, by its acctuniqueid.
     known: dict[str, int | None] = {**dict.fromkeys(writes.created), **ids}
-    lines = _ledger_lines(writes.charges, known, now)
-    for name in ("person_id", "seconds", "kind", "session_id", "created", "note"):
-        params[f"c_{name}"] = [line[name] for line in lines]
-    params["c_uid"] = [uid for uid, _, _ in writes.charges]
-    inserts = ", ".join(f"CAST(:i_{n} AS {cast_(_RADACCT, n)})" for n in _INSERTABLE)
-    updated = ", ".join(f"CAST(:u_{n} AS {cast_(_RADACCT, n)})" for n in upd_cols)
-    aliases = ", ".join(f"c{i}" for i in range(len(upd_cols)))
-    sets = ", ".join(f"{quote(n)} = u.c{i + 1}" for i, n in enumerate(writable))
-    sql = f"""
+    lines = [{**line, "uid": uid} for line, (uid, _, _) in zip(
+        _ledger_lines(writes.charges, known, now), writes.charges, strict=True)]
+    params = {"created": rows_json(list(writes.created.values())),
+              "updated": rows_json(updates), "lines": rows_json(lines),
+              "people": sorted(people)}
+    new_ids: dict[str, int] = {}
+    before: dict[int, int] = {}
+    for kind, key, total, uid in db.execute(_statement(_sessions_sql(tuple(writable))), params):
+        if kind == "s":
+            new_ids[uid] = int(key)
+        else:
+            before[int(key)] = int(total or 0)
+    return new_ids, before
+
+
+_LINE = ("person_id", "seconds", "kind", "session_id", "created", "note")
+
+
+def _type(table: Table, name: str) -> str:
+    return str(table.c[name].type.compile(dialect=postgresql.dialect()))
+
+
+def _definitions(table: Table, names: tuple[str, ...]) -> str:
+    return ", ".join(f'"{n}" {_type(table, n)}' for n in names)
+
+
+@lru_cache(maxsize=16)
+def _sessions_sql(writable: tuple[str, ...]) -> str:
+    """_write_sessions_pg's statement for the columns the batch updates."""
+    return f"""
 WITH ins AS (
-  INSERT INTO radacct ({", ".join(quote(n) for n in _INSERTABLE)})
-  SELECT * FROM unnest({inserts})
+  {_insert_sql(_RADACCT.name, tuple(_INSERTABLE), "created")}
   RETURNING radacctid, acctuniqueid
 ), upd AS (
-  UPDATE radacct AS t SET {sets or "charged = t.charged"}
-  FROM unnest({updated}) AS u({aliases}) WHERE t.radacctid = u.c0
+  {_update_sql(_RADACCT.name, "radacctid", writable, "updated")}
 ), led AS (
-  INSERT INTO credit_entry (person_id, seconds, kind, session_id, created, note)
+  INSERT INTO credit_entry ({_columns(_LINE)})
   SELECT c.person_id, c.seconds, c.kind, COALESCE(c.session_id, ins.radacctid), c.created,
          c.note
-  FROM unnest(CAST(:c_person_id AS {cast_(_CREDIT, "person_id")}),
-              CAST(:c_seconds AS {cast_(_CREDIT, "seconds")}),
-              CAST(:c_kind AS {cast_(_CREDIT, "kind")}),
-              CAST(:c_session_id AS {cast_(_CREDIT, "session_id")}),
-              CAST(:c_created AS {cast_(_CREDIT, "created")}),
-              CAST(:c_note AS {cast_(_CREDIT, "note")}),
-              CAST(:c_uid AS {cast_(_RADACCT, "acctuniqueid")}))
-       AS c(person_id, seconds, kind, session_id, created, note, uid)
+  FROM json_to_recordset(CAST(:lines AS json)) AS c({_definitions(_CREDIT, _LINE)},
+                                                    uid {_type(_RADACCT, "acctuniqueid")})
   LEFT JOIN ins ON ins.acctuniqueid = c.uid
 )
 SELECT 'b', p.id, (SELECT coalesce(sum(e.seconds), 0) FROM credit_entry AS e
@@ -500,14 +525,6 @@ SELECT 'b', p.id, (SELECT coalesce(sum(e.seconds), 0) FROM credit_entry AS e
 FROM person AS p WHERE p.id = ANY(CAST(:people AS INTEGER[]))
 UNION ALL
 SELECT 's', radacctid, NULL, acctuniqueid FROM ins"""
-    new_ids: dict[str, int] = {}
-    before: dict[int, int] = {}
-    for kind, key, total, uid in db.execute(text(sql), params):
-        if kind == "s":
-            new_ids[uid] = int(key)
-        else:
-            before[int(key)] = int(total or 0)
-    return new_ids, before
 
 
 def balances_of(db: DB, people: set[int]) -> dict[int, int]:
