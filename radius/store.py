@@ -324,7 +324,10 @@ def _people_for(db: DB, records: list[accounting.Record]) -> tuple[dict[str, int
                 select(AuthLog.class_, AuthLog.person_id)
                 .where(among(db, AuthLog.class_, missing), AuthLog.person_id.is_not(None)))
                 if p is not None})
-    logins = {rec.username for rec in records if rec.username}
+    # User-Name only where the Class did not tell (a query fewer per batch
+    # when every record carries a known Class, as the box's do).
+    logins = {rec.username for rec in records
+              if rec.username and not (rec.class_ and rec.class_ in by_class)}
     by_login = {login: int(p) for login, p in db.execute(
         select(Person.login, Person.id).where(among(db, Person.login, logins)))} if logins else {}
     return by_class, by_login
@@ -426,7 +429,7 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
     else:
         before = balances_of(db, open_people)
         _write_sessions(db, writes, ids, now)
-    revoke_keys(db, writes.closing, now)
+        revoke_keys(db, writes.closing, now)
     balances = accounting.balances_after(
         before, [(person, seconds) for _, person, seconds in writes.charges])
     outcomes = []
@@ -467,9 +470,11 @@ def _write_sessions(db: DB, writes: _Writes, ids: dict[str, int], now: datetime)
 def _write_sessions_pg(db: DB, writes: _Writes, ids: dict[str, int], people: set[int],
                        now: datetime) -> tuple[dict[str, int], dict[int, int]]:
     """The writes of an accounting batch in ONE statement (data-modifying
-    CTEs): new sessions, updated sessions, ledger lines, and the balances
-    of ``people``. One round trip instead of four: under load every round
-    trip waits for the scheduler, twice.
+    CTEs): new sessions, updated sessions, ledger lines, revoked keys (the
+    statement of revoke_keys), and the balances of ``people``. One round
+    trip instead of five: under load every round trip waits for the
+    scheduler, twice (the separate revocation was 4 % of the accounting
+    profile on durable PostgreSQL).
 
     Returns the ids of the new sessions and the balances of ``people``
     before the batch (the statement reads the ledger as it was before it)."""
@@ -481,7 +486,7 @@ def _write_sessions_pg(db: DB, writes: _Writes, ids: dict[str, int], people: set
         _ledger_lines(writes.charges, known, now), writes.charges, strict=True)]
     params = {"created": rows_json(list(writes.created.values())),
               "updated": rows_json(updates), "lines": rows_json(lines),
-              "people": sorted(people)}
+              "people": sorted(people), **_revoke_params(writes.closing, now)}
     new_ids: dict[str, int] = {}
     before: dict[int, int] = {}
     for kind, key, total, uid in db.execute(_statement(_sessions_sql(tuple(writable))), params):
@@ -519,6 +524,8 @@ WITH ins AS (
   FROM json_to_recordset(CAST(:lines AS json)) AS c({_definitions(_CREDIT, _LINE)},
                                                     uid {_type(_RADACCT, "acctuniqueid")})
   LEFT JOIN ins ON ins.acctuniqueid = c.uid
+), rev AS (
+  {_revoke_sql("postgresql")}
 )
 SELECT 'b', p.id, (SELECT coalesce(sum(e.seconds), 0) FROM credit_entry AS e
                     WHERE e.person_id = p.id), NULL
@@ -547,14 +554,38 @@ def _default(column: Any) -> Any:
     return None
 
 
+def _json_elements(dialect: str, param: str) -> str:
+    """SQL for the elements of the JSON array in parameter ``param``."""
+    if dialect == "postgresql":
+        return f"SELECT json_array_elements_text(CAST(:{param} AS json))"
+    return f"SELECT value FROM json_each(:{param})"
+
+
+@lru_cache(maxsize=4)
+def _revoke_sql(dialect: str) -> str:
+    """Which Wi-Fi keys die when sessions end: the keys issued with those
+    sessions' Class, unless revoked already. The one statement for both
+    databases, run by revoke_keys and inside _write_sessions_pg's."""
+    return (f'UPDATE wifi_key SET revoked = :revoked_at WHERE "class" IN '
+            f"({_json_elements(dialect, 'closing')}) AND revoked IS NULL")
+
+
+def _revoke_params(classes: set[str], now: datetime) -> dict[str, Any]:
+    return {"closing": json.dumps(sorted(classes)), "revoked_at": now}
+
+
 def revoke_keys(db: DB, classes: set[str], now: datetime) -> None:
     """The Wi-Fi keys of the sessions that ended (by their Class) stop
-    working: the one place that decides which keys die, for both databases
-    and for every way a session ends."""
+    working, on both databases and for every way a session ends."""
     if classes:
-        db.execute(update(_WIFIKEY)
-                   .where(among(db, _WIFIKEY.c["class"], classes), _WIFIKEY.c.revoked.is_(None))
-                   .values(revoked=now))
+        db.execute(_revoke_statement(db.get_bind().dialect.name), _revoke_params(classes, now))
+
+
+@lru_cache(maxsize=4)
+def _revoke_statement(dialect: str) -> TextClause:
+    # Typed, so SQLite stores the time as SQLAlchemy reads it back.
+    return text(_revoke_sql(dialect)).bindparams(
+        bindparam("revoked_at", type_=_WIFIKEY.c.revoked.type))
 
 
 def close_nas_sessions(db: DB, nas: Nas, event_time: datetime, cause: str) -> int:
