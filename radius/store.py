@@ -218,21 +218,24 @@ def _statement(sql: str) -> TextClause:
 
 # Unambiguous characters (no 0/O, 1/l/I) so a key read off a screen types right.
 KEY_ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
-_KEY_SPACE = len(KEY_ALPHABET) ** 16
+# A random byte below 231 (7 x 33) names a character, uniformly; the others
+# are dropped. bytes.translate does it in C.
+_KEEP = len(KEY_ALPHABET) * (256 // len(KEY_ALPHABET))
+_KEY_TABLE = bytes(ord(KEY_ALPHABET[b % len(KEY_ALPHABET)]) if b < _KEEP else 0
+                   for b in range(256))
+_KEY_DROP = bytes(range(_KEEP, 256))
 
 
 def new_wifi_key() -> str:
     """A personal WPA passphrase: 16 random characters in four groups
     (about 80 bits), easy to read aloud or type on a phone."""
-    # One draw from the CSPRNG, written in base 33: uniform, and a tenth of
-    # the cost of sixteen secrets.choice() calls.
-    number = secrets.randbelow(_KEY_SPACE)
-    chars = []
-    for _ in range(16):
-        number, digit = divmod(number, len(KEY_ALPHABET))
-        chars.append(KEY_ALPHABET[digit])
-    raw = "".join(chars)
-    return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
+    # Half the CPU of sixteen divmods of one big random number (those were
+    # 3 % of the authentication profile).
+    raw = b""
+    while len(raw) < 16:
+        raw += secrets.token_bytes(32).translate(_KEY_TABLE, _KEY_DROP)
+    text = raw[:16].decode("ascii")
+    return "-".join(text[i:i + 4] for i in range(0, 16, 4))
 
 
 def new_class() -> str:
