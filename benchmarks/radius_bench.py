@@ -181,7 +181,9 @@ def _bench(args: argparse.Namespace, ours_url: str, fr_url: str,
     if "passerelle" in ports:
         print(f"passerelle wrote {count(ours_url, 'SELECT count(*) FROM radpostauth')} "
               f"auth log rows, {count(ours_url, 'SELECT count(*) FROM radacct')} sessions, "
-              f"{count(ours_url, 'SELECT count(*) FROM credit_entry')} ledger lines", flush=True)
+              f"{count(ours_url, 'SELECT count(*) FROM credit_entry')} ledger lines, "
+              f"{count(ours_url, 'SELECT count(*) FROM wifi_key WHERE revoked IS NOT NULL')} "
+              "keys revoked", flush=True)
     if "freeradius" in ports:
         print(f"freeradius wrote {count(fr_url, 'SELECT count(*) FROM radpostauth')} "
               f"postauth rows, {count(fr_url, 'SELECT count(*) FROM radacct')} sessions",

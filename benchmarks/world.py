@@ -66,7 +66,7 @@ def seed_passerelle(url: str, people: int, secret: str) -> None:
             by_login = dict(conn.execute(select(Person.login, Person.id)).tuples().all())
             conn.execute(insert(WifiKey), [
                 {"person_id": by_login[login(i)], "passphrase": "bench-key",
-                 "class_": session_class(i), "issued": now} for i in range(people)])
+                 "class": session_class(i), "issued": now} for i in range(people)])
     finally:
         engine.dispose()
 
