@@ -63,7 +63,7 @@ def seed_passerelle(url: str, people: int, secret: str) -> None:
             # The key an Access-Accept would have issued with the Class the
             # accounting records carry: it binds them to the person, and
             # the session's Stop revokes it.
-            by_login = dict(conn.execute(select(Person.login, Person.id)).tuples().all())
+            by_login = {name: pid for name, pid in conn.execute(select(Person.login, Person.id))}
             conn.execute(insert(WifiKey), [
                 {"person_id": by_login[login(i)], "passphrase": "bench-key",
                  "class": session_class(i), "issued": now} for i in range(people)])

@@ -191,9 +191,9 @@ def _json_value(value: object) -> str:
     raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
-def _columns(names: tuple[str, ...], prefix: str = "") -> str:
+def _columns(names: tuple[str, ...]) -> str:
     # PostgreSQL only: every name quoted ("class" is a keyword).
-    return ", ".join(f'{prefix}"{n}"' for n in names)
+    return ", ".join(f'"{n}"' for n in names)
 
 
 @lru_cache(maxsize=64)
@@ -373,7 +373,7 @@ class _Writes:
             self.changed[row["acctuniqueid"]] = row
 
     def updates(self) -> tuple[list[str], list[dict[str, Any]]]:
-        # Only the columns the batch's records set: fewer arrays to send, and a
+        # Only the columns the batch's records set: less to send, and a
         # handful of statement shapes (Starts only, Interims and Stops, ...).
         writable = [c for c in _WRITABLE if c in self.touched]
         return writable, [{"radacctid": row["radacctid"], **{c: row[c] for c in writable}}
