@@ -196,7 +196,8 @@ def start(db_url: str, secret: str, auth_port: int, acct_port: int,
     # FreeRADIUS reads its own dictionaries first, then this (local) one.
     (conf / "dictionary").write_text("# no local attributes\n")
     (conf / "radiusd.conf").write_text(RADIUSD_CONF.format(
-        dir=conf, mods_config=MODS_CONFIG, secret=secret, host=url.host, port=url.port,
+        dir=conf, mods_config=MODS_CONFIG, secret=secret, host=url.host or "localhost",
+        port=url.port or 5432,
         user=url.username, database=url.database, auth_port=auth_port, acct_port=acct_port,
         threads=threads, connections=connections, threads_max=threads_max))
     check = subprocess.run([binary, "-XC", "-d", str(conf)], capture_output=True, text=True)

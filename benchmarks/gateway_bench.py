@@ -112,8 +112,9 @@ def iperf(lab: Lab, seconds: int) -> dict[str, float]:
             "cpu_server": float(end["cpu_utilization_percent"]["remote_total"])}
 
 
-def throughput(lab: Lab, fw: Firewall, runs: int, seconds: int) -> dict[str, Any]:
-    bulk = bulk_clients(BULK)
+def throughput(lab: Lab, fw: Firewall, runs: int, seconds: int,
+               count: int = BULK) -> dict[str, Any]:
+    bulk = bulk_clients(count)
     me_mac, me_ip = lab.mac["client"], lab.ipv4["client"]
     rates: dict[str, list[float]] = {"passerelle": [], "plain": []}
     loads: list[float] = []
@@ -134,7 +135,7 @@ def throughput(lab: Lab, fw: Firewall, runs: int, seconds: int) -> dict[str, Any
                 held = fw.clients()
                 mine = [c for c in held if c.ipv4 == me_ip]
                 # The transfer went through the set: its counter saw every byte sent.
-                if len(held) != BULK + 1 or not mine or mine[0].bytes_up < got["bytes_sent"]:
+                if len(held) != count + 1 or not mine or mine[0].bytes_up < got["bytes_sent"]:
                     raise RuntimeError(f"the sets hold {len(held)} clients, the client's "
                                        f"counter {mine[0].bytes_up if mine else None} bytes "
                                        f"for {got['bytes_sent']} sent")
@@ -145,7 +146,7 @@ def throughput(lab: Lab, fw: Firewall, runs: int, seconds: int) -> dict[str, Any
     # Other work on the machine moves both figures a lot from one run to the
     # next; a pair run back to back shares the same conditions.
     pairs = [x / y for x, y in zip(rates["passerelle"], rates["plain"], strict=True)]
-    return {"runs": runs, "seconds": seconds, "bulk_clients": BULK,
+    return {"runs": runs, "seconds": seconds, "bulk_clients": count,
             "passerelle_bps": rates["passerelle"], "plain_bps": rates["plain"],
             "median_passerelle_bps": a, "median_plain_bps": b, "ratio_of_medians": a / b,
             "pair_ratios": pairs, "ratio": median(pairs), "fill_s": fills, "load": loads}
@@ -161,16 +162,16 @@ def run_lab(args: argparse.Namespace, results: dict[str, Any]) -> None:
                            box_ipv6=lab.box_ipv6), netns=lab.ns["gw"])
         if "throughput" in args.parts:
             say("throughput ...")
-            results["throughput"] = throughput(lab, fw, args.runs, args.seconds)
+            results["throughput"] = throughput(lab, fw, args.runs, args.seconds, args.bulk)
         if "latency" in args.parts:
             results["latency"] = []
             for via, proposed in LATENCY_VARIANTS:
                 say(f"check-in latency via {via}{' with the proposals' if proposed else ''} ...")
-                fill = fresh_table(lab, fw, bulk_clients(BULK))
+                fill = fresh_table(lab, fw, bulk_clients(args.bulk))
                 got = helper(lab, "latency", "--count", str(args.checkins), "--client-ns",
                              lab.ns["client"], "--up-ns", lab.ns["up"], "--upstream",
                              lab.web_ipv4, "--via", via, *(["--proposed"] if proposed else []))
-                got.update(background_clients=BULK, fill_s=fill, load=load())
+                got.update(background_clients=args.bulk, fill_s=fill, load=load())
                 results["latency"].append(got)
         if "interim" in args.parts:
             say("interim round ...")
@@ -262,8 +263,10 @@ def target(r: dict[str, Any]) -> str:
     return f"{r['check_ins']} in 10 s: {'met' if ok else 'MISSED'}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bulk", type=int, default=BULK,
+                        help="authorised clients in the sets besides the measured one")
     parser.add_argument("--parts", default="throughput,latency,interim,control,centre",
                         help="comma-separated: throughput, latency, interim, control, centre")
     parser.add_argument("--runs", type=int, default=8, help="iperf3 runs per configuration")
@@ -273,8 +276,10 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=5000, help="sessions for the interim")
     parser.add_argument("--control", type=int, default=500, help="control-socket check-ins")
     parser.add_argument("--rate", type=float, default=50.0, help="paced check-ins per second")
+    parser.add_argument("--centre-runs", type=int, default=None,
+                        help="the first N of the centre part's runs only (default: all)")
     parser.add_argument("--json", type=Path, help="write every figure here too")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.parts = set(args.parts.split(","))
     if os.geteuid() != 0:
         sys.exit("Error: the benchmark builds network namespaces: run it as root")
@@ -284,7 +289,7 @@ def main() -> None:
     run_lab(args, results)
     if "centre" in args.parts:
         say("check-ins through the real daemon and centre ...")
-        results["centre"] = centre.run(args.control, args.rate, say)
+        results["centre"] = centre.run(args.control, args.rate, say, args.centre_runs)
         results["centre"]["load"] = load()
     results["machine"]["load_after"] = os.getloadavg()
     results["elapsed_s"] = time.time() - start

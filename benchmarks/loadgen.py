@@ -32,6 +32,12 @@ def login(i: int) -> str:
     return f"user{i:06d}@bench.example"
 
 
+def session_class(i: int) -> str:
+    """The Class person ``i``'s sessions carry (world.py issues a Wi-Fi key
+    with it, as an Access-Accept would)."""
+    return f"psl1:bench{i:06d}"
+
+
 def mac(i: int) -> str:
     return "02-00-" + "-".join(f"{(i >> s) & 0xFF:02X}" for s in (24, 16, 8, 0))
 
@@ -80,7 +86,7 @@ def acct_pool(sock_index: int, size: int, people: int, secret: bytes, run_id: st
                 nas_ip=NAS_IP, nas_id=NAS_ID, calling=mac(person),
                 framed_ip=f"198.51.100.{1 + person % 250}", session_time=elapsed,
                 octets_in=elapsed * 1000, octets_out=elapsed * 5000,
-                event_time=now + elapsed))
+                event_time=now + elapsed, class_=session_class(person).encode()))
     return out
 
 

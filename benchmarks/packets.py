@@ -57,12 +57,16 @@ def access_request(ident: int, secret: bytes, login: str, password: str,
 def accounting_request(ident: int, secret: bytes, *, status: int, session_id: str,
                        login: str, nas_ip: str, nas_id: str, calling: str, framed_ip: str,
                        session_time: int, octets_in: int, octets_out: int,
-                       event_time: int) -> bytes:
-    """An Accounting-Request; its Request Authenticator as RFC 2866 section 3."""
+                       event_time: int, class_: bytes = b"") -> bytes:
+    """An Accounting-Request; its Request Authenticator as RFC 2866 section 3.
+    ``class_``: the Class of the Access-Accept, which a NAS sends back in
+    every accounting record of the session (RFC 2865 section 5.25)."""
     attrs = (integer(40, status) + attr(44, session_id.encode()) + attr(1, login.encode())
              + attr(4, socket.inet_aton(nas_ip)) + attr(32, nas_id.encode())
              + attr(31, calling.encode()) + attr(8, socket.inet_aton(framed_ip))
              + integer(61, 19) + integer(55, event_time))
+    if class_:
+        attrs += attr(25, class_)
     if status != START:
         attrs += (integer(46, session_time) + integer(42, octets_in)
                   + integer(43, octets_out))

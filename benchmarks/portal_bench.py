@@ -183,7 +183,7 @@ def browser_cookie(http_port: int, tmp: Path) -> str:
     raise SystemExit("the check-in set no session cookie")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("--cpu", default="0", help="the core the portal runs on")
     parser.add_argument("--daemon", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--portal", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.daemon:
         return run_daemon(args.daemon)
     if args.portal:

@@ -2,9 +2,9 @@
 
     .venv/bin/python -m benchmarks.profile_handler [--kind auth|acct] [--batch 64]
 
-Seeds a throwaway PostgreSQL cluster (or ``--db URL``) like radius_bench,
-feeds pre-built datagrams to the Handler in batches, prints requests/s on
-one core and, with ``--profile``, the top of a cProfile.
+Seeds a throwaway PostgreSQL cluster (durable, as radius_bench's; or
+``--db URL``), feeds pre-built datagrams to the Handler in batches, prints
+requests/s on one core and, with ``--profile``, the top of a cProfile.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vary", action="store_true",
                    help="batches of random sizes up to --batch, as a loaded server sees them")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--fast-pg", action="store_true",
+                   help="the throwaway cluster without fsync and synchronous_commit")
     args = p.parse_args(argv)
     cluster = None
     if args.db:
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(ROOT))
         from tests.pg import Cluster
 
-        cluster = Cluster()
+        cluster = Cluster(durable=not args.fast_pg)
         url = world.create_database(cluster.start(), "passerelle_profile")
     try:
         world.seed_passerelle(url, args.people, SECRET)

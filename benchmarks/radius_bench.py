@@ -1,15 +1,18 @@
 """Passerelle's RADIUS server against FreeRADIUS 3 + rlm_sql, on one
-PostgreSQL, on this machine.
+durable PostgreSQL, on this machine.
 
     .venv/bin/python -m benchmarks.radius_bench [--duration 20] [--people 1000]
+                                                [--pg postgresql://user@host/db]
 
-Starts a throwaway PostgreSQL cluster (or uses ``--pg URL``, a server where
-it may create two databases), seeds the same people in Passerelle's schema
+Starts a throwaway PostgreSQL cluster with production's durability
+(``fsync`` and ``synchronous_commit`` on: a commit waits for the disk;
+``--fast-pg`` for one that does not), or uses ``--pg URL``, a server where
+it may create two databases. Seeds the same people in Passerelle's schema
 and in FreeRADIUS's, then for each server: authentication (PAP) and
 accounting (Start/Interim/Stop of distinct sessions) from a load generator
 in a separate process (benchmarks/loadgen.py). Prints requests/s, p50 and
-p99 latency, the CPU each part used, and the ratios Passerelle/FreeRADIUS.
-See docs/benchmarks.md for the figures.
+p99 latency, lost requests, the CPU each part used, and the ratios
+Passerelle/FreeRADIUS. See docs/benchmarks.md for the figures.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def loadgen(args: argparse.Namespace, kind: str, port: int, *extra: str) -> dict
     cmd = [sys.executable, "-m", "benchmarks.loadgen", "--kind", kind, "--port", str(port),
            "--secret", SECRET, "--people", str(args.people), "--duration", str(args.duration),
            "--window", str(args.window), "--sockets", str(args.sockets),
-           "--max-rate", str(args.max_rate), *extra]
+           "--max-rate", str(args.max_rate), "--ramp", str(args.ramp), *extra]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{done.stderr}")
@@ -81,13 +84,15 @@ def measure(args: argparse.Namespace, name: str, kind: str, port: int,
     return run
 
 
-def start_passerelle(url: str, workers: int, tmp: Path) -> tuple[subprocess.Popen[str], int, int]:
+def start_passerelle(url: str, workers: int, tmp: Path,
+                     db_threads: int | None = None) -> tuple[subprocess.Popen[str], int, int]:
     binary = Path(sys.executable).parent / "passerelle"
     log = (tmp / "passerelle.log").open("w")
     env = {**os.environ, "PASSERELLE_KEY_FILE": str(tmp / "server.key")}
     proc = subprocess.Popen(
         [str(binary), "radius", "serve", "--db", url, "--listen", "127.0.0.1",
-         "--auth-port", "0", "--acct-port", "0", "--workers", str(workers)],
+         "--auth-port", "0", "--acct-port", "0", "--workers", str(workers),
+         *(["--db-threads", str(db_threads)] if db_threads else [])],
         stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     log.close()
     assert proc.stdout is not None
@@ -118,8 +123,18 @@ def count(url: str, sql: str) -> int:
 
 
 def bench(args: argparse.Namespace, base_url: str, db_pid: int | None) -> list[Run]:
-    ours_url = world.create_database(base_url, "passerelle_bench")
-    fr_url = world.create_database(base_url, "freeradius_bench")
+    # Names of this run's own: another benchmark may use the same server.
+    ours_url = world.create_database(base_url, f"passerelle_bench_{os.getpid()}")
+    fr_url = world.create_database(base_url, f"freeradius_bench_{os.getpid()}")
+    try:
+        return _bench(args, ours_url, fr_url, db_pid)
+    finally:
+        world.drop_database(ours_url)
+        world.drop_database(fr_url)
+
+
+def _bench(args: argparse.Namespace, ours_url: str, fr_url: str,
+           db_pid: int | None) -> list[Run]:
     t = time.monotonic()
     world.seed_passerelle(ours_url, args.people, SECRET)
     world.seed_freeradius(fr_url, args.people)
@@ -135,7 +150,8 @@ def bench(args: argparse.Namespace, base_url: str, db_pid: int | None) -> list[R
     fr = None
     try:
         if "passerelle" in args.servers:
-            proc, auth_port, acct_port = start_passerelle(ours_url, args.workers, tmp)
+            proc, auth_port, acct_port = start_passerelle(ours_url, args.workers, tmp,
+                                                          args.db_threads)
             ours = proc
             ports["passerelle"] = (auth_port, acct_port, lambda: [ours.pid])
             t = time.monotonic()
@@ -165,7 +181,9 @@ def bench(args: argparse.Namespace, base_url: str, db_pid: int | None) -> list[R
     if "passerelle" in ports:
         print(f"passerelle wrote {count(ours_url, 'SELECT count(*) FROM radpostauth')} "
               f"auth log rows, {count(ours_url, 'SELECT count(*) FROM radacct')} sessions, "
-              f"{count(ours_url, 'SELECT count(*) FROM credit_entry')} ledger lines", flush=True)
+              f"{count(ours_url, 'SELECT count(*) FROM credit_entry')} ledger lines, "
+              f"{count(ours_url, 'SELECT count(*) FROM wifi_key WHERE revoked IS NOT NULL')} "
+              "keys revoked", flush=True)
     if "freeradius" in ports:
         print(f"freeradius wrote {count(fr_url, 'SELECT count(*) FROM radpostauth')} "
               f"postauth rows, {count(fr_url, 'SELECT count(*) FROM radacct')} sessions",
@@ -188,31 +206,51 @@ def table(runs: list[Run], duration: float) -> str:
             f"{r.server:<11} {r.kind:<5} {rate:>9.0f} {res['p50_ms']!s:>8} "
             f"{res['p99_ms']!s:>8} {res['lost']:>6} {r.server_cpu / duration:>6.2f}c "
             f"{r.db_cpu / duration:>5.2f}c {gen / duration:>5.2f}c {per:>10.0f}")
-    rates: dict[tuple[str, str], list[float]] = {}
-    for r in runs:
-        rates.setdefault((r.server, r.kind), []).append(float(r.result["rate"]))  # type: ignore[arg-type]
-    for kind in ("auth", "acct"):
-        ours, theirs = rates.get(("passerelle", kind)), rates.get(("freeradius", kind))
-        if ours and theirs and statistics.median(theirs) > 0:
-            ratio = statistics.median(ours) / statistics.median(theirs)
-            lines.append(f"ratio passerelle/freeradius {kind}: {ratio:.2f} (median requests/s "
-                         f"{statistics.median(ours):.0f} / {statistics.median(theirs):.0f} "
-                         f"over {len(ours)} run(s))")
+    lines.extend(ratios(runs))
     return "\n".join(lines)
+
+
+def ratios(runs: list[Run]) -> list[str]:
+    """Per kind: the ratio of the median requests/s, the lost requests and
+    the median p99 of both servers."""
+    out = []
+    for kind in ("auth", "acct"):
+        ours = [r.result for r in runs if r.server == "passerelle" and r.kind == kind]
+        theirs = [r.result for r in runs if r.server == "freeradius" and r.kind == kind]
+        if not ours or not theirs:
+            continue
+        rate = [statistics.median(float(x["rate"]) for x in side)  # type: ignore[arg-type]
+                for side in (ours, theirs)]
+        lost = [sum(int(x["lost"]) for x in side) for side in (ours, theirs)]  # type: ignore[call-overload]
+        p99 = [statistics.median(float(x["p99_ms"] or 0) for x in side)  # type: ignore[arg-type]
+               for side in (ours, theirs)]
+        ratio = f"{rate[0] / rate[1]:.2f}" if rate[1] > 0 else "-"
+        out.append(f"{kind}: ratio passerelle/freeradius {ratio} (median requests/s "
+                   f"{rate[0]:.0f} / {rate[1]:.0f} over {len(ours)} run(s)); lost "
+                   f"{lost[0]} / {lost[1]}; p99 {p99[0]:.1f} / {p99[1]:.1f} ms")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pg", help="PostgreSQL URL to use instead of a throwaway cluster")
+    p.add_argument("--pg", help="PostgreSQL URL to use instead of a throwaway cluster "
+                   "(postgresql://user@host[:port]/db)")
+    p.add_argument("--fast-pg", action="store_true",
+                   help="the throwaway cluster without fsync and synchronous_commit "
+                        "(commits do not wait for the disk: not what production runs)")
     p.add_argument("--people", type=int, default=1000)
     p.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
     p.add_argument("--workers", type=int, default=2, help="passerelle worker processes")
+    p.add_argument("--db-threads", type=int,
+                   help="passerelle's batches at the database per worker (default: its own)")
     p.add_argument("--window", type=int, default=256, help="requests outstanding")
     p.add_argument("--sockets", type=int, default=16, help="load generator source ports")
     p.add_argument("--max-rate", type=float, default=15000.0)
     p.add_argument("--source-port", type=int, default=47100,
                    help="first of the --sockets fixed source ports of the load generator")
+    p.add_argument("--ramp", type=float, default=1.0,
+                   help="first seconds of each measurement not counted")
     p.add_argument("--rounds", type=int, default=1,
                    help="measurements of each server and kind, alternating")
     p.add_argument("--servers", default="passerelle,freeradius")
@@ -230,10 +268,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(ROOT))
         from tests.pg import Cluster
 
-        cluster = Cluster()
+        cluster = Cluster(durable=not args.fast_pg)
         url = cluster.start()
         db_pid = procstat.postmaster_pid(cluster.dir / "data")
     try:
+        settings = world.durability(url)
+        print("PostgreSQL " + ", ".join(f"{k}={v}" for k, v in settings.items())
+              + ("" if settings["fsync"] == settings["synchronous_commit"] == "on"
+                 else " (NOT durable: commits do not wait for the disk)"), flush=True)
         runs = bench(args, url, db_pid)
     finally:
         if cluster is not None:
@@ -242,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(runs, args.duration))
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in runs], indent=1))
+    # A server that answered nothing well is broken, not slow.
+    broken = [f"{r.server} {r.kind}" for r in runs if not int(r.result["good"])]  # type: ignore[call-overload]
+    if broken:
+        print(f"no good reply from: {', '.join(broken)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import insert, make_url
+from sqlalchemy import insert, make_url, select
 
 from passerelle.radius import db, passwords
 from passerelle.radius.models import (
@@ -22,9 +22,10 @@ from passerelle.radius.models import (
     Network,
     Person,
     Site,
+    WifiKey,
 )
 
-from .loadgen import NAS_ID, NAS_IP, PASSWORD, login
+from .loadgen import NAS_ID, NAS_IP, PASSWORD, login, session_class
 
 FREERADIUS_SCHEMA = Path("/etc/freeradius/3.0/mods-config/sql/main/postgresql/schema.sql")
 # Enough credit that no session of the run exhausts it (no Disconnect-Request).
@@ -59,26 +60,53 @@ def seed_passerelle(url: str, people: int, secret: str) -> None:
             conn.execute(insert(CreditEntry), [
                 {"person_id": pid, "seconds": CREDIT_SECONDS, "kind": CreditKind.topup,
                  "created": now, "note": "benchmark"} for pid in ids])
+            # The key an Access-Accept would have issued with the Class the
+            # accounting records carry: it binds them to the person, and
+            # the session's Stop revokes it.
+            by_login = {name: pid for name, pid in conn.execute(select(Person.login, Person.id))}
+            conn.execute(insert(WifiKey), [
+                {"person_id": by_login[login(i)], "passphrase": "bench-key",
+                 "class": session_class(i), "issued": now} for i in range(people)])
     finally:
         engine.dispose()
 
 
-def _libpq(url: str) -> str:
+def libpq(url: str) -> str:
+    """libpq's connection string for a SQLAlchemy URL: only the parts the
+    URL has (``postgresql://user@host/db`` has no port: libpq's default)."""
     u = make_url(url)
-    return f"host={u.host} port={u.port} user={u.username} dbname={u.database}"
+    parts = {"host": u.host, "port": u.port, "user": u.username, "password": u.password,
+             "dbname": u.database}
+    return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
 
 
 def create_database(url: str, name: str) -> str:
     """A new empty database beside the one ``url`` names; its URL."""
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
+def drop_database(url: str) -> None:
+    """Drop the database ``url`` names (from the server's maintenance database)."""
+    name = make_url(url).database
+    with psycopg.connect(libpq(make_url(url).set(database="postgres")
+                               .render_as_string(hide_password=False)),
+                         autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def durability(url: str) -> dict[str, str]:
+    """The server settings that decide whether a commit waits for the disk."""
+    with psycopg.connect(libpq(url)) as conn:
+        return {name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+                for name in ("fsync", "synchronous_commit", "full_page_writes")}
+
+
 def seed_freeradius(url: str, people: int) -> None:
     """Debian's rlm_sql schema, and a cleartext password per person."""
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(FREERADIUS_SCHEMA.read_text())
         with conn.cursor() as cur:
             cur.executemany(

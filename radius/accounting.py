@@ -6,8 +6,8 @@ session, whatever order or how many times records arrive.
 - A stopped session is final: late Interims and duplicate Stops are ignored.
 - A session whose Start was lost is created by its first Interim or Stop,
   its start time worked back from Acct-Session-Time.
-- The time to charge is the session time; the ledger charges only what is
-  above what was already charged (see ledger.py), so each second once.
+- The time to charge is the session time; only what is above the session's
+  charged mark is charged (charge()), so each second once.
 """
 
 from __future__ import annotations
@@ -53,16 +53,39 @@ class Current:
     session_time: int
     input_octets: int
     output_octets: int
+    charged: int  # seconds of the session already charged to the ledger
+
+
+@dataclass(frozen=True)
+class Charge:
+    """Seconds to charge now, and the session's charged mark after."""
+
+    seconds: int
+    mark: int
+
+
+def charge(charged: int, used: int, billable: bool) -> Charge:
+    """Charge a session so that ``used`` seconds in all are paid for.
+
+    Only what is above the mark ``charged`` is charged: a retransmitted or
+    older record reports no more time, so it charges nothing. A session of
+    nobody (no person found at its creation) is never charged and its mark
+    stays where it is."""
+    if not billable or used <= charged:
+        return Charge(0, charged)
+    return Charge(used - charged, used)
 
 
 @dataclass(frozen=True)
 class Change:
     """What to do: ``ignored`` (a duplicate or a late record), else the
-    columns to set and the session time to have charged in all."""
+    columns to set, the seconds to charge now and the new charged mark
+    (``charged``), and whether the session ends here."""
 
     ignored: bool
     columns: dict[str, Any] = field(default_factory=dict)
-    charge_to: int = 0
+    charge: int = 0
+    charged: int = 0
     closes: bool = False
 
 
@@ -74,12 +97,14 @@ def _elapsed(rec: Record, start: datetime | None) -> int:
     return max(0, int((rec.event_time - start).total_seconds()))
 
 
-def fold(current: Current | None, rec: Record) -> Change:
-    """Fold ``rec`` into the session ``current`` (None: not seen yet)."""
+def fold(current: Current | None, rec: Record, *, billable: bool) -> Change:
+    """Fold ``rec`` into the session ``current`` (None: not seen yet).
+
+    ``billable``: the session belongs to a person, whose ledger pays."""
     if rec.status not in (Status.start, Status.interim, Status.stop):
         raise ValueError(f"fold() takes session records, not {rec.status.name}")
     if current is not None and current.stop is not None:
-        return Change(ignored=True)
+        return Change(ignored=True, charged=current.charged)
     if current is not None and rec.status is Status.start:
         # A retransmitted Start, or one that arrived after an Interim.
         filled = {k: v for k, v in rec.extra.items() if v}
@@ -90,7 +115,7 @@ def fold(current: Current | None, rec: Record) -> Change:
             filled["class_"] = rec.class_
         if current.start is None or rec.event_time < current.start:
             filled["acctstarttime"] = rec.event_time
-        return Change(ignored=False, columns=filled, charge_to=current.session_time)
+        return Change(ignored=False, columns=filled, charged=current.charged)
 
     start = current.start if current else None
     elapsed = _elapsed(rec, start)
@@ -117,4 +142,37 @@ def fold(current: Current | None, rec: Record) -> Change:
     if closes:
         columns["acctstoptime"] = max(rec.event_time, start)
         columns["acctterminatecause"] = rec.terminate_cause
-    return Change(ignored=False, columns=columns, charge_to=session_time, closes=closes)
+    due = charge(current.charged if current else 0, session_time, billable)
+    return Change(ignored=False, columns=columns, charge=due.seconds, charged=due.mark,
+                  closes=closes)
+
+
+def close(current: Current, event_time: datetime, cause: str, *, billable: bool) -> Change:
+    """Accounting-On/Off: the NAS has no session open any more, so an open
+    session ends at ``event_time`` (never before its start). It is charged
+    what its last record reported: the box was down after that, the person
+    could not use it."""
+    if current.stop is not None:
+        return Change(ignored=True, charged=current.charged)
+    start = current.start or event_time
+    due = charge(current.charged, current.session_time, billable)
+    return Change(ignored=False,
+                  columns={"acctstoptime": max(event_time, start),
+                           "acctterminatecause": cause},
+                  charge=due.seconds, charged=due.mark, closes=True)
+
+
+def balances_after(before: dict[int, int], charges: list[tuple[int, int]]) -> dict[int, int]:
+    """Each person's balance after a batch: ``before`` it, less the batch's
+    ``charges`` (person, seconds)."""
+    after = dict(before)
+    for person, seconds in charges:
+        if person in after:
+            after[person] -= seconds
+    return after
+
+
+def exhausted(balance: int | None, still_open: bool) -> bool:
+    """The credit-exhausted signal: a session still open whose person has
+    no credit left is to be disconnected (RFC 5176 Disconnect-Request)."""
+    return still_open and balance is not None and balance <= 0

@@ -1,10 +1,9 @@
 """The credit ledger: the balance is derived, never stored.
 
-Credit is counted in seconds. A session is charged as it runs: every
-accounting record moves the session's ``charged`` mark up to the session
-time it reports, and the difference goes to the ledger in the same
-transaction. A retransmitted or older record reports no more time than is
-already charged, so it charges nothing: each second is charged once.
+Credit is counted in seconds: top-ups add lines, sessions add charges (a
+negative line each). A session is charged as it runs, in the transaction
+of the accounting record that reports the time; what to charge is decided
+by accounting.charge() (each second once), and store.py writes it.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DB
 
-from .models import CreditEntry, CreditKind, Session
+from .models import CreditEntry, CreditKind
 
 
 def balance(db: DB, person_id: int) -> int:
@@ -34,19 +33,3 @@ def top_up(db: DB, person_id: int, seconds: int, now: datetime, note: str = "") 
                         created=now, note=note)
     db.add(entry)
     return entry
-
-
-def charge_up_to(db: DB, session: Session, used: int, now: datetime) -> int:
-    """Charge ``session`` so that ``used`` seconds in all are paid for.
-
-    Returns the seconds charged now (0 for a duplicate or an older record).
-    The caller holds the session row locked (SELECT ... FOR UPDATE)."""
-    if session.person_id is None:
-        return 0
-    delta = used - session.charged
-    if delta <= 0:
-        return 0
-    db.add(CreditEntry(person_id=session.person_id, seconds=-delta, kind=CreditKind.charge,
-                       session_id=session.radacctid, created=now))
-    session.charged = used
-    return delta

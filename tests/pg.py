@@ -4,6 +4,11 @@
 database the tests may fill and empty); otherwise a cluster is made with
 initdb in a temporary directory, started with pg_ctl on a free port of
 127.0.0.1, and removed at the end.
+
+The tests' cluster does not wait for the disk (``fsync`` and
+``synchronous_commit`` off: nothing in it needs to survive a crash); a
+``durable`` one keeps PostgreSQL's defaults, as production runs it, for
+the benchmarks.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ def _free_port() -> int:
 
 
 class Cluster:
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable
         bindir = _bindir()
         if bindir is None:
             raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
@@ -57,8 +63,9 @@ class Cluster:
         data = self.dir / "data"
         self._run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync",
                   "-E", "UTF8")
-        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir}"
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(data), "-o", opts, "-l", str(self.dir / "log"), "-w",
                   "start")
         deadline = time.monotonic() + 30

@@ -122,13 +122,14 @@ def fresh_box(box: Box) -> float:
     return stopped
 
 
-def run(count: int, rate: float, say: Callable[[str], None]) -> dict[str, Any]:
+def run(count: int, rate: float, say: Callable[[str], None],
+        variants: int | None = None) -> dict[str, Any]:
     """Runs of fresh people and clients each: (name, centre workers, pace,
-    concurrent callers, check-ins)."""
+    concurrent callers, check-ins); the first ``variants`` of them only, if given."""
     runs = [("paced, centre 1 worker", 1, rate, 16, count),
             ("burst, centre 1 worker", 1, None, 4, count),
             ("burst 16 callers, centre 1 worker", 1, None, 16, min(count, 100)),
-            ("paced, centre 2 workers", 2, rate, 16, count)]
+            ("paced, centre 2 workers", 2, rate, 16, count)][:variants]
     total = sum(r[4] for r in runs)
     with tempfile.TemporaryDirectory(prefix="psl-gwbench-centre-", dir="/var/tmp") as tmp, \
             site(Path(tmp), portal=False) as box:

@@ -28,18 +28,19 @@ def without_rate_lookups(plan: Plan) -> str:
                    if not ("@rate_" in line and line.rstrip().endswith("drop")))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seconds", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--bulk", type=int, default=BULK, help="clients besides the measured one")
+    args = parser.parse_args(argv)
     with Lab() as lab:
         lab.start_internet()
         plan = Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
                     box_ipv6=lab.box_ipv6)
         fw = Firewall(plan, netns=lab.ns["gw"])
         me = (lab.mac["client"], lab.ipv4["client"])
-        bulk = bulk_clients(BULK)
+        bulk = bulk_clients(args.bulk)
 
         def passerelle(clients: list[tuple[str, str]], script: str | None = None
                        ) -> Callable[[], None]:
@@ -57,8 +58,8 @@ def main() -> None:
         configs: dict[str, Callable[[], None]] = {
             "plain": plain,
             "passerelle, 1 client": passerelle([]),
-            f"passerelle, {BULK} + 1": passerelle(bulk),
-            f"passerelle, {BULK} + 1, no rate lookups": passerelle(
+            f"passerelle, {args.bulk} + 1": passerelle(bulk),
+            f"passerelle, {args.bulk} + 1, no rate lookups": passerelle(
                 bulk, without_rate_lookups(plan)),
         }
         rates: dict[str, list[float]] = {name: [] for name in configs}

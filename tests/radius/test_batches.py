@@ -8,19 +8,20 @@ from sqlalchemy import func, select
 from passerelle.radius import ledger
 from passerelle.radius.db import make_sessionmaker
 from passerelle.radius.handler import ACCT, Datagram, Handler
-from passerelle.radius.models import CreditEntry, CreditKind, Session
+from passerelle.radius.models import CreditEntry, CreditKind, Session, WifiKey
 from tests.radius import seed
 from tests.radius.peers import RawClient
 
 GATEWAY = ("127.0.0.1", 40000)
 
 
-def datagrams(*records: tuple[str, dict[str, object]]) -> list[Datagram]:
+def datagrams(*records: tuple[str, dict[str, object]],
+              session: str = "batch-1") -> list[Datagram]:
     maker = RawClient(1, seed.SECRET.encode())  # builds packets; nothing is sent
     try:
         out = []
         for status, attrs in records:
-            pkt = maker.accounting_request(status, "batch-1", User_Name="alice@acme.example",
+            pkt = maker.accounting_request(status, session, User_Name="alice@acme.example",
                                            **attrs)
             out.append(Datagram(pkt.RequestPacket(), GATEWAY, ACCT))
         return out
@@ -67,3 +68,56 @@ def test_start_interim_stop_in_one_batch(engine, world) -> None:
         ("Stop", {"Acct_Session_Time": 90, "Acct_Terminate_Cause": "Idle-Timeout"})))
     assert len(replies) == 3
     assert charged(factory, world.people["alice"]) == 90
+
+
+def issue_key(factory, person: int, class_: str) -> None:  # type: ignore[no-untyped-def]
+    with factory() as s, s.begin():
+        s.add(WifiKey(person_id=person, passphrase="abcd-efgh-ijkm-npqr", class_=class_,
+                      issued=seed.now()))
+
+
+def revoked(factory, class_: str) -> bool:  # type: ignore[no-untyped-def]
+    with factory() as s:
+        return s.scalar(select(WifiKey.revoked).where(WifiKey.class_ == class_)) is not None
+
+
+def test_a_whole_session_retransmitted_in_one_batch_is_charged_once(engine, world) -> None:
+    factory = make_sessionmaker(engine)
+    alice = world.people["alice"]
+    issue_key(factory, alice, "psl1:whole")
+    session = [("Start", {"Class": b"psl1:whole"}),
+               ("Interim-Update", {"Acct_Session_Time": 60, "Class": b"psl1:whole"}),
+               ("Stop", {"Acct_Session_Time": 90, "Acct_Terminate_Cause": "Idle-Timeout",
+                         "Class": b"psl1:whole"})]
+    # Every record twice, the copies after the Stop (new Identifiers: not
+    # caught by the duplicate cache, only by the fold).
+    replies, cuts = Handler(factory).process(datagrams(*session, *session))
+    assert len(replies) == 6 and cuts == []
+    assert charged(factory, alice) == 90
+    with factory() as s:
+        (row,) = s.scalars(select(Session).where(Session.acctsessionid == "batch-1")).all()
+        assert (row.acctsessiontime, row.charged, row.person_id) == (90, 90, alice)
+        assert row.acctterminatecause == "Idle-Timeout"
+        assert ledger.balance(s, alice) == 600 * 60 - 90
+    assert revoked(factory, "psl1:whole")
+
+
+def test_accounting_on_closes_charges_and_revokes_once(engine, world) -> None:
+    factory = make_sessionmaker(engine)
+    alice = world.people["alice"]
+    issue_key(factory, alice, "psl1:open")
+    handler = Handler(factory)
+    handler.process(datagrams(("Start", {"Class": b"psl1:open"}),
+                              ("Interim-Update", {"Acct_Session_Time": 120,
+                                                  "Class": b"psl1:open"})))
+    assert charged(factory, alice) == 120 and not revoked(factory, "psl1:open")
+    # The box rebooted; a record of the old session after it changes nothing.
+    replies, _ = handler.process(datagrams(
+        ("Accounting-On", {}), ("Interim-Update", {"Acct_Session_Time": 500}),
+        session="batch-1"))
+    assert len(replies) == 2
+    assert charged(factory, alice) == 120 and revoked(factory, "psl1:open")
+    with factory() as s:
+        (row,) = s.scalars(select(Session).where(Session.acctsessionid == "batch-1")).all()
+        assert row.acctterminatecause == "NAS-Reboot" and row.acctstoptime is not None
+        assert row.acctsessiontime == 120 and row.charged == 120

@@ -14,9 +14,14 @@ import pytest
 from passerelle.radius.accounting import (
     TERMINATE_CAUSES,
     Change,
+    Charge,
     Current,
     Record,
     Status,
+    balances_after,
+    charge,
+    close,
+    exhausted,
     fold,
 )
 
@@ -46,13 +51,14 @@ STOP = rec(Status.stop, 900, 900, GIGA + 5, 3 * GIGA, terminate_cause="User-Requ
 
 @dataclass
 class Row:
-    """The session row as store.apply_accounting keeps it, without SQL:
-    columns set from each Change, and the ledger's charged mark."""
+    """A session row as a plain dict: what the real fold() decides is
+    stored as is (the columns, the charged mark); no rule lives here."""
 
     columns: dict[str, Any] = field(default_factory=dict)
     charged: int = 0
     charges: list[int] = field(default_factory=list)
     exists: bool = False
+    billable: bool = True
 
     def current(self) -> Current | None:
         if not self.exists:
@@ -61,19 +67,20 @@ class Row:
         return Current(start=c.get("acctstarttime"), update=c.get("acctupdatetime"),
                        stop=c.get("acctstoptime"), session_time=c.get("acctsessiontime", 0),
                        input_octets=c.get("acctinputoctets", 0),
-                       output_octets=c.get("acctoutputoctets", 0))
+                       output_octets=c.get("acctoutputoctets", 0), charged=self.charged)
 
-    def apply(self, record: Record) -> Change:
-        change = fold(self.current(), record)
+    def store(self, change: Change) -> Change:
         if change.ignored:
             return change
         self.exists = True
         self.columns.update(change.columns)
-        # ledger.charge_up_to: only what is above the mark is charged.
-        if change.charge_to > self.charged:
-            self.charges.append(change.charge_to - self.charged)
-            self.charged = change.charge_to
+        self.charged = change.charged
+        if change.charge:
+            self.charges.append(change.charge)
         return change
+
+    def apply(self, record: Record) -> Change:
+        return self.store(fold(self.current(), record, billable=self.billable))
 
 
 def run(records: list[Record] | tuple[Record, ...]) -> Row:
@@ -143,7 +150,7 @@ def test_an_overtaken_interim_changes_nothing() -> None:
     row = run([START, INTERIM2])
     before = dict(row.columns)
     change = row.apply(INTERIM1)
-    assert not change.ignored and change.charge_to == 600
+    assert not change.ignored and (change.charge, change.charged) == (0, 600)
     assert row.columns == before  # update time included: it never moves back
 
 
@@ -152,14 +159,14 @@ def test_a_stop_is_final() -> None:
     stopped = dict(row.columns)
     later = rec(Status.interim, 1200, 1200, 9 * GIGA, 9 * GIGA)
     for late in (INTERIM2, later, STOP, replace(STOP, session_time=5000), START):
-        assert row.apply(late) == Change(ignored=True)
+        assert row.apply(late) == Change(ignored=True, charged=900)
     assert row.columns == stopped and row.charged == 900
 
 
 def test_a_retransmitted_interim_charges_nothing_more() -> None:
     row = run([START, INTERIM1])
     change = row.apply(INTERIM1)
-    assert change.charge_to == 300 and row.charges == [300]
+    assert (change.charge, change.charged) == (0, 300) and row.charges == [300]
 
 
 def test_start_after_interim_moves_the_start_back_only() -> None:
@@ -167,7 +174,7 @@ def test_start_after_interim_moves_the_start_back_only() -> None:
     assert row.columns["acctstarttime"] == T0  # worked back from Acct-Session-Time
     earlier_start = replace(START, event_time=at(-5))
     change = row.apply(earlier_start)
-    assert change.charge_to == 300 and not change.closes
+    assert (change.charge, change.charged) == (0, 300) and not change.closes
     assert row.columns["acctstarttime"] == at(-5)
     assert row.columns["acctsessiontime"] == 300 and row.columns["acctinputoctets"] == 1_000
     row.apply(replace(START, event_time=at(10)))  # a later Start does not move it forward
@@ -245,9 +252,9 @@ def test_gigawords_survive_and_a_wrap_without_them_never_lowers_counters() -> No
 
 @pytest.mark.parametrize("status", [Status.accounting_on, Status.accounting_off])
 def test_accounting_on_off_are_not_session_records(status: Status) -> None:
-    # They close every session of the NAS (store.close_nas_sessions), not one.
+    # They close every session of the NAS (close()), not one.
     with pytest.raises(ValueError, match=status.name):
-        fold(None, rec(status, 0, None))
+        fold(None, rec(status, 0, None), billable=True)
 
 
 def test_status_codes_and_terminate_causes_match_the_rfcs() -> None:
@@ -257,3 +264,154 @@ def test_status_codes_and_terminate_causes_match_the_rfcs() -> None:
                 10: "NAS-Request", 11: "NAS-Reboot"}
     assert {k: TERMINATE_CAUSES[k] for k in expected} == expected
     assert sorted(TERMINATE_CAUSES) == list(range(1, 19))  # RFC 2866 section 5.10
+
+
+# -- the charge rule ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("charged", "used", "billable", "expected"), [
+    (0, 300, True, Charge(300, 300)),      # the first record of a session
+    (300, 600, True, Charge(300, 600)),    # only what is above the mark
+    (600, 600, True, Charge(0, 600)),      # a retransmission
+    (600, 300, True, Charge(0, 600)),      # an older record: the mark never goes down
+    (0, 0, True, Charge(0, 0)),
+    (0, 900, False, Charge(0, 0)),         # nobody's session: never charged
+    (0, 2**32 - 1, True, Charge(2**32 - 1, 2**32 - 1)),  # the largest Acct-Session-Time
+])
+def test_charge(charged: int, used: int, billable: bool, expected: Charge) -> None:
+    assert charge(charged, used, billable) == expected
+
+
+def test_each_record_charges_what_it_adds() -> None:
+    row = Row()
+    assert [row.apply(r).charge for r in (START, INTERIM1, INTERIM2, STOP)] == [0, 300, 300, 300]
+    assert row.charged == 900
+
+
+def test_a_duplicate_stop_charges_nothing() -> None:
+    row = run([START, INTERIM1, STOP])
+    change = row.apply(STOP)
+    assert change.ignored and change.charge == 0 and change.charged == 900
+    assert row.charges == [300, 600]
+
+
+def test_a_late_interim_after_the_stop_charges_nothing() -> None:
+    row = run([START, STOP])
+    late = row.apply(replace(INTERIM2, session_time=1200))  # more time than the Stop said
+    assert late.ignored and late.charge == 0
+    assert row.charged == 900 and row.columns["acctsessiontime"] == 900
+
+
+def test_an_overtaking_interim_charges_first_and_the_overtaken_one_nothing() -> None:
+    row = run([START])
+    assert row.apply(INTERIM2).charge == 600
+    assert row.apply(INTERIM1).charge == 0
+    assert row.apply(STOP).charge == 300
+    assert row.charges == [600, 300]
+
+
+@pytest.mark.parametrize("first", [INTERIM1, STOP], ids=["interim", "stop"])
+def test_a_lost_start_the_first_record_creates_and_charges_the_session(first: Record) -> None:
+    change = Row().apply(first)
+    assert not change.ignored
+    assert change.charge == change.charged == first.session_time
+    assert change.columns["acctstarttime"] == T0  # worked back from Acct-Session-Time
+    assert change.closes is (first.status is Status.stop)
+
+
+def test_a_session_of_nobody_is_folded_but_never_charged() -> None:
+    row = Row(billable=False)
+    for record in (START, INTERIM1, STOP):
+        change = row.apply(record)
+        assert change.charge == 0 and change.charged == 0
+    assert row.columns["acctsessiontime"] == 900 and row.charges == []
+
+
+def test_a_delayed_record_is_charged_once_whatever_its_delay() -> None:
+    # event_time arrives already corrected for Acct-Delay-Time: the delay
+    # moves the dates, never what is charged.
+    row = run([START])
+    delayed = replace(INTERIM1, event_time=at(300) - timedelta(seconds=45))
+    assert row.apply(delayed).charge == 300
+    assert row.columns["acctupdatetime"] == at(255)
+    assert row.apply(replace(delayed, event_time=at(300))).charge == 0
+
+
+def test_huge_counters_are_kept_and_charge_the_time_only() -> None:
+    biggest = 2**32 * (2**32 - 1) + (2**32 - 1)  # Gigawords and Octets at their maximum
+    row = run([START])
+    change = row.apply(rec(Status.interim, 300, 2**32 - 1, biggest, biggest))
+    assert change.columns["acctinputoctets"] == change.columns["acctoutputoctets"] == biggest
+    assert change.charge == 2**32 - 1
+    # A later record with small counters (a NAS that wrapped) lowers nothing.
+    after = row.apply(rec(Status.interim, 600, 600, 5, 5))
+    assert after.columns["acctinputoctets"] == biggest and after.charge == 0
+
+
+# -- Accounting-On/Off ------------------------------------------------------
+
+
+def test_close_ends_an_open_session_charging_what_its_last_record_said() -> None:
+    row = run([START, INTERIM1])
+    row.charged = 120  # say the session's last charge was lost: the mark is behind
+    change = row.store(close(row.current(), at(1000), "NAS-Reboot",  # type: ignore[arg-type]
+                             billable=True))
+    assert change.closes and change.charge == 180 and change.charged == 300
+    assert change.columns == {"acctstoptime": at(1000), "acctterminatecause": "NAS-Reboot"}
+    assert row.columns["acctsessiontime"] == 300  # not the time the box was down
+
+
+def test_close_of_a_charged_session_charges_nothing() -> None:
+    row = run([START, INTERIM1])
+    change = close(row.current(), at(1000), "Admin-Reboot",  # type: ignore[arg-type]
+                   billable=True)
+    assert change.charge == 0 and change.charged == 300
+
+
+def test_close_never_ends_a_session_before_its_start() -> None:
+    row = run([START])
+    change = close(row.current(), at(-60), "NAS-Reboot", billable=True)  # type: ignore[arg-type]
+    assert change.columns["acctstoptime"] == T0
+    no_start = Current(start=None, update=None, stop=None, session_time=0, input_octets=0,
+                       output_octets=0, charged=0)
+    assert close(no_start, at(5), "NAS-Reboot", billable=True).columns["acctstoptime"] == at(5)
+
+
+def test_close_leaves_a_stopped_session_and_nobody_s_session_uncharged() -> None:
+    stopped = run([START, STOP]).current()
+    assert stopped is not None
+    assert close(stopped, at(2000), "NAS-Reboot", billable=True).ignored
+    open_ = run([START, INTERIM1]).current()
+    assert open_ is not None
+    unbilled = replace(open_, charged=0)
+    assert close(unbilled, at(2000), "NAS-Reboot", billable=False).charge == 0
+
+
+# -- the exhausted-credit signal ----------------------------------------------
+
+
+def test_balances_after_a_batch_take_off_every_charge_of_the_batch() -> None:
+    before = {1: 600, 2: 50}
+    assert balances_after(before, [(1, 300), (2, 60), (1, 300), (3, 10)]) == {1: 0, 2: -10}
+    assert before == {1: 600, 2: 50}
+
+
+@pytest.mark.parametrize(("balance", "still_open", "cut"), [
+    (0, True, True), (-10, True, True), (1, True, False),
+    (0, False, False),  # the session ended anyway
+    (None, True, False),  # nothing charged: no balance read, no signal
+])
+def test_exhausted(balance: int | None, still_open: bool, cut: bool) -> None:
+    assert exhausted(balance, still_open) is cut
+
+
+def test_the_record_that_uses_the_last_second_signals_exhaustion() -> None:
+    credit = 600
+    row = run([START])
+    signals = []
+    for record in (INTERIM1, INTERIM2, STOP):
+        change = row.apply(record)
+        (left,) = balances_after({1: credit}, [(1, change.charge)]).values()
+        credit = left
+        signals.append(exhausted(left, not change.closes))
+    assert signals == [False, True, False]  # at 600 s; the Stop ends the session anyway
