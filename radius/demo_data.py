@@ -24,7 +24,7 @@ PASSWORD = "demo-wifi-2024"
 LOCAL_GATEWAY = "axis-gw"
 LOCAL_IP = "127.0.0.1"
 # At least 16 octets (RFC 2865 §3), as admin.py requires of every gateway.
-LOCAL_SECRET = "passerelle-demo-secret"
+LOCAL_SECRET = "axis-parc-demo-secret"
 ACCEPTED = "alice@acme.example"
 CHAP_USER = "adam@acme.example"
 SUSPENDED = "sam@dewaele.example"
