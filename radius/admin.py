@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session as DB
 
 from passerelle.errors import UserError
 
-from . import ledger, passwords
+from . import ledger, logins, passwords
 from .models import (
     AuthLog,
     Company,
@@ -40,12 +40,25 @@ from .models import (
 
 # RADIUS carries a User-Password of at most 128 octets (RFC 2865 §5.2).
 MAX_PASSWORD_OCTETS = 128
+# RFC 2865 §3: a shared secret should be at least 16 octets; §5.2 hides the
+# User-Password with it, so a short one is guessed offline from one request.
+MIN_SECRET_OCTETS = 16
+MAX_SECRET_OCTETS = 128
+# The ranges numbers must fit, checked before any SQL: an Integer column is
+# PostgreSQL's 32-bit integer (SQLite would take more, then fail in Python),
+# and a RADIUS integer attribute (Session-Timeout, WISPr bandwidths) is 32
+# bits unsigned (RFC 2865 §5). A number the centre stored but cannot send
+# made every reply to that company's people fail.
+INT_MAX = 2**31 - 1
+RADIUS_INT_MAX = 2**32 - 1
+MAX_CREDIT_MINUTES = 10_000_000  # 19 years: beyond, a typing error
 _NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
-_LOGIN_RE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
 _SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
-_SIZE_RE = re.compile(r"^(\d+)\s*([kmg]?)$", re.I)
-_DURATION_RE = re.compile(r"^(\d+)\s*([smh]?)$", re.I)
+# At most 19 digits: no number typed is parsed beyond what a 64-bit column holds.
+_WHOLE_RE = re.compile(r"^[+-]?[0-9]{1,19}$")
+_SIZE_RE = re.compile(r"^([0-9]{1,19})\s*([kmg]?)$", re.I)
+_DURATION_RE = re.compile(r"^([0-9]{1,19})\s*([smh]?)$", re.I)
 
 # Optional numbers in `set` commands are cleared with this word.
 NONE_WORDS = ("none", "off", "")
@@ -65,11 +78,34 @@ def clean_name(value: str, what: str, limit: int) -> str:
 
 
 def clean_login(value: str) -> str:
-    value = value.strip()
-    if not value or not _LOGIN_RE.match(value):
-        raise UserError(f"bad login {value!r}: give an e-mail address, without spaces")
-    if len(value.encode()) > 253:
-        raise UserError("a login is at most 253 octets (RADIUS User-Name)")
+    """The login in its one stored form (see logins.py)."""
+    return logins.normalise(value)
+
+
+def _short(value: object) -> str:
+    """A value for an error line: a pasted page of digits is not echoed."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"(a {value.bit_length()}-bit number)"
+    text = str(value).strip()
+    return text if len(text) <= 24 else text[:20] + "..."
+
+
+def _shown(value: str) -> str:
+    return repr(_short(value))
+
+
+def parse_whole(value: str, what: str) -> int:
+    """A whole number typed by an operator (ASCII digits, at most 19)."""
+    text = value.strip()
+    if not _WHOLE_RE.match(text):
+        raise UserError(f"bad {what} {_shown(text)}: a whole number")
+    return int(text)
+
+
+def check_range(value: int, what: str, low: int, high: int) -> int:
+    """``value`` if it is a whole number from ``low`` to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UserError(f"bad {what} {_short(value)}: {low} to {high}")
     return value
 
 
@@ -86,11 +122,14 @@ def clean_password(value: str) -> str:
 def clean_secret(value: str) -> str:
     if not value:
         raise UserError("the shared secret must not be empty")
-    if len(value) > 128:
-        raise UserError("the shared secret is longer than 128 characters")
+    if len(value) > MAX_SECRET_OCTETS:
+        raise UserError(f"the shared secret is longer than {MAX_SECRET_OCTETS} characters")
     if not value.isascii() or not value.isprintable():
         raise UserError("the shared secret must be printable ASCII (what radclient and "
                         "gateways can type)")
+    if len(value) < MIN_SECRET_OCTETS:
+        raise UserError(f"the shared secret is {len(value)} characters: give at least "
+                        f"{MIN_SECRET_OCTETS} (RFC 2865 §3), e.g. openssl rand -base64 24")
     return value
 
 
@@ -127,9 +166,13 @@ def clean_timezone(value: str) -> str:
 
 
 def clean_category(value: int) -> int:
-    if value not in (1, 2, 3):
-        raise UserError(f"bad category {value}: a site has 1, 2 or 3 stars")
+    if isinstance(value, bool) or value not in (1, 2, 3):
+        raise UserError(f"bad category {_short(value)}: a site has 1, 2 or 3 stars")
     return value
+
+
+def clean_capacity(value: int) -> int:
+    return check_range(value, "capacity", 0, INT_MAX)
 
 
 def clean_categories(value: str) -> str:
@@ -165,13 +208,16 @@ def parse_payment(value: str) -> PaymentStatus:
 
 
 def parse_bandwidth(value: str, what: str) -> int | None:
-    """Bit/s, with an optional k, M or G suffix (10M = 10,000,000); none clears."""
+    """Bit/s, with an optional k, M or G suffix (10M = 10,000,000); none clears.
+    At most 4294967295 (about 4.29G): a RADIUS integer carries no more."""
     if value.strip().lower() in NONE_WORDS:
         return None
     match = _SIZE_RE.match(value.strip())
-    if not match or int(match.group(1)) <= 0:
-        raise UserError(f"bad {what} {value!r}: bit/s such as 2000000 or 2M, or none")
-    scale = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}[match.group(2).lower()]
+    scale = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}[
+        match.group(2).lower()] if match else 0
+    if not match or not 1 <= int(match.group(1)) * scale <= RADIUS_INT_MAX:
+        raise UserError(f"bad {what} {_shown(value)}: bit/s from 1 to {RADIUS_INT_MAX} "
+                        "(what RADIUS carries), such as 2000000 or 2M, or none")
     return int(match.group(1)) * scale
 
 
@@ -180,16 +226,18 @@ def parse_duration(value: str, what: str) -> int | None:
     if value.strip().lower() in NONE_WORDS:
         return None
     match = _DURATION_RE.match(value.strip())
-    if not match or int(match.group(1)) <= 0:
-        raise UserError(f"bad {what} {value!r}: seconds, or 90m, 8h; or none")
-    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2).lower()]
+    scale = {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2).lower()] if match else 0
+    if not match or not 1 <= int(match.group(1)) * scale <= INT_MAX:
+        raise UserError(f"bad {what} {_shown(value)}: 1 to {INT_MAX} seconds, or 90m, 8h; "
+                        "or none")
+    return int(match.group(1)) * scale
 
 
 def parse_vlan(value: str) -> int | None:
     if value.strip().lower() in NONE_WORDS:
         return None
-    if not value.strip().isdigit() or not 1 <= int(value) <= 4094:
-        raise UserError(f"bad VLAN {value!r}: 1 to 4094, or none")
+    if not re.fullmatch(r"[0-9]{1,4}", value.strip()) or not 1 <= int(value) <= 4094:
+        raise UserError(f"bad VLAN {_shown(value)}: 1 to 4094, or none")
     return int(value)
 
 
@@ -233,7 +281,12 @@ def get_company(db: DB, name: str) -> Company:
 
 
 def get_person(db: DB, login: str) -> Person:
-    found = db.scalar(select(Person).where(Person.login == login.strip()))
+    # Stored logins are in their normal form; one stored before it (a
+    # mistake to fix) is still found as typed.
+    key = logins.lookup_key(login) or login.strip()
+    found = db.scalar(select(Person).where(Person.login == key))
+    if found is None and key != login.strip():
+        found = db.scalar(select(Person).where(Person.login == login.strip()))
     if found is None:
         raise UserError(f"unknown person {login!r} (see: passerelle admin person list)")
     return found
@@ -310,8 +363,7 @@ def add_site(db: DB, name: str, network: str, *, category: int = 1, capacity: in
     if db.scalar(select(Site).where(Site.name == name)) is not None:
         raise UserError(f"site {name!r} already exists")
     net = get_network(db, network)
-    if capacity < 0:
-        raise UserError(f"bad capacity {capacity}: a number of seats, 0 or more")
+    capacity = clean_capacity(capacity)
     opens = clean_hhmm(opens, "--opens") if opens is not None else None
     closes = clean_hhmm(closes, "--closes") if closes is not None else None
     check_hours(opens, closes)
@@ -340,9 +392,7 @@ def set_site(db: DB, name: str, changes: SiteChanges) -> Site:
     if changes.category is not None:
         site.category = clean_category(changes.category)
     if changes.capacity is not None:
-        if changes.capacity < 0:
-            raise UserError(f"bad capacity {changes.capacity}: a number of seats, 0 or more")
-        site.capacity = changes.capacity
+        site.capacity = clean_capacity(changes.capacity)
     if changes.city is not None:
         site.city = clean_name(changes.city, "a city", 128) if changes.city else ""
     if changes.always_open:
@@ -390,9 +440,7 @@ class GatewayChanges:
 
 
 def _check_port(port: int) -> int:
-    if not 1 <= port <= 65535:
-        raise UserError(f"bad port {port}: 1 to 65535")
-    return port
+    return check_range(port, "port", 1, 65535)
 
 
 def _ip_free(db: DB, ip: str, gateway: Gateway | None = None) -> None:
@@ -558,19 +606,19 @@ def clean_language(value: str) -> str:
     return value
 
 
-def _login_free(db: DB, login: str, person: Person | None = None) -> None:
-    # Case-blind: people type their address as they like, and two logins
-    # that differ only in case would be one person's two accounts.
+def _login_free(db: DB, typed: str, login: str, person: Person | None = None) -> None:
+    # ``login`` is in its normal form: two spellings of one address are one
+    # person's (lower() also finds a login stored before the normal form).
     other = db.scalar(select(Person).where(func.lower(Person.login) == login.lower()))
     if other is not None and other is not person:
-        same = "" if other.login == login else f" (as {other.login!r})"
-        raise UserError(f"login {login!r} already exists{same}")
+        same = "" if other.login == typed.strip() else f" (as {other.login!r})"
+        raise UserError(f"login {typed.strip()!r} already exists{same}")
 
 
 def add_person(db: DB, login: str, company: str, password: str, *, name: str = "",
                chap: bool = False, active: bool = True, language: str = "fr") -> Person:
-    login = clean_login(login)
-    _login_free(db, login)
+    typed, login = login, clean_login(login)
+    _login_free(db, typed, login)
     the_company = get_company(db, company)
     password = clean_password(password)
     person = Person(login=login, company=the_company,
@@ -597,7 +645,7 @@ def set_person(db: DB, login: str, changes: PersonChanges) -> Person:
     person = get_person(db, login)
     if changes.login is not None:
         new_login = clean_login(changes.login)
-        _login_free(db, new_login, person)
+        _login_free(db, changes.login, new_login, person)
         person.login = new_login
     if changes.company is not None:
         person.company = get_company(db, changes.company)
@@ -637,10 +685,13 @@ def remove_person(db: DB, login: str) -> None:
 
 def add_credit(db: DB, login: str, minutes: int, now: datetime, note: str = "") -> CreditEntry:
     person = get_person(db, login)
+    if isinstance(minutes, bool) or not isinstance(minutes, int):
+        raise UserError(f"bad number of minutes {minutes!r}: a whole number such as 600")
     if minutes <= 0:
         raise UserError(f"bad number of minutes {minutes}: a top-up adds 1 minute or more")
-    if minutes > 10_000_000:
-        raise UserError(f"{minutes} minutes is more than 19 years: a typing error?")
+    if minutes > MAX_CREDIT_MINUTES:
+        raise UserError(f"bad number of minutes {_short(minutes)}: more than {MAX_CREDIT_MINUTES} "
+                        "(19 years) is a typing error")
     entry = ledger.top_up(db, person.id, minutes * 60, now,
                           note=clean_name(note, "a note", 256) if note else "")
     db.flush()
@@ -697,7 +748,8 @@ def clean_operator_password(value: str) -> str:
 
 
 def get_operator(db: DB, login: str) -> Operator:
-    found = db.scalar(select(Operator).where(func.lower(Operator.login) == login.strip().lower()))
+    key = logins.lookup_key(login) or login.strip()
+    found = db.scalar(select(Operator).where(func.lower(Operator.login) == key.lower()))
     if found is None:
         raise UserError(f"unknown operator {login!r} (see: passerelle admin operator list)")
     return found

@@ -39,6 +39,20 @@ def db_option(func: F) -> F:
     )(func)
 
 
+class Whole(click.ParamType):
+    """A whole number, parsed by admin.py's rule (a bad one is one line, as
+    every error here; admin.py then checks its range)."""
+
+    name = "integer"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        return value if isinstance(value, int) else ops.parse_whole(str(value), self.what)
+
+
 def safe_url(url: str) -> str:
     """The URL without its password, to print."""
     try:
@@ -245,8 +259,9 @@ def network_remove(name: str, db_url: str | None) -> None:
 def site_options(func: F) -> F:
     for decorator in reversed([
         click.option("--network", help="The partner network it belongs to."),
-        click.option("--category", type=int, help="Stars: 1, 2 or 3."),
-        click.option("--capacity", type=int, help="Seats (gives the occupancy rate)."),
+        click.option("--category", type=Whole("category"), help="Stars: 1, 2 or 3."),
+        click.option("--capacity", type=Whole("capacity"),
+                     help="Seats (gives the occupancy rate)."),
         click.option("--city", help="Where it is."),
         click.option("--opens", metavar="HH:MM", help="Local opening time."),
         click.option("--closes", metavar="HH:MM", help="Local closing time (24:00 = midnight)."),
@@ -348,7 +363,7 @@ def gateway() -> None:
 @click.option("--site", required=True, help="The site it serves.")
 @click.option("--ip", required=True, help="The address its RADIUS requests come from.")
 @secret_options
-@click.option("--coa-port", type=int, default=3799, show_default=True,
+@click.option("--coa-port", type=Whole("port"), default=3799, show_default=True,
               help="Its RFC 5176 (Disconnect/CoA) port.")
 @click.option("--relaxed-message-authenticator", is_flag=True,
               help="Accept its Access-Requests without Message-Authenticator "
@@ -385,7 +400,7 @@ def gateway_list(show_secrets: bool, db_url: str | None) -> None:
 @click.option("--site", help="Move it to this site.")
 @click.option("--ip", help="A new source address.")
 @secret_options
-@click.option("--coa-port", type=int, help="Its RFC 5176 port.")
+@click.option("--coa-port", type=Whole("port"), help="Its RFC 5176 port.")
 @click.option("--require-message-authenticator/--relaxed-message-authenticator",
               "require_ma", default=None,
               help="Require Message-Authenticator on its Access-Requests (the default), or "
@@ -595,11 +610,7 @@ def credit() -> None:
 @db_option
 def credit_add(login: str, minutes: str, note: str, db_url: str | None) -> None:
     """Top up LOGIN's credit by MINUTES."""
-    try:
-        count = int(minutes)
-    except ValueError:
-        raise UserError(f"bad number of minutes {minutes!r}: a whole number such as 600") \
-            from None
+    count = ops.parse_whole(minutes, "number of minutes")
     with unit_of_work(db_url) as s:
         ops.add_credit(s, login, count, now(), note)
         left = ops.show_credit(s, login).balance

@@ -23,7 +23,8 @@ PASSWORD = "demo-wifi-2024"
 # The loopback gateway, so `radtest` on this machine is a site's box.
 LOCAL_GATEWAY = "axis-gw"
 LOCAL_IP = "127.0.0.1"
-LOCAL_SECRET = "testing123"
+# At least 16 octets (RFC 2865 §3), as admin.py requires of every gateway.
+LOCAL_SECRET = "axis-parc-demo-secret"
 ACCEPTED = "alice@acme.example"
 CHAP_USER = "adam@acme.example"
 SUSPENDED = "sam@dewaele.example"

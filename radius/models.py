@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -27,8 +28,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from passerelle.errors import UserError
+
+from . import passwords
 
 # Named constraints keep Alembic migrations stable across backends.
 NAMING = {
@@ -42,6 +49,28 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+class Sealed(TypeDecorator[str]):
+    """Text kept sealed with the server key in the database and clear in
+    Python: what a reader of the database or of a backup must not get, and
+    the code must read back (see passwords.seal)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else passwords.seal(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        clear = passwords.open_sealed(str(value))
+        if clear is None:
+            raise UserError(f"a sealed secret in the database does not open with the server "
+                            f"key {passwords.key_path()}: is it the key file it was sealed "
+                            "with (PASSERELLE_KEY_FILE)?")
+        return clear
 
 
 class CompanyStatus(str, enum.Enum):
@@ -114,7 +143,8 @@ class Gateway(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
     # The source address its requests come from (the RADIUS client address).
     ip_address: Mapped[str] = mapped_column(String(45), unique=True)
-    secret: Mapped[str] = mapped_column(String(128))
+    # The RADIUS shared secret, sealed at rest (at most 128 characters clear).
+    secret: Mapped[str] = mapped_column(Sealed())
     coa_port: Mapped[int] = mapped_column(Integer, default=3799)
     # BlastRADIUS: refuse Access-Requests without Message-Authenticator.
     require_message_authenticator: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -1,9 +1,11 @@
-"""Password hashing (argon2) and the reversible CHAP secret.
+"""Password hashing (argon2), and the secrets the centre must read back.
 
 PAP lets the server verify a password against an argon2 hash. CHAP cannot:
 the server needs the cleartext to compute MD5(Id|password|challenge). For the
-people whose company needs CHAP, the password is also kept encrypted with the
-server key (Fernet: AES-128-CBC + HMAC-SHA256), never in clear.
+people whose company needs CHAP, the password is also kept sealed with the
+server key (Fernet: AES-128-CBC + HMAC-SHA256), never in clear. The RADIUS
+shared secrets of the gateways are sealed the same way (``seal``), so that a
+leaked database or backup opens no site without the key file.
 """
 
 from __future__ import annotations
@@ -54,20 +56,27 @@ def server_key() -> Fernet:
     ``PASSERELLE_KEY_FILE``)."""
     path = key_path()
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Only its owner may list the directory beside the key (0700).
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
         with os.fdopen(fd, "wb") as f:
             f.write(Fernet.generate_key())
     return Fernet(path.read_bytes().strip())
 
 
-def seal_chap_secret(password: str, key: Fernet | None = None) -> str:
-    return (key or server_key()).encrypt(password.encode()).decode()
+def seal(clear: str, key: Fernet | None = None) -> str:
+    """``clear`` encrypted and authenticated with the server key, as text."""
+    return (key or server_key()).encrypt(clear.encode()).decode()
 
 
-def open_chap_secret(sealed: str, key: Fernet | None = None) -> str | None:
+def open_sealed(sealed: str, key: Fernet | None = None) -> str | None:
     """The cleartext, or None when the key does not fit (a wrong key file)."""
     try:
         return (key or server_key()).decrypt(sealed.encode()).decode()
     except InvalidToken:
         return None
+
+
+# The names the CHAP code reads best with: the same functions.
+seal_chap_secret = seal
+open_chap_secret = open_sealed

@@ -19,6 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
 from passerelle.cli import main
+from passerelle.errors import UserError
+from passerelle.radius import admin as ops
 from passerelle.radius import db, ledger, passwords
 from passerelle.radius.models import (
     AuthLog,
@@ -32,6 +34,8 @@ from passerelle.radius.models import (
 )
 
 BIN = Path(sys.executable).parent / "passerelle"
+# RFC 2865 §3: a shared secret of at least 16 octets.
+SECRET = "s3cret-for-the-cli"
 
 
 @dataclass
@@ -86,7 +90,7 @@ EXAMPLE = [
     ["admin", "site", "add", "Axis Parc", "--network", "wallonia", "--category", "3",
      "--capacity", "40"],
     ["admin", "gateway", "add", "axis-gw", "--site", "Axis Parc", "--ip", "127.0.0.1",
-     "--secret", "s3cret"],
+     "--secret", SECRET],
     ["admin", "company", "add", "Acme"],
     ["admin", "person", "add", "alice@acme.example", "--company", "Acme", "--password",
      "correct horse"],
@@ -121,7 +125,7 @@ def test_the_issue_example(world: str) -> None:
         assert (site.opens, site.closes, site.staffed) == (None, None, True)
         gw = s.scalars(select(Gateway)).one()
         assert (gw.identifier, gw.ip_address, gw.secret, gw.coa_port) == \
-            ("axis-gw", "127.0.0.1", "s3cret", 3799)
+            ("axis-gw", "127.0.0.1", SECRET, 3799)
         assert gw.require_message_authenticator is True
         person = s.scalars(select(Person)).one()
         assert passwords.verify_password(person.password_hash, "correct horse")
@@ -138,8 +142,8 @@ def test_lists(cli, world: str) -> None:
     assert "Axis Parc" in out and "***" in out and "always" in out and "40" in out
     out = ok(cli("admin", "gateway", "list", "--db", world)).out
     assert "axis-gw" in out and "127.0.0.1" in out and "(hidden)" in out
-    assert "s3cret" not in out
-    assert "s3cret" in ok(cli("admin", "gateway", "list", "--show-secrets", "--db", world)).out
+    assert SECRET not in out
+    assert SECRET in ok(cli("admin", "gateway", "list", "--show-secrets", "--db", world)).out
     out = ok(cli("admin", "company", "list", "--db", world)).out
     assert "Acme" in out and "suspended" in out
     out = ok(cli("admin", "person", "list", "--db", world)).out
@@ -161,7 +165,7 @@ def test_set_commands(cli, world: str, tmp_path: Path) -> None:
            "--days", "mon-fri", "--unstaffed", "--city", "Mont-Saint-Guibert",
            "--capacity", "42", "--db", world))
     secret_file = tmp_path / "secret"
-    secret_file.write_text("from a file\n")
+    secret_file.write_text("from a file, 16+ octets\n")
     ok(cli("admin", "gateway", "set", "axis-gw", "--ip", "192.0.2.1", "--secret-file",
            str(secret_file), "--coa-port", "3800", "--relaxed-message-authenticator",
            "--db", world))
@@ -177,7 +181,8 @@ def test_set_commands(cli, world: str, tmp_path: Path) -> None:
         assert (site.opens, site.closes, site.open_days, site.staffed, site.capacity) == \
             ("08:00", "18:30", "12345", False, 42)
         gw = s.scalars(select(Gateway)).one()
-        assert (gw.ip_address, gw.secret, gw.coa_port) == ("192.0.2.1", "from a file", 3800)
+        assert (gw.ip_address, gw.secret, gw.coa_port) == \
+            ("192.0.2.1", "from a file, 16+ octets", 3800)
         assert gw.require_message_authenticator is False
         acme = s.scalars(select(Company)).one()
         assert (acme.status.value, acme.payment.value, acme.categories) == \
@@ -311,7 +316,7 @@ BAD = [
       "--secret-file", "/nonexistent"], "not both"),
     (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "192.0.2.9",
       "--secret-file", "/nonexistent/secret"], "cannot read the secret from"),
-    (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "192.0.2.9", "--secret", "x",
+    (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "192.0.2.9", "--secret", SECRET,
       "--coa-port", "70000"], "bad port 70000"),
     (["gateway", "set", "nope", "--ip", "192.0.2.9"], "unknown gateway 'nope'"),
     (["gateway", "remove", "nope"], "unknown gateway 'nope'"),
@@ -348,12 +353,74 @@ BAD = [
     (["credit", "add", "alice@acme.example", "ten"], "bad number of minutes 'ten'"),
     (["credit", "add", "nobody@acme.example", "5"], "unknown person 'nobody@acme.example'"),
     (["credit", "show", "nobody@acme.example"], "unknown person"),
+    # Issue 13, finding 9: every number within its column's range, and within
+    # what RADIUS carries (a 32-bit integer, RFC 2865 §5), or one line.
+    (["company", "set", "Acme", "--bandwidth-down", "5G"], "bad --bandwidth-down '5G'"),
+    (["company", "set", "Acme", "--bandwidth-up", "4294967296"], "bad --bandwidth-up"),
+    (["company", "set", "Acme", "--bandwidth-up", "9" * 40 + "G"], "bad --bandwidth-up"),
+    (["company", "add", "B", "--bandwidth-down", "9" * 5000], "bad --bandwidth-down"),
+    (["company", "set", "Acme", "--max-session", "2147483648"], "bad --max-session"),
+    (["company", "set", "Acme", "--max-session", "99999999999h"], "bad --max-session"),
+    (["company", "set", "Acme", "--vlan", "9" * 30], "bad VLAN"),
+    (["company", "set", "Acme", "--vlan", "0"], "bad VLAN '0'"),
+    (["site", "add", "CEI", "--network", "wallonia", "--capacity", "2147483648"],
+     "bad capacity 2147483648"),
+    (["site", "set", "Axis Parc", "--capacity", "9" * 30], "bad capacity"),
+    (["site", "set", "Axis Parc", "--category", "9" * 30], "bad category"),
+    (["site", "set", "Axis Parc", "--category", "0"], "bad category 0"),
+    (["gateway", "set", "axis-gw", "--coa-port", "9" * 30], "bad port"),
+    (["gateway", "set", "axis-gw", "--coa-port", "0"], "bad port 0"),
+    (["credit", "add", "alice@acme.example", "9" * 30], "bad number of minutes"),
+    (["credit", "add", "alice@acme.example", "9" * 5000], "bad number of minutes"),
+    # Finding 14: RFC 2865 §3 recommends a shared secret of 16 octets or more.
+    (["gateway", "add", "gw2", "--site", "Axis Parc", "--ip", "192.0.2.9", "--secret",
+      "testing123"], "at least 16"),
+    (["gateway", "set", "axis-gw", "--secret", "s3cret"], "at least 16"),
+    # Finding 15: logins are e-mail addresses, one per person after normalisation.
+    (["person", "add", "bob", "--company", "Acme", "--password", "x"], "bad login 'bob'"),
+    (["person", "add", "a@b@c", "--company", "Acme", "--password", "x"], "bad login 'a@b@c'"),
+    (["person", "add", "<script>@x", "--company", "Acme", "--password", "x"],
+     "bad login '<script>@x'"),
+    (["person", "add", "\u0430lice@acme.example", "--company", "Acme", "--password", "x"],
+     "mixes scripts"),
+    (["person", "add", "ALICE@acme.EXAMPLE", "--company", "Acme", "--password", "x"],
+     "already exists (as 'alice@acme.example')"),
+    (["person", "set", "alice@acme.example", "--login", "bob"], "bad login 'bob'"),
+    (["person", "add", "x" * 300 + "@acme.example", "--company", "Acme", "--password", "x"],
+     "bad login"),
 ]
 
 
 @pytest.mark.parametrize(("args", "expected"), BAD, ids=[" ".join(a)[:50] for a, _ in BAD])
 def test_bad_input_is_one_line(cli, world: str, args: list[str], expected: str) -> None:
     one_error(cli("admin", *args, "--db", world), expected)
+
+
+def test_numbers_out_of_range_change_nothing(cli, world: str) -> None:
+    """The finding as seen: 5G was stored, then no check-in of the company got
+    an answer. Now it is refused and the plan stays as it was."""
+    ok(cli("admin", "company", "set", "Acme", "--bandwidth-down", "10M", "--db", world))
+    one_error(cli("admin", "company", "set", "Acme", "--bandwidth-down", "5G", "--db", world),
+              "4294967295")
+    ok(cli("admin", "company", "set", "Acme", "--bandwidth-down", "4294967295", "--db", world))
+    with session(world) as s:
+        assert s.scalars(select(Company)).one().bandwidth_down == 4_294_967_295
+
+
+def test_unicode_logins_are_one_person(cli, world: str) -> None:
+    """Élodie typed two ways (and with capitals) is one login; an IDN domain is
+    stored in its ASCII form and found from either spelling."""
+    ok(cli("admin", "person", "add", "\u00c9lodie@B\u00fccher.example", "--company", "Acme",
+           "--password", "pw", "--db", world))
+    one_error(cli("admin", "person", "add", "e\u0301lodie@b\u00fccher.example", "--company",
+                  "Acme", "--password", "pw", "--db", world), "already exists")
+    one_error(cli("admin", "person", "add", "\u00e9lodie@xn--bcher-kva.example", "--company",
+                  "Acme", "--password", "pw", "--db", world), "already exists")
+    out = ok(cli("admin", "person", "list", "--db", world)).out
+    assert "\u00e9lodie@xn--bcher-kva.example" in out
+    ok(cli("admin", "credit", "add", "\u00c9LODIE@b\u00fccher.example", "5", "--db", world))
+    ok(cli("admin", "person", "remove", "E\u0301lodie@B\u00fccher.example", "--db", world))
+    assert "lodie" not in ok(cli("admin", "person", "list", "--db", world)).out
 
 
 def test_bad_input_changes_nothing(cli, world: str) -> None:
@@ -537,3 +604,41 @@ def test_operator_bad_input_is_one_line(cli, world: str, args: list[str],
     one_error(cli("admin", "operator", *args, "--db", world), expected)
     out = ok(cli("admin", "operator", "list", "--db", world)).out
     assert "x@y.example" not in out and "network-ops" in out
+
+
+# -- the operations the command line and the ops console share ----------------
+
+NOW = datetime(2026, 12, 1, 9, 0)
+OUT_OF_RANGE = {
+    "capacity too large": lambda s: ops.add_site(s, "CEI", "wallonia", capacity=2**31),
+    "capacity negative": lambda s: ops.set_site(s, "Axis Parc", ops.SiteChanges(capacity=-1)),
+    "capacity huge": lambda s: ops.set_site(s, "Axis Parc", ops.SiteChanges(capacity=10**20)),
+    "category huge": lambda s: ops.set_site(s, "Axis Parc", ops.SiteChanges(category=10**20)),
+    "port huge": lambda s: ops.set_gateway(s, "axis-gw", ops.GatewayChanges(coa_port=10**20)),
+    "port in add": lambda s: ops.add_gateway(s, "gw2", "Axis Parc", "192.0.2.9", SECRET,
+                                             coa_port=-1),
+    "short secret": lambda s: ops.add_gateway(s, "gw2", "Axis Parc", "192.0.2.9", "x" * 15),
+    "bandwidth 5G": lambda s: ops.set_company(s, "Acme", ops.Plan(bandwidth_down="5G")),
+    "bandwidth huge": lambda s: ops.add_company(s, "B", ops.Plan(bandwidth_up="9" * 25)),
+    "session huge": lambda s: ops.set_company(s, "Acme", ops.Plan(max_session="2147483648")),
+    "vlan": lambda s: ops.set_company(s, "Acme", ops.Plan(vlan="4095")),
+    "credit huge": lambda s: ops.add_credit(s, "alice@acme.example", 10**20, NOW),
+    "credit bool": lambda s: ops.add_credit(s, "alice@acme.example", True, NOW),
+    "login": lambda s: ops.add_person(s, "bob", "Acme", "pw"),
+}
+
+
+@pytest.mark.parametrize("case", OUT_OF_RANGE)
+def test_admin_functions_refuse_out_of_range_before_sql(world: str, case: str) -> None:
+    """What the console calls: a UserError, never a database error (on SQLite
+    a Python int too large for the column was an OverflowError: a traceback)."""
+    with session(world) as s, s.begin():
+        with pytest.raises(UserError) as caught:
+            OUT_OF_RANGE[case](s)
+        assert "\n" not in str(caught.value)
+        s.rollback()
+    with session(world) as s:
+        assert s.scalars(select(Site)).one().capacity == 40
+        assert s.scalars(select(Company)).one().bandwidth_down is None
+        assert len(s.scalars(select(Gateway)).all()) == 1
+        assert len(s.scalars(select(Person)).all()) == 1

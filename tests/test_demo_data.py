@@ -29,9 +29,10 @@ BIN = Path(sys.executable).parent / "passerelle"
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """The environment of the commands: a key file of this test only."""
-    environ = {**os.environ, "PASSERELLE_KEY_FILE": str(tmp_path / "server.key")}
+def env(key_file: Path) -> dict[str, str]:
+    """The environment of the commands: a key file of this test only (this
+    process reads the sealed gateway secrets with it too)."""
+    environ = {**os.environ, "PASSERELLE_KEY_FILE": str(key_file)}
     environ.pop("PASSERELLE_DB", None)
     return environ
 
@@ -114,7 +115,8 @@ def test_demo_data_loads_the_demo_network(db_url: str, env: dict[str, str]) -> N
         gateways = {gw.site.name: gw for gw in s.scalars(select(Gateway))}
         axis = gateways.pop("Axis Parc")
         assert (axis.ip_address, axis.secret, axis.require_message_authenticator) == \
-            ("127.0.0.1", "testing123", True)
+            ("127.0.0.1", demo_data.LOCAL_SECRET, True)
+        assert len(demo_data.LOCAL_SECRET) >= 16  # RFC 2865 §3
         lab = ipaddress.ip_network("192.0.2.0/24")
         assert all(ipaddress.ip_address(gw.ip_address) in lab for gw in gateways.values())
         secrets = [gw.secret for gw in gateways.values()]
@@ -155,7 +157,7 @@ def test_demo_data_in_the_way_fails_clearly(db_url: str, env: dict[str, str]) ->
     for args in (["network", "add", "lab"],
                  ["site", "add", "Lab", "--network", "lab"],
                  ["gateway", "add", "lab-gw", "--site", "Lab", "--ip", "127.0.0.1",
-                  "--secret", "x"]):
+                  "--secret", "sixteen octets.."]):
         assert passerelle(env, "admin", *args, "--db", db_url).returncode == 0
     run = passerelle(env, "demo-data", "--db", db_url)
     assert run.returncode == 2
