@@ -212,8 +212,20 @@ def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
         engine.dispose()
 
 
+def _warn_if_not_durable(url: str) -> None:
+    """A reply acknowledges a commit: say so at start when the database
+    could lose a committed record on power failure."""
+    engine = db.make_engine(url)
+    try:
+        for problem in db.durability_problems(engine):
+            log.warning("%s", problem)
+    finally:
+        engine.dispose()
+
+
 def serve(config: ServerConfig) -> None:
     """Run the server until SIGTERM/SIGINT, with ``config.workers`` processes."""
+    _warn_if_not_durable(config.db_url)
     if config.workers <= 1:
         _worker_main(config, config.auth_port, config.acct_port, None)
         return

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session as DB
 
 from . import accounting
+from .logins import lookup_key
 from .models import (
     AuthLog,
     Company,
@@ -90,8 +91,11 @@ class Account:
 def find_accounts(db: DB, logins: Iterable[str]) -> dict[str, Account]:
     """The people with these logins and everything the policy needs, in one
     query for a whole batch of requests (plain columns: no ORM objects to
-    build on the hot path)."""
-    wanted = {login for login in logins if login}
+    build on the hot path). A login is matched in its normal form (as
+    admin.py stores it: radius/logins.py), or as sent for a row stored
+    before logins were normalised."""
+    keys = {raw: lookup_key(raw) for raw in logins if raw}
+    wanted = set(keys) | {key for key in keys.values() if key}
     if not wanted:
         return {}
     balance = (
@@ -107,7 +111,15 @@ def find_accounts(db: DB, logins: Iterable[str]) -> dict[str, Account]:
         .join(Company, Person.company_id == Company.id)
         .where(among(db, Person.login, wanted))
     ).all()
-    return {row.login: _account(row) for row in rows}
+    found = {row.login: row for row in rows}
+    accounts = {}
+    for raw, key in keys.items():
+        row = found.get(key) if key else None
+        if row is None:
+            row = found.get(raw)
+        if row is not None:
+            accounts[raw] = _account(row)
+    return accounts
 
 
 def find_account(db: DB, login: str) -> Account | None:
@@ -331,8 +343,18 @@ def _people_for(db: DB, records: list[accounting.Record]) -> tuple[dict[str, int
     # when every record carries a known Class, as the box's do).
     logins = {rec.username for rec in records
               if rec.username and not (rec.class_ and rec.class_ in by_class)}
-    by_login = {login: int(p) for login, p in db.execute(
-        select(Person.login, Person.id).where(among(db, Person.login, logins)))} if logins else {}
+    by_login: dict[str, int] = {}
+    if logins:
+        keys = {raw: lookup_key(raw) for raw in logins}
+        wanted = set(keys) | {key for key in keys.values() if key}
+        found = {login: int(p) for login, p in db.execute(
+            select(Person.login, Person.id).where(among(db, Person.login, wanted)))}
+        for raw, key in keys.items():
+            person = found.get(key) if key else None
+            if person is None:
+                person = found.get(raw)
+            if person is not None:
+                by_login[raw] = person
     return by_class, by_login
 
 

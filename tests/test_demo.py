@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from passerelle.radius import demo_data
 from passerelle.radius.demo_cli import PROMPT
 from tests.need import stop
 
@@ -167,9 +168,10 @@ def test_demo_prints_how_to_and_answers(demo: Demo, tmp_path: Path) -> None:
     assert (data / "passerelle.db").exists() and (data / "server.key").exists()
     need("radclient")
     commands = runnable(demo.printed)
-    assert all(f"127.0.0.1:{demo.auth_port} 0 testing123" in line
+    secret = demo_data.LOCAL_SECRET
+    assert all(f"127.0.0.1:{demo.auth_port} 0 {secret}" in line
                for line in commands if line.startswith("radtest"))
-    assert all(f"127.0.0.1:{demo.acct_port} acct testing123" in line
+    assert all(f"127.0.0.1:{demo.acct_port} acct {secret}" in line
                for line in commands if "radclient" in line)
     # `passerelle` by the full path of this installation: no PATH needed.
     assert all(line.startswith(f"{BIN} ") for line in commands if "passerelle" in line)

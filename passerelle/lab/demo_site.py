@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from passerelle.errors import UserError
 from passerelle.gateway.control import ControlClient, ControlError
-from passerelle.radius import db
+from passerelle.radius import db, passwords
 from passerelle.radius.demo_cli import PASSERELLE as BIN
 from passerelle.radius.demo_cli import PROMPT, passerelle_command
 from passerelle.radius.models import Gateway
@@ -151,6 +151,8 @@ def how_to(site: Site) -> str:
     db_arg = shlex.quote(site.db_url)
     sessions = f"{bin_} gateway sessions --socket {sock}"
     first_session = f"$({sessions} | awk 'NR == 1 {{print $1}}')"
+    # The centre's key opens the gateways' sealed secrets.
+    key = shlex.quote(str(passwords.key_path()))
     return "\n".join([
         "",
         "The demo site (network namespaces, removed when the demo stops):",
@@ -176,7 +178,8 @@ def how_to(site: Site) -> str:
         f"{PROMPT}{sessions}",
         "  # central ops cut the session (RFC 5176 Disconnect-Request to the box):",
         "  # the laptop is captive again",
-        f'{PROMPT}ip netns exec {up} {bin_} radius disconnect "{first_session}" --db {db_arg}',
+        f"{PROMPT}ip netns exec {up} env PASSERELLE_KEY_FILE={key} {bin_} radius disconnect "
+        f'"{first_session}" --db {db_arg}',
         f"{PROMPT}ip netns exec {client} curl -si http://192.0.2.80/ | head -1",
         "",
     ])

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import selectinload
 
 from passerelle.radius import passwords
+from passerelle.radius.logins import lookup_key
 from passerelle.radius.models import Operator
 
 from .scope import Principal
@@ -27,7 +28,8 @@ def _principal(operator: Operator) -> Principal:
 def authenticate(db: DB, login: str, password: str, now: datetime) -> Principal | None:
     """The operator whose login and password these are, or None. An unknown
     login and a disabled account cost what a wrong password costs."""
-    operator = db.scalar(select(Operator).where(func.lower(Operator.login) == login.lower())
+    typed = (lookup_key(login) or login).lower()
+    operator = db.scalar(select(Operator).where(func.lower(Operator.login) == typed)
                          .options(selectinload(Operator.sites)))
     if operator is None:
         passwords.spend_verification(password)

@@ -24,7 +24,7 @@ from passerelle.radius.models import AuthLog, Session
 
 NOW = datetime(2026, 12, 1, 10, 0, 0)
 PASSWORD = "a long console pass"
-SECRET = "dae-secret"
+SECRET = "dae-secret-16-octets"
 NOC, AXIS_MANAGER, ACME_HR, GLOBEX_HR = ("noc@passerelle.example", "axis@passerelle.example",
                                          "hr@acme.example", "hr@globex.example")
 

@@ -48,7 +48,8 @@ def site_expectations(screenshot: Path) -> list[Expect]:
          judged(0, "upstream 203.0.113.2")),
         (r"^/\S+/passerelle gateway sessions --socket \S+$",
          judged(0, "198.51.100.10", "alice@acme.example")),
-        (r"^ip netns exec psl-\w+-up /\S+/passerelle radius disconnect \"\$\(.*\)\" --db \S+$",
+        (r"^ip netns exec psl-\w+-up env PASSERELLE_KEY_FILE=\S+ /\S+/passerelle radius "
+         r"disconnect \"\$\(.*\)\" --db \S+$",
          judged(0, "ACK")),
         (r"^ip netns exec psl-\w+-client curl -si http://192\.0\.2\.80/ \| head -1$",
          judged(0, " 302 ")),
