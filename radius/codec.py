@@ -36,7 +36,7 @@ MESSAGE_AUTHENTICATOR = 80
 LONG_EXTENDED_5 = 245  # RFC 6929 section 2.2: Type, Length, Extended-Type, Flags
 EVS = 26  # the Extended-Type of Extended-Vendor-Specific (RFC 6929 section 2.4)
 MORE = 0x80  # the M flag: the next attribute continues this one
-EVS_MAX_CHUNK = 255 - 4 - 5  # after the header, the vendor id and the vendor type
+LONG_EXTENDED_CHUNK = 255 - 4  # after Type, Length, Extended-Type and Flags
 FREERADIUS = 11344
 # Extended-Vendor-Specific-5 attributes in FreeRADIUS's dictionary that
 # hostapd sends (``wpa_psk_radius=3``): the 4-way handshake's message 1 ANonce
@@ -243,9 +243,9 @@ def parse(datagram: bytes) -> Packet:
     """Header, Length and attribute walk (RFC 2865 sections 3 and 5), or
     MalformedPacket. Octets past Length are padding; a datagram shorter than
     Length is dropped; at most one Message-Authenticator, of 16 octets.
-    Extended-Vendor-Specific-5 fragments (RFC 6929 section 2.2: the M flag
-    on all but the last, each repeating the vendor id and type) are joined;
-    a fragment not followed by its continuation is malformed."""
+    Long Extended fragments (RFC 6929 section 2.2: the M flag on all but the
+    last; the vendor id and type only in the first) are joined; a fragment
+    not followed by its continuation is malformed."""
     size = len(datagram)
     if size < MIN_LENGTH:
         raise MalformedPacket(f"datagram of {size} octets is shorter than a header")
@@ -258,7 +258,7 @@ def parse(datagram: bytes) -> Packet:
     attrs: list[Raw] = []
     append = attrs.append
     pos, ma = MIN_LENGTH, 0
-    pending: tuple[Key, bytearray] | None = None  # an EVS attribute to be continued
+    pending: tuple[int, bytearray] | None = None  # a Long Extended value, continued
     while pos < length:
         if pos + 2 > length:
             raise MalformedPacket("truncated attribute header")
@@ -288,30 +288,31 @@ def parse(datagram: bytes) -> Packet:
     return Packet(data[0], data[1], data[4:20], tuple(attrs), data, ma)
 
 
-def _long_extended(value: bytes, pending: tuple[Key, bytearray] | None,
-                   append: Callable[[Raw], None]) -> tuple[Key, bytearray] | None:
-    """One attribute of type 245: an Extended-Vendor-Specific fragment or
-    whole value, or another Extended-Type kept raw under key 245."""
+def _long_extended(value: bytes, pending: tuple[int, bytearray] | None,
+                   append: Callable[[Raw], None]) -> tuple[int, bytearray] | None:
+    """One attribute of type 245 (Extended-Type, Flags, data): a fragment or
+    a whole value. Fragments' data are joined first; an
+    Extended-Vendor-Specific value then starts with its vendor id and type.
+    Another Extended-Type is kept raw under key 245."""
     if len(value) < 2:
         raise MalformedPacket("Long Extended attribute shorter than its header")
-    if value[0] != EVS:
-        if pending is not None:
-            raise MalformedPacket("a fragmented attribute is not continued")
-        append((LONG_EXTENDED_5, value))
-        return None
-    if len(value) < 7:
-        raise MalformedPacket("Extended-Vendor-Specific attribute without its vendor")
-    key: Key = (LONG_EXTENDED_5, int.from_bytes(value[2:6], "big"), value[6])
+    ext = value[0]
     if pending is not None:
-        if pending[0] != key:
+        if pending[0] != ext:
             raise MalformedPacket("a fragmented attribute is continued by another")
-        pending[1].extend(value[7:])
         joined = pending[1]
+        joined.extend(value[2:])
     else:
-        joined = bytearray(value[7:])
+        joined = bytearray(value[2:])
     if value[1] & MORE:
-        return key, joined
-    append((key, bytes(joined)))
+        return ext, joined
+    if ext != EVS:
+        append((LONG_EXTENDED_5, bytes([ext, 0]) + joined))
+    elif len(joined) < 5:
+        raise MalformedPacket("Extended-Vendor-Specific attribute without its vendor")
+    else:
+        append(((LONG_EXTENDED_5, int.from_bytes(joined[:4], "big"), joined[4]),
+                bytes(joined[5:])))
     return None
 
 
@@ -350,14 +351,16 @@ def encode_attributes(attrs: Iterable[Raw]) -> bytes:
 
 
 def _evs_fragments(vendor: int, sub: int, value: bytes) -> bytes:
-    """An Extended-Vendor-Specific-5 attribute, in fragments of at most 255
-    octets, the M flag on all but the last (RFC 6929 sections 2.2, 2.4)."""
+    """An Extended-Vendor-Specific-5 attribute: the vendor id, type and
+    value split in fragments of at most 255 octets, the M flag on all but
+    the last (RFC 6929 sections 2.2, 2.4)."""
+    whole = vendor.to_bytes(4, "big") + bytes([sub]) + value
+    chunks = [whole[i:i + LONG_EXTENDED_CHUNK]
+              for i in range(0, len(whole), LONG_EXTENDED_CHUNK)]
     out = bytearray()
-    chunks = [value[i:i + EVS_MAX_CHUNK] for i in range(0, len(value), EVS_MAX_CHUNK)] or [b""]
     for i, chunk in enumerate(chunks):
         flags = MORE if i < len(chunks) - 1 else 0
-        out += bytes([LONG_EXTENDED_5, len(chunk) + 9, EVS, flags])
-        out += vendor.to_bytes(4, "big") + bytes([sub]) + chunk
+        out += bytes([LONG_EXTENDED_5, len(chunk) + 4, EVS, flags]) + chunk
     return bytes(out)
 
 
