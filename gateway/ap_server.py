@@ -104,16 +104,20 @@ class KeyRing:
     def __init__(self, ssid: str) -> None:
         self.ssid = ssid
         self._held: dict[tuple[str, str], tuple[keyfinder.HeldKey, bool]] = {}
+        self.held = keyfinder.Held.of(())
 
     def update(self, keys: Sequence[ApKey]) -> set[str]:
-        """Take the source's keys now; the key ids that went away."""
+        """Take the source's keys now; the key ids that went away. The
+        index is rebuilt only when something changed."""
         held: dict[tuple[str, str], tuple[keyfinder.HeldKey, bool]] = {}
+        changed = False
         for key in keys:
             ident = (key.key_id, key.passphrase)
             known = self._held.get(ident)
             if known is not None and (known[0].person, known[0].vlan, known[0].mac) == \
                     (key.person, key.vlan, key.mac):
                 held[ident] = (known[0], key.allowed)
+                changed = changed or known[1] != key.allowed
                 continue
             try:
                 pmk = known[0].pmk if known is not None else psk.pmk(key.passphrase, self.ssid)
@@ -122,15 +126,17 @@ class KeyRing:
                 continue
             held[ident] = (keyfinder.HeldKey(key.person, key.key_id, key.passphrase, pmk,
                                              key.vlan, key.mac), key.allowed)
+            changed = True
         gone = {ident[0] for ident in self._held} - {ident[0] for ident in held}
+        if changed or held.keys() != self._held.keys():
+            self.held = keyfinder.Held.of(
+                (k for k, _ in held.values()),
+                {k.person for k, allowed in held.values() if allowed})
         self._held = held
         return gone
 
     def keys(self) -> list[keyfinder.HeldKey]:
         return [key for key, _ in self._held.values()]
-
-    def allowed(self) -> set[str]:
-        return {key.person for key, allowed in self._held.values() if allowed}
 
 
 @dataclass(frozen=True)
@@ -265,8 +271,8 @@ class ApCore:
         join = keyfinder.Join(station=station.mac, bssid=station.bssid, ssid=station.ssid,
                               anonce=request.anonce, eapol=request.eapol_key)
         cap = self.candidates_max if ap.vendor is Vendor.HOSTAPD else 0
-        decision = keyfinder.find(join, self.ring.keys(), self.ring.allowed(), self.bindings,
-                                  ssid=self.ssid, candidates_max=cap)
+        decision = keyfinder.find(join, self.ring.held, self.bindings, ssid=self.ssid,
+                                  candidates_max=cap)
         match decision:
             case keyfinder.Reject(reason=reason):
                 log.info("wifi: Access-Reject to %s (%s) for %s: %s", ip, ap.vendor,

@@ -21,8 +21,8 @@ Otherwise: ``Reject`` with the reason for the log.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from . import psk
 
@@ -40,6 +40,23 @@ class HeldKey:
 
     def __repr__(self) -> str:  # never a key in a log line
         return f"HeldKey({self.person!r}, {self.key_id!r}, vlan={self.vlan})"
+
+
+@dataclass(frozen=True)
+class Held:
+    """The keys of the people allowed here, indexed once per change so that
+    a known station costs a dictionary look-up, not a scan."""
+
+    keys: tuple[HeldKey, ...]
+    by_id: Mapping[str, HeldKey] = field(repr=False)
+    by_mac: Mapping[str, HeldKey] = field(repr=False)
+
+    @classmethod
+    def of(cls, keys: Iterable[HeldKey], allowed: Collection[str] | None = None) -> Held:
+        """``allowed``: the people allowed at this site (None: whoever holds a key)."""
+        here = tuple(k for k in keys if allowed is None or k.person in allowed)
+        return cls(here, {k.key_id: k for k in here},
+                   {k.mac: k for k in here if k.mac is not None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,19 +90,19 @@ class Reject:
 Decision = Accept | Reject
 
 
-def find(join: Join, keys: Sequence[HeldKey], allowed: Collection[str] | None,
-         bindings: Mapping[str, str], *, ssid: str, candidates_max: int) -> Decision:
-    """Decide for ``join``. ``allowed``: the people allowed at this site
-    (None: whoever holds a key here); ``bindings``: station MAC -> key id."""
+def find(join: Join, held: Held, bindings: Mapping[str, str], *, ssid: str,
+         candidates_max: int) -> Decision:
+    """Decide for ``join``; ``bindings``: station MAC -> key id."""
     if join.ssid is not None and join.ssid != ssid:
         return Reject(f"SSID {join.ssid!r} is not the private network {ssid!r}")
-    here = [k for k in keys if allowed is None or k.person in allowed]
+    here = held.keys
     bound = bindings.get(join.station)
     if join.anonce is not None or join.eapol is not None:
-        return _by_handshake(join, here, bound)
-    for key in here:
-        if key.key_id == bound or (bound is None and key.mac == join.station):
-            return Accept(key.person, (key,), key.vlan, "mac")
+        return _by_handshake(join, held, bound)
+    # A binding to a key no longer held (rotated, revoked) says nothing.
+    known = held.by_id.get(bound) if bound is not None else held.by_mac.get(join.station)
+    if known is not None:
+        return Accept(known.person, (known,), known.vlan, "mac")
     if not here:
         return Reject(f"no key of a person allowed here for {join.station}")
     if candidates_max <= 0:
@@ -100,7 +117,7 @@ def find(join: Join, keys: Sequence[HeldKey], allowed: Collection[str] | None,
     return Accept(None, tuple(here), vlans.pop(), "candidates")
 
 
-def _by_handshake(join: Join, here: list[HeldKey], bound: str | None) -> Decision:
+def _by_handshake(join: Join, held: Held, bound: str | None) -> Decision:
     if join.anonce is None or join.eapol is None:
         return Reject("a handshake needs both the ANonce and EAPoL-Key message 2")
     if len(join.anonce) != psk.NONCE_LEN:
@@ -113,12 +130,13 @@ def _by_handshake(join: Join, here: list[HeldKey], bound: str | None) -> Decisio
         return Reject(f"EAPoL-Key message 2: {exc}")
     aa, spa = _octets(join.bssid), _octets(join.station)
     # The bound key first: a returning station costs one check.
-    first = [k for k in here if k.key_id == bound]
-    for key in (*first, *here):
-        if psk.verifies(key.pmk, message, aa, spa, join.anonce):
-            return Accept(key.person, (key,), key.vlan, "handshake",
-                          learn=key.key_id != bound)
-    return Reject(f"none of the {len(here)} keys allowed here yields the MIC of "
+    first = held.by_id.get(bound) if bound is not None else None
+    if first is not None and psk.verifies(first.pmk, message, aa, spa, join.anonce):
+        return Accept(first.person, (first,), first.vlan, "handshake")
+    for key in held.keys:
+        if key is not first and psk.verifies(key.pmk, message, aa, spa, join.anonce):
+            return Accept(key.person, (key,), key.vlan, "handshake", learn=True)
+    return Reject(f"none of the {len(held.keys)} keys allowed here yields the MIC of "
                   f"{join.station}'s message 2")
 
 

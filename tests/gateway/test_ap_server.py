@@ -22,6 +22,7 @@ from passerelle.gateway.ap_server import (
     station_of,
 )
 from passerelle.gateway.config import ConfigError, Interfaces, firewall_plan, parse
+from passerelle.gateway.nft import ruleset
 from passerelle.radius import messages as m
 from tests.radius.peers import Answer, radclient
 
@@ -278,6 +279,8 @@ def test_config_access_points(tmp_path: Path) -> None:
     assert (cfg.wifi_listen, cfg.wifi_port) == ("198.51.100.1", 1812)
     plan = firewall_plan(cfg)
     assert plan.access_points == ("198.51.100.16/28", "198.51.100.40/32")
+    assert ("ip saddr { 198.51.100.16/28, 198.51.100.40/32 } udp dport 1812 accept"
+            in ruleset(plan))
     assert "secret" not in repr(cfg.access_points) and "0123" not in repr(cfg.access_points)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from passerelle.gateway import psk
-from passerelle.gateway.keyfinder import Accept, HeldKey, Join, Reject, find
+from passerelle.gateway.keyfinder import Accept, Held, HeldKey, Join, Reject, find
 
 SSID = "Passerelle-Private"
 BSSID = "02:aa:00:00:00:01"
@@ -35,7 +35,8 @@ def _handshake(passphrase: str, station: str = STATION, ssid: str = SSID) -> Joi
 
 def _find(join: Join, keys: list[HeldKey] = PEOPLE, allowed: set[str] | None = None,
           bindings: dict[str, str] | None = None, cap: int = 4) -> Accept | Reject:
-    return find(join, keys, allowed, bindings or {}, ssid=SSID, candidates_max=cap)
+    return find(join, Held.of(keys, allowed), bindings or {}, ssid=SSID,
+                candidates_max=cap)
 
 
 @pytest.mark.parametrize("who", [0, 17, 59])
