@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import string
 from dataclasses import dataclass
+from typing import Any
 
 PMK_LEN = 32
 NONCE_LEN = 32
@@ -45,6 +46,12 @@ HMAC_MD5_RC4, HMAC_SHA1_AES = 1, 2  # key descriptor versions we check
 DESCRIPTOR_RSN, DESCRIPTOR_WPA = 2, 254
 
 _HEX = set(string.hexdigits)
+# RFC 2104: the key XOR ipad / opad, as translation tables (one C call each).
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+_BLOCK = 64  # SHA-1 and MD5 block size
+
+HmacStates = tuple[Any, Any]  # hashlib objects: inner and outer, key absorbed
 
 
 class MalformedEapol(ValueError):
@@ -150,11 +157,51 @@ def mic(kck_: bytes, version: int, zeroed: bytes) -> bytes:
     raise ValueError(f"key descriptor version {version}")
 
 
+def hmac_sha1_states(key: bytes) -> HmacStates:
+    """HMAC-SHA1's inner and outer hashes with ``key`` absorbed (RFC 2104
+    section 2). Kept with each PMK, they are copied per message: OpenSSL's
+    one-shot HMAC sets the key up anew each time, at twice the cost."""
+    if len(key) > _BLOCK:
+        key = hashlib.sha1(key).digest()
+    padded = key.ljust(_BLOCK, b"\x00")
+    return hashlib.sha1(padded.translate(_IPAD)), hashlib.sha1(padded.translate(_OPAD))
+
+
+class Handshake:
+    """One message 2 to check against many PMKs: what does not depend on
+    the PMK (the PRF's input, the MIC's hash) is computed once."""
+
+    __slots__ = ("_block", "_mic", "_new", "_zeroed")
+
+    def __init__(self, message: Message2, aa: bytes, spa: bytes, anonce: bytes) -> None:
+        if message.version not in (HMAC_MD5_RC4, HMAC_SHA1_AES):
+            raise ValueError(f"key descriptor version {message.version}")
+        self._block = (PTK_LABEL + b"\x00" + _ptk_data(aa, spa, anonce, message.snonce)
+                       + b"\x00")
+        self._new = hashlib.md5 if message.version == HMAC_MD5_RC4 else hashlib.sha1
+        self._mic = message.mic
+        self._zeroed = message.zeroed
+
+    def holds(self, pmk_: bytes) -> bool:
+        """Whether the station holds ``pmk_``: its MIC checks out (constant time)."""
+        return self.holds_states(hmac_sha1_states(pmk_))
+
+    def holds_states(self, states: HmacStates) -> bool:
+        """``holds`` for a PMK given by its ``hmac_sha1_states`` (the hot path)."""
+        inner, outer = states[0].copy(), states[1].copy()
+        inner.update(self._block)
+        outer.update(inner.digest())
+        # The KCK (16 octets, under one block) as an HMAC key for the MIC.
+        padded = outer.digest()[:KCK_LEN].ljust(_BLOCK, b"\x00")
+        mic_inner = self._new(padded.translate(_IPAD))
+        mic_inner.update(self._zeroed)
+        expected = self._new(padded.translate(_OPAD) + mic_inner.digest()).digest()[:MIC_LEN]
+        return hmac.compare_digest(expected, self._mic)
+
+
 def verifies(pmk_: bytes, message: Message2, aa: bytes, spa: bytes, anonce: bytes) -> bool:
     """Whether the station that sent ``message`` holds ``pmk_`` (constant time)."""
-    expected = mic(kck(pmk_, aa, spa, anonce, message.snonce), message.version,
-                   message.zeroed)
-    return hmac.compare_digest(expected, message.mic)
+    return Handshake(message, aa, spa, anonce).holds(pmk_)
 
 
 def build_message2(pmk_: bytes, aa: bytes, spa: bytes, anonce: bytes, snonce: bytes, *,
