@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from passerelle.gateway import psk
+from passerelle.gateway import sessions as sm
 from passerelle.gateway.ap_server import (
     AccessPoint,
     ApCore,
@@ -23,6 +24,8 @@ from passerelle.gateway.ap_server import (
 )
 from passerelle.gateway.config import ConfigError, Interfaces, firewall_plan, parse
 from passerelle.gateway.nft import ruleset
+from passerelle.gateway.service import Box
+from passerelle.gateway.sessions import Terms
 from passerelle.radius import messages as m
 from tests.radius.peers import Answer, radclient
 
@@ -458,3 +461,32 @@ def test_radclient_bad_input() -> None:
         assert _send(stranger, _attrs(handshake="bob-key-0002")).code is None
     finally:
         stranger.stop()
+
+
+def test_the_box_runs_the_server_only_with_access_points(tmp_path: Path) -> None:
+    (tmp_path / "ap.secret").write_text("cisco-secret-0123456789\n")
+    box = Box(parse(GOOD, tmp_path, MACHINE))
+    try:
+        assert box.access_points is not None
+        assert (box.access_points.listen, box.access_points.port) == ("198.51.100.1", 1812)
+        assert box.access_points.core.source is box.gateway
+        assert box.access_points.core.candidates_max == 4
+        assert box.gateway.keys_for_ap() == []
+        # An open session with the key the centre returned at check-in.
+        session, _ = sm.check_in("S1", "alice@acme.example", "02:50:00:00:00:10",
+                                 "198.51.100.10", Terms(session_timeout=3600), NOW)
+        box.gateway._open["S1"] = session
+        box.gateway._keys["S1"] = "alice-key-0001"
+        box.gateway._open["S2"] = session  # a session without a key gives none
+        assert box.gateway.keys_for_ap() == [
+            ApKey("alice@acme.example", "S1", "alice-key-0001", mac="02:50:00:00:00:10")]
+        box.access_points.core.refresh()
+        reply = _ask(box.access_points.core, _hostapd(handshake="alice-key-0001"),
+                     secret=b"0123456789abcdef0123", source=("198.51.100.17", 1812))
+        assert isinstance(reply, m.AccessAccept)
+        assert reply.tunnel_passwords == ("alice-key-0001",)
+    finally:
+        box.store.close()
+    plain = Box(parse(BASE, tmp_path / "plain", MACHINE))
+    plain.store.close()
+    assert plain.access_points is None
