@@ -32,14 +32,17 @@ def test_handshake_attributes_round_trip_in_fragments(size: int) -> None:
 
 
 def test_fragments_carry_the_vendor_only_in_the_first() -> None:
-    datagram = _request(eapol_key=bytes(300)).encode(SECRET)
+    datagram = _request(eapol_key=b"\xee" * 300).encode(SECRET)
     pkt = parse(datagram)
     assert [k for k, _ in pkt.attributes if isinstance(k, tuple)] == [(245, 11344, 2)]
-    raw = [datagram[i:] for i in range(20, len(datagram)) if datagram[i] == 245
-           and datagram[i + 2] == 26]
-    first = raw[0]
-    assert first[1] == 255 and first[3] == 0x80  # full, More set
-    assert first[4:9] == (11344).to_bytes(4, "big") + b"\x02"
+    fragments, pos = [], 20
+    while pos < len(datagram):
+        if datagram[pos] == 245:
+            fragments.append(datagram[pos:pos + datagram[pos + 1]])
+        pos += datagram[pos + 1]
+    assert [(f[1], f[2], f[3]) for f in fragments] == [(255, 26, 0x80), (4 + 305 - 251, 26, 0)]
+    assert fragments[0][4:9] == (11344).to_bytes(4, "big") + b"\x02"
+    assert fragments[1][4:] == b"\xee" * (305 - 251)  # the value goes on, no vendor
 
 
 def _with_attrs(body: bytes) -> bytes:
