@@ -27,6 +27,7 @@ from typing import Any
 
 from passerelle.errors import UserError
 
+from .ap_server import MIN_SECRET, AccessPoint, Vendor
 from .dnsmasq import DhcpPlan, check_domain, render, render_captive
 from .nft import CAPTIVE_DNS_PORT, CAPTIVE_DNS_RATE, PRIVATE4, PRIVATE6, Plan, wan_ports
 from .radclient import RadiusServer
@@ -84,6 +85,12 @@ class Config:
     heartbeat_interval: float
     control_socket: Path
     findings: tuple[str, ...] = field(default=(), compare=False)
+    # The access points' RADIUS server (none when ``access_points`` is empty).
+    access_points: tuple[AccessPoint, ...] = ()
+    wifi_ssid: str = ""  # the private SSID the PMKs are derived for
+    wifi_candidates_max: int = 0
+    wifi_listen: str = ""
+    wifi_port: int = 1812
 
     @property
     def box_ipv4(self) -> str:
@@ -165,9 +172,12 @@ KNOWN = {
     "sessions": {"interim_interval", "idle_timeout", "sweep_interval",
                  "lease_check_interval", "heartbeat_interval", "keep_stopped_days"},
     "control": {"socket"},
+    "wifi": {"ssid", "candidates_max", "listen", "port"},
 }
 SERVER_KEYS = {"host", "secret", "secret_file", "auth_port", "acct_port",
                "require_message_authenticator"}
+AP_KEYS = {"address", "secret", "secret_file", "vendor"}
+ARRAYS = {"access_points"}  # top-level arrays of tables
 
 
 class _Table:
@@ -242,8 +252,11 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}") from None
     for section, value in data.items():
+        if section in ARRAYS:
+            continue
         if section not in KNOWN:
-            raise ConfigError(f"{section}: unknown section (known: {', '.join(sorted(KNOWN))})")
+            known = ", ".join(sorted(KNOWN.keys() | ARRAYS))
+            raise ConfigError(f"{section}: unknown section (known: {known})")
         if not isinstance(value, dict):
             raise ConfigError(f"{section}: expected a table")
         unknown = set(value) - KNOWN[section]
@@ -412,6 +425,24 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
     keep_days = s.number("keep_stopped_days", int, 7, 1, 3650)
     control = state_dir / t["control"].get("socket", str, "control.sock")
 
+    wifi = t["wifi"]
+    access_points = tuple(_access_points(data.get("access_points"), base, lan_address))
+    wifi_ssid = wifi.get("ssid", str, "")
+    if access_points and not wifi_ssid:
+        raise ConfigError("wifi.ssid: required with [[access_points]] (the private SSID whose "
+                          "keys the box checks)")
+    if wifi_ssid and not 1 <= len(wifi_ssid.encode()) <= 32:
+        raise ConfigError(f"wifi.ssid: {wifi_ssid!r} must be 1 to 32 octets (IEEE 802.11)")
+    if wifi_ssid and wifi_ssid == ssid:
+        raise ConfigError(f"wifi.ssid: {wifi_ssid!r} is also portal.ssid, the open check-in "
+                          "network; the private network needs its own name")
+    candidates_max = wifi.number("candidates_max", int, 0, 0, 32)
+    wifi_listen = _checked(wifi, "listen", str(lan_address.ip), _ip)
+    wifi_port = wifi.number("port", int, 1812, 1, 65535)
+    for other, key in ((dae_port, "dae.port"), (captive_port, "dns.captive_port")):
+        if access_points and wifi_port == other:
+            raise ConfigError(f"wifi.port: {wifi_port} is also {key}")
+
     return Config(
         identifier=identifier, state_dir=state_dir, nas_ip=nas_ip, lan_if=lan_if,
         lan_address=lan_address, lan_address6=lan_address6, dhcp_start=dhcp_start,
@@ -429,7 +460,9 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
         wan_open=wan_open, stopped_retention=keep_days * 86400.0,
         interim_interval=interim, idle_timeout=idle,
         sweep_interval=sweep, lease_check_interval=lease_check, heartbeat_interval=heartbeat,
-        control_socket=control, findings=tuple(findings),
+        control_socket=control, findings=tuple(findings), access_points=access_points,
+        wifi_ssid=wifi_ssid, wifi_candidates_max=candidates_max, wifi_listen=wifi_listen,
+        wifi_port=wifi_port,
     )
 
 
@@ -487,6 +520,57 @@ def _servers(raw: Any, base: Path) -> list[RadiusServer]:
     return servers
 
 
+def _access_points(raw: Any, base: Path,
+                   lan: ipaddress.IPv4Interface) -> list[AccessPoint]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError("access_points: expected [[access_points]] tables")
+    found: list[AccessPoint] = []
+    vendors = ", ".join(v.value for v in Vendor)
+    for i, entry in enumerate(raw):
+        prefix = f"access_points[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{prefix}: expected a table")
+        unknown = set(entry) - AP_KEYS
+        if unknown:
+            raise ConfigError(f"{prefix}.{sorted(unknown)[0]}: unknown key")
+        t = _Table(entry, prefix)
+        address = t.get("address", str, None)
+        if not address:
+            raise ConfigError(f"{prefix}.address: required (the access point's address, "
+                              "or a subnet of them)")
+        try:
+            network = ipaddress.ip_network(address)
+        except ValueError:
+            raise ConfigError(f"{prefix}.address: {address!r} is not an address nor a "
+                              "subnet (address/prefix, no host bits)") from None
+        if network.version != 4 or not network.subnet_of(lan.network):
+            raise ConfigError(f"{prefix}.address: {address} is outside the LAN "
+                              f"{lan.network}, where the box answers access points")
+        if any(ap.network == network for ap in found):
+            raise ConfigError(f"{prefix}.address: {address} is listed twice")
+        secret = t.get("secret", str, None)
+        secret_file = t.get("secret_file", str, None)
+        if (secret is None) == (secret_file is None):
+            raise ConfigError(f"{prefix}.secret: set exactly one of secret and secret_file")
+        if secret_file is not None:
+            try:
+                secret = (base / secret_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{prefix}.secret_file: {exc.strerror}: {secret_file}") \
+                    from None
+        assert secret is not None
+        if len(secret.encode()) < MIN_SECRET:
+            raise ConfigError(f"{prefix}.secret: {len(secret.encode())} octets; at least "
+                              f"{MIN_SECRET}, random (the keys travel hidden by it)")
+        vendor = t.get("vendor", str, "hostapd")
+        if vendor not in {v.value for v in Vendor}:
+            raise ConfigError(f"{prefix}.vendor: {vendor!r} is not one of {vendors}")
+        found.append(AccessPoint(network, secret.encode(), Vendor(vendor)))
+    return found
+
+
 def firewall_plan(config: Config) -> Plan:
     garden4 = tuple(a for a in config.garden_addresses
                     if ipaddress.ip_network(a, strict=False).version == 4)
@@ -501,7 +585,9 @@ def firewall_plan(config: Config) -> Plan:
                 ntp_servers=config.ntp_servers, open_private=config.open_private,
                 captive_dns_port=config.captive_dns_port,
                 captive_dns_rate=config.captive_dns_rate, dae_port=config.dae_port,
-                dae_clients=tuple(config.dae_clients), wan_open=config.wan_open)
+                dae_clients=tuple(config.dae_clients), wan_open=config.wan_open,
+                access_points=tuple(str(ap.network) for ap in config.access_points),
+                ap_port=config.wifi_port)
 
 
 def dhcp_plan(config: Config) -> DhcpPlan:

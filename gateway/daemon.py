@@ -29,6 +29,7 @@ from passerelle.refusal import Refusal
 
 from . import sessions as sm
 from .acct import AccountingRecord
+from .ap_server import ApKey
 from .clients import Clients
 from .config import Config
 from .dae_server import CoaChange, Selector
@@ -401,6 +402,16 @@ class Gateway:
                                              change.bandwidth_up, change.bandwidth_down)
                 self._carry_out(changed, actions)
         return len(targets)
+
+    # --- the access points' RADIUS server (gateway.ap_server.KeySource) ------
+
+    def keys_for_ap(self) -> list[ApKey]:
+        """The Wi-Fi key of each open session (today one per check-in, from
+        the Access-Accept's Tunnel-Password), with the MAC it checked in with;
+        everyone with a session here is allowed here."""
+        with self._lock:
+            return [ApKey(person=s.login, key_id=sid, passphrase=self._keys[sid], mac=s.mac)
+                    for sid, s in self._open.items() if sid in self._keys]
 
 
 KernelAction = sm.Allow | sm.Extend | sm.Rates | sm.Revoke

@@ -113,6 +113,9 @@ class Plan:
     dae_port: int = 3799
     dae_clients: tuple[str, ...] = ()
     wan_open: tuple[str, ...] = ("tcp/22",)
+    # From the LAN side: the access points (IPv4 CIDRs) asking for Wi-Fi keys.
+    access_points: tuple[str, ...] = ()
+    ap_port: int = 1812
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,9 @@ def check_plan(plan: Plan) -> None:
         raise ValueError(f"captive_dns_rate: not a rate: {plan.captive_dns_rate!r}")
     _nets(plan.garden4, 4)
     _nets(plan.garden6, 6)
+    _nets(plan.access_points, 4)
+    if not isinstance(plan.ap_port, int) or not 0 < plan.ap_port < 65536:
+        raise ValueError(f"ap_port: not a port: {plan.ap_port!r}")
     for name in ("open_private", "wan_nets"):
         for value in getattr(plan, name):
             try:
@@ -303,6 +309,8 @@ def _chains(plan: Plan) -> str:
     ntp_back = ("\t\tct status dnat ct state established,related udp sport 123 accept\n"
                 if to_ntp else "")
     rate = plan.captive_dns_rate
+    aps = (f"ip saddr {{ {', '.join(plan.access_points)} }} udp dport {plan.ap_port} accept\n\t\t"
+           if plan.access_points else "")
     # Before the established/related accept: one UDP socket's queries after
     # the first are "established" for conntrack.
     dns_rate = (f"meta l4proto {{ tcp, udp }} th dport {cport} update @dns_rate "
@@ -369,7 +377,7 @@ def _chains(plan: Plan) -> str:
 		udp dport 123 accept
 		tcp dport {{ {http}, {https} }} accept
 		meta l4proto {{ icmp, ipv6-icmp }} accept
-		jump refuse
+		{aps}jump refuse
 	}}
 	chain wan_in {{
 {_wan_in(plan)}\t}}

@@ -14,6 +14,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from .ap_server import ApServer
 from .clients import Clients
 from .config import Config, dhcp_plan, firewall_plan
 from .control import ControlError, ControlServer
@@ -63,6 +64,12 @@ class Box:
                                                            "max_instances": 1,
                                                            "misfire_grace_time": 30})
         self.control: ControlServer | None = None
+        self.access_points: ApServer | None = None
+        if config.access_points:
+            self.access_points = ApServer(config.wifi_listen, config.wifi_port,
+                                          config.access_points, self.gateway,
+                                          ssid=config.wifi_ssid,
+                                          candidates_max=config.wifi_candidates_max)
         self._stopped = threading.Event()
 
     def start(self) -> None:
@@ -73,6 +80,8 @@ class Box:
         self.gateway.restore(booted)
         self.sender.start()
         self.dae.start()
+        if self.access_points is not None:
+            self.access_points.start()
         self.control = ControlServer(self.config.control_socket, _Portal(self.gateway))
         self.control.start()
         self.clients.start()
@@ -106,7 +115,7 @@ class Box:
         """Stop the daemon; sessions stay enforced by the kernel (the table
         and its sets are left as they are) and are restored at next start."""
         self.scheduler.shutdown(wait=False)
-        for part in (self.control, self.dae, self.sender, self.clients):
+        for part in (self.control, self.access_points, self.dae, self.sender, self.clients):
             if part is not None:
                 try:
                     part.stop()

@@ -2,8 +2,10 @@
 types, the attribute walk and every authenticator rule.
 
 Attributes are named as in the shipped dictionary ("User-Name",
-"WISPr-Bandwidth-Max-Up"); a *key* is the code of a standard attribute or
-(vendor id, vendor type) of a vendor-specific one. The typed messages in
+"WISPr-Bandwidth-Max-Up"); a *key* is the code of a standard attribute,
+(vendor id, vendor type) of a vendor-specific one, or (245, vendor id,
+vendor type) of an Extended-Vendor-Specific-5 one (RFC 6929 section 2.4),
+its fragments joined (``EVS5_KEYS`` names the ones we know). The typed messages in
 messages.py are built on this module; callers rarely need it directly.
 """
 
@@ -23,7 +25,7 @@ from typing import Any
 
 from pyrad.dictionary import Dictionary
 
-Key = int | tuple[int, int]
+Key = int | tuple[int, int] | tuple[int, int, int]
 Raw = tuple[Key, bytes]
 
 MIN_LENGTH = 20
@@ -31,6 +33,18 @@ MAX_LENGTH = 4096  # RFC 2865 section 3
 VENDOR_SPECIFIC = 26
 PROXY_STATE = 33
 MESSAGE_AUTHENTICATOR = 80
+LONG_EXTENDED_5 = 245  # RFC 6929 section 2.2: Type, Length, Extended-Type, Flags
+EVS = 26  # the Extended-Type of Extended-Vendor-Specific (RFC 6929 section 2.4)
+MORE = 0x80  # the M flag: the next attribute continues this one
+LONG_EXTENDED_CHUNK = 255 - 4  # after Type, Length, Extended-Type and Flags
+FREERADIUS = 11344
+# Extended-Vendor-Specific-5 attributes in FreeRADIUS's dictionary that
+# hostapd sends (``wpa_psk_radius=3``): the 4-way handshake's message 1 ANonce
+# and the whole EAPoL-Key message 2.
+EVS5_KEYS: dict[str, tuple[int, int, int]] = {
+    "FreeRADIUS-802.1X-Anonce": (LONG_EXTENDED_5, FREERADIUS, 1),
+    "FreeRADIUS-802.1X-EAPoL-Key-Msg": (LONG_EXTENDED_5, FREERADIUS, 2),
+}
 MAX_PASSWORD = 128  # RFC 2865 section 5.2
 
 
@@ -185,7 +199,12 @@ class Codec:
         spec = self._by_key.get(key)
         if spec is not None:
             return spec.name
-        return f"Vendor-{key[0]}-Attr-{key[1]}" if isinstance(key, tuple) else f"Attr-{key}"
+        for name, evs in EVS5_KEYS.items():
+            if evs == key:
+                return name
+        if isinstance(key, tuple):
+            return f"Vendor-{key[-2]}-Attr-{key[-1]}"
+        return f"Attr-{key}"
 
     def raw(self, name: str, value: Any) -> Raw:
         """``(key, octets)`` of a named attribute; "Tunnel-Type:1" gives a tag."""
@@ -223,7 +242,10 @@ class Packet:
 def parse(datagram: bytes) -> Packet:
     """Header, Length and attribute walk (RFC 2865 sections 3 and 5), or
     MalformedPacket. Octets past Length are padding; a datagram shorter than
-    Length is dropped; at most one Message-Authenticator, of 16 octets."""
+    Length is dropped; at most one Message-Authenticator, of 16 octets.
+    Long Extended fragments (RFC 6929 section 2.2: the M flag on all but the
+    last; the vendor id and type only in the first) are joined; a fragment
+    not followed by its continuation is malformed."""
     size = len(datagram)
     if size < MIN_LENGTH:
         raise MalformedPacket(f"datagram of {size} octets is shorter than a header")
@@ -236,6 +258,7 @@ def parse(datagram: bytes) -> Packet:
     attrs: list[Raw] = []
     append = attrs.append
     pos, ma = MIN_LENGTH, 0
+    pending: tuple[int, bytearray] | None = None  # a Long Extended value, continued
     while pos < length:
         if pos + 2 > length:
             raise MalformedPacket("truncated attribute header")
@@ -243,7 +266,12 @@ def parse(datagram: bytes) -> Packet:
         end = pos + alen
         if alen < 2 or end > length:
             raise MalformedPacket(f"attribute {code} has a bad length {alen}")
-        if code == VENDOR_SPECIFIC:
+        if pending is not None and code != LONG_EXTENDED_5:
+            raise MalformedPacket("a fragmented attribute is not continued (RFC 6929 "
+                                  "section 2.2)")
+        if code == LONG_EXTENDED_5:
+            pending = _long_extended(data[pos + 2:end], pending, append)
+        elif code == VENDOR_SPECIFIC:
             attrs.extend(_vendor(data[pos + 2:end]))
         else:
             if code == MESSAGE_AUTHENTICATOR:
@@ -254,7 +282,38 @@ def parse(datagram: bytes) -> Packet:
                 ma = pos + 2
             append((code, data[pos + 2:end]))
         pos = end
+    if pending is not None:
+        raise MalformedPacket("the last attribute has the M flag but no continuation "
+                              "(RFC 6929 section 2.2)")
     return Packet(data[0], data[1], data[4:20], tuple(attrs), data, ma)
+
+
+def _long_extended(value: bytes, pending: tuple[int, bytearray] | None,
+                   append: Callable[[Raw], None]) -> tuple[int, bytearray] | None:
+    """One attribute of type 245 (Extended-Type, Flags, data): a fragment or
+    a whole value. Fragments' data are joined first; an
+    Extended-Vendor-Specific value then starts with its vendor id and type.
+    Another Extended-Type is kept raw under key 245."""
+    if len(value) < 2:
+        raise MalformedPacket("Long Extended attribute shorter than its header")
+    ext = value[0]
+    if pending is not None:
+        if pending[0] != ext:
+            raise MalformedPacket("a fragmented attribute is continued by another")
+        joined = pending[1]
+        joined.extend(value[2:])
+    else:
+        joined = bytearray(value[2:])
+    if value[1] & MORE:
+        return ext, joined
+    if ext != EVS:
+        append((LONG_EXTENDED_5, bytes([ext, 0]) + joined))
+    elif len(joined) < 5:
+        raise MalformedPacket("Extended-Vendor-Specific attribute without its vendor")
+    else:
+        append(((LONG_EXTENDED_5, int.from_bytes(joined[:4], "big"), joined[4]),
+                bytes(joined[5:])))
+    return None
 
 
 def _vendor(value: bytes) -> list[Raw]:
@@ -276,7 +335,9 @@ def _vendor(value: bytes) -> list[Raw]:
 def encode_attributes(attrs: Iterable[Raw]) -> bytes:
     out = bytearray()
     for key, value in attrs:
-        if isinstance(key, tuple):
+        if isinstance(key, tuple) and len(key) == 3:
+            out += _evs_fragments(key[1], key[2], value)
+        elif isinstance(key, tuple):
             vendor, sub = key
             if len(value) > 247:
                 raise ValueError(f"vendor attribute {key} of {len(value)} octets")
@@ -286,6 +347,20 @@ def encode_attributes(attrs: Iterable[Raw]) -> bytes:
             if len(value) > 253:
                 raise ValueError(f"attribute {key} of {len(value)} octets (at most 253)")
             out += bytes([key, len(value) + 2]) + value
+    return bytes(out)
+
+
+def _evs_fragments(vendor: int, sub: int, value: bytes) -> bytes:
+    """An Extended-Vendor-Specific-5 attribute: the vendor id, type and
+    value split in fragments of at most 255 octets, the M flag on all but
+    the last (RFC 6929 sections 2.2, 2.4)."""
+    whole = vendor.to_bytes(4, "big") + bytes([sub]) + value
+    chunks = [whole[i:i + LONG_EXTENDED_CHUNK]
+              for i in range(0, len(whole), LONG_EXTENDED_CHUNK)]
+    out = bytearray()
+    for i, chunk in enumerate(chunks):
+        flags = MORE if i < len(chunks) - 1 else 0
+        out += bytes([LONG_EXTENDED_5, len(chunk) + 4, EVS, flags]) + chunk
     return bytes(out)
 
 

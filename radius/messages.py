@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
 from .codec import (
+    EVS5_KEYS,
     PROXY_STATE,
     RANDOM,
     RESPONSE,
@@ -252,7 +253,11 @@ _KEY = {name: _C.key(name) for name in (
     "Acct-Status-Type", "Acct-Input-Octets", "Acct-Input-Gigawords", "Acct-Output-Octets",
     "Acct-Output-Gigawords", "Acct-Terminate-Cause", "Tunnel-Password", "Tunnel-Type",
     "Tunnel-Medium-Type", "Tunnel-Private-Group-Id", "Error-Cause", "NAS-IP-Address",
-    "NAS-Identifier", "NAS-IPv6-Address", "Message-Authenticator")}
+    "NAS-Identifier", "NAS-IPv6-Address", "Message-Authenticator", "Cisco-AVPair",
+    "Aruba-MPSK-Passphrase", "Ruckus-Dpsk", "Ruckus-DPSK-Params")}
+_KEY.update(EVS5_KEYS)
+# Ruckus-DPSK-Params sub-attributes (type, length, value): AKM suite, ANonce, EAPoL-Key.
+_RUCKUS_AKM, _RUCKUS_ANONCE, _RUCKUS_EAPOL = 1, 3, 4
 _VLAN, _IEEE_802 = 13, 6  # Tunnel-Type and Tunnel-Medium-Type (RFC 3580 section 3.31)
 _NOT_IN_ACCOUNTING = ("User-Password", "CHAP-Password", "Reply-Message", "State")
 _MA = _KEY["Message-Authenticator"]
@@ -388,7 +393,8 @@ class AccessRequest(_Request):
              ("called_station_id", "Called-Station-Id"), *_NAS,
              ("nas_port_type", "NAS-Port-Type"), ("service_type", "Service-Type"),
              ("framed_ip_address", "Framed-IP-Address"), ("operator_name", "Operator-Name"),
-             ("state", "State"))
+             ("state", "State"), ("connect_info", "Connect-Info"),
+             ("akm_suite", "WLAN-AKM-Suite"))
 
     user_name: str | None = None
     credential: Password | Chap | None = None
@@ -402,10 +408,18 @@ class AccessRequest(_Request):
     framed_ip_address: str | None = None
     operator_name: str | None = None
     state: bytes | None = None
+    connect_info: str | None = None
+    # A Wi-Fi access point's 4-way handshake (hostapd wpa_psk_radius=3 sends
+    # them as FreeRADIUS-802.1X-Anonce / -EAPoL-Key-Msg, Ruckus inside
+    # Ruckus-DPSK-Params): message 1's ANonce and the whole message 2.
+    akm_suite: int | None = None  # WLAN-AKM-Suite (RFC 7268), e.g. 0x000FAC02
+    anonce: bytes | None = None
+    eapol_key: bytes | None = None
 
     @classmethod
     def _special(cls, index: dict[Key, list[bytes]], kwargs: dict[str, Any],
                  problems: list[str], secret: bytes, request_authenticator: bytes) -> None:
+        _handshake(index, kwargs, problems)
         pap = index.pop(_KEY["User-Password"], None)
         chap = index.pop(_KEY["CHAP-Password"], None)
         challenge = index.pop(_KEY["CHAP-Challenge"], None)
@@ -441,7 +455,37 @@ class AccessRequest(_Request):
                 out.insert(2, (_KEY["CHAP-Challenge"], challenge))
             case None:
                 pass
+        for name, value in (("FreeRADIUS-802.1X-Anonce", self.anonce),
+                            ("FreeRADIUS-802.1X-EAPoL-Key-Msg", self.eapol_key)):
+            if value is not None:
+                out.append((_KEY[name], value))
         return out
+
+
+def _handshake(index: dict[Key, list[bytes]], kwargs: dict[str, Any],
+               problems: list[str]) -> None:
+    for field_, name in (("anonce", "FreeRADIUS-802.1X-Anonce"),
+                         ("eapol_key", "FreeRADIUS-802.1X-EAPoL-Key-Msg")):
+        values = index.pop(_KEY[name], None)
+        if values:
+            kwargs[field_] = values[0]
+            if len(values) > 1:
+                problems.append(f"{name} given more than once; the first is used")
+    for params in index.pop(_KEY["Ruckus-DPSK-Params"], ()):
+        pos = 0
+        while pos + 2 <= len(params) and params[pos + 1] >= 2 \
+                and pos + params[pos + 1] <= len(params):
+            kind, value = params[pos], params[pos + 2:pos + params[pos + 1]]
+            if kind == _RUCKUS_ANONCE:
+                kwargs.setdefault("anonce", value)
+            elif kind == _RUCKUS_EAPOL:
+                kwargs.setdefault("eapol_key", value)
+            elif kind == _RUCKUS_AKM and len(value) == 4:
+                kwargs.setdefault("akm_suite", int.from_bytes(value, "big"))
+            pos += params[pos + 1]
+        if pos != len(params):
+            problems.append("Ruckus-DPSK-Params is not a list of type-length-values; "
+                            "its rest is ignored")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -621,7 +665,8 @@ class AccessAccept(_Reply):
     PLAIN = (("session_timeout", "Session-Timeout"), ("idle_timeout", "Idle-Timeout"),
              ("acct_interim_interval", "Acct-Interim-Interval"), ("class_", "Class"),
              ("bandwidth_up", "WISPr-Bandwidth-Max-Up"),
-             ("bandwidth_down", "WISPr-Bandwidth-Max-Down"))
+             ("bandwidth_down", "WISPr-Bandwidth-Max-Down"),
+             ("mikrotik_wireless_psk", "Mikrotik-Wireless-PSK"))
 
     session_timeout: int | None = None
     idle_timeout: int | None = None
@@ -632,11 +677,17 @@ class AccessAccept(_Reply):
     bandwidth_up: int | None = None  # bit/s
     bandwidth_down: int | None = None
     reply_message: str | None = None
+    # The Wi-Fi key in the dialect of an access point's vendor.
+    cisco_avpairs: tuple[str, ...] = ()  # Cisco iPSK: "psk-mode=ascii", "psk=KEY"
+    aruba_mpsk_passphrase: str | None = None  # hidden like Tunnel-Password, no tag
+    mikrotik_wireless_psk: str | None = None  # in clear (a plain field)
+    ruckus_dpsk: bytes | None = None  # the 32-octet PMK; sent as 0x00 || PMK
 
     @classmethod
     def _special(cls, index: dict[Key, list[bytes]], kwargs: dict[str, Any],
                  problems: list[str], secret: bytes, request_authenticator: bytes) -> None:
         _reply_message(index, kwargs, problems)
+        _vendor_keys(index, kwargs, problems, secret, request_authenticator)
         clear = []
         for raw in index.pop(_KEY["Tunnel-Password"], ()):
             try:
@@ -666,7 +717,37 @@ class AccessAccept(_Reply):
         if self.vlan is not None:
             out += [_C.raw("Tunnel-Type:1", _VLAN), _C.raw("Tunnel-Medium-Type:1", _IEEE_802),
                     _C.raw("Tunnel-Private-Group-Id:1", str(self.vlan))]
+        out += [_C.raw("Cisco-AVPair", pair) for pair in self.cisco_avpairs]
+        if self.aruba_mpsk_passphrase is not None:
+            salt = new_salts(1)[0]
+            hidden = hide_tunnel_password(self.aruba_mpsk_passphrase, secret,
+                                          request_authenticator, salt)
+            out.append((_KEY["Aruba-MPSK-Passphrase"], hidden[1:]))  # no tag octet
+        if self.ruckus_dpsk is not None:
+            out.append((_KEY["Ruckus-Dpsk"], b"\x00" + self.ruckus_dpsk))
         return out + _reply_message_attributes(self.reply_message)
+
+
+def _vendor_keys(index: dict[Key, list[bytes]], kwargs: dict[str, Any], problems: list[str],
+                 secret: bytes, request_authenticator: bytes) -> None:
+    pairs = []
+    for raw in index.pop(_KEY["Cisco-AVPair"], ()):
+        try:
+            pairs.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            problems.append("Cisco-AVPair is not UTF-8; ignored")
+    kwargs["cisco_avpairs"] = tuple(pairs)
+    for raw in index.pop(_KEY["Aruba-MPSK-Passphrase"], ())[:1]:
+        try:
+            kwargs["aruba_mpsk_passphrase"] = reveal_tunnel_password(raw, secret,
+                                                                     request_authenticator)
+        except BadValue as exc:
+            problems.append(f"Aruba-MPSK-Passphrase: {exc}; ignored")
+    for raw in index.pop(_KEY["Ruckus-Dpsk"], ())[:1]:
+        if len(raw) == 33 and raw[0] == 0:
+            kwargs["ruckus_dpsk"] = raw[1:]
+        else:
+            problems.append(f"Ruckus-Dpsk of {len(raw)} octets is not 0x00 and a PMK; ignored")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,378 @@
+"""The access points' RADIUS server, on the box's LAN: a joining station's
+personal Wi-Fi key, found by ``keyfinder`` among the keys the box holds.
+
+``ApCore`` is the protocol without a socket: a datagram, its source and
+``now`` in, the reply datagram (or None: dropped) out. ``ApServer`` is the
+thin adapter, one thread reading one UDP socket.
+
+Rules, in the order they apply:
+
+1. The shared secret is the one of the configured access point whose
+   address or subnet holds the source (the most specific wins); any other
+   source is dropped, never answered.
+2. A retransmission (same source, port and octets) within 30 s gets the
+   cached reply (RFC 5080 section 2.2.2), not a second look-up.
+3. A datagram that is not a valid Access-Request, or has no valid
+   Message-Authenticator, is dropped (RFC 3579 section 3.2; the
+   BlastRADIUS rule): one log line says why.
+4. The station's MAC is Calling-Station-Id (or User-Name, hostapd's 12 hex
+   digits); the BSSID and SSID come from Called-Station-Id
+   ``AA-BB-CC-DD-EE-FF:SSID``. No usable MAC: Access-Reject.
+5. ``keyfinder.find`` decides; the Accept is written in the access point's
+   vendor dialect, Message-Authenticator first (hostapd >= 2.11 requires it).
+
+Keys come from a ``KeySource`` (the daemon). Their PMKs for the network's
+SSID are derived once, when a key first appears (``refresh``), never per
+request; a key that disappears (rotated, revoked, session ended) takes its
+PMK and the MAC bindings to it along.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, assert_never
+
+from passerelle.radius import messages as m
+from passerelle.radius.codec import MAX_LENGTH
+from passerelle.radius.replies import ReplyCache
+
+from . import keyfinder, psk
+from .nft import normal_mac
+
+log = logging.getLogger("passerelle.gateway")
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_BINDINGS = 65536
+MIN_SECRET = 16  # octets; a short RADIUS secret falls to an offline search
+
+
+class Vendor(enum.StrEnum):
+    """How an access point wants the key in an Access-Accept."""
+
+    HOSTAPD = "hostapd"  # also OpenWrt, UniFi: Tunnel-Password (RFC 2868), several allowed
+    CISCO = "cisco"  # iPSK: Cisco-AVPair psk-mode=ascii|hex, psk=KEY
+    ARUBA = "aruba"  # MPSK: Aruba-MPSK-Passphrase, hidden like Tunnel-Password
+    MIKROTIK = "mikrotik"  # Mikrotik-Wireless-PSK, in clear
+    RUCKUS = "ruckus"  # DPSK: Ruckus-Dpsk = 0x00 || PMK (the request has the handshake)
+
+
+@dataclass(frozen=True)
+class AccessPoint:
+    """One access point (or a subnet of them) allowed to ask the box."""
+
+    network: IpNetwork
+    secret: bytes
+    vendor: Vendor
+
+    def __repr__(self) -> str:  # never the secret in a log line
+        return f"AccessPoint({self.network}, {self.vendor})"
+
+
+@dataclass(frozen=True)
+class ApKey:
+    """A key the box holds, as its source gives it (no PMK yet)."""
+
+    person: str
+    key_id: str
+    passphrase: str
+    vlan: int | None = None
+    mac: str | None = None  # the MAC the person checked in with, aa:bb:cc:dd:ee:ff
+    allowed: bool = True  # whether the person may join at this site
+
+    def __repr__(self) -> str:
+        return f"ApKey({self.person!r}, {self.key_id!r}, vlan={self.vlan})"
+
+
+class KeySource(Protocol):
+    """What the daemon provides: every key the box holds now."""
+
+    def keys_for_ap(self) -> Sequence[ApKey]: ...
+
+
+class KeyRing:
+    """The held keys with their PMKs for ``ssid``, each derived once."""
+
+    def __init__(self, ssid: str) -> None:
+        self.ssid = ssid
+        self._held: dict[tuple[str, str], tuple[keyfinder.HeldKey, bool]] = {}
+        self.held = keyfinder.Held.of(())
+
+    def update(self, keys: Sequence[ApKey]) -> set[str]:
+        """Take the source's keys now; the key ids that went away. The
+        index is rebuilt only when something changed."""
+        held: dict[tuple[str, str], tuple[keyfinder.HeldKey, bool]] = {}
+        changed = False
+        for key in keys:
+            ident = (key.key_id, key.passphrase)
+            known = self._held.get(ident)
+            if known is not None and (known[0].person, known[0].vlan, known[0].mac) == \
+                    (key.person, key.vlan, key.mac):
+                held[ident] = (known[0], key.allowed)
+                changed = changed or known[1] != key.allowed
+                continue
+            try:
+                pmk = known[0].pmk if known is not None else psk.pmk(key.passphrase, self.ssid)
+            except ValueError as exc:
+                log.warning("wifi: key %s of %s is not usable: %s", key.key_id, key.person, exc)
+                continue
+            held[ident] = (keyfinder.HeldKey(key.person, key.key_id, key.passphrase, pmk,
+                                             key.vlan, key.mac), key.allowed)
+            changed = True
+        gone = {ident[0] for ident in self._held} - {ident[0] for ident in held}
+        if changed or held.keys() != self._held.keys():
+            self.held = keyfinder.Held.of(
+                (k for k, _ in held.values()),
+                {k.person for k, allowed in held.values() if allowed})
+        self._held = held
+        return gone
+
+    def keys(self) -> list[keyfinder.HeldKey]:
+        return [key for key, _ in self._held.values()]
+
+
+@dataclass(frozen=True)
+class Station:
+    """Who asks, from the request's attributes."""
+
+    mac: str
+    bssid: str | None
+    ssid: str | None
+
+
+def station_of(request: m.AccessRequest) -> Station:
+    """ValueError when no MAC address identifies the station."""
+    raw = request.calling_station_id or request.user_name
+    if raw is None:
+        raise ValueError("neither Calling-Station-Id nor User-Name")
+    try:
+        mac = normal_mac(raw)
+    except ValueError:
+        raise ValueError(f"station {raw!r} is not a MAC address") from None
+    bssid = ssid = None
+    called = request.called_station_id
+    if called:
+        head, sep, tail = called[:17], called[17:18], called[18:]
+        try:
+            bssid = normal_mac(head)
+        except ValueError:
+            bssid = None
+        if sep == ":":
+            ssid = tail
+    return Station(mac, bssid, ssid)
+
+
+def accept_for(vendor: Vendor, decision: keyfinder.Accept) -> m.AccessAccept | None:
+    """The Access-Accept in ``vendor``'s dialect; None when the dialect
+    cannot carry the decision (several keys for a one-key vendor)."""
+    keys = decision.keys
+    if vendor is Vendor.HOSTAPD:
+        return m.AccessAccept(tunnel_passwords=tuple(k.passphrase for k in keys),
+                              vlan=decision.vlan)
+    if len(keys) != 1:
+        return None
+    key = keys[0]
+    match vendor:
+        case Vendor.CISCO:
+            mode = "hex" if len(key.passphrase) == 64 else "ascii"
+            return m.AccessAccept(cisco_avpairs=(f"psk-mode={mode}", f"psk={key.passphrase}"),
+                                  vlan=decision.vlan)
+        case Vendor.ARUBA:
+            return m.AccessAccept(aruba_mpsk_passphrase=key.passphrase, vlan=decision.vlan)
+        case Vendor.MIKROTIK:
+            return m.AccessAccept(mikrotik_wireless_psk=key.passphrase, vlan=decision.vlan)
+        case Vendor.RUCKUS:
+            return m.AccessAccept(ruckus_dpsk=key.pmk, vlan=decision.vlan)
+        case _:
+            assert_never(vendor)
+
+
+class ApCore:
+    """The protocol, without sockets. Not thread-safe: one reader calls it."""
+
+    def __init__(self, access_points: Sequence[AccessPoint], source: KeySource, *, ssid: str,
+                 candidates_max: int = 0, duplicate_window: float = 30.0) -> None:
+        for ap in access_points:
+            if len(ap.secret) < MIN_SECRET:
+                raise ValueError(f"access point {ap.network}: the shared secret has fewer "
+                                 f"than {MIN_SECRET} octets")
+        # Most specific first, so a single AP inside a listed subnet keeps its own secret.
+        self.access_points = sorted(access_points, key=lambda ap: -ap.network.prefixlen)
+        self.source = source
+        self.ring = KeyRing(ssid)
+        self.ssid = ssid
+        self.candidates_max = candidates_max
+        self.duplicates = ReplyCache(duplicate_window)
+        self.bindings: OrderedDict[str, str] = OrderedDict()  # station MAC -> key id
+
+    def refresh(self) -> None:
+        """Take the source's keys; derive the PMKs of new ones."""
+        gone = self.ring.update(self.source.keys_for_ap())
+        if gone:
+            for mac in [mac for mac, key_id in self.bindings.items() if key_id in gone]:
+                del self.bindings[mac]
+
+    def access_point(self, ip: str) -> AccessPoint | None:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        for ap in self.access_points:
+            if addr.version == ap.network.version and addr in ap.network:
+                return ap
+        return None
+
+    def handle(self, data: bytes, addr: tuple[str, int], now: float) -> bytes | None:
+        """The reply to send back to ``addr``, or None to drop ``data``."""
+        ip, port = addr[0], addr[1]
+        ap = self.access_point(ip)
+        if ap is None:
+            log.warning("wifi: dropped a datagram from %s:%d, not a configured access point",
+                        ip, port)
+            return None
+        key = hashlib.sha256(f"{ip}|{port}|".encode() + data).digest()
+        cached = self.duplicates.get(key, now)
+        if cached is not None:
+            log.info("wifi: retransmission from %s:%d: sent the cached reply", ip, port)
+            return cached
+        try:
+            request = m.decode_request(data, ap.secret)
+        except m.Drop as why:
+            log.warning("wifi: dropped a request from %s:%d: %s", ip, port, why)
+            return None
+        if not isinstance(request, m.AccessRequest):
+            log.warning("wifi: dropped a %s from %s:%d: only Access-Request is served here",
+                        request.CODE.label, ip, port)
+            return None
+        if not request.message_authenticator:
+            log.warning("wifi: dropped an Access-Request from %s:%d: no "
+                        "Message-Authenticator (RFC 3579 section 3.2)", ip, port)
+            return None
+        reply = self._answer(request, ap, ip)
+        datagram = reply.encode(ap.secret, request)
+        self.duplicates.put(key, datagram, now)
+        return datagram
+
+    def _answer(self, request: m.AccessRequest, ap: AccessPoint,
+                ip: str) -> m.AccessAccept | m.AccessReject:
+        try:
+            station = station_of(request)
+        except ValueError as exc:
+            log.warning("wifi: Access-Reject to %s: %s", ip, exc)
+            return m.AccessReject()
+        join = keyfinder.Join(station=station.mac, bssid=station.bssid, ssid=station.ssid,
+                              anonce=request.anonce, eapol=request.eapol_key)
+        cap = self.candidates_max if ap.vendor is Vendor.HOSTAPD else 0
+        decision = keyfinder.find(join, self.ring.held, self.bindings, ssid=self.ssid,
+                                  candidates_max=cap)
+        match decision:
+            case keyfinder.Reject(reason=reason):
+                log.info("wifi: Access-Reject to %s (%s) for %s: %s", ip, ap.vendor,
+                         station.mac, reason)
+                return m.AccessReject()
+            case keyfinder.Accept():
+                accept = accept_for(ap.vendor, decision)
+                if accept is None:
+                    log.info("wifi: Access-Reject to %s (%s) for %s: %d candidate keys and "
+                             "this vendor takes one", ip, ap.vendor, station.mac,
+                             len(decision.keys))
+                    return m.AccessReject()
+                if decision.learn:
+                    self._learn(station.mac, decision.keys[0].key_id)
+                log.info("wifi: Access-Accept to %s (%s) for %s: %s by %s, VLAN %s", ip,
+                         ap.vendor, station.mac, decision.person or
+                         f"{len(decision.keys)} candidates", decision.how, decision.vlan)
+                return accept
+            case _:
+                assert_never(decision)
+
+    def _learn(self, mac: str, key_id: str) -> None:
+        self.bindings[mac] = key_id
+        self.bindings.move_to_end(mac)
+        while len(self.bindings) > MAX_BINDINGS:
+            self.bindings.popitem(last=False)
+
+
+class ApServer:
+    """The UDP adapter: one thread, one socket, the core in between. The
+    held keys are taken from the source every ``refresh_interval`` seconds."""
+
+    def __init__(self, listen: str, port: int, access_points: Sequence[AccessPoint],
+                 source: KeySource, *, ssid: str, candidates_max: int = 0,
+                 refresh_interval: float = 1.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.core = ApCore(access_points, source, ssid=ssid, candidates_max=candidates_max)
+        self.listen = listen
+        self.port = port
+        self.refresh_interval = refresh_interval
+        self.clock = clock
+        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._refreshed = float("-inf")
+
+    def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.listen else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.listen, self.port))
+        except OSError:
+            sock.close()
+            raise
+        sock.settimeout(0.2)  # how soon stop() and new keys are noticed
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        self._stop.clear()
+        self._refresh()
+        self._thread = threading.Thread(target=self._run, name="ap-server", daemon=True)
+        self._thread.start()
+        log.info("wifi: access points' RADIUS on %s:%d for SSID %r", self.listen, self.port,
+                 self.core.ssid)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _refresh(self) -> None:
+        self._refreshed = time.monotonic()
+        self.core.refresh()
+
+    def _run(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        while not self._stop.is_set():
+            if time.monotonic() - self._refreshed >= self.refresh_interval:
+                try:
+                    self._refresh()
+                except Exception:  # the loop is the boundary: log, keep the old keys
+                    log.exception("wifi: taking the held keys failed")
+            try:
+                data, addr = sock.recvfrom(MAX_LENGTH + 1)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                log.warning("wifi: receive failed: %s", exc)
+                continue
+            try:
+                reply = self.core.handle(data, (addr[0], addr[1]), self.clock())
+            except Exception:  # the packet loop is the boundary: log, keep serving
+                log.exception("wifi: request from %s:%d failed; not answered", addr[0], addr[1])
+                continue
+            if reply is not None:
+                try:
+                    sock.sendto(reply, addr)
+                except OSError as exc:
+                    log.warning("wifi: cannot answer %s:%d: %s", addr[0], addr[1], exc)
