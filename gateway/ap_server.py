@@ -43,10 +43,10 @@ from typing import Protocol, assert_never
 
 from passerelle.radius import messages as m
 from passerelle.radius.codec import MAX_LENGTH
+from passerelle.radius.mac import parse as normal_mac
 from passerelle.radius.replies import ReplyCache
 
 from . import keyfinder, psk
-from .nft import normal_mac
 
 log = logging.getLogger("passerelle.gateway")
 
