@@ -54,6 +54,11 @@ class Unavailable(Exception):
     """The gateway daemon did not answer on its control socket."""
 
 
+class Taken(Unavailable):
+    """The client's address belongs to another device's session (the daemon
+    found another MAC there): no session, no page of that session."""
+
+
 def portal() -> Portal:
     found: Portal = current_app.extensions["passerelle.portal"]
     return found
@@ -86,6 +91,8 @@ def who() -> dict[str, Any]:
     try:
         return ask(portal().control.who, client_ip())
     except ControlError as exc:
+        if exc.refusal is Refusal.address_taken:
+            raise Taken from None
         log.warning("control: who %s: %s %s", client_ip(), exc.code, exc)
         raise Unavailable from None
     except OSError as exc:
@@ -110,7 +117,7 @@ def captive() -> BaseResponse | None:
     if answer is not None:
         try:
             online = who().get("session") is not None
-        except Unavailable:
+        except Unavailable:  # Taken included: not this device's session
             online = False  # fail closed: the OS keeps showing the portal
         if online:
             return Response(answer.body, answer.status, content_type=answer.content_type)
@@ -220,6 +227,8 @@ def check_in() -> BaseResponse:
         granted = _retried(p.control.check_in, ip, login, form.password.data or "")
     except ControlError as exc:
         refusal = exc.refusal
+        if refusal is Refusal.address_taken:
+            raise Taken from None
         if refusal is None and exc.status >= 500:
             log.warning("control: check-in %s: %s %s", ip, exc.code, exc)
             raise Unavailable from None
@@ -291,6 +300,8 @@ def check_out() -> BaseResponse:
     except ControlError as exc:
         if exc.refusal is Refusal.no_session:
             return redirect(url_for("portal.home"), 303)
+        if exc.refusal is Refusal.address_taken:
+            raise Taken from None
         log.warning("check-out of %s: %s %s", client_ip(), exc.code, exc)
         raise Unavailable from None
     except OSError as exc:
@@ -330,6 +341,12 @@ def captive_api_view() -> Response:
 # --- errors ---------------------------------------------------------------------
 
 def register_errors(app: Flask) -> None:
+    @app.errorhandler(Taken)
+    def taken(exc: Taken) -> Response:
+        why = REASONS[Refusal.address_taken]
+        return page("message.html", Refusal.address_taken.status, title=str(why.title),
+                    text=str(why.advice))
+
     @app.errorhandler(Unavailable)
     def unavailable(exc: Unavailable) -> Response:
         why = REASONS[Refusal.box_unavailable]

@@ -48,12 +48,19 @@ class FakeDaemon:
         self.down = False
         self.socket = Path()
         self.hold: threading.Event | None = None  # check-ins wait for it: a slow centre
+        # Addresses the daemon finds under another MAC than their session's.
+        self.taken: set[str] = set()
+
+    def _claimed(self, ip: str) -> None:
+        if ip in self.taken:
+            raise ControlError(409, "address-taken", f"{ip} belongs to another device")
 
     def status(self) -> dict[str, Any]:
         return {"identifier": "axis-gw", "sessions": len(self.sessions_by_ip)}
 
     def who(self, ip: str) -> dict[str, Any]:
         self.calls.append(("who", ip))
+        self._claimed(ip)
         return {"ip": ip, "mac": self.clients.get(ip), "session": self.sessions_by_ip.get(ip)}
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -65,6 +72,7 @@ class FakeDaemon:
             self.hold.wait(10)
         if self.down:
             raise ControlError(503, "centre-unreachable", "the centre did not answer")
+        self._claimed(ip)
         if ip not in self.clients:
             raise ControlError(503, "unknown-client", f"no client with address {ip}")
         if login not in self.accounts:
@@ -85,6 +93,7 @@ class FakeDaemon:
 
     def check_out(self, ip: str) -> dict[str, Any]:
         self.calls.append(("check_out", ip))
+        self._claimed(ip)
         if ip not in self.sessions_by_ip:
             raise ControlError(403, "no-session", f"no session for {ip}")
         return {"ended": self.sessions_by_ip.pop(ip)["session_id"]}
