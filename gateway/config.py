@@ -59,6 +59,7 @@ class Config:
     terms_url: str
     cert_file: Path | None
     key_file: Path | None
+    portal_allow_plain_http: bool
     servers: tuple[RadiusServer, ...]
     radius_timeout: float
     radius_tries: int
@@ -156,7 +157,7 @@ KNOWN = {
     "lan": {"interface", "address", "address6", "dhcp_start", "dhcp_end", "lease_time"},
     "wan": {"interface", "masquerade", "allow_private", "open"},
     "portal": {"hostname", "http_port", "https_port", "api_url", "ssid", "site_name",
-               "venue_url", "terms_url", "cert_file", "key_file"},
+               "venue_url", "terms_url", "cert_file", "key_file", "allow_plain_http"},
     "radius": {"servers", "timeout", "tries", "dead_time", "operator_name"},
     "dae": {"listen", "port", "clients", "window"},
     "garden": {"addresses", "domains"},
@@ -369,6 +370,7 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
                           "(the box then makes a self-signed certificate)")
     cert_file = base / cert if cert else None
     key_file = base / key_path if key_path else None
+    allow_plain_http = portal.get("allow_plain_http", bool, False)
 
     servers = tuple(_servers(data.get("radius", {}).get("servers"), base))
     radius = t["radius"]
@@ -419,7 +421,8 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
         lease_time=lease_time, wan_if=wan_if, masquerade=t["wan"].get("masquerade", bool, True),
         portal_hostname=hostname, portal_http_port=http_port, portal_https_port=https_port,
         portal_api_url=api_url, ssid=ssid, site_name=site_name, venue_url=venue_url,
-        terms_url=terms_url, cert_file=cert_file, key_file=key_file, servers=servers,
+        terms_url=terms_url, cert_file=cert_file, key_file=key_file,
+        portal_allow_plain_http=allow_plain_http, servers=servers,
         radius_timeout=timeout, radius_tries=tries,
         dead_time=dead_time, operator_name=operator_name, dae_listen=dae_listen,
         dae_port=dae_port, dae_clients=dae_clients, dae_window=dae_window,

@@ -112,7 +112,7 @@ def captive() -> BaseResponse | None:
     if host and not origin.valid_host(host):
         return plain(400, "Bad request: not a valid Host header.")
     if host and _is_portal_host(host):
-        return None
+        return _https_only()
     answer = probes.probe(host, request.path)
     if answer is not None:
         try:
@@ -124,6 +124,22 @@ def captive() -> BaseResponse | None:
         # A probe's URL is no page to go on to afterwards.
         return redirect(portal().settings.portal_url, 302)
     return redirect(_portal_url(host), 302)
+
+
+def _https_only() -> BaseResponse | None:
+    """Plain HTTP to the portal itself: sent to the HTTPS portal, unless the
+    site allows plain HTTP. A password or a key never crosses the air in
+    clear, nor the cookie; a plain POST is not carried out (what it carried
+    has crossed already) and goes to the HTTPS home page."""
+    settings = portal().settings
+    if request.is_secure or settings.allow_plain_http or request.path == settings.api_path:
+        return None  # (the API answers plain HTTP itself: it is HTTPS only)
+    if request.method not in ("GET", "HEAD"):
+        return redirect(settings.secure_url, 303)
+    full = request.full_path.rstrip("?")
+    if not origin.is_local_path(full):
+        return redirect(settings.secure_url, 302)
+    return redirect(settings.secure_url.rstrip("/") + full, 302)
 
 
 def _portal_url(host: str) -> str:
@@ -151,7 +167,7 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
     locale = str(get_locale() or "en")
     html = render_template(template, site_name=portal().settings.site_name, lang=locale,
                            languages=[(c, LANGUAGE_NAMES[c]) for c in LANGUAGES], here=here,
-                           **context)
+                           plain_http=not request.is_secure, **context)
     return Response(html, status, content_type="text/html; charset=utf-8")
 
 

@@ -84,6 +84,9 @@ def test_a_second_mac_on_the_address_gets_neither_status_nor_check_out(box: Box)
     with pytest.raises(ControlError) as refused:
         box.control.check_out(VICTIM_IP)
     assert refused.value.code == "address-taken"
+    with pytest.raises(ControlError) as refused:  # its own credentials do not help
+        box.control.check_in(VICTIM_IP, "bob@slowco.example", seed.PASSWORD)
+    assert refused.value.code == "address-taken"
     assert [s["session_id"] for s in box.control.sessions()] == [granted["session_id"]]
     assert "address-taken" in box.read_logs(), "the daemon logs the claim"
 

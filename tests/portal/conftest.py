@@ -31,7 +31,9 @@ SETTINGS = PortalSettings(
     api_url="https://portal.test:8443/api/captive", ssid="Passerelle", site_name="Axis Parc",
     box_ipv4="198.51.100.1", box_ipv6="2001:db8:1::1", venue_url="https://axis.example/venue",
     terms_url="https://axis.example/terms", mac_failures=3, mac_window=300,
-    login_failures=4, login_window=900)
+    login_failures=4, login_window=900,
+    # Most tests speak plain HTTP to the portal (test_https.py: the default).
+    allow_plain_http=True)
 
 
 class FakeDaemon:

@@ -236,11 +236,16 @@ def test_settings_from_the_gateway_config(tmp_path: Path) -> None:
     assert (s.hostname, s.ssid, s.site_name, s.box_ipv4) == (
         "portal.axis.example", "Axis", "Axis Parc", "198.51.100.1")
     assert s.secure_url == "https://portal.axis.example/"
-    assert s.portal_url == "http://portal.axis.example/", "no trusted certificate: plain HTTP"
+    assert s.portal_url == "https://portal.axis.example/", "HTTPS unless plain HTTP is allowed"
+    assert s.allow_plain_http is False
     assert s.api_path == "/api/captive"
     assert s.own_hosts == ("portal.axis.example", "198.51.100.1")
     real = _settings(tmp_path, 'cert_file = "c.pem"\nkey_file = "k.pem"')
     assert real.portal_url == "https://portal.axis.example/"
+    plain = _settings(tmp_path, "allow_plain_http = true")
+    assert plain.allow_plain_http and plain.portal_url == "http://portal.axis.example/"
+    both = _settings(tmp_path, 'allow_plain_http = true\ncert_file = "c.pem"\nkey_file = "k.pem"')
+    assert both.portal_url == "https://portal.axis.example/", "a trusted certificate: HTTPS"
 
 
 def test_settings_with_an_ipv6_lan(tmp_path: Path) -> None:
