@@ -277,3 +277,21 @@ def test_portal_run_with_a_missing_certificate_is_a_one_line_error(tmp_path: Pat
     result = CliRunner().invoke(root, ["portal", "run", "--config", str(config)])
     assert isinstance(result.exception, UserError)
     assert str(result.exception) == f"portal certificate: {tmp_path / 'nope.pem'} does not exist"
+
+
+# --- the server's admission -----------------------------------------------------------
+
+
+def test_admission_caps_per_address_and_in_all() -> None:
+    from passerelle.portal.server import Admission
+
+    caps = Admission(per_address=2, total=3)
+    assert caps.admit("198.51.100.10") and caps.admit("198.51.100.10")
+    assert not caps.admit("198.51.100.10"), "over the address's cap"
+    assert caps.admit("198.51.100.11")
+    assert not caps.admit("198.51.100.12"), "over the cap in all"
+    caps.release("198.51.100.10")
+    assert caps.admit("198.51.100.12") and not caps.admit("198.51.100.10")
+    for address in ("198.51.100.10", "198.51.100.11", "198.51.100.12"):
+        caps.release(address)
+    assert caps.admit("198.51.100.10") and caps.admit("198.51.100.10")
