@@ -167,6 +167,7 @@ KNOWN = {
                  "lease_check_interval", "heartbeat_interval", "keep_stopped_days"},
     "control": {"socket"},
 }
+UNREAD = "(secret_file not read)"  # the secret of a server when secrets are not read
 SERVER_KEYS = {"host", "secret", "secret_file", "auth_port", "acct_port",
                "require_message_authenticator"}
 
@@ -235,9 +236,12 @@ def _ip(value: str) -> str:
     return str(ipaddress.ip_address(value))
 
 
-def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
+def parse(text: str, base: Path, interfaces: Interfaces, *,
+          read_secrets: bool = True) -> Config:
     """Build the configuration from TOML ``text``; ``base`` resolves
-    relative paths (the config file's folder)."""
+    relative paths (the config file's folder). ``read_secrets=False``: the
+    ``secret_file``s are not read (the portal, an unprivileged user, needs
+    none of them; their secrets are then a placeholder)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -372,7 +376,7 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
     key_file = base / key_path if key_path else None
     allow_plain_http = portal.get("allow_plain_http", bool, False)
 
-    servers = tuple(_servers(data.get("radius", {}).get("servers"), base))
+    servers = tuple(_servers(data.get("radius", {}).get("servers"), base, read_secrets))
     radius = t["radius"]
     timeout = radius.number("timeout", float, 2.0, 0.1, 30.0)
     tries = radius.number("tries", int, 5, 1, 10)
@@ -452,7 +456,7 @@ def _checked(table: _Table, key: str, default: str, check: Callable[[str], str])
         raise ConfigError(f"{table.name(key)}: {value!r} is not an IP address") from None
 
 
-def _servers(raw: Any, base: Path) -> list[RadiusServer]:
+def _servers(raw: Any, base: Path, read_secrets: bool = True) -> list[RadiusServer]:
     if not raw:
         raise ConfigError("radius.servers: at least one [[radius.servers]] is required")
     if not isinstance(raw, list):
@@ -473,7 +477,9 @@ def _servers(raw: Any, base: Path) -> list[RadiusServer]:
         secret_file = t.get("secret_file", str, None)
         if (secret is None) == (secret_file is None):
             raise ConfigError(f"{prefix}.secret: set exactly one of secret and secret_file")
-        if secret_file is not None:
+        if secret_file is not None and not read_secrets:
+            secret = UNREAD
+        elif secret_file is not None:
             try:
                 secret = (base / secret_file).read_text().strip()
             except OSError as exc:
@@ -552,11 +558,13 @@ def dnsmasq_test(config: Config) -> None:
             raise ConfigError(f"{key}: dnsmasq refuses {line!r}: {words}")
 
 
-def load(path: Path, interfaces: Interfaces | None = None) -> Config:
+def load(path: Path, interfaces: Interfaces | None = None, *,
+         read_secrets: bool = True) -> Config:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    config = parse(text, path.parent.resolve(), interfaces or read_interfaces())
+    config = parse(text, path.parent.resolve(), interfaces or read_interfaces(),
+                   read_secrets=read_secrets)
     dnsmasq_test(config)
     return config
