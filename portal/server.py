@@ -47,9 +47,9 @@ log = logging.getLogger("passerelle.portal")
 
 TIMEOUT = 10  # seconds a connection that has spoken may stay silent (TLS handshake included)
 FIRST_BYTE_TIMEOUT = 5.0  # seconds a new connection may wait before its first byte
-PER_ADDRESS = 32  # connections open at once from one client address (a browser opens ~6)
+PER_ADDRESS = 16  # connections open at once from one client address (a browser opens ~6)
 MAX_CONNECTIONS = 256  # connections open at once in all, waiting or served
-WORKERS = 32  # threads serving requests, per listening socket
+WORKERS = 64  # threads serving requests, per listening socket: 4 addresses to fill
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 WARN_EVERY = 60.0  # seconds between two log lines about one address over its cap
 
