@@ -47,9 +47,9 @@ log = logging.getLogger("passerelle.portal")
 
 TIMEOUT = 10  # seconds a connection that has spoken may stay silent (TLS handshake included)
 FIRST_BYTE_TIMEOUT = 5.0  # seconds a new connection may wait before its first byte
-PER_ADDRESS = 16  # connections open at once from one client address (a browser opens ~6)
+PER_ADDRESS = 32  # connections open at once from one client address (a browser opens ~6)
 MAX_CONNECTIONS = 256  # connections open at once in all, waiting or served
-WORKERS = 64  # threads serving requests, per listening socket: 4 addresses to fill
+WORKERS = 96  # threads serving requests, per listening socket: 3 addresses to fill
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 WARN_EVERY = 60.0  # seconds between two log lines about one address over its cap
 
@@ -293,23 +293,21 @@ class Server(ThreadedWSGIServer):
             if job is None:
                 return
             request, client_address = job
+            conn = request
             try:
-                self.finish_request(request, client_address)
+                if self.tls is not None:
+                    # Here, not in the accepting thread: a slow handshake
+                    # holds this worker only.
+                    request.settimeout(TIMEOUT)
+                    conn = self.tls.wrap_socket(request, server_side=True)
+                self.finish_request(conn, client_address)
             except Exception:
                 self.handle_error(request, client_address)
             finally:
-                # Released first: a client that reconnects as soon as it sees
-                # the close finds its slot free.
+                # Released before the close: a client that reconnects as soon
+                # as it sees the close finds its slot free.
                 self.admission.release(str(client_address[0]))
-                self.shutdown_request(request)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.tls is None:
-            super().finish_request(request, client_address)
-            return
-        request.settimeout(TIMEOUT)
-        with self.tls.wrap_socket(request, server_side=True) as conn:
-            super().finish_request(conn, client_address)
+                self.shutdown_request(conn)
 
     def shutdown_request(self, request: Any) -> None:
         # After a TLS wrap the plain socket is detached (its fd is -1).
