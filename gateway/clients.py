@@ -167,6 +167,11 @@ class Clients:
                 found.append(ip)
         return tuple(sorted(found))
 
+    def ipv4_of(self, mac: str) -> tuple[str, ...]:
+        """The IPv4 addresses at which the kernel's neighbour table has ``mac``
+        (more than one: one device on two addresses)."""
+        return tuple(sorted(ip for ip, owner in neighbours(self.lan_if).items() if owner == mac))
+
     def has_lease(self, ip: str, mac: str) -> bool:
         return any(lease.ipv4 == ip and normal_mac(lease.mac) == mac
                    for lease in self._leases())

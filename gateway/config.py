@@ -60,6 +60,7 @@ class Config:
     terms_url: str
     cert_file: Path | None
     key_file: Path | None
+    portal_allow_plain_http: bool
     servers: tuple[RadiusServer, ...]
     radius_timeout: float
     radius_tries: int
@@ -163,7 +164,7 @@ KNOWN = {
     "lan": {"interface", "address", "address6", "dhcp_start", "dhcp_end", "lease_time"},
     "wan": {"interface", "masquerade", "allow_private", "open"},
     "portal": {"hostname", "http_port", "https_port", "api_url", "ssid", "site_name",
-               "venue_url", "terms_url", "cert_file", "key_file"},
+               "venue_url", "terms_url", "cert_file", "key_file", "allow_plain_http"},
     "radius": {"servers", "timeout", "tries", "dead_time", "operator_name"},
     "dae": {"listen", "port", "clients", "window"},
     "garden": {"addresses", "domains"},
@@ -174,6 +175,7 @@ KNOWN = {
     "control": {"socket"},
     "wifi": {"ssid", "candidates_max", "listen", "port"},
 }
+UNREAD = "(secret_file not read)"  # the secret of a server when secrets are not read
 SERVER_KEYS = {"host", "secret", "secret_file", "auth_port", "acct_port",
                "require_message_authenticator"}
 AP_KEYS = {"address", "secret", "secret_file", "vendor"}
@@ -244,9 +246,12 @@ def _ip(value: str) -> str:
     return str(ipaddress.ip_address(value))
 
 
-def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
+def parse(text: str, base: Path, interfaces: Interfaces, *,
+          read_secrets: bool = True) -> Config:
     """Build the configuration from TOML ``text``; ``base`` resolves
-    relative paths (the config file's folder)."""
+    relative paths (the config file's folder). ``read_secrets=False``: the
+    ``secret_file``s are not read (the portal, an unprivileged user, needs
+    none of them; their secrets are then a placeholder)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -382,8 +387,9 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
                           "(the box then makes a self-signed certificate)")
     cert_file = base / cert if cert else None
     key_file = base / key_path if key_path else None
+    allow_plain_http = portal.get("allow_plain_http", bool, False)
 
-    servers = tuple(_servers(data.get("radius", {}).get("servers"), base))
+    servers = tuple(_servers(data.get("radius", {}).get("servers"), base, read_secrets))
     radius = t["radius"]
     timeout = radius.number("timeout", float, 2.0, 0.1, 30.0)
     tries = radius.number("tries", int, 5, 1, 10)
@@ -450,7 +456,8 @@ def parse(text: str, base: Path, interfaces: Interfaces) -> Config:
         lease_time=lease_time, wan_if=wan_if, masquerade=t["wan"].get("masquerade", bool, True),
         portal_hostname=hostname, portal_http_port=http_port, portal_https_port=https_port,
         portal_api_url=api_url, ssid=ssid, site_name=site_name, venue_url=venue_url,
-        terms_url=terms_url, cert_file=cert_file, key_file=key_file, servers=servers,
+        terms_url=terms_url, cert_file=cert_file, key_file=key_file,
+        portal_allow_plain_http=allow_plain_http, servers=servers,
         radius_timeout=timeout, radius_tries=tries,
         dead_time=dead_time, operator_name=operator_name, dae_listen=dae_listen,
         dae_port=dae_port, dae_clients=dae_clients, dae_window=dae_window,
@@ -482,7 +489,7 @@ def _checked(table: _Table, key: str, default: str, check: Callable[[str], str])
         raise ConfigError(f"{table.name(key)}: {value!r} is not an IP address") from None
 
 
-def _servers(raw: Any, base: Path) -> list[RadiusServer]:
+def _servers(raw: Any, base: Path, read_secrets: bool = True) -> list[RadiusServer]:
     if not raw:
         raise ConfigError("radius.servers: at least one [[radius.servers]] is required")
     if not isinstance(raw, list):
@@ -503,7 +510,9 @@ def _servers(raw: Any, base: Path) -> list[RadiusServer]:
         secret_file = t.get("secret_file", str, None)
         if (secret is None) == (secret_file is None):
             raise ConfigError(f"{prefix}.secret: set exactly one of secret and secret_file")
-        if secret_file is not None:
+        if secret_file is not None and not read_secrets:
+            secret = UNREAD
+        elif secret_file is not None:
             try:
                 secret = (base / secret_file).read_text().strip()
             except OSError as exc:
@@ -635,11 +644,13 @@ def dnsmasq_test(config: Config) -> None:
             raise ConfigError(f"{key}: dnsmasq refuses {line!r}: {words}")
 
 
-def load(path: Path, interfaces: Interfaces | None = None) -> Config:
+def load(path: Path, interfaces: Interfaces | None = None, *,
+         read_secrets: bool = True) -> Config:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    config = parse(text, path.parent.resolve(), interfaces or read_interfaces())
+    config = parse(text, path.parent.resolve(), interfaces or read_interfaces(),
+                   read_secrets=read_secrets)
     dnsmasq_test(config)
     return config

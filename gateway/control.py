@@ -2,7 +2,8 @@
 
 The captive portal (and `passerelle gateway ...` commands) ask the daemon
 who a client is, check it in or out, and how the box is. A Unix socket
-keeps it off every network; its file mode (0660) says who may use it. The
+keeps it off every network; its file mode (0660) and group (the portal
+user's) say who may use it. The
 portal's failure never touches enforced sessions: they live in the kernel
 and the daemon, not here.
 
@@ -15,6 +16,7 @@ and the daemon, not here.
 
 from __future__ import annotations
 
+import grp
 import http.client
 import json
 import logging
@@ -146,17 +148,24 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     # The default backlog of 5 overflowed when many clients arrived at once.
     request_queue_size = 128
 
-    def __init__(self, path: Path, backend: Backend) -> None:
+    def __init__(self, path: Path, backend: Backend, *, mode: int = 0o660,
+                 group: str | int | None = None) -> None:
+        """``mode``: the socket's permissions (0660: its owner and group
+        only); ``group``: its group, by name or id (the portal user's);
+        None: the daemon's own group."""
         self.backend = backend
         self.path = path
+        gid = grp.getgrnam(group).gr_gid if isinstance(group, str) else group
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() or path.is_symlink():
             path.unlink()
-        old = os.umask(0o117)  # 0660: the daemon's user and group only
+        old = os.umask(0o777 & ~mode)  # created with ``mode``: never wider for a moment
         try:
             super().__init__(str(path), _Handler)
         finally:
             os.umask(old)
+        if gid is not None:
+            os.chown(path, -1, gid)
         self._thread: threading.Thread | None = None
 
     def get_request(self) -> tuple[Any, Any]:

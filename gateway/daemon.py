@@ -110,6 +110,8 @@ class Gateway:
         self._open: dict[str, Session] = {}
         # Shown again on the status page; never written to disk.
         self._keys: dict[str, str] = {}
+        # Duplicate MACs already logged (mac -> addresses), to log each once.
+        self._warned: dict[str, list[str]] = {}
 
     # --- carrying out actions --------------------------------------------------
 
@@ -241,17 +243,27 @@ class Gateway:
 
     def follow_ipv6(self) -> None:
         """Let a checked-in client's new IPv6 addresses through (privacy
-        addresses come and go); until then they are refused, never open."""
+        addresses come and go); until then they are refused, never open.
+        Only while the kernel still finds the session's MAC at its IPv4
+        address, and never an address another session holds."""
         with self._lock:
             for session in list(self._open.values()):
                 seen = self.clients.ipv6_of(session.mac)
-                if not set(seen) - set(session.ipv6):
+                held = {a for s in self._open.values() if s is not session for a in s.ipv6}
+                new = set(seen) - set(session.ipv6) - held
+                if not new:
+                    continue
+                holder = self.clients.mac_of(session.ipv4)
+                if holder != session.mac:
+                    log.warning("IPv6 %s not followed for session %s: %s is at %s, not %s "
+                                "(address-taken)", ", ".join(sorted(new)), session.session_id,
+                                holder, session.ipv4, session.mac)
                     continue
                 now = self.clock()
                 self._refresh(session)
                 current = self._open[session.session_id]
-                moved, actions = sm.readdress(current, tuple(sorted(set(seen) |
-                                                                 set(current.ipv6))), now)
+                moved, actions = sm.readdress(current, tuple(sorted(new | set(current.ipv6))),
+                                              now)
                 self._carry_out(moved, actions)
 
     def check_presence(self) -> None:
@@ -262,6 +274,29 @@ class Gateway:
             if self.clients.present(session.ipv4, session.mac):
                 continue
             self.end_session(session.session_id, Cause.lost_carrier)
+        self._warn_duplicates()
+
+    def duplicates(self) -> dict[str, list[str]]:
+        """MACs of open sessions seen at more than one IPv4 address (by the
+        kernel's neighbour table, or in two sessions): mac -> addresses."""
+        with self._lock:
+            by_mac: dict[str, set[str]] = {}
+            for s in self._open.values():
+                by_mac.setdefault(s.mac, set()).add(s.ipv4)
+        found = {}
+        for mac, ips in by_mac.items():
+            everywhere = ips | set(self.clients.ipv4_of(mac))
+            if len(everywhere) > 1:
+                found[mac] = sorted(everywhere)
+        return found
+
+    def _warn_duplicates(self) -> None:
+        found = self.duplicates()
+        for mac, ips in found.items():
+            if self._warned.get(mac) != ips:
+                log.warning("MAC %s on two addresses (%s): a cloned MAC, or a device with "
+                            "two addresses", mac, ", ".join(ips))
+        self._warned = found
 
     def end_session(self, session_id: str, cause: Cause) -> bool:
         with self._lock:
@@ -285,21 +320,44 @@ class Gateway:
 
     # --- the portal's calls ------------------------------------------------------
 
-    def _session_of(self, ip: str) -> Session | None:
+    def _session_at(self, ip: str, mac: str | None) -> Session | None:
+        """The open session of (``mac``, ``ip``), ``mac`` being what the
+        kernel knows at ``ip``; None when ``ip`` has none. A session of ``ip``
+        under another MAC is another device's: Refused(address_taken), logged."""
         for session in self._open.values():
-            if session.ipv4 == ip:
+            if session.ipv4 != ip:
+                continue
+            if mac == session.mac:
                 return session
+            log.warning("%s claims %s, the address of session %s of %s (%s): refused "
+                        "(address-taken)", mac or "an unknown MAC", ip, session.session_id,
+                        session.login, session.mac)
+            raise Refused(Refusal.address_taken,
+                          f"{ip} belongs to a session of another device")
         return None
+
+    def _other_session_at(self, ip: str, mac: str) -> Session | None:
+        """An open session of ``ip`` under a MAC other than ``mac``."""
+        return next((s for s in self._open.values() if s.ipv4 == ip and s.mac != mac), None)
 
     def check_in(self, ip: str, login: str, password: str, chap: bool = False) -> dict[str, Any]:
         mac = self.clients.mac_of(ip)
         if mac is None:
             raise Refused(Refusal.unknown_client, f"no client with address {ip} on the LAN")
         with self._lock:
-            current = self._session_of(ip)
-            if current is not None and current.mac == mac:
+            other = self._other_session_at(ip, mac)
+            if other is None and self._session_at(ip, mac) is not None:
                 # Never hand out a session (and its key) without credentials.
                 raise Refused(Refusal.already_checked_in, f"{ip} has a session already")
+        if other is not None:
+            # The address is another device's while that device is still here
+            # (holds its lease or answers ARP at its MAC); a device gone without
+            # a word leaves its address to the next.
+            if self.clients.present(other.ipv4, other.mac):
+                with self._lock:
+                    self._session_at(ip, mac)  # logs and refuses, if still so
+            else:
+                self.end_session(other.session_id, Cause.lost_carrier)
         try:
             result: AuthResult = self.radius.authenticate(login, password, mac=mac, ipv4=ip,
                                                           chap=chap)
@@ -315,10 +373,14 @@ class Gateway:
                       interim_interval=result.interim_interval, class_=result.class_,
                       bandwidth_up=result.bandwidth_up, bandwidth_down=result.bandwidth_down)
         with self._lock:
-            current = self._session_of(ip)
+            current = self._session_at(ip, mac)
             if current is not None:
-                # Another device took the address, or a second check-in won the race.
+                # A second check-in of this device won the race.
                 self.end_session(current.session_id, Cause.nas_request)
+            elsewhere = [s.ipv4 for s in self._open.values() if s.mac == mac]
+            if elsewhere:
+                log.warning("MAC %s on two addresses: checks in at %s with a session at %s",
+                            mac, ip, ", ".join(elsewhere))
             now = self.clock()
             session, actions = sm.check_in(new_session_id(now), login, mac, ip, terms, now,
                                            self.clients.ipv6_of(mac))
@@ -329,29 +391,39 @@ class Gateway:
         return self._describe(session)
 
     def check_out(self, ip: str) -> dict[str, Any]:
+        mac = self.clients.mac_of(ip)
         with self._lock:
-            session = self._session_of(ip)
+            session = self._session_at(ip, mac)
             if session is None:
                 raise Refused(Refusal.no_session, f"no session for {ip}")
             self.end_session(session.session_id, Cause.user_request)
             return {"ended": session.session_id}
 
     def who(self, ip: str) -> dict[str, Any]:
+        """The client at ``ip`` as the kernel sees it (its MAC) and the
+        session of that (MAC, IP); Refused(address_taken) when the address
+        has another MAC's session."""
+        mac = self.clients.mac_of(ip)
         with self._lock:
-            session = self._session_of(ip)
+            session = self._session_at(ip, mac)
             described = self._describe(session) if session else None
-        mac = session.mac if session else self.clients.mac_of(ip)
         return {"ip": ip, "mac": mac, "session": described}
 
     def sessions(self) -> list[dict[str, Any]]:
+        """Every open session; ``duplicate_mac``: the other addresses where
+        the kernel sees its MAC (shown to ops; empty when none)."""
+        duplicates = self.duplicates()
         with self._lock:
-            return [self._describe(s) for s in self._open.values()]
+            return [{**self._describe(s),
+                     "duplicate_mac": [ip for ip in duplicates.get(s.mac, []) if ip != s.ipv4]}
+                    for s in self._open.values()]
 
     def status(self) -> dict[str, Any]:
         with self._lock:
             count = len(self._open)
         return {"identifier": self.config.identifier, "sessions": count,
-                "spool_pending": self.spool.pending(), "time": self.clock()}
+                "spool_pending": self.spool.pending(), "time": self.clock(),
+                "duplicate_macs": self.duplicates()}
 
     def _describe(self, session: Session) -> dict[str, Any]:
         now = self.clock()

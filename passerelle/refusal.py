@@ -50,6 +50,9 @@ class Refusal(str, enum.Enum):
     bad_request = ("bad-request", 400, True)
     already_checked_in = ("already-checked-in", 409, True)
     no_session = ("no-session", 403, False)
+    # The client's address belongs to a session of another MAC: a second
+    # device took it (a theft, or an address conflict), see docs/security.md.
+    address_taken = ("address-taken", 409, False)
 
     @classmethod
     def from_code(cls, code: str) -> Refusal | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 import click
@@ -17,6 +18,15 @@ def _addresses(ctx: click.Context, param: click.Parameter,
         except ValueError:
             raise click.BadParameter(f"{address!r} is not an IP address") from None
     return value
+
+
+def certificate_dir(state_dir: Path) -> Path:
+    """Where the self-signed certificate is kept: the portal's own state
+    directory when systemd gives it one (``StateDirectory=``, as
+    $STATE_DIRECTORY), else the box's ``state_dir``. The portal runs as its
+    own user, who cannot write the daemon's directory."""
+    given = os.environ.get("STATE_DIRECTORY", "")
+    return Path(given.split(":")[0]) if given else state_dir
 
 
 @click.group()
@@ -47,10 +57,11 @@ def run(config_path: Path, listen: tuple[str, ...], http_port: int | None,
     from .settings import PortalSettings
     from .tls import ensure_certificate, server_context
 
-    config = load(config_path)
+    # The RADIUS secrets are not the portal's: it never reads them.
+    config = load(config_path, read_secrets=False)
     settings = PortalSettings.from_config(config)
-    cert, key = ensure_certificate(config.portal_hostname, config.state_dir, config.cert_file,
-                                   config.key_file)
+    cert, key = ensure_certificate(config.portal_hostname, certificate_dir(config.state_dir),
+                                   config.cert_file, config.key_file)
     app = create_app(settings, ControlClient(config.control_socket, timeout=15))
     # IPv4 only by default: the daemon knows sessions by IPv4 address, so a
     # request over IPv6 could not be matched to its client (docs/portal.md).

@@ -62,6 +62,10 @@ REASONS: dict[Refusal, Reason] = {
     Refusal.already_checked_in: Reason(
         _l("This device is checked in already."),
         _l("Reload this page to see your session.")),
+    Refusal.address_taken: Reason(
+        _l("Another device is using this device's address."),
+        _l("Turn Wi-Fi off and on again to get an address of your own. If it lasts, "
+           "tell the site's reception.")),
     Refusal.rejected: Reason(
         _l("Access was refused."),
         _l("Tell the site's reception what happened.")),

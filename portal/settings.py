@@ -22,13 +22,16 @@ class PortalSettings:
     box_ipv6: str = ""  # the LAN's IPv6 address, when it has one
     venue_url: str = ""
     terms_url: str = ""
-    # Send captive clients to the HTTPS portal: only with a certificate the
-    # clients trust (cert_file set), else every browser shows a warning page.
+    # A certificate the clients trust is configured (cert_file): captive
+    # clients go to the HTTPS portal even when plain HTTP is allowed.
     https_portal: bool = False
     mac_failures: int = 6  # failed check-ins per client MAC ...
     mac_window: float = 300.0  # ... within this many seconds
     login_failures: int = 10
     login_window: float = 900.0
+    # Check-in, the key page and the cookie over plain HTTP too, with a
+    # banner saying so; by default only over HTTPS (docs/portal.md).
+    allow_plain_http: bool = False
 
     @classmethod
     def from_config(cls, config: Config) -> PortalSettings:
@@ -37,7 +40,8 @@ class PortalSettings:
                    ssid=config.ssid, site_name=config.site_name, box_ipv4=config.box_ipv4,
                    box_ipv6=str(config.lan_address6.ip) if config.lan_address6 else "",
                    venue_url=config.venue_url, terms_url=config.terms_url,
-                   https_portal=config.cert_file is not None)
+                   https_portal=config.cert_file is not None,
+                   allow_plain_http=config.portal_allow_plain_http)
 
     @property
     def secure_url(self) -> str:
@@ -46,9 +50,12 @@ class PortalSettings:
 
     @property
     def portal_url(self) -> str:
-        """Where captive clients are sent. Plain HTTP goes to port 80 of the
-        box, which its table sends on to the portal's HTTP port."""
-        return self.secure_url if self.https_portal else f"http://{self.hostname}/"
+        """Where captive clients are sent: the HTTPS portal, unless the site
+        allows plain HTTP and has no trusted certificate. Plain HTTP goes to
+        port 80 of the box, which its table sends on to the portal's HTTP port."""
+        if self.https_portal or not self.allow_plain_http:
+            return self.secure_url
+        return f"http://{self.hostname}/"
 
     @property
     def own_hosts(self) -> tuple[str, ...]:

@@ -54,6 +54,11 @@ class Unavailable(Exception):
     """The gateway daemon did not answer on its control socket."""
 
 
+class Taken(Unavailable):
+    """The client's address belongs to another device's session (the daemon
+    found another MAC there): no session, no page of that session."""
+
+
 def portal() -> Portal:
     found: Portal = current_app.extensions["passerelle.portal"]
     return found
@@ -86,6 +91,8 @@ def who() -> dict[str, Any]:
     try:
         return ask(portal().control.who, client_ip())
     except ControlError as exc:
+        if exc.refusal is Refusal.address_taken:
+            raise Taken from None
         log.warning("control: who %s: %s %s", client_ip(), exc.code, exc)
         raise Unavailable from None
     except OSError as exc:
@@ -105,18 +112,34 @@ def captive() -> BaseResponse | None:
     if host and not origin.valid_host(host):
         return plain(400, "Bad request: not a valid Host header.")
     if host and _is_portal_host(host):
-        return None
+        return _https_only()
     answer = probes.probe(host, request.path)
     if answer is not None:
         try:
             online = who().get("session") is not None
-        except Unavailable:
+        except Unavailable:  # Taken included: not this device's session
             online = False  # fail closed: the OS keeps showing the portal
         if online:
             return Response(answer.body, answer.status, content_type=answer.content_type)
         # A probe's URL is no page to go on to afterwards.
         return redirect(portal().settings.portal_url, 302)
     return redirect(_portal_url(host), 302)
+
+
+def _https_only() -> BaseResponse | None:
+    """Plain HTTP to the portal itself: sent to the HTTPS portal, unless the
+    site allows plain HTTP. A password or a key never crosses the air in
+    clear, nor the cookie; a plain POST is not carried out (what it carried
+    has crossed already) and goes to the HTTPS home page."""
+    settings = portal().settings
+    if request.is_secure or settings.allow_plain_http or request.path == settings.api_path:
+        return None  # (the API answers plain HTTP itself: it is HTTPS only)
+    if request.method not in ("GET", "HEAD"):
+        return redirect(settings.secure_url, 303)
+    full = request.full_path.rstrip("?")
+    if not origin.is_local_path(full):
+        return redirect(settings.secure_url, 302)
+    return redirect(settings.secure_url.rstrip("/") + full, 302)
 
 
 def _portal_url(host: str) -> str:
@@ -144,7 +167,7 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
     locale = str(get_locale() or "en")
     html = render_template(template, site_name=portal().settings.site_name, lang=locale,
                            languages=[(c, LANGUAGE_NAMES[c]) for c in LANGUAGES], here=here,
-                           **context)
+                           plain_http=not request.is_secure, **context)
     return Response(html, status, content_type="text/html; charset=utf-8")
 
 
@@ -220,6 +243,8 @@ def check_in() -> BaseResponse:
         granted = _retried(p.control.check_in, ip, login, form.password.data or "")
     except ControlError as exc:
         refusal = exc.refusal
+        if refusal is Refusal.address_taken:
+            raise Taken from None
         if refusal is None and exc.status >= 500:
             log.warning("control: check-in %s: %s %s", ip, exc.code, exc)
             raise Unavailable from None
@@ -291,6 +316,8 @@ def check_out() -> BaseResponse:
     except ControlError as exc:
         if exc.refusal is Refusal.no_session:
             return redirect(url_for("portal.home"), 303)
+        if exc.refusal is Refusal.address_taken:
+            raise Taken from None
         log.warning("check-out of %s: %s %s", client_ip(), exc.code, exc)
         raise Unavailable from None
     except OSError as exc:
@@ -330,6 +357,12 @@ def captive_api_view() -> Response:
 # --- errors ---------------------------------------------------------------------
 
 def register_errors(app: Flask) -> None:
+    @app.errorhandler(Taken)
+    def taken(exc: Taken) -> Response:
+        why = REASONS[Refusal.address_taken]
+        return page("message.html", Refusal.address_taken.status, title=str(why.title),
+                    text=str(why.advice))
+
     @app.errorhandler(Unavailable)
     def unavailable(exc: Unavailable) -> Response:
         why = REASONS[Refusal.box_unavailable]

@@ -42,6 +42,9 @@ state_dir = "{state}"
 [portal]
 ssid = "Passerelle Barchon"
 site_name = "Barchon"
+# The demo shows the portal over plain HTTP (its pages say so); a real site
+# serves check-in and keys over HTTPS only (docs/portal.md).
+allow_plain_http = true
 
 [[radius.servers]]
 host = "{centre}"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import grp
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,3 +122,52 @@ def test_the_daemon_s_refusal_becomes_its_status_and_code(refusal: Refusal) -> N
         portal.who("198.51.100.10")
     assert (err.value.status, err.value.code) == (refusal.status, refusal.value)
     assert err.value.refusal is refusal and str(err.value) == "refused 198.51.100.10"
+
+
+# The system's Python: another user may not reach the project's virtualenv.
+PYTHON = "/usr/bin/python3"
+CONNECT = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(sys.argv[1])
+except PermissionError:
+    print("refused")
+else:
+    print("connected")
+"""
+
+
+def test_the_socket_is_reachable_by_its_group_only() -> None:
+    if os.geteuid() != 0 or not Path(PYTHON).exists():
+        pytest.skip("needs root (and /usr/bin/python3) to run a caller as another user")
+    group = grp.getgrnam("www-data" if _has_group("www-data") else "daemon").gr_gid
+    nobody = 65534
+    # A folder every user may cross (pytest's own tmp folder is root's only).
+    folder = Path(tempfile.mkdtemp(prefix="control-"))
+    folder.chmod(0o755)
+    server = ControlServer(folder / "control.sock", FakeBox(), group=group)
+    server.start()
+    try:
+        stat = (folder / "control.sock").stat()
+        assert (stat.st_mode & 0o777, stat.st_gid) == (0o660, group)
+
+        def caller(*extra: int) -> str:
+            return subprocess.run([PYTHON, "-c", CONNECT, str(folder / "control.sock")],
+                                  user=nobody, group=nobody, extra_groups=list(extra),
+                                  capture_output=True, text=True, check=False,
+                                  timeout=30).stdout.strip()
+
+        assert caller() == "refused", "a user outside the group"
+        assert caller(group) == "connected", "a user in the socket's group"
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _has_group(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True

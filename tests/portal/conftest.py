@@ -31,7 +31,9 @@ SETTINGS = PortalSettings(
     api_url="https://portal.test:8443/api/captive", ssid="Passerelle", site_name="Axis Parc",
     box_ipv4="198.51.100.1", box_ipv6="2001:db8:1::1", venue_url="https://axis.example/venue",
     terms_url="https://axis.example/terms", mac_failures=3, mac_window=300,
-    login_failures=4, login_window=900)
+    login_failures=4, login_window=900,
+    # Most tests speak plain HTTP to the portal (test_https.py: the default).
+    allow_plain_http=True)
 
 
 class FakeDaemon:
@@ -48,12 +50,19 @@ class FakeDaemon:
         self.down = False
         self.socket = Path()
         self.hold: threading.Event | None = None  # check-ins wait for it: a slow centre
+        # Addresses the daemon finds under another MAC than their session's.
+        self.taken: set[str] = set()
+
+    def _claimed(self, ip: str) -> None:
+        if ip in self.taken:
+            raise ControlError(409, "address-taken", f"{ip} belongs to another device")
 
     def status(self) -> dict[str, Any]:
         return {"identifier": "axis-gw", "sessions": len(self.sessions_by_ip)}
 
     def who(self, ip: str) -> dict[str, Any]:
         self.calls.append(("who", ip))
+        self._claimed(ip)
         return {"ip": ip, "mac": self.clients.get(ip), "session": self.sessions_by_ip.get(ip)}
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -65,6 +74,7 @@ class FakeDaemon:
             self.hold.wait(10)
         if self.down:
             raise ControlError(503, "centre-unreachable", "the centre did not answer")
+        self._claimed(ip)
         if ip not in self.clients:
             raise ControlError(503, "unknown-client", f"no client with address {ip}")
         if login not in self.accounts:
@@ -85,6 +95,7 @@ class FakeDaemon:
 
     def check_out(self, ip: str) -> dict[str, Any]:
         self.calls.append(("check_out", ip))
+        self._claimed(ip)
         if ip not in self.sessions_by_ip:
             raise ControlError(403, "no-session", f"no session for {ip}")
         return {"ended": self.sessions_by_ip.pop(ip)["session_id"]}

@@ -26,6 +26,7 @@ from tests.need import tool, unavailable
 from tests.radius import seed
 
 PORTAL_NAME = "portal.passerelle.internal"
+PORTAL_URL = f"https://{PORTAL_NAME}:8443/"  # plain HTTP is not allowed: the default
 PROBE_HOST = "192.0.2.82"  # the "internet's" probe servers, for after check-in
 CHROMIUM = "/usr/bin/chromium"
 HERE = Path(__file__).parent
@@ -123,7 +124,7 @@ def test_probes_before_check_in_go_to_the_portal(box: Box) -> None:
     for host, path in sorted(PROBES):
         out = curl(box, "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
                    f"http://{host}{path}")
-        assert out.stdout == f"302 http://{PORTAL_NAME}/", (host, path, out.stderr)
+        assert out.stdout == f"302 {PORTAL_URL}", (host, path, out.stderr)
 
 
 def test_api_over_https_with_the_certificate_validated(box: Box) -> None:
@@ -185,17 +186,19 @@ def visit(box: Box, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str,
 def test_a_person_checks_in_with_chromium_and_out_again(
         box: Box, visit: tuple[dict[str, Any], Path]) -> None:
     seen, shots = visit
-    assert seen["landing_url"].startswith(f"http://{PORTAL_NAME}/?to=")
-    assert seen["landing_h1"] == "Check in"
-    assert seen["welcome_h1"] == "You are checked in"
+    assert seen["landing_url"].startswith(f"{PORTAL_URL}?to="), "check-in over HTTPS"
+    assert seen["landing_h1"] == "Check in" and seen["landing_banner"] == 0
+    assert seen["welcome_url"].startswith(PORTAL_URL), "the key page over HTTPS"
+    assert seen["welcome_h1"] == "You are checked in" and seen["welcome_banner"] == 0
     assert seen["ssid"] == "Passerelle"
     assert len(seen["key"]) >= 8, "the personal key from the Access-Accept"
     assert seen["qr_size"] and min(seen["qr_size"]) >= 150, "a QR code a phone can scan"
     assert seen["way_on_href"] == "http://192.0.2.80/"
     assert seen["upstream_body"] == "upstream 203.0.113.2"
+    assert seen["status_url"] == f"{PORTAL_URL}status", "plain HTTP sent to HTTPS"
     assert seen["status_h1"] == "Your session" and "h" in seen["status_left"]
     assert seen["checked_out_h1"] == "You are checked out"
-    assert seen["again_url"].startswith(f"http://{PORTAL_NAME}/")
+    assert seen["again_url"].startswith(PORTAL_URL)
     assert seen["again_h1"] == "Check in", "captive again after check-out"
     assert len(list(shots.glob("*.png"))) == 6
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from tests.boxlab import site
 from tests.gateway.conftest import require_lab
 from tests.need import unavailable
-from tests.portal.test_lab import PORTAL_NAME, RUN
+from tests.portal.test_lab import PORTAL_URL, RUN
 
 DNS = '\n[dns]\nupstream = ["203.0.113.1"]\n'
 SWALLOW = ("add table inet swallow; add chain inet swallow input { type filter hook input "
@@ -64,7 +64,7 @@ def test_the_portal_answers_the_first_probe_within_2_s_without_dns(tmp_path: Pat
                         time.sleep(0.05)
                 answered_in = time.monotonic() - started
                 print(f"first probe answered {answered_in:.2f} s after the start")
-                assert answer == f"302 http://{PORTAL_NAME}/", box.read_logs()
+                assert answer == f"302 {PORTAL_URL}", box.read_logs()
                 assert answered_in < 2.0, f"first probe answered {answered_in:.1f} s after start"
             finally:
                 portal.terminate()

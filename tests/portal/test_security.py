@@ -216,3 +216,21 @@ def test_script_in_fields_is_escaped(client: FlaskClient, daemon: FakeDaemon) ->
     daemon.accounts[login] = "no-credit"
     body = check_in(client, login=login).get_data(as_text=True)
     assert "<script>" not in body and "&lt;script&gt;" in body
+
+
+def test_a_device_on_another_s_address_sees_no_session_and_cannot_check_out(
+        app: object, daemon: FakeDaemon) -> None:
+    from flask import Flask
+
+    assert isinstance(app, Flask)
+    victim, thief = app.test_client(), app.test_client()
+    assert check_in(victim).status_code == 303
+    token = csrf_token(get(victim, "/status").get_data(as_text=True))
+    daemon.taken.add(IP)  # another MAC now holds the victim's address
+    for path in ("/", "/status", "/welcome"):
+        r = get(thief, path)
+        assert r.status_code == 409, path
+        assert LOGIN not in r.get_data(as_text=True)
+        assert "Another device is using this device" in r.get_data(as_text=True)
+    r = post(victim, "/check-out", {"csrf_token": token})
+    assert r.status_code == 409 and IP in daemon.sessions_by_ip, "the daemon refuses it"

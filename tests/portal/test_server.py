@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,8 @@ from flask import Flask
 from passerelle.portal import cli as portal_cli
 from passerelle.portal import server, tls
 from tests.gateway.conftest import require_lab
+
+from .conftest import LOGIN, MAC, PASSWORD, FakeDaemon, csrf_token
 
 HOST = "portal.test"
 
@@ -88,6 +91,74 @@ def test_a_client_failing_the_handshake_is_dropped_quietly(
         with contextlib.suppress(ConnectionResetError):
             assert not raw.recv(1024).startswith(b"HTTP"), "no answer in clear text"
     assert _https(https_port, cert, "/api/captive").status == 200
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` (EOF or reset), without waiting."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def _connect(port: int) -> socket.socket | None:
+    """A connection that says nothing; None when the server reset it already
+    (the connect itself then fails)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    try:
+        sock.connect(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _check_in_from(address: str, port: int) -> int:
+    """A person's check-in over a new connection per request, from ``address``."""
+    def connect() -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=5,
+                                          source_address=(address, 0))
+    conn = connect()
+    conn.request("GET", "/", headers={"Host": HOST})
+    page = conn.getresponse()
+    body, cookie = page.read().decode(), page.getheader("Set-Cookie", "").split(";")[0]
+    conn.close()
+    form = (f"csrf_token={csrf_token(body)}&login={LOGIN}&password={PASSWORD}&accept=y"
+            .replace("@", "%40").replace(" ", "+"))
+    conn = connect()
+    conn.request("POST", "/check-in", body=form,
+                 headers={"Host": HOST, "Cookie": cookie,
+                          "Content-Type": "application/x-www-form-urlencoded"})
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_a_flood_of_idle_connections_is_bounded_and_check_in_goes_on(
+        servers: tuple[int, int, Path], daemon: FakeDaemon) -> None:
+    http_port, _, _ = servers
+    daemon.clients["127.0.0.2"] = MAC
+    threads = threading.active_count()
+    flood = [s for s in (_connect(http_port) for _ in range(200)) if s is not None]
+    try:
+        time.sleep(0.5)
+        kept = [s for s in flood if not _closed(s)]
+        assert len(kept) <= server.PER_ADDRESS, "over the cap: closed at once"
+        assert threading.active_count() - threads <= server.WORKERS + 1, "a bounded pool"
+
+        started = time.monotonic()
+        assert _check_in_from("127.0.0.2", http_port) == 303
+        assert time.monotonic() - started < 2.0, "another person is not held up"
+
+        time.sleep(server.FIRST_BYTE_TIMEOUT + 1.5)
+        assert all(_closed(s) for s in kept), "silent connections end at the idle timeout"
+    finally:
+        for s in flood:
+            s.close()
 
 
 # --- binding looks no name up ---------------------------------------------------

@@ -236,11 +236,16 @@ def test_settings_from_the_gateway_config(tmp_path: Path) -> None:
     assert (s.hostname, s.ssid, s.site_name, s.box_ipv4) == (
         "portal.axis.example", "Axis", "Axis Parc", "198.51.100.1")
     assert s.secure_url == "https://portal.axis.example/"
-    assert s.portal_url == "http://portal.axis.example/", "no trusted certificate: plain HTTP"
+    assert s.portal_url == "https://portal.axis.example/", "HTTPS unless plain HTTP is allowed"
+    assert s.allow_plain_http is False
     assert s.api_path == "/api/captive"
     assert s.own_hosts == ("portal.axis.example", "198.51.100.1")
     real = _settings(tmp_path, 'cert_file = "c.pem"\nkey_file = "k.pem"')
     assert real.portal_url == "https://portal.axis.example/"
+    plain = _settings(tmp_path, "allow_plain_http = true")
+    assert plain.allow_plain_http and plain.portal_url == "http://portal.axis.example/"
+    both = _settings(tmp_path, 'allow_plain_http = true\ncert_file = "c.pem"\nkey_file = "k.pem"')
+    assert both.portal_url == "https://portal.axis.example/", "a trusted certificate: HTTPS"
 
 
 def test_settings_with_an_ipv6_lan(tmp_path: Path) -> None:
@@ -272,3 +277,71 @@ def test_portal_run_with_a_missing_certificate_is_a_one_line_error(tmp_path: Pat
     result = CliRunner().invoke(root, ["portal", "run", "--config", str(config)])
     assert isinstance(result.exception, UserError)
     assert str(result.exception) == f"portal certificate: {tmp_path / 'nope.pem'} does not exist"
+
+
+# --- the server's admission -----------------------------------------------------------
+
+
+def test_admission_caps_per_address_and_in_all() -> None:
+    from passerelle.portal.server import Admission
+
+    caps = Admission(per_address=2, total=3)
+    assert caps.admit("198.51.100.10") and caps.admit("198.51.100.10")
+    assert not caps.admit("198.51.100.10"), "over the address's cap"
+    assert caps.admit("198.51.100.11")
+    assert not caps.admit("198.51.100.12"), "over the cap in all"
+    caps.release("198.51.100.10")
+    assert caps.admit("198.51.100.12") and not caps.admit("198.51.100.10")
+    for address in ("198.51.100.10", "198.51.100.11", "198.51.100.12"):
+        caps.release(address)
+    assert caps.admit("198.51.100.10") and caps.admit("198.51.100.10")
+
+
+def test_the_portal_reads_no_radius_secret(tmp_path: Path) -> None:
+    from passerelle.gateway.config import ConfigError
+
+    text = CONFIG.format(extra="").replace('secret = "s"', 'secret_file = "root-only.secret"')
+    interfaces = Interfaces("wan", ("lan", "wan"), {"lan": ("198.51.100.1/24",)})
+    with pytest.raises(ConfigError, match="secret_file"):
+        parse(text, tmp_path, interfaces)
+    config = parse(text, tmp_path, interfaces, read_secrets=False)
+    assert PortalSettings.from_config(config).hostname == "portal.axis.example"
+
+
+def test_the_certificate_goes_to_the_portal_s_own_state_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from passerelle.portal.cli import certificate_dir
+
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert certificate_dir(tmp_path / "box") == tmp_path / "box"
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/passerelle-portal:/var/lib/other")
+    assert certificate_dir(tmp_path / "box") == Path("/var/lib/passerelle-portal")
+
+
+# --- the systemd units: who runs what ---------------------------------------------------
+
+UNITS = Path(__file__).parents[2] / "deploy" / "systemd"
+
+
+def _service(name: str) -> dict[str, str]:
+    import configparser
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(UNITS / name)
+    return dict(unit["Service"])
+
+
+def test_the_portal_runs_as_its_own_user_without_capabilities() -> None:
+    portal = _service("passerelle-portal.service")
+    assert (portal["User"], portal["Group"]) == ("passerelle-portal", "passerelle-portal")
+    assert portal["CapabilityBoundingSet"] == "" and portal["NoNewPrivileges"] == "yes"
+    assert portal["StateDirectory"] == "passerelle-portal", "for its self-signed certificate"
+
+
+def test_the_daemon_keeps_only_the_network_capabilities() -> None:
+    gateway = _service("passerelle-gateway.service")
+    assert set(gateway["CapabilityBoundingSet"].split()) == {
+        "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID"}
+    # Its control socket (0660) gets the portal's group, and nobody else's.
+    assert gateway["Group"] == "passerelle-portal" and gateway["UMask"] == "0077"
