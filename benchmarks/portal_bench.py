@@ -93,7 +93,9 @@ def run_portal(socket_path: Path, state: Path, http_port: int, https_port: int) 
 
     settings = PortalSettings(hostname=HOSTNAME, http_port=http_port, https_port=https_port,
                               api_url=f"https://{HOSTNAME}:{https_port}/api/captive",
-                              ssid="Passerelle", site_name="Bench", box_ipv4="127.0.0.1")
+                              ssid="Passerelle", site_name="Bench", box_ipv4="127.0.0.1",
+                              # The benchmark's scenarios are plain HTTP, as before.
+                              allow_plain_http=True)
     cert, key = ensure_certificate(HOSTNAME, state)
     app = create_app(settings, ControlClient(socket_path, timeout=10))
     serve(app, portal_listeners(["127.0.0.1"], http_port, https_port), server_context(cert, key))

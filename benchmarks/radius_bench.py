@@ -88,7 +88,7 @@ def start_passerelle(url: str, workers: int, tmp: Path,
                      db_threads: int | None = None) -> tuple[subprocess.Popen[str], int, int]:
     binary = Path(sys.executable).parent / "passerelle"
     log = (tmp / "passerelle.log").open("w")
-    env = {**os.environ, "PASSERELLE_KEY_FILE": str(tmp / "server.key")}
+    env = {**os.environ, "PASSERELLE_KEY_FILE": str(tmp / "server.key")}  # as seeded
     proc = subprocess.Popen(
         [str(binary), "radius", "serve", "--db", url, "--listen", "127.0.0.1",
          "--auth-port", "0", "--acct-port", "0", "--workers", str(workers),
@@ -135,13 +135,16 @@ def bench(args: argparse.Namespace, base_url: str, db_pid: int | None) -> list[R
 
 def _bench(args: argparse.Namespace, ours_url: str, fr_url: str,
            db_pid: int | None) -> list[Run]:
+    tmp = Path(tempfile.mkdtemp(prefix="passerelle-bench-"))
+    # The gateway's secret is sealed at rest with the server key: seeding
+    # and the server must use the same one.
+    os.environ["PASSERELLE_KEY_FILE"] = str(tmp / "server.key")
     t = time.monotonic()
     world.seed_passerelle(ours_url, args.people, SECRET)
     world.seed_freeradius(fr_url, args.people)
     print(f"seeded {args.people} people in both databases in {time.monotonic() - t:.1f} s",
           flush=True)
     runs: list[Run] = []
-    tmp = Path(tempfile.mkdtemp(prefix="passerelle-bench-"))
     # Both servers run side by side (an idle one costs nothing) and the
     # measurements alternate, so a change of load from other jobs on the
     # machine falls on both rather than on one.
