@@ -1,14 +1,13 @@
-"""RADIUS helpers on pyrad packets, for the code not yet moved onto the
-typed message layer (messages.py, codec.py): a request decoded the way a
+"""RADIUS helpers on pyrad packets, for the gateway code not yet moved onto
+the typed message layer (messages.py, codec.py): a request decoded the way a
 server must, attribute readers, 64-bit counters, MAC address spelling.
-The rules themselves live in codec.py.
+The rules themselves live in codec.py; the centre's server uses messages.py.
 """
 
 from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterable
 from typing import Any
 
 from pyrad import packet as rp
@@ -18,11 +17,9 @@ from .codec import (
     MESSAGE_AUTHENTICATOR,
     MIN_LENGTH,
     PROXY_STATE,
-    BadValue,
     MalformedPacket,
     dictionary,
     parse,
-    reveal_password,
 )
 from .messages import Code
 
@@ -156,17 +153,3 @@ def normalise_mac(value: str) -> str:
         raise ValueError(f"not a MAC address: {value!r}")
     digits = re.sub(r"[:.-]", "", text).lower()
     return "-".join(digits[i:i + 2] for i in range(0, 12, 2))
-
-
-def decrypt_user_password(raw: bytes, secret: bytes, authenticator: bytes) -> str | None:
-    """User-Password of an Access-Request (RFC 2865 5.2), or None when its
-    length is wrong or it is not text (see codec.reveal_password)."""
-    try:
-        return reveal_password(raw, secret, authenticator)
-    except BadValue:
-        return None
-
-
-def add_attributes(pkt: rp.Packet, attrs: Iterable[tuple[str, Any]]) -> None:
-    for name, value in attrs:
-        pkt.AddAttribute(name, value)
