@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from passerelle.radius import messages as m
 from passerelle.radius.db import make_sessionmaker
-from passerelle.radius.handler import ACCT, AUTH, Datagram, Handler
+from passerelle.radius.handler import ACCT, AUTH, Contacts, Datagram, Handler
 from passerelle.radius.models import Gateway
 
 from . import seed
@@ -49,6 +49,15 @@ def accounting_start(session: str) -> bytes:
     return m.AccountingRequest(status=m.AcctStatus.START, session_id=session,
                                user_name="alice@acme.example",
                                nas_identifier="axis-gw").encode(SECRET)
+
+
+def test_contacts_are_due_once_per_interval() -> None:
+    contacts = Contacts(60)
+    assert contacts.due([3, 1, 3], T0) == [1, 3]
+    assert contacts.due([1, 3, 2], T0 + 59) == [2]
+    assert contacts.due([1, 2], T0 + 60) == [1]
+    contacts.forget([1])  # its write was rolled back
+    assert contacts.due([1, 2], T0 + 61) == [1]
 
 
 def test_status_server_is_answered_on_both_ports(engine, world) -> None:
