@@ -13,6 +13,8 @@ Reply-Message (RFC 2865 section 5.18).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from . import messages as m
 from . import policy
 
@@ -24,7 +26,7 @@ def access_reply(decision: policy.Decision, class_: str = "",
     if not decision.accept:
         if decision.reason is None:
             raise ValueError("a refusal without a reason")
-        return m.AccessReject(reply_message=policy.reply_message(decision.reason))
+        return _reject(decision.reason)
     if not class_ or not wifi_key:
         raise ValueError("an Access-Accept needs its Class and Wi-Fi key")
     return m.AccessAccept(
@@ -38,6 +40,12 @@ def access_reply(decision: policy.Decision, class_: str = "",
         bandwidth_down=decision.bandwidth_down or None,
         vlan=decision.vlan or None,
     )
+
+
+@lru_cache(maxsize=64)
+def _reject(reason: policy.Reason) -> m.AccessReject:
+    # One per reason: a flood of refusals builds no new reply object.
+    return m.AccessReject(reply_message=policy.reply_message(reason))
 
 
 # Replies without fields are the same for every request (encode takes the
