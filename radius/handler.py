@@ -171,11 +171,13 @@ _GATEWAY = cast(Table, Gateway.__table__)
 def write_contacts(db: DB, gateways: list[int], now: datetime) -> None:
     """gateway.last_seen = now, in one statement. A row another transaction
     is writing is skipped (it writes the same news), so two workers never
-    wait for each other here (PostgreSQL; SQLite has one writer anyway)."""
+    wait for each other here (PostgreSQL; SQLite has one writer anyway).
+    The lock is FOR NO KEY UPDATE: it does not stop the batches that insert
+    rows referring to the gateway (they hold FOR KEY SHARE on it)."""
     if not gateways:
         return
     free = select(_GATEWAY.c.id).where(_GATEWAY.c.id.in_(gateways)) \
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     db.execute(update(_GATEWAY).where(_GATEWAY.c.id.in_(free)).values(last_seen=now))
 
 

@@ -124,6 +124,24 @@ def test_a_row_another_worker_is_writing_is_skipped_not_waited_for(engine, world
     assert last_seen(factory) is None
 
 
+def test_a_batch_inserting_rows_of_the_gateway_does_not_stop_the_write(engine, world) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's")
+    factory = make_sessionmaker(engine)
+    handler = Handler(factory, clock=Clock())
+    with factory() as other, other.begin():
+        # What an uncommitted INSERT with a foreign key to the gateway holds.
+        other.execute(select(Gateway).with_for_update(read=True, key_share=True))
+        thread = threading.Thread(target=handler.process,
+                                  args=([Datagram(status_server(), GATEWAY, AUTH)],))
+        thread.start()
+        thread.join(timeout=10)
+        waited = thread.is_alive()
+    thread.join()
+    assert not waited
+    assert last_seen(factory) == at(T0)
+
+
 @pytest.mark.integration
 def test_status_server_over_udp_records_the_contact(server, engine) -> None:
     factory = make_sessionmaker(engine)
