@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .messages import AcctStatus, TerminateCause
+from .codec import codec
+from .messages import AccountingRequest, AcctStatus, TerminateCause
 
 # One vocabulary for the centre and the box (messages.py); the members
 # keep the names this module has always used: Status.start, .stop, .interim,
@@ -176,3 +177,66 @@ def exhausted(balance: int | None, still_open: bool) -> bool:
     """The credit-exhausted signal: a session still open whose person has
     no credit left is to be disconnected (RFC 5176 Disconnect-Request)."""
     return still_open and balance is not None and balance <= 0
+
+
+# -- an Accounting-Request as a session record ---------------------------------------
+
+# radacct holds enumerated values by their dictionary names, as FreeRADIUS
+# writes them ("Wireless-802.11"), and the number when the name is unknown.
+_VALUE_NAMES = {
+    attribute: {number: name for name, number in codec().spec(attribute).values.items()}
+    for attribute in ("NAS-Port-Type", "Service-Type", "Framed-Protocol", "Acct-Authentic")
+}
+
+
+def _named(attribute: str, value: int | None) -> str:
+    if value is None:
+        return ""
+    return _VALUE_NAMES[attribute].get(value) or str(value)
+
+
+def event_time(request: AccountingRequest, received: datetime) -> datetime:
+    """When the event happened: when the request was received, less
+    Acct-Delay-Time, the seconds the client spent trying to send it (RFC
+    2866 section 5.2)."""
+    return received - timedelta(seconds=max(0, request.delay_time or 0))
+
+
+def session_record(request: AccountingRequest, received: datetime) -> Record | None:
+    """The session record of a Start, Interim-Update or Stop received at
+    ``received`` (naive UTC), or None when it has no Acct-Session-Id (RFC
+    2866 section 5.5 requires one: drop it). ValueError for another status:
+    Accounting-On/Off are not session records."""
+    status = request.status
+    if status not in (Status.start, Status.interim, Status.stop):
+        raise ValueError(f"not a session record: Acct-Status-Type {int(status)}")
+    if not request.session_id:
+        return None
+    extra: dict[str, Any] = {
+        "framedipaddress": request.framed_ip_address or "",
+        "framedipv6address": request.framed_ipv6_address or "",
+        "callingstationid": (request.calling_station_id or "")[:64],
+        "calledstationid": (request.called_station_id or "")[:64],
+        "nasportid": (request.nas_port_id or "")[:64],
+        "nasporttype": _named("NAS-Port-Type", request.nas_port_type),
+        "servicetype": _named("Service-Type", request.service_type),
+        "framedprotocol": _named("Framed-Protocol", request.framed_protocol),
+        "acctauthentic": _named("Acct-Authentic", request.acct_authentic),
+        "acctinterval": request.acct_interim_interval,
+    }
+    if request.connect_info:
+        extra["connectinfo_stop" if status is Status.stop else "connectinfo_start"] = \
+            request.connect_info[:64]
+    cause = request.terminate_cause
+    return Record(
+        status=Status(status),
+        session_id=request.session_id[:64],
+        event_time=event_time(request, received),
+        username=(request.user_name or "")[:253],
+        session_time=request.session_time,
+        input_octets=request.input_octets or 0,
+        output_octets=request.output_octets or 0,
+        terminate_cause=cause.label if cause is not None else "",
+        class_=request.class_.decode("ascii", "replace")[:64] if request.class_ else "",
+        extra=extra,
+    )

@@ -6,6 +6,19 @@ transaction (group commit: one commit for many requests), and only then
 returns the replies to send. A reply is never sent for work that was not
 committed. If the batch fails, each request is retried in a transaction of
 its own, so one bad request cannot take the others down with it.
+
+The checks, before any database work: the source is a known gateway; the
+datagram decodes with its secret (messages.py: Length, attributes, Request
+Authenticator of an Accounting-Request, Message-Authenticator when present);
+Status-Server carries a Message-Authenticator (RFC 5997 section 3); an
+Access-Request carries one when its gateway requires it (the BlastRADIUS
+defence, RFC 3579 section 3.2); each port takes its kind of request
+(Status-Server on both). A retransmission gets the reply already sent
+(RFC 5080 section 2.2.2). Anything else is dropped with a log line.
+
+Every decision is logged at DEBUG; a summary with the counts goes to the log
+at INFO once a minute, so the log costs little at thousands of requests a
+second.
 """
 
 from __future__ import annotations
@@ -13,40 +26,48 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-import struct
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from datetime import UTC, datetime
 from hashlib import sha256
-from typing import Any, cast
+from typing import Any, NamedTuple, assert_never, cast
 
-from pyrad import packet as rp
-from pyrad import tools
-from pyrad.dictionary import Attribute, Dictionary
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
-from . import accounting, passwords, policy, protocol, store
-from .protocol import MalformedPacket
+from . import accounting, answers, passwords, policy, store
+from . import messages as m
+from .models import Gateway
+from .replies import ReplyCache
 
 log = logging.getLogger("passerelle.radius")
 
+CUTS_REMEMBERED = 100_000  # sessions whose Disconnect-Request is remembered
+
 AUTH, ACCT = "auth", "acct"
 
+# What each port takes (RFC 2865 section 3, RFC 2866 section 3; Status-Server
+# on both, RFC 5997 section 3).
+_TAKES: dict[str, tuple[type, ...]] = {
+    AUTH: (m.AccessRequest, m.StatusServer),
+    ACCT: (m.AccountingRequest, m.StatusServer),
+}
+_WRONG_PORT = {AUTH: "not an Access-Request on the authentication port",
+               ACCT: "not an Accounting-Request on the accounting port"}
+ServerRequest = m.AccessRequest | m.AccountingRequest | m.StatusServer
 
-@dataclass(frozen=True)
-class Datagram:
+
+class Datagram(NamedTuple):
     data: bytes
     addr: tuple[str, int]
     port: str  # AUTH or ACCT
 
 
-@dataclass
-class Reply:
+class Reply(NamedTuple):
     addr: tuple[str, int]
     port: str
     data: bytes
@@ -60,14 +81,16 @@ class Cut:
     attributes: dict[str, Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Work:
     dgram: Datagram
     nas: store.Nas
-    pkt: rp.Packet
+    request: ServerRequest
     key: bytes
-    reply: rp.Packet | None = None
+    reply: m.Reply | None = None
+    data: bytes | None = None  # the reply, encoded
     cuts: list[Cut] = field(default_factory=list)
+    tally: str = ""  # what the summary line counts it as
 
 
 @dataclass
@@ -77,38 +100,19 @@ class Batch:
     now_ts: float
     replies: list[Reply] = field(default_factory=list)
     work: list[_Work] = field(default_factory=list)
+    dropped: int = 0
+    duplicates: int = 0
 
 
 @dataclass(frozen=True)
 class HandlerSettings:
     policy: policy.Settings = field(default_factory=policy.Settings)
     duplicate_window: float = 30.0  # seconds a reply is kept for retransmissions
+    duplicate_entries: int = 65536  # replies kept at most
     password_cache_ttl: float = 300.0
     gateway_refresh: float = 30.0
-
-
-class DuplicateCache:
-    """Replies by request, so a retransmission gets the same answer without
-    being processed twice (RFC 5080 section 2.2.2)."""
-
-    def __init__(self, window: float) -> None:
-        self.window = window
-        self._entries: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
-
-    def get(self, key: bytes, now: float) -> bytes | None:
-        self._expire(now)
-        entry = self._entries.get(key)
-        return entry[1] if entry else None
-
-    def put(self, key: bytes, reply: bytes, now: float) -> None:
-        self._entries[key] = (now + self.window, reply)
-
-    def _expire(self, now: float) -> None:
-        while self._entries:
-            key, (expires, _) = next(iter(self._entries.items()))
-            if expires > now:
-                break
-            del self._entries[key]
+    contact_interval: float = 60.0  # gateway.last_seen is written at most this often
+    summary_interval: float = 60.0  # seconds between two summary lines
 
 
 class PasswordCache:
@@ -136,8 +140,47 @@ class PasswordCache:
         return True
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+class Contacts:
+    """When each gateway's last contact was written to ``gateway.last_seen``,
+    so that it is written at most once per ``interval`` (batches run in
+    several threads: hence the lock)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._written: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, gateways: Iterable[int], now: float) -> list[int]:
+        """The gateways to write now; they count as written from now on."""
+        with self._lock:
+            out = []
+            for gateway in set(gateways):
+                if now - self._written.get(gateway, -1e18) >= self.interval:
+                    self._written[gateway] = now
+                    out.append(gateway)
+            return sorted(out)
+
+    def forget(self, gateways: Iterable[int]) -> None:
+        """Their write was rolled back: the next batch writes them."""
+        with self._lock:
+            for gateway in gateways:
+                self._written.pop(gateway, None)
+
+
+_GATEWAY = cast(Table, Gateway.__table__)
+
+
+def write_contacts(db: DB, gateways: list[int], now: datetime) -> None:
+    """gateway.last_seen = now, in one statement. A row another transaction
+    is writing is skipped (it writes the same news), so two workers never
+    wait for each other here (PostgreSQL; SQLite has one writer anyway).
+    The lock is FOR NO KEY UPDATE: it does not stop the batches that insert
+    rows referring to the gateway (they hold FOR KEY SHARE on it)."""
+    if not gateways:
+        return
+    free = select(_GATEWAY.c.id).where(_GATEWAY.c.id.in_(gateways)) \
+        .with_for_update(skip_locked=True, key_share=True)
+    db.execute(update(_GATEWAY).where(_GATEWAY.c.id.in_(free)).values(last_seen=now))
 
 
 class Handler:
@@ -146,15 +189,22 @@ class Handler:
         self.factory = factory
         self.settings = settings or HandlerSettings()
         self.clock = clock
-        self.duplicates = DuplicateCache(self.settings.duplicate_window)
+        self.duplicates = ReplyCache(self.settings.duplicate_window,
+                                     self.settings.duplicate_entries)
         self.passwords = PasswordCache(self.settings.password_cache_ttl)
+        self.contacts = Contacts(self.settings.contact_interval)
         self.gateways: dict[str, store.Nas] = {}
         self._gateways_loaded = -1e9
-        self._cut_sent: set[int] = set()
+        # Sessions already sent a Disconnect, newest last; bounded (the
+        # oldest are long closed, or were cut again by their next record).
+        self._cut_sent: OrderedDict[int, None] = OrderedDict()
         self._cut_lock = threading.Lock()
         # Requests being processed, by duplicate-cache key: retransmissions
         # that arrive meanwhile wait here for the original's reply.
         self._in_flight: dict[bytes, list[Datagram]] = {}
+        # Counted by admit and finish (the event loop's thread) for the summary.
+        self._tally: Counter[str] = Counter()
+        self._tally_since: float | None = None
 
     # -- gateways ---------------------------------------------------------
 
@@ -171,7 +221,6 @@ class Handler:
         self._gateways_loaded = now
 
     def _nas_for(self, ip: str) -> store.Nas | None:
-        self.refresh_gateways()
         nas = self.gateways.get(ip)
         if nas is None:
             self.refresh_gateways(force=True)
@@ -203,22 +252,30 @@ class Handler:
 
     def _admit_all(self, batch: list[Datagram], admitted: Batch) -> None:
         now_ts = admitted.now_ts
+        self.refresh_gateways()
         for dgram in batch:
-            key = dgram.port.encode() + repr(dgram.addr).encode() + dgram.data[:20]
+            data, (ip, port) = dgram.data, dgram.addr
+            # A retransmission is the same Code, Identifier, Length and
+            # Request Authenticator from the same source to the same port.
+            key = b"%s|%s|%s|%d" % (data[:20], dgram.port.encode(), ip.encode(), port)
             cached = self.duplicates.get(key, now_ts)
             if cached is not None:
                 log.info("duplicate request id %d from %s:%d: resent the cached reply",
-                         dgram.data[1], *dgram.addr)
+                         data[1], ip, port)
                 admitted.replies.append(Reply(dgram.addr, dgram.port, cached))
+                admitted.duplicates += 1
                 continue
             waiting = self._in_flight.get(key)
             if waiting is not None:
                 # Its original is being processed (in this batch or another
                 # one): both get the same reply when that is committed.
                 waiting.append(dgram)
+                admitted.duplicates += 1
                 continue
             item = self._admit(dgram, key)
-            if item is not None:
+            if item is None:
+                admitted.dropped += 1
+            else:
                 self._in_flight[key] = []
                 admitted.work.append(item)
 
@@ -233,34 +290,59 @@ class Handler:
         (the event loop's thread)."""
         replies = admitted.replies
         cuts: list[Cut] = []
+        tally = self._tally
         for item in admitted.work:
             waiting = self._in_flight.pop(item.key, [])
-            if item.reply is None:
+            data = item.data
+            if data is None:
+                tally["unanswered"] += 1
                 continue
-            data = item.reply.ReplyPacket()
+            tally[item.tally] += 1
             self.duplicates.put(item.key, data, admitted.now_ts)
-            for dgram in [item.dgram, *waiting]:
+            replies.append(Reply(item.dgram.addr, item.dgram.port, data))
+            for dgram in waiting:
                 replies.append(Reply(dgram.addr, dgram.port, data))
             cuts.extend(item.cuts)
+        if admitted.dropped:
+            tally["dropped"] += admitted.dropped
+        if admitted.duplicates:
+            tally["duplicate"] += admitted.duplicates
+        self._summarise(admitted.now_ts)
         return replies, cuts
+
+    def _summarise(self, now_ts: float) -> None:
+        since = self._tally_since
+        if since is None:
+            self._tally_since = now_ts
+            return
+        if now_ts - since < self.settings.summary_interval:
+            return
+        if self._tally:
+            log.info("last %d s: %s", round(now_ts - since), summary(self._tally))
+            self._tally.clear()
+        self._tally_since = now_ts
 
     def _run(self, work: list[_Work], now_ts: float) -> None:
         now = datetime.fromtimestamp(now_ts, UTC).replace(tzinfo=None)
+        contacts = self.contacts.due((item.nas.id for item in work), now_ts)
         try:
             with self.factory() as db, db.begin():
                 self._handle_all(db, work, now)
+                # Last, so the gateway rows are locked only until the commit.
+                write_contacts(db, contacts, now)
             return
         except Exception:
+            self.contacts.forget(contacts)
             log.exception("batch of %d requests failed; retrying them one by one", len(work))
         for item in work:
-            item.reply, item.cuts = None, []
+            item.reply, item.data, item.cuts = None, None, []
             try:
                 with self.factory() as db, db.begin():
                     self._handle_all(db, [item], now)
             except Exception:
-                item.reply, item.cuts = None, []
+                item.reply, item.data, item.cuts = None, None, []
                 log.exception("request id %d from %s:%d failed; no answer sent",
-                              item.pkt.id, *item.dgram.addr)
+                              item.request.identifier, *item.dgram.addr)
 
     # -- checks before any database work ---------------------------------
 
@@ -271,44 +353,24 @@ class Handler:
             log.warning("dropped a datagram from unknown client %s:%d", ip, port)
             return None
         try:
-            pkt = protocol.decode_request(dgram.data, nas.secret,
-                                          status_on_acct=dgram.port == ACCT)
-        except MalformedPacket as exc:
+            request = m.decode_request(dgram.data, nas.secret)
+        except m.MalformedPacket as exc:
             log.warning("dropped a malformed datagram from %s (%s): %s",
                         nas.identifier, ip, exc)
             return None
-        problem = self._authenticate(nas, dgram, pkt)
+        except m.Drop as exc:
+            log.warning("dropped %s id %d from %s (%s): %s", _code_name(dgram.data[0]),
+                        dgram.data[1], nas.identifier, ip, exc)
+            return None
+        problem = _refusal(nas, dgram.port, request)
         if problem:
-            log.warning("dropped %s id %d from %s (%s): %s", _code_name(pkt.code), pkt.id,
+            log.warning("dropped %s id %d from %s (%s): %s", request.CODE.label,
+                        request.identifier, nas.identifier, ip, problem)
+            return None
+        for problem in request.problems:
+            log.warning("%s id %d from %s (%s): %s", request.CODE.label, request.identifier,
                         nas.identifier, ip, problem)
-            return None
-        return _Work(dgram, nas, pkt, key)
-
-    def _authenticate(self, nas: store.Nas, dgram: Datagram, pkt: rp.Packet) -> str | None:
-        """Why this request cannot be trusted, or None if it can."""
-        has_ma = protocol.has_message_authenticator(pkt)
-        if pkt.code == protocol.STATUS_SERVER:
-            if not has_ma:
-                return "Status-Server without Message-Authenticator (RFC 5997)"
-            if not pkt.verify_message_authenticator():
-                return "bad Message-Authenticator (wrong secret?)"
-            return None
-        if dgram.port == AUTH and pkt.code != protocol.ACCESS_REQUEST:
-            return "not an Access-Request on the authentication port"
-        if dgram.port == ACCT and pkt.code != protocol.ACCOUNTING_REQUEST:
-            return "not an Accounting-Request on the accounting port"
-        if pkt.code == protocol.ACCOUNTING_REQUEST:
-            if not pkt.VerifyAcctRequest():
-                return "bad Request Authenticator (wrong secret?)"
-            if has_ma and not pkt.verify_message_authenticator():
-                return "bad Message-Authenticator"
-            return None
-        if not has_ma:
-            if nas.require_ma:
-                return "no Message-Authenticator (required for this client: BlastRADIUS)"
-        elif not pkt.verify_message_authenticator():
-            return "bad Message-Authenticator (wrong secret?)"
-        return None
+        return _Work(dgram, nas, cast(ServerRequest, request), key)
 
     # -- per request ------------------------------------------------------
 
@@ -317,152 +379,131 @@ class Handler:
         query for the accounts the Access-Requests name, one write per table
         for their decisions, and the session records folded in runs (see
         store.apply_accounting_batch)."""
-        logins = [protocol.first(item.pkt, "User-Name", "") for item in work
-                  if item.pkt.code == protocol.ACCESS_REQUEST]
+        logins = [item.request.user_name or "" for item in work
+                  if isinstance(item.request, m.AccessRequest)]
         accounts = store.find_accounts(db, logins)
         decisions = store.Decisions()
         sessions: list[tuple[_Work, accounting.Record]] = []
         for item in work:
-            pkt = item.pkt
-            if pkt.code == protocol.STATUS_SERVER:
-                item.reply = pkt.CreateReply()
-                if item.dgram.port == AUTH:
-                    item.reply.code = protocol.ACCESS_ACCEPT
-            elif pkt.code == protocol.ACCESS_REQUEST:
-                item.reply = self._access(item.nas, pkt, now, accounts, decisions)
-            else:
-                if sessions and _on_or_off(pkt):
-                    # An Accounting-On/Off closes what came before it, not after.
-                    self._sessions(db, sessions, now)
-                    sessions = []
-                rec = self._accounting(db, item, now)
-                if rec is not None:
-                    sessions.append((item, rec))
+            request = item.request
+            match request:
+                case m.StatusServer():
+                    item.reply = answers.status_reply(item.dgram.port == ACCT)
+                    item.tally = "Status-Server"
+                case m.AccessRequest():
+                    item.reply = self._access(item.nas, request, item, now, accounts, decisions)
+                case m.AccountingRequest():
+                    if sessions and request.status in (m.AcctStatus.ACCOUNTING_ON,
+                                                       m.AcctStatus.ACCOUNTING_OFF):
+                        # An Accounting-On/Off closes what came before it, not after.
+                        self._sessions(db, sessions, now)
+                        sessions = []
+                    rec = self._accounting(db, item, request, now)
+                    if rec is not None:
+                        sessions.append((item, rec))
+                case _:
+                    assert_never(request)
         if sessions:
             self._sessions(db, sessions, now)
         decisions.write(db)
+        for item in work:
+            if item.reply is not None:
+                item.data = item.reply.encode(item.nas.secret, item.request)
 
-    def _access(self, nas: store.Nas, pkt: rp.Packet, now: datetime,
+    def _access(self, nas: store.Nas, request: m.AccessRequest, item: _Work, now: datetime,
                 accounts: dict[str, store.Account],
-                decisions: store.Decisions) -> rp.Packet | None:
-        username = protocol.first(pkt, "User-Name", "") or ""
-        calling = protocol.first(pkt, "Calling-Station-Id", "") or ""
-        pap = protocol.raw_values(pkt, 2)
-        chap = protocol.raw_values(pkt, 3)
-        nas_id = protocol.first(pkt, "NAS-Identifier")
-        if nas_id is None and not protocol.raw_values(pkt, 4) and not protocol.raw_values(pkt, 95):
-            log.warning("Access-Request from %s without NAS-IP-Address or NAS-Identifier; "
-                        "answering anyway", nas.identifier)
-        if nas_id is not None and nas_id != nas.identifier:
-            log.warning("client %s calls itself %r", nas.identifier, nas_id)
+                decisions: store.Decisions) -> m.AccessAccept | m.AccessReject:
+        username = request.user_name or ""
+        if request.nas_identifier is not None and request.nas_identifier != nas.identifier:
+            log.warning("client %s calls itself %r", nas.identifier, request.nas_identifier)
         account = accounts.get(username) if username else None
-        password_ok = False
-        if pap and chap:
-            log.warning("Access-Request for %r has both User-Password and CHAP-Password",
-                        username)
-        elif pap:
-            raw = pap[0]
-            if len(raw) % 16 or not 16 <= len(raw) <= 128:
-                log.warning("dropped Access-Request for %r: User-Password of %d octets",
-                            username, len(raw))
-                return None
-            clear = protocol.decrypt_user_password(raw, pkt.secret, pkt.authenticator)
-            if clear is None:
-                log.info("User-Password for %r is not UTF-8 text: refused", username)
-            elif account is not None:
-                password_ok = self.passwords.check(account.person_id, account.password_hash,
-                                                   clear, self.clock())
-            else:
-                # An unknown login costs what a wrong password costs: the
-                # answer's timing must not tell which logins exist.
-                passwords.spend_verification(clear)
-        elif chap:
-            if account is not None and account.chap_secret:
-                clear = passwords.open_chap_secret(account.chap_secret)
-                password_ok = clear is not None and pkt.VerifyChapPasswd(clear.encode())
-            elif account is not None:
-                log.info("CHAP for %r refused: CHAP is not enabled for this person", username)
+        password_ok = self._credential_ok(request.credential, account, username)
         decision = policy.decide(account.facts if account else None, password_ok, nas.site, now,
                                  self.settings.policy)
-        reply = pkt.CreateReply()
-        class_ = ""
-        key = None
+        class_, key = "", None
         if decision.accept:
             assert account is not None  # decide() accepts only a known person
-            class_ = store.new_class()
-            key = store.new_wifi_key()
-            reply.code = protocol.ACCESS_ACCEPT
-            reply.AddAttribute("Session-Timeout", decision.session_timeout)
-            reply.AddAttribute("Idle-Timeout", decision.idle_timeout)
-            reply.AddAttribute("Acct-Interim-Interval", decision.interim_interval)
-            reply.AddAttribute("Class", class_.encode())
-            reply.AddAttribute("Tunnel-Password", key)
-            if decision.bandwidth_up:
-                reply.AddAttribute("WISPr-Bandwidth-Max-Up", decision.bandwidth_up)
-            if decision.bandwidth_down:
-                reply.AddAttribute("WISPr-Bandwidth-Max-Down", decision.bandwidth_down)
-            if decision.vlan:
-                reply.AddAttribute("Tunnel-Type:1", "VLAN")
-                reply.AddAttribute("Tunnel-Medium-Type:1", "IEEE-802")
-                reply.AddAttribute("Tunnel-Private-Group-Id:1", str(decision.vlan))
-            log.info("accept %r at %s for %d s", username, nas.identifier,
-                     decision.session_timeout)
+            class_, key = store.new_class(), store.new_wifi_key()
+            log.debug("accept %r at %s for %d s", username, nas.identifier,
+                      decision.session_timeout)
+            item.tally = "accept"
         else:
             assert decision.reason is not None
-            reply.code = protocol.ACCESS_REJECT
-            reply.AddAttribute("Reply-Message", policy.reply_message(decision.reason))
-            log.info("reject %r at %s: %s", username, nas.identifier, decision.reason.value)
+            log.debug("reject %r at %s: %s", username, nas.identifier, decision.reason.value)
+            item.tally = "reject " + decision.reason.value
         decisions.add(
             nas=nas, username=username, accepted=decision.accept,
             reason=decision.reason.value if decision.reason else "",
-            calling_station=calling, person_id=account.person_id if account else None,
+            calling_station=request.calling_station_id or "",
+            person_id=account.person_id if account else None,
             class_=class_, wifi_key=key, now=now,
         )
-        return reply
+        return answers.access_reply(decision, class_, key)
 
-    def _accounting(self, db: DB, item: _Work, now: datetime) -> accounting.Record | None:
+    def _credential_ok(self, credential: m.Password | m.Chap | None,
+                       account: store.Account | None, username: str) -> bool:
+        match credential:
+            case m.Password(text=clear):
+                if clear is None:
+                    log.info("User-Password for %r is not UTF-8 text: refused", username)
+                    return False
+                if account is None:
+                    # An unknown login costs what a wrong password costs: the
+                    # answer's timing must not tell which logins exist.
+                    passwords.spend_verification(clear)
+                    return False
+                return self.passwords.check(account.person_id, account.password_hash, clear,
+                                            self.clock())
+            case m.Chap() as chap:
+                if account is not None and account.chap_secret:
+                    secret = passwords.open_chap_secret(account.chap_secret)
+                    return secret is not None and chap.verify(secret)
+                if account is not None:
+                    log.info("CHAP for %r refused: CHAP is not enabled for this person",
+                             username)
+                return False
+            case None:
+                return False
+            case _:
+                assert_never(credential)
+
+    def _accounting(self, db: DB, item: _Work, request: m.AccountingRequest,
+                    now: datetime) -> accounting.Record | None:
         """A session record to fold, or None when the request is answered
         (or dropped) here: Accounting-On/Off, types we do not track, bad ones."""
-        nas, pkt = item.nas, item.pkt
-        status_raw = protocol.raw_values(pkt, 40)
-        if not status_raw or len(status_raw[0]) != 4:
-            log.warning("dropped Accounting-Request from %s without Acct-Status-Type",
-                        nas.identifier)
-            return None
-        try:
-            status = accounting.Status(int.from_bytes(status_raw[0], "big"))
-        except ValueError:
-            # Tunnel and failed-status types we do not track: acknowledge them.
-            item.reply = pkt.CreateReply()
-            return None
-        for name in protocol.NOT_IN_ACCOUNTING:
-            attr = _standard_attribute(name, pkt.dict)
-            if dict.__contains__(pkt, attr.code) if attr else name in pkt:
-                log.warning("Accounting-Request from %s carries %s (RFC 2866 forbids it)",
-                            nas.identifier, name)
-        delay = int(_first(pkt, "Acct-Delay-Time", 0) or 0)
-        event_time = now - timedelta(seconds=max(0, delay))
-        if status in (accounting.Status.accounting_on, accounting.Status.accounting_off):
-            cause = "NAS-Reboot" if status is accounting.Status.accounting_on else "Admin-Reboot"
-            closed = store.close_nas_sessions(db, nas, event_time, cause)
+        nas, status = item.nas, request.status
+        if status in (m.AcctStatus.ACCOUNTING_ON, m.AcctStatus.ACCOUNTING_OFF):
+            # RFC 2866 section 5.1: the NAS (re)started or stops; whatever
+            # it had open is over.
+            cause = m.TerminateCause.NAS_REBOOT if status == m.AcctStatus.ACCOUNTING_ON \
+                else m.TerminateCause.ADMIN_REBOOT
+            closed = store.close_nas_sessions(db, nas, accounting.event_time(request, now),
+                                              cause.label)
             # Session records after this one read the sessions with plain SQL.
             db.flush()
-            log.info("%s from %s: closed %d open sessions", status.name, nas.identifier, closed)
-            item.reply = pkt.CreateReply()
+            log.info("%s from %s: closed %d open sessions", m.AcctStatus(status).label,
+                     nas.identifier, closed)
+            item.reply, item.tally = answers.ACCOUNTING_RESPONSE, "Accounting-On/Off"
             return None
-        session_id = _first(pkt, "Acct-Session-Id")
-        if not session_id:
+        if status not in (m.AcctStatus.START, m.AcctStatus.INTERIM_UPDATE, m.AcctStatus.STOP):
+            # Tunnel and failed-status types (RFC 2867) we do not track:
+            # acknowledge them.
+            item.reply, item.tally = answers.ACCOUNTING_RESPONSE, "accounting not tracked"
+            return None
+        rec = accounting.session_record(request, now)
+        if rec is None:
             log.warning("dropped Accounting-Request from %s without Acct-Session-Id",
                         nas.identifier)
-            return None
-        return _record(pkt, status, session_id, event_time)
+        return rec
 
     def _first_cut(self, radacctid: int) -> bool:
         # Batches run in several threads: one Disconnect-Request per session.
         with self._cut_lock:
             if radacctid in self._cut_sent:
                 return False
-            self._cut_sent.add(radacctid)
+            self._cut_sent[radacctid] = None
+            while len(self._cut_sent) > CUTS_REMEMBERED:
+                self._cut_sent.popitem(last=False)
             return True
 
     def _sessions(self, db: DB, batch: list[tuple[_Work, accounting.Record]],
@@ -470,87 +511,28 @@ class Handler:
         outcomes = store.apply_accounting_batch(
             db, [(item.nas, rec) for item, rec in batch], now)
         for (item, rec), outcome in zip(batch, outcomes, strict=True):
-            item.reply = item.pkt.CreateReply()
-            if (outcome.open and outcome.balance is not None and outcome.balance <= 0
-                    and outcome.radacctid is not None and self._first_cut(outcome.radacctid)):
+            item.reply, item.tally = answers.ACCOUNTING_RESPONSE, rec.status.label
+            if (outcome.exhausted and outcome.radacctid is not None
+                    and self._first_cut(outcome.radacctid)):
                 item.cuts.append(Cut(item.nas, _session_selector(rec, item.nas)))
                 log.info("credit of %r exhausted: disconnecting session %s at %s",
                          rec.username, rec.session_id, item.nas.identifier)
 
 
-def _octets(pkt: rp.Packet, low: str, high: str) -> int:
-    """protocol.octets() through _first."""
-    return int(_first(pkt, high, 0) or 0) * protocol.GIGA + int(_first(pkt, low, 0) or 0)
+def _refusal(nas: store.Nas, port: str, request: m.Request) -> str | None:
+    """Why a request that decoded is still not taken, or None."""
+    if not isinstance(request, _TAKES[port]):
+        return _WRONG_PORT[port]
+    if isinstance(request, m.AccessRequest) and not request.message_authenticator \
+            and nas.require_ma:
+        return "no Message-Authenticator (required for this client: BlastRADIUS)"
+    return None
 
 
-def _first(pkt: rp.Packet, name: str, default: Any = None) -> Any:
-    """protocol.first() for a standard attribute, at a third of the cost:
-    the dictionary entry is looked up once per name, not on every call
-    (an Accounting-Request reads some twenty attributes)."""
-    attr = _standard_attribute(name, pkt.dict)
-    if attr is None:
-        return protocol.first(pkt, name, default)
-    values = dict.get(pkt, attr.code)
-    if not values:
-        return default
-    raw = values[0]
-    try:
-        if attr.values.HasBackward(raw):
-            return attr.values.GetBackward(raw)
-        return tools.DecodeAttr(attr.type, raw)
-    except (ValueError, KeyError, struct.error, UnicodeDecodeError, rp.PacketError):
-        return default
-
-
-@lru_cache(maxsize=128)
-def _standard_attribute(name: str, dictionary: Dictionary) -> Attribute | None:
-    attr = dictionary.attributes.get(name)
-    # Vendor, tagged, encrypted and TLV attributes take pyrad's full path.
-    if (attr is None or attr.vendor or attr.has_tag or attr.encrypt
-            or attr.is_sub_attribute or attr.type == "tlv"):
-        return None
-    return cast(Attribute, attr)
-
-
-def _record(pkt: rp.Packet, status: accounting.Status, session_id: str,
-            event_time: datetime) -> accounting.Record:
-    first = _first
-    session_time = first(pkt, "Acct-Session-Time")
-    class_raw = protocol.raw_values(pkt, 25)
-    cause = first(pkt, "Acct-Terminate-Cause", "")
-    extra = {
-        "framedipaddress": first(pkt, "Framed-IP-Address", ""),
-        "framedipv6address": first(pkt, "Framed-IPv6-Address", ""),
-        "callingstationid": first(pkt, "Calling-Station-Id", ""),
-        "calledstationid": first(pkt, "Called-Station-Id", ""),
-        "nasportid": first(pkt, "NAS-Port-Id", ""),
-        "nasporttype": str(first(pkt, "NAS-Port-Type", "") or ""),
-        "servicetype": str(first(pkt, "Service-Type", "") or ""),
-        "framedprotocol": str(first(pkt, "Framed-Protocol", "") or ""),
-        "acctauthentic": str(first(pkt, "Acct-Authentic", "") or ""),
-        "acctinterval": first(pkt, "Acct-Interim-Interval"),
-    }
-    connect = first(pkt, "Connect-Info", "")
-    if connect:
-        extra["connectinfo_stop" if status is accounting.Status.stop
-              else "connectinfo_start"] = connect
-    return accounting.Record(
-        status=status,
-        session_id=str(session_id)[:64],
-        event_time=event_time,
-        username=(first(pkt, "User-Name", "") or "")[:253],
-        session_time=int(session_time) if session_time is not None else None,
-        input_octets=_octets(pkt, "Acct-Input-Octets", "Acct-Input-Gigawords"),
-        output_octets=_octets(pkt, "Acct-Output-Octets", "Acct-Output-Gigawords"),
-        terminate_cause=str(cause) if cause else "",
-        class_=class_raw[0].decode("ascii", "replace")[:64] if class_raw else "",
-        extra={k: (str(v)[:64] if isinstance(v, str) else v) for k, v in extra.items()},
-    )
-
-
-def _on_or_off(pkt: rp.Packet) -> bool:
-    status = protocol.raw_values(pkt, 40)
-    return bool(status) and status[0] in (b"\x00\x00\x00\x07", b"\x00\x00\x00\x08")
+def summary(tally: Counter[str]) -> str:
+    """The counts of a summary line, the commonest first:
+    ``120 accept, 3 reject bad-credentials, 240 Interim-Update, 1 dropped``."""
+    return ", ".join(f"{n} {what}" for what, n in tally.most_common())
 
 
 def _session_selector(rec: accounting.Record, nas: store.Nas) -> dict[str, Any]:
@@ -564,8 +546,7 @@ def _session_selector(rec: accounting.Record, nas: store.Nas) -> dict[str, Any]:
 
 
 def _code_name(code: int) -> str:
-    return {
-        protocol.ACCESS_REQUEST: "Access-Request",
-        protocol.ACCOUNTING_REQUEST: "Accounting-Request",
-        protocol.STATUS_SERVER: "Status-Server",
-    }.get(code, f"code {code}")
+    try:
+        return m.Code(code).label
+    except ValueError:
+        return f"code {code}"

@@ -23,7 +23,8 @@ How to use it::
 Rules the layer applies: Length 20-4096, padding past Length ignored, bad
 attribute lengths and a second Message-Authenticator refused; Request,
 Response and Message-Authenticator computed and checked (constant time); a
-reply we send carries Message-Authenticator first and the request's
+reply we send carries Message-Authenticator first (but an Accounting-Response
+to an Accounting-Request: none, as FreeRADIUS) and the request's
 Proxy-States in order. A field whose value does not decode (text that is not
 UTF-8, an integer of the wrong length) is absent (None) and named in
 ``problems``; so are the rules a peer breaks without making the packet
@@ -377,12 +378,15 @@ class _Request(_Message):
 class _Reply(_Message):
     def encode(self, secret: bytes, request: Request) -> bytes:
         """The reply to ``request``: its Identifier and Proxy-States,
-        Message-Authenticator first, then the Response Authenticator."""
+        Message-Authenticator first, then the Response Authenticator.
+        An Accounting-Response to an Accounting-Request carries no
+        Message-Authenticator (see _ma_vector)."""
         attrs = self._attributes(secret, request.authenticator)
         attrs.extend(self.other)
         attrs.extend((PROXY_STATE, p) for p in request.proxy_state)
         return build(self.CODE, request.identifier, attrs, secret, kind=RESPONSE,
-                     authenticator=request.authenticator, with_ma=True)
+                     authenticator=request.authenticator,
+                     with_ma=_ma_vector(self.CODE, request.CODE) is None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -871,6 +875,18 @@ def decode_request(datagram: bytes, secret: bytes) -> Request:
     return cls._decode(pkt, secret, pkt.authenticator)
 
 
+def _ma_vector(code: int, request_code: int) -> bytes | None:
+    """16 zero octets for the Message-Authenticator of an Accounting-Response
+    to an Accounting-Request, None for every other reply (the Request
+    Authenticator, RFC 3579 section 3.2, RFC 5176 section 3.4, RFC 5997
+    section 3). RFC 2866 defines no Message-Authenticator there: the peers
+    that check one anyway (FreeRADIUS, pyrad) compute it as for the request,
+    with zeros; we send none, as they do."""
+    if code == Code.ACCOUNTING_RESPONSE and request_code == Code.ACCOUNTING_REQUEST:
+        return bytes(16)
+    return None
+
+
 def decode_reply(datagram: bytes, secret: bytes, sent: bytes) -> Reply:
     """The answer to the request datagram ``sent``, checked: Identifier, a
     code that answers it, Response Authenticator, Message-Authenticator when
@@ -884,7 +900,8 @@ def decode_reply(datagram: bytes, secret: bytes, sent: bytes) -> Reply:
     request_authenticator = sent[4:20]
     if not check_response_authenticator(pkt, request_authenticator, secret):
         raise BadAuthenticator("bad Response Authenticator (wrong secret?)")
-    if pkt.ma_offset and not check_message_authenticator(pkt, secret, request_authenticator):
+    if pkt.ma_offset and not check_message_authenticator(
+            pkt, secret, _ma_vector(pkt.code, sent[0]) or request_authenticator):
         raise BadAuthenticator("bad Message-Authenticator")
     ours = [v for k, v in parse(sent).attributes if k == PROXY_STATE]
     if [v for k, v in pkt.attributes if k == PROXY_STATE] != ours:

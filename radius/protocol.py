@@ -1,13 +1,12 @@
-"""RADIUS helpers on pyrad packets, for the code not yet moved onto the
-typed message layer (messages.py, codec.py): a request decoded the way a
+"""RADIUS helpers on pyrad packets, for the gateway code not yet moved onto
+the typed message layer (messages.py, codec.py): a request decoded the way a
 server must, attribute readers, 64-bit counters, MAC address spelling.
-The rules themselves live in codec.py.
+The rules themselves live in codec.py; the centre's server uses messages.py.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from typing import Any
 
 from pyrad import packet as rp
@@ -18,11 +17,9 @@ from .codec import (
     MESSAGE_AUTHENTICATOR,
     MIN_LENGTH,
     PROXY_STATE,
-    BadValue,
     MalformedPacket,
     dictionary,
     parse,
-    reveal_password,
 )
 from .messages import Code
 
@@ -139,17 +136,3 @@ def split_octets(total: int) -> tuple[int, int]:
 
 # The centre's spelling, aa-bb-cc-dd-ee-ff; the one parser is mac.py.
 normalise_mac = mac.dashed
-
-
-def decrypt_user_password(raw: bytes, secret: bytes, authenticator: bytes) -> str | None:
-    """User-Password of an Access-Request (RFC 2865 5.2), or None when its
-    length is wrong or it is not text (see codec.reveal_password)."""
-    try:
-        return reveal_password(raw, secret, authenticator)
-    except BadValue:
-        return None
-
-
-def add_attributes(pkt: rp.Packet, attrs: Iterable[tuple[str, Any]]) -> None:
-    for name, value in attrs:
-        pkt.AddAttribute(name, value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import socket
 import struct
@@ -19,6 +20,7 @@ from sqlalchemy import func, select, update
 
 from passerelle.radius import ledger, protocol
 from passerelle.radius.db import make_sessionmaker
+from passerelle.radius.handler import AUTH, Datagram, Handler
 from passerelle.radius.models import AuthLog, CreditEntry, Gateway, Session
 
 from . import seed
@@ -129,6 +131,63 @@ def test_password_octets_that_are_not_text_are_refused(server, auth_client) -> N
     _, reply = auth_client.exchange(pkt)
     assert reply is not None and reply.code == protocol.ACCESS_REJECT
     assert "is not UTF-8 text" in server.logs()
+
+
+def test_each_port_takes_its_own_kind_of_request(server, auth_client, acct_client) -> None:
+    start = acct_client.accounting_request("Start", "p-1", User_Name="alice@acme.example")
+    assert auth_client.send_raw(start.RequestPacket(), timeout=0.3) is None
+    access = auth_client.access_request("alice@acme.example", seed.PASSWORD)
+    assert acct_client.send_raw(access.RequestPacket(), timeout=0.3) is None
+    logs = server.logs()
+    assert "not an Access-Request on the authentication port" in logs
+    assert "not an Accounting-Request on the accounting port" in logs
+
+
+def test_status_server_without_message_authenticator_dropped(server, auth_client) -> None:
+    pkt = rp.AuthPacket(code=protocol.STATUS_SERVER, secret=seed.SECRET.encode(),
+                        dict=protocol.dictionary())
+    pkt.id, pkt.authenticator = 3, os.urandom(16)
+    pkt.AddAttribute("NAS-Identifier", "axis-gw")
+    assert auth_client.send_raw(pkt.RequestPacket(), timeout=0.3) is None
+    assert "Status-Server without Message-Authenticator" in server.logs()
+
+
+def test_untracked_status_acknowledged_and_breaches_logged(server, acct_client,
+                                                          engine) -> None:
+    tunnel = acct_client.accounting_request("Start", "t-1", User_Name="alice@acme.example")
+    tunnel["Acct-Status-Type"] = [9]  # Tunnel-Start (RFC 2867)
+    _, reply = acct_client.exchange(tunnel)
+    assert reply is not None and reply.code == protocol.ACCOUNTING_RESPONSE
+    assert count(engine, Session) == 0
+    # User-Password in an Accounting-Request breaks RFC 2866 section 5.13:
+    # logged, and the record is still taken.
+    odd = acct_client.accounting_request("Start", "t-2", User_Name="alice@acme.example",
+                                         Reply_Message="hello")
+    _, reply = acct_client.exchange(odd)
+    assert reply is not None and reply.code == protocol.ACCOUNTING_RESPONSE
+    assert count(engine, Session) == 1
+    assert "carries Reply-Message (RFC 2866 section 5.13 forbids it)" in server.logs()
+
+
+def test_decisions_are_summed_up_once_a_minute(engine, world, caplog) -> None:
+    now = [1_780_000_000.0]
+    handler = Handler(make_sessionmaker(engine), clock=lambda: now[0])
+    maker = RawClient(1, seed.SECRET.encode())  # builds packets; nothing is sent
+    try:
+        def auth(password: str) -> Datagram:
+            pkt = maker.access_request("alice@acme.example", password)
+            return Datagram(pkt.RequestPacket(), ("127.0.0.1", 40000), AUTH)
+
+        with caplog.at_level(logging.INFO, logger="passerelle.radius"):
+            handler.process([auth(seed.PASSWORD), auth("wrong"), auth("wrong")])
+            now[0] += 30
+            handler.process([auth(seed.PASSWORD), Datagram(b"junk", ("127.0.0.1", 1), AUTH)])
+            assert "last " not in caplog.text  # nothing per decision at INFO
+            now[0] += 31
+            handler.process([])
+    finally:
+        maker.close()
+    assert "last 61 s: 2 accept, 2 reject bad-credentials, 1 dropped" in caplog.text
 
 
 def test_unknown_client_dropped(db_url, engine, world, tmp_path) -> None:

@@ -1,10 +1,12 @@
-"""Packet cryptography, checked against independent implementations of the
-RFC formulas written here: User-Password hiding (RFC 2865 section 5.2),
-CHAP (RFC 1994 section 4.1, RFC 2865 section 2.2), Tunnel-Password salt
-encryption (RFC 2868 section 3.5), Message-Authenticator (RFC 3579 section
-3.2), Request and Response Authenticators (RFC 2865, 2866, 5176), and the
-RFC 5176 client in dae.py. No sockets: packets are built and parsed the way
-handler.py and dae.py build and parse them."""
+"""Packet cryptography and what the centre answers, checked against
+independent implementations of the RFC formulas written here: User-Password
+hiding (RFC 2865 section 5.2), CHAP (RFC 1994 section 4.1, RFC 2865 section
+2.2), Tunnel-Password salt encryption (RFC 2868 section 3.5),
+Message-Authenticator (RFC 3579 section 3.2), Request and Response
+Authenticators (RFC 2865, 2866, 5176), with pyrad as a second opinion. No
+sockets: requests are decoded as the handler decodes them
+(messages.decode_request), replies built by the handler's pure functions
+(answers.py, accounting.session_record), Disconnect-Requests by dae.py."""
 
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 from pyrad import packet as rp
 
-from passerelle.radius import dae, protocol
+from passerelle.radius import accounting, answers, codec, dae, policy, protocol
+from passerelle.radius import messages as m
 from passerelle.radius.messages import Drop, ErrorCause
-from passerelle.radius.protocol import decode_request
 
 SECRET = b"s3cret-for-the-unit-tests"
 REQUEST_AUTH = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
@@ -109,46 +112,46 @@ def password_of(length: int) -> bytes:
     return bytes(33 + (i * 7 + length) % 94 for i in range(length))
 
 
-def request_with_password(hidden: bytes) -> rp.AuthPacket:
+def request_with_password(hidden: bytes, secret: bytes = SECRET) -> m.AccessRequest:
     data = header(1, 42, attr(1, b"alice@acme.example") + attr(2, hidden), REQUEST_AUTH)
-    pkt = decode_request(data, SECRET)
-    assert isinstance(pkt, rp.AuthPacket)
-    return pkt
+    request = m.decode_request(data, secret)
+    assert isinstance(request, m.AccessRequest)
+    return request
 
 
 @pytest.mark.parametrize("length", range(1, 129))
 def test_user_password_hiding_matches_the_rfc(length: int) -> None:
     password = password_of(length)
-    pkt = rp.AuthPacket(secret=SECRET, authenticator=REQUEST_AUTH, dict=protocol.dictionary())
-    hidden = pkt.PwCrypt(password)
+    hidden = codec.hide_password(password.decode(), SECRET, REQUEST_AUTH)
     assert hidden == rfc2865_hide(password, SECRET, REQUEST_AUTH)
     assert len(hidden) == 16 * ((length + 15) // 16)
-    # What the server does with it: the raw value of a decoded request.
-    request = request_with_password(hidden)
-    assert request.PwDecrypt(protocol.raw_values(request, 2)[0]) == password.decode()
+    # What the server reads from the request.
+    assert request_with_password(hidden).credential == m.Password(password.decode())
     assert rfc2865_unhide(hidden, SECRET, REQUEST_AUTH) == password
 
 
 def test_user_password_utf8_and_wrong_secret() -> None:
-    password = "Grüße, 東京!".encode()
-    hidden = rfc2865_hide(password, SECRET, REQUEST_AUTH)
-    assert request_with_password(hidden).PwDecrypt(hidden) == "Grüße, 東京!"
-    other = decode_request(header(1, 42, attr(2, hidden), REQUEST_AUTH), b"another secret")
-    assert isinstance(other, rp.AuthPacket)
-    assert other.PwDecrypt(hidden) != "Grüße, 東京!"
+    hidden = rfc2865_hide("Grüße, 東京!".encode(), SECRET, REQUEST_AUTH)
+    assert request_with_password(hidden).credential == m.Password("Grüße, 東京!")
+    other = request_with_password(hidden, b"another secret").credential
+    assert other != m.Password("Grüße, 東京!")
 
 
-def test_user_password_longer_than_128_octets_is_refused() -> None:
-    pkt = rp.AuthPacket(secret=SECRET, authenticator=REQUEST_AUTH, dict=protocol.dictionary())
+@pytest.mark.parametrize("size", [0, 1, 15, 17, 31, 144])
+def test_user_password_of_a_wrong_length_drops_the_request(size: int) -> None:
+    # The handler drops what decode_request refuses, with this reason in its log.
+    with pytest.raises(m.MalformedPacket, match=f"User-Password of {size} octets"):
+        request_with_password(bytes(size))
     with pytest.raises(ValueError, match="128"):
-        pkt.PwCrypt(password_of(129))
+        codec.hide_password(password_of(129).decode(), SECRET, REQUEST_AUTH)
 
 
-@pytest.mark.parametrize("size", [1, 15, 17, 31])
-def test_user_password_not_a_multiple_of_16_is_refused(size: int) -> None:
-    request = request_with_password(bytes(size))
-    with pytest.raises(rp.PacketError):
-        request.PwDecrypt(protocol.raw_values(request, 2)[0])
+def test_user_password_octets_that_are_not_text_are_refused() -> None:
+    hidden = rfc2865_hide(b"pass\xffword", SECRET, REQUEST_AUTH)
+    # pyrad's decoder drops the octet and would see "password".
+    pkt = rp.AuthPacket(secret=SECRET, authenticator=REQUEST_AUTH, dict=protocol.dictionary())
+    assert pkt.PwDecrypt(hidden) == "password"
+    assert request_with_password(hidden).credential == m.Password(None)
 
 
 # -- CHAP (RFC 1994 section 4.1, RFC 2865 section 2.2) -----------------------
@@ -156,13 +159,19 @@ def test_user_password_not_a_multiple_of_16_is_refused(size: int) -> None:
 PASSWORD = b"correct horse"
 
 
-def chap_request(ident: int, response: bytes, challenge: bytes | None) -> rp.AuthPacket:
+def chap_request(ident: int, response: bytes, challenge: bytes | None) -> m.Chap | None:
     attrs = attr(1, b"alice@acme.example") + attr(3, bytes([ident]) + response)
     if challenge is not None:
         attrs += attr(60, challenge)
-    pkt = decode_request(header(1, 9, attrs, REQUEST_AUTH), SECRET)
-    assert isinstance(pkt, rp.AuthPacket)
-    return pkt
+    request = m.decode_request(header(1, 9, attrs, REQUEST_AUTH), SECRET)
+    assert isinstance(request, m.AccessRequest)
+    assert request.credential is None or isinstance(request.credential, m.Chap)
+    return request.credential
+
+
+def chap_ok(ident: int, response: bytes, challenge: bytes | None, password: bytes) -> bool:
+    chap = chap_request(ident, response, challenge)
+    return chap is not None and chap.verify(password.decode())
 
 
 @pytest.mark.parametrize("challenge", [None, bytes(range(16)), b"\xaa" * 8, b"\x55" * 32])
@@ -171,29 +180,31 @@ def test_chap_with_and_without_challenge(challenge: bytes | None) -> None:
     # Without CHAP-Challenge the Request Authenticator is the challenge.
     used = REQUEST_AUTH if challenge is None else challenge
     response = md5(bytes([ident]), PASSWORD, used)
-    assert chap_request(ident, response, challenge).VerifyChapPasswd(PASSWORD)
-    assert not chap_request(ident, response, challenge).VerifyChapPasswd(b"correct horse!")
-    assert not chap_request(ident ^ 1, response, challenge).VerifyChapPasswd(PASSWORD)
+    assert chap_ok(ident, response, challenge, PASSWORD)
+    assert not chap_ok(ident, response, challenge, b"correct horse!")
+    assert not chap_ok(ident ^ 1, response, challenge, PASSWORD)
     flipped = bytes([response[0] ^ 0x80]) + response[1:]
-    assert not chap_request(ident, flipped, challenge).VerifyChapPasswd(PASSWORD)
+    assert not chap_ok(ident, flipped, challenge, PASSWORD)
 
 
 def test_chap_challenge_takes_precedence_over_the_authenticator() -> None:
     ident, challenge = 7, b"\x01" * 16
     with_authenticator = md5(bytes([ident]), PASSWORD, REQUEST_AUTH)
-    assert not chap_request(ident, with_authenticator, challenge).VerifyChapPasswd(PASSWORD)
+    assert not chap_ok(ident, with_authenticator, challenge, PASSWORD)
 
 
-def test_chap_password_of_the_wrong_length_fails() -> None:
+def test_chap_password_of_the_wrong_length_is_no_credential() -> None:
     response = md5(b"\x07", PASSWORD, REQUEST_AUTH)
-    assert not chap_request(7, response[:15], None).VerifyChapPasswd(PASSWORD)
-    assert not chap_request(7, response + b"\x00", None).VerifyChapPasswd(PASSWORD)
+    assert chap_request(7, response[:15], None) is None
+    assert chap_request(7, response + b"\x00", None) is None
 
 
-# -- Access-Accept / Access-Reject as handler.py builds them ----------------
+# -- Access-Accept / Access-Reject: answers.access_reply ---------------------
 
 
-def access_request(*extra: bytes) -> rp.AuthPacket:
+def access_request(*extra: bytes) -> tuple[bytes, m.AccessRequest]:
+    """A signed Access-Request (pyrad builds it: an independent encoder) and
+    what the handler decodes from it; ``extra``: Proxy-States a proxy appended."""
     pkt = rp.AuthPacket(id=77, secret=SECRET, authenticator=REQUEST_AUTH,
                         dict=protocol.dictionary())
     pkt.AddAttribute("User-Name", "alice@acme.example")
@@ -207,35 +218,27 @@ def access_request(*extra: bytes) -> rp.AuthPacket:
         mac = hmac.new(SECRET, ma_zeroed(data, REQUEST_AUTH), "md5").digest()
         pos = data.index(bytes([80, 18])) + 2
         data = data[:pos] + mac + data[pos + 16:]
-    request = decode_request(data, SECRET)
-    assert isinstance(request, rp.AuthPacket)
-    assert request.verify_message_authenticator()
-    return request
+    request = m.decode_request(data, SECRET)
+    assert isinstance(request, m.AccessRequest) and request.message_authenticator
+    return data, request
 
 
-def accept(request: rp.AuthPacket, key: str, vlan: int | None = 42) -> bytes:
-    """The handler's sequence in Handler._access, decision already taken."""
-    reply = request.CreateReply()
-    reply.code = protocol.ACCESS_ACCEPT
-    reply.AddAttribute("Session-Timeout", 3600)
-    reply.AddAttribute("Idle-Timeout", 900)
-    reply.AddAttribute("Acct-Interim-Interval", 300)
-    reply.AddAttribute("Class", b"psl1:0123456789abcdef")
-    reply.AddAttribute("Tunnel-Password", key)
-    reply.AddAttribute("WISPr-Bandwidth-Max-Up", 2_000_000)
-    reply.AddAttribute("WISPr-Bandwidth-Max-Down", 10_000_000)
-    if vlan:
-        reply.AddAttribute("Tunnel-Type:1", "VLAN")
-        reply.AddAttribute("Tunnel-Medium-Type:1", "IEEE-802")
-        reply.AddAttribute("Tunnel-Private-Group-Id:1", str(vlan))
-    data: bytes = reply.ReplyPacket()
-    return data
+TERMS = policy.Decision(True, session_timeout=3600, idle_timeout=900, interim_interval=300,
+                        bandwidth_up=2_000_000, bandwidth_down=10_000_000, vlan=42)
+CLASS = "psl1:0123456789abcdef"
 
 
-def check_signed_reply(data: bytes, request: rp.AuthPacket) -> list[tuple[int, bytes]]:
-    """Response Authenticator and Message-Authenticator, by the formulas."""
-    protocol.check_header(data)
-    assert data[1] == request.id
+def accept(key: str = "abcd-efgh-jkmn-pqrs", decision: policy.Decision = TERMS,
+           *extra: bytes) -> tuple[bytes, bytes]:
+    """(request, reply) datagrams: the reply as the handler builds it."""
+    sent, request = access_request(*extra)
+    return sent, answers.access_reply(decision, CLASS, key).encode(SECRET, request)
+
+
+def check_signed_reply(data: bytes, sent: bytes) -> list[tuple[int, bytes]]:
+    """Response Authenticator and Message-Authenticator, by the formulas and
+    by pyrad as the client."""
+    assert data[1] == sent[1] and len(data) == struct.unpack("!H", data[2:4])[0]
     attrs = list(walk(data[20:]))
     assert attrs[0][0] == 80 and len(attrs[0][1]) == 16  # MA first (BlastRADIUS)
     # RFC 3579 3.2: HMAC-MD5 with the Request Authenticator and MA zeroed.
@@ -243,21 +246,20 @@ def check_signed_reply(data: bytes, request: rp.AuthPacket) -> list[tuple[int, b
     assert hmac.compare_digest(message_authenticator(data), expected_ma)
     # RFC 2865 3: MD5(Code+ID+Length+RequestAuth+Attributes+Secret), after the MA.
     assert data[4:20] == md5(data[:4], REQUEST_AUTH, data[20:], SECRET)
-    assert request.VerifyReply(rp.AuthPacket(packet=data, secret=SECRET,
-                                             dict=protocol.dictionary()), data, enforce_ma=True)
+    request = rp.AuthPacket(packet=sent, secret=SECRET, dict=protocol.dictionary())
+    assert request.VerifyReply(request.CreateReply(packet=data), data, enforce_ma=True)
     return attrs
 
 
 def test_access_accept_is_signed_and_carries_the_terms() -> None:
-    request = access_request()
-    data = accept(request, "abcd-efgh-jkmn-pqrs")
-    assert data[0] == protocol.ACCESS_ACCEPT
-    attrs = check_signed_reply(data, request)
+    sent, data = accept()
+    assert data[0] == m.Code.ACCESS_ACCEPT
+    attrs = check_signed_reply(data, sent)
     values = dict(attrs)
     assert values[27] == struct.pack("!I", 3600)
     assert values[28] == struct.pack("!I", 900)
     assert values[85] == struct.pack("!I", 300)
-    assert values[25] == b"psl1:0123456789abcdef"
+    assert values[25] == CLASS.encode()
     # Tagged tunnel attributes (RFC 2868 3.1, 3.2, 3.6): tag 1 for one tunnel.
     assert values[64] == b"\x01\x00\x00\x0d"  # Tunnel-Type VLAN (13)
     assert values[65] == b"\x01\x00\x00\x06"  # Tunnel-Medium-Type IEEE-802 (6)
@@ -265,6 +267,24 @@ def test_access_accept_is_signed_and_carries_the_terms() -> None:
     vsas = [v for code, v in attrs if code == 26]
     assert struct.pack("!IBBI", 14122, 7, 6, 2_000_000) in vsas
     assert struct.pack("!IBBI", 14122, 8, 6, 10_000_000) in vsas
+    assert 18 not in values  # no Reply-Message
+
+
+def test_an_accept_without_caps_or_vlan_carries_none() -> None:
+    plain = policy.Decision(True, session_timeout=60, idle_timeout=900, interim_interval=300,
+                            bandwidth_up=0, bandwidth_down=None, vlan=None)
+    sent, data = accept(decision=plain)
+    codes = [code for code, _ in check_signed_reply(data, sent)]
+    assert sorted(codes) == [25, 27, 28, 69, 80, 85]
+
+
+def test_an_accept_needs_its_class_and_key() -> None:
+    with pytest.raises(ValueError):
+        answers.access_reply(TERMS, "", "abcd-efgh-jkmn-pqrs")
+    with pytest.raises(ValueError):
+        answers.access_reply(TERMS, CLASS, None)
+    with pytest.raises(ValueError):
+        answers.access_reply(policy.Decision(False))
 
 
 KEYS = ["12345678", "abcd-efgh-jkmn-pqrs", "k" * 15, "x" * 16, "y" * 17, "z" * 63,
@@ -273,8 +293,7 @@ KEYS = ["12345678", "abcd-efgh-jkmn-pqrs", "k" * 15, "x" * 16, "y" * 17, "z" * 6
 
 @pytest.mark.parametrize("key", KEYS)
 def test_tunnel_password_salt_encryption(key: str) -> None:
-    request = access_request()
-    data = accept(request, key)
+    sent, data = accept(key)
     values = [v for code, v in walk(data[20:]) if code == 69]
     assert len(values) == 1
     value = values[0]
@@ -284,14 +303,15 @@ def test_tunnel_password_salt_encryption(key: str) -> None:
     assert tag == 0
     assert salt[0] & 0x80, "the salt's most significant bit must be set"
     assert password == key.encode()
-    # A client (the gateway) decodes it with pyrad, given the request's authenticator.
+    # A client decodes it with pyrad, given the request's authenticator.
+    request = rp.AuthPacket(packet=sent, secret=SECRET, dict=protocol.dictionary())
     reply = request.CreateReply(packet=data)
     reply.request_authenticator = REQUEST_AUTH
     assert reply["Tunnel-Password"] == [key]
 
 
 def test_tunnel_password_with_another_secret_does_not_decrypt() -> None:
-    data = accept(access_request(), "abcd-efgh-jkmn-pqrs")
+    _, data = accept()
     value = next(v for code, v in walk(data[20:]) if code == 69)
     try:
         _, _, password = rfc2868_decrypt(value, b"not the secret", REQUEST_AUTH)
@@ -300,27 +320,29 @@ def test_tunnel_password_with_another_secret_does_not_decrypt() -> None:
     assert password != b"abcd-efgh-jkmn-pqrs"
 
 
-def test_access_reject_is_signed_and_echoes_proxy_state() -> None:
-    request = access_request(b"\x00proxy-one", b"proxy-two")
-    reply = request.CreateReply()
-    reply.code = protocol.ACCESS_REJECT
-    reply.AddAttribute("Reply-Message", "no-credit: No credit left")
-    data = reply.ReplyPacket()
-    assert data[0] == protocol.ACCESS_REJECT
-    attrs = check_signed_reply(data, request)
+@pytest.mark.parametrize("reason", list(policy.Reason))
+def test_access_reject_is_signed_and_echoes_proxy_state(reason: policy.Reason) -> None:
+    sent, request = access_request(b"\x00proxy-one", b"proxy-two")
+    data = answers.access_reply(policy.Decision(False, reason)).encode(SECRET, request)
+    assert data[0] == m.Code.ACCESS_REJECT
+    attrs = check_signed_reply(data, sent)
     assert [v for code, v in attrs if code == 33] == [b"\x00proxy-one", b"proxy-two"]
-    assert (18, b"no-credit: No credit left") in attrs
+    assert (18, policy.reply_message(reason).encode()) in attrs
+    assert {code for code, _ in attrs} == {18, 33, 80}
 
 
 def test_a_forged_reply_is_refused_by_the_client() -> None:
-    request = access_request()
-    data = bytearray(accept(request, "abcd-efgh-jkmn-pqrs"))
-    data[0] = protocol.ACCESS_REJECT  # flip Accept to Reject: authenticators break
+    sent, reply = accept()
+    data = bytearray(reply)
+    data[0] = m.Code.ACCESS_REJECT  # flip Accept to Reject: authenticators break
+    request = rp.AuthPacket(packet=sent, secret=SECRET, dict=protocol.dictionary())
     forged = rp.AuthPacket(packet=bytes(data), secret=SECRET, dict=protocol.dictionary())
     assert not request.VerifyReply(forged, bytes(data))
+    with pytest.raises(m.BadAuthenticator):
+        m.decode_reply(bytes(data), SECRET, sent)
 
 
-# -- request authentication, as handler.py checks it -------------------------
+# -- request authentication, as the handler checks it ------------------------
 
 
 def test_access_request_message_authenticator_is_verified() -> None:
@@ -332,28 +354,143 @@ def test_access_request_message_authenticator_is_verified() -> None:
     assert data[20] == 80  # first, and by the formula
     assert message_authenticator(data) == hmac.new(SECRET, ma_zeroed(data, REQUEST_AUTH),
                                                    "md5").digest()
-    assert decode_request(data, SECRET).verify_message_authenticator()
-    assert not decode_request(data, b"wrong secret").verify_message_authenticator()
+    decoded = m.decode_request(data, SECRET)
+    assert isinstance(decoded, m.AccessRequest) and decoded.message_authenticator
+    with pytest.raises(m.BadAuthenticator, match="Message-Authenticator"):
+        m.decode_request(data, b"wrong secret")
     tampered = data[:-1] + bytes([data[-1] ^ 1])  # last octet of User-Name
-    assert not decode_request(tampered, SECRET).verify_message_authenticator()
+    with pytest.raises(m.BadAuthenticator, match="Message-Authenticator"):
+        m.decode_request(tampered, SECRET)
+
+
+def accounting_datagram(attrs: bytes, secret: bytes = SECRET) -> bytes:
+    unsigned = header(4, 12, attrs, bytes(16))
+    # RFC 2866 3: MD5(Code+ID+Length+16 zero octets+Attributes+Secret).
+    return unsigned[:4] + md5(unsigned, secret) + unsigned[20:]
 
 
 def test_accounting_request_authenticator() -> None:
     attrs = (attr(40, struct.pack("!I", 1)) + attr(44, b"5F2A0001")
              + attr(1, b"alice@acme.example"))
-    unsigned = header(4, 12, attrs, bytes(16))
-    # RFC 2866 3: MD5(Code+ID+Length+16 zero octets+Attributes+Secret).
-    data = unsigned[:4] + md5(unsigned, SECRET) + unsigned[20:]
-    assert decode_request(data, SECRET).VerifyAcctRequest()
-    assert not decode_request(data, b"wrong secret").VerifyAcctRequest()
-    tampered = data[:-1] + b"X"
-    assert not decode_request(tampered, SECRET).VerifyAcctRequest()
-    # And pyrad, as the gateway uses it, produces the same authenticator.
+    data = accounting_datagram(attrs)
+    decoded = m.decode_request(data, SECRET)
+    assert isinstance(decoded, m.AccountingRequest) and decoded.session_id == "5F2A0001"
+    with pytest.raises(m.BadAuthenticator, match="Request Authenticator"):
+        m.decode_request(data, b"wrong secret")
+    with pytest.raises(m.BadAuthenticator):
+        m.decode_request(data[:-1] + b"X", SECRET)
+    # And pyrad, as the gateway has used it, produces the same authenticator.
     pkt = rp.AcctPacket(id=12, secret=SECRET, dict=protocol.dictionary())
     pkt.AddAttribute("Acct-Status-Type", "Start")
     pkt.AddAttribute("Acct-Session-Id", "5F2A0001")
     pkt.AddAttribute("User-Name", "alice@acme.example")
     assert pkt.RequestPacket() == data
+
+
+# -- Accounting-Response and the answers to Status-Server --------------------
+
+
+def test_accounting_response_has_no_message_authenticator() -> None:
+    # RFC 2866 defines none; FreeRADIUS sends none, and its clients (like
+    # pyrad) check one with 16 zero octets, not the Request Authenticator.
+    data = accounting_datagram(attr(40, struct.pack("!I", 1)) + attr(44, b"S1"))
+    request = m.decode_request(data, SECRET)
+    answer = answers.ACCOUNTING_RESPONSE.encode(SECRET, request)
+    assert answer == header(5, 12, b"", md5(header(5, 12, b"", data[4:20]), SECRET))
+    pyrad = rp.AcctPacket(packet=data, secret=SECRET, dict=protocol.dictionary())
+    assert pyrad.VerifyReply(pyrad.CreateReply(packet=answer), answer)
+    assert isinstance(m.decode_reply(answer, SECRET, data), m.AccountingResponse)
+
+
+def test_an_accounting_response_signed_as_freeradius_does_is_believed() -> None:
+    data = accounting_datagram(attr(40, struct.pack("!I", 1)) + attr(44, b"S1"))
+
+    def response(vector: bytes) -> bytes:
+        body = header(5, 12, attr(80, bytes(16)), vector)
+        mac = hmac.new(SECRET, body, "md5").digest()
+        body = body[:22] + mac
+        return body[:4] + md5(body[:4], data[4:20], body[20:], SECRET) + body[20:]
+
+    assert isinstance(m.decode_reply(response(bytes(16)), SECRET, data), m.AccountingResponse)
+    with pytest.raises(m.BadAuthenticator):
+        m.decode_reply(response(data[4:20]), SECRET, data)
+
+
+@pytest.mark.parametrize(("on_acct", "code"), [(False, 2), (True, 5)])
+def test_status_server_answers_carry_a_message_authenticator(on_acct: bool, code: int) -> None:
+    sent = m.StatusServer(nas_identifier="axis-gw", authenticator=REQUEST_AUTH).encode(SECRET)
+    request = m.decode_request(sent, SECRET)
+    data = answers.status_reply(on_acct).encode(SECRET, request)
+    assert data[0] == code
+    # RFC 5997 section 3: the MA with the Status-Server's authenticator.
+    assert message_authenticator(data) == hmac.new(SECRET, ma_zeroed(data, REQUEST_AUTH),
+                                                   "md5").digest()
+    assert data[4:20] == md5(data[:4], REQUEST_AUTH, data[20:], SECRET)
+    pyrad = rp.Packet(packet=sent, secret=SECRET, dict=protocol.dictionary())
+    assert pyrad.VerifyReply(pyrad.CreateReply(packet=data), data, enforce_ma=True)
+
+
+# -- Accounting-Request -> session record: accounting.session_record ---------
+
+RECEIVED = datetime(2026, 3, 2, 9, 30, 0)
+
+
+def accounting_request(**fields: object) -> m.AccountingRequest:
+    """What the handler decodes from a gateway's datagram."""
+    base: dict[str, object] = dict(status=m.AcctStatus.INTERIM_UPDATE, session_id="5F2A0001",
+                                   nas_identifier="axis-gw")
+    base.update(fields)
+    data = m.AccountingRequest(**base).encode(SECRET)  # type: ignore[arg-type]
+    request = m.decode_request(data, SECRET)
+    assert isinstance(request, m.AccountingRequest)
+    return request
+
+
+def test_a_stop_becomes_a_session_record() -> None:
+    rec = accounting.session_record(accounting_request(
+        status=m.AcctStatus.STOP, user_name="alice@acme.example", class_=b"psl1:abc",
+        session_time=900, input_octets=2**32 + 5, output_octets=7,
+        terminate_cause=m.TerminateCause.IDLE_TIMEOUT, delay_time=4,
+        calling_station_id="02-11-22-33-44-55", called_station_id="axis-ssid",
+        framed_ip_address="198.51.100.23", framed_ipv6_address="2001:db8::1",
+        nas_port_id="wlan0", nas_port_type=19, service_type=2, framed_protocol=1,
+        acct_authentic=1, acct_interim_interval=300, connect_info="802.11ax"), RECEIVED)
+    assert rec == accounting.Record(
+        status=accounting.Status.stop, session_id="5F2A0001",
+        # Acct-Delay-Time (RFC 2866 section 5.2): the event was 4 s earlier.
+        event_time=RECEIVED - timedelta(seconds=4),
+        username="alice@acme.example", session_time=900, input_octets=2**32 + 5,
+        output_octets=7, terminate_cause="Idle-Timeout", class_="psl1:abc",
+        extra={"framedipaddress": "198.51.100.23", "framedipv6address": "2001:db8::1",
+               "callingstationid": "02-11-22-33-44-55", "calledstationid": "axis-ssid",
+               "nasportid": "wlan0", "nasporttype": "Wireless-802.11",
+               "servicetype": "Framed-User", "framedprotocol": "PPP",
+               "acctauthentic": "RADIUS", "acctinterval": 300,
+               "connectinfo_stop": "802.11ax"})
+
+
+def test_a_bare_start_and_values_the_dictionary_does_not_name() -> None:
+    rec = accounting.session_record(accounting_request(
+        status=m.AcctStatus.START, nas_port_type=77, connect_info="x" * 80,
+        session_id="s" * 80, class_=b"\xff" * 80), RECEIVED)
+    assert rec is not None
+    assert (rec.status, rec.event_time, rec.session_time) == (
+        accounting.Status.start, RECEIVED, None)
+    assert (rec.input_octets, rec.output_octets, rec.terminate_cause) == (0, 0, "")
+    assert rec.extra["nasporttype"] == "77" and rec.extra["servicetype"] == ""
+    assert rec.extra["connectinfo_start"] == "x" * 64 and "connectinfo_stop" not in rec.extra
+    assert (len(rec.session_id), rec.username, len(rec.class_)) == (64, "", 64)
+    assert rec.class_ == "\ufffd" * 64  # not ASCII: replaced, not refused
+    assert rec.extra["acctinterval"] is None
+
+
+def test_no_session_id_no_record_and_on_off_are_not_records() -> None:
+    assert accounting.session_record(accounting_request(session_id=None), RECEIVED) is None
+    for status in (m.AcctStatus.ACCOUNTING_ON, m.AcctStatus.ACCOUNTING_OFF):
+        request = accounting_request(status=status, delay_time=30)
+        with pytest.raises(ValueError):
+            accounting.session_record(request, RECEIVED)
+        assert accounting.event_time(request, RECEIVED) == RECEIVED - timedelta(seconds=30)
 
 
 # -- the RFC 5176 client (dae.py) ---------------------------------------------
@@ -362,7 +499,7 @@ NOW = 1_780_000_000
 
 
 def disconnect_request() -> bytes:
-    request = dae.build_request(protocol.DISCONNECT_REQUEST,
+    request = dae.build_request(m.Code.DISCONNECT_REQUEST,
                                 {"Acct-Session-Id": "5F2A0001", "User-Name": "alice@acme.example",
                                  "NAS-Identifier": "axis-gw"}, now=NOW)
     return request.encode(SECRET)
@@ -370,7 +507,7 @@ def disconnect_request() -> bytes:
 
 def test_disconnect_request_authenticators() -> None:
     data = disconnect_request()
-    assert data[0] == protocol.DISCONNECT_REQUEST
+    assert data[0] == m.Code.DISCONNECT_REQUEST
     attrs = list(walk(data[20:]))
     assert attrs[0][0] == 80
     assert (55, struct.pack("!I", NOW)) in attrs  # Event-Timestamp (RFC 5176 6.3)
@@ -380,8 +517,9 @@ def test_disconnect_request_authenticators() -> None:
                                                    "md5").digest()
     # ...then the Request Authenticator as for accounting (RFC 5176 3.3).
     assert data[4:20] == md5(data[:4], bytes(16), data[20:], SECRET)
-    decoded = decode_request(data, SECRET)
-    assert isinstance(decoded, rp.CoAPacket) and decoded.VerifyCoARequest()
+    decoded = m.decode_request(data, SECRET)
+    assert isinstance(decoded, m.DisconnectRequest) and decoded.message_authenticator
+    assert (decoded.acct_session_id, decoded.event_timestamp) == ("5F2A0001", NOW)
 
 
 def gateway_answer(request_data: bytes, code: int, *extra: bytes, ident: int | None = None,
@@ -400,33 +538,33 @@ def gateway_answer(request_data: bytes, code: int, *extra: bytes, ident: int | N
 
 def test_parse_ack_and_nak() -> None:
     data = disconnect_request()
-    assert dae.parse_reply(data, gateway_answer(data, protocol.DISCONNECT_ACK), SECRET) \
+    assert dae.parse_reply(data, gateway_answer(data, m.Code.DISCONNECT_ACK), SECRET) \
         == dae.Result(acked=True)
-    nak = gateway_answer(data, protocol.DISCONNECT_NAK, attr(101, struct.pack("!I", 503)))
+    nak = gateway_answer(data, m.Code.DISCONNECT_NAK, attr(101, struct.pack("!I", 503)))
     result = dae.parse_reply(data, nak, SECRET)
     assert result == dae.Result(acked=False, error_cause=503)
     assert result.error_cause is ErrorCause.SESSION_CONTEXT_NOT_FOUND
     assert str(result) == "NAK (Session-Context-Not-Found, 503)"
     assert result.words == "refused: no such session on the gateway"
-    bare_nak = gateway_answer(data, protocol.DISCONNECT_NAK)
+    bare_nak = gateway_answer(data, m.Code.DISCONNECT_NAK)
     assert dae.parse_reply(data, bare_nak, SECRET) == dae.Result(acked=False, error_cause=None)
-    odd = dae.parse_reply(data, gateway_answer(data, protocol.DISCONNECT_NAK,
+    odd = dae.parse_reply(data, gateway_answer(data, m.Code.DISCONNECT_NAK,
                                                attr(101, struct.pack("!I", 999))), SECRET)
     assert (odd.error_cause, str(odd)) == (999, "NAK (unknown, 999)")
 
 
 def test_invalid_answers_are_not_believed() -> None:
     data = disconnect_request()
-    good = gateway_answer(data, protocol.DISCONNECT_ACK)
+    good = gateway_answer(data, m.Code.DISCONNECT_ACK)
     bad_ma = bytearray(good)
     bad_ma[22] ^= 1
     bad_ma[4:20] = md5(bytes(bad_ma[:4]), data[4:20], bytes(bad_ma[20:]), SECRET)
     for answer in (
-        gateway_answer(data, protocol.DISCONNECT_ACK, ident=(data[1] + 1) % 256),
-        gateway_answer(data, protocol.DISCONNECT_ACK, secret=b"other secret"),
+        gateway_answer(data, m.Code.DISCONNECT_ACK, ident=(data[1] + 1) % 256),
+        gateway_answer(data, m.Code.DISCONNECT_ACK, secret=b"other secret"),
         bytes(bad_ma),
         good[:4] + bytes(16) + good[20:],  # Response Authenticator zeroed
-        gateway_answer(data, protocol.ACCESS_ACCEPT),  # not an answer to a Disconnect
+        gateway_answer(data, m.Code.ACCESS_ACCEPT),  # not an answer to a Disconnect
         good[:19],
         b"",
     ):
@@ -437,23 +575,4 @@ def test_invalid_answers_are_not_believed() -> None:
 def test_a_coa_ack_does_not_answer_a_disconnect_request() -> None:
     data = disconnect_request()
     with pytest.raises(Drop):
-        dae.parse_reply(data, gateway_answer(data, protocol.COA_ACK), SECRET)
-
-
-@pytest.mark.parametrize("password", [b"p", b"x" * 15, b"y" * 16, b"z" * 17, "é€".encode(),
-                                      b"w" * 128])
-def test_decrypt_user_password_round_trip(password: bytes) -> None:
-    secret, auth = b"s3cret", bytes(range(16))
-    pkt = rp.AuthPacket(secret=secret, authenticator=auth, dict=protocol.dictionary())
-    raw = pkt.PwCrypt(password.decode())
-    assert protocol.decrypt_user_password(raw, secret, auth) == password.decode()
-
-
-def test_decrypt_user_password_refuses_what_is_not_text() -> None:
-    secret, auth = b"s3cret", bytes(range(16))
-    pkt = rp.AuthPacket(secret=secret, authenticator=auth, dict=protocol.dictionary())
-    raw = pkt.PwCrypt(b"pass\xffword")  # type: ignore[arg-type]
-    assert pkt.PwDecrypt(raw) == "password", "pyrad's own decoding loses the octet"
-    assert protocol.decrypt_user_password(raw, secret, auth) is None
-    assert protocol.decrypt_user_password(b"", secret, auth) is None
-    assert protocol.decrypt_user_password(b"x" * 17, secret, auth) is None
+        dae.parse_reply(data, gateway_answer(data, m.Code.COA_ACK), SECRET)
