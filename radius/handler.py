@@ -41,6 +41,7 @@ from sqlalchemy.orm import sessionmaker
 
 from . import accounting, answers, passwords, policy, store
 from . import messages as m
+from .loglimit import LogLimit
 from .models import Gateway
 from .replies import ReplyCache
 
@@ -113,6 +114,8 @@ class HandlerSettings:
     gateway_refresh: float = 30.0
     contact_interval: float = 60.0  # gateway.last_seen is written at most this often
     summary_interval: float = 60.0  # seconds between two summary lines
+    drop_log_burst: int = 10  # drop lines per reason and source per interval
+    drop_log_interval: float = 60.0
 
 
 class PasswordCache:
@@ -205,6 +208,10 @@ class Handler:
         # Counted by admit and finish (the event loop's thread) for the summary.
         self._tally: Counter[str] = Counter()
         self._tally_since: float | None = None
+        # Drop lines, at most a burst per reason and source (a flood of bad
+        # datagrams must not flood the log); used in the event loop's thread.
+        self._drop_log = LogLimit(self.settings.drop_log_burst,
+                                  self.settings.drop_log_interval)
 
     # -- gateways ---------------------------------------------------------
 
@@ -308,7 +315,24 @@ class Handler:
         if admitted.duplicates:
             tally["duplicate"] += admitted.duplicates
         self._summarise(admitted.now_ts)
+        for (reason, ip), n in self._drop_log.due(admitted.now_ts):
+            log.warning("%d more lines suppressed: %s from %s", n, reason, ip)
         return replies, cuts
+
+    def _drop(self, reason: str, ip: str, msg: str, *args: object) -> None:
+        """A drop's log line, unless its reason and source have written
+        their share of lines lately; the next line written says how many were
+        suppressed."""
+        verdict = self._drop_log.allow((reason, ip), self.clock())
+        if not verdict.write:
+            return
+        if verdict.suppressed:
+            msg += " (%d more lines suppressed)"
+            args += (verdict.suppressed,)
+        if verdict.last:
+            msg += " (further such lines suppressed for %d s)"
+            args += (round(self._drop_log.interval),)
+        log.warning(msg, *args)
 
     def _summarise(self, now_ts: float) -> None:
         since = self._tally_since
@@ -350,22 +374,23 @@ class Handler:
         ip, port = dgram.addr
         nas = self._nas_for(ip)
         if nas is None:
-            log.warning("dropped a datagram from unknown client %s:%d", ip, port)
+            self._drop("unknown client", ip, "dropped a datagram from unknown client %s:%d",
+                       ip, port)
             return None
         try:
             request = m.decode_request(dgram.data, nas.secret)
         except m.MalformedPacket as exc:
-            log.warning("dropped a malformed datagram from %s (%s): %s",
-                        nas.identifier, ip, exc)
+            self._drop("malformed", ip, "dropped a malformed datagram from %s (%s): %s",
+                       nas.identifier, ip, exc)
             return None
         except m.Drop as exc:
-            log.warning("dropped %s id %d from %s (%s): %s", _code_name(dgram.data[0]),
-                        dgram.data[1], nas.identifier, ip, exc)
+            self._drop(type(exc).__name__, ip, "dropped %s id %d from %s (%s): %s",
+                       _code_name(dgram.data[0]), dgram.data[1], nas.identifier, ip, exc)
             return None
         problem = _refusal(nas, dgram.port, request)
         if problem:
-            log.warning("dropped %s id %d from %s (%s): %s", request.CODE.label,
-                        request.identifier, nas.identifier, ip, problem)
+            self._drop(problem, ip, "dropped %s id %d from %s (%s): %s", request.CODE.label,
+                       request.identifier, nas.identifier, ip, problem)
             return None
         for problem in request.problems:
             log.warning("%s id %d from %s (%s): %s", request.CODE.label, request.identifier,
