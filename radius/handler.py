@@ -49,6 +49,12 @@ log = logging.getLogger("passerelle.radius")
 
 CUTS_REMEMBERED = 100_000  # sessions whose Disconnect-Request is remembered
 
+# A reply echoes the request's Proxy-States (RFC 2865 section 5.33): a
+# request padded with them would need a reply over 4,096 octets. A chain of
+# proxies adds one each, a few octets long; more than this is refused.
+PROXY_STATES_MAX = 5
+PROXY_STATE_OCTETS_MAX = 1000
+
 AUTH, ACCT = "auth", "acct"
 
 # What each port takes (RFC 2865 section 3, RFC 2866 section 3; Status-Server
@@ -433,7 +439,7 @@ class Handler:
         decisions.write(db)
         for item in work:
             if item.reply is not None:
-                item.data = item.reply.encode(item.nas.secret, item.request)
+                item.data = _encode(item)
 
     def _access(self, nas: store.Nas, request: m.AccessRequest, item: _Work, now: datetime,
                 accounts: dict[str, store.Account],
@@ -551,7 +557,26 @@ def _refusal(nas: store.Nas, port: str, request: m.Request) -> str | None:
     if isinstance(request, m.AccessRequest) and not request.message_authenticator \
             and nas.require_ma:
         return "no Message-Authenticator (required for this client: BlastRADIUS)"
+    if len(request.proxy_state) > PROXY_STATES_MAX \
+            or sum(map(len, request.proxy_state)) > PROXY_STATE_OCTETS_MAX:
+        return (f"more than {PROXY_STATES_MAX} Proxy-States or {PROXY_STATE_OCTETS_MAX} "
+                "octets of them (its reply would not fit)")
     return None
+
+
+def _encode(item: _Work) -> bytes | None:
+    """The reply's datagram; None (no answer, a log line) for one that would
+    be over 4,096 octets. Proxy-States are limited on admission, so only a
+    bug can get here: the rest of the batch is still answered."""
+    assert item.reply is not None
+    try:
+        return item.reply.encode(item.nas.secret, item.request)
+    except m.TooLong as exc:
+        log.error("no answer to %s id %d from %s: the %s would not fit (%s)",
+                  item.request.CODE.label, item.request.identifier, item.nas.identifier,
+                  item.reply.CODE.label, exc)
+        item.tally = "reply too long"
+        return None
 
 
 def summary(tally: Counter[str]) -> str:
