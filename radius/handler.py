@@ -216,7 +216,7 @@ class Handler:
         self._tally_since: float | None = None
         # Drop lines, at most a burst per reason and source (a flood of bad
         # datagrams must not flood the log); used in the event loop's thread.
-        self._drop_log = LogLimit(self.settings.drop_log_burst,
+        self._drop_log: LogLimit[tuple[str, str]] = LogLimit(self.settings.drop_log_burst,
                                   self.settings.drop_log_interval)
 
     # -- gateways ---------------------------------------------------------

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
 class Verdict(NamedTuple):
@@ -28,15 +30,15 @@ class _Window:
     suppressed: int = 0
 
 
-class LogLimit:
+class LogLimit(Generic[K]):
     def __init__(self, burst: int = 10, interval: float = 60.0,
                  keys: int = 10_000) -> None:
         self.burst = burst
         self.interval = interval
         self.keys = keys  # keys remembered at most (sources may be spoofed)
-        self._windows: dict[Hashable, _Window] = {}
+        self._windows: dict[K, _Window] = {}
 
-    def allow(self, key: Hashable, now: float) -> Verdict:
+    def allow(self, key: K, now: float) -> Verdict:
         """Whether this line of ``key`` may be written, how many lines of
         ``key`` were suppressed before it (to say so once, with this line),
         and whether it is the last before a silence."""
@@ -53,7 +55,7 @@ class LogLimit:
         window.suppressed += 1
         return Verdict(False, 0, False)
 
-    def due(self, now: float) -> list[tuple[Hashable, int]]:
+    def due(self, now: float) -> list[tuple[K, int]]:
         """Keys whose interval is over with lines still unreported, and how
         many: the caller writes one line for each (a flood that stops would
         otherwise never say what it cost). They are forgotten."""
