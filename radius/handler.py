@@ -41,6 +41,7 @@ from sqlalchemy.orm import sessionmaker
 
 from . import accounting, answers, passwords, policy, store
 from . import messages as m
+from .attempts import Attempts, Limit
 from .loglimit import LogLimit
 from .models import Gateway
 from .replies import ReplyCache
@@ -98,6 +99,8 @@ class _Work:
     data: bytes | None = None  # the reply, encoded
     cuts: list[Cut] = field(default_factory=list)
     tally: str = ""  # what the summary line counts it as
+    password_ok: bool = False  # an Access-Request's credential, verified before the transaction
+    limited: Limit | None = None  # refused unverified: too many failed attempts
 
 
 @dataclass
@@ -122,6 +125,11 @@ class HandlerSettings:
     summary_interval: float = 60.0  # seconds between two summary lines
     drop_log_burst: int = 10  # drop lines per reason and source per interval
     drop_log_interval: float = 60.0
+    # Failed passwords before further attempts are refused unverified, per
+    # login and per gateway, within the window (see attempts.py).
+    attempts_per_login: int = 5
+    attempts_per_gateway: int = 100
+    attempts_window: float = 300.0
 
 
 class PasswordCache:
@@ -202,6 +210,10 @@ class Handler:
                                      self.settings.duplicate_entries)
         self.passwords = PasswordCache(self.settings.password_cache_ttl)
         self.contacts = Contacts(self.settings.contact_interval)
+        self.attempts = Attempts(self.settings.attempts_per_login,
+                                 self.settings.attempts_per_gateway,
+                                 self.settings.attempts_window)
+        self._attempts_lock = threading.Lock()
         self.gateways: dict[str, store.Nas] = {}
         self._gateways_loaded = -1e9
         # Sessions already sent a Disconnect, newest last; bounded (the
@@ -293,10 +305,58 @@ class Handler:
                 admitted.work.append(item)
 
     def run(self, admitted: Batch) -> None:
-        """The database work of a batch, in one transaction. Safe to call
-        from another thread while the event loop admits the next batch."""
+        """The database work of a batch: the passwords are verified first,
+        outside any transaction (argon2 takes tens of milliseconds each: a
+        transaction that waited for them would hold up every other request),
+        then everything is decided and written in one transaction. Safe to
+        call from another thread while the event loop admits the next batch."""
         if admitted.work:
-            self._run(admitted.work, admitted.now_ts)
+            accounts = self._verify(admitted.work, admitted.now_ts)
+            self._run(admitted.work, admitted.now_ts, accounts)
+
+    def _verify(self, work: list[_Work], now_ts: float) -> dict[str, store.Account]:
+        """The accounts the batch's Access-Requests name (one short read,
+        its transaction closed before any hashing) and each credential's
+        verdict in ``item.password_ok``."""
+        access = [item for item in work if isinstance(item.request, m.AccessRequest)]
+        if not access:
+            return {}
+        with self.factory() as db:
+            accounts = store.find_accounts(db, [cast(m.AccessRequest, item.request).user_name
+                                                or "" for item in access])
+        for item in access:
+            item.password_ok = self._attempt(item, accounts, now_ts)
+        return accounts
+
+    def _attempt(self, item: _Work, accounts: dict[str, store.Account], now_ts: float) -> bool:
+        request = cast(m.AccessRequest, item.request)
+        username = request.user_name or ""
+        account = accounts.get(username) if username else None
+        if request.credential is None:
+            return False  # not an attempt: nothing to verify
+        # One person under every spelling of their login; an unknown login
+        # as sent (it costs a verification like a known one).
+        who: object = ("person", account.person_id) if account else ("login", username)
+        with self._attempts_lock:
+            item.limited = self.attempts.refused(who, item.nas.id, now_ts)
+        if item.limited is not None:
+            log.debug("%r at %s refused unverified: too many failed attempts per %s",
+                      username, item.nas.identifier, item.limited.value)
+            return False
+        ok = self._credential_ok(request.credential, account, username)
+        with self._attempts_lock:
+            if ok:
+                self.attempts.succeeded(who)
+                return True
+            reached = self.attempts.failed(who, item.nas.id, now_ts)
+        for limit in reached:
+            what = f"login {username!r}" if limit is Limit.LOGIN else "this gateway"
+            log.warning("%d failed passwords for %s at %s within %d s: further attempts "
+                        "are refused unverified until the oldest leaves the window",
+                        self.attempts.per_login if limit is Limit.LOGIN
+                        else self.attempts.per_gateway, what, item.nas.identifier,
+                        round(self.attempts.window))
+        return False
 
     def finish(self, admitted: Batch) -> tuple[list[Reply], list[Cut]]:
         """Replies to send and sessions to cut, now that the work is committed
@@ -352,12 +412,13 @@ class Handler:
             self._tally.clear()
         self._tally_since = now_ts
 
-    def _run(self, work: list[_Work], now_ts: float) -> None:
+    def _run(self, work: list[_Work], now_ts: float,
+             accounts: dict[str, store.Account]) -> None:
         now = datetime.fromtimestamp(now_ts, UTC).replace(tzinfo=None)
         contacts = self.contacts.due((item.nas.id for item in work), now_ts)
         try:
             with self.factory() as db, db.begin():
-                self._handle_all(db, work, now)
+                self._handle_all(db, work, now, accounts)
                 # Last, so the gateway rows are locked only until the commit.
                 write_contacts(db, contacts, now)
             return
@@ -368,7 +429,7 @@ class Handler:
             item.reply, item.data, item.cuts = None, None, []
             try:
                 with self.factory() as db, db.begin():
-                    self._handle_all(db, [item], now)
+                    self._handle_all(db, [item], now, accounts)
             except Exception:
                 item.reply, item.data, item.cuts = None, None, []
                 log.exception("request id %d from %s:%d failed; no answer sent",
@@ -405,14 +466,12 @@ class Handler:
 
     # -- per request ------------------------------------------------------
 
-    def _handle_all(self, db: DB, work: list[_Work], now: datetime) -> None:
+    def _handle_all(self, db: DB, work: list[_Work], now: datetime,
+                    accounts: dict[str, store.Account]) -> None:
         """Every request of a batch, in a constant number of statements: one
-        query for the accounts the Access-Requests name, one write per table
-        for their decisions, and the session records folded in runs (see
-        store.apply_accounting_batch)."""
-        logins = [item.request.user_name or "" for item in work
-                  if isinstance(item.request, m.AccessRequest)]
-        accounts = store.find_accounts(db, logins)
+        write per table for the Access-Requests' decisions (their accounts
+        read and passwords verified before, by _verify), and the session
+        records folded in runs (see store.apply_accounting_batch)."""
         decisions = store.Decisions()
         sessions: list[tuple[_Work, accounting.Record]] = []
         for item in work:
@@ -448,9 +507,8 @@ class Handler:
         if request.nas_identifier is not None and request.nas_identifier != nas.identifier:
             log.warning("client %s calls itself %r", nas.identifier, request.nas_identifier)
         account = accounts.get(username) if username else None
-        password_ok = self._credential_ok(request.credential, account, username)
-        decision = policy.decide(account.facts if account else None, password_ok, nas.site, now,
-                                 self.settings.policy)
+        decision = policy.decide(account.facts if account else None, item.password_ok,
+                                 nas.site, now, self.settings.policy)
         class_, key = "", None
         if decision.accept:
             assert account is not None  # decide() accepts only a known person
@@ -462,6 +520,8 @@ class Handler:
             assert decision.reason is not None
             log.debug("reject %r at %s: %s", username, nas.identifier, decision.reason.value)
             item.tally = "reject " + decision.reason.value
+            if item.limited is not None:
+                item.tally += f" (too many attempts per {item.limited.value})"
         decisions.add(
             nas=nas, username=username, accepted=decision.accept,
             reason=decision.reason.value if decision.reason else "",
