@@ -336,7 +336,8 @@ class Handler:
             return False  # not an attempt: nothing to verify
         # One person under every spelling of their login; an unknown login
         # as sent (it costs a verification like a known one).
-        who: object = ("person", account.person_id) if account else ("login", username)
+        who: tuple[str, int | str] = (("person", account.person_id) if account
+                                      else ("login", username))
         with self._attempts_lock:
             item.limited = self.attempts.refused(who, item.nas.id, now_ts)
         if item.limited is not None:
