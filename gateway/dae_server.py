@@ -46,7 +46,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeAlias, assert_never
 
 from passerelle.radius import mac
@@ -78,6 +78,9 @@ class CoaChange:
     session_timeout: int | None = None
     bandwidth_up: int | None = None  # bit/s
     bandwidth_down: int | None = None  # bit/s
+    # The request's Event-Timestamp: the Session-Timeout runs from it, so a
+    # late or replayed CoA cannot lengthen a session.
+    event_timestamp: float | None = None
 
 
 class Sessions(Protocol):
@@ -261,7 +264,7 @@ def _change(request: m.CoARequest) -> CoaChange | _Refusal:
                        bandwidth_down=rates[1])
     if change == CoaChange():
         return _Refusal(m.ErrorCause.MISSING_ATTRIBUTE, "CoA-Request with nothing to change")
-    return change
+    return replace(change, event_timestamp=request.event_timestamp)
 
 
 def _nak(request: DaeRequest, cause: m.ErrorCause) -> m.DisconnectNak | m.CoANak:

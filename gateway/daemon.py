@@ -471,7 +471,8 @@ class Gateway:
             now = self.clock()
             for s in targets:
                 changed, actions = sm.change(s, now, change.session_timeout,
-                                             change.bandwidth_up, change.bandwidth_down)
+                                             change.bandwidth_up, change.bandwidth_down,
+                                             change.event_timestamp)
                 self._carry_out(changed, actions)
         return len(targets)
 

@@ -235,23 +235,29 @@ def tick(session: Session, now: float, default_interim: int = DEFAULT_INTERIM,
 
 
 def change(session: Session, now: float, session_timeout: int | None = None,
-           bandwidth_up: int | None = None,
-           bandwidth_down: int | None = None) -> tuple[Session, list[Action]]:
-    """A CoA-Request: new Session-Timeout (from now, RFC 5176 3.) or caps."""
+           bandwidth_up: int | None = None, bandwidth_down: int | None = None,
+           event_timestamp: float | None = None) -> tuple[Session, list[Action]]:
+    """A CoA-Request: new Session-Timeout or caps. The Session-Timeout runs
+    from the request's ``event_timestamp`` (RFC 5176 section 3.3), so a CoA
+    that arrives late or is replayed within the window cannot lengthen the
+    session; a stamp ahead of our clock counts from ``now``; without one,
+    from ``now``."""
     if session.stopped is not None:
         return session, []
     terms = session.terms
+    actions: list[Action] = []
     if session_timeout is not None:
+        since = now if event_timestamp is None else min(event_timestamp, now)
         # Session-Timeout counts from the start of the session in our terms.
-        terms = replace(terms, session_timeout=int(now - session.started) + session_timeout)
+        terms = replace(terms, session_timeout=max(0, int(since - session.started)
+                                                   + session_timeout))
     if bandwidth_up is not None:
         terms = replace(terms, bandwidth_up=bandwidth_up)
     if bandwidth_down is not None:
         terms = replace(terms, bandwidth_down=bandwidth_down)
     changed = replace(session, terms=terms)
-    actions: list[Action] = []
     if session_timeout is not None:
-        actions.append(Extend(changed, max(1, session_timeout)))
+        actions.append(Extend(changed, max(1, changed.time_left(now) or 0)))
     if bandwidth_up is not None or bandwidth_down is not None:
         actions.append(Rates(changed))
     return changed, actions

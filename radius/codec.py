@@ -65,6 +65,11 @@ class NotAnAnswer(Drop):
     """A well-formed packet that does not answer the request we sent."""
 
 
+class TooLong(ValueError):
+    """A packet we were asked to build would be over 4,096 octets (RFC 2865
+    section 3): it is never sent. A ValueError: the caller's mistake."""
+
+
 class BadValue(ValueError):
     """One attribute's value does not decode (wrong length, not UTF-8)."""
 
@@ -385,7 +390,7 @@ def build(code: int, identifier: int, attrs: Sequence[Raw], secret: bytes, *, ki
         body = bytes([MESSAGE_AUTHENTICATOR, 18]) + bytes(16) + body
     length = MIN_LENGTH + len(body)
     if length > MAX_LENGTH:
-        raise ValueError(f"packet of {length} octets (at most {MAX_LENGTH})")
+        raise TooLong(f"packet of {length} octets (at most {MAX_LENGTH})")
     head = struct.pack("!BBH", code, identifier, length)
     field = bytes(16) if kind == ZEROED else authenticator
     if with_ma:

@@ -41,12 +41,20 @@ from sqlalchemy.orm import sessionmaker
 
 from . import accounting, answers, passwords, policy, store
 from . import messages as m
+from .attempts import Attempts, Limit
+from .loglimit import LogLimit
 from .models import Gateway
 from .replies import ReplyCache
 
 log = logging.getLogger("passerelle.radius")
 
 CUTS_REMEMBERED = 100_000  # sessions whose Disconnect-Request is remembered
+
+# A reply echoes the request's Proxy-States (RFC 2865 section 5.33): a
+# request padded with them would need a reply over 4,096 octets. A chain of
+# proxies adds one each, a few octets long; more than this is refused.
+PROXY_STATES_MAX = 5
+PROXY_STATE_OCTETS_MAX = 1000
 
 AUTH, ACCT = "auth", "acct"
 
@@ -91,6 +99,8 @@ class _Work:
     data: bytes | None = None  # the reply, encoded
     cuts: list[Cut] = field(default_factory=list)
     tally: str = ""  # what the summary line counts it as
+    password_ok: bool = False  # an Access-Request's credential, verified before the transaction
+    limited: Limit | None = None  # refused unverified: too many failed attempts
 
 
 @dataclass
@@ -113,6 +123,13 @@ class HandlerSettings:
     gateway_refresh: float = 30.0
     contact_interval: float = 60.0  # gateway.last_seen is written at most this often
     summary_interval: float = 60.0  # seconds between two summary lines
+    drop_log_burst: int = 10  # drop lines per reason and source per interval
+    drop_log_interval: float = 60.0
+    # Failed passwords before further attempts are refused unverified, per
+    # login and per gateway, within the window (see attempts.py).
+    attempts_per_login: int = 5
+    attempts_per_gateway: int = 100
+    attempts_window: float = 300.0
 
 
 class PasswordCache:
@@ -193,6 +210,10 @@ class Handler:
                                      self.settings.duplicate_entries)
         self.passwords = PasswordCache(self.settings.password_cache_ttl)
         self.contacts = Contacts(self.settings.contact_interval)
+        self.attempts = Attempts(self.settings.attempts_per_login,
+                                 self.settings.attempts_per_gateway,
+                                 self.settings.attempts_window)
+        self._attempts_lock = threading.Lock()
         self.gateways: dict[str, store.Nas] = {}
         self._gateways_loaded = -1e9
         # Sessions already sent a Disconnect, newest last; bounded (the
@@ -205,6 +226,10 @@ class Handler:
         # Counted by admit and finish (the event loop's thread) for the summary.
         self._tally: Counter[str] = Counter()
         self._tally_since: float | None = None
+        # Drop lines, at most a burst per reason and source (a flood of bad
+        # datagrams must not flood the log); used in the event loop's thread.
+        self._drop_log: LogLimit[tuple[str, str]] = LogLimit(self.settings.drop_log_burst,
+                                  self.settings.drop_log_interval)
 
     # -- gateways ---------------------------------------------------------
 
@@ -280,10 +305,59 @@ class Handler:
                 admitted.work.append(item)
 
     def run(self, admitted: Batch) -> None:
-        """The database work of a batch, in one transaction. Safe to call
-        from another thread while the event loop admits the next batch."""
+        """The database work of a batch: the passwords are verified first,
+        outside any transaction (argon2 takes tens of milliseconds each: a
+        transaction that waited for them would hold up every other request),
+        then everything is decided and written in one transaction. Safe to
+        call from another thread while the event loop admits the next batch."""
         if admitted.work:
-            self._run(admitted.work, admitted.now_ts)
+            accounts = self._verify(admitted.work, admitted.now_ts)
+            self._run(admitted.work, admitted.now_ts, accounts)
+
+    def _verify(self, work: list[_Work], now_ts: float) -> dict[str, store.Account]:
+        """The accounts the batch's Access-Requests name (one short read,
+        its transaction closed before any hashing) and each credential's
+        verdict in ``item.password_ok``."""
+        access = [item for item in work if isinstance(item.request, m.AccessRequest)]
+        if not access:
+            return {}
+        with self.factory() as db:
+            accounts = store.find_accounts(db, [cast(m.AccessRequest, item.request).user_name
+                                                or "" for item in access])
+        for item in access:
+            item.password_ok = self._attempt(item, accounts, now_ts)
+        return accounts
+
+    def _attempt(self, item: _Work, accounts: dict[str, store.Account], now_ts: float) -> bool:
+        request = cast(m.AccessRequest, item.request)
+        username = request.user_name or ""
+        account = accounts.get(username) if username else None
+        if request.credential is None:
+            return False  # not an attempt: nothing to verify
+        # One person under every spelling of their login; an unknown login
+        # as sent (it costs a verification like a known one).
+        who: tuple[str, int | str] = (("person", account.person_id) if account
+                                      else ("login", username))
+        with self._attempts_lock:
+            item.limited = self.attempts.refused(who, item.nas.id, now_ts)
+        if item.limited is not None:
+            log.debug("%r at %s refused unverified: too many failed attempts per %s",
+                      username, item.nas.identifier, item.limited.value)
+            return False
+        ok = self._credential_ok(request.credential, account, username)
+        with self._attempts_lock:
+            if ok:
+                self.attempts.succeeded(who)
+                return True
+            reached = self.attempts.failed(who, item.nas.id, now_ts)
+        for limit in reached:
+            what = f"login {username!r}" if limit is Limit.LOGIN else "this gateway"
+            log.warning("%d failed passwords for %s at %s within %d s: further attempts "
+                        "are refused unverified until the oldest leaves the window",
+                        self.attempts.per_login if limit is Limit.LOGIN
+                        else self.attempts.per_gateway, what, item.nas.identifier,
+                        round(self.attempts.window))
+        return False
 
     def finish(self, admitted: Batch) -> tuple[list[Reply], list[Cut]]:
         """Replies to send and sessions to cut, now that the work is committed
@@ -308,7 +382,24 @@ class Handler:
         if admitted.duplicates:
             tally["duplicate"] += admitted.duplicates
         self._summarise(admitted.now_ts)
+        for (reason, ip), n in self._drop_log.due(admitted.now_ts):
+            log.warning("%d more lines suppressed: %s from %s", n, reason, ip)
         return replies, cuts
+
+    def _drop(self, reason: str, ip: str, msg: str, *args: object) -> None:
+        """A drop's log line, unless its reason and source have written
+        their share of lines lately; the next line written says how many were
+        suppressed."""
+        verdict = self._drop_log.allow((reason, ip), self.clock())
+        if not verdict.write:
+            return
+        if verdict.suppressed:
+            msg += " (%d more lines suppressed)"
+            args += (verdict.suppressed,)
+        if verdict.last:
+            msg += " (further such lines suppressed for %d s)"
+            args += (round(self._drop_log.interval),)
+        log.warning(msg, *args)
 
     def _summarise(self, now_ts: float) -> None:
         since = self._tally_since
@@ -322,12 +413,13 @@ class Handler:
             self._tally.clear()
         self._tally_since = now_ts
 
-    def _run(self, work: list[_Work], now_ts: float) -> None:
+    def _run(self, work: list[_Work], now_ts: float,
+             accounts: dict[str, store.Account]) -> None:
         now = datetime.fromtimestamp(now_ts, UTC).replace(tzinfo=None)
         contacts = self.contacts.due((item.nas.id for item in work), now_ts)
         try:
             with self.factory() as db, db.begin():
-                self._handle_all(db, work, now)
+                self._handle_all(db, work, now, accounts)
                 # Last, so the gateway rows are locked only until the commit.
                 write_contacts(db, contacts, now)
             return
@@ -338,7 +430,7 @@ class Handler:
             item.reply, item.data, item.cuts = None, None, []
             try:
                 with self.factory() as db, db.begin():
-                    self._handle_all(db, [item], now)
+                    self._handle_all(db, [item], now, accounts)
             except Exception:
                 item.reply, item.data, item.cuts = None, None, []
                 log.exception("request id %d from %s:%d failed; no answer sent",
@@ -350,22 +442,23 @@ class Handler:
         ip, port = dgram.addr
         nas = self._nas_for(ip)
         if nas is None:
-            log.warning("dropped a datagram from unknown client %s:%d", ip, port)
+            self._drop("unknown client", ip, "dropped a datagram from unknown client %s:%d",
+                       ip, port)
             return None
         try:
             request = m.decode_request(dgram.data, nas.secret)
         except m.MalformedPacket as exc:
-            log.warning("dropped a malformed datagram from %s (%s): %s",
-                        nas.identifier, ip, exc)
+            self._drop("malformed", ip, "dropped a malformed datagram from %s (%s): %s",
+                       nas.identifier, ip, exc)
             return None
         except m.Drop as exc:
-            log.warning("dropped %s id %d from %s (%s): %s", _code_name(dgram.data[0]),
-                        dgram.data[1], nas.identifier, ip, exc)
+            self._drop(type(exc).__name__, ip, "dropped %s id %d from %s (%s): %s",
+                       _code_name(dgram.data[0]), dgram.data[1], nas.identifier, ip, exc)
             return None
         problem = _refusal(nas, dgram.port, request)
         if problem:
-            log.warning("dropped %s id %d from %s (%s): %s", request.CODE.label,
-                        request.identifier, nas.identifier, ip, problem)
+            self._drop(problem, ip, "dropped %s id %d from %s (%s): %s", request.CODE.label,
+                       request.identifier, nas.identifier, ip, problem)
             return None
         for problem in request.problems:
             log.warning("%s id %d from %s (%s): %s", request.CODE.label, request.identifier,
@@ -374,14 +467,12 @@ class Handler:
 
     # -- per request ------------------------------------------------------
 
-    def _handle_all(self, db: DB, work: list[_Work], now: datetime) -> None:
+    def _handle_all(self, db: DB, work: list[_Work], now: datetime,
+                    accounts: dict[str, store.Account]) -> None:
         """Every request of a batch, in a constant number of statements: one
-        query for the accounts the Access-Requests name, one write per table
-        for their decisions, and the session records folded in runs (see
-        store.apply_accounting_batch)."""
-        logins = [item.request.user_name or "" for item in work
-                  if isinstance(item.request, m.AccessRequest)]
-        accounts = store.find_accounts(db, logins)
+        write per table for the Access-Requests' decisions (their accounts
+        read and passwords verified before, by _verify), and the session
+        records folded in runs (see store.apply_accounting_batch)."""
         decisions = store.Decisions()
         sessions: list[tuple[_Work, accounting.Record]] = []
         for item in work:
@@ -408,7 +499,7 @@ class Handler:
         decisions.write(db)
         for item in work:
             if item.reply is not None:
-                item.data = item.reply.encode(item.nas.secret, item.request)
+                item.data = _encode(item)
 
     def _access(self, nas: store.Nas, request: m.AccessRequest, item: _Work, now: datetime,
                 accounts: dict[str, store.Account],
@@ -417,9 +508,8 @@ class Handler:
         if request.nas_identifier is not None and request.nas_identifier != nas.identifier:
             log.warning("client %s calls itself %r", nas.identifier, request.nas_identifier)
         account = accounts.get(username) if username else None
-        password_ok = self._credential_ok(request.credential, account, username)
-        decision = policy.decide(account.facts if account else None, password_ok, nas.site, now,
-                                 self.settings.policy)
+        decision = policy.decide(account.facts if account else None, item.password_ok,
+                                 nas.site, now, self.settings.policy)
         class_, key = "", None
         if decision.accept:
             assert account is not None  # decide() accepts only a known person
@@ -431,6 +521,8 @@ class Handler:
             assert decision.reason is not None
             log.debug("reject %r at %s: %s", username, nas.identifier, decision.reason.value)
             item.tally = "reject " + decision.reason.value
+            if item.limited is not None:
+                item.tally += f" (too many attempts per {item.limited.value})"
         decisions.add(
             nas=nas, username=username, accepted=decision.accept,
             reason=decision.reason.value if decision.reason else "",
@@ -526,7 +618,26 @@ def _refusal(nas: store.Nas, port: str, request: m.Request) -> str | None:
     if isinstance(request, m.AccessRequest) and not request.message_authenticator \
             and nas.require_ma:
         return "no Message-Authenticator (required for this client: BlastRADIUS)"
+    if len(request.proxy_state) > PROXY_STATES_MAX \
+            or sum(map(len, request.proxy_state)) > PROXY_STATE_OCTETS_MAX:
+        return (f"more than {PROXY_STATES_MAX} Proxy-States or {PROXY_STATE_OCTETS_MAX} "
+                "octets of them (its reply would not fit)")
     return None
+
+
+def _encode(item: _Work) -> bytes | None:
+    """The reply's datagram; None (no answer, a log line) for one that would
+    be over 4,096 octets. Proxy-States are limited on admission, so only a
+    bug can get here: the rest of the batch is still answered."""
+    assert item.reply is not None
+    try:
+        return item.reply.encode(item.nas.secret, item.request)
+    except m.TooLong as exc:
+        log.error("no answer to %s id %d from %s: the %s would not fit (%s)",
+                  item.request.CODE.label, item.request.identifier, item.nas.identifier,
+                  item.reply.CODE.label, exc)
+        item.tally = "reply too long"
+        return None
 
 
 def summary(tally: Counter[str]) -> str:

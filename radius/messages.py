@@ -56,6 +56,7 @@ from .codec import (
     NotAnAnswer,
     Packet,
     Raw,
+    TooLong,
     build,
     chap_response,
     check_message_authenticator,
@@ -75,7 +76,8 @@ __all__ = [
     "AccountingResponse", "AcctStatus", "BadAuthenticator", "BadValue", "Chap", "CoAAck",
     "CoANak", "CoARequest", "Code", "DisconnectAck", "DisconnectNak", "DisconnectRequest",
     "Drop", "ErrorCause", "MalformedPacket", "Message", "NotAnAnswer", "Password", "Reply",
-    "Request", "StatusServer", "TerminateCause", "decode", "decode_reply", "decode_request",
+    "Request", "StatusServer", "TerminateCause", "TooLong", "decode", "decode_reply",
+    "decode_request",
 ]
 
 GIGA = 2**32

@@ -116,7 +116,30 @@ def test_gigaword_sized_counters_are_kept_whole() -> None:
     assert stop.input_octets == big and stop.output_octets == big + 1
 
 
-def test_coa_session_timeout_counts_from_now_and_keeps_counters() -> None:
+def test_coa_session_timeout_counts_from_its_event_timestamp() -> None:
+    """Finding 11: a CoA that arrives late, or is replayed within the
+    Event-Timestamp window, must not lengthen the session: its
+    Session-Timeout runs from the request's Event-Timestamp."""
+    s = opened()
+    changed, actions = sm.change(s, T0 + 1000, session_timeout=600, event_timestamp=T0 + 900)
+    (extend,) = actions
+    assert changed.ends == T0 + 1500
+    assert isinstance(extend, sm.Extend) and extend.timeout == 500
+    # Replayed 200 s later: the same end, not 200 s more.
+    again, actions = sm.change(changed, T0 + 1200, session_timeout=600,
+                               event_timestamp=T0 + 900)
+    assert again.ends == T0 + 1500 and actions[0] == sm.Extend(again, 300)
+    # A stamp in the future (clocks differ) counts from now, never later.
+    ahead, _ = sm.change(s, T0 + 1000, session_timeout=600, event_timestamp=T0 + 1200)
+    assert ahead.ends == T0 + 1600
+    # Its time already over: the session ends at the next tick.
+    late, actions = sm.change(s, T0 + 1000, session_timeout=60, event_timestamp=T0 + 900)
+    assert late.ends == T0 + 960 and actions[0] == sm.Extend(late, 1)
+    _, actions = sm.tick(late, T0 + 1000)
+    assert accounts(actions)[0].terminate_cause == TerminateCause.SESSION_TIMEOUT
+
+
+def test_coa_session_timeout_without_a_stamp_counts_from_now_and_keeps_counters() -> None:
     s = opened()
     s = sm.observe(s, Counters(5, 5, 1, 1), T0 + 100)
     s, actions = sm.change(s, T0 + 1000, session_timeout=60)

@@ -393,3 +393,60 @@ def test_two_workers_share_the_ports(db_url, engine, world, tmp_path) -> None:
             client.close()
         srv.stop()
     assert "Traceback" not in srv.logs()
+
+
+def test_a_flood_of_malformed_datagrams_writes_a_bounded_log(server, auth_client) -> None:
+    """Finding 17: one WARNING line per bad datagram let a flood fill the disk."""
+    bad = b"\x01\x01\x00\x18" + os.urandom(16) + b"\x01\x09ab"  # attribute overruns
+    for _ in range(1000):
+        auth_client.sock.send(bad)
+    # Still serving after the flood (and every datagram of it was read by then).
+    _, reply = auth_client.exchange(auth_client.access_request("alice@acme.example",
+                                                               seed.PASSWORD))
+    assert reply is not None and reply.code == protocol.ACCESS_ACCEPT
+    lines = [line for line in server.logs().splitlines() if "malformed" in line]
+    assert 1 <= len(lines) <= 20
+    assert "further such lines suppressed" in lines[-1]
+
+
+def test_suppressed_drop_lines_are_counted(engine, world, caplog) -> None:
+    """Finding 17, with a fixed clock: the count of what was suppressed is
+    written once the interval is over."""
+    now = [1_780_000_000.0]
+    handler = Handler(make_sessionmaker(engine), clock=lambda: now[0])
+    bad = Datagram(b"\x01\x01\x00\x18" + bytes(16) + b"\x01\x09ab", ("127.0.0.1", 1), AUTH)
+    with caplog.at_level(logging.WARNING, logger="passerelle.radius"):
+        handler.process([bad] * 500)
+        assert caplog.text.count("malformed") == 10
+        now[0] += 61
+        handler.process([])
+    assert "490 more lines suppressed: malformed from 127.0.0.1" in caplog.text
+
+
+def test_proxy_state_padding_cannot_make_a_reply_over_4096_octets(server,
+                                                                 auth_client) -> None:
+    """Finding 13: Proxy-States are echoed in the reply (RFC 2865 section
+    5.33); a request padded with them made a 4,127-octet Access-Accept."""
+    pkt = auth_client.access_request("alice@acme.example", seed.PASSWORD)
+    room = 4096 - len(pkt.RequestPacket())
+    while room > 2:  # the request itself is as long as it may be
+        size = min(253, room - 2)
+        pkt.AddAttribute("Proxy-State", b"p" * size)
+        room -= size + 2
+    data = pkt.RequestPacket()
+    assert len(data) >= 4094
+    auth_client.sock.send(data)
+    auth_client.sock.settimeout(1.0)
+    try:
+        raw: bytes | None = auth_client.sock.recv(65535)
+    except TimeoutError:
+        raw = None
+    assert raw is None or len(raw) <= 4096
+    assert "Traceback" not in server.logs()
+    assert "Proxy-State" in server.logs()
+    # A request with a few small Proxy-States is answered as before.
+    pkt = auth_client.access_request("alice@acme.example", seed.PASSWORD)
+    for _ in range(3):
+        pkt.AddAttribute("Proxy-State", b"p" * 100)
+    _, reply = auth_client.exchange(pkt)
+    assert reply is not None and reply.code == protocol.ACCESS_ACCEPT

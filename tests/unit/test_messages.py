@@ -377,3 +377,19 @@ def test_integer_of_the_wrong_length_is_absent_and_said() -> None:
     decoded = m.decode_request(data, SECRET)
     assert decoded.nas_port_type is None  # type: ignore[union-attr]
     assert decoded.problems == ("NAS-Port-Type: 2 octets, not 4; taken as absent",)
+
+
+def test_no_packet_over_4096_octets_is_built() -> None:
+    """Finding 13: the Proxy-States of a request of 4,096 octets come back in
+    the reply, with the reply's own attributes: more than 4,096 octets."""
+    # 18 (MA) + 15 x 255 + 2 + 171 = 4096 - 20 - room for the fields below.
+    req = access_request(credential=None, user_name=None, nas_identifier=None,
+                         proxy_state=(b"p" * 253,) * 15 + (b"q" * 231,))
+    sent = req.encode(SECRET)
+    assert len(sent) == 4096  # a request may be that long
+    decoded = m.decode_request(sent, SECRET)
+    with pytest.raises(m.TooLong, match="4096"):
+        m.AccessAccept(session_timeout=3600, class_=b"c" * 32).encode(SECRET, decoded)
+    assert m.AccessReject().encode(SECRET, decoded)  # MA and Proxy-States: it fits
+    with pytest.raises(m.TooLong):
+        access_request(proxy_state=(b"p" * 253,) * 17).encode(SECRET)

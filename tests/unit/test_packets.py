@@ -320,7 +320,8 @@ def test_tunnel_password_with_another_secret_does_not_decrypt() -> None:
     assert password != b"abcd-efgh-jkmn-pqrs"
 
 
-@pytest.mark.parametrize("reason", list(policy.Reason))
+# The refusals the centre sends (the others are the box's own, never in a Reject).
+@pytest.mark.parametrize("reason", list(policy.MESSAGES))
 def test_access_reject_is_signed_and_echoes_proxy_state(reason: policy.Reason) -> None:
     sent, request = access_request(b"\x00proxy-one", b"proxy-two")
     data = answers.access_reply(policy.Decision(False, reason)).encode(SECRET, request)
