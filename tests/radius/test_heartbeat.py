@@ -105,9 +105,10 @@ def test_what_is_not_authenticated_is_not_a_contact(engine, world) -> None:
     assert last_seen(factory) is None
 
 
+# Row locks are PostgreSQL's (SQLite has one writer at a time): these two run
+# on PostgreSQL only.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_row_another_worker_is_writing_is_skipped_not_waited_for(engine, world) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer at a time")
     factory = make_sessionmaker(engine)
     handler = Handler(factory, clock=Clock())
     done: list[int] = []
@@ -124,9 +125,8 @@ def test_a_row_another_worker_is_writing_is_skipped_not_waited_for(engine, world
     assert last_seen(factory) is None
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_batch_inserting_rows_of_the_gateway_does_not_stop_the_write(engine, world) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("row locks are PostgreSQL's")
     factory = make_sessionmaker(engine)
     handler = Handler(factory, clock=Clock())
     with factory() as other, other.begin():
