@@ -224,7 +224,7 @@ class Gateway:
                                                self.config.idle_timeout or None)
                 elif session.ends is not None and session.ends <= now + self.config.sweep_interval:
                     # The kernel's timeout ran out a moment before ours.
-                    session, actions = sm.end(session, Cause.session_timeout, now)
+                    session, actions = sm.end(session, Cause.SESSION_TIMEOUT, now)
                 else:
                     log.warning("session %s (%s) was missing from the kernel: put back",
                                 session.session_id, session.ipv4)
@@ -273,7 +273,7 @@ class Gateway:
         for session in candidates:
             if self.clients.present(session.ipv4, session.mac):
                 continue
-            self.end_session(session.session_id, Cause.lost_carrier)
+            self.end_session(session.session_id, Cause.LOST_CARRIER)
         self._warn_duplicates()
 
     def duplicates(self) -> dict[str, list[str]]:
@@ -357,7 +357,7 @@ class Gateway:
                 with self._lock:
                     self._session_at(ip, mac)  # logs and refuses, if still so
             else:
-                self.end_session(other.session_id, Cause.lost_carrier)
+                self.end_session(other.session_id, Cause.LOST_CARRIER)
         try:
             result: AuthResult = self.radius.authenticate(login, password, mac=mac, ipv4=ip,
                                                           chap=chap)
@@ -376,7 +376,7 @@ class Gateway:
             current = self._session_at(ip, mac)
             if current is not None:
                 # A second check-in of this device won the race.
-                self.end_session(current.session_id, Cause.nas_request)
+                self.end_session(current.session_id, Cause.NAS_REQUEST)
             elsewhere = [s.ipv4 for s in self._open.values() if s.mac == mac]
             if elsewhere:
                 log.warning("MAC %s on two addresses: checks in at %s with a session at %s",
@@ -396,7 +396,7 @@ class Gateway:
             session = self._session_at(ip, mac)
             if session is None:
                 raise Refused(Refusal.no_session, f"no session for {ip}")
-            self.end_session(session.session_id, Cause.user_request)
+            self.end_session(session.session_id, Cause.USER_REQUEST)
             return {"ended": session.session_id}
 
     def who(self, ip: str) -> dict[str, Any]:
@@ -462,7 +462,7 @@ class Gateway:
         with self._lock:
             targets = self._matching(selector)
             for s in targets:
-                self.end_session(s.session_id, Cause.admin_reset)
+                self.end_session(s.session_id, Cause.ADMIN_RESET)
         return len(targets)
 
     def change(self, selector: Selector, change: CoaChange) -> int:

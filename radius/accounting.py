@@ -19,9 +19,7 @@ from typing import Any
 from .codec import codec
 from .messages import AccountingRequest, AcctStatus, TerminateCause
 
-# One vocabulary for the centre and the box (messages.py); the members
-# keep the names this module has always used: Status.start, .stop, .interim,
-# .accounting_on, .accounting_off.
+# One vocabulary for the centre and the box (messages.py).
 Status = AcctStatus
 
 TERMINATE_CAUSES = {cause.value: cause.label for cause in TerminateCause}
@@ -102,11 +100,11 @@ def fold(current: Current | None, rec: Record, *, billable: bool) -> Change:
     """Fold ``rec`` into the session ``current`` (None: not seen yet).
 
     ``billable``: the session belongs to a person, whose ledger pays."""
-    if rec.status not in (Status.start, Status.interim, Status.stop):
+    if rec.status not in (Status.START, Status.INTERIM_UPDATE, Status.STOP):
         raise ValueError(f"fold() takes session records, not {rec.status.name}")
     if current is not None and current.stop is not None:
         return Change(ignored=True, charged=current.charged)
-    if current is not None and rec.status is Status.start:
+    if current is not None and rec.status is Status.START:
         # A retransmitted Start, or one that arrived after an Interim.
         filled = {k: v for k, v in rec.extra.items() if v}
         # The Interim that created the session may have lacked these.
@@ -139,7 +137,7 @@ def fold(current: Current | None, rec: Record, *, billable: bool) -> Change:
         columns["username"] = rec.username
     if rec.class_:
         columns["class_"] = rec.class_
-    closes = rec.status is Status.stop
+    closes = rec.status is Status.STOP
     if closes:
         columns["acctstoptime"] = max(rec.event_time, start)
         columns["acctterminatecause"] = rec.terminate_cause
@@ -208,7 +206,7 @@ def session_record(request: AccountingRequest, received: datetime) -> Record | N
     2866 section 5.5 requires one: drop it). ValueError for another status:
     Accounting-On/Off are not session records."""
     status = request.status
-    if status not in (Status.start, Status.interim, Status.stop):
+    if status not in (Status.START, Status.INTERIM_UPDATE, Status.STOP):
         raise ValueError(f"not a session record: Acct-Status-Type {int(status)}")
     if not request.session_id:
         return None
@@ -225,7 +223,7 @@ def session_record(request: AccountingRequest, received: datetime) -> Record | N
         "acctinterval": request.acct_interim_interval,
     }
     if request.connect_info:
-        extra["connectinfo_stop" if status is Status.stop else "connectinfo_start"] = \
+        extra["connectinfo_stop" if status is Status.STOP else "connectinfo_start"] = \
             request.connect_info[:64]
     cause = request.terminate_cause
     return Record(

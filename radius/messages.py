@@ -125,12 +125,6 @@ class AcctStatus(_Labelled):
     INTERIM_UPDATE = 3, "Interim-Update"
     ACCOUNTING_ON = 7, "Accounting-On"
     ACCOUNTING_OFF = 8, "Accounting-Off"
-    # The names radius/accounting.py has always used.
-    start = START
-    stop = STOP
-    interim = INTERIM_UPDATE
-    accounting_on = ACCOUNTING_ON
-    accounting_off = ACCOUNTING_OFF
 
 
 class TerminateCause(_Labelled):
@@ -154,14 +148,6 @@ class TerminateCause(_Labelled):
     CALLBACK = 16, "Callback"
     USER_ERROR = 17, "User-Error"
     HOST_REQUEST = 18, "Host-Request"
-    # The names the box's session machine has always used (gateway/sessions.Cause).
-    user_request = USER_REQUEST
-    lost_carrier = LOST_CARRIER
-    idle_timeout = IDLE_TIMEOUT
-    session_timeout = SESSION_TIMEOUT
-    admin_reset = ADMIN_RESET
-    nas_request = NAS_REQUEST
-    nas_reboot = NAS_REBOOT
 
 
 class ErrorCause(_Labelled):

@@ -117,7 +117,7 @@ def test_spool_then_table_then_kernel(rig: Rig) -> None:
     assert rig.effects == ["spool Start", "table open", "kernel allow 198.51.100.10 3600",
                            "wake spool"]
     rig.effects.clear()
-    ended, actions = sm.end(session, Cause.user_request, NOW + 60)
+    ended, actions = sm.end(session, Cause.USER_REQUEST, NOW + 60)
     rig.gateway._carry_out(ended, actions)
     assert rig.effects == ["spool Stop", "table stopped", "kernel revoke 198.51.100.10",
                            "wake spool"]
@@ -156,7 +156,7 @@ def test_an_unknown_action_raises_before_any_effect(rig: Rig) -> None:
 
 def test_stopped_sessions_are_pruned_only_once_their_stop_is_delivered(rig: Rig) -> None:
     session = _checked_in(rig)
-    ended, actions = sm.end(session, Cause.user_request, NOW)
+    ended, actions = sm.end(session, Cause.USER_REQUEST, NOW)
     rig.gateway._carry_out(ended, actions)
     later = NOW + rig.gateway.config.stopped_retention + 1
     rig.gateway.clock = lambda: later

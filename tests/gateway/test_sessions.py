@@ -217,5 +217,5 @@ def test_the_session_table_gives_back_the_cause_in_every_form_it_stored() -> Non
 
 def test_the_daemons_names_for_causes_are_the_shared_vocabulary() -> None:
     assert sm.Cause is TerminateCause
-    assert sm.Cause.admin_reset is TerminateCause.ADMIN_RESET
-    assert sm.Cause.lost_carrier.label == "Lost-Carrier"
+    assert sm.Cause.ADMIN_RESET is TerminateCause.ADMIN_RESET
+    assert sm.Cause.LOST_CARRIER.label == "Lost-Carrier"

@@ -22,7 +22,7 @@ def a_session(sid: str = "S1", ip: str = "198.51.100.10") -> sm.Session:
 def test_json_round_trip_keeps_everything() -> None:
     s = a_session()
     assert from_json(to_json(s)) == s
-    ended, _ = sm.end(s, Cause.idle_timeout, T0 + 900)
+    ended, _ = sm.end(s, Cause.IDLE_TIMEOUT, T0 + 900)
     assert from_json(to_json(ended)) == ended
 
 
@@ -32,7 +32,7 @@ def test_open_sessions_and_updates(tmp_path: Path) -> None:
     store.save(one)
     store.save(two)
     assert [s.session_id for s in store.open_sessions()] == ["S1", "S2"]
-    ended, _ = sm.end(one, Cause.user_request, T0 + 60)
+    ended, _ = sm.end(one, Cause.USER_REQUEST, T0 + 60)
     store.save(ended)
     assert [s.session_id for s in store.open_sessions()] == ["S2"]
     assert store.get("S1") == ended
@@ -63,7 +63,7 @@ def test_a_saved_session_survives_kill_9(tmp_path: Path) -> None:
 
 
 def _stopped(store: Store, sid: str, at: float) -> None:
-    ended, _ = sm.end(a_session(sid, "198.51.100.20"), Cause.user_request, at)
+    ended, _ = sm.end(a_session(sid, "198.51.100.20"), Cause.USER_REQUEST, at)
     store.save(ended)
 
 

@@ -40,12 +40,12 @@ def rec(status: Status, seconds: int, session_time: int | None, inp: int = 0, ou
                   input_octets=inp, output_octets=out, **kwargs)
 
 
-START = rec(Status.start, 0, None, class_="psl1:abc",
+START = rec(Status.START, 0, None, class_="psl1:abc",
             extra={"callingstationid": "aa-bb-cc-dd-ee-ff", "framedipaddress": "192.0.2.10"})
-INTERIM1 = rec(Status.interim, 300, 300, 1_000, 2_000, class_="psl1:abc")
-INTERIM2 = rec(Status.interim, 600, 600, GIGA - 10, 9_000, class_="psl1:abc")
+INTERIM1 = rec(Status.INTERIM_UPDATE, 300, 300, 1_000, 2_000, class_="psl1:abc")
+INTERIM2 = rec(Status.INTERIM_UPDATE, 600, 600, GIGA - 10, 9_000, class_="psl1:abc")
 # Input crossed 4 GiB between the second Interim and the Stop (Gigawords 1).
-STOP = rec(Status.stop, 900, 900, GIGA + 5, 3 * GIGA, terminate_cause="User-Request",
+STOP = rec(Status.STOP, 900, 900, GIGA + 5, 3 * GIGA, terminate_cause="User-Request",
            class_="psl1:abc")
 
 
@@ -157,7 +157,7 @@ def test_an_overtaken_interim_changes_nothing() -> None:
 def test_a_stop_is_final() -> None:
     row = run([START, INTERIM1, STOP])
     stopped = dict(row.columns)
-    later = rec(Status.interim, 1200, 1200, 9 * GIGA, 9 * GIGA)
+    later = rec(Status.INTERIM_UPDATE, 1200, 1200, 9 * GIGA, 9 * GIGA)
     for late in (INTERIM2, later, STOP, replace(STOP, session_time=5000), START):
         assert row.apply(late) == Change(ignored=True, charged=900)
     assert row.columns == stopped and row.charged == 900
@@ -243,14 +243,14 @@ def test_acct_delay_time_corrected_times_place_the_session_right() -> None:
 def test_gigawords_survive_and_a_wrap_without_them_never_lowers_counters() -> None:
     row = run([START, INTERIM2])
     # 40 octets after the 4 GiB wrap, from a NAS that forgot Gigawords.
-    row.apply(rec(Status.interim, 660, 660, 30, 9_500))
+    row.apply(rec(Status.INTERIM_UPDATE, 660, 660, 30, 9_500))
     assert row.columns["acctinputoctets"] == GIGA - 10
     assert row.columns["acctoutputoctets"] == 9_500
-    row.apply(rec(Status.interim, 720, 720, 7 * GIGA + 1, 10_000))
+    row.apply(rec(Status.INTERIM_UPDATE, 720, 720, 7 * GIGA + 1, 10_000))
     assert row.columns["acctinputoctets"] == 7 * GIGA + 1  # no 32-bit truncation
 
 
-@pytest.mark.parametrize("status", [Status.accounting_on, Status.accounting_off])
+@pytest.mark.parametrize("status", [Status.ACCOUNTING_ON, Status.ACCOUNTING_OFF])
 def test_accounting_on_off_are_not_session_records(status: Status) -> None:
     # They close every session of the NAS (close()), not one.
     with pytest.raises(ValueError, match=status.name):
@@ -316,7 +316,7 @@ def test_a_lost_start_the_first_record_creates_and_charges_the_session(first: Re
     assert not change.ignored
     assert change.charge == change.charged == first.session_time
     assert change.columns["acctstarttime"] == T0  # worked back from Acct-Session-Time
-    assert change.closes is (first.status is Status.stop)
+    assert change.closes is (first.status is Status.STOP)
 
 
 def test_a_session_of_nobody_is_folded_but_never_charged() -> None:
@@ -340,11 +340,11 @@ def test_a_delayed_record_is_charged_once_whatever_its_delay() -> None:
 def test_huge_counters_are_kept_and_charge_the_time_only() -> None:
     biggest = 2**32 * (2**32 - 1) + (2**32 - 1)  # Gigawords and Octets at their maximum
     row = run([START])
-    change = row.apply(rec(Status.interim, 300, 2**32 - 1, biggest, biggest))
+    change = row.apply(rec(Status.INTERIM_UPDATE, 300, 2**32 - 1, biggest, biggest))
     assert change.columns["acctinputoctets"] == change.columns["acctoutputoctets"] == biggest
     assert change.charge == 2**32 - 1
     # A later record with small counters (a NAS that wrapped) lowers nothing.
-    after = row.apply(rec(Status.interim, 600, 600, 5, 5))
+    after = row.apply(rec(Status.INTERIM_UPDATE, 600, 600, 5, 5))
     assert after.columns["acctinputoctets"] == biggest and after.charge == 0
 
 

@@ -457,7 +457,7 @@ def test_a_stop_becomes_a_session_record() -> None:
         nas_port_id="wlan0", nas_port_type=19, service_type=2, framed_protocol=1,
         acct_authentic=1, acct_interim_interval=300, connect_info="802.11ax"), RECEIVED)
     assert rec == accounting.Record(
-        status=accounting.Status.stop, session_id="5F2A0001",
+        status=accounting.Status.STOP, session_id="5F2A0001",
         # Acct-Delay-Time (RFC 2866 section 5.2): the event was 4 s earlier.
         event_time=RECEIVED - timedelta(seconds=4),
         username="alice@acme.example", session_time=900, input_octets=2**32 + 5,
@@ -476,7 +476,7 @@ def test_a_bare_start_and_values_the_dictionary_does_not_name() -> None:
         session_id="s" * 80, class_=b"\xff" * 80), RECEIVED)
     assert rec is not None
     assert (rec.status, rec.event_time, rec.session_time) == (
-        accounting.Status.start, RECEIVED, None)
+        accounting.Status.START, RECEIVED, None)
     assert (rec.input_octets, rec.output_octets, rec.terminate_cause) == (0, 0, "")
     assert rec.extra["nasporttype"] == "77" and rec.extra["servicetype"] == ""
     assert rec.extra["connectinfo_start"] == "x" * 64 and "connectinfo_stop" not in rec.extra
