@@ -1,6 +1,6 @@
 """The gateway daemon: the adapters around the session state machine.
 
-``Gateway`` owns the session table. Every change goes through
+``Daemon`` owns the session table. Every change goes through
 ``sessions.py`` (pure) and its actions are carried out in one order that
 keeps the promise "nothing lost, nothing counted twice" across a crash at
 any point:
@@ -35,9 +35,9 @@ from .config import Config
 from .dae_server import CoaChange, Selector
 from .nft import NotAllowed
 from .radclient import AuthResult, NoServer, RadiusClient
+from .session_table import SessionTable
 from .sessions import Action, Cause, Counters, Session, Terms
 from .spool import Spool
-from .store import Store
 
 log = logging.getLogger("passerelle.gateway")
 
@@ -59,7 +59,7 @@ class Allowed(Protocol):
     def packets_down(self) -> int: ...
 
 
-class Firewall(Protocol):
+class DataPlane(Protocol):
     def apply(self) -> None: ...
     def allow(self, mac: str, ipv4: str, ipv6: Sequence[str] = (), timeout: int = 3600,
               rate_up: int | None = None, rate_down: int | None = None) -> None: ...
@@ -93,9 +93,9 @@ class Refused(Exception):
         return self.refusal.value
 
 
-class Gateway:
-    def __init__(self, config: Config, *, firewall: Firewall, radius: RadiusClient,
-                 spool: Spool, store: Store, clients: Clients,
+class Daemon:
+    def __init__(self, config: Config, *, firewall: DataPlane, radius: RadiusClient,
+                 spool: Spool, store: SessionTable, clients: Clients,
                  wake_spool: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config

@@ -19,12 +19,12 @@ from .clients import Clients
 from .config import Config, dhcp_plan, firewall_plan
 from .control import ControlError, ControlServer
 from .dae_server import DaeServer
-from .daemon import Gateway, Refused, table_exists
+from .daemon import Daemon, Refused, table_exists
 from .dnsmasq import Dnsmasq
 from .nft import Firewall
 from .radclient import NasIdentity, RadiusClient
+from .session_table import SessionTable
 from .spool import Spool, SpoolSender
-from .store import Store
 
 log = logging.getLogger("passerelle.gateway")
 # APScheduler logs every run of every timer at INFO: only its problems matter.
@@ -52,9 +52,9 @@ class Box:
         self.radius = radius_client(config)
         self.spool = Spool(config.spool_path)
         self.sender = SpoolSender(self.spool, self.radius)
-        self.store = Store(config.sessions_path)
+        self.store = SessionTable(config.sessions_path)
         self.clients = Clients(config.lan_if, self.dnsmasq.leases)
-        self.gateway = Gateway(config, firewall=self.firewall, radius=self.radius,
+        self.gateway = Daemon(config, firewall=self.firewall, radius=self.radius,
                                spool=self.spool, store=self.store, clients=self.clients,
                                wake_spool=self.sender.wake)
         self.dae = DaeServer(config.dae_listen, config.dae_port, config.dae_clients,
@@ -136,9 +136,9 @@ class Box:
 
 
 class _Portal:
-    """Adapts Gateway to the control interface: a refusal becomes its 4xx/5xx."""
+    """Adapts Daemon to the control interface: a refusal becomes its 4xx/5xx."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Daemon) -> None:
         self.gateway = gateway
 
     def _wrap(self, fn: Any, *args: Any) -> Any:

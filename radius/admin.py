@@ -33,7 +33,7 @@ from .models import (
     OperatorRole,
     PaymentStatus,
     Person,
-    Session,
+    Radacct,
     Site,
     WifiKey,
 )
@@ -419,7 +419,7 @@ def remove_site(db: DB, name: str) -> None:
     gateways = _count(db, Gateway.site_id, site.id)
     if gateways:
         raise UserError(f"site {name!r} still has {gateways} gateway(s): remove them first")
-    history = _count(db, Session.site_id, site.id) + _count(db, AuthLog.site_id, site.id)
+    history = _count(db, Radacct.site_id, site.id) + _count(db, AuthLog.site_id, site.id)
     if history:
         raise UserError(f"site {name!r} has {history} session(s) or log line(s) in its "
                         "history; it cannot be removed")
@@ -495,7 +495,7 @@ def set_gateway(db: DB, identifier: str, changes: GatewayChanges) -> Gateway:
 
 def remove_gateway(db: DB, identifier: str) -> None:
     gateway = get_gateway(db, identifier)
-    history = _count(db, Session.gateway_id, gateway.id) + _count(db, WifiKey.gateway_id,
+    history = _count(db, Radacct.gateway_id, gateway.id) + _count(db, WifiKey.gateway_id,
                                                                   gateway.id)
     if history:
         raise UserError(f"gateway {identifier!r} has {history} session(s) or key(s) in its "

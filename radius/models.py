@@ -232,7 +232,7 @@ class WifiKey(Base):
     revoked: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
 
-class Session(Base):
+class Radacct(Base):
     """An accounting session; the columns of FreeRADIUS's ``radacct``."""
 
     __tablename__ = "radacct"
@@ -372,7 +372,7 @@ __all__ = [
     "OperatorRole",
     "PaymentStatus",
     "Person",
-    "Session",
+    "Radacct",
     "Site",
     "WifiKey",
 ]

@@ -9,7 +9,7 @@ from passerelle.errors import UserError
 
 from . import dae, db
 from .handler import HandlerSettings
-from .models import Gateway, Session
+from .models import Gateway, Radacct
 from .policy import Settings
 from .server import ServerConfig, serve
 
@@ -46,16 +46,16 @@ def serve_command(db_url: str | None, listen: str, auth_port: int, acct_port: in
                        workers=workers, settings=settings, db_threads=db_threads))
 
 
-def _find_session(db_url: str | None, ref: str) -> tuple[Session, Gateway]:
+def _find_session(db_url: str | None, ref: str) -> tuple[Radacct, Gateway]:
     engine = db.make_engine(db_url or db.default_url())
     try:
         with db.make_sessionmaker(engine)() as s:
-            query = select(Session, Gateway).join(Gateway, Session.gateway_id == Gateway.id)
-            cond = or_(Session.acctsessionid == ref, Session.acctuniqueid == ref)
+            query = select(Radacct, Gateway).join(Gateway, Radacct.gateway_id == Gateway.id)
+            cond = or_(Radacct.acctsessionid == ref, Radacct.acctuniqueid == ref)
             if ref.isdigit():
-                cond = or_(cond, Session.radacctid == int(ref))
-            rows = s.execute(query.where(cond).order_by(Session.acctstoptime.is_(None).desc(),
-                                                        Session.radacctid.desc())).all()
+                cond = or_(cond, Radacct.radacctid == int(ref))
+            rows = s.execute(query.where(cond).order_by(Radacct.acctstoptime.is_(None).desc(),
+                                                        Radacct.radacctid.desc())).all()
     finally:
         engine.dispose()
     if not rows:
@@ -66,7 +66,7 @@ def _find_session(db_url: str | None, ref: str) -> tuple[Session, Gateway]:
     return session, gateway
 
 
-def _selector(session: Session, gateway: Gateway) -> dict[str, object]:
+def _selector(session: Radacct, gateway: Gateway) -> dict[str, object]:
     attrs: dict[str, object] = {"Acct-Session-Id": session.acctsessionid,
                                 "NAS-Identifier": gateway.identifier}
     if session.username:

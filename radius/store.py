@@ -41,7 +41,7 @@ from .models import (
     CreditKind,
     Gateway,
     Person,
-    Session,
+    Radacct,
     Site,
     WifiKey,
 )
@@ -256,7 +256,7 @@ def new_class() -> str:
 
 _AUTHLOG = cast(Table, AuthLog.__table__)
 _WIFIKEY = cast(Table, WifiKey.__table__)
-_RADACCT = cast(Table, Session.__table__)
+_RADACCT = cast(Table, Radacct.__table__)
 _CREDIT = cast(Table, CreditEntry.__table__)
 
 

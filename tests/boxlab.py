@@ -23,7 +23,7 @@ from sqlalchemy.orm import sessionmaker
 
 from passerelle.gateway.control import ControlClient, ControlError
 from passerelle.radius import db
-from passerelle.radius.models import CreditEntry, CreditKind, Session
+from passerelle.radius.models import CreditEntry, CreditKind, Radacct
 from tests.lab import Lab
 from tests.need import stop
 from tests.peers import freeradius
@@ -94,10 +94,10 @@ class Box:
         out = self.lab.run(role, "curl", "-s", "-m", "3", url, check=False)
         return out.stdout.strip() if out.returncode == 0 else f"error {out.returncode}"
 
-    def sessions(self, login: str) -> list[Session]:
+    def sessions(self, login: str) -> list[Radacct]:
         with self.factory() as s:
-            return list(s.scalars(select(Session).where(Session.username == login)
-                                  .order_by(Session.radacctid)))
+            return list(s.scalars(select(Radacct).where(Radacct.username == login)
+                                  .order_by(Radacct.radacctid)))
 
     def charged(self, person: str) -> int:
         with self.factory() as s:

@@ -29,7 +29,7 @@ from passerelle.radius.models import (
     Gateway,
     Network,
     Person,
-    Session,
+    Radacct,
     Site,
 )
 
@@ -509,7 +509,7 @@ def test_history_is_kept(cli, world: str) -> None:
     with session(world) as s, s.begin():
         gw = s.scalars(select(Gateway)).one()
         alice = s.scalars(select(Person)).one()
-        s.add(Session(acctsessionid="s1", acctuniqueid="u1", username=alice.login,
+        s.add(Radacct(acctsessionid="s1", acctuniqueid="u1", username=alice.login,
                       nasipaddress=gw.ip_address, acctstarttime=stamp, person_id=alice.id,
                       gateway_id=gw.id, site_id=gw.site_id))
         s.add(AuthLog(username=alice.login, reply="Access-Accept", person_id=alice.id,
@@ -518,7 +518,7 @@ def test_history_is_kept(cli, world: str) -> None:
               "gateway 'axis-gw' has 1 session(s) or key(s) in its history")
     ok(cli("admin", "person", "remove", "alice@acme.example", "--db", world))
     with session(world) as s, s.begin():
-        row = s.scalars(select(Session)).one()
+        row = s.scalars(select(Radacct)).one()
         assert (row.username, row.person_id) == ("alice@acme.example", None)
         assert s.scalars(select(AuthLog)).one().person_id is None
         assert s.scalars(select(CreditEntry)).all() == []

@@ -2,8 +2,8 @@
 
     ip netns exec GW python -m benchmarks.gateway.inbox latency|interim|control ...
 
-It builds the daemon's ``Gateway`` from the real parts (Firewall on the
-kernel's table, the SQLite Spool and Store on disk, Clients reading the
+It builds the daemon's ``Daemon`` from the real parts (Firewall on the
+kernel's table, the SQLite Spool and SessionTable on disk, Clients reading the
 neighbour table) with one stand-in: a RADIUS client that accepts at once,
 because the issue excludes the RADIUS round trip from these figures. Each
 part is wrapped to time its own calls, so a slow check-in says where the
@@ -31,13 +31,13 @@ from passerelle.gateway.acct import AccountingRecord
 from passerelle.gateway.clients import Clients
 from passerelle.gateway.config import Config, Interfaces, parse
 from passerelle.gateway.control import ControlClient, ControlError, ControlServer
-from passerelle.gateway.daemon import Gateway
+from passerelle.gateway.daemon import Daemon
 from passerelle.gateway.nft import FAMILY, TABLE, Firewall, NftError, normal_mac
 from passerelle.gateway.radclient import AuthResult, NasIdentity, RadiusClient, RadiusServer
 from passerelle.gateway.service import _Portal, firewall_plan
+from passerelle.gateway.session_table import SessionTable
 from passerelle.gateway.sessions import Session
 from passerelle.gateway.spool import Spool
-from passerelle.gateway.store import Store
 
 from .plan import bulk_clients, lan_clients, median, percentile
 
@@ -86,7 +86,7 @@ class TimedSpool(Spool):
         return result
 
 
-class TimedStore(Store):
+class TimedStore(SessionTable):
     def save(self, session: Session) -> None:
         timed("store save", super().save, session)
 
@@ -190,14 +190,14 @@ def config(state: Path) -> Config:
     return parse(CONFIG.format(state=state), state, Interfaces(None, (), {}))
 
 
-def build(state: Path, proposed: bool = False) -> tuple[Gateway, Clock, Spool]:
+def build(state: Path, proposed: bool = False) -> tuple[Daemon, Clock, Spool]:
     cfg = config(state)
     state.mkdir(parents=True, exist_ok=True)
     clock = Clock()
     spool = TimedSpool(cfg.spool_path)
     firewall = (CreateFirstFirewall if proposed else TimedFirewall)(firewall_plan(cfg))
     clients = (ProcArpClients if proposed else TimedClients)(cfg.lan_if, list)  # no dnsmasq leases
-    gateway = Gateway(cfg, firewall=firewall, radius=AcceptAtOnce(), spool=spool,
+    gateway = Daemon(cfg, firewall=firewall, radius=AcceptAtOnce(), spool=spool,
                       store=TimedStore(cfg.sessions_path), clients=clients, clock=clock)
     return gateway, clock, spool
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session as DB
 
-from passerelle.radius.models import AuthLog, Gateway, Session, Site
+from passerelle.radius.models import AuthLog, Gateway, Radacct, Site
 
 from .scope import Scope
 
@@ -57,13 +57,13 @@ def boxes(db: DB, scope: Scope, now: datetime, interval: int) -> list[BoxRow]:
     """The gateways of the scope's sites, by site, the silent ones flagged."""
     if scope.company is not None:
         return []  # boxes are no company's business (access.PERMISSIONS keeps them out too)
-    acct = (select(Session.gateway_id.label("gateway_id"),
-                   func.max(Session.acctupdatetime).label("updated"),
-                   func.max(Session.acctstarttime).label("started"),
-                   func.max(Session.acctstoptime).label("stopped"),
-                   func.sum(case((Session.acctstoptime.is_(None), 1), else_=0)).label("live"))
-            .where(Session.gateway_id.is_not(None))
-            .group_by(Session.gateway_id).subquery())
+    acct = (select(Radacct.gateway_id.label("gateway_id"),
+                   func.max(Radacct.acctupdatetime).label("updated"),
+                   func.max(Radacct.acctstarttime).label("started"),
+                   func.max(Radacct.acctstoptime).label("stopped"),
+                   func.sum(case((Radacct.acctstoptime.is_(None), 1), else_=0)).label("live"))
+            .where(Radacct.gateway_id.is_not(None))
+            .group_by(Radacct.gateway_id).subquery())
     auth = (select(AuthLog.nasipaddress.label("ip"), func.max(AuthLog.authdate).label("at"))
             .group_by(AuthLog.nasipaddress).subquery())
     query = (select(Gateway, Site.name, acct.c.updated, acct.c.started, acct.c.stopped,

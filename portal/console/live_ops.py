@@ -17,7 +17,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session as DB
 
 from passerelle.radius import dae
-from passerelle.radius.models import Company, Gateway, Person, Session, Site
+from passerelle.radius.models import Company, Gateway, Person, Radacct, Site
 
 from .filters import like_pattern, optional_id, search_text
 from .scope import Scope
@@ -100,7 +100,7 @@ def time_left(start: datetime | None, session_timeout: int | None, now: datetime
 
 def _scoped(query: Select[Any], scope: Scope) -> Select[Any]:
     if scope.sites is not None:
-        query = query.where(Session.site_id.in_(sorted(scope.sites)))
+        query = query.where(Radacct.site_id.in_(sorted(scope.sites)))
     if scope.company is not None:
         query = query.where(Person.company_id == scope.company)
     return query
@@ -108,30 +108,30 @@ def _scoped(query: Select[Any], scope: Scope) -> Select[Any]:
 
 def _open(scope: Scope) -> Select[Any]:
     """The open sessions ``scope`` covers, joined to who and where."""
-    query = (select(Session, Person.login, Person.name, Company.name, Site.name,
+    query = (select(Radacct, Person.login, Person.name, Company.name, Site.name,
                     Gateway.identifier)
-             .select_from(Session)
-             .outerjoin(Person, Session.person_id == Person.id)
+             .select_from(Radacct)
+             .outerjoin(Person, Radacct.person_id == Person.id)
              .outerjoin(Company, Person.company_id == Company.id)
-             .outerjoin(Site, Session.site_id == Site.id)
-             .outerjoin(Gateway, Session.gateway_id == Gateway.id)
-             .where(Session.acctstoptime.is_(None)))
+             .outerjoin(Site, Radacct.site_id == Site.id)
+             .outerjoin(Gateway, Radacct.gateway_id == Gateway.id)
+             .where(Radacct.acctstoptime.is_(None)))
     return _scoped(query, scope)
 
 
 def _filtered(query: Select[Any], wanted: LiveFilter) -> Select[Any]:
     if wanted.site is not None:
-        query = query.where(Session.site_id == wanted.site)
+        query = query.where(Radacct.site_id == wanted.site)
     if wanted.company is not None:
         query = query.where(Person.company_id == wanted.company)
     if wanted.person is not None:
-        query = query.where(Session.person_id == wanted.person)
+        query = query.where(Radacct.person_id == wanted.person)
     if wanted.search:
         # A MAC is stored as the box wrote it: try both separators.
         texts = dict.fromkeys([wanted.search, wanted.search.replace(":", "-"),
                                wanted.search.replace("-", ":")])
-        columns = (Session.username, Person.name, Company.name, Site.name,
-                   Session.callingstationid, Session.framedipaddress, Session.acctsessionid)
+        columns = (Radacct.username, Person.name, Company.name, Site.name,
+                   Radacct.callingstationid, Radacct.framedipaddress, Radacct.acctsessionid)
         query = query.where(or_(*[column.ilike(like_pattern(t), escape="\\")
                                   for column in columns for t in texts]))
     return query
@@ -153,7 +153,7 @@ def live_sessions(db: DB, scope: Scope, wanted: LiveFilter, now: datetime,
     query = _filtered(_open(scope), wanted)
     total = int(db.scalar(select(func.count()).select_from(query.subquery())) or 0)
     rows = []
-    ordered = query.order_by(Session.acctstarttime.desc(), Session.radacctid.desc()).limit(limit)
+    ordered = query.order_by(Radacct.acctstarttime.desc(), Radacct.radacctid.desc()).limit(limit)
     for s, login, name, company, site, gateway in db.execute(ordered):
         updated = s.acctupdatetime or s.acctstarttime
         duration = seconds_between(s.acctstarttime, now)
@@ -192,11 +192,11 @@ class DisconnectOrder:
 def disconnect_order(db: DB, scope: Scope, session_id: int) -> DisconnectOrder | None:
     """The request that ends open session ``session_id``, or None when the
     operator's scope has no such open session, or no box is known for it."""
-    query = _open(scope).where(Session.radacctid == session_id)
+    query = _open(scope).where(Radacct.radacctid == session_id)
     found = db.execute(query).first()
     if found is None:
         return None
-    s: Session = found[0]
+    s: Radacct = found[0]
     gateway = db.get(Gateway, s.gateway_id) if s.gateway_id is not None else db.scalar(
         select(Gateway).where(Gateway.ip_address == s.nasipaddress))
     if gateway is None:

@@ -20,7 +20,7 @@ from passerelle.portal.console.app import create_app
 from passerelle.portal.console.settings import ConsoleSettings
 from passerelle.radius import admin
 from passerelle.radius.db import transaction
-from passerelle.radius.models import AuthLog, Session
+from passerelle.radius.models import AuthLog, Radacct
 
 NOW = datetime(2026, 12, 1, 10, 0, 0)
 PASSWORD = "a long console pass"
@@ -56,7 +56,7 @@ def _session(db: DB, world: World, sid: str, login: str, site: str, gateway_id: 
              started: timedelta, updated: timedelta | None = None,
              stopped: timedelta | None = None, mac: str = "", ip: str = "",
              up: int = 0, down: int = 0) -> None:
-    row = Session(acctsessionid=sid, acctuniqueid=sid.replace("-", "")[:32], username=login,
+    row = Radacct(acctsessionid=sid, acctuniqueid=sid.replace("-", "")[:32], username=login,
                   nasipaddress="127.0.0.1", nasidentifier=site.lower().split()[0] + "-gw",
                   acctstarttime=NOW - started,
                   acctupdatetime=NOW - updated if updated is not None else None,

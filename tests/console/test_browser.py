@@ -18,7 +18,7 @@ from passerelle.portal.console.app import create_app
 from passerelle.portal.console.serve import Listening
 from passerelle.portal.console.settings import ConsoleSettings
 from passerelle.radius.db import transaction
-from passerelle.radius.models import Session
+from passerelle.radius.models import Radacct
 from tests.need import unavailable
 
 from .conftest import NOC, PASSWORD, Daemon, World
@@ -69,7 +69,7 @@ def test_ops_on_a_phone(console: str, factory: sessionmaker[DB], world: World,
             # A new session opens at a site: the table shows it without a reload.
             page.evaluate("window.notReloaded = true")
             with transaction(factory) as db:
-                db.add(Session(acctsessionid="cei-0009", acctuniqueid="cei0009",
+                db.add(Radacct(acctsessionid="cei-0009", acctuniqueid="cei0009",
                                username="newcomer@acme.example", nasipaddress="127.0.0.2",
                                acctstarttime=datetime.now(UTC).replace(tzinfo=None),
                                site_id=world.sites["CEI"]))

@@ -17,11 +17,11 @@ from passerelle.gateway import sessions as sm
 from passerelle.gateway.acct import AccountingRecord
 from passerelle.gateway.clients import Clients
 from passerelle.gateway.config import Interfaces, parse
-from passerelle.gateway.daemon import Gateway
+from passerelle.gateway.daemon import Daemon
 from passerelle.gateway.radclient import RadiusClient
+from passerelle.gateway.session_table import SessionTable
 from passerelle.gateway.sessions import Cause, Session, Terms
 from passerelle.gateway.spool import Spool
-from passerelle.gateway.store import Store
 
 CONFIG = """
 [box]
@@ -47,7 +47,7 @@ class RecordingSpool(Spool):
         return super().put(record)
 
 
-class RecordingStore(Store):
+class RecordingStore(SessionTable):
     def __init__(self, path: Path, effects: list[str]) -> None:
         super().__init__(path)
         self.effects = effects
@@ -84,9 +84,9 @@ class RecordingFirewall:
 
 @dataclass
 class Rig:
-    gateway: Gateway
+    gateway: Daemon
     effects: list[str]
-    store: Store
+    store: SessionTable
     spool: Spool
 
 
@@ -96,7 +96,7 @@ def rig(tmp_path: Path) -> Rig:
     config = parse(CONFIG, tmp_path, MACHINE)
     spool = RecordingSpool(tmp_path / "spool.db", effects)
     store = RecordingStore(tmp_path / "sessions.db", effects)
-    gateway = Gateway(config, firewall=RecordingFirewall(effects),
+    gateway = Daemon(config, firewall=RecordingFirewall(effects),
                       # Neither is used by the executor.
                       radius=cast(RadiusClient, None), clients=cast(Clients, None),
                       spool=spool, store=store,

@@ -30,7 +30,7 @@ from passerelle.gateway.radclient import (
 from passerelle.radius import ledger, protocol
 from passerelle.radius import messages as m
 from passerelle.radius.db import make_sessionmaker
-from passerelle.radius.models import AuthLog, Session, WifiKey
+from passerelle.radius.models import AuthLog, Radacct, WifiKey
 from tests.peers import freeradius as fr
 from tests.peers.freeradius import (  # noqa: F401 - fixtures, by their pytest names
     freeradius_fixture,
@@ -443,7 +443,7 @@ def test_centre_records_start_interim_stop(centre: Server, engine) -> None:
                                terminate_cause=m.TerminateCause.USER_REQUEST,
                                event_time=t0 + 120, **base))  # type: ignore[arg-type]
     with make_sessionmaker(engine)() as db:
-        row = db.scalars(select(Session)).one()
+        row = db.scalars(select(Radacct)).one()
         assert row.acctsessionid == "gw-0001"
         assert (row.acctinputoctets, row.acctoutputoctets) == (2**32 + 99, 6 * 2**32)
         assert (row.acctsessiontime, row.acctterminatecause) == (120, "User-Request")

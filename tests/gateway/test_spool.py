@@ -24,7 +24,7 @@ from passerelle.gateway.spool import Spool, SpoolSender
 from passerelle.radius import ledger
 from passerelle.radius import messages as m
 from passerelle.radius.db import make_sessionmaker
-from passerelle.radius.models import CreditEntry, Session
+from passerelle.radius.models import CreditEntry, Radacct
 from tests.radius import seed
 from tests.radius.conftest import Server, start_server
 
@@ -295,7 +295,7 @@ def test_centre_down_then_back_drains_once_in_order(db_url: str, engine, key_fil
             assert spool.deliver(centre_client(second, timeout=1.0, tries=3)) == 3
             assert spool.pending() == 0
             with make_sessionmaker(engine)() as db:
-                row = db.scalars(select(Session)).one()
+                row = db.scalars(select(Radacct)).one()
                 charged = db.scalars(select(CreditEntry.seconds).where(
                     CreditEntry.session_id == row.radacctid)).all()
                 balance = ledger.balance(db, alice)
@@ -308,7 +308,7 @@ def test_centre_down_then_back_drains_once_in_order(db_url: str, engine, key_fil
             spool.put(records[2])
             assert spool.deliver(centre_client(second, timeout=1.0, tries=3)) == 1
             with make_sessionmaker(engine)() as db:
-                assert db.scalars(select(Session)).one().acctsessiontime == 300
+                assert db.scalars(select(Radacct)).one().acctsessiontime == 300
                 assert ledger.balance(db, alice) == balance
         finally:
             second.stop()

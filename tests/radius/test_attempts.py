@@ -14,7 +14,7 @@ from passerelle.radius import passwords
 from passerelle.radius.attempts import Attempts, Limit
 from passerelle.radius.db import make_sessionmaker
 from passerelle.radius.handler import ACCT, AUTH, Datagram, Handler, HandlerSettings
-from passerelle.radius.models import Session
+from passerelle.radius.models import Radacct
 
 from . import seed
 from .peers import RawClient
@@ -124,7 +124,7 @@ def test_no_password_is_verified_inside_a_transaction(engine, world, maker,
     # Five verifications, the unknown login's included; none in a transaction.
     assert verifications == [False] * 5
     with make_sessionmaker(engine)() as db:
-        assert db.scalar(select(func.count()).select_from(Session)) == 1
+        assert db.scalar(select(func.count()).select_from(Radacct)) == 1
 
 
 def test_failed_attempts_are_limited_per_login_then_the_owner_gets_in(

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from passerelle.radius import ledger
 from passerelle.radius.db import make_sessionmaker
 from passerelle.radius.handler import ACCT, Datagram, Handler
-from passerelle.radius.models import CreditEntry, CreditKind, Session, WifiKey
+from passerelle.radius.models import CreditEntry, CreditKind, Radacct, WifiKey
 from tests.radius import seed
 from tests.radius.peers import RawClient
 
@@ -47,7 +47,7 @@ def test_interim_creating_the_session_and_its_stop_in_one_batch(engine, world) -
     alice = world.people["alice"]
     assert charged(factory, alice) == 160
     with factory() as s:
-        (row,) = s.scalars(select(Session).where(Session.acctsessionid == "batch-1")).all()
+        (row,) = s.scalars(select(Radacct).where(Radacct.acctsessionid == "batch-1")).all()
     assert row.acctstoptime is not None and row.person_id == alice
     assert row.acctsessiontime == 160 and row.charged == 160
 
@@ -95,7 +95,7 @@ def test_a_whole_session_retransmitted_in_one_batch_is_charged_once(engine, worl
     assert len(replies) == 6 and cuts == []
     assert charged(factory, alice) == 90
     with factory() as s:
-        (row,) = s.scalars(select(Session).where(Session.acctsessionid == "batch-1")).all()
+        (row,) = s.scalars(select(Radacct).where(Radacct.acctsessionid == "batch-1")).all()
         assert (row.acctsessiontime, row.charged, row.person_id) == (90, 90, alice)
         assert row.acctterminatecause == "Idle-Timeout"
         assert ledger.balance(s, alice) == 600 * 60 - 90
@@ -118,6 +118,6 @@ def test_accounting_on_closes_charges_and_revokes_once(engine, world) -> None:
     assert len(replies) == 2
     assert charged(factory, alice) == 120 and revoked(factory, "psl1:open")
     with factory() as s:
-        (row,) = s.scalars(select(Session).where(Session.acctsessionid == "batch-1")).all()
+        (row,) = s.scalars(select(Radacct).where(Radacct.acctsessionid == "batch-1")).all()
         assert row.acctterminatecause == "NAS-Reboot" and row.acctstoptime is not None
         assert row.acctsessiontime == 120 and row.charged == 120

@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from passerelle.radius import ledger, protocol
 from passerelle.radius.db import make_sessionmaker
 from passerelle.radius.handler import AUTH, Datagram, Handler
-from passerelle.radius.models import AuthLog, CreditEntry, Gateway, Session
+from passerelle.radius.models import AuthLog, CreditEntry, Gateway, Radacct
 
 from . import seed
 from .conftest import start_server
@@ -158,14 +158,14 @@ def test_untracked_status_acknowledged_and_breaches_logged(server, acct_client,
     tunnel["Acct-Status-Type"] = [9]  # Tunnel-Start (RFC 2867)
     _, reply = acct_client.exchange(tunnel)
     assert reply is not None and reply.code == protocol.ACCOUNTING_RESPONSE
-    assert count(engine, Session) == 0
+    assert count(engine, Radacct) == 0
     # User-Password in an Accounting-Request breaks RFC 2866 section 5.13:
     # logged, and the record is still taken.
     odd = acct_client.accounting_request("Start", "t-2", User_Name="alice@acme.example",
                                          Reply_Message="hello")
     _, reply = acct_client.exchange(odd)
     assert reply is not None and reply.code == protocol.ACCOUNTING_RESPONSE
-    assert count(engine, Session) == 1
+    assert count(engine, Radacct) == 1
     assert "carries Reply-Message (RFC 2866 section 5.13 forbids it)" in server.logs()
 
 
@@ -254,7 +254,7 @@ def test_retransmissions_charge_credit_once(acct_client, engine, world) -> None:
         assert ledger.balance(db, world.people["alice"]) == 600 * 60 - 300
         charges = db.scalars(select(CreditEntry.seconds).where(CreditEntry.seconds < 0)).all()
         assert sum(charges) == -300
-        row = db.scalars(select(Session)).one()
+        row = db.scalars(select(Radacct)).one()
         assert row.acctterminatecause == "Idle-Timeout"
 
 
@@ -264,7 +264,7 @@ def test_acct_delay_time_moves_the_event_back(acct_client, engine) -> None:
                                          Acct_Delay_Time=3600)
     assert acct_client.exchange(pkt)[1] is not None
     with make_sessionmaker(engine)() as db:
-        row = db.scalars(select(Session)).one()
+        row = db.scalars(select(Radacct)).one()
     assert row.acctstarttime is not None
     # Naive UTC: compare through a UTC timestamp.
     started = row.acctstarttime.replace(tzinfo=UTC).timestamp()
@@ -353,7 +353,7 @@ def test_disconnect_command(db_url, engine, key_file, nak, printed, status) -> N
     seed.build(make_sessionmaker(engine), coa_port=peer.port)
     with make_sessionmaker(engine)() as db, db.begin():
         gw = db.scalars(select(Gateway)).one()
-        db.add(Session(acctsessionid="ops-1", acctuniqueid="u" * 32, username="alice@acme.example",
+        db.add(Radacct(acctsessionid="ops-1", acctuniqueid="u" * 32, username="alice@acme.example",
                        nasipaddress="127.0.0.1", gateway_id=gw.id, site_id=gw.site_id,
                        callingstationid="02-00-00-00-00-01", framedipaddress="198.51.100.10"))
     out = subprocess.run([str(BIN), "radius", "disconnect", "ops-1", "--db", db_url,

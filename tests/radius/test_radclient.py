@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from passerelle.radius import ledger
 from passerelle.radius.db import make_sessionmaker
-from passerelle.radius.models import AuthLog, Session, WifiKey
+from passerelle.radius.models import AuthLog, Radacct, WifiKey
 
 from . import seed
 from .peers import radclient
@@ -133,7 +133,7 @@ def test_accounting_sequence_charges_once(server, engine, world) -> None:
     assert acct(server, f"Acct-Status-Type = Interim-Update, Acct-Session-Time = 900, "
                         f"{common}") == "Accounting-Response"
     with make_sessionmaker(engine)() as db:
-        row = db.scalars(select(Session)).one()
+        row = db.scalars(select(Radacct)).one()
         assert row.acctsessiontime == 600
         assert row.acctinputoctets == 2000
         assert row.acctoutputoctets == 2**32 + 7
@@ -156,10 +156,10 @@ def test_accounting_on_closes_open_sessions(server, engine) -> None:
         == "Accounting-Response"
     assert acct(server, "Acct-Status-Type = Accounting-On") == "Accounting-Response"
     with make_sessionmaker(engine)() as db:
-        rows = db.scalars(select(Session).order_by(Session.acctsessionid)).all()
+        rows = db.scalars(select(Radacct).order_by(Radacct.acctsessionid)).all()
         assert [r.acctterminatecause for r in rows] == ["NAS-Reboot", "NAS-Reboot"]
         assert all(r.acctstoptime is not None for r in rows)
-        charged = db.scalar(select(func.sum(Session.charged)))
+        charged = db.scalar(select(func.sum(Radacct.charged)))
         assert charged == 120
 
 

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from passerelle.gateway import sessions as sm
+from passerelle.gateway.session_table import SessionTable, from_json, to_json
 from passerelle.gateway.sessions import Cause, Counters, Terms
-from passerelle.gateway.store import Store, from_json, to_json
 
 T0 = 1_800_000_000.0
 
@@ -27,7 +27,7 @@ def test_json_round_trip_keeps_everything() -> None:
 
 
 def test_open_sessions_and_updates(tmp_path: Path) -> None:
-    store = Store(tmp_path / "sessions.db")
+    store = SessionTable(tmp_path / "sessions.db")
     one, two = a_session("S1"), a_session("S2", "198.51.100.11")
     store.save(one)
     store.save(two)
@@ -48,27 +48,27 @@ def test_a_saved_session_survives_kill_9(tmp_path: Path) -> None:
     code = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from passerelle.gateway.store import Store\n"
-        "from tests.gateway.test_store import a_session\n"
-        f"Store(Path({str(path)!r})).save(a_session())\n"
+        "from passerelle.gateway.session_table import SessionTable\n"
+        "from tests.gateway.test_session_table import a_session\n"
+        f"SessionTable(Path({str(path)!r})).save(a_session())\n"
         "os.kill(os.getpid(), 9)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
                           check=False)
     assert proc.returncode == -9
-    assert Store(path).open_sessions() == [a_session()]
+    assert SessionTable(path).open_sessions() == [a_session()]
 
 
 # -- stopped rows are pruned (issue 13, finding 8) -----------------------------------------
 
 
-def _stopped(store: Store, sid: str, at: float) -> None:
+def _stopped(store: SessionTable, sid: str, at: float) -> None:
     ended, _ = sm.end(a_session(sid, "198.51.100.20"), Cause.USER_REQUEST, at)
     store.save(ended)
 
 
 def test_prune_forgets_stopped_sessions_after_the_retention(tmp_path: Path) -> None:
-    store = Store(tmp_path / "sessions.db")
+    store = SessionTable(tmp_path / "sessions.db")
     day = 86400.0
     store.save(a_session("OPEN"))  # open for ever: never pruned
     _stopped(store, "OLD", T0)
@@ -86,7 +86,7 @@ def test_prune_forgets_stopped_sessions_after_the_retention(tmp_path: Path) -> N
 
 
 def test_prune_is_bounded_per_call(tmp_path: Path) -> None:
-    store = Store(tmp_path / "sessions.db")
+    store = SessionTable(tmp_path / "sessions.db")
     for i in range(25):
         _stopped(store, f"S{i:02}", T0 + i)
     now = T0 + 30 * 86400

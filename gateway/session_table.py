@@ -59,7 +59,7 @@ def from_json(text: str) -> Session:
     )
 
 
-class Store:
+class SessionTable:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
