@@ -130,5 +130,23 @@ def check_out(config_path: Path, socket_path: Path | None, ip: str) -> None:
     click.echo(f"session {result['ended']} ended")
 
 
+@gateway.command("doctor")
+@CONFIG
+def doctor(config_path: Path) -> None:
+    """Check the box from the cables to the centre: one line each, OK or
+    what to do; exit 1 if anything is wrong."""
+    from . import doctor as d
+
+    try:
+        config = load(config_path)
+    except UserError as exc:
+        click.echo(f"FAIL configuration: {exc}")
+        sys.exit(1)
+    lines, status = d.report(d.verdicts(config, d.look(config), d.now_utc()))
+    for line in lines:
+        click.echo(line)
+    sys.exit(status)
+
+
 def register(root: click.Group) -> None:
     root.add_command(gateway)

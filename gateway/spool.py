@@ -86,6 +86,17 @@ class Spool:
             (count,) = self._db.execute("SELECT count(*) FROM rejected").fetchone()
         return int(count)
 
+    def oldest_age(self, now: float) -> float | None:
+        """Seconds the oldest waiting record has waited since its event, or
+        None when nothing waits (or its time cannot be read)."""
+        oldest = self._oldest()
+        if oldest is None:
+            return None
+        try:
+            return float(AccountingRecord.from_json(json.loads(oldest[1])).delay(now))
+        except (ValueError, TypeError):
+            return None
+
     def _oldest(self) -> tuple[int, str] | None:
         with self._db_lock:
             row = self._db.execute(
