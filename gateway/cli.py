@@ -130,6 +130,27 @@ def check_out(config_path: Path, socket_path: Path | None, ip: str) -> None:
     click.echo(f"session {result['ended']} ended")
 
 
+@gateway.command("enroll")
+@click.option("--code", required=True, help="The one-time code ops gave you.")
+@click.option("--centre", required=True, help="The centre's address, https://...")
+@click.option("--etc", "etc", type=click.Path(path_type=Path), default=Path("/etc/passerelle"),
+              show_default=True, help="Where the box's configuration goes.")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Trust this CA for the centre's HTTPS certificate.")
+@click.option("--force", is_flag=True, help="Enrol again a box already enrolled.")
+@click.option("--no-start", is_flag=True, help="Do not start the services afterwards.")
+def enroll(code: str, centre: str, etc: Path, ca_file: Path | None, force: bool,
+           no_start: bool) -> None:
+    """Fetch this box's identity, secret and certificate with a one-time code."""
+    from .enrol import Paths
+    from .enrol import enroll as do_enroll
+
+    done = do_enroll(code, centre, Paths(etc), ca_file=ca_file, force=force,
+                     start=not no_start)
+    click.echo(f"enrolled as {done['identifier']} (site {done['site']}, network "
+               f"{done['network']}); configuration in {Paths(etc).config}")
+
+
 @gateway.command("doctor")
 @CONFIG
 def doctor(config_path: Path) -> None:

@@ -434,6 +434,41 @@ def gateway_remove(identifier: str, db_url: str | None) -> None:
     click.echo(f"gateway {identifier!r} removed")
 
 
+@gateway.command("code")
+@click.argument("identifier")
+@click.option("--hours", type=click.IntRange(1, 24 * 30), default=48, show_default=True,
+              help="How long the code may be used.")
+@db_option
+def gateway_code(identifier: str, hours: int, db_url: str | None) -> None:
+    """A one-time enrolment code for the box of gateway IDENTIFIER (its
+    earlier unused codes stop working)."""
+    from datetime import timedelta
+
+    from . import enrolment
+
+    with unit_of_work(db_url) as s:
+        code, row = enrolment.issue_code(s, ops.get_gateway(s, identifier), now(),
+                                         timedelta(hours=hours))
+        expires = row.expires
+    click.echo(f"enrolment code for {identifier.strip()}: {code}")
+    click.echo(f"valid once, until {expires:%Y-%m-%d %H:%M} UTC; on the box: "
+               f"passerelle gateway enroll --code {code} --centre https://CENTRE")
+
+
+@gateway.command("revoke")
+@click.argument("identifier")
+@db_option
+def gateway_revoke(identifier: str, db_url: str | None) -> None:
+    """A stolen box: revoke its certificates, withdraw its codes and replace
+    its RADIUS secret. Enrol a new box with `gateway code`."""
+    from . import enrolment
+
+    with unit_of_work(db_url) as s:
+        count = enrolment.revoke(s, ops.get_gateway(s, identifier), now())
+    click.echo(f"gateway {identifier.strip()!r} revoked: {count} certificate(s), its secret "
+               "replaced; it can no longer reach the centre")
+
+
 # -- companies --------------------------------------------------------------
 
 def plan_options(func: F) -> F:

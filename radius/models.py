@@ -358,15 +358,57 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(String(512), default="")
 
 
+class EnrolmentCode(Base):
+    """A one-time code with which a new box fetches its identity (docs/enrolment.md)."""
+
+    __tablename__ = "enrolment_code"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateway.id", ondelete="CASCADE"),
+                                            index=True)
+    # SHA-256 of the code: the code itself is shown once and never stored.
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    expires: Mapped[datetime] = mapped_column(DateTime)
+    used: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    used_from: Mapped[str] = mapped_column(String(45), default="")
+
+
+class GatewayCertificate(Base):
+    """A TLS client certificate the centre's CA issued to a box."""
+
+    __tablename__ = "gateway_certificate"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateway.id", ondelete="CASCADE"),
+                                            index=True)
+    serial: Mapped[str] = mapped_column(String(40), unique=True)  # hex
+    issued: Mapped[datetime] = mapped_column(DateTime)
+    not_after: Mapped[datetime] = mapped_column(DateTime)
+    revoked: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class CertificateAuthority(Base):
+    """The centre's small CA; its key sealed with the server key, so every
+    central node that shares the key file signs with the same CA."""
+
+    __tablename__ = "certificate_authority"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_pem: Mapped[str] = mapped_column(Sealed())
+    created: Mapped[datetime] = mapped_column(DateTime)
+
+
 __all__ = [
     "AuditEntry",
     "AuthLog",
     "Base",
+    "CertificateAuthority",
     "Company",
     "CompanyStatus",
     "CreditEntry",
     "CreditKind",
+    "EnrolmentCode",
     "Gateway",
+    "GatewayCertificate",
     "Network",
     "Operator",
     "OperatorRole",

@@ -37,6 +37,7 @@ PERMISSIONS: dict[str, frozenset[OperatorRole] | None] = {
     "live.index": EVERYONE,
     "live.disconnect": EVERYONE,  # within their scope: live_ops.disconnect_order
     "boxes.index": OPS_AND_SITES,
+    "enrol.enrol": PUBLIC,  # a box with a one-time code (radius.enrolment)
 }
 
 # The Flask session's keys.

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from passerelle.portal.limits import Limiter
 from passerelle.radius import dae
 
-from . import access, auth, boxes, formats, live
+from . import access, auth, boxes, enrol, formats, live
 from .settings import ConsoleSettings
 from .state import KEY, Console, Disconnect
 
@@ -99,10 +99,12 @@ def create_app(factory: sessionmaker[Session], *,
     # Access first: no other hook (not even the CSRF check) runs for a
     # request the operator may not make.
     access.install(app)
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
+    csrf.exempt(enrol.bp)  # JSON from a box, not a browser's form
     app.register_blueprint(auth.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(boxes.bp)
+    app.register_blueprint(enrol.bp)
     app.add_url_rule("/", "home", _home)
     formats.install(app)
     app.after_request(_headers)
