@@ -235,16 +235,21 @@ class Disconnector:
         self.on_answer = on_answer
         self._queue: queue.Queue[Ended | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def release(self, ended: Ended) -> None:
         self._queue.put(ended)
 
     def start(self) -> None:
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="ap-dae", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Finish the request under way (its tries), skip what is queued: a
+        stopping box does not hold up its shutdown for access points."""
         if self._thread is not None:
+            self._stopping.set()
             self._queue.put(None)
             self._thread.join()
             self._thread = None
@@ -255,6 +260,10 @@ class Disconnector:
             try:
                 if item is None:
                     return
+                if self._stopping.is_set():
+                    log.warning("wifi: stopping: the stations of session %s are not let go at "
+                                "their access points", item.session_id)
+                    continue
                 for one in self.orders(item):
                     self.send(one)
             except Exception:  # the worker is the boundary: log, keep serving

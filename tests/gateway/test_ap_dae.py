@@ -21,6 +21,7 @@ from passerelle.gateway import ap_dae
 from passerelle.gateway import sessions as sm
 from passerelle.gateway.ap_server import AccessPoint, ApCore, ApServer, Vendor
 from passerelle.gateway.config import ConfigError, parse
+from passerelle.gateway.service import Box
 from passerelle.gateway.sessions import Cause, Terms
 from passerelle.radius import messages as m
 from passerelle.radius.exchange import Backoff
@@ -258,6 +259,26 @@ def test_config_disconnect_and_dae_port(tmp_path: Path) -> None:
 def test_config_disconnect_mistakes_are_named(tmp_path: Path, extra: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse(WITH_AP + extra, tmp_path, MACHINE)
+
+
+def test_the_box_wires_the_daemon_and_the_access_points_both_ways(tmp_path: Path) -> None:
+    box = Box(parse(WITH_AP + "disconnect = true\n", tmp_path, MACHINE))
+    try:
+        assert box.access_points is not None
+        assert box.gateway.stations is box.access_points
+        assert box.access_points.core.sessions is box.gateway
+        session, _ = sm.check_in("S1", "alice@acme.example", STATION, "198.51.100.10",
+                                 Terms(), NOW)
+        box.gateway._open["S1"] = session
+        assert box.gateway.session_of(None, STATION) == ("S1", "alice@acme.example")
+        assert box.gateway.session_of("alice@acme.example", "02:00:00:00:00:01") == \
+            ("S1", "alice@acme.example")
+        assert box.gateway.session_of("bob@slowco.example", "02:00:00:00:00:01") is None
+    finally:
+        box.store.close()
+    plain = Box(parse(BASE, tmp_path / "plain", MACHINE))
+    plain.store.close()
+    assert plain.gateway.stations is None
 
 
 # -- over UDP: radclient as the access point's accounting -------------------------------
