@@ -212,7 +212,7 @@ def accept_for(vendor: Vendor, decision: keyfinder.Accept) -> m.AccessAccept | N
 
 
 class ApCore:
-    """The protocol, without sockets. Not thread-safe: one reader calls it."""
+    """The protocol, without sockets. Not thread-safe: ApServer holds a lock around it."""
 
     def __init__(self, access_points: Sequence[AccessPoint], source: KeySource, *, ssid: str,
                  candidates_max: int = 0, duplicate_window: float = 30.0,
