@@ -7,7 +7,8 @@ set -euo pipefail
 want=(python3 python3-venv python3-dev gcc freeradius-utils nftables dnsmasq iproute2
       isc-dhcp-client curl iperf3 tcpdump procps chromium)
 if [ "${1:-test}" = test ]; then
-    want+=(postgresql freeradius freeradius-postgresql radsecproxy wrk zbar-tools)
+    want+=(postgresql freeradius freeradius-postgresql radsecproxy wrk zbar-tools hostapd
+           wpasupplicant)
 fi
 missing=()
 for pkg in "${want[@]}"; do

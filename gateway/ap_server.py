@@ -12,14 +12,26 @@ Rules, in the order they apply:
    source is dropped, never answered.
 2. A retransmission (same source, port and octets) within 30 s gets the
    cached reply (RFC 5080 section 2.2.2), not a second look-up.
-3. A datagram that is not a valid Access-Request, or has no valid
-   Message-Authenticator, is dropped (RFC 3579 section 3.2; the
-   BlastRADIUS rule): one log line says why.
+3. A datagram that is not a valid Access-Request or Accounting-Request, or
+   an Access-Request without a valid Message-Authenticator, is dropped (RFC
+   3579 section 3.2; the BlastRADIUS rule): one log line says why.
 4. The station's MAC is Calling-Station-Id (or User-Name, hostapd's 12 hex
    digits); the BSSID and SSID come from Called-Station-Id
    ``AA-BB-CC-DD-EE-FF:SSID``. No usable MAC: Access-Reject.
 5. ``keyfinder.find`` decides; the Accept is written in the access point's
    vendor dialect, Message-Authenticator first (hostapd >= 2.11 requires it).
+   The station is then held by that access point (``ap_dae.Stations``).
+6. Accounting-Request (on the same port): the access point's Start, Interim
+   and Stop for an association are tied to the person and to their open
+   session on the box, if any (``ap_dae.SessionFinder``), and answered; the
+   access point's counters stay on the association and in the log, never in
+   a second accounting record: the box's own counters already count that
+   traffic, and charge it once. Accounting-On/Off: the access point
+   restarted, its associations are gone. A Start, Interim or Stop without a
+   station MAC is dropped (nothing to record, so no answer: RFC 2866 4.1).
+7. When a session ends (``release``), the access points configured with
+   ``disconnect = true`` that hold its stations get an RFC 5176
+   Disconnect-Request on their ``dae_port``, sent by ``ap_dae.Disconnector``.
 
 Keys come from a ``KeySource`` (the daemon). Their PMKs for the network's
 SSID are derived once, when a key first appears (``refresh``), never per
@@ -37,16 +49,18 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, assert_never
 
 from passerelle.radius import messages as m
 from passerelle.radius.codec import MAX_LENGTH
+from passerelle.radius.exchange import Backoff
 from passerelle.radius.mac import parse as normal_mac
 from passerelle.radius.replies import ReplyCache
 
-from . import keyfinder, psk
+from . import ap_dae, keyfinder, psk
+from .sessions import Session
 
 log = logging.getLogger("passerelle.gateway")
 
@@ -72,6 +86,8 @@ class AccessPoint:
     network: IpNetwork
     secret: bytes
     vendor: Vendor
+    disconnect: bool = False  # send it RFC 5176 Disconnect-Requests when a session ends
+    dae_port: int = ap_dae.DAE_PORT  # where it listens for them
 
     def __repr__(self) -> str:  # never the secret in a log line
         return f"AccessPoint({self.network}, {self.vendor})"
@@ -148,7 +164,7 @@ class Station:
     ssid: str | None
 
 
-def station_of(request: m.AccessRequest) -> Station:
+def station_of(request: m.AccessRequest | m.AccountingRequest) -> Station:
     """ValueError when no MAC address identifies the station."""
     raw = request.calling_station_id or request.user_name
     if raw is None:
@@ -196,10 +212,11 @@ def accept_for(vendor: Vendor, decision: keyfinder.Accept) -> m.AccessAccept | N
 
 
 class ApCore:
-    """The protocol, without sockets. Not thread-safe: one reader calls it."""
+    """The protocol, without sockets. Not thread-safe: ApServer holds a lock around it."""
 
     def __init__(self, access_points: Sequence[AccessPoint], source: KeySource, *, ssid: str,
-                 candidates_max: int = 0, duplicate_window: float = 30.0) -> None:
+                 candidates_max: int = 0, duplicate_window: float = 30.0,
+                 sessions: ap_dae.SessionFinder | None = None) -> None:
         for ap in access_points:
             if len(ap.secret) < MIN_SECRET:
                 raise ValueError(f"access point {ap.network}: the shared secret has fewer "
@@ -212,6 +229,8 @@ class ApCore:
         self.candidates_max = candidates_max
         self.duplicates = ReplyCache(duplicate_window)
         self.bindings: OrderedDict[str, str] = OrderedDict()  # station MAC -> key id
+        self.sessions = sessions
+        self.stations = ap_dae.Stations()
 
     def refresh(self) -> None:
         """Take the source's keys; derive the PMKs of new ones."""
@@ -248,21 +267,28 @@ class ApCore:
         except m.Drop as why:
             log.warning("wifi: dropped a request from %s:%d: %s", ip, port, why)
             return None
+        if isinstance(request, m.AccountingRequest):
+            answer = self._account(request, ip, now)
+            if answer is None:
+                return None
+            datagram = answer.encode(ap.secret, request)
+            self.duplicates.put(key, datagram, now)
+            return datagram
         if not isinstance(request, m.AccessRequest):
-            log.warning("wifi: dropped a %s from %s:%d: only Access-Request is served here",
-                        request.CODE.label, ip, port)
+            log.warning("wifi: dropped a %s from %s:%d: only Access-Request and "
+                        "Accounting-Request are served here", request.CODE.label, ip, port)
             return None
         if not request.message_authenticator:
             log.warning("wifi: dropped an Access-Request from %s:%d: no "
                         "Message-Authenticator (RFC 3579 section 3.2)", ip, port)
             return None
-        reply = self._answer(request, ap, ip)
+        reply = self._answer(request, ap, ip, now)
         datagram = reply.encode(ap.secret, request)
         self.duplicates.put(key, datagram, now)
         return datagram
 
-    def _answer(self, request: m.AccessRequest, ap: AccessPoint,
-                ip: str) -> m.AccessAccept | m.AccessReject:
+    def _answer(self, request: m.AccessRequest, ap: AccessPoint, ip: str,
+                now: float) -> m.AccessAccept | m.AccessReject:
         try:
             station = station_of(request)
         except ValueError as exc:
@@ -287,12 +313,83 @@ class ApCore:
                     return m.AccessReject()
                 if decision.learn:
                     self._learn(station.mac, decision.keys[0].key_id)
+                self.stations.joined(ip, request.calling_station_id or station.mac, station.mac,
+                                     decision.person, request.nas_identifier,
+                                     request.nas_ip_address, now)
                 log.info("wifi: Access-Accept to %s (%s) for %s: %s by %s, VLAN %s", ip,
                          ap.vendor, station.mac, decision.person or
                          f"{len(decision.keys)} candidates", decision.how, decision.vlan)
                 return accept
             case _:
                 assert_never(decision)
+
+    def _account(self, request: m.AccountingRequest, ip: str,
+                 now: float) -> m.AccountingResponse | None:
+        """An access point's accounting: tie, record, answer (rule 6)."""
+        status = request.status
+        if status in (m.AcctStatus.ACCOUNTING_ON, m.AcctStatus.ACCOUNTING_OFF):
+            gone = self.stations.restarted(ip)
+            log.info("wifi: %s from access point %s: it restarted, %d association(s) it held "
+                     "are gone", m.AcctStatus(status).label, ip, gone)
+            return m.AccountingResponse()
+        if status not in (m.AcctStatus.START, m.AcctStatus.INTERIM_UPDATE, m.AcctStatus.STOP):
+            log.warning("wifi: dropped an Accounting-Request from %s: Acct-Status-Type %d is "
+                        "not one an access point sends", ip, int(status))
+            return None
+        label = m.AcctStatus(status).label
+        try:
+            station = station_of(request)
+        except ValueError as exc:
+            log.warning("wifi: dropped an Accounting %s from %s: %s", label, ip, exc)
+            return None
+        person = self._person_of(station.mac)
+        tie = None
+        if self.sessions is not None:
+            tie = self.sessions.session_of(person or request.user_name, station.mac)
+        session_id, login = tie if tie is not None else (None, None)
+        held = self.stations.accounted(ip, request, station.mac, person or login, session_id,
+                                       now)
+        if held is None:
+            log.info("wifi: Accounting Stop from %s for %s (Acct-Session-Id %s) is not about "
+                     "the association held (%s): nothing to end", ip, station.mac,
+                     request.session_id, self._where(station.mac))
+            return m.AccountingResponse()
+        log.info("wifi: Accounting %s from %s for %s of %s, Acct-Session-Id %s, session %s: "
+                 "%d s, %d octets in, %d out (the box's own counters charge this traffic)",
+                 label, ip, station.mac, held.person or "an unknown person",
+                 held.acct_session_id, held.session_id or "none open", held.session_time,
+                 held.input_octets, held.output_octets)
+        return m.AccountingResponse()
+
+    def _where(self, mac: str) -> str:
+        held = self.stations.get(mac)
+        if held is None:
+            return "none"
+        return f"access point {held.ap}, Acct-Session-Id {held.acct_session_id}"
+
+    def _person_of(self, mac: str) -> str | None:
+        """Whose key opened ``mac``: the Accept the box gave, a binding, the
+        check-in MAC of a held key."""
+        known = self.stations.get(mac)
+        if known is not None and known.person is not None:
+            return known.person
+        bound = self.bindings.get(mac)
+        key = self.ring.held.by_id.get(bound) if bound is not None else None
+        key = key or self.ring.held.by_mac.get(mac)
+        return key.person if key is not None else None
+
+    def releases(self, ended: ap_dae.Ended, now: float) -> list[ap_dae.Order]:
+        """The Disconnect-Requests for the stations ``ended`` takes along,
+        to the access points whose setting says so (rule 7)."""
+        orders = []
+        for held in self.stations.to_release(ended):
+            ap = self.access_point(held.ap)
+            if ap is None or not ap.disconnect:
+                log.info("wifi: session %s ended; access point %s keeps %s (no disconnect "
+                         "set for it)", ended.session_id, held.ap, held.mac)
+                continue
+            orders.append(ap_dae.order(held, ap.dae_port, ap.secret, now))
+        return orders
 
     def _learn(self, mac: str, key_id: str) -> None:
         self.bindings[mac] = key_id
@@ -308,8 +405,15 @@ class ApServer:
     def __init__(self, listen: str, port: int, access_points: Sequence[AccessPoint],
                  source: KeySource, *, ssid: str, candidates_max: int = 0,
                  refresh_interval: float = 1.0,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.core = ApCore(access_points, source, ssid=ssid, candidates_max=candidates_max)
+                 clock: Callable[[], float] = time.time,
+                 sessions: ap_dae.SessionFinder | None = None,
+                 backoff: Backoff = ap_dae.BACKOFF) -> None:
+        self.core = ApCore(access_points, source, ssid=ssid, candidates_max=candidates_max,
+                           sessions=sessions)
+        # The core is read by the Disconnector's thread too. Lock order: this
+        # lock, then the daemon's (session_of); the daemon never waits for it.
+        self.lock = threading.Lock()
+        self.disconnector = ap_dae.Disconnector(self._orders, backoff)
         self.listen = listen
         self.port = port
         self.refresh_interval = refresh_interval
@@ -334,10 +438,12 @@ class ApServer:
         self._refresh()
         self._thread = threading.Thread(target=self._run, name="ap-server", daemon=True)
         self._thread.start()
+        self.disconnector.start()
         log.info("wifi: access points' RADIUS on %s:%d for SSID %r", self.listen, self.port,
                  self.core.ssid)
 
     def stop(self) -> None:
+        self.disconnector.stop()
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -346,9 +452,18 @@ class ApServer:
             self._sock.close()
             self._sock = None
 
+    def release(self, session: Session, still_open: Iterable[Session]) -> None:
+        """``ap_dae.Releaser``: queue the Disconnect-Requests ``session`` needs."""
+        self.disconnector.release(ap_dae.ended(session, still_open))
+
+    def _orders(self, ended: ap_dae.Ended) -> list[ap_dae.Order]:
+        with self.lock:
+            return self.core.releases(ended, self.clock())
+
     def _refresh(self) -> None:
         self._refreshed = time.monotonic()
-        self.core.refresh()
+        with self.lock:
+            self.core.refresh()
 
     def _run(self) -> None:
         sock = self._sock
@@ -367,7 +482,8 @@ class ApServer:
                 log.warning("wifi: receive failed: %s", exc)
                 continue
             try:
-                reply = self.core.handle(data, (addr[0], addr[1]), self.clock())
+                with self.lock:
+                    reply = self.core.handle(data, (addr[0], addr[1]), self.clock())
             except Exception:  # the packet loop is the boundary: log, keep serving
                 log.exception("wifi: request from %s:%d failed; not answered", addr[0], addr[1])
                 continue

@@ -27,6 +27,7 @@ from typing import Any
 
 from passerelle.errors import UserError
 
+from .ap_dae import DAE_PORT
 from .ap_server import MIN_SECRET, AccessPoint, Vendor
 from .dnsmasq import DhcpPlan, check_domain, render, render_captive
 from .nft import CAPTIVE_DNS_PORT, CAPTIVE_DNS_RATE, PRIVATE4, PRIVATE6, Plan, wan_ports
@@ -178,7 +179,7 @@ KNOWN = {
 UNREAD = "(secret_file not read)"  # the secret of a server when secrets are not read
 SERVER_KEYS = {"host", "secret", "secret_file", "auth_port", "acct_port",
                "require_message_authenticator"}
-AP_KEYS = {"address", "secret", "secret_file", "vendor"}
+AP_KEYS = {"address", "secret", "secret_file", "vendor", "disconnect", "dae_port"}
 ARRAYS = {"access_points"}  # top-level arrays of tables
 
 
@@ -576,7 +577,14 @@ def _access_points(raw: Any, base: Path,
         vendor = t.get("vendor", str, "hostapd")
         if vendor not in {v.value for v in Vendor}:
             raise ConfigError(f"{prefix}.vendor: {vendor!r} is not one of {vendors}")
-        found.append(AccessPoint(network, secret.encode(), Vendor(vendor)))
+        # RFC 5176 Disconnect-Requests to it when a session ends (docs/keys.md).
+        disconnect = t.get("disconnect", bool, False)
+        dae_port = t.number("dae_port", int, DAE_PORT, 1, 65535)
+        if "dae_port" in entry and not disconnect:
+            raise ConfigError(f"{prefix}.dae_port: set, but disconnect is not true: the box "
+                              "sends this access point no Disconnect-Request")
+        found.append(AccessPoint(network, secret.encode(), Vendor(vendor), disconnect,
+                                 dae_port))
     return found
 
 

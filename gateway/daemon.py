@@ -29,6 +29,7 @@ from passerelle.refusal import Refusal
 
 from . import sessions as sm
 from .acct import AccountingRecord
+from .ap_dae import Releaser
 from .ap_server import ApKey
 from .clients import Clients
 from .config import Config
@@ -112,6 +113,8 @@ class Daemon:
         self._keys: dict[str, str] = {}
         # Duplicate MACs already logged (mac -> addresses), to log each once.
         self._warned: dict[str, list[str]] = {}
+        # The access points' server, when the box has access points (set by service.Box).
+        self.stations: Releaser | None = None
 
     # --- carrying out actions --------------------------------------------------
 
@@ -138,6 +141,9 @@ class Daemon:
                     self._change_entry(action)
                 case sm.Revoke(session=s):
                     self.firewall.revoke(s.mac, s.ipv4, s.ipv6)
+                case sm.Release(session=s):
+                    if self.stations is not None:  # queued: no access point is waited for
+                        self.stations.release(s, self._open.values())
                 case _:
                     assert_never(action)
         if records:
@@ -458,6 +464,15 @@ class Daemon:
             found.append(s)
         return found
 
+    def session_of(self, person: str | None, mac: str) -> tuple[str, str] | None:
+        """``ap_dae.SessionFinder``: the open session a station of the private
+        SSID belongs to: the one checked in with its MAC, else its person's."""
+        with self._lock:
+            found = next((s for s in self._open.values() if s.mac == mac), None) or next(
+                (s for s in self._open.values() if person is not None and s.login == person),
+                None)
+            return (found.session_id, found.login) if found is not None else None
+
     def disconnect(self, selector: Selector) -> int:
         with self._lock:
             targets = self._matching(selector)
@@ -487,7 +502,7 @@ class Daemon:
                     for sid, s in self._open.items() if sid in self._keys]
 
 
-KernelAction = sm.Allow | sm.Extend | sm.Rates | sm.Revoke
+KernelAction = sm.Allow | sm.Extend | sm.Rates | sm.Revoke | sm.Release
 
 
 def _split(actions: list[Action]) -> tuple[list[AccountingRecord], list[KernelAction]]:
@@ -498,7 +513,7 @@ def _split(actions: list[Action]) -> tuple[list[AccountingRecord], list[KernelAc
         match action:
             case sm.Account(record=record):
                 records.append(record)
-            case sm.Allow() | sm.Extend() | sm.Rates() | sm.Revoke():
+            case sm.Allow() | sm.Extend() | sm.Rates() | sm.Revoke() | sm.Release():
                 kernel.append(action)
             case _:
                 assert_never(action)

@@ -69,7 +69,9 @@ class Box:
             self.access_points = ApServer(config.wifi_listen, config.wifi_port,
                                           config.access_points, self.gateway,
                                           ssid=config.wifi_ssid,
-                                          candidates_max=config.wifi_candidates_max)
+                                          candidates_max=config.wifi_candidates_max,
+                                          sessions=self.gateway)
+            self.gateway.stations = self.access_points
         self._stopped = threading.Event()
 
     def start(self) -> None:

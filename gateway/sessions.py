@@ -146,7 +146,16 @@ class Account:
     record: AccountingRecord
 
 
-Action = Allow | Extend | Rates | Revoke | Account
+@dataclass(frozen=True)
+class Release:
+    """The session ended: an access point that holds its person's station on
+    the private SSID lets it go (RFC 5176 Disconnect, where the site says so;
+    gateway/ap_dae.py decides which)."""
+
+    session: Session
+
+
+Action = Allow | Extend | Rates | Revoke | Account | Release
 
 # The kernel needs a timeout; a session without Session-Timeout is still cut
 # by the box's sweep, this is only the safety net if the daemon is gone.
@@ -213,7 +222,7 @@ def end(session: Session, cause: TerminateCause, now: float) -> tuple[Session, l
         # The person left the laptop: the idle minutes are not charged.
         final = max(0, int(session.last_activity - session.started))
     done = replace(session, stopped=stop_at, cause=cause, final_time=final)
-    return done, [Revoke(done), Account(record(done, AcctStatus.STOP, stop_at))]
+    return done, [Revoke(done), Account(record(done, AcctStatus.STOP, stop_at)), Release(done)]
 
 
 def tick(session: Session, now: float, default_interim: int = DEFAULT_INTERIM,

@@ -5,7 +5,9 @@ LAN (its resolver the box, as after DHCP), the box, and the internet with
 its web host. The centre answers from the internet side (192.0.2.10) on the
 demo's database; the box is the demo network's Barchon gateway (the
 unstaffed site, open around the clock), moved to the lab's WAN address; the
-portal runs on the box. Everything is removed when the demo stops. Every
+portal runs on the box. A demo access point of the private SSID asks the
+box for personal keys; its requests come from the laptop's namespace, so
+radclient run there plays it. Everything is removed when the demo stops. Every
 command ``how_to`` prints runs as printed, as root, from a new terminal
 (see passerelle.radius.demo_cli).
 """
@@ -32,6 +34,10 @@ from .netns import Lab, missing
 
 CENTRE = "192.0.2.10"
 GATEWAY = "barchon-gw"
+# The demo access point (a demo secret, like the people's passwords).
+AP_SECRET = "demo-ap-secret-2024"
+WIFI_SSID = "Passerelle-Private"
+AP_PORT = 1812
 
 CONFIG = """\
 # The demo site's box (see docs/gateway.md for every key).
@@ -56,6 +62,17 @@ dead_time = 5
 
 [sessions]
 sweep_interval = 2
+
+# The private SSID, and a demo access point whose requests come from the
+# laptop's namespace (docs/keys.md).
+[wifi]
+ssid = "{wifi_ssid}"
+port = {ap_port}
+
+[[access_points]]
+address = "{ap_address}"
+secret = "{ap_secret}"
+vendor = "hostapd"
 """
 
 
@@ -112,7 +129,9 @@ def start(url: str, data: Path) -> Site:
         site_dir.mkdir(parents=True, exist_ok=True)
         config = site_dir / "gateway.toml"
         config.write_text(CONFIG.format(identifier=GATEWAY, state=site_dir / "state",
-                                        centre=CENTRE, secret=secret))
+                                        centre=CENTRE, secret=secret, wifi_ssid=WIFI_SSID,
+                                        ap_port=AP_PORT, ap_address=lab.ipv4["client"],
+                                        ap_secret=AP_SECRET))
         lab.run("up", "ip", "addr", "add", f"{CENTRE}/32", "dev", "lo")
         # The centre's Disconnect-Requests leave from the address the box knows.
         lab.run("up", "ip", "route", "replace", "203.0.113.0/24", "dev", "eth0", "src", CENTRE)
@@ -156,12 +175,24 @@ def how_to(site: Site) -> str:
     first_session = f"$({sessions} | awk 'NR == 1 {{print $1}}')"
     # The centre's key opens the gateways' sealed secrets.
     key = shlex.quote(str(passwords.key_path()))
+    # What hostapd (macaddr_acl=2, wpa_psk_radius=2) asks for a joining station:
+    # here the laptop, by the MAC it checked in with.
+    bare = lab.mac["client"].replace(":", "")
+    station = lab.mac["client"].replace(":", "-").upper()
+    join = (f'User-Name = "{bare}", User-Password = "{bare}", '
+            f'Calling-Station-Id = "{station}", '
+            f'Called-Station-Id = "02-AA-00-00-00-01:{WIFI_SSID}", '
+            'NAS-Port-Type = Wireless-802.11, NAS-Identifier = "demo-ap", '
+            "Message-Authenticator = 0x00")
+    radius = f"{lab.box_ipv4}:{AP_PORT}"
     return "\n".join([
         "",
         "The demo site (network namespaces, removed when the demo stops):",
         f"  {client}: a laptop, 198.51.100.10 on the site's LAN, the box as its DNS",
         f"  {lab.ns['gw']}: the box (LAN 198.51.100.1, WAN 203.0.113.2), its portal on :8080/:8443",
         f"  {up}: the internet, web host 192.0.2.80, the centre on {CENTRE}",
+        f"  access point: radius {radius} secret {AP_SECRET} ssid {WIFI_SSID}",
+        f"    (a demo access point of the private SSID; its requests come from {client})",
         f"  logs: {site.logs}",
         "",
         "As root, from another terminal:",
@@ -179,6 +210,10 @@ def how_to(site: Site) -> str:
         f"alice@acme.example --socket {sock}",
         f"{PROMPT}ip netns exec {client} curl -s http://192.0.2.80/",
         f"{PROMPT}{sessions}",
+        "  # the access point asks the box for the key of a station joining the private",
+        "  # SSID: Access-Accept, the checked-in person's key in Tunnel-Password",
+        f"{PROMPT}echo '{join}' | ip netns exec {client} radclient -x {radius} auth "
+        f"{AP_SECRET}",
         "  # central ops cut the session (RFC 5176 Disconnect-Request to the box):",
         "  # the laptop is captive again",
         f"{PROMPT}ip netns exec {up} env PASSERELLE_KEY_FILE={key} {bin_} radius disconnect "

@@ -279,6 +279,19 @@ class Lab:
         (etc / "resolv.conf").write_text(f"nameserver {self.box_ipv4}\n")
         return self.ns[role]
 
+    def add_station(self, role: str, behind: str, mac: str, port: str = "port0") -> str:
+        """A device on its own link to the namespace ``behind`` (an access
+        point's port, e.g. a wired 802.1X port): ``eth0`` with ``mac`` in
+        ``role``, ``port`` in ``behind``; no address. Not on the switch: the
+        bridge would not pass 802.1X frames (01:80:c2:00:00:03)."""
+        self._netns(role)
+        self._veth(role, "eth0", behind, port)
+        self.run(role, "ip", "link", "set", "eth0", "address", mac)
+        self.mac[role] = mac
+        self.run(role, "ip", "link", "set", "eth0", "up")
+        self.run(behind, "ip", "link", "set", port, "up")
+        return self.ns[role]
+
     # -- running ------------------------------------------------------------
 
     def _argv(self, ns: str, cmd: tuple[str, ...]) -> list[str]:

@@ -155,7 +155,7 @@ def test_malformed_eapol_is_rejected_with_its_reason(caplog: pytest.LogCaptureFi
     ("unknown source", "not a configured access point"),
     ("no MA", "no Message-Authenticator"),
     ("wrong secret", "wrong secret"),
-    ("accounting", "only Access-Request"),
+    ("disconnect", "only Access-Request and Accounting-Request"),
     ("garbage", "dropped a request"),
 ])
 def test_drops_are_silent_and_logged(case: str, words: str,
@@ -170,9 +170,9 @@ def test_drops_are_silent_and_logged(case: str, words: str,
                 assert _ask(core, request, with_ma=False) is None
             case "wrong secret":
                 assert _ask(core, request, secret=b"not-the-secret-of-it") is None
-            case "accounting":
-                acct = m.AccountingRequest(status=m.AcctStatus.START, session_id="1")
-                assert core.handle(acct.encode(SECRET), AP, NOW) is None
+            case "disconnect":
+                dae = m.DisconnectRequest(acct_session_id="1")
+                assert core.handle(dae.encode(SECRET), AP, NOW) is None
             case "garbage":
                 assert core.handle(b"\x01\x02\x00\x10hello", AP, NOW) is None
     assert words in caplog.text

@@ -17,6 +17,7 @@ from passerelle.lab.netns import NETNS_ETC
 from tests.gateway.conftest import require_lab
 from tests.need import tool
 from tests.test_demo import BIN, CENTRE, Expect, demo_env, free_udp_port, run_all
+from tests.test_demo_data import parse_radclient
 
 
 def judged(status: int, *needles: str) -> Callable[[subprocess.CompletedProcess[str]], bool]:
@@ -27,6 +28,13 @@ def judged(status: int, *needles: str) -> Callable[[subprocess.CompletedProcess[
 
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def key_in_tunnel_password(out: subprocess.CompletedProcess[str]) -> bool:
+    """An Access-Accept whose Tunnel-Password radclient decoded: one key."""
+    answer = parse_radclient(out.stdout + out.stderr)
+    return (answer.code == "Access-Accept" and answer.attrs[0][0] == "Message-Authenticator"
+            and len(answer.one("Tunnel-Password:0")) >= 8)
 
 
 def site_expectations(screenshot: Path) -> list[Expect]:
@@ -48,6 +56,9 @@ def site_expectations(screenshot: Path) -> list[Expect]:
          judged(0, "upstream 203.0.113.2")),
         (r"^/\S+/passerelle gateway sessions --socket \S+$",
          judged(0, "198.51.100.10", "alice@acme.example")),
+        (r"^echo 'User-Name = .*Called-Station-Id = \"02-AA-00-00-00-01:Passerelle-Private\""
+         r".*' \| ip netns exec psl-\w+-client radclient -x 198\.51\.100\.1:1812 auth "
+         r"demo-ap-secret-2024$", key_in_tunnel_password),
         (r"^ip netns exec psl-\w+-up env PASSERELLE_KEY_FILE=\S+ /\S+/passerelle radius "
          r"disconnect \"\$\(.*\)\" --db \S+$",
          judged(0, "ACK")),
@@ -89,6 +100,9 @@ def test_site_demo_every_printed_command_works(tmp_path: Path) -> None:
         found = re.search(r"^  (psl-\w+-)client: a laptop", printed, re.M)
         assert found, printed
         lab_prefix = found.group(1)
+        # The demo access point, as a newcomer would configure radclient from it.
+        assert re.search(r"^  access point: radius 198\.51\.100\.1:1812 secret "
+                         r"demo-ap-secret-2024 ssid Passerelle-Private$", printed, re.M), printed
         namespaces = [f"{lab_prefix}{role}" for role in ("client", "client2", "sw", "gw", "up")]
         for ns in namespaces:
             listed = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,

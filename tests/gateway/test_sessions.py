@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from passerelle.gateway import session_table as store
 from passerelle.gateway import sessions as sm
-from passerelle.gateway import store
 from passerelle.gateway.sessions import Counters, Terms
 from passerelle.radius.messages import AcctStatus, TerminateCause
 
