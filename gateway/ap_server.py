@@ -45,7 +45,6 @@ import enum
 import hashlib
 import ipaddress
 import logging
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -54,13 +53,13 @@ from dataclasses import dataclass
 from typing import Protocol, assert_never
 
 from passerelle.radius import messages as m
-from passerelle.radius.codec import MAX_LENGTH
 from passerelle.radius.exchange import Backoff
 from passerelle.radius.mac import parse as normal_mac
 from passerelle.radius.replies import ReplyCache
 
 from . import ap_dae, keyfinder, psk
 from .sessions import Session
+from .udp_server import UdpServer
 
 log = logging.getLogger("passerelle.gateway")
 
@@ -414,43 +413,29 @@ class ApServer:
         # lock, then the daemon's (session_of); the daemon never waits for it.
         self.lock = threading.Lock()
         self.disconnector = ap_dae.Disconnector(self._orders, backoff)
-        self.listen = listen
-        self.port = port
         self.refresh_interval = refresh_interval
         self.clock = clock
-        self._sock: socket.socket | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.udp = UdpServer("wifi", listen, port, self._answer, tick=self._tick)
         self._refreshed = float("-inf")
 
+    @property
+    def listen(self) -> str:
+        return self.udp.listen
+
+    @property
+    def port(self) -> int:
+        return self.udp.port
+
     def start(self) -> None:
-        family = socket.AF_INET6 if ":" in self.listen else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.bind((self.listen, self.port))
-        except OSError:
-            sock.close()
-            raise
-        sock.settimeout(0.2)  # how soon stop() and new keys are noticed
-        self._sock = sock
-        self.port = sock.getsockname()[1]
-        self._stop.clear()
         self._refresh()
-        self._thread = threading.Thread(target=self._run, name="ap-server", daemon=True)
-        self._thread.start()
+        self.udp.start()
         self.disconnector.start()
         log.info("wifi: access points' RADIUS on %s:%d for SSID %r", self.listen, self.port,
                  self.core.ssid)
 
     def stop(self) -> None:
         self.disconnector.stop()
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self.udp.stop()
 
     def release(self, session: Session, still_open: Iterable[Session]) -> None:
         """``ap_dae.Releaser``: queue the Disconnect-Requests ``session`` needs."""
@@ -465,30 +450,13 @@ class ApServer:
         with self.lock:
             self.core.refresh()
 
-    def _run(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        while not self._stop.is_set():
-            if time.monotonic() - self._refreshed >= self.refresh_interval:
-                try:
-                    self._refresh()
-                except Exception:  # the loop is the boundary: log, keep the old keys
-                    log.exception("wifi: taking the held keys failed")
+    def _tick(self) -> None:
+        if time.monotonic() - self._refreshed >= self.refresh_interval:
             try:
-                data, addr = sock.recvfrom(MAX_LENGTH + 1)
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                log.warning("wifi: receive failed: %s", exc)
-                continue
-            try:
-                with self.lock:
-                    reply = self.core.handle(data, (addr[0], addr[1]), self.clock())
-            except Exception:  # the packet loop is the boundary: log, keep serving
-                log.exception("wifi: request from %s:%d failed; not answered", addr[0], addr[1])
-                continue
-            if reply is not None:
-                try:
-                    sock.sendto(reply, addr)
-                except OSError as exc:
-                    log.warning("wifi: cannot answer %s:%d: %s", addr[0], addr[1], exc)
+                self._refresh()
+            except Exception:  # the loop is the boundary: log, keep the old keys
+                log.exception("wifi: taking the held keys failed")
+
+    def _answer(self, data: bytes, source: tuple[str, int]) -> bytes | None:
+        with self.lock:
+            return self.core.handle(data, source, self.clock())

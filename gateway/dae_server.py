@@ -42,8 +42,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -51,10 +49,11 @@ from typing import Protocol, TypeAlias, assert_never
 
 from passerelle.radius import mac
 from passerelle.radius import messages as m
-from passerelle.radius.codec import MAX_LENGTH, codec
+from passerelle.radius.codec import codec
 from passerelle.radius.replies import ReplyCache
 
 from .radclient import NasIdentity
+from .udp_server import UdpServer
 
 log = logging.getLogger("passerelle.gateway")
 
@@ -286,12 +285,17 @@ class DaeServer:
                  clock: Callable[[], float] = time.time) -> None:
         self.core = DaeCore(clients, nas, window=window)
         self.sessions = sessions
-        self.listen = listen
-        self.port = port
         self.clock = clock
-        self._sock: socket.socket | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.udp = UdpServer("dae", listen, port,
+                             lambda data, source: self.respond(data, source, self.clock()))
+
+    @property
+    def listen(self) -> str:
+        return self.udp.listen
+
+    @property
+    def port(self) -> int:
+        return self.udp.port
 
     def respond(self, data: bytes, source: tuple[str, int], now: float) -> bytes | None:
         """Carry out the core's decision on ``data``: the reply to send, or None."""
@@ -312,48 +316,8 @@ class DaeServer:
         return answer.datagram
 
     def start(self) -> None:
-        family = socket.AF_INET6 if ":" in self.listen else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.bind((self.listen, self.port))
-        except OSError:
-            sock.close()
-            raise
-        sock.settimeout(0.2)  # how soon stop() is noticed
-        self._sock = sock
-        self.port = sock.getsockname()[1]
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="dae-server", daemon=True)
-        self._thread.start()
+        self.udp.start()
         log.info("dae: listening on %s:%d", self.listen, self.port)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-    def _run(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        while not self._stop.is_set():
-            try:
-                data, addr = sock.recvfrom(MAX_LENGTH + 1)
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                log.warning("dae: receive failed: %s", exc)
-                continue
-            try:
-                reply = self.respond(data, (addr[0], addr[1]), self.clock())
-            except Exception:  # the packet loop is the boundary: log, keep serving
-                log.exception("dae: request from %s:%d failed; not answered", addr[0], addr[1])
-                continue
-            if reply is not None:
-                try:
-                    sock.sendto(reply, addr)
-                except OSError as exc:
-                    log.warning("dae: cannot answer %s:%d: %s", addr[0], addr[1], exc)
+        self.udp.stop()
