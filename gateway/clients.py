@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 from passerelle.radius.mac import parse as normal_mac
 
+from .vlan import Vlan, vlan_of
+
 log = logging.getLogger("passerelle.gateway")
 
 SNIFF_FILTER = "arp or (udp and (port 67 or port 68))"
@@ -78,8 +80,11 @@ class Clients:
     """IP to MAC on the LAN, and presence checks."""
 
     def __init__(self, lan_if: str, leases: Callable[[], Sequence[LeaseLike]],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, vlans: Sequence[Vlan] = ()) -> None:
         self.lan_if = lan_if
+        # A client on a VLAN is looked up on that VLAN's interface (by its
+        # subnet); the watcher below sees the untagged LAN only.
+        self.vlans = tuple(vlans)
         self._leases = leases
         self._clock = clock
         self._seen: dict[str, Seen] = {}
@@ -129,10 +134,15 @@ class Clients:
 
     # --- queries -----------------------------------------------------------------
 
+    def interface_of(self, ip: str) -> str:
+        """The LAN interface whose subnet holds ``ip``: a VLAN's, or the LAN."""
+        vlan = vlan_of(self.vlans, ip)
+        return vlan.interface if vlan is not None else self.lan_if
+
     def mac_of(self, ip: str) -> str | None:
         """The MAC the client at ``ip`` uses: the neighbour table first (what
         the kernel will match on), then leases, then what was seen."""
-        mac = neighbours(self.lan_if).get(ip)
+        mac = neighbours(self.interface_of(ip)).get(ip)
         if mac:
             return mac
         for lease in self._leases():
@@ -148,10 +158,11 @@ class Clients:
         from scapy.sendrecv import srp
 
         try:
-            answered, _ = srp(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ip), iface=self.lan_if,
+            answered, _ = srp(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ip),
+                              iface=self.interface_of(ip),
                               timeout=timeout, retry=1, verbose=False)
         except OSError as exc:
-            log.warning("ARP request for %s on %s failed: %s", ip, self.lan_if, exc)
+            log.warning("ARP request for %s on %s failed: %s", ip, self.interface_of(ip), exc)
             return None
         for _, reply in answered:
             if reply[ARP].psrc == ip:
@@ -170,7 +181,9 @@ class Clients:
     def ipv4_of(self, mac: str) -> tuple[str, ...]:
         """The IPv4 addresses at which the kernel's neighbour table has ``mac``
         (more than one: one device on two addresses)."""
-        return tuple(sorted(ip for ip, owner in neighbours(self.lan_if).items() if owner == mac))
+        found = [ip for name in (self.lan_if, *(v.interface for v in self.vlans))
+                 for ip, owner in neighbours(name).items() if owner == mac]
+        return tuple(sorted(found))
 
     def has_lease(self, ip: str, mac: str) -> bool:
         return any(lease.ipv4 == ip and normal_mac(lease.mac) == mac
@@ -186,10 +199,10 @@ class Clients:
         from scapy.sendrecv import srp
 
         try:
-            answered, _ = srp(Ether(dst=mac) / ARP(pdst=ip), iface=self.lan_if,
+            answered, _ = srp(Ether(dst=mac) / ARP(pdst=ip), iface=self.interface_of(ip),
                               timeout=timeout, retry=1, verbose=False)
         except OSError as exc:
-            log.warning("ARP probe of %s on %s failed: %s", ip, self.lan_if, exc)
+            log.warning("ARP probe of %s on %s failed: %s", ip, self.interface_of(ip), exc)
             return True  # cannot tell: never cut a session on our own error
         return any(normal_mac(r[1][ARP].hwsrc) == mac for r in answered)
 

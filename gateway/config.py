@@ -32,6 +32,7 @@ from .ap_server import MIN_SECRET, AccessPoint, Vendor
 from .dnsmasq import DhcpPlan, check_domain, render, render_captive
 from .nft import CAPTIVE_DNS_PORT, CAPTIVE_DNS_RATE, PRIVATE4, PRIVATE6, Plan, wan_ports
 from .radclient import RadiusServer
+from .vlan import Vlan, check_apart, parse_ids, scheme, vlan_of
 
 
 class ConfigError(UserError):
@@ -93,10 +94,16 @@ class Config:
     wifi_candidates_max: int = 0
     wifi_listen: str = ""
     wifi_port: int = 1812
+    # The companies' VLANs on the LAN (gateway/vlan.py); none: one flat LAN.
+    vlans: tuple[Vlan, ...] = ()
 
     @property
     def box_ipv4(self) -> str:
         return str(self.lan_address.ip)
+
+    def vlan_of(self, ipv4: str) -> Vlan | None:
+        """The VLAN a client's address is on; None: the untagged LAN."""
+        return vlan_of(self.vlans, ipv4)
 
     @property
     def spool_path(self) -> Path:
@@ -175,11 +182,13 @@ KNOWN = {
                  "lease_check_interval", "heartbeat_interval", "keep_stopped_days"},
     "control": {"socket"},
     "wifi": {"ssid", "candidates_max", "listen", "port"},
+    "vlans": {"ids", "network", "prefix", "networks"},
 }
 UNREAD = "(secret_file not read)"  # the secret of a server when secrets are not read
 SERVER_KEYS = {"host", "secret", "secret_file", "auth_port", "acct_port",
                "require_message_authenticator"}
 AP_KEYS = {"address", "secret", "secret_file", "vendor", "disconnect", "dae_port"}
+VLAN_KEYS = {"id", "address", "dhcp_start", "dhcp_end", "interface"}
 ARRAYS = {"access_points"}  # top-level arrays of tables
 
 
@@ -286,7 +295,10 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
         findings.append(f"WAN interface {wan_if}: it carries the default route")
     lan_if = t["lan"].get("interface", str, None)
     if lan_if is None:
-        others = [name for name in interfaces.up if name != wan_if]
+        # A VLAN sub-interface (lan.101, the box's own after a restart) is
+        # part of its LAN, not a second candidate.
+        others = [name for name in interfaces.up if name != wan_if
+                  and name.rpartition(".")[0] not in interfaces.up]
         if len(others) != 1:
             found = ", ".join(others) or "none"
             raise ConfigError(f"lan.interface: not set, and the interfaces up besides the WAN "
@@ -449,6 +461,7 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
     for other, key in ((dae_port, "dae.port"), (captive_port, "dns.captive_port")):
         if access_points and wifi_port == other:
             raise ConfigError(f"wifi.port: {wifi_port} is also {key}")
+    vlans = _vlans(t["vlans"], lan_if, lan_address, interfaces.ipv4.get(wan_if, ()))
 
     return Config(
         identifier=identifier, state_dir=state_dir, nas_ip=nas_ip, lan_if=lan_if,
@@ -470,7 +483,7 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
         sweep_interval=sweep, lease_check_interval=lease_check, heartbeat_interval=heartbeat,
         control_socket=control, findings=tuple(findings), access_points=access_points,
         wifi_ssid=wifi_ssid, wifi_candidates_max=candidates_max, wifi_listen=wifi_listen,
-        wifi_port=wifi_port,
+        wifi_port=wifi_port, vlans=vlans,
     )
 
 
@@ -588,6 +601,56 @@ def _access_points(raw: Any, base: Path,
     return found
 
 
+def _vlans(table: _Table, lan_if: str, lan: ipaddress.IPv4Interface,
+           wan: tuple[str, ...]) -> tuple[Vlan, ...]:
+    """``[vlans]``: a range scheme (``ids``, ``network``, ``prefix``), a list
+    (``[[vlans.networks]]``), or both; every VLAN apart from the others,
+    the LAN and the WAN."""
+    found: list[Vlan] = []
+    ids = table.get("ids", str, None)
+    network = table.get("network", str, None)
+    if (ids is None) != (network is None):
+        raise ConfigError("vlans.ids: set ids and network together (the range scheme: one "
+                          "subnet of vlans.prefix bits per VLAN, cut from network)")
+    prefix = table.number("prefix", int, 24, 1, 32)
+    if ids is not None and network is not None:
+        try:
+            id_range = parse_ids(ids)
+        except ValueError as exc:
+            raise ConfigError(f"vlans.ids: {exc}") from None
+        try:
+            found += scheme(lan_if, id_range, network, prefix)
+        except ValueError as exc:  # it names network or prefix, or the VLAN's own field
+            raise ConfigError(f"vlans.{exc}") from None
+    raw = table.get("networks", list, [])
+    for i, entry in enumerate(raw):
+        prefix_key = f"vlans.networks[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{prefix_key}: expected a table ([[vlans.networks]])")
+        unknown = set(entry) - VLAN_KEYS
+        if unknown:
+            raise ConfigError(f"{prefix_key}.{sorted(unknown)[0]}: unknown key")
+        t = _Table(entry, prefix_key)
+        vlan_id = t.get("id", int, None)
+        address = t.get("address", str, None)
+        for key, value in (("id", vlan_id), ("address", address)):
+            if value is None:
+                raise ConfigError(f"{prefix_key}.{key}: required (the VLAN id, and the "
+                                  "box's address/prefix on it)")
+        assert vlan_id is not None and address is not None
+        try:
+            found.append(Vlan.make(lan_if, vlan_id, address, t.get("dhcp_start", str, None),
+                                   t.get("dhcp_end", str, None),
+                                   t.get("interface", str, None)))
+        except ValueError as exc:
+            raise ConfigError(f"{prefix_key}.{exc}") from None
+    try:
+        check_apart(found, {"the LAN": (str(lan.network),), "the WAN": wan})
+    except ValueError as exc:
+        raise ConfigError(f"vlans: {exc}") from None
+    return tuple(found)
+
+
 def firewall_plan(config: Config) -> Plan:
     garden4 = tuple(a for a in config.garden_addresses
                     if ipaddress.ip_network(a, strict=False).version == 4)
@@ -604,7 +667,8 @@ def firewall_plan(config: Config) -> Plan:
                 captive_dns_rate=config.captive_dns_rate, dae_port=config.dae_port,
                 dae_clients=tuple(config.dae_clients), wan_open=config.wan_open,
                 access_points=tuple(str(ap.network) for ap in config.access_points),
-                ap_port=config.wifi_port)
+                ap_port=config.wifi_port, vlans=config.vlans,
+                lan_net4=str(config.lan_address.network))
 
 
 def dhcp_plan(config: Config) -> DhcpPlan:
@@ -616,7 +680,7 @@ def dhcp_plan(config: Config) -> DhcpPlan:
                     lease_file=str(config.state_dir / "dnsmasq.leases"),
                     state_dir=str(config.state_dir),
                     box_ipv6=str(config.lan_address6.ip) if config.lan_address6 else "",
-                    captive_dns_port=config.captive_dns_port)
+                    captive_dns_port=config.captive_dns_port, vlans=config.vlans)
 
 
 # The configuration key behind each kind of line the box gives dnsmasq.

@@ -375,9 +375,20 @@ class Daemon:
         if not result.accepted:
             log.info("check-in of %s at %s refused: %s", login, ip, result.reply_message)
             raise Refused(*Refusal.from_reply_message(result.reply_message))
+        here = self.config.vlan_of(ip)
+        if here is not None and result.vlan != here.id:
+            # The untagged LAN is the open check-in network for everyone; a
+            # company's VLAN is for its own people only. Nothing was started
+            # at the centre, so nothing is charged.
+            company = f"VLAN {result.vlan}" if result.vlan is not None else "no VLAN"
+            log.warning("check-in of %s at %s refused: the client is on VLAN %d, its "
+                        "company has %s (wrong-vlan)", login, ip, here.id, company)
+            raise Refused(Refusal.wrong_vlan, f"{ip} is on VLAN {here.id}; {login}'s company "
+                          f"has {company}")
         terms = Terms(session_timeout=result.session_timeout, idle_timeout=result.idle_timeout,
                       interim_interval=result.interim_interval, class_=result.class_,
-                      bandwidth_up=result.bandwidth_up, bandwidth_down=result.bandwidth_down)
+                      bandwidth_up=result.bandwidth_up, bandwidth_down=result.bandwidth_down,
+                      vlan=result.vlan)
         with self._lock:
             current = self._session_at(ip, mac)
             if current is not None:
@@ -444,6 +455,7 @@ class Daemon:
             "idle_timeout": session.terms.idle_timeout,
             "bandwidth_up": session.terms.bandwidth_up,
             "bandwidth_down": session.terms.bandwidth_down,
+            "vlan": session.terms.vlan,
         }
 
     # --- Disconnect- and CoA-Requests (gateway.dae_server.Sessions) ----------

@@ -43,6 +43,7 @@ from passerelle.portal.probes import PROBES
 from passerelle.radius.mac import parse as normal_mac
 
 from .nft import CAPTIVE_DNS_PORT, TABLE
+from .vlan import Vlan
 
 log = logging.getLogger("passerelle.gateway")
 
@@ -84,6 +85,9 @@ class DhcpPlan:
     box_ipv6: str = ""
     captive_dns_port: int = CAPTIVE_DNS_PORT
     captive_names: tuple[str, ...] = PROBE_HOSTS  # resolved upstream before check-in
+    # The companies' VLANs: DHCP on each, with the box's address there as
+    # router and DNS server; the same DNS and captive view as the LAN.
+    vlans: tuple[Vlan, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,7 @@ def _common(plan: DhcpPlan) -> list[str]:
     return [
         "# Written by passerelle: changes here are lost.",
         f"interface={plan.lan_if}",
+        *(f"interface={v.interface}" for v in plan.vlans),
         "except-interface=lo",  # dnsmasq adds the loopback to interface= by itself
         "bind-dynamic",  # sockets on the LAN's addresses only, following address changes
         "no-hosts",
@@ -194,6 +199,14 @@ def render(plan: DhcpPlan) -> str:
         f"dhcp-option=option:router,{plan.box_ipv4}",
         f"dhcp-option=option:dns-server,{plan.box_ipv4}",
     ]
+    for v in plan.vlans:
+        # dnsmasq picks the range by the subnet of the interface a request
+        # came in by; its tag's options win over the LAN's untagged ones.
+        tag = f"vlan{v.id}"
+        lines += [f"dhcp-range=set:{tag},{v.dhcp_start},{v.dhcp_end},"
+                  f"{v.network.netmask},{plan.lease_seconds}",
+                  f"dhcp-option=tag:{tag},option:router,{v.box_ipv4}",
+                  f"dhcp-option=tag:{tag},option:dns-server,{v.box_ipv4}"]
     if lease_file:
         lines.append(f"dhcp-leasefile={lease_file}")
     if state:

@@ -29,6 +29,13 @@ Sets (docs/dataplane.md shows how to inspect them):
   the ranges the site opens and the walled garden.
 - ``dns_rate``: one DNS rate limiter per client MAC, for the captive view.
 
+With VLANs (gateway/vlan.py), every rule that names the LAN names each
+VLAN's sub-interface too: the same sets, the same captive state (DNS, NTP
+and plain HTTP DNAT-ed to the box's LAN address, where the portal and the
+captive view listen), the same forwarding to the WAN. The forward chain
+drops whatever goes from one LAN interface to another or back out of the
+one it came in by, and ``lan_guard`` ties each interface to its subnet.
+
 All the client sets carry a kernel timeout, equal for every element of one
 client: the kernel ends the session even when the daemon is down. Counters
 are IP-layer octets (the IP header included), as most NASes report them in
@@ -50,6 +57,8 @@ from typing import Any
 
 from passerelle.radius.mac import parse as normal_mac
 
+from .vlan import Vlan
+
 log = logging.getLogger("passerelle.gateway")
 
 TABLE = "passerelle"
@@ -60,7 +69,7 @@ RATE_SETS = ("rate_up4", "rate_down4", "rate_up6", "rate_down6")
 # Chains this code creates; any other chain in our table is a leftover of an
 # older version and is deleted on apply.
 CHAINS = ("pre_nat", "captive_nat", "post_nat", "forward", "from_lan", "to_lan",
-          "lan_in", "wan_in", "input", "refuse")
+          "lan_in", "wan_in", "input", "refuse", "lan_guard")
 GARDEN_DNS_TIMEOUT = "1d"
 # The captive view of DNS (a second dnsmasq, see gateway/dnsmasq.py): every
 # DNS query of a client that has not checked in is DNAT-ed to this port.
@@ -116,6 +125,16 @@ class Plan:
     # From the LAN side: the access points (IPv4 CIDRs) asking for Wi-Fi keys.
     access_points: tuple[str, ...] = ()
     ap_port: int = 1812
+    # The companies' VLANs (gateway/vlan.py): each sub-interface is a LAN
+    # interface like ``lan_if``, with the same sets and rules; nothing
+    # crosses the box between two of them. ``lan_net4``: the untagged LAN's
+    # subnet, which its clients' addresses must be in once there are VLANs.
+    vlans: tuple[Vlan, ...] = ()
+    lan_net4: str | None = None
+
+    @property
+    def lan_ifs(self) -> tuple[str, ...]:
+        return (self.lan_if, *(v.interface for v in self.vlans))
 
 
 @dataclass(frozen=True)
@@ -197,6 +216,12 @@ def check_plan(plan: Plan) -> None:
             raise ValueError(f"{name}: not an interface name: {getattr(plan, name)!r}")
     if plan.lan_if == plan.wan_if:
         raise ValueError("lan_if and wan_if are the same interface")
+    if len(set(plan.lan_ifs)) != len(plan.lan_ifs) or plan.wan_if in plan.lan_ifs:
+        raise ValueError(f"vlans: an interface is named twice: {', '.join(plan.lan_ifs)}")
+    if plan.vlans and plan.lan_net4 is None:
+        raise ValueError("lan_net4: required with VLANs (the untagged LAN's subnet)")
+    if plan.lan_net4 is not None:
+        _nets((plan.lan_net4,), 4)
     _ip(plan.box_ipv4, 4)
     if plan.box_ipv6:
         _ip(plan.box_ipv6, 6)
@@ -295,8 +320,25 @@ def _wan_in(plan: Plan) -> str:
     return "".join(f"\t\t{line}\n" for line in lines)
 
 
+def _guard(plan: Plan) -> str:
+    """With VLANs, each LAN interface takes only sources of its own subnet:
+    an admitted client's (MAC, IP) is then good only on the interface it
+    checked in from, and a clone of it on another VLAN gets nothing. Before
+    conntrack and NAT (priority raw). No IPv6 is served on a VLAN."""
+    if not plan.vlans:
+        return ""
+    nets = [(plan.lan_if, plan.lan_net4)] + [(v.interface, str(v.network)) for v in plan.vlans]
+    lines = [f'iifname "{name}" ip saddr != {{ 0.0.0.0, {net} }} drop' for name, net in nets]
+    lines += [f'iifname "{v.interface}" ip6 saddr != {{ ::, fe80::/10 }} drop'
+              for v in plan.vlans]
+    return "".join(f"\t\t{line}\n" for line in lines)
+
+
 def _chains(plan: Plan) -> str:
-    lan, wan, box = f'"{plan.lan_if}"', f'"{plan.wan_if}"', plan.box_ipv4
+    # The LAN's interfaces: the untagged LAN and each VLAN's sub-interface.
+    lan = f'"{plan.lan_if}"' if not plan.vlans else \
+        "{ " + ", ".join(f'"{name}"' for name in plan.lan_ifs) + " }"
+    wan, box = f'"{plan.wan_if}"', plan.box_ipv4
     http, https, cport = plan.portal_http_port, plan.portal_https_port, plan.captive_dns_port
     masq = (f"\t\tiifname {lan} oifname {wan} meta nfproto ipv4 masquerade\n"
             if plan.masquerade else "")
@@ -386,6 +428,9 @@ def _chains(plan: Plan) -> str:
 		meta l4proto udp reject with icmpx port-unreachable
 		reject with icmpx admin-prohibited
 	}}
+	chain lan_guard {{
+		type filter hook prerouting priority raw; policy accept;
+{_guard(plan)}\t}}
 """
 
 

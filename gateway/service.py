@@ -1,6 +1,6 @@
 """Putting the box together: from a ``Config`` to running parts.
 
-Start order matters: the kernel's table first (so clients are held at the
+Start order matters: the VLANs' interfaces and the kernel's table first (so clients are held at the
 gate from the first second), then dnsmasq, then the sessions restored and
 reconciled, then what listens (RFC 5176, the control socket) and the timers.
 """
@@ -25,6 +25,7 @@ from .nft import Firewall
 from .radclient import NasIdentity, RadiusClient
 from .session_table import SessionTable
 from .spool import Spool, SpoolSender
+from .vlan import Links
 
 log = logging.getLogger("passerelle.gateway")
 # APScheduler logs every run of every timer at INFO: only its problems matter.
@@ -47,13 +48,14 @@ class Box:
     def __init__(self, config: Config) -> None:
         self.config = config
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.links = Links()
         self.firewall = Firewall(firewall_plan(config))
         self.dnsmasq = Dnsmasq(dhcp_plan(config), config.state_dir)
         self.radius = radius_client(config)
         self.spool = Spool(config.spool_path)
         self.sender = SpoolSender(self.spool, self.radius)
         self.store = SessionTable(config.sessions_path)
-        self.clients = Clients(config.lan_if, self.dnsmasq.leases)
+        self.clients = Clients(config.lan_if, self.dnsmasq.leases, vlans=config.vlans)
         self.gateway = Daemon(config, firewall=self.firewall, radius=self.radius,
                                spool=self.spool, store=self.store, clients=self.clients,
                                wake_spool=self.sender.wake)
@@ -76,6 +78,9 @@ class Box:
 
     def start(self) -> None:
         booted = not table_exists()
+        # The VLANs' interfaces before the rules and dnsmasq that serve them
+        # (and any of ours no longer configured removed).
+        self.links.apply(self.config.lan_if, self.config.vlans)
         self.firewall.apply()
         log.info("nftables table inet passerelle %s", "created" if booted else "kept")
         self.dnsmasq.start()

@@ -37,6 +37,9 @@ class Terms:
     class_: bytes | None = None
     bandwidth_up: int | None = None
     bandwidth_down: int | None = None
+    # The company's VLAN (Tunnel-Private-Group-Id); None: none. Rows saved
+    # before it existed read back as None.
+    vlan: int | None = None
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ class Refusal(str, enum.Enum):
     # The client's address belongs to a session of another MAC: a second
     # device took it (a theft, or an address conflict), see docs/security.md.
     address_taken = ("address-taken", 409, False)
+    # The client is on a VLAN of the box other than its company's (the
+    # centre's Access-Accept names the company's): companies stay apart.
+    wrong_vlan = ("wrong-vlan", 403, False)
 
     @classmethod
     def from_code(cls, code: str) -> Refusal | None:

@@ -66,6 +66,10 @@ REASONS: dict[Refusal, Reason] = {
         _l("Another device is using this device's address."),
         _l("Turn Wi-Fi off and on again to get an address of your own. If it lasts, "
            "tell the site's reception.")),
+    Refusal.wrong_vlan: Reason(
+        _l("This private network belongs to another company."),
+        _l("Join the site's open Wi-Fi network to check in, or the private network with "
+           "your own key.")),
     Refusal.rejected: Reason(
         _l("Access was refused."),
         _l("Tell the site's reception what happened.")),

@@ -1,0 +1,272 @@
+"""Companies apart, in the lab: the box carries two companies' VLANs.
+
+`passerelle gateway run` in the gw namespace makes the 802.1Q
+sub-interfaces ``lan.101`` and ``lan.102`` of its LAN veth (configured in
+``[vlans]``); `passerelle radius serve` is the centre, where Acme's people
+get VLAN 101 and Slowco's VLAN 102. Each station is a client namespace on
+the site's switch with its own 802.1Q sub-interface (``eth0.101``: what an
+access point does for a station it put on VLAN 101) and takes its address
+from the box by DHCP. Real nftables, dnsmasq, RADIUS; check-in through the
+control socket, as the portal does.
+
+The tests run in order and share one box.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from passerelle.gateway.control import ControlError
+from passerelle.radius.models import Company
+from tests.boxlab import Box, site, wait_for
+from tests.gateway.conftest import require_lab
+from tests.gateway.test_dnsmasq import DIG
+from tests.lab import Lab
+from tests.need import unavailable
+from tests.radius import seed
+
+VLANS = """
+[vlans]
+
+[[vlans.networks]]
+id = 101
+address = "192.0.2.129/27"
+
+[[vlans.networks]]
+id = 102
+address = "192.0.2.161/27"
+"""
+BOX101, BOX102 = "192.0.2.129", "192.0.2.161"
+NET101, NET102 = ipaddress.ip_network("192.0.2.128/27"), ipaddress.ip_network("192.0.2.160/27")
+MAC101, MAC102 = "02:50:00:00:01:01", "02:50:00:00:01:02"
+WEB = "http://192.0.2.80/"
+
+# dhclient's hook: the address and the default route it was given.
+DHCLIENT_SCRIPT = """\
+#!/bin/sh
+env > "{dump}.$reason"
+case "$reason" in
+BOUND|RENEW|REBIND|REBOOT)
+    ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface"
+    ip route replace default via "$new_routers" dev "$interface" ;;
+esac
+"""
+
+
+# One UDP datagram: host port payload.
+SEND = ("import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto("
+        "sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))")
+
+
+def kernel_has_8021q() -> str | None:
+    """Why this kernel cannot carry VLANs, or None (tried in a scratch namespace)."""
+    name = f"psl-vlanprobe-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "add", "a", "type", "veth", "peer", "name",
+                        "b"], check=True, capture_output=True)
+        out = subprocess.run(["ip", "-n", name, "link", "add", "link", "a", "name", "a.101",
+                              "type", "vlan", "id", "101"], capture_output=True, text=True,
+                             check=False)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+    if out.returncode != 0:
+        return (f"this kernel cannot make an 802.1Q interface ({out.stderr.strip()}): "
+                "CONFIG_VLAN_8021Q / the 8021q module")
+    return None
+
+
+def on_vlan(lab: Lab, role: str, mac: str, vlan: int) -> str:
+    """A station the access point put on ``vlan``: a client namespace on the
+    switch whose frames carry the tag (``eth0.<vlan>``). Its interface."""
+    lab.add_client(role, mac)
+    iface = f"eth0.{vlan}"
+    lab.run(role, "ip", "link", "add", "link", "eth0", "name", iface, "type", "vlan", "id",
+            str(vlan))
+    lab.run(role, "ip", "link", "set", iface, "up")
+    return iface
+
+
+def dhcp(lab: Lab, role: str, iface: str) -> dict[str, str]:
+    """Run dhclient on ``iface`` until it is bound; what the box gave."""
+    dump, script = lab.tmp / f"dhcp-{role}", lab.tmp / f"dhclient-hook-{role}"
+    script.write_text(DHCLIENT_SCRIPT.format(dump=dump))
+    script.chmod(0o755)
+    lab.popen(role, "dhclient", "-4", "-1", "-d", "-lf", str(lab.tmp / f"{role}.leases"),
+              "-pf", str(lab.tmp / f"{role}.pid"), "-sf", str(script), iface,
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bound = Path(f"{dump}.BOUND")
+    deadline = time.monotonic() + 30
+    while not bound.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert bound.exists(), f"{role} got no lease on {iface}"
+    return dict(line.split("=", 1) for line in bound.read_text().splitlines() if "=" in line)
+
+
+def checked_in(box: Box, role: str, login: str) -> None:
+    """``role`` has a session (the centre's Idle-Timeout is short here) and
+    reaches the internet."""
+    ip = box.lab.ipv4[role]
+    if box.control.who(ip)["session"] is None:
+        box.control.check_in(ip, login, seed.PASSWORD)
+    assert box.curl(role, WEB) == "upstream 203.0.113.2", role
+
+
+def dig(box: Box, role: str, server: str, name: str) -> str:
+    return box.lab.run(role, sys.executable, "-c", DIG, server, name).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+    require_lab()
+    why = kernel_has_8021q()
+    if why:
+        unavailable(why)
+    with site(tmp_path_factory.mktemp("vlan"), extra_config=VLANS) as built:
+        with built.factory() as s, s.begin():
+            s.scalars(select(Company).where(Company.name == "Slowco")).one().vlan = 102
+        yield built
+
+
+@pytest.fixture(scope="module")
+def stations(box: Box) -> dict[str, dict[str, str]]:
+    """Two stations, one on each company's VLAN, with what DHCP gave them."""
+    got = {}
+    for role, mac, vlan in (("c101", MAC101, 101), ("c102", MAC102, 102)):
+        got[role] = dhcp(box.lab, role, on_vlan(box.lab, role, mac, vlan))
+        box.lab.ipv4[role] = got[role]["new_ip_address"]
+    return got
+
+
+def test_the_box_made_its_vlan_interfaces(box: Box) -> None:
+    links = {link["ifname"]: link for link in json.loads(
+        box.lab.run("gw", "ip", "-j", "-d", "addr", "show").stdout)}
+    for vlan, address in ((101, BOX101), (102, BOX102)):
+        link = links[f"lan.{vlan}"]
+        assert link["linkinfo"]["info_kind"] == "vlan"
+        assert link["linkinfo"]["info_data"]["id"] == vlan and link["link"] == "lan"
+        assert [a["local"] for a in link["addr_info"] if a["family"] == "inet"] == [address]
+
+
+def test_each_vlan_gets_its_own_dhcp(stations: dict[str, dict[str, str]]) -> None:
+    for role, net, router in (("c101", NET101, BOX101), ("c102", NET102, BOX102)):
+        got = stations[role]
+        assert ipaddress.ip_address(got["new_ip_address"]) in net
+        assert got["new_routers"] == router and got["new_domain_name_servers"] == router
+
+
+def test_a_station_not_checked_in_is_captive_on_its_vlan(
+        box: Box, stations: dict[str, dict[str, str]]) -> None:
+    ip101 = box.lab.ipv4["c101"]
+    # Plain HTTP anywhere gets the portal (the stand-in answers "portal <peer>").
+    assert box.curl("c101", WEB) == f"portal {ip101}"
+    assert box.curl("c102", WEB) == f"portal {box.lab.ipv4['c102']}"
+    # DNS: any name, to any server, is the captive view's: it leads to the box.
+    for server in (BOX101, "192.0.2.80"):
+        assert dig(box, "c101", server, "x7f3k.example.net") == f"rcode=0 {box.lab.box_ipv4}"
+    assert dig(box, "c101", BOX101, "portal.passerelle.internal") == \
+        f"rcode=0 {box.lab.box_ipv4}"
+    who = box.control.who(ip101)
+    assert who["mac"] == MAC101 and who["session"] is None
+
+
+def test_check_in_on_the_company_vlan_reaches_the_internet(
+        box: Box, stations: dict[str, dict[str, str]]) -> None:
+    ip101, ip102 = box.lab.ipv4["c101"], box.lab.ipv4["c102"]
+    granted = box.control.check_in(ip101, "alice@acme.example", seed.PASSWORD)
+    assert granted["vlan"] == 101
+    assert box.curl("c101", WEB) == "upstream 203.0.113.2", "forwarded and masqueraded"
+    assert box.curl("c102", WEB) == f"portal {ip102}", "the other VLAN is still captive"
+    granted = box.control.check_in(ip102, "bob@slowco.example", seed.PASSWORD)
+    assert granted["vlan"] == 102
+    assert box.curl("c102", WEB) == "upstream 203.0.113.2"
+
+
+def test_neither_vlan_reaches_the_other(box: Box,
+                                        stations: dict[str, dict[str, str]]) -> None:
+    ip101, ip102 = box.lab.ipv4["c101"], box.lab.ipv4["c102"]
+    box.lab.serve("c101", "http", ip101, 80, "200", "c101")
+    box.lab.serve("c102", "http", ip102, 80, "200", "c102")
+    box.lab.serve("client", "http", "198.51.100.10", 80, "200", "lan")
+    checked_in(box, "c101", "alice@acme.example")
+    checked_in(box, "c102", "bob@slowco.example")
+    # Both checked in, both reach the internet, and still not each other,
+    # nor the untagged LAN, nor back (a captive client gets the portal).
+    for role, target, name in (("c101", ip102, "c102"), ("c102", ip101, "c101"),
+                               ("c101", "198.51.100.10", "lan"), ("client", ip101, "c101")):
+        answer = box.curl(role, f"http://{target}/")
+        assert answer.startswith(("error", "portal")), (role, target, answer)
+        assert name not in answer
+        ping = box.lab.run(role, "ping", "-c", "1", "-W", "1", target, check=False)
+        assert ping.returncode != 0, (role, target)
+
+
+def test_a_clone_from_the_other_vlan_gets_nothing(
+        box: Box, stations: dict[str, dict[str, str]]) -> None:
+    """A station on VLAN 102 that takes c101's MAC and IP (checked in on
+    VLAN 101): the kernel ties them to lan.101, so nothing it sends crosses
+    the box (not even one way, on the victim's account), and it gets no
+    internet and no DNS. rp_filter is off, so it is the table that says no."""
+    ip101 = box.lab.ipv4["c101"]
+    heard = box.tmp / "udp-heard"
+    heard.touch()
+    box.lab.serve("up", "udp", "192.0.2.80", 9999, str(heard))
+    box.lab.run("gw", "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.lan/102.rp_filter=0")
+    iface = on_vlan(box.lab, "clone", MAC101, 102)
+    box.lab.run("clone", "ip", "addr", "add", f"{ip101}/27", "dev", iface)
+    box_mac = json.loads(box.lab.run("gw", "ip", "-j", "link", "show", "lan.102").stdout)[0][
+        "address"]
+    box.lab.run("clone", "ip", "neigh", "replace", BOX102, "lladdr", box_mac, "dev", iface)
+    box.lab.run("clone", "ip", "route", "add", "default", "via", BOX102, "dev", iface, "onlink")
+    checked_in(box, "c101", "alice@acme.example")
+    try:
+        for role in ("c101", "clone"):
+            box.lab.run(role, sys.executable, "-c", SEND, "192.0.2.80", "9999", role)
+        wait_for(lambda: "c101" in heard.read_text(), what="the victim's datagram")
+        assert box.curl("clone", WEB).startswith("error")
+        assert "clone" not in heard.read_text(), "the clone's datagram went out"
+        assert dig(box, "clone", BOX102, "x7f3k.example.net") == "timeout"
+        assert dig(box, "clone", "192.0.2.80", "x7f3k.example.net") == "timeout"
+    finally:
+        box.lab.run("clone", "ip", "link", "set", iface, "down")
+    # The victim keeps its session (its frames teach the switch its port again).
+    wait_for(lambda: box.curl("c101", WEB) == "upstream 203.0.113.2",
+             what="the victim's internet", logs=box.read_logs)
+
+
+def test_check_in_from_another_company_s_vlan_is_refused(
+        box: Box, stations: dict[str, dict[str, str]]) -> None:
+    ip101, ip102 = box.lab.ipv4["c101"], box.lab.ipv4["c102"]
+    for ip in (ip101, ip102):
+        if box.control.who(ip)["session"] is not None:
+            box.control.check_out(ip)
+    with pytest.raises(ControlError) as refused:
+        box.control.check_in(ip102, "alice@acme.example", seed.PASSWORD)
+    assert refused.value.code == "wrong-vlan"
+    with pytest.raises(ControlError) as refused:
+        box.control.check_in(ip101, "bob@slowco.example", seed.PASSWORD)
+    assert refused.value.code == "wrong-vlan"
+    assert box.curl("c102", WEB) == f"portal {ip102}"
+    assert box.control.sessions() == []
+    assert "wrong-vlan" in box.read_logs(), "the daemon says why"
+
+
+def test_the_untagged_lan_stays_the_open_check_in_network(box: Box) -> None:
+    """Anyone checks in on the open SSID's untagged LAN; the session keeps
+    the company's VLAN (for the private SSID's access points)."""
+    granted = box.control.check_in("198.51.100.10", "alice@acme.example", seed.PASSWORD)
+    assert granted["vlan"] == 101
+    assert box.curl("client") == "upstream 203.0.113.2"
+    box.control.check_out("198.51.100.10")
+    assert box.curl("client").startswith("portal")
