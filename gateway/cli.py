@@ -40,6 +40,9 @@ def check_config(config_path: Path) -> None:
     c = _load(config_path)
     click.echo(f"identifier {c.identifier}, NAS-IP-Address {c.nas_ip}")
     click.echo(f"LAN {c.lan_if} {c.lan_address}, DHCP {c.dhcp_start}-{c.dhcp_end}")
+    for v in c.vlans:
+        click.echo(f"VLAN {v.id} on {v.interface} {v.address}, DHCP {v.dhcp_start}-"
+                   f"{v.dhcp_end}")
     click.echo(f"WAN {c.wan_if}, masquerade {'on' if c.masquerade else 'off'}")
     click.echo(f"portal http {c.portal_http_port}, RFC 8908 API {c.portal_api_url}")
     for s in c.servers:

@@ -254,6 +254,8 @@ class Daemon:
         address, and never an address another session holds."""
         with self._lock:
             for session in list(self._open.values()):
+                if self.config.vlan_of(session.ipv4) is not None:
+                    continue  # no IPv6 on a VLAN: its MAC's addresses elsewhere are not its
                 seen = self.clients.ipv6_of(session.mac)
                 held = {a for s in self._open.values() if s is not session for a in s.ipv6}
                 new = set(seen) - set(session.ipv6) - held

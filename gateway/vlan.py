@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 
+from passerelle.errors import UserError
+
 log = logging.getLogger("passerelle.gateway")
 
 ALIAS = "passerelle vlan"
@@ -249,8 +251,9 @@ class SetUp:
 Action = AddLink | DeleteLink | AddAddress | DeleteAddress | SetUp
 
 
-class VlanError(RuntimeError):
-    """The kernel's interfaces conflict with the configuration, or ``ip`` failed."""
+class VlanError(UserError):
+    """The kernel's interfaces conflict with the configuration, or cannot be
+    made: the box does not start, and says which and why in one line."""
 
 
 def plan(lan_if: str, vlans: Sequence[Vlan], links: Mapping[str, Link]) -> list[Action]:
@@ -318,8 +321,14 @@ class Links:
         for action in actions:
             match action:
                 case AddLink(parent=parent, vlan=v):
-                    self._ip("link", "add", "link", parent, "name", v.interface, "type",
-                             "vlan", "id", str(v.id))
+                    try:
+                        self._ip("link", "add", "link", parent, "name", v.interface, "type",
+                                 "vlan", "id", str(v.id))
+                    except VlanError as exc:
+                        if "Unknown device type" in str(exc):
+                            raise VlanError(f"VLAN {v.id}: this kernel cannot make 802.1Q "
+                                            "interfaces (load the 8021q module)") from None
+                        raise
                     self._ip("link", "set", "dev", v.interface, "alias", ALIAS)
                     log.info("VLAN %d: interface %s made on %s", v.id, v.interface, parent)
                 case DeleteLink(name=name):

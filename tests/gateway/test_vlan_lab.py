@@ -73,11 +73,11 @@ def kernel_has_8021q() -> str | None:
     name = f"psl-vlanprobe-{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
     try:
-        subprocess.run(["ip", "-n", name, "link", "add", "a", "type", "veth", "peer", "name",
-                        "b"], check=True, capture_output=True)
-        out = subprocess.run(["ip", "-n", name, "link", "add", "link", "a", "name", "a.101",
-                              "type", "vlan", "id", "101"], capture_output=True, text=True,
-                             check=False)
+        subprocess.run(["ip", "-n", name, "link", "add", "name", "probe", "type", "veth",
+                        "peer", "name", "peer"], check=True, capture_output=True)
+        out = subprocess.run(["ip", "-n", name, "link", "add", "link", "probe", "name",
+                              "probe.101", "type", "vlan", "id", "101"], capture_output=True,
+                             text=True, check=False)
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
     if out.returncode != 0:
