@@ -4,7 +4,7 @@
 dnsmasq.conf text). ``Dnsmasq`` runs two dnsmasq in the foreground as child
 processes, with our configuration files only (never /etc/dnsmasq.conf or
 /etc/dnsmasq.d), their own pid and lease files in the state directory,
-serving the LAN interface only; ``restart_if_dead()`` is what the box's
+serving the LAN interface and its VLANs only; ``restart_if_dead()`` is what the box's
 supervision timer calls.
 
 - The main one: DHCP, router advertisements, and DNS on port 53 for the
