@@ -245,6 +245,26 @@ def test_a_clone_from_the_other_vlan_gets_nothing(
              what="the victim's internet", logs=box.read_logs)
 
 
+def test_a_restart_keeps_the_vlan_interfaces_and_their_sessions(
+        box: Box, stations: dict[str, dict[str, str]]) -> None:
+    """kill -9 and start again: the interfaces are the same ones (not made
+    again, the LAN still detected beside them), the VLAN session is restored
+    with its VLAN and the kernel kept letting it through."""
+    def indexes() -> dict[str, int]:
+        return {link["ifname"]: link["ifindex"] for link in json.loads(
+            box.lab.run("gw", "ip", "-j", "link", "show").stdout)}
+
+    checked_in(box, "c101", "alice@acme.example")
+    before = indexes()
+    box.kill_daemon()
+    assert box.curl("c101", WEB) == "upstream 203.0.113.2", "the kernel keeps enforcing"
+    box.start_daemon()
+    assert indexes() == before
+    (restored,) = [s for s in box.control.sessions() if s["ip"] == box.lab.ipv4["c101"]]
+    assert restored["vlan"] == 101
+    assert box.curl("c101", WEB) == "upstream 203.0.113.2"
+
+
 def test_check_in_from_another_company_s_vlan_is_refused(
         box: Box, stations: dict[str, dict[str, str]]) -> None:
     ip101, ip102 = box.lab.ipv4["c101"], box.lab.ipv4["c102"]
