@@ -461,7 +461,9 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
     for other, key in ((dae_port, "dae.port"), (captive_port, "dns.captive_port")):
         if access_points and wifi_port == other:
             raise ConfigError(f"wifi.port: {wifi_port} is also {key}")
-    vlans = _vlans(t["vlans"], lan_if, lan_address, interfaces.ipv4.get(wan_if, ()))
+    upstream = {"radius.servers host": tuple(s.host for s in servers if _is_ip(s.host)),
+                "dns.upstream": upstream_dns, "ntp.servers": ntp_servers}
+    vlans = _vlans(t["vlans"], lan_if, lan_address, interfaces.ipv4.get(wan_if, ()), upstream)
 
     return Config(
         identifier=identifier, state_dir=state_dir, nas_ip=nas_ip, lan_if=lan_if,
@@ -601,11 +603,12 @@ def _access_points(raw: Any, base: Path,
     return found
 
 
-def _vlans(table: _Table, lan_if: str, lan: ipaddress.IPv4Interface,
-           wan: tuple[str, ...]) -> tuple[Vlan, ...]:
+def _vlans(table: _Table, lan_if: str, lan: ipaddress.IPv4Interface, wan: tuple[str, ...],
+           elsewhere: Mapping[str, tuple[str, ...]]) -> tuple[Vlan, ...]:
     """``[vlans]``: a range scheme (``ids``, ``network``, ``prefix``), a list
     (``[[vlans.networks]]``), or both; every VLAN apart from the others,
-    the LAN and the WAN."""
+    the LAN, the WAN and ``elsewhere`` (the hosts the box reaches upstream:
+    a VLAN's subnet holding one would take its route)."""
     found: list[Vlan] = []
     ids = table.get("ids", str, None)
     network = table.get("network", str, None)
@@ -633,11 +636,10 @@ def _vlans(table: _Table, lan_if: str, lan: ipaddress.IPv4Interface,
         t = _Table(entry, prefix_key)
         vlan_id = t.get("id", int, None)
         address = t.get("address", str, None)
-        for key, value in (("id", vlan_id), ("address", address)):
-            if value is None:
-                raise ConfigError(f"{prefix_key}.{key}: required (the VLAN id, and the "
-                                  "box's address/prefix on it)")
-        assert vlan_id is not None and address is not None
+        if vlan_id is None or address is None:
+            key = "id" if vlan_id is None else "address"
+            raise ConfigError(f"{prefix_key}.{key}: required (the VLAN id, and the box's "
+                              "address/prefix on it)")
         try:
             found.append(Vlan.make(lan_if, vlan_id, address, t.get("dhcp_start", str, None),
                                    t.get("dhcp_end", str, None),
@@ -645,7 +647,7 @@ def _vlans(table: _Table, lan_if: str, lan: ipaddress.IPv4Interface,
         except ValueError as exc:
             raise ConfigError(f"{prefix_key}.{exc}") from None
     try:
-        check_apart(found, {"the LAN": (str(lan.network),), "the WAN": wan})
+        check_apart(found, {"the LAN": (str(lan.network),), "the WAN": wan, **elsewhere})
     except ValueError as exc:
         raise ConfigError(f"vlans: {exc}") from None
     return tuple(found)

@@ -1,8 +1,9 @@
 """Putting the box together: from a ``Config`` to running parts.
 
-Start order matters: the VLANs' interfaces and the kernel's table first (so clients are held at the
-gate from the first second), then dnsmasq, then the sessions restored and
-reconciled, then what listens (RFC 5176, the control socket) and the timers.
+Start order matters: the VLANs' interfaces and the kernel's table first
+(so clients are held at the gate from the first second), then dnsmasq,
+then the sessions restored and reconciled, then what listens (RFC 5176,
+the control socket) and the timers.
 """
 
 from __future__ import annotations

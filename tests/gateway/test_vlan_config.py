@@ -110,6 +110,11 @@ ONE = '\n[vlans]\n[[vlans.networks]]\n'
      "network 198.51.100.0/26 overlaps the LAN 198.51.100.0/24"),
     ('[vlans]\nids = "1-3"\nnetwork = "203.0.113.0/24"\nprefix = 26', "overlaps the WAN "
      "203.0.113.0/24"),
+    # The centre's address on a VLAN would be routed to the VLAN, not upstream.
+    ('[vlans]\nids = "1-3"\nnetwork = "192.0.2.0/25"\nprefix = 27', "vlans: VLAN 1: its "
+     "network 192.0.2.0/27 overlaps radius.servers host 192.0.2.10/32"),
+    ('[ntp]\nservers = ["10.9.0.1"]\n[vlans]\nids = "1-3"\nnetwork = "10.9.0.0/16"',
+     "vlans: VLAN 1: its network 10.9.0.0/24 overlaps ntp.servers 10.9.0.1/32"),
     ('[vlans]\ncolour = "blue"', "vlans.colour: unknown key"),
     ('[vlans]\nnetworks = ["x"]', r"vlans.networks\[0\]: expected a table"),
     (ONE + 'address = "10.0.0.1/24"', r"vlans.networks\[0\].id: required"),
