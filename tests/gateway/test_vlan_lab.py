@@ -195,20 +195,24 @@ def test_check_in_on_the_company_vlan_reaches_the_internet(
 def test_neither_vlan_reaches_the_other(box: Box,
                                         stations: dict[str, dict[str, str]]) -> None:
     ip101, ip102 = box.lab.ipv4["c101"], box.lab.ipv4["c102"]
-    box.lab.serve("c101", "http", ip101, 80, "200", "c101")
-    box.lab.serve("c102", "http", ip102, 80, "200", "c102")
-    box.lab.serve("client", "http", "198.51.100.10", 80, "200", "lan")
+    heard = {}
+    for role, ip in (("c101", ip101), ("c102", ip102), ("client", "198.51.100.10")):
+        box.lab.serve(role, "http", ip, 80, "200", role)
+        heard[ip] = box.tmp / f"heard-{role}"
+        heard[ip].touch()
+        box.lab.serve(role, "udp", ip, 9999, str(heard[ip]))
     checked_in(box, "c101", "alice@acme.example")
     checked_in(box, "c102", "bob@slowco.example")
     # Both checked in, both reach the internet, and still not each other,
-    # nor the untagged LAN, nor back (a captive client gets the portal).
-    for role, target, name in (("c101", ip102, "c102"), ("c102", ip101, "c101"),
-                               ("c101", "198.51.100.10", "lan"), ("client", ip101, "c101")):
+    # nor the untagged LAN, nor back (a captive client gets the portal):
+    # neither TCP nor UDP.
+    for role, target in (("c101", ip102), ("c102", ip101), ("c101", "198.51.100.10"),
+                         ("client", ip101)):
         answer = box.curl(role, f"http://{target}/")
-        assert answer.startswith(("error", "portal")), (role, target, answer)
-        assert name not in answer
-        ping = box.lab.run(role, "ping", "-c", "1", "-W", "1", target, check=False)
-        assert ping.returncode != 0, (role, target)
+        assert answer.startswith(("error", "portal ")), (role, target, answer)
+        box.lab.run(role, sys.executable, "-c", SEND, target, "9999", f"from-{role}")
+    time.sleep(1)
+    assert {ip: path.read_text() for ip, path in heard.items()} == dict.fromkeys(heard, "")
 
 
 def test_a_clone_from_the_other_vlan_gets_nothing(
