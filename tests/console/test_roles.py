@@ -7,6 +7,8 @@ table stops the app from starting (and is refused if it ever runs).
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -31,6 +33,51 @@ EXPECTED: dict[str, str | set[OperatorRole]] = {
     "live.disconnect": {OPS, SITE, COMPANY},
     "boxes.index": {OPS, SITE},
     "enrol.enrol": PUBLIC,  # a box with a one-time code: no operator
+    # The data pages: network ops everything; a company manager their own
+    # company's people and credit (read-only company page); a site manager
+    # their sites and boxes, read-only.
+    "companies.index": {OPS, COMPANY},
+    "companies.page": {OPS, COMPANY},
+    "companies.new": {OPS},
+    "companies.edit": {OPS},
+    "companies.status": {OPS},
+    "people.index": {OPS, COMPANY},
+    "people.page": {OPS, COMPANY},
+    "people.new": {OPS, COMPANY},
+    "people.edit": {OPS, COMPANY},
+    "people.active": {OPS, COMPANY},
+    "people.password": {OPS, COMPANY},
+    "people.credit": {OPS, COMPANY},
+    "people.import_csv": {OPS, COMPANY},
+    "sites.index": {OPS, SITE},
+    "sites.page": {OPS, SITE},
+    "sites.new": {OPS},
+    "sites.edit": {OPS},
+    "gateways.page": {OPS, SITE},
+    "gateways.new": {OPS},
+    "gateways.edit": {OPS},
+}
+# A valid form for each POST that takes one: a role allowed gets its 200 or
+# 302 for doing it, not a 400 for an empty form. (The ids are in the scope
+# of every role allowed: Acme's alice, the Axis Parc site and its box.)
+FORMS: dict[str, dict[str, str]] = {
+    "companies.new": {"name": "Initech", "status": "active", "payment": "ok",
+                      "categories": "123", "services": "wifi"},
+    "companies.edit": {"name": "Acme", "status": "active", "payment": "ok",
+                       "categories": "12", "services": "wifi"},
+    "companies.status": {"status": "suspended"},
+    "people.new": {"login": "dave@acme.example", "company": "Acme", "language": "fr"},
+    "people.edit": {"login": "alice@acme.example", "company": "Acme", "language": "nl"},
+    "people.active": {"active": "0"},
+    "people.credit": {"minutes": "60"},
+    "sites.new": {"name": "Liège Guillemins", "network": "wallonia", "category": "2",
+                  "days": "12345", "timezone": "Europe/Brussels"},
+    "sites.edit": {"name": "Axis Parc", "network": "wallonia", "category": "3",
+                   "days": "all", "timezone": "Europe/Brussels"},
+    "gateways.new": {"identifier": "liege-gw", "site": "CEI", "ip": "192.0.2.40",
+                     "secret": "a-shared-secret-of-24ch", "coa_port": "3799"},
+    "gateways.edit": {"identifier": "axis-gw", "site": "Axis Parc", "ip": "127.0.0.1",
+                      "coa_port": "3799"},
 }
 # Public endpoints that take JSON from a program: a form is a bad request.
 JSON_ONLY = {"enrol.enrol"}
@@ -39,7 +86,10 @@ LOGINS = {OPS: NOC, SITE: AXIS_MANAGER, COMPANY: ACME_HR}
 
 def _url(app: Flask, rule: Rule, world: World) -> str:
     # The closed session: Disconnect answers without sending a packet.
-    samples = {"filename": "console.css", "session_id": world.sessions["cei-0000"]}
+    samples = {"filename": "console.css", "session_id": world.sessions["cei-0000"],
+               "company_id": world.companies["Acme"],
+               "person_id": world.people["alice@acme.example"],
+               "site_id": world.sites["Axis Parc"], "gateway_id": world.gateways["axis-gw"]}
     with app.test_request_context():
         from flask import url_for
         return url_for(rule.endpoint, **{arg: samples[arg] for arg in rule.arguments})
@@ -67,6 +117,11 @@ def test_the_whole_matrix(app: Flask, client: FlaskClient, world: World,
             data = {**(data or {}), "login": "nobody@x.example", "password": "wrong"}
         if rule.endpoint == "auth.sign_out":
             data = {"csrf_token": token(client)}
+        if method == "POST" and rule.endpoint in FORMS:
+            data = {**(data or {}), **FORMS[rule.endpoint]}
+        if method == "POST" and rule.endpoint == "people.import_csv":
+            data = {**(data or {}), "file": (io.BytesIO(b"login,company\nerin@acme.example,Acme\n"),
+                                             "people.csv")}
         answer = client.open(url, method=method, data=data)
         answer.close()
         expected = EXPECTED[rule.endpoint]
