@@ -161,3 +161,63 @@ def test_an_endpoint_without_a_rule(app: Flask, client: FlaskClient) -> None:
     assert client.get("/forgotten").status_code == 403
     sign_in(client, NOC)
     assert client.get("/forgotten").status_code == 403
+
+
+# -- never another company's (or site's) data, by any URL ---------------------------
+
+def _data_rules(app: Flask) -> list[Rule]:
+    return [rule for rule in app.url_map.iter_rules()
+            if rule.endpoint.split(".")[0] in ("companies", "people", "sites", "gateways")
+            and rule.arguments]
+
+
+@pytest.mark.parametrize(("login", "others"), [
+    (ACME_HR, {"company_id": ("Globex",), "person_id": ("bob@globex.example",),
+               "site_id": ("CEI",), "gateway_id": ("cei-gw",)}),
+    (AXIS_MANAGER, {"company_id": ("Acme",), "person_id": ("alice@acme.example",),
+                    "site_id": ("CEI",), "gateway_id": ("cei-gw",)}),
+], ids=["company-manager", "site-manager"])
+def test_no_url_reaches_what_is_not_theirs(app: Flask, client: FlaskClient, world: World,
+                                           login: str, others: dict[str, tuple[str]]) -> None:
+    """Every data URL, GET and POST (with a valid form), with the ids of
+    what the operator does not manage: 404 or 403, and nothing changes."""
+    ids = {"company_id": world.companies, "person_id": world.people, "site_id": world.sites,
+           "gateway_id": world.gateways}
+    sign_in(client, login)
+    rules = _data_rules(app)
+    assert {r.endpoint for r in rules} >= {"companies.page", "people.credit", "sites.edit",
+                                           "gateways.page"}
+    for rule in rules:
+        values = {arg: ids[arg][others[arg][0]] for arg in rule.arguments}
+        with app.test_request_context():
+            from flask import url_for
+            url = url_for(rule.endpoint, **values)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            data = None
+            if method == "POST":
+                data = {"csrf_token": token(client, "/live/"), **FORMS.get(rule.endpoint, {})}
+                if rule.endpoint == "people.active":
+                    data["active"] = "0"
+                if rule.endpoint == "people.password":
+                    data["password"] = "taken over"
+            answer = client.open(url, method=method, data=data)
+            body = answer.get_data(as_text=True)
+            assert answer.status_code in (403, 404), f"{method} {url} as {login}: " \
+                                                     f"{answer.status_code}"
+            for secret in ("bob@globex.example", "Globex", "cei-gw"):
+                if login == ACME_HR:
+                    assert secret not in body, (method, url, secret)
+    # Nothing changed: bob is active, has his password and no credit.
+    sign_in(client, NOC)
+    page = client.get(f"/people/{world.people['bob@globex.example']}").get_data(as_text=True)
+    assert "deactivated" not in page and "The ledger is empty." in page
+    assert "No change recorded from the console." in page
+
+
+def test_a_company_manager_lists_only_their_company(client: FlaskClient, world: World) -> None:
+    sign_in(client, ACME_HR)
+    for path in ("/companies/", "/people/", f"/people/?company={world.companies['Globex']}",
+                 "/people/?q=globex", "/people/new", "/people/import"):
+        body = client.get(path).get_data(as_text=True)
+        assert "Globex" not in body and "bob@" not in body and "carol@" not in body, path
+    assert "alice@acme.example" in client.get("/people/").get_data(as_text=True)
