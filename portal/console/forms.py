@@ -50,12 +50,21 @@ def check(form: FlaskForm, rules: dict[str, Callable[[str], object]]) -> bool:
     ok = True
     for name, rule in rules.items():
         field = form[name]
+        if field.errors:
+            ok = False
+            continue  # one message a field: the form's own check said it
         try:
             rule(field.data or "")
         except UserError as exc:
             field.errors = [*field.errors, str(exc)]
             ok = False
     return ok
+
+
+def accepted(form: FlaskForm, rules: dict[str, Callable[[str], object]]) -> bool:
+    """A submitted form that passes its own checks and admin.py's rules."""
+    valid = form.validate()
+    return check(form, rules) and valid
 
 
 def _text(label: str, limit: int, **kwargs: Any) -> StringField:

@@ -23,7 +23,7 @@ from passerelle.radius.models import Company
 
 from . import audit, manage_ops
 from .filters import MAX_ID
-from .forms import CompanyForm, StatusForm, check
+from .forms import CompanyForm, StatusForm, accepted
 from .state import console
 
 log = logging.getLogger("passerelle.portal")
@@ -89,7 +89,7 @@ def new() -> Response | tuple[str, int]:
     if not form.is_submitted():
         form.status.data, form.payment.data = "active", "ok"
         form.categories.data, form.services.data = "123", "wifi"
-    elif form.validate() and check(form, _rules()):
+    elif accepted(form, _rules()):
         try:
             with transaction(state.factory) as db:
                 company = admin.add_company(db, form.name.data or "", _plan(form))
@@ -133,7 +133,7 @@ def edit(company_id: int) -> Response | tuple[str, int]:
             return render_template("manage/company_form.html", title=f"Edit {company.name}",
                                    form=form, company=company), 200
         name = company.name
-    if form.validate() and check(form, _rules()):
+    if accepted(form, _rules()):
         try:
             with transaction(state.factory) as db:
                 before = _snapshot(_found(db, company_id))

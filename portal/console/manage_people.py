@@ -27,7 +27,7 @@ from passerelle.radius.models import Person
 
 from . import audit, manage_ops
 from .filters import MAX_ID, optional_id, search_text
-from .forms import ActiveForm, CreditForm, ImportForm, PasswordForm, PersonForm, check
+from .forms import ActiveForm, CreditForm, ImportForm, PasswordForm, PersonForm, accepted
 from .scope import Principal
 from .state import console
 
@@ -109,7 +109,7 @@ def new() -> Response | tuple[str, int]:
             company = manage_ops.company(db, g.principal.scope, wanted) if wanted else None
             form.company.data = company.name if company else _own_company(g.principal)
             form.language.data = "fr"
-    if form.is_submitted() and form.validate() and check(form, _rules(new=True)):
+    if form.is_submitted() and accepted(form, _rules(new=True)):
         company_name = _own_company(g.principal) or form.company.data or ""
         password = form.password.data or admin.new_password()
         try:
@@ -168,7 +168,7 @@ def edit(person_id: int) -> Response | tuple[str, int]:
         if not form.is_submitted():
             form.process(data=_snapshot(person))
         login = person.login
-    if form.is_submitted() and form.validate() and check(form, _rules(new=False)):
+    if form.is_submitted() and accepted(form, _rules(new=False)):
         # A company manager cannot move someone to another company.
         company = None if _own_company(g.principal) else form.company.data
         changes = admin.PersonChanges(login=form.login.data, company=company,
@@ -216,8 +216,7 @@ def password(person_id: int) -> Response | tuple[str, int]:
     """A new password: the one typed, or a generated one shown once."""
     state = console()
     form = PasswordForm()
-    if not form.validate_on_submit() or not check(
-            form, {"password": lambda v: admin.clean_password(v) if v else ""}):
+    if not accepted(form, {"password": lambda v: admin.clean_password(v) if v else ""}):
         return _page(person_id, password_form=form)
     typed = form.password.data or ""
     new_password = typed or admin.new_password()
@@ -240,8 +239,7 @@ def credit(person_id: int) -> Response | tuple[str, int]:
     """Top up: admin.add_credit, minutes and a note."""
     state = console()
     form = CreditForm()
-    if not form.validate_on_submit() or not check(form, {
-            "minutes": lambda v: admin.parse_whole(v, "number of minutes")}):
+    if not accepted(form, {"minutes": lambda v: admin.parse_whole(v, "number of minutes")}):
         return _page(person_id, credit_form=form)
     minutes = admin.parse_whole(form.minutes.data or "", "number of minutes")
     try:

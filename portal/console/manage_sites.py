@@ -21,7 +21,7 @@ from passerelle.radius.models import Gateway, Site
 
 from . import audit, manage_ops
 from .filters import MAX_ID, optional_id
-from .forms import GatewayForm, SiteForm, check
+from .forms import GatewayForm, SiteForm, accepted
 from .state import console
 
 log = logging.getLogger("passerelle.portal")
@@ -93,7 +93,7 @@ def new() -> Response | tuple[str, int]:
     if not form.is_submitted():
         form.process(data={"category": "1", "capacity": "0", "days": "12345",
                            "staffed": True, "timezone": "Europe/Brussels"})
-    elif form.validate() and check(form, _site_rules(form)):
+    elif accepted(form, _site_rules(form)):
         try:
             with transaction(state.factory) as db:
                 site = admin.add_site(
@@ -138,7 +138,7 @@ def edit(site_id: int) -> Response | tuple[str, int]:
         if not form.is_submitted():
             form.process(data=_site_snapshot(site))
         name = site.name
-    if form.is_submitted() and form.validate() and check(form, _site_rules(form)):
+    if form.is_submitted() and accepted(form, _site_rules(form)):
         opens, closes = form.opens.data or None, form.closes.data or None
         changes = admin.SiteChanges(
             name=form.name.data, network=form.network.data,
@@ -211,7 +211,7 @@ def new_gateway() -> Response | tuple[str, int]:
             site = manage_ops.site(db, g.principal.scope, wanted) if wanted else None
             form.process(data={"site": site.name if site else None, "coa_port": "3799",
                                "require_ma": True})
-    if form.is_submitted() and form.validate() and check(form, _gateway_rules(True)):
+    if form.is_submitted() and accepted(form, _gateway_rules(True)):
         try:
             with transaction(state.factory) as db:
                 gateway = admin.add_gateway(
@@ -254,7 +254,7 @@ def edit_gateway(gateway_id: int) -> Response | tuple[str, int]:
             form.process(data={**_gateway_snapshot(gateway),
                                "coa_port": str(gateway.coa_port)})
         identifier = gateway.identifier
-    if form.is_submitted() and form.validate() and check(form, _gateway_rules(False)):
+    if form.is_submitted() and accepted(form, _gateway_rules(False)):
         changes = admin.GatewayChanges(
             identifier=form.identifier.data, site=form.site.data, ip=form.ip.data,
             secret=form.secret.data or None,
