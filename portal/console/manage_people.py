@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 from werkzeug.wrappers import Response
 
@@ -121,7 +122,7 @@ def new() -> Response | tuple[str, int]:
                              manage_ops.changed({}, _snapshot(person)), state.now())
                 person_id, login = person.id, person.login
         except UserError as exc:
-            where = form.company if "company" in str(exc) else form.login
+            where = form.company if str(exc).startswith("unknown company") else form.login
             where.errors = [*where.errors, str(exc)]
         else:
             log.info("console: %s added person %r", g.principal.login, login)
@@ -144,13 +145,13 @@ def _page(person_id: int, generated: str = "", password_form: PasswordForm | Non
         sites = manage_ops.site_names(db, [s.site_id for s in summary.recent])
         history = audit.history(db, KIND, person.id)
         company = person.company
+    refused = any(form is not None and form.errors for form in (password_form, credit_form))
     return render_template(
         "manage/person.html", title=person.login, person=person, company=company,
         statement=statement, summary=summary, sites=sites, history=history, hours=hours,
         generated=generated, password_form=password_form or PasswordForm(),
         credit_form=credit_form or CreditForm(), active_form=ActiveForm()), \
-        400 if (password_form and password_form.errors) or (
-            credit_form and credit_form.errors) else 200
+        400 if refused else 200
 
 
 @bp.get(f"/{ID}")
@@ -180,7 +181,7 @@ def edit(person_id: int) -> Response | tuple[str, int]:
                 audit.record(db, g.principal, "edit", KIND, person_id,
                              manage_ops.changed(before, _snapshot(after)), state.now())
         except UserError as exc:
-            where = form.company if "company" in str(exc) else form.login
+            where = form.company if str(exc).startswith("unknown company") else form.login
             where.errors = [*where.errors, str(exc)]
         else:
             log.info("console: %s changed person %r", g.principal.login, login)
@@ -284,8 +285,9 @@ def import_csv() -> tuple[str, int]:
             try:
                 with transaction(state.factory) as db:
                     added = people_csv.add_people(db, parsed.people)
-                    ids = dict(db.query(Person.login, Person.id)
-                               .filter(Person.login.in_([p.login for p in added])).all())
+                    ids = {login: person_id for login, person_id in db.execute(
+                        select(Person.login, Person.id)
+                        .where(Person.login.in_([p.login for p in added])))}
                     for person in added:
                         audit.record(db, g.principal, "import", KIND, ids.get(person.login),
                                      f"imported from {name}, line {person.line}", state.now())
