@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
 from passerelle.cli import main
+from passerelle.portal.console.manage_people import WEB_MAX_PEOPLE
 from passerelle.radius import passwords, people_csv
 from passerelle.radius.db import transaction
 from passerelle.radius.models import AuditEntry, Person
@@ -259,6 +260,17 @@ def test_a_file_beyond_the_upload_limit(client: FlaskClient, world: World) -> No
     # Other pages keep the console's small limit.
     answer = client.post("/people/new", data={"csrf_token": csrf, "name": "x" * 20_000})
     assert answer.status_code == 413
+
+
+def test_the_web_takes_fewer_people_than_the_command_line(client: FlaskClient,
+                                                        world: World) -> None:
+    sign_in(client, NOC)
+    many = "".join(f"p{n}@acme.example,Acme\n" for n in range(WEB_MAX_PEOPLE + 1))
+    status, body = upload(client, ("login,company\n" + many).encode())
+    assert status == 400
+    assert f"more than {WEB_MAX_PEOPLE} people: split the file" in body
+    assert people_csv.parse(("login,company\n" + many).encode(), new_password=fixed).problems \
+        == []
 
 
 def test_no_file(client: FlaskClient, world: World) -> None:
