@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, assert_never
@@ -598,6 +599,16 @@ class PersonChanges:
 
 
 LANGUAGES = ("fr", "nl", "en")
+
+
+# A generated password: 16 letters and digits without look-alikes (no 0/O,
+# 1/l/I), about 90 bits, easy to read out over the phone.
+_PASSWORD_ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def new_password(length: int = 16) -> str:
+    """A random password for a person (a reset, an import without one)."""
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(length))
 
 
 def clean_language(value: str) -> str:

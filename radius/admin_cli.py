@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session as DB
 from passerelle.errors import UserError
 
 from . import admin as ops
-from . import db
+from . import db, people_csv
 from . import demo_data as demo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -761,3 +761,36 @@ def demo_data(db_url: str | None) -> None:
         report = demo.load(s, now())
     click.echo(report.summary())
     click.echo(report.logins_text())
+
+
+# -- people from a CSV file ----------------------------------------------------
+
+@person.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@db_option
+def person_import(file: str, db_url: str | None) -> None:
+    """Add the people of a CSV FILE (- = stdin), all or none.
+
+    Columns: login, company (required), name, password, language, in a
+    header line. Every bad line is listed with its number; an empty
+    password gets a generated one, printed once."""
+    try:
+        data = sys.stdin.buffer.read(people_csv.MAX_BYTES + 1) if file == "-" else \
+            Path(file).read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {file}: {exc.strerror}") from None
+    parsed = people_csv.parse(data)
+    try:
+        if parsed.problems:
+            raise people_csv.ImportRefused(parsed.problems)
+        with unit_of_work(db_url) as s:
+            added = people_csv.add_people(s, parsed.people)
+    except people_csv.ImportRefused as exc:
+        for problem in exc.problems:
+            click.echo(f"{file}: {problem}", err=True)
+        raise
+    click.echo(f"{len(added)} people imported")
+    generated = [(p.login, p.password) for p in added if p.generated]
+    if generated:
+        click.echo("Generated passwords (shown this once):")
+        table(("login", "password"), generated)

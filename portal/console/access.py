@@ -28,6 +28,8 @@ log = logging.getLogger("passerelle.portal")
 PUBLIC: frozenset[OperatorRole] | None = None
 EVERYONE = frozenset(OperatorRole)
 OPS_AND_SITES = frozenset({OperatorRole.network_ops, OperatorRole.site_manager})
+OPS = frozenset({OperatorRole.network_ops})
+OPS_AND_COMPANIES = frozenset({OperatorRole.network_ops, OperatorRole.company_manager})
 
 PERMISSIONS: dict[str, frozenset[OperatorRole] | None] = {
     "static": PUBLIC,
@@ -38,6 +40,30 @@ PERMISSIONS: dict[str, frozenset[OperatorRole] | None] = {
     "live.disconnect": EVERYONE,  # within their scope: live_ops.disconnect_order
     "boxes.index": OPS_AND_SITES,
     "enrol.enrol": PUBLIC,  # a box with a one-time code (radius.enrolment)
+    # The data pages (manage_*.py); within the scope: manage_ops finds
+    # nothing outside it (404).
+    "companies.index": OPS_AND_COMPANIES,
+    "companies.page": OPS_AND_COMPANIES,
+    "companies.new": OPS,
+    "companies.edit": OPS,
+    "companies.status": OPS,
+    # A company manager manages their own company's people and tops up their credit.
+    "people.index": OPS_AND_COMPANIES,
+    "people.page": OPS_AND_COMPANIES,
+    "people.new": OPS_AND_COMPANIES,
+    "people.edit": OPS_AND_COMPANIES,
+    "people.active": OPS_AND_COMPANIES,
+    "people.password": OPS_AND_COMPANIES,
+    "people.credit": OPS_AND_COMPANIES,
+    "people.import_csv": OPS_AND_COMPANIES,
+    # Site managers see their sites and boxes; only network ops change them.
+    "sites.index": OPS_AND_SITES,
+    "sites.page": OPS_AND_SITES,
+    "sites.new": OPS,
+    "sites.edit": OPS,
+    "gateways.page": OPS_AND_SITES,
+    "gateways.new": OPS,
+    "gateways.edit": OPS,
 }
 
 # The Flask session's keys.

@@ -19,7 +19,17 @@ from werkzeug.wrappers import Response as BaseResponse
 from passerelle.portal.limits import Limiter
 from passerelle.radius import dae
 
-from . import access, auth, boxes, enrol, formats, live
+from . import (
+    access,
+    auth,
+    boxes,
+    enrol,
+    formats,
+    live,
+    manage_companies,
+    manage_people,
+    manage_sites,
+)
 from .settings import ConsoleSettings
 from .state import KEY, Console, Disconnect
 
@@ -99,12 +109,17 @@ def create_app(factory: sessionmaker[Session], *,
     # Access first: no other hook (not even the CSRF check) runs for a
     # request the operator may not make.
     access.install(app)
+    app.before_request(manage_people.allow_upload)  # before the CSRF check reads the form
     csrf = CSRFProtect(app)
     csrf.exempt(enrol.bp)  # JSON from a box, not a browser's form
     app.register_blueprint(auth.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(boxes.bp)
     app.register_blueprint(enrol.bp)
+    app.register_blueprint(manage_companies.bp)
+    app.register_blueprint(manage_people.bp)
+    app.register_blueprint(manage_sites.sites_bp)
+    app.register_blueprint(manage_sites.gateways_bp)
     app.add_url_rule("/", "home", _home)
     formats.install(app)
     app.after_request(_headers)

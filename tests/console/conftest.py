@@ -50,6 +50,7 @@ class World:
     companies: dict[str, int] = field(default_factory=dict)
     people: dict[str, int] = field(default_factory=dict)
     sessions: dict[str, int] = field(default_factory=dict)  # by Acct-Session-Id
+    gateways: dict[str, int] = field(default_factory=dict)  # by identifier
 
 
 def _session(db: DB, world: World, sid: str, login: str, site: str, gateway_id: int,
@@ -78,6 +79,7 @@ def build_world(factory: sessionmaker[DB]) -> World:
             world.sites[name] = admin.add_site(db, name, "wallonia").id
             ident = name.lower().split()[0] + "-gw"
             gateways[name] = admin.add_gateway(db, ident, name, f"127.0.0.{n}", SECRET).id
+            world.gateways[ident] = gateways[name]
         for name in ("Acme", "Globex"):
             world.companies[name] = admin.add_company(db, name).id
         for login, company in (("alice@acme.example", "Acme"), ("bob@globex.example", "Globex"),

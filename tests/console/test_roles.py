@@ -7,6 +7,8 @@ table stops the app from starting (and is refused if it ever runs).
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -31,6 +33,51 @@ EXPECTED: dict[str, str | set[OperatorRole]] = {
     "live.disconnect": {OPS, SITE, COMPANY},
     "boxes.index": {OPS, SITE},
     "enrol.enrol": PUBLIC,  # a box with a one-time code: no operator
+    # The data pages: network ops everything; a company manager their own
+    # company's people and credit (read-only company page); a site manager
+    # their sites and boxes, read-only.
+    "companies.index": {OPS, COMPANY},
+    "companies.page": {OPS, COMPANY},
+    "companies.new": {OPS},
+    "companies.edit": {OPS},
+    "companies.status": {OPS},
+    "people.index": {OPS, COMPANY},
+    "people.page": {OPS, COMPANY},
+    "people.new": {OPS, COMPANY},
+    "people.edit": {OPS, COMPANY},
+    "people.active": {OPS, COMPANY},
+    "people.password": {OPS, COMPANY},
+    "people.credit": {OPS, COMPANY},
+    "people.import_csv": {OPS, COMPANY},
+    "sites.index": {OPS, SITE},
+    "sites.page": {OPS, SITE},
+    "sites.new": {OPS},
+    "sites.edit": {OPS},
+    "gateways.page": {OPS, SITE},
+    "gateways.new": {OPS},
+    "gateways.edit": {OPS},
+}
+# A valid form for each POST that takes one: a role allowed gets its 200 or
+# 302 for doing it, not a 400 for an empty form. (The ids are in the scope
+# of every role allowed: Acme's alice, the Axis Parc site and its box.)
+FORMS: dict[str, dict[str, str]] = {
+    "companies.new": {"name": "Initech", "status": "active", "payment": "ok",
+                      "categories": "123", "services": "wifi"},
+    "companies.edit": {"name": "Acme", "status": "active", "payment": "ok",
+                       "categories": "12", "services": "wifi"},
+    "companies.status": {"status": "suspended"},
+    "people.new": {"login": "dave@acme.example", "company": "Acme", "language": "fr"},
+    "people.edit": {"login": "alice@acme.example", "company": "Acme", "language": "nl"},
+    "people.active": {"active": "0"},
+    "people.credit": {"minutes": "60"},
+    "sites.new": {"name": "Liège Guillemins", "network": "wallonia", "category": "2",
+                  "days": "12345", "timezone": "Europe/Brussels"},
+    "sites.edit": {"name": "Axis Parc", "network": "wallonia", "category": "3",
+                   "days": "all", "timezone": "Europe/Brussels"},
+    "gateways.new": {"identifier": "liege-gw", "site": "CEI", "ip": "192.0.2.40",
+                     "secret": "a-shared-secret-of-24ch", "coa_port": "3799"},
+    "gateways.edit": {"identifier": "axis-gw", "site": "Axis Parc", "ip": "127.0.0.1",
+                      "coa_port": "3799"},
 }
 # Public endpoints that take JSON from a program: a form is a bad request.
 JSON_ONLY = {"enrol.enrol"}
@@ -39,7 +86,10 @@ LOGINS = {OPS: NOC, SITE: AXIS_MANAGER, COMPANY: ACME_HR}
 
 def _url(app: Flask, rule: Rule, world: World) -> str:
     # The closed session: Disconnect answers without sending a packet.
-    samples = {"filename": "console.css", "session_id": world.sessions["cei-0000"]}
+    samples = {"filename": "console.css", "session_id": world.sessions["cei-0000"],
+               "company_id": world.companies["Acme"],
+               "person_id": world.people["alice@acme.example"],
+               "site_id": world.sites["Axis Parc"], "gateway_id": world.gateways["axis-gw"]}
     with app.test_request_context():
         from flask import url_for
         return url_for(rule.endpoint, **{arg: samples[arg] for arg in rule.arguments})
@@ -67,6 +117,11 @@ def test_the_whole_matrix(app: Flask, client: FlaskClient, world: World,
             data = {**(data or {}), "login": "nobody@x.example", "password": "wrong"}
         if rule.endpoint == "auth.sign_out":
             data = {"csrf_token": token(client)}
+        if method == "POST" and rule.endpoint in FORMS:
+            data = {**(data or {}), **FORMS[rule.endpoint]}
+        if method == "POST" and rule.endpoint == "people.import_csv":
+            data = {**(data or {}), "file": (io.BytesIO(b"login,company\nerin@acme.example,Acme\n"),
+                                             "people.csv")}
         answer = client.open(url, method=method, data=data)
         answer.close()
         expected = EXPECTED[rule.endpoint]
@@ -106,3 +161,63 @@ def test_an_endpoint_without_a_rule(app: Flask, client: FlaskClient) -> None:
     assert client.get("/forgotten").status_code == 403
     sign_in(client, NOC)
     assert client.get("/forgotten").status_code == 403
+
+
+# -- never another company's (or site's) data, by any URL ---------------------------
+
+def _data_rules(app: Flask) -> list[Rule]:
+    return [rule for rule in app.url_map.iter_rules()
+            if rule.endpoint.split(".")[0] in ("companies", "people", "sites", "gateways")
+            and rule.arguments]
+
+
+@pytest.mark.parametrize(("login", "others"), [
+    (ACME_HR, {"company_id": ("Globex",), "person_id": ("bob@globex.example",),
+               "site_id": ("CEI",), "gateway_id": ("cei-gw",)}),
+    (AXIS_MANAGER, {"company_id": ("Acme",), "person_id": ("alice@acme.example",),
+                    "site_id": ("CEI",), "gateway_id": ("cei-gw",)}),
+], ids=["company-manager", "site-manager"])
+def test_no_url_reaches_what_is_not_theirs(app: Flask, client: FlaskClient, world: World,
+                                           login: str, others: dict[str, tuple[str]]) -> None:
+    """Every data URL, GET and POST (with a valid form), with the ids of
+    what the operator does not manage: 404 or 403, and nothing changes."""
+    ids = {"company_id": world.companies, "person_id": world.people, "site_id": world.sites,
+           "gateway_id": world.gateways}
+    sign_in(client, login)
+    rules = _data_rules(app)
+    assert {r.endpoint for r in rules} >= {"companies.page", "people.credit", "sites.edit",
+                                           "gateways.page"}
+    for rule in rules:
+        values = {arg: ids[arg][others[arg][0]] for arg in rule.arguments}
+        with app.test_request_context():
+            from flask import url_for
+            url = url_for(rule.endpoint, **values)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            data = None
+            if method == "POST":
+                data = {"csrf_token": token(client, "/live/"), **FORMS.get(rule.endpoint, {})}
+                if rule.endpoint == "people.active":
+                    data["active"] = "0"
+                if rule.endpoint == "people.password":
+                    data["password"] = "taken over"
+            answer = client.open(url, method=method, data=data)
+            body = answer.get_data(as_text=True)
+            assert answer.status_code in (403, 404), f"{method} {url} as {login}: " \
+                                                     f"{answer.status_code}"
+            for secret in ("bob@globex.example", "Globex", "cei-gw"):
+                if login == ACME_HR:
+                    assert secret not in body, (method, url, secret)
+    # Nothing changed: bob is active, has his password and no credit.
+    sign_in(client, NOC)
+    page = client.get(f"/people/{world.people['bob@globex.example']}").get_data(as_text=True)
+    assert "deactivated" not in page and "The ledger is empty." in page
+    assert "No change recorded from the console." in page
+
+
+def test_a_company_manager_lists_only_their_company(client: FlaskClient, world: World) -> None:
+    sign_in(client, ACME_HR)
+    for path in ("/companies/", "/people/", f"/people/?company={world.companies['Globex']}",
+                 "/people/?q=globex", "/people/new", "/people/import"):
+        body = client.get(path).get_data(as_text=True)
+        assert "Globex" not in body and "bob@" not in body and "carol@" not in body, path
+    assert "alice@acme.example" in client.get("/people/").get_data(as_text=True)
