@@ -301,10 +301,11 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
     if lan_if is None:
         # A VLAN sub-interface (lan.101, the box's own after a restart) is
         # part of its LAN, not a second candidate; nor is a VLAN's own
-        # interface.
-        own = _vlan_interfaces(t["vlans"])
+        # interface (unless it is the only one: then [vlans] says why not).
         others = [name for name in interfaces.up if name != wan_if
-                  and name.rpartition(".")[0] not in interfaces.up and name not in own]
+                  and name.rpartition(".")[0] not in interfaces.up]
+        if len(others) > 1:
+            others = [name for name in others if name not in _vlan_interfaces(t["vlans"])]
         if len(others) != 1:
             found = ", ".join(others) or "none"
             raise ConfigError(f"lan.interface: not set, and the interfaces up besides the WAN "
