@@ -125,6 +125,9 @@ class Interfaces:
     up: tuple[str, ...]  # interfaces that are up, loopback excluded
     ipv4: Mapping[str, tuple[str, ...]]  # interface -> "address/prefix"
     ipv6: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # not link-local
+    # Every interface, up or not (an untagged VLAN's may be down until the
+    # box brings it up).
+    present: tuple[str, ...] = ()
 
 
 def read_interfaces() -> Interfaces:
@@ -158,7 +161,8 @@ def read_interfaces() -> Interfaces:
                     if "/" in entry["netmask"] else 64
                 found6.append(f"{addr}/{prefix}")
         addresses6[name] = tuple(found6)
-    return Interfaces(default[1] if default else None, tuple(up), addresses, addresses6)
+    return Interfaces(default[1] if default else None, tuple(up), addresses, addresses6,
+                      tuple(netifaces.interfaces()))
 
 
 # --- loading -------------------------------------------------------------------
@@ -188,7 +192,7 @@ UNREAD = "(secret_file not read)"  # the secret of a server when secrets are not
 SERVER_KEYS = {"host", "secret", "secret_file", "auth_port", "acct_port",
                "require_message_authenticator"}
 AP_KEYS = {"address", "secret", "secret_file", "vendor", "disconnect", "dae_port"}
-VLAN_KEYS = {"id", "address", "dhcp_start", "dhcp_end", "interface"}
+VLAN_KEYS = {"id", "address", "dhcp_start", "dhcp_end", "interface", "tagged"}
 ARRAYS = {"access_points"}  # top-level arrays of tables
 
 
@@ -296,9 +300,12 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
     lan_if = t["lan"].get("interface", str, None)
     if lan_if is None:
         # A VLAN sub-interface (lan.101, the box's own after a restart) is
-        # part of its LAN, not a second candidate.
+        # part of its LAN, not a second candidate; nor is a VLAN's own
+        # interface (unless it is the only one: then [vlans] says why not).
         others = [name for name in interfaces.up if name != wan_if
                   and name.rpartition(".")[0] not in interfaces.up]
+        if len(others) > 1:
+            others = [name for name in others if name not in _vlan_interfaces(t["vlans"])]
         if len(others) != 1:
             found = ", ".join(others) or "none"
             raise ConfigError(f"lan.interface: not set, and the interfaces up besides the WAN "
@@ -463,7 +470,7 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
             raise ConfigError(f"wifi.port: {wifi_port} is also {key}")
     upstream = {"radius.servers host": tuple(s.host for s in servers if _is_ip(s.host)),
                 "dns.upstream": upstream_dns, "ntp.servers": ntp_servers}
-    vlans = _vlans(t["vlans"], lan_if, lan_address, interfaces.ipv4.get(wan_if, ()), upstream)
+    vlans = _vlans(t["vlans"], lan_if, lan_address, wan_if, interfaces, upstream)
 
     return Config(
         identifier=identifier, state_dir=state_dir, nas_ip=nas_ip, lan_if=lan_if,
@@ -603,12 +610,23 @@ def _access_points(raw: Any, base: Path,
     return found
 
 
-def _vlans(table: _Table, lan_if: str, lan: ipaddress.IPv4Interface, wan: tuple[str, ...],
+def _vlan_interfaces(table: _Table) -> set[str]:
+    """The interfaces ``[[vlans.networks]]`` names (checked in ``_vlans``)."""
+    raw = table.data.get("networks")
+    return {entry["interface"] for entry in raw if isinstance(entry, dict)
+            and isinstance(entry.get("interface"), str)} if isinstance(raw, list) else set()
+
+
+def _vlans(table: _Table, lan_if: str, lan: ipaddress.IPv4Interface, wan_if: str,
+           interfaces: Interfaces,
            elsewhere: Mapping[str, tuple[str, ...]]) -> tuple[Vlan, ...]:
     """``[vlans]``: a range scheme (``ids``, ``network``, ``prefix``), a list
     (``[[vlans.networks]]``), or both; every VLAN apart from the others,
     the LAN, the WAN and ``elsewhere`` (the hosts the box reaches upstream:
-    a VLAN's subnet holding one would take its route)."""
+    a VLAN's subnet holding one would take its route). An untagged VLAN's
+    interface (``tagged = false``) must be on this machine, and be neither
+    the LAN nor the WAN."""
+    wan = interfaces.ipv4.get(wan_if, ())
     found: list[Vlan] = []
     ids = table.get("ids", str, None)
     network = table.get("network", str, None)
@@ -641,11 +659,20 @@ def _vlans(table: _Table, lan_if: str, lan: ipaddress.IPv4Interface, wan: tuple[
             raise ConfigError(f"{prefix_key}.{key}: required (the VLAN id, and the box's "
                               "address/prefix on it)")
         try:
-            found.append(Vlan.make(lan_if, vlan_id, address, t.get("dhcp_start", str, None),
-                                   t.get("dhcp_end", str, None),
-                                   t.get("interface", str, None)))
+            vlan = Vlan.make(lan_if, vlan_id, address, t.get("dhcp_start", str, None),
+                             t.get("dhcp_end", str, None), t.get("interface", str, None),
+                             t.get("tagged", bool, True))
         except ValueError as exc:
             raise ConfigError(f"{prefix_key}.{exc}") from None
+        for other, role in ((lan_if, "the LAN"), (wan_if, "the WAN")):
+            if vlan.interface == other:
+                raise ConfigError(f"{prefix_key}.interface: {other} is {role} interface; a "
+                                  "VLAN needs an interface of its own")
+        if not vlan.tagged and vlan.interface not in {*interfaces.up, *interfaces.present}:
+            raise ConfigError(f"{prefix_key}.interface: {vlan.interface} is not an interface "
+                              "of this machine (with tagged = false the VLAN arrives untagged "
+                              "on it; the box makes none)")
+        found.append(vlan)
     try:
         check_apart(found, {"the LAN": (str(lan.network),), "the WAN": wan, **elsewhere})
     except ValueError as exc:

@@ -512,7 +512,8 @@ class Daemon:
         the Access-Accept's Tunnel-Password), with the MAC it checked in with;
         everyone with a session here is allowed here."""
         with self._lock:
-            return [ApKey(person=s.login, key_id=sid, passphrase=self._keys[sid], mac=s.mac)
+            return [ApKey(person=s.login, key_id=sid, passphrase=self._keys[sid], mac=s.mac,
+                          vlan=s.terms.vlan)
                     for sid, s in self._open.items() if sid in self._keys]
 
 

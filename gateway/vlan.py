@@ -1,4 +1,5 @@
-"""The companies' VLANs on the box's LAN: 802.1Q sub-interfaces.
+"""The companies' VLANs on the box's LAN: 802.1Q sub-interfaces, or
+interfaces of their own.
 
 Each company gets its own VLAN (the centre's Access-Accept names it in
 Tunnel-Private-Group-Id). The box carries each VLAN it is configured for as
@@ -6,6 +7,13 @@ a sub-interface of its LAN (``lan.101`` for VLAN 101), with its own address
 and subnet; the untagged LAN stays the open check-in network. DHCP, DNS, the
 captive state and the portal apply on every one of them (gateway/dnsmasq.py,
 gateway/nft.py); what crosses the box between two of them is dropped.
+
+A VLAN may instead arrive untagged on an interface of its own (``tagged =
+false``: a hypervisor, a switch port or a USB NIC per VLAN does the
+tagging), for a box whose kernel has no 802.1Q. Only how the interface comes
+to be differs: the box does not make, mark or remove it, it sets the
+configured address on it and brings it up; every rule downstream takes the
+VLAN's ``interface`` whichever way it came.
 
 ``Vlan`` is one VLAN as configured (checked when made); ``scheme()`` cuts one
 subnet per VLAN out of a range. ``plan()`` is the pure part: from what the
@@ -18,7 +26,7 @@ removes a VLAN interface of its own that the configuration no longer lists
 (a forgotten one would be a way around the firewall, whose rules name only
 the configured interfaces), and never removes or changes an interface it
 did not make (one made by hand as the right VLAN is used as it is, with the
-configured address added).
+configured address added; so is an interface of its own).
 """
 
 from __future__ import annotations
@@ -51,10 +59,13 @@ class Vlan:
     """One VLAN the box carries; ValueError naming the field when wrong."""
 
     id: int
-    interface: str  # the sub-interface, lan.101
+    interface: str  # the sub-interface, lan.101, or the VLAN's own interface
     address: ipaddress.IPv4Interface  # the box's address and the VLAN's subnet
     dhcp_start: ipaddress.IPv4Address
     dhcp_end: ipaddress.IPv4Address
+    # False: the VLAN arrives untagged on ``interface``, which the box is
+    # given (never makes, marks nor removes).
+    tagged: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.id, bool) or not isinstance(self.id, int) \
@@ -90,9 +101,14 @@ class Vlan:
 
     @classmethod
     def make(cls, lan_if: str, vlan_id: int, address: str, dhcp_start: str | None = None,
-             dhcp_end: str | None = None, interface: str | None = None) -> Vlan:
+             dhcp_end: str | None = None, interface: str | None = None,
+             tagged: bool = True) -> Vlan:
         """From text; the DHCP range defaults to the subnet's hosts after the
-        first nine (the box takes the first)."""
+        first nine (the box takes the first). An untagged VLAN names its
+        interface: there is no default to make."""
+        if not tagged and interface is None:
+            raise ValueError(f"interface: required with tagged = false (the interface VLAN "
+                             f"{vlan_id} arrives on untagged)")
         try:
             iface = ipaddress.IPv4Interface(address)
         except ValueError:
@@ -108,7 +124,7 @@ class Vlan:
             except ValueError:
                 raise ValueError(f"{name}: {text!r} is not an IPv4 address") from None
         return cls(vlan_id, interface or interface_name(lan_if, vlan_id), iface,
-                   found["dhcp_start"], found["dhcp_end"])
+                   found["dhcp_start"], found["dhcp_end"], tagged)
 
 
 def parse_ids(text: str) -> range:
@@ -260,8 +276,9 @@ def plan(lan_if: str, vlans: Sequence[Vlan], links: Mapping[str, Link]) -> list[
     """The actions that make the kernel's VLAN interfaces what ``vlans``
     says, from ``links`` (what it has now). Nothing when it already is.
     VlanError when a configured name is taken by an interface the box did
-    not make as that VLAN (it is never removed or changed)."""
-    if vlans and lan_if not in links:
+    not make as that VLAN (it is never removed or changed), or when the
+    interface of an untagged VLAN is missing."""
+    if any(v.tagged for v in vlans) and lan_if not in links:
         raise VlanError(f"LAN interface {lan_if} not found: its VLANs cannot be made")
     actions: list[Action] = []
     wanted = {v.interface: v for v in vlans}
@@ -270,9 +287,20 @@ def plan(lan_if: str, vlans: Sequence[Vlan], links: Mapping[str, Link]) -> list[
             actions.append(DeleteLink(name))
     for v in vlans:
         link = links.get(v.interface)
+        if not v.tagged:
+            # Given, not made: it must be there, and not a sub-interface of
+            # ours (that one would go once the configuration stops listing it).
+            if link is None:
+                raise VlanError(f"VLAN {v.id}: interface {v.interface} not found; with "
+                                "tagged = false the VLAN arrives untagged on an interface "
+                                "the box is given, and the box makes none")
+            if link.alias == ALIAS:
+                raise VlanError(f"VLAN {v.id}: {v.interface} is an 802.1Q sub-interface the "
+                                "box made; remove it (ip link del) to use an interface of "
+                                "that name untagged")
         fresh = link is None
-        if link is not None and (link.kind != "vlan" or link.vlan_id != v.id
-                                 or link.parent != lan_if):
+        if v.tagged and link is not None and (link.kind != "vlan" or link.vlan_id != v.id
+                                              or link.parent != lan_if):
             if link.alias != ALIAS:
                 raise VlanError(f"{v.interface} exists and is not VLAN {v.id} of {lan_if}; "
                                 "the box does not change an interface it did not make "
@@ -351,4 +379,5 @@ class Links:
         self.carry_out(actions)
         if vlans:
             log.info("VLANs on %s: %s", lan_if, ", ".join(
-                f"{v.id} ({v.interface} {v.address})" for v in vlans))
+                f"{v.id} ({v.interface}{'' if v.tagged else ' untagged'} {v.address})"
+                for v in vlans))

@@ -144,13 +144,15 @@ heartbeat_interval = 1
 
 @contextlib.contextmanager
 def site(tmp: Path, portal: bool = True, extra_config: str = "",
-         centre: str = "passerelle") -> Iterator[Box]:
+         centre: str = "passerelle",
+         before_start: Callable[[Lab], None] | None = None) -> Iterator[Box]:
     """Build the lab, the centre and the box; always tear them down.
     ``portal``: run the stand-in portal on the box's port 8080.
     ``centre``: "passerelle" (`passerelle radius serve`) or "freeradius"
     (FreeRADIUS 3 with tests/peers/freeradius.py's users, signing its
     replies with Message-Authenticator). ``extra_config`` is appended to
-    the box's TOML (new tables only)."""
+    the box's TOML (new tables only). ``before_start`` adds to the lab what
+    the box's configuration needs before it starts (e.g. interfaces)."""
     os.environ["PASSERELLE_KEY_FILE"] = str(tmp / "server.key")
     url = f"sqlite:///{tmp / 'centre.db'}"
     engine = db.make_engine(url)
@@ -167,6 +169,8 @@ def site(tmp: Path, portal: bool = True, extra_config: str = "",
         # the box knows (requests from any other address are dropped).
         lab.run("up", "ip", "route", "replace", "203.0.113.0/24", "dev", "eth0", "src", CENTRE)
         lab.start_internet()
+        if before_start is not None:
+            before_start(lab)
         if portal:
             lab.serve("gw", "http", lab.box_ipv4, 8080, "200", "portal")
         b = Box(lab, tmp, url, factory, world, config, ControlClient(tmp / "state" /

@@ -1,6 +1,7 @@
 """gateway/vlan.py: a VLAN as configured, the range scheme, and the plan
-that makes the kernel's interfaces match; then the executor with real ``ip``
-in a scratch namespace."""
+that makes the kernel's interfaces match, for 802.1Q sub-interfaces and for
+VLANs on interfaces of their own; then the executor with real ``ip`` in a
+scratch namespace."""
 
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ from passerelle.gateway.vlan import (
     vlan_of,
 )
 from tests.gateway.conftest import require_lab
-from tests.gateway.test_vlan_lab import kernel_has_8021q
-from tests.need import unavailable
+from tests.gateway.test_vlan_lab import kernel_has_8021q, require_8021q
 
 V101 = Vlan.make("lan", 101, "192.0.2.129/27")
 V102 = Vlan.make("lan", 102, "192.0.2.161/27", "192.0.2.170", "192.0.2.180")
+OWN = Vlan.make("lan", 103, "192.0.2.193/27", interface="eth2", tagged=False)
 
 
 # -- one VLAN --------------------------------------------------------------------
@@ -51,6 +52,10 @@ def test_a_vlan_takes_the_lan_s_defaults() -> None:
     small = Vlan.make("lan", 7, "198.51.100.1/29")
     assert (str(small.dhcp_start), str(small.dhcp_end)) == ("198.51.100.5", "198.51.100.6")
     assert Vlan.make("lan", 7, "198.51.100.1/29", interface="vl7").interface == "vl7"
+    assert V101.tagged and (OWN.interface, OWN.tagged) == ("eth2", False)
+    with pytest.raises(ValueError, match=r"interface: required with tagged = false \(the "
+                                         r"interface VLAN 9 arrives on untagged\)"):
+        Vlan.make("lan", 9, "198.51.100.1/29", tagged=False)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -197,6 +202,36 @@ def test_plan_never_changes_an_interface_it_did_not_make() -> None:
     assert plan("eth9", [], {}) == []  # no VLANs: nothing to ask of the LAN
 
 
+# What `ip -j -d addr show` says of an interface of its own: a NIC, no address.
+ETH2 = {"ifindex": 7, "ifname": "eth2", "flags": ["BROADCAST", "MULTICAST"],
+        "addr_info": [{"family": "inet", "local": "10.9.9.9", "prefixlen": 24}]}
+
+
+def test_plan_uses_an_interface_of_its_own_as_it_is_given() -> None:
+    given = parse_links([*LISTING, ETH2])
+    # Its address added and up; its other addresses are not the box's to remove.
+    assert plan("lan", [V101, OWN], given) == [AddAddress("eth2", "192.0.2.193/27"),
+                                               SetUp("eth2")]
+    done = {**given, "eth2": Link("eth2", up=True, ipv4=("10.9.9.9/24", "192.0.2.193/27"))}
+    assert plan("lan", [V101, OWN], done) == []
+    # No longer configured: left as it is (the box made it not).
+    assert plan("lan", [V101], done) == []
+    # No LAN needed when no VLAN is made on it.
+    assert plan("eth9", [OWN], {"eth2": done["eth2"]}) == []
+
+
+def test_plan_says_when_an_interface_of_its_own_is_not_there() -> None:
+    with pytest.raises(VlanError, match=r"VLAN 103: interface eth2 not found; with tagged = "
+                                        r"false the VLAN arrives untagged on an interface the "
+                                        r"box is given, and the box makes none"):
+        plan("lan", [OWN], links())
+    # A sub-interface of ours under that name would go once unlisted: not used.
+    ours = Vlan.make("lan", 101, "192.0.2.129/27", interface="lan.101", tagged=False)
+    with pytest.raises(VlanError, match=r"VLAN 101: lan.101 is an 802.1Q sub-interface the "
+                                        r"box made; remove it"):
+        plan("lan", [ours], links())
+
+
 # -- the executor, with real `ip` ------------------------------------------------
 
 
@@ -222,10 +257,24 @@ def test_links_refuses_a_name_taken_by_another_interface(netns: str) -> None:
     assert "lan.101" in Links(netns).read()
 
 
+def test_links_sets_up_an_interface_of_its_own_and_never_removes_it(netns: str) -> None:
+    subprocess.run(["ip", "-n", netns, "link", "add", "eth2", "type", "veth", "peer", "name",
+                    "sw2"], check=True)
+    ip = Links(netns)
+    ip.apply("lan", [OWN])
+    eth2 = ip.read()["eth2"]
+    assert (eth2.kind, eth2.alias, eth2.up, eth2.ipv4) == ("veth", "", True,
+                                                          ("192.0.2.193/27",))
+    assert plan("lan", [OWN], ip.read()) == [], "a second start changes nothing"
+    ip.apply("lan", [])
+    assert ip.read()["eth2"].ipv4 == ("192.0.2.193/27",), "never removed nor changed"
+    subprocess.run(["ip", "-n", netns, "link", "del", "eth2"], check=True)
+    with pytest.raises(VlanError, match="VLAN 103: interface eth2 not found"):
+        ip.apply("lan", [OWN])
+
+
 def test_links_makes_keeps_and_removes_its_vlans(netns: str) -> None:
-    why = kernel_has_8021q()
-    if why:
-        unavailable(why)
+    require_8021q()
     ip = Links(netns)
     ip.apply("lan", [V101, V102])
     found = ip.read()

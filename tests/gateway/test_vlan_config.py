@@ -91,6 +91,49 @@ def test_detection_takes_the_box_s_own_vlan_interfaces_as_part_of_its_lan(
 
 
 ONE = '\n[vlans]\n[[vlans.networks]]\n'
+OWN = MINIMAL + ONE + 'id = 301\naddress = "10.30.0.1/24"\ninterface = "eth2"\ntagged = false\n'
+# eth2 is down (no cable yet): still an interface the box may use.
+WITH_ETH2 = Interfaces(default_route_if="wan0", up=("wan0", "lan0"),
+                       ipv4=MACHINE.ipv4, present=("lo", "wan0", "lan0", "eth2"))
+
+
+def test_a_vlan_on_an_interface_of_its_own(tmp_path: Path) -> None:
+    (vlan,) = parse(OWN, tmp_path, WITH_ETH2).vlans
+    assert (vlan.id, vlan.interface, vlan.tagged, str(vlan.address)) == (
+        301, "eth2", False, "10.30.0.1/24")
+    # Up, it is not a second LAN candidate: it is the VLAN's.
+    up = Interfaces(default_route_if="wan0", up=("wan0", "lan0", "eth2"), ipv4=MACHINE.ipv4)
+    assert parse(OWN, tmp_path, up).lan_if == "lan0"
+    # The same rules as a sub-interface's: one code path past the interface.
+    lines = rules(ruleset(firewall_plan(parse(OWN, tmp_path, WITH_ETH2))))
+    assert 'iifname { "lan0", "eth2" } oifname { "lan0", "eth2" } drop' in lines
+    assert 'iifname "eth2" ip saddr != { 0.0.0.0, 10.30.0.0/24 } drop' in lines
+    assert "interface=eth2" in render(dhcp_plan(parse(OWN, tmp_path, WITH_ETH2))).splitlines()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('id = 5\naddress = "10.0.0.1/24"\ntagged = false', r"vlans.networks\[0\].interface: "
+     r"required with tagged = false \(the interface VLAN 5 arrives on untagged\)"),
+    ('id = 5\naddress = "10.0.0.1/24"\ninterface = "eth7"\ntagged = false',
+     r"vlans.networks\[0\].interface: eth7 is not an interface of this machine \(with tagged "
+     r"= false the VLAN arrives untagged on it; the box makes none\)"),
+    ('id = 5\naddress = "10.0.0.1/24"\ninterface = "wan0"\ntagged = false',
+     r"vlans.networks\[0\].interface: wan0 is the WAN interface; a VLAN needs an interface of "
+     "its own"),
+    ('id = 5\naddress = "10.0.0.1/24"\ninterface = "lan0"\ntagged = false',
+     r"vlans.networks\[0\].interface: lan0 is the LAN interface"),
+    ('id = 5\naddress = "10.0.0.1/24"\ninterface = "lan0"', r"vlans.networks\[0\].interface: "
+     "lan0 is the LAN interface"),
+    ('id = 5\naddress = "10.0.0.1/24"\ninterface = "eth2"\ntagged = "no"',
+     r"vlans.networks\[0\].tagged: expected bool, got 'no'"),
+    ('id = 5\naddress = "10.0.0.1/24"\ninterface = "eth2"\ntagged = false\n'
+     '[[vlans.networks]]\nid = 6\naddress = "10.0.1.1/24"\ninterface = "eth2"\n'
+     'tagged = false', "vlans: VLAN 6: interface eth2 is used twice"),
+])
+def test_each_own_interface_mistake_names_its_key(tmp_path: Path, extra: str,
+                                                   message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(MINIMAL + ONE + extra, tmp_path, WITH_ETH2)
 
 
 @pytest.mark.parametrize(("extra", "message"), [

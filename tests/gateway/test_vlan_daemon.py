@@ -4,7 +4,7 @@ which VLAN, and the VLAN a session keeps.
 
 The kernel's side is a recording stand-in, and the client's MAC is given:
 this runs on any machine. tests/gateway/test_vlan_lab.py does the whole of
-it with real 802.1Q interfaces, nftables and dnsmasq.
+it with real VLAN interfaces, nftables and dnsmasq.
 """
 
 from __future__ import annotations
@@ -126,6 +126,9 @@ def test_a_company_s_people_check_in_on_its_vlan_and_keep_it(
     (session,) = box.store.open_sessions()
     assert session.terms.vlan == 101, "kept in the session table"
     assert box.check_in(ON_102, "bob@slowco.example", seed.PASSWORD)["vlan"] == 102
+    # The access points put each person's stations on the session's VLAN.
+    assert sorted((k.person, k.vlan) for k in box.keys_for_ap()) == [
+        ("alice@acme.example", 101), ("bob@slowco.example", 102)]
 
 
 @pytest.mark.db
