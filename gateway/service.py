@@ -21,6 +21,7 @@ from .control import ControlError, ControlServer
 from .dae_server import DaeServer
 from .daemon import Daemon, Refused, table_exists
 from .dnsmasq import Dnsmasq
+from .keysync import KeySync, SyncError
 from .nft import Firewall
 from .radclient import NasIdentity, RadiusClient
 from .session_table import SessionTable
@@ -39,6 +40,16 @@ def nas_identity(config: Config) -> NasIdentity:
 def radius_client(config: Config) -> RadiusClient:
     return RadiusClient(config.servers, nas_identity(config), timeout=config.radius_timeout,
                         tries=config.radius_tries, dead_time=config.dead_time)
+
+
+def personal_keys(config: Config) -> KeySync | None:
+    """The key pull of a box with a [keys] section; signed with the secret
+    it shares with its first RADIUS server (the centre knows it)."""
+    if not config.keys_url:
+        return None
+    return KeySync(config.keys_url, config.identifier, config.servers[0].secret,
+                   config.keys_path, config.keys_key_file, timeout=config.keys_timeout,
+                   ca_file=config.keys_ca_file)
 
 
 class Box:
@@ -70,6 +81,8 @@ class Box:
                                           config.access_points, self.gateway,
                                           ssid=config.wifi_ssid,
                                           candidates_max=config.wifi_candidates_max)
+        self.keysync = personal_keys(config)
+        self.gateway.personal_keys = self.keysync
         self._stopped = threading.Event()
 
     def start(self) -> None:
@@ -78,6 +91,11 @@ class Box:
         log.info("nftables table inet passerelle %s", "created" if booted else "kept")
         self.dnsmasq.start()
         self.gateway.restore(booted)
+        if self.keysync is not None:
+            self.keysync.load()
+            if self.access_points is not None:
+                self.access_points.core.bindings.update(self.keysync.bindings)
+            self._safe(self.keysync.sync)()  # unreachable centre: the file's keys serve
         self.sender.start()
         self.dae.start()
         if self.access_points is not None:
@@ -97,10 +115,24 @@ class Box:
         self.scheduler.add_job(self._safe(self.dnsmasq.restart_if_dead), "interval",
                                seconds=5, id="dnsmasq")
         self.scheduler.add_job(self._safe(self.gateway.prune), "interval", hours=1, id="prune")
+        if self.keysync is not None:
+            self.scheduler.add_job(self._safe(self._pull_keys), "interval",
+                                   seconds=c.keys_interval, id="keys")
         self.scheduler.start()
         log.info("gateway %s running: LAN %s (%s), WAN %s, RFC 5176 on %s:%d, control %s",
                  c.identifier, c.lan_if, c.lan_address, c.wan_if, c.dae_listen, self.dae.port,
                  c.control_socket)
+
+    def _pull_keys(self) -> None:
+        """The keys of the people allowed here, and the device bindings kept."""
+        assert self.keysync is not None
+        if self.access_points is not None:
+            self.keysync.remember(self.access_points.core.bindings.copy())
+        try:
+            self.keysync.sync()
+        except SyncError as exc:
+            log.warning("keys: %s; the %d keys held serve meanwhile", exc,
+                        len(self.keysync.keys()))
 
     @staticmethod
     def _safe(job: Any) -> Any:
@@ -161,3 +193,9 @@ class _Portal:
 
     def check_out(self, ip: str) -> dict[str, Any]:
         return self._wrap(self.gateway.check_out, ip)
+
+    def key_of(self, ip: str) -> dict[str, Any]:
+        return self._wrap(self.gateway.key_of, ip)
+
+    def rotate_key(self, ip: str) -> dict[str, Any]:
+        return self._wrap(self.gateway.rotate_key, ip)

@@ -37,6 +37,9 @@ PERMISSIONS: dict[str, frozenset[OperatorRole] | None] = {
     "live.index": EVERYONE,
     "live.disconnect": EVERYONE,  # within their scope: live_ops.disconnect_order
     "boxes.index": OPS_AND_SITES,
+    # The boxes, not operators: each request signed by its gateway (boxsync.py).
+    "boxsync.pull": PUBLIC,
+    "boxsync.rotate": PUBLIC,
 }
 
 # The Flask session's keys.

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from passerelle.portal.limits import Limiter
 from passerelle.radius import dae
 
-from . import access, auth, boxes, formats, live
+from . import access, auth, boxes, boxsync, formats, live
 from .settings import ConsoleSettings
 from .state import KEY, Console, Disconnect
 
@@ -103,6 +103,7 @@ def create_app(factory: sessionmaker[Session], *,
     app.register_blueprint(auth.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(boxes.bp)
+    boxsync.install(app)  # the boxes' signed channel: no sign-in, no CSRF
     app.add_url_rule("/", "home", _home)
     formats.install(app)
     app.after_request(_headers)
