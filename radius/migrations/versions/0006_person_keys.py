@@ -46,9 +46,10 @@ def _pmk(passphrase: str, ssid: str) -> str:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('network', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('private_ssid', sa.String(length=32),
-                                      server_default=DEFAULT_SSID, nullable=False))
+    # Not in batch mode: SQLite adds a column in place, and recreating the
+    # table would trip the foreign keys of the sites.
+    op.add_column('network', sa.Column('private_ssid', sa.String(length=32),
+                                       server_default=DEFAULT_SSID, nullable=False))
     person_key = op.create_table(
         'person_key',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -93,5 +94,5 @@ def downgrade() -> None:
     with op.batch_alter_table('person_key', schema=None) as batch_op:
         batch_op.drop_index('ix_person_key_current')
     op.drop_table('person_key')
-    with op.batch_alter_table('network', schema=None) as batch_op:
-        batch_op.drop_column('private_ssid')
+    # SQLite >= 3.35 drops a column in place (see upgrade).
+    op.execute('ALTER TABLE network DROP COLUMN private_ssid')
