@@ -501,7 +501,7 @@ class Daemon:
         found = [ApKey(person=k.login, key_id=str(k.id), passphrase=k.passphrase,
                        vlan=k.vlan, mac=macs.get(k.login)) for k in held]
         logins = {k.login for k in held}
-        found += [ApKey(person=s.login, key_id=f"session:{sid}", passphrase=key, mac=s.mac)
+        found += [ApKey(person=s.login, key_id=sid, passphrase=key, mac=s.mac)
                   for sid, s, key in opened
                   if key and s.login not in logins and self._fallback(s)]
         return found
