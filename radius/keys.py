@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import literal, select
+from sqlalchemy import Text, literal, select, type_coerce
 from sqlalchemy.orm import Session as DB
 
 from passerelle.errors import UserError
 from passerelle.gateway import psk
 
-from . import policy, store
+from . import passwords, policy, store
 from .models import DEFAULT_PRIVATE_SSID, Company, Network, Person, PersonKey, Site
 
 log = logging.getLogger("passerelle.radius")
@@ -113,18 +113,29 @@ class ForBatch:
         self.db = db
         self.now = now
         wanted = set(person_ids)
-        self._found: dict[int, PersonKey] = {}
+        # Sealed as stored: opened for the people accepted only (a
+        # decryption each), not for every login of the batch.
+        self._sealed: dict[int, str] = {}
+        self._issued: dict[int, str] = {}  # made in this batch (first check-ins)
         if wanted:
-            self._found = {k.person_id: k for k in db.scalars(
-                select(PersonKey).where(store.among(db, PersonKey.person_id, wanted),
-                                        PersonKey.revoked.is_(None)))}
+            self._sealed = {int(p): str(k) for p, k in db.execute(
+                select(PersonKey.person_id, type_coerce(PersonKey.passphrase, Text))
+                .where(store.among(db, PersonKey.person_id, wanted),
+                       PersonKey.revoked.is_(None)))}
 
     def passphrase(self, person_id: int, site_id: int) -> str:
-        key = self._found.get(person_id)
-        if key is None:
-            key = self._found[person_id] = issue_if_missing(self.db, person_id, self.now,
-                                                            site_id)
-        return key.passphrase
+        sealed = self._sealed.get(person_id)
+        if sealed is not None:
+            clear = passwords.open_sealed(sealed)
+            if clear is None:
+                raise UserError(f"the personal key of person {person_id} does not open with "
+                                f"the server key {passwords.key_path()}")
+            return clear
+        issued = self._issued.get(person_id)
+        if issued is None:
+            issued = self._issued[person_id] = issue_if_missing(
+                self.db, person_id, self.now, site_id).passphrase
+        return issued
 
 
 # --- the boxes' pull ----------------------------------------------------------
