@@ -91,11 +91,7 @@ class Box:
         log.info("nftables table inet passerelle %s", "created" if booted else "kept")
         self.dnsmasq.start()
         self.gateway.restore(booted)
-        if self.keysync is not None:
-            self.keysync.load()
-            if self.access_points is not None:
-                self.access_points.core.bindings.update(self.keysync.bindings)
-            self._safe(self.keysync.sync)()  # unreachable centre: the file's keys serve
+        self.restore_keys()
         self.sender.start()
         self.dae.start()
         if self.access_points is not None:
@@ -122,6 +118,16 @@ class Box:
         log.info("gateway %s running: LAN %s (%s), WAN %s, RFC 5176 on %s:%d, control %s",
                  c.identifier, c.lan_if, c.lan_address, c.wan_if, c.dae_listen, self.dae.port,
                  c.control_socket)
+
+    def restore_keys(self) -> None:
+        """The keys and device bindings of the last run, then a first pull
+        (an unreachable centre: the file's keys serve meanwhile)."""
+        if self.keysync is None:
+            return
+        self.keysync.load()
+        if self.access_points is not None:
+            self.access_points.core.bindings.update(self.keysync.bindings)
+        self._safe(self._pull_keys)()
 
     def _pull_keys(self) -> None:
         """The keys of the people allowed here, and the device bindings kept."""

@@ -6,6 +6,7 @@ access point, decoding the reply itself)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import stat
 import threading
@@ -29,13 +30,16 @@ from passerelle.gateway.config import ConfigError, parse
 from passerelle.gateway.daemon import Daemon
 from passerelle.gateway.keysync import KeySync, PersonalKey, SyncError, kept_bindings, merge
 from passerelle.gateway.radclient import RadiusClient
+from passerelle.gateway.service import Box
 from passerelle.gateway.session_table import SessionTable
 from passerelle.gateway.spool import Spool
 from passerelle.portal.console.app import create_app
 from passerelle.radius import keys
+from passerelle.radius import messages as m
 from passerelle.radius.db import make_sessionmaker, transaction
+from tests.gateway.test_ap_server import GOOD, SSID, STATION, _ask, _attrs, _hostapd, _send
+from tests.gateway.test_ap_server import MACHINE as AP_MACHINE
 from tests.gateway.test_ap_server import SECRET as AP_SECRET
-from tests.gateway.test_ap_server import SSID, _attrs, _send
 from tests.gateway.test_daemon_executor import MACHINE, RecordingFirewall
 from tests.radius import seed
 
@@ -160,6 +164,13 @@ def test_config_keys_mistakes_are_named(tmp_path: Path, section: str, words: str
 # -- centre -> box -> access point, over real HTTP and UDP -----------------------------
 
 @dataclass
+class Centre:
+    factory: sessionmaker[DB]
+    world: seed.World
+    url: str
+
+
+@dataclass
 class Site:
     factory: sessionmaker[DB]
     world: seed.World
@@ -169,31 +180,40 @@ class Site:
 
 
 @pytest.fixture
-def site(engine: Engine, key_file: Path, tmp_path: Path) -> Iterator[Site]:
+def centre(engine: Engine, key_file: Path) -> Iterator[Centre]:
+    """The seed world with keys for alice, bob and frank, and the console
+    serving the boxes' channel over HTTP on the loopback."""
     factory = make_sessionmaker(engine)
     world = seed.build(factory)
     with transaction(factory) as db:
         for name in ("alice", "bob", "frank"):
             keys.issue_if_missing(db, world.people[name], NOW)
-    console = create_app(factory)
-    http = make_server("127.0.0.1", 0, console, threaded=True)
+    http = make_server("127.0.0.1", 0, create_app(factory), threaded=True)
     serving = threading.Thread(target=http.serve_forever, daemon=True)
     serving.start()
+    try:
+        yield Centre(factory, world, f"http://127.0.0.1:{http.server_port}")
+    finally:
+        http.shutdown()
+
+
+@pytest.fixture
+def site(centre: Centre, tmp_path: Path) -> Iterator[Site]:
     config = parse(CONFIG, tmp_path, MACHINE)
-    ks = KeySync(f"http://127.0.0.1:{http.server_port}", "axis-gw", seed.SECRET.encode(),
+    ks = KeySync(centre.url, "axis-gw", seed.SECRET.encode(),
                  tmp_path / "keys" / "keys.enc", tmp_path / "keys" / "box.key")
     daemon = Daemon(config, firewall=RecordingFirewall([]),
                     radius=cast(RadiusClient, None), clients=cast(Clients, None),
                     spool=Spool(tmp_path / "spool.db"),
                     store=SessionTable(tmp_path / "sessions.db"))
     daemon.personal_keys = ks
-    ap = ApServer("127.0.0.1", 0, [AccessPoint(__import__("ipaddress").ip_network(
-        "127.0.0.0/8"), AP_SECRET, Vendor.HOSTAPD)], daemon, ssid=SSID, refresh_interval=0.05)
+    ap = ApServer("127.0.0.1", 0, [AccessPoint(ipaddress.ip_network("127.0.0.0/8"),
+                                               AP_SECRET, Vendor.HOSTAPD)],
+                  daemon, ssid=SSID, refresh_interval=0.05)
     try:
-        yield Site(factory, world, ks, daemon, ap)
+        yield Site(centre.factory, centre.world, ks, daemon, ap)
     finally:
         ap.stop()
-        http.shutdown()
         daemon.store.close()
 
 
@@ -274,3 +294,40 @@ def test_the_check_in_mac_and_a_first_check_in_before_the_pull(site: Site) -> No
     # After a pull asked later than his check-in, the centre's word is final.
     site.keysync.pulled_at = time.time() + 10
     assert "ivan@acme.example" not in {k.person for k in site.daemon.keys_for_ap()}
+
+
+@pytest.mark.integration
+def test_the_box_keeps_its_device_bindings_across_a_restart(centre: Centre,
+                                                            tmp_path: Path) -> None:
+    """service.Box: the pull wired to the access points' server, the
+    bindings saved with the keys and given back to the server at start."""
+    alice = _current(Site(centre.factory, centre.world, cast(KeySync, None),
+                          cast(Daemon, None), cast(ApServer, None)), "alice")
+    text = (GOOD.replace('"s3cret"', f'"{seed.SECRET}"')
+            + f'[keys]\nurl = "{centre.url}"\nallow_plain_http = true\n')
+    (tmp_path / "ap.secret").write_text("cisco-secret-0123456789\n")
+    box = Box(parse(text, tmp_path, AP_MACHINE))
+    try:
+        assert box.keysync is not None and box.gateway.personal_keys is box.keysync
+        assert box.access_points is not None
+        box.restore_keys()
+        box.access_points.core.refresh()
+        reply = _ask(box.access_points.core, _hostapd(handshake=alice),
+                     secret=b"0123456789abcdef0123", source=("198.51.100.17", 1812))
+        assert isinstance(reply, m.AccessAccept) and reply.tunnel_passwords == (alice,)
+        assert STATION in box.access_points.core.bindings
+        box._pull_keys()  # the timer: the binding is written with the keys
+    finally:
+        box.store.close()
+    again = Box(parse(text, tmp_path, AP_MACHINE))
+    try:
+        assert again.access_points is not None
+        again.restore_keys()
+        assert STATION in again.access_points.core.bindings
+        again.access_points.core.refresh()
+        # hostapd 2.10 asks by MAC only: the binding of the last run answers.
+        reply = _ask(again.access_points.core, _hostapd(),
+                     secret=b"0123456789abcdef0123", source=("198.51.100.17", 1812))
+        assert isinstance(reply, m.AccessAccept) and reply.tunnel_passwords == (alice,)
+    finally:
+        again.store.close()
