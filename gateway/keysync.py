@@ -145,6 +145,9 @@ class KeySync:
         self.bindings: dict[str, str] = {}  # station MAC -> key id, from the AP server
         self._dirty = False  # bindings changed since the file was written
         self._lock = threading.Lock()
+        # One pull at a time (the timer and a rotation): a slower, older pull
+        # must not overwrite a newer one.
+        self._pulling = threading.Lock()
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.path.parent, 0o700)
 
@@ -233,6 +236,10 @@ class KeySync:
     def sync(self) -> Merged:
         """One pull (two when keys allowed here are missing: everything
         again); the file saved when something changed."""
+        with self._pulling:
+            return self._sync()
+
+    def _sync(self) -> Merged:
         asked = self.clock()
         with self._lock:
             held, since = dict(self._keys), self.cursor
