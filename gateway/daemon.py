@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, assert_never
 
+from passerelle.radius.logins import lookup_key
 from passerelle.refusal import Refusal
 
 from . import sessions as sm
@@ -497,13 +498,13 @@ class Daemon:
         with self._lock:
             opened = [(sid, s, self._keys.get(sid)) for sid, s in self._open.items()]
         held = self.personal_keys.keys() if self.personal_keys is not None else []
-        macs = {s.login: s.mac for _, s, _ in opened}
+        macs = {_stored(s.login): s.mac for _, s, _ in opened}
         found = [ApKey(person=k.login, key_id=str(k.id), passphrase=k.passphrase,
                        vlan=k.vlan, mac=macs.get(k.login)) for k in held]
         logins = {k.login for k in held}
         found += [ApKey(person=s.login, key_id=sid, passphrase=key, mac=s.mac)
                   for sid, s, key in opened
-                  if key and s.login not in logins and self._fallback(s)]
+                  if key and _stored(s.login) not in logins and self._fallback(s)]
         return found
 
     def _key_session(self, ip: str) -> Session:
@@ -518,7 +519,7 @@ class Daemon:
         """The personal key of the person checked in at ``ip``, for their
         key and account pages: the pulled one, else the check-in's."""
         session = self._key_session(ip)
-        pulled = self.personal_keys.of(session.login) if self.personal_keys else None
+        pulled = self.personal_keys.of(_stored(session.login)) if self.personal_keys else None
         if pulled is not None:
             return {"login": session.login, "session_id": session.session_id,
                     "key": pulled.passphrase, "serial": pulled.serial, "ssid": pulled.ssid}
@@ -540,11 +541,17 @@ class Daemon:
             raise Refused(Refusal.centre_unreachable, str(exc)) from None
         with self._lock:
             for sid, s in self._open.items():
-                if s.login == session.login and sid in self._keys:
+                if _stored(s.login) == _stored(session.login) and sid in self._keys:
                     self._keys[sid] = made.passphrase
         log.info("key of %s rotated from %s: serial %d", session.login, ip, made.serial)
         return {"login": made.login, "session_id": session.session_id,
                 "key": made.passphrase, "serial": made.serial, "ssid": made.ssid}
+
+
+def _stored(login: str) -> str:
+    """A login as typed at check-in, in the form the centre stores (and the
+    pulled keys carry)."""
+    return lookup_key(login) or login
 
 
 KernelAction = sm.Allow | sm.Extend | sm.Rates | sm.Revoke

@@ -882,3 +882,8 @@ def revoke_key(db: DB, login: str, now: datetime) -> PersonKey:
         raise UserError(f"{person.login} has no key in force (already revoked, or never "
                         "checked in)")
     return revoked
+
+
+def set_private_ssid(db: DB, network: str, ssid: str) -> int:
+    """The network's private SSID; every key's PMK follows (keys.py)."""
+    return keys.set_private_ssid(db, get_network(db, network), ssid.strip())

@@ -764,6 +764,18 @@ def key_revoke(login: str, db_url: str | None) -> None:
     click.echo(f"key {serial} of {login!r} revoked")
 
 
+@key.command("ssid")
+@click.argument("network")
+@click.argument("ssid")
+@db_option
+def key_ssid(network: str, ssid: str, db_url: str | None) -> None:
+    """Set NETWORK's private SSID (the keys' PMKs are derived again)."""
+    with unit_of_work(db_url) as s:
+        count = ops.set_private_ssid(s, network, ssid)
+    click.echo(f"network {network!r}: private SSID {ssid.strip()!r}, {count} keys follow; "
+               "set the same wifi.ssid on every box and access point")
+
+
 # -- demo data --------------------------------------------------------------
 
 @click.command("demo-data")

@@ -99,6 +99,22 @@ def revoke(db: DB, person_id: int, now: datetime) -> PersonKey | None:
     return old
 
 
+def set_private_ssid(db: DB, network: Network, ssid: str) -> int:
+    """A new private SSID for ``network``: the PMK of every key in force is
+    derived again for it (the passphrases stay). Returns how many."""
+    if not 1 <= len(ssid.encode()) <= 32:
+        raise UserError(f"bad SSID {ssid!r}: 1 to 32 octets (IEEE 802.11)")
+    network.private_ssid = ssid
+    db.flush()
+    count = 0
+    for key in db.scalars(select(PersonKey).where(PersonKey.revoked.is_(None))):
+        key.ssid, key.pmk = ssid, psk.pmk(key.passphrase, ssid).hex()
+        count += 1
+    db.flush()
+    log.info("network %s: private SSID %r, %d PMKs derived again", network.name, ssid, count)
+    return count
+
+
 def forget(db: DB, person_id: int) -> None:
     """Every key of a person who is removed (SQLite may not cascade)."""
     for key in db.scalars(select(PersonKey).where(PersonKey.person_id == person_id)):
@@ -191,4 +207,4 @@ def for_site(db: DB, site_id: int, since: int) -> Pull:
 
 
 __all__ = ["ForBatch", "Pull", "current", "for_site", "forget",
-           "issue_if_missing", "private_ssid", "revoke", "rotate"]
+           "issue_if_missing", "private_ssid", "revoke", "rotate", "set_private_ssid"]

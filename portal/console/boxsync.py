@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session as DB
 from passerelle.gateway import keysync
 from passerelle.radius import keys
 from passerelle.radius.db import transaction
+from passerelle.radius.logins import lookup_key
 from passerelle.radius.models import Gateway, Person, Radacct
 
 from .state import console
@@ -147,7 +148,8 @@ def rotate() -> Response:
         # Only a person checked in at this box: a box cannot rotate anyone's key.
         person = db.scalar(
             select(Person).join(Radacct, Radacct.person_id == Person.id)
-            .where(Person.login == login, Radacct.gateway_id == gateway.id,
+            .where(Person.login.in_({lookup_key(login) or login, login}),
+                   Radacct.gateway_id == gateway.id,
                    Radacct.acctstoptime.is_(None)).limit(1))
         if person is None:
             raise Refused(403, "not-checked-in", f"gateway {gateway.identifier}: {login!r} "

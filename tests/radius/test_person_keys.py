@@ -183,3 +183,22 @@ def test_admin_key_show_rotate_revoke(db_url: str, world: seed.World, session: s
     code, _, err = _cli(monkeypatch, capsys, "admin", "key", "show", "nobody@x.example",
                         "--db", db_url)
     assert code == 2 and "unknown person" in err
+
+
+def test_admin_key_ssid_derives_every_pmk_again(db_url: str, world: seed.World,
+                                                 session: sessionmaker[DB],
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with session.begin() as s:
+        keys.issue_if_missing(s, world.people["bob"], NOW)
+    code, out, _ = _cli(monkeypatch, capsys, "admin", "key", "ssid", "wallonia", "Teleworkers",
+                        "--db", db_url)
+    assert code == 0 and "1 keys follow" in out
+    with session() as s:
+        key = keys.current(s, world.people["bob"])
+        assert key is not None and key.ssid == "Teleworkers"
+        assert bytes.fromhex(key.pmk) == psk.pmk(key.passphrase, "Teleworkers")
+        assert keys.private_ssid(s) == "Teleworkers"
+    code, _, err = _cli(monkeypatch, capsys, "admin", "key", "ssid", "wallonia", "x" * 33,
+                        "--db", db_url)
+    assert code == 2 and "1 to 32 octets" in err
