@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -112,22 +113,23 @@ class Box:
                                seconds=5, id="dnsmasq")
         self.scheduler.add_job(self._safe(self.gateway.prune), "interval", hours=1, id="prune")
         if self.keysync is not None:
+            # The first pull at once, in the scheduler's thread: a centre that
+            # does not answer holds up nothing (the file's keys serve).
             self.scheduler.add_job(self._safe(self._pull_keys), "interval",
-                                   seconds=c.keys_interval, id="keys")
+                                   seconds=c.keys_interval, id="keys",
+                                   next_run_time=datetime.now(UTC))
         self.scheduler.start()
         log.info("gateway %s running: LAN %s (%s), WAN %s, RFC 5176 on %s:%d, control %s",
                  c.identifier, c.lan_if, c.lan_address, c.wan_if, c.dae_listen, self.dae.port,
                  c.control_socket)
 
     def restore_keys(self) -> None:
-        """The keys and device bindings of the last run, then a first pull
-        (an unreachable centre: the file's keys serve meanwhile)."""
+        """The keys and device bindings of the last run, from the key file."""
         if self.keysync is None:
             return
         self.keysync.load()
         if self.access_points is not None:
             self.access_points.core.bindings.update(self.keysync.bindings)
-        self._safe(self._pull_keys)()
 
     def _pull_keys(self) -> None:
         """The keys of the people allowed here, and the device bindings kept."""
