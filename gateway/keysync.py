@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import os
+import secrets
 import ssl
 import stat
 import threading
@@ -205,7 +206,8 @@ class KeySync:
     # the centre
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        data = json.dumps(body).encode()
+        # A nonce: two equal requests in one second are not a replay.
+        data = json.dumps({**body, "nonce": secrets.token_hex(8)}).encode()
         stamp = str(int(self.clock()))
         headers = {"Content-Type": "application/json", H_GATEWAY: self.identifier,
                    H_TIME: stamp,

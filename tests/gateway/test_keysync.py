@@ -333,3 +333,11 @@ def test_the_box_keeps_its_device_bindings_across_a_restart(centre: Centre,
         assert isinstance(reply, m.AccessAccept) and reply.tunnel_passwords == (alice,)
     finally:
         again.store.close()
+
+
+@pytest.mark.integration
+def test_two_equal_pulls_in_one_second_are_not_a_replay(site: Site) -> None:
+    second = float(int(time.time()))
+    site.keysync.clock = lambda: second  # every request signed in the same second
+    for _ in range(3):  # the 2nd and 3rd ask the same: only the nonce tells them apart
+        site.keysync.sync()
