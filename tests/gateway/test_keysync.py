@@ -28,7 +28,14 @@ from passerelle.gateway.ap_server import AccessPoint, ApServer, Vendor
 from passerelle.gateway.clients import Clients
 from passerelle.gateway.config import ConfigError, parse
 from passerelle.gateway.daemon import Daemon
-from passerelle.gateway.keysync import KeySync, PersonalKey, SyncError, kept_bindings, merge
+from passerelle.gateway.keysync import (
+    KeySync,
+    PersonalKey,
+    SyncError,
+    kept_bindings,
+    merge,
+    signature,
+)
 from passerelle.gateway.radclient import RadiusClient
 from passerelle.gateway.service import Box
 from passerelle.gateway.session_table import SessionTable
@@ -341,3 +348,13 @@ def test_two_equal_pulls_in_one_second_are_not_a_replay(site: Site) -> None:
     site.keysync.clock = lambda: second  # every request signed in the same second
     for _ in range(3):  # the 2nd and 3rd ask the same: only the nonce tells them apart
         site.keysync.sync()
+
+
+def test_the_signature_is_hmac_sha256_over_method_path_time_and_body() -> None:
+    import hashlib
+    import hmac
+
+    expected = hmac.new(b"s3cret", b"POST\n/box/v1/keys\n1800000000\n{}",
+                        hashlib.sha256).hexdigest()
+    assert signature(b"s3cret", "post", "/box/v1/keys", "1800000000", b"{}") == expected
+    assert signature(b"s3cret", "POST", "/box/v1/keys", "1800000001", b"{}") != expected
