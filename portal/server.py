@@ -51,6 +51,7 @@ PER_ADDRESS = 32  # connections open at once from one client address (a browser 
 MAX_CONNECTIONS = 256  # connections open at once in all, waiting or served
 WORKERS = 96  # threads serving requests, per listening socket: 3 addresses to fill
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux; Python 3.11 lacks the name
 WARN_EVERY = 60.0  # seconds between two log lines about one address over its cap
 
 
@@ -236,6 +237,10 @@ class Server(ThreadedWSGIServer):
     def server_bind(self) -> None:
         # Not HTTPServer.server_bind: it sets server_name = getfqdn(address),
         # a reverse DNS look-up. The address itself names the server here.
+        if self.address_family == socket.AF_INET6:
+            # An IPv6 address is unusable for a second or so after boot
+            # (duplicate address detection): bind it anyway.
+            self.socket.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
@@ -380,7 +385,8 @@ def serve(app: Flask, listeners: Sequence[Listener], tls: ssl.SSLContext | None 
         signal.signal(sig, lambda *_: stopped.set())
     servers = bind(app, listeners, tls)
     start(servers)
-    where = ", ".join(f"{s.host}:{s.port}" for s in servers)
+    where = ", ".join(f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}"
+                      for s in servers)
     log.info("%s listening on %s", name, where)
     print(f"{name} listening on {where}", flush=True)
     sd_notify(f"READY=1\nSTATUS=listening on {where}")
