@@ -25,6 +25,8 @@ from tests.radius import seed
 
 HOST = "portal.passerelle.internal"  # the configuration's default portal.hostname
 API = f"https://{HOST}:8443/api/captive"
+THIEF_MAC = "02:50:00:00:00:66"
+THIEF_IPV4 = "198.51.100.12"
 
 # `passerelle portal run` (the portal's CLI group, registered on the root CLI).
 RUN = """
@@ -255,3 +257,33 @@ def test_an_ipv6_address_no_device_holds_has_no_session(box: Box) -> None:
     with pytest.raises(ControlError) as refused:
         box.control.check_in("2001:db8:1::99", "alice@acme.example", seed.PASSWORD)
     assert refused.value.code == "unknown-client"
+
+
+def test_another_device_at_the_clients_ipv6_address_gets_no_session(box: Box) -> None:
+    """Issue 13, finding 3, over IPv6: a second device (its own MAC) takes
+    the address a checked-in client speaks from. The box's kernel then has
+    the thief's MAC there, and the daemon maps it to the thief's own IPv4
+    address: neither the victim's status page nor its check-out."""
+    lab = box.lab
+    granted = box.control.check_in(lab.ipv4["client"], "alice@acme.example", seed.PASSWORD)
+    src = source6(box)
+    try:
+        assert "alice@acme.example" in portal6(box), "the victim sees its page over IPv6"
+        lab.add_client("thief", THIEF_MAC)
+        lab.run("thief", "ip", "addr", "add", f"{THIEF_IPV4}/24", "dev", "eth0")
+        lab.run("thief", "ip", "addr", "add", f"{src}/64", "dev", "eth0", "nodad")
+        lab.run("thief", sys.executable, "-c", SEND_UDP4, lab.box_ipv4, "9", "hello")
+        # Its neighbour solicitation for the box tells the box its MAC at ``src``.
+        seen = lab.run("thief", "curl", "-6", "-s", "-k", "-m", "5", "--interface", src,
+                       "-H", f"Host: {HOST}", f"https://[{lab.box_ipv6}]:8443/",
+                       check=False).stdout
+        assert THIEF_MAC in lab.run("gw", "ip", "-6", "neigh", "show", src).stdout
+        assert "alice@acme.example" not in seen, "the victim's login shown to another device"
+        assert box.control.who(src) == {"ip": THIEF_IPV4, "mac": THIEF_MAC, "session": None}
+        with pytest.raises(ControlError) as refused:
+            box.control.check_out(src)
+        assert refused.value.code == "no-session"
+        assert [s["session_id"] for s in box.control.sessions()] == [granted["session_id"]]
+    finally:
+        lab.run("thief", "ip", "link", "set", "eth0", "down", check=False)
+        box.control.check_out(lab.ipv4["client"])
