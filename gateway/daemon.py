@@ -572,6 +572,10 @@ class Daemon:
         return found
 
     def _key_session(self, ip: str) -> Session:
+        v4 = self._ipv4_for(ip)
+        if v4 is None:
+            raise Refused(Refusal.no_session, f"no session for {ip}")
+        ip = v4
         mac = self.clients.mac_of(ip)
         with self._lock:
             session = self._session_at(ip, mac)

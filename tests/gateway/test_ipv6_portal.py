@@ -225,6 +225,7 @@ def test_nothing_else_passes_over_ipv6_before_check_in_then_the_internet(box: Bo
         (session,) = box.control.sessions()
         assert session["ip"] == lab.ipv4["client"], "the session is the device's IPv4's"
         assert "alice@acme.example" in portal6(box), "the status page, found over IPv6"
+        assert 'class="wifi-key"' in portal6(box, path="/welcome"), "the key page over IPv6"
         assert box.control.who(src)["session"]["session_id"] == session["session_id"]
         with pytest.raises(ControlError) as refused:
             box.control.check_in(src, "alice@acme.example", seed.PASSWORD)
