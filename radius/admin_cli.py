@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session as DB
 from passerelle.errors import UserError
 
 from . import admin as ops
-from . import db
+from . import db, tokens
 from . import demo_data as demo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -726,3 +726,49 @@ def demo_data(db_url: str | None) -> None:
         report = demo.load(s, now())
     click.echo(report.summary())
     click.echo(report.logins_text())
+
+
+# -- tokens of the partner API -------------------------------------------------
+
+@admin.group()
+def token() -> None:
+    """Bearer tokens of the partner API (docs/api.md)."""
+
+
+@token.command("add")
+@click.argument("name")
+@click.option("--role", required=True,
+              help="partner (provisions and reads the whole network) or company (reads "
+                   "its company's data only).")
+@click.option("--company", help="A company token's company (its name).")
+@db_option
+def token_add(name: str, role: str, company: str | None, db_url: str | None) -> None:
+    """Make the token NAME and print it, once: only its SHA-256 is kept."""
+    with unit_of_work(db_url) as s:
+        _made, clear = tokens.add_token(s, name, role, now(), company=company)
+    click.echo(f"token {name.strip()!r} added; give it to its holder now, it is not "
+               "shown again:", err=True)
+    click.echo(clear)
+
+
+@token.command("list")
+@db_option
+def token_list(db_url: str | None) -> None:
+    """List the tokens (never the tokens themselves)."""
+    with unit_of_work(db_url) as s:
+        rows = [(t.name, t.role.value, t.company.name if t.company else "all",
+                 t.created.strftime("%Y-%m-%d %H:%M"),
+                 t.last_used.strftime("%Y-%m-%d %H:%M") if t.last_used else "never",
+                 t.revoked.strftime("%Y-%m-%d %H:%M") if t.revoked else "")
+                for t in tokens.list_tokens(s)]
+    table(("name", "role", "scope", "created (UTC)", "last used", "revoked"), rows)
+
+
+@token.command("revoke")
+@click.argument("name")
+@db_option
+def token_revoke(name: str, db_url: str | None) -> None:
+    """Revoke the token NAME: its next call is refused."""
+    with unit_of_work(db_url) as s:
+        tokens.revoke_token(s, name, now())
+    click.echo(f"token {name!r} revoked")

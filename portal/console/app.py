@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from passerelle.portal.limits import Limiter
 from passerelle.radius import dae
 
-from . import access, auth, boxes, formats, live
+from . import access, api, auth, boxes, formats, live
 from .settings import ConsoleSettings
 from .state import KEY, Console, Disconnect
 
@@ -55,7 +55,9 @@ def _headers(response: Response) -> Response:
     return response
 
 
-def _error(exc: HTTPException) -> tuple[str, int]:
+def _error(exc: HTTPException) -> tuple[str, int] | tuple[Response, int]:
+    if request.path.startswith(api.PREFIX + "/"):
+        return api.from_http(exc)  # JSON for the API, even before its routes
     if isinstance(exc, CSRFError):
         message = "The form had expired or was not ours: reload the page and try again."
     else:
@@ -99,7 +101,8 @@ def create_app(factory: sessionmaker[Session], *,
     # Access first: no other hook (not even the CSRF check) runs for a
     # request the operator may not make.
     access.install(app)
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
+    api.install(app, csrf)
     app.register_blueprint(auth.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(boxes.bp)
