@@ -115,7 +115,7 @@ def query_moment(name: str) -> datetime | None:
     try:
         if len(raw) == 10:
             return datetime.combine(date.fromisoformat(raw), datetime.min.time())
-        moment = datetime.fromisoformat(raw) if len(raw) <= 40 else None
+        moment = datetime.fromisoformat(raw) if len(raw) <= 40 and raw.isprintable() else None
     except ValueError:
         moment = None
     if moment is None:
