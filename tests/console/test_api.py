@@ -206,16 +206,16 @@ def test_bulk_people_each_on_its_own(client: FlaskClient, keys: Tokens,
         {"external_id": "p-gina", "company": "nowhere", "login": "g@x.example",
          "password": "x"},
         {"external_id": "p-hal", "login": "hal@x.example"},  # no company nor password
-        "not an object",
-        {"external_id": "bad id!", "login": "x"},
+        {"external_id": "p-ian", "company": "acme-1", "login": "ian@x.example",
+         "password": "x" * 200},  # longer than RADIUS carries
     ]
     first = call(client, "PUT", "/api/v1/people", keys.partner, {"people": people})
     assert first.status_code == 200
     data = first.get_json()
-    assert (data["created"], data["updated"], data["failed"]) == (2, 0, 5)
-    assert [r["result"] for r in data["results"]] == ["created", "created"] + ["failed"] * 5
+    assert (data["created"], data["updated"], data["failed"]) == (2, 0, 4)
+    assert [r["result"] for r in data["results"]] == ["created", "created"] + ["failed"] * 4
     assert [r.get("error") for r in data["results"][2:]] == [
-        "invalid", "not-found", "bad-request", "bad-request", "bad-request"]
+        "invalid", "not-found", "invalid", "invalid"]
     assert "already exists" in data["results"][2]["message"]
     # Again, the same: no new person, the two are updated; then a change.
     again = call(client, "PUT", "/api/v1/people", keys.partner, {"people": people[:2]})
@@ -227,6 +227,24 @@ def test_bulk_people_each_on_its_own(client: FlaskClient, keys: Tokens,
     assert (dave["company"], dave["active"], dave["balance_seconds"]) == ("globex-1", False, 0)
     with transaction(factory) as db:
         assert db.scalar(select(func.count()).select_from(Person)) == 5
+
+
+@pytest.mark.parametrize("item", [
+    "not an object", {"external_id": "bad id!"}, {"login": "no-id@x.example"},
+    {"external_id": "p-x", "active": "yes"}, {"external_id": "p-x", "language": "de"},
+    {"external_id": "p-x", "login": None}, {"external_id": "p-x", "company": 7},
+    {"external_id": "p-x", "shoe_size": 44},
+])
+def test_a_malformed_item_refuses_the_call(client: FlaskClient, keys: Tokens,
+                                           factory: sessionmaker[DB], item: object) -> None:
+    good = {"external_id": "p-dave", "company": "acme-1", "login": "dave@acme.example",
+            "password": "pw"}
+    answer = call(client, "PUT", "/api/v1/people", keys.partner, {"people": [good, item]})
+    assert answer.status_code == 400 and "people[1]" in answer.get_json()["message"]
+    twice = call(client, "PUT", "/api/v1/people", keys.partner, {"people": [good, good]})
+    assert twice.status_code == 400
+    with transaction(factory) as db:
+        assert db.scalar(select(func.count()).select_from(Person)) == 3
 
 
 def test_bulk_people_limits(client: FlaskClient, keys: Tokens) -> None:

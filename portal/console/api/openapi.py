@@ -259,3 +259,11 @@ def document() -> dict[str, Any]:
                         "A service of the employer's plan (default wifi)")])},
         },
     }
+
+
+@cache
+def query_names(path: str, method: str) -> frozenset[str]:
+    """The query parameters the document gives an operation: any other is
+    refused (a mistyped filter must not silently list everything)."""
+    operation = document()["paths"].get(path, {}).get(method.lower(), {})
+    return frozenset(p["name"] for p in operation.get("parameters", []) if p["in"] == "query")

@@ -80,12 +80,10 @@ PLAN_FIELDS = {"name", "status", "payment", "categories", "services", "max_sessi
 def _plan(data: dict[str, Any]) -> admin.Plan:
     plan = admin.Plan()
     for key in ("status", "payment", "categories"):
-        value = data.get(key)
-        if value is not None and not isinstance(value, str):
-            raise bad(f"{key} must be a string")
-        setattr(plan, key, value)
-    services = data.get("services")
-    if services is not None:
+        if key in data:
+            setattr(plan, key, _string(data, key))
+    if "services" in data:
+        services = data["services"]
         if not isinstance(services, list) or not all(isinstance(s, str) for s in services):
             raise bad("services must be a list of strings, e.g. [\"wifi\", \"printing\"]")
         # admin.clean_services wants at least one: an empty list says so there.
@@ -99,9 +97,7 @@ def _plan(data: dict[str, Any]) -> admin.Plan:
 def put_company(db: DB, ext: str, data: dict[str, Any]) -> tuple[Company, bool]:
     """Create or update the company ``ext``; True when created."""
     plan = _plan(data)
-    name = data.get("name")
-    if name is not None and not isinstance(name, str):
-        raise bad("name must be a string")
+    name = _string(data, "name")
     found = db.scalar(select(Company).where(Company.external_id == ext))
     try:
         if found is None:
@@ -155,70 +151,103 @@ def list_people(db: DB, scope: Scope, company: str | None, after: int,
 PERSON_FIELDS = {"external_id", "company", "login", "name", "password", "active", "language"}
 
 
-def _person_item(db: DB, item: object) -> tuple[str, bool]:
-    """Create or update one person of a bulk call; (external id, created)."""
+@dataclass(frozen=True)
+class PersonItem:
+    """One item of a bulk call, of the right shape; None: not given."""
+
+    external_id: str
+    company: str | None
+    login: str | None
+    name: str | None
+    password: str | None
+    active: bool | None
+    language: str | None
+
+
+def _string(item: dict[str, Any], key: str) -> str | None:
+    if key not in item:
+        return None
+    if not isinstance(item[key], str):
+        raise bad(f"{key} must be a string")
+    return str(item[key])
+
+
+def person_item(item: object) -> PersonItem:
+    """The item's shape (types, fields, ids): a malformed item is the
+    caller's bug and refuses the whole call."""
     if not isinstance(item, dict):
         raise bad("each item must be a JSON object")
-    ext = external_id(item.get("external_id"), "external_id")
     extra = sorted(set(item) - PERSON_FIELDS)
     if extra:
         raise bad(f"unknown field(s): {', '.join(k[:40] for k in extra[:5])}")
-    values: dict[str, Any] = {}
-    for key in ("login", "name", "password", "language"):
-        value = item.get(key)
-        if value is not None and not isinstance(value, str):
-            raise bad(f"{key} must be a string")
-        values[key] = value
-    active = item.get("active")
-    if active is not None and not isinstance(active, bool):
+    if "active" in item and not isinstance(item["active"], bool):
         raise bad("active must be true or false")
+    language = _string(item, "language")
+    if language is not None and language not in LANGUAGES:
+        raise bad(f"language must be one of {', '.join(LANGUAGES)}")
+    return PersonItem(
+        external_id=external_id(item.get("external_id"), "external_id"),
+        company=external_id(item["company"], "company") if "company" in item else None,
+        login=_string(item, "login"), name=_string(item, "name"),
+        password=_string(item, "password"), active=item.get("active"), language=language)
+
+
+def _apply_person(db: DB, item: PersonItem) -> bool:
+    """Create or update one person by the data rules; True when created."""
     company_name = None
-    if item.get("company") is not None:
-        company_ext = external_id(item.get("company"), "company")
-        company = db.scalar(select(Company).where(Company.external_id == company_ext))
+    if item.company is not None:
+        company = db.scalar(select(Company).where(Company.external_id == item.company))
         if company is None:
-            raise not_found(f"company {company_ext!r}")
+            raise not_found(f"company {item.company!r}")
         company_name = company.name
-    found = db.scalar(select(Person).where(Person.external_id == ext))
+    found = db.scalar(select(Person).where(Person.external_id == item.external_id))
     try:
         if found is None:
-            if values["login"] is None or company_name is None or values["password"] is None:
-                raise bad("login, company and password are required to create a person")
-            person = admin.add_person(db, values["login"], company_name, values["password"],
-                                      name=values["name"] or "",
-                                      active=True if active is None else active,
-                                      language=values["language"] or "fr")
-            person.external_id = ext
+            if item.login is None or company_name is None or item.password is None:
+                raise invalid("login, company and password are needed to create a person")
+            person = admin.add_person(db, item.login, company_name, item.password,
+                                      name=item.name or "",
+                                      active=True if item.active is None else item.active,
+                                      language=item.language or "fr")
+            person.external_id = item.external_id
             db.flush()
-            return ext, True
+            return True
         admin.set_person(db, found.login, admin.PersonChanges(
-            login=values["login"], company=company_name, password=values["password"],
-            name=values["name"], active=active, language=values["language"]))
-        return ext, False
+            login=item.login, company=company_name, password=item.password,
+            name=item.name, active=item.active, language=item.language))
+        return False
     except UserError as exc:
         raise invalid(str(exc)) from None
 
 
 def put_people(db: DB, items: object) -> dict[str, Any]:
-    """Each item on its own (a savepoint each): one bad item does not stop
-    the others, and the answer says what became of each, in order."""
+    """A malformed call is refused whole (400); then each item on its own (a
+    savepoint each): one item the data rules refuse does not stop the
+    others, and the answer says what became of each, in order."""
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_PEOPLE:
         raise bad(f"people must be a list of 1 to {MAX_PEOPLE} items")
+    shaped = []
+    for n, item in enumerate(items):
+        try:
+            shaped.append(person_item(item))
+        except ApiError as exc:
+            raise bad(f"people[{n}]: {exc.message}") from None
+    if len({item.external_id for item in shaped}) != len(shaped):
+        raise bad("an external_id is given twice in one call")
     results: list[dict[str, Any]] = []
     counts = {"created": 0, "updated": 0, "failed": 0}
-    for item in items:
-        raw = item.get("external_id") if isinstance(item, dict) else None
+    for item in shaped:
         try:
             with db.begin_nested():
-                ext, created = _person_item(db, item)
+                created = _apply_person(db, item)
         except ApiError as exc:
             counts["failed"] += 1
-            results.append({"external_id": raw if isinstance(raw, str) else None,
-                             "result": "failed", "error": exc.code, "message": exc.message})
+            results.append({"external_id": item.external_id, "result": "failed",
+                            "error": exc.code, "message": exc.message})
             continue
         outcome = "created" if created else "updated"
         counts[outcome] += 1
-        results.append({"external_id": ext, "result": outcome})
+        results.append({"external_id": item.external_id, "result": outcome})
     return {**counts, "results": results}
 
 
@@ -250,9 +279,7 @@ def earlier_call(db: DB, token_id: int, key: str, digest: str) -> Replay | None:
 
 def top_up(db: DB, person: Person, data: dict[str, Any], now: datetime) -> dict[str, Any]:
     minutes = data.get("minutes")
-    note = data.get("note", "")
-    if not isinstance(note, str):
-        raise bad("note must be a string")
+    note = _string(data, "note") or ""
     if isinstance(minutes, bool) or not isinstance(minutes, int):
         raise bad("minutes must be a whole number")
     try:

@@ -5,6 +5,7 @@ is their scope (a company token: its company)."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, assert_never
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -20,7 +21,7 @@ from ..scope import Scope
 from ..state import console
 from . import inputs, ops
 from .errors import ApiError, answer, bad, from_http
-from .openapi import document
+from .openapi import document, query_names
 
 log = logging.getLogger("passerelle.portal")
 
@@ -43,6 +44,12 @@ def scope() -> Scope:
 @bp.before_request
 def _authenticate() -> tuple[Response, int] | None:
     request.max_content_length = MAX_BODY
+    if request.url_rule is not None:
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", request.url_rule.rule)
+        unknown = sorted(set(request.args) - query_names(path, request.method))
+        if unknown:
+            return answer(bad(f"unknown query parameter(s): "
+                              f"{', '.join(repr(k[:40]) for k in unknown[:5])}"))
     allowed = access.API_ROLES.get(request.endpoint or "")
     if allowed is None:  # the document: no token needed
         return None
