@@ -430,6 +430,8 @@ class Webhook(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created: Mapped[datetime] = mapped_column(DateTime)
 
+    company: Mapped[Company | None] = relationship()
+
 
 class WebhookDelivery(Base):
     """One event for one webhook, until it is delivered or given up. The
@@ -476,10 +478,6 @@ class WebhookCursor(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
     at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
-
-
-# The webhook poller reads sessions stopped since its last pass.
-Index("ix_radacct_stoptime", Radacct.acctstoptime)
 
 __all__ = [
     "ApiRole",

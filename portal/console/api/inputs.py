@@ -134,8 +134,3 @@ def idempotency_key() -> str:
     if not _KEY_RE.match(key):
         raise bad("the Idempotency-Key is 1 to 128 printable ASCII characters, no spaces")
     return key
-
-
-def stamp(value: datetime | None) -> str | None:
-    """UTC, ISO 8601 with a Z."""
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None

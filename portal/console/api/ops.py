@@ -18,7 +18,7 @@ from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session as DB
 
 from passerelle.errors import UserError
-from passerelle.radius import admin, policy, store
+from passerelle.radius import admin, policy, store, webhooks
 from passerelle.radius.models import (
     Company,
     CreditEntry,
@@ -31,7 +31,7 @@ from passerelle.radius.models import (
 
 from ..scope import Scope
 from .errors import ApiError, bad, conflict, invalid, not_found
-from .inputs import external_id, stamp
+from .inputs import external_id
 
 MAX_PEOPLE = 500  # per bulk call: a bigger batch is split by the caller
 LANGUAGES = admin.LANGUAGES
@@ -289,7 +289,7 @@ def top_up(db: DB, person: Person, data: dict[str, Any], now: datetime) -> dict[
     left = int(db.scalar(select(func.coalesce(func.sum(CreditEntry.seconds), 0))
                          .where(CreditEntry.person_id == person.id)) or 0)
     return {"person": person.external_id, "entry": entry.id, "added_seconds": entry.seconds,
-            "balance_seconds": left, "at": stamp(entry.created)}
+            "balance_seconds": left, "at": webhooks.stamp(entry.created)}
 
 
 def record_call(db: DB, token_id: int, key: str, digest: str, status: int,
@@ -344,22 +344,9 @@ def sessions_query(db: DB, scope: Scope, wanted: SessionFilter) -> Select[Any]:
     return query
 
 
-def session_json(row: Radacct, person: str | None, company: str | None,
-                 site: str | None) -> dict[str, Any]:
-    return {
-        "id": row.radacctid, "session_id": row.acctsessionid, "login": row.username,
-        "person": person, "company": company, "site": site,
-        "started": stamp(row.acctstarttime), "updated": stamp(row.acctupdatetime),
-        "stopped": stamp(row.acctstoptime), "seconds": row.acctsessiontime,
-        "input_octets": row.acctinputoctets, "output_octets": row.acctoutputoctets,
-        "mac": row.callingstationid, "ip": row.framedipaddress,
-        "terminate_cause": row.acctterminatecause,
-    }
-
-
 def list_sessions(db: DB, scope: Scope, wanted: SessionFilter) -> dict[str, Any]:
     rows = db.execute(sessions_query(db, scope, wanted)).all()
-    items = [session_json(*row) for row in rows]
+    items = [webhooks.session_data(*row) for row in rows]
     following = items[-1]["id"] if len(items) == wanted.limit else None
     return {"items": items, "next": following}
 
@@ -406,14 +393,14 @@ def company_usage(db: DB, company: Company, since: datetime | None,
     people = usage(db, select(Person.id).where(Person.company_id == company.id), since, until)
     totals = {key: sum(p[key] for p in people) for key in
               ("sessions", "seconds", "input_octets", "output_octets", "credit_used_seconds")}
-    return {"company": company.external_id, "since": stamp(since), "until": stamp(until),
-            "totals": totals, "people": people}
+    return {"company": company.external_id, "since": webhooks.stamp(since),
+            "until": webhooks.stamp(until), "totals": totals, "people": people}
 
 
 def person_usage(db: DB, person: Person, since: datetime | None,
                  until: datetime | None) -> dict[str, Any]:
     rows = usage(db, select(Person.id).where(Person.id == person.id), since, until)
-    return {"since": stamp(since), "until": stamp(until), **rows[0]}
+    return {"since": webhooks.stamp(since), "until": webhooks.stamp(until), **rows[0]}
 
 
 # -- the policy -----------------------------------------------------------------

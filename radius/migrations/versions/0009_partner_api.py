@@ -3,8 +3,7 @@
 Bearer tokens (their SHA-256 only), the first answer of each call made with
 an Idempotency-Key (unique per token and key, so a retried top-up counts
 once), webhooks with their deliveries and every attempt, the poller's
-cursors, and the partner platform's ids of companies and people. An index
-on radacct's stop time lets the webhook poller find stopped sessions.
+cursors, and the partner platform's ids of companies and people.
 
 Revision ID: 0009
 Revises: 0004
@@ -106,15 +105,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('external_id', sa.String(length=128), nullable=True))
         batch_op.create_unique_constraint(batch_op.f('uq_person_external_id'), ['external_id'])
 
-    with op.batch_alter_table('radacct', schema=None) as batch_op:
-        batch_op.create_index('ix_radacct_stoptime', ['acctstoptime'], unique=False)
-
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('radacct', schema=None) as batch_op:
-        batch_op.drop_index('ix_radacct_stoptime')
-
     with op.batch_alter_table('person', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('uq_person_external_id'), type_='unique')
         batch_op.drop_column('external_id')
