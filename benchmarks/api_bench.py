@@ -96,7 +96,7 @@ def bench(url: str, rows: int, limit: int, repeat: int) -> list[str]:
              "whole call (ms) |", "|---|---:|---:|---:|---:|"]
     worst = 0.0
     for fraction in (0.0, 0.5, 0.99):
-        depth = int(rows * fraction)
+        depth = max(0, min(int(rows * fraction), rows - limit))  # a full page there
         wanted = ops.SessionFilter(after=depth, limit=limit)
 
         def keyset(wanted: ops.SessionFilter = wanted) -> object:
@@ -118,7 +118,7 @@ def bench(url: str, rows: int, limit: int, repeat: int) -> list[str]:
         lines.append(f"| {fraction:.0%} ({depth:,}) | {fast:.2f} | {slow:.2f} | "
                      f"{slow / fast:.1f}x | {whole:.2f} |")
     # A filtered listing: one company's sessions, deep in the table.
-    depth = int(rows * 0.99)
+    depth = max(0, min(int(rows * 0.99), rows - 20 * limit))
 
     def company(depth: int = depth) -> object:
         return client.get(f"/api/v1/sessions?company=c7&after={depth}&limit={limit}",

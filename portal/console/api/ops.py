@@ -37,6 +37,15 @@ MAX_PEOPLE = 500  # per bulk call: a bigger batch is split by the caller
 LANGUAGES = admin.LANGUAGES
 
 
+def _string(data: dict[str, Any], key: str) -> str | None:
+    """A string field if given (null is not a string: a 400, as any wrong type)."""
+    if key not in data:
+        return None
+    if not isinstance(data[key], str):
+        raise bad(f"{key} must be a string")
+    return str(data[key])
+
+
 # -- companies ----------------------------------------------------------------
 
 def company_json(company: Company) -> dict[str, Any]:
@@ -162,14 +171,6 @@ class PersonItem:
     password: str | None
     active: bool | None
     language: str | None
-
-
-def _string(item: dict[str, Any], key: str) -> str | None:
-    if key not in item:
-        return None
-    if not isinstance(item[key], str):
-        raise bad(f"{key} must be a string")
-    return str(item[key])
 
 
 def person_item(item: object) -> PersonItem:
