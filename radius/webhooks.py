@@ -217,53 +217,69 @@ def _cursor(db: DB, name: str) -> WebhookCursor:
     return found
 
 
-def _queue(db: DB, hooks: list[Webhook], event: str, key: str, company_id: int | None,
-           data: Mapping[str, Any], now: datetime) -> int:
-    """Queue the event for each webhook that wants it (once: the key)."""
-    wanting = [h for h in hooks if event in h.events.split(",")
-               and h.company_id in (None, company_id)]
-    if not wanting:
+def _known(db: DB, keys: list[str]) -> set[tuple[int, str]]:
+    """(webhook, event key) pairs already queued, among ``keys``."""
+    if not keys:
+        return set()
+    return {(hook, key) for hook, key in db.execute(
+        select(WebhookDelivery.webhook_id, WebhookDelivery.event_key)
+        .where(WebhookDelivery.event_key.in_(keys)))}
+
+
+def _queue(db: DB, hooks: list[Webhook], known: set[tuple[int, str]], event: str, key: str,
+           company_id: int | None, data: Mapping[str, Any], now: datetime) -> int:
+    """Queue the event for each webhook that wants it and has not had it."""
+    fresh = [h for h in hooks if event in h.events.split(",")
+             and h.company_id in (None, company_id) and (h.id, key) not in known]
+    if not fresh:
         return 0
-    known = set(db.scalars(select(WebhookDelivery.webhook_id).where(
-        WebhookDelivery.event_key == key,
-        WebhookDelivery.webhook_id.in_([h.id for h in wanting]))))
     body = json.dumps({"id": key, "type": event, "created": stamp(now), "data": data},
                       separators=(",", ":"))
-    fresh = [h for h in wanting if h.id not in known]
     for hook in fresh:
         db.add(WebhookDelivery(webhook_id=hook.id, event=event, event_key=key, payload=body,
                                created=now, attempts=0, next_attempt=now, done=False,
                                outcome=""))
+        known.add((hook.id, key))
     return len(fresh)
 
 
-def _sessions(db: DB, *conditions: Any) -> list[Any]:
+def _sessions(db: DB, batch: int, *conditions: Any) -> list[Any]:
     return list(db.execute(
         select(Radacct, Person.external_id, Company.external_id, Site.name,
                Person.company_id)
         .outerjoin(Person, Radacct.person_id == Person.id)
         .outerjoin(Company, Person.company_id == Company.id)
         .outerjoin(Site, Radacct.site_id == Site.id)
-        .where(*conditions).order_by(Radacct.radacctid).limit(BATCH)))
+        .where(*conditions).order_by(Radacct.radacctid).limit(batch)))
 
 
-def poll(db: DB, now: datetime, low_credit: int = LOW_CREDIT) -> int:
+def _session_events(db: DB, hooks: list[Webhook], event: str, rows: list[Any],
+                    now: datetime) -> int:
+    keys = [f"{event}:{row[0].radacctid}" for row in rows]
+    known = _known(db, keys)
+    return sum(_queue(db, hooks, known, event, key, company_id,
+                      session_data(row, person, company, site), now)
+               for key, (row, person, company, site, company_id) in zip(keys, rows,
+                                                                       strict=True))
+
+
+def poll(db: DB, now: datetime, low_credit: int = LOW_CREDIT, batch: int = BATCH) -> int:
     """Queue the events since the last pass; how many deliveries were queued."""
     hooks = list(db.scalars(select(Webhook).where(Webhook.active.is_(True))))
     queued = 0
     started = _cursor(db, "session.start")
-    for row, person, company, site, company_id in _sessions(
-            db, Radacct.radacctid > started.value):
-        queued += _queue(db, hooks, "session.start", f"session.start:{row.radacctid}",
-                         company_id, session_data(row, person, company, site), now)
-        started.value = row.radacctid
-    # Stops: sessions above the floor (the oldest one still open at the last
-    # pass) that have stopped; the event key keeps each stop queued once.
+    while rows := _sessions(db, batch, Radacct.radacctid > started.value):
+        queued += _session_events(db, hooks, "session.start", rows, now)
+        started.value = rows[-1][0].radacctid
+    # Stops: every stopped session above the floor (the oldest one still
+    # open at the last pass), page by page; the keys already queued are
+    # skipped, so each stop is queued once.
     stopped = _cursor(db, "session.stop")
-    for row, person, company, site, company_id in _sessions(
-            db, Radacct.radacctid > stopped.value, Radacct.acctstoptime.is_not(None)):
-        queued += _queue(db, hooks, "session.stop", f"session.stop:{row.radacctid}",
-                         company_id, session_data(row, person, company, site), now)
+    after = stopped.value
+    while rows := _sessions(db, batch, Radacct.radacctid > after,
+                           Radacct.acctstoptime.is_not(None)):
+        queued += _session_events(db, hooks, "session.stop", rows, now)
+        after = rows[-1][0].radacctid
     oldest_open = db.scalar(select(func.min(Radacct.radacctid)).where(
         Radacct.radacctid > stopped.value, Radacct.acctstoptime.is_(None),
         Radacct.radacctid <= started.value,
@@ -297,10 +313,10 @@ def _poll_credit(db: DB, hooks: list[Webhook], now: datetime, low_credit: int) -
     for person_id, ext, login, company_id, company_ext, left, last_topup in found:
         if int(left) < low_credit:
             # Once between two top-ups: the key names the last one.
-            queued += _queue(db, hooks, "credit.low", f"credit.low:{person_id}:{last_topup}",
-                             company_id, {"person": ext, "login": login,
-                                          "company": company_ext,
-                                          "balance_seconds": int(left)}, now)
+            key = f"credit.low:{person_id}:{last_topup}"
+            queued += _queue(db, hooks, _known(db, [key]), "credit.low", key, company_id,
+                             {"person": ext, "login": login, "company": company_ext,
+                              "balance_seconds": int(left)}, now)
     return queued
 
 

@@ -161,6 +161,28 @@ def test_events_are_queued_once_per_webhook(factory: sessionmaker[DB], world: Wo
     assert payload["data"]["stopped"] == "2026-12-01T10:00:00Z"
 
 
+@pytest.mark.usefixtures("keys")
+def test_every_stop_is_found_page_by_page(factory: sessionmaker[DB], world: World,
+                                          receiver: Receiver) -> None:
+    """An old open session holds the floor; stops above it, more than a
+    page of them, are all found, each once."""
+    with transaction(factory) as db:
+        webhooks.add_webhook(db, "platform", receiver.url, NOW, events="session.stop",
+                             secret=SECRET)
+        assert webhooks.poll(db, NOW, batch=2) == 1
+        db.execute(update(Radacct).where(Radacct.radacctid.in_(
+            [world.sessions[s] for s in ("cei-0001", "axis-0002", "axis-0003")]))
+            .values(acctstoptime=NOW))
+    with transaction(factory) as db:
+        assert webhooks.poll(db, NOW, batch=2) == 3
+        assert webhooks.poll(db, NOW, batch=2) == 0
+        db.execute(update(Radacct).where(Radacct.radacctid == world.sessions["axis-0001"])
+                   .values(acctstoptime=NOW))
+    with transaction(factory) as db:
+        assert webhooks.poll(db, NOW, batch=2) == 1
+    assert len(_queued(factory)) == 5
+
+
 # -- the worker --------------------------------------------------------------------
 
 @pytest.mark.usefixtures("keys")
