@@ -18,7 +18,7 @@ from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session as DB
 
 from passerelle.errors import UserError
-from passerelle.radius import admin, policy, store, webhooks
+from passerelle.radius import admin, ledger, policy, store, webhooks
 from passerelle.radius.models import (
     Company,
     CreditEntry,
@@ -287,10 +287,9 @@ def top_up(db: DB, person: Person, data: dict[str, Any], now: datetime) -> dict[
         entry = admin.add_credit(db, person.login, minutes, now, note)
     except UserError as exc:
         raise invalid(str(exc)) from None
-    left = int(db.scalar(select(func.coalesce(func.sum(CreditEntry.seconds), 0))
-                         .where(CreditEntry.person_id == person.id)) or 0)
     return {"person": person.external_id, "entry": entry.id, "added_seconds": entry.seconds,
-            "balance_seconds": left, "at": webhooks.stamp(entry.created)}
+            "balance_seconds": ledger.balance(db, person.id),
+            "at": webhooks.stamp(entry.created)}
 
 
 def record_call(db: DB, token_id: int, key: str, digest: str, status: int,

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, assert_never
+from typing import assert_never
 
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from passerelle.radius import policy, tokens
+from passerelle.radius import ledger, policy, tokens
 from passerelle.radius.db import transaction
-from passerelle.radius.models import ApiRole, Person
+from passerelle.radius.models import ApiRole
 
 from .. import access
 from ..scope import Scope
@@ -152,16 +152,11 @@ def put_people() -> Response:
     return jsonify(reply)
 
 
-def _person_reply(db: Any, person: Person) -> dict[str, Any]:
-    rows = ops.list_people(db, Scope(), None, person.id - 1, 1)
-    return ops.person_json(*rows[0])
-
-
 @bp.get("/people/<ext>")
 def person(ext: str) -> Response:
     with transaction(console().factory) as db:
         found = ops.find_person(db, scope(), inputs.external_id(ext, "id"))
-        return jsonify(_person_reply(db, found))
+        return jsonify(ops.person_json(found, ledger.balance(db, found.id)))
 
 
 @bp.get("/people/<ext>/usage")
