@@ -194,6 +194,7 @@ def top_up(ext: str) -> tuple[Response, int]:
             replay = ops.earlier_call(db, caller.token_id, key, digest)
         if replay is None:
             raise
+        log.info("api: token %s: a concurrent copy of key %s was first", caller.name, key[:40])
     log.info("api: token %s replayed top-up key %s", caller.name, key[:40])
     response = jsonify(replay.response)
     response.headers["Idempotent-Replayed"] = "true"
