@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -183,6 +184,8 @@ class Company(Base):
     bandwidth_down: Mapped[int | None] = mapped_column(BigInteger, default=None)  # bit/s
     max_session: Mapped[int | None] = mapped_column(Integer, default=None)  # seconds
     vlan: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The partner platform's id for it (the API finds companies by it).
+    external_id: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
 
     people: Mapped[list[Person]] = relationship(back_populates="company")
 
@@ -201,6 +204,8 @@ class Person(Base):
     chap_secret: Mapped[str | None] = mapped_column(Text, default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     language: Mapped[str] = mapped_column(String(8), default="fr")
+    # The partner platform's id for them (the API finds people by it).
+    external_id: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
 
     company: Mapped[Company] = relationship(back_populates="people")
 
@@ -428,7 +433,125 @@ class PersonKey(Base):
     revoked: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
 
+
+# -- the partner API (docs/api.md) --------------------------------------------
+
+class ApiRole(str, enum.Enum):
+    """Who a bearer token of the partner API speaks for."""
+
+    partner = "partner"  # the partner platform: provisions the whole network
+    company = "company"  # one member company: reads its own data only
+
+
+class ApiToken(Base):
+    """A bearer token of the partner API. Only the SHA-256 of the token is
+    kept: it is shown once, when made."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (
+        CheckConstraint("(role = 'company' AND company_id IS NOT NULL) OR "
+                        "(role <> 'company' AND company_id IS NULL)", name="company"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[ApiRole] = mapped_column(
+        Enum(ApiRole, name="api_role", native_enum=False, length=16))
+    company_id: Mapped[int | None] = mapped_column(
+        ForeignKey("company.id", ondelete="CASCADE"), default=None)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    last_used: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    revoked: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+    company: Mapped[Company | None] = relationship()
+
+
+class IdempotentCall(Base):
+    """The first answer to a call made with an Idempotency-Key. The unique
+    (token, key) pair is what makes a retried top-up count once, even when
+    two copies arrive at the same time."""
+
+    __tablename__ = "api_idempotent_call"
+    __table_args__ = (UniqueConstraint("token_id", "key", name="uq_api_idempotent_call_key"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_token.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    # SHA-256 of method, path and body: the same key with another call is a 409.
+    request_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Webhook(Base):
+    """Where the partner platform wants events POSTed, signed with ``secret``
+    (HMAC-SHA256). With a company, only that company's events."""
+
+    __tablename__ = "webhook"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(Sealed())
+    # Comma list of event types (session.start, session.stop, credit.low).
+    events: Mapped[str] = mapped_column(String(256))
+    company_id: Mapped[int | None] = mapped_column(
+        ForeignKey("company.id", ondelete="CASCADE"), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created: Mapped[datetime] = mapped_column(DateTime)
+
+    company: Mapped[Company | None] = relationship()
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook, until it is delivered or given up. The
+    unique (webhook, event key) pair makes each event queued once."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_key", name="uq_webhook_delivery_event"),
+        Index("ix_webhook_delivery_due", "done", "next_attempt"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhook.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    event_key: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt: Mapped[datetime] = mapped_column(DateTime)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    # delivered | gave-up, once done.
+    outcome: Mapped[str] = mapped_column(String(16), default="")
+
+
+class WebhookAttempt(Base):
+    """Every POST of a delivery, with what came back."""
+
+    __tablename__ = "webhook_attempt"
+    __table_args__ = (Index("ix_webhook_attempt_delivery", "delivery_id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_delivery.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    status: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str] = mapped_column(String(256), default="")
+    milliseconds: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookCursor(Base):
+    """How far the webhook poller has read the accounting tables."""
+
+    __tablename__ = "webhook_cursor"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+    at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
 __all__ = [
+    "ApiRole",
+    "ApiToken",
     "AuditEntry",
     "AuthLog",
     "Base",
@@ -440,6 +563,7 @@ __all__ = [
     "EnrolmentCode",
     "Gateway",
     "GatewayCertificate",
+    "IdempotentCall",
     "Network",
     "Operator",
     "OperatorRole",
@@ -448,5 +572,9 @@ __all__ = [
     "PersonKey",
     "Radacct",
     "Site",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookCursor",
+    "WebhookDelivery",
     "WifiKey",
 ]

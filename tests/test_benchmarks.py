@@ -57,6 +57,8 @@ ENTRIES = [
     Entry("benchmarks.gateway.forward", ("--rounds", "1", "--seconds", "1", "--bulk", "20"),
           tools=(("iperf3", "iperf3"), ("nft", "nftables")), root=True,
           expect="no rate lookups"),
+    Entry("benchmarks.api_bench", ("--rows", "2000", "--repeat", "1"),
+          tools=(("initdb", "postgresql"),), expect="OFFSET / keyset"),
 ]
 
 

@@ -21,6 +21,7 @@ from passerelle.radius import dae
 
 from . import (
     access,
+    api,
     auth,
     boxes,
     boxsync,
@@ -66,7 +67,9 @@ def _headers(response: Response) -> Response:
     return response
 
 
-def _error(exc: HTTPException) -> tuple[str, int]:
+def _error(exc: HTTPException) -> tuple[str, int] | tuple[Response, int]:
+    if request.path.startswith(api.PREFIX + "/"):
+        return api.from_http(exc)  # JSON for the API, even before its routes
     if isinstance(exc, CSRFError):
         message = "The form had expired or was not ours: reload the page and try again."
     else:
@@ -113,6 +116,7 @@ def create_app(factory: sessionmaker[Session], *,
     app.before_request(manage_people.allow_upload)  # before the CSRF check reads the form
     csrf = CSRFProtect(app)
     csrf.exempt(enrol.bp)  # JSON from a box, not a browser's form
+    api.install(app, csrf)
     app.register_blueprint(auth.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(boxes.bp)
