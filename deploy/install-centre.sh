@@ -71,14 +71,18 @@ fi
 
 # The services' environment; its database URL may hold a password: root and
 # the passerelle group only.
-install -m 0640 -o 0 -g "$(gid_of passerelle)" /dev/stdin "$ROOT$ENV" <<EOF
-# Written by Passerelle's deploy/install-centre.sh; read by the RADIUS
+env_text="# Written by Passerelle's deploy/install-centre.sh; read by the RADIUS
 # service and the console (EnvironmentFile=). A re-run keeps its database.
 PASSERELLE_DB=$DB_URL
 PASSERELLE_DATA=$DATA
-PASSERELLE_KEY_FILE=$KEY
-EOF
-
+PASSERELLE_KEY_FILE=$KEY"
+if [ "$(cat "$ROOT$ENV" 2>/dev/null)" != "$env_text" ]; then
+    printf '%s\n' "$env_text" | install -m 0640 -o 0 -g "$(gid_of passerelle)" /dev/stdin \
+        "$ROOT$ENV"
+    say "environment $ENV"
+fi
+chown "0:$(gid_of passerelle)" "$ROOT$ENV"
+chmod 0640 "$ROOT$ENV"
 # As the services' user on the machine itself; into --root, as root with
 # the same environment (the root's users are not this machine's).
 as_passerelle() {
