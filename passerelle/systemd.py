@@ -20,14 +20,23 @@ log = logging.getLogger("passerelle")
 def notify(state: str) -> bool:
     """Tell systemd ``state`` (e.g. "READY=1") on $NOTIFY_SOCKET, as
     sd_notify(3) does: one datagram on a Unix socket; a name starting with
-    "@" is in the abstract namespace. False when not run by systemd."""
+    "@" is in the abstract namespace. False when not run by systemd, or when
+    the message could not go (said in the log: the service runs on, and
+    systemd's timeouts tell the rest)."""
     path = os.environ.get("NOTIFY_SOCKET", "")
     if not path:
         return False
     address = "\0" + path[1:] if path.startswith("@") else path
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.connect(address)
-        sock.sendall(state.encode())
+        # Never blocking: a reader that fell behind must not stall the service.
+        sock.setblocking(False)
+        try:
+            sock.connect(address)
+            sock.send(state.encode())
+        except OSError as exc:
+            log.warning("cannot tell systemd %s on %s: %s", state.split("\n", 1)[0], path,
+                        exc.strerror or exc)
+            return False
     return True
 
 
