@@ -20,7 +20,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 source "$SRC/deploy/install-lib.sh"
 
 ROOT="" PACKAGES=yes CODE="" CENTRE="" CA_FILE="" FORCE=()
-usage() { sed -n '12,13p' "$0" >&2; exit 2; }
+usage() { sed -n '11,12s/^#   //p' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --code) CODE=${2:?--code needs the code}; shift 2 ;;
@@ -81,6 +81,10 @@ elif [ -n "$CODE" ]; then
     # The portal reads it through its group; nobody else needs to.
     chgrp passerelle-portal "$CONFIG"
     chmod 0640 "$CONFIG"
+    if [ ${#FORCE[@]} -gt 0 ] && live; then
+        # Enrolled again: running services read the new identity.
+        systemctl try-restart passerelle-gateway.service passerelle-portal.service
+    fi
 elif live; then
     # An upgrade: the new version runs; sessions stay enforced by the kernel meanwhile.
     systemctl try-restart passerelle-gateway.service passerelle-portal.service

@@ -21,7 +21,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 source "$SRC/deploy/install-lib.sh"
 
 ROOT="" PACKAGES=yes DB_URL="" OPERATOR=""
-usage() { sed -n '11p' "$0" >&2; exit 2; }
+usage() { sed -n '11s/^#   //p' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --db-url) DB_URL=${2:?--db-url needs a database URL}; shift 2 ;;
