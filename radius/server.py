@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
+from passerelle import systemd
+
 from . import dae, db
 from .handler import ACCT, AUTH, Batch, Cut, Datagram, Handler, HandlerSettings
 
@@ -267,3 +269,4 @@ def _announce(config: ServerConfig, auth_port: int, acct_port: int) -> None:
     # Tests and scripts wait for this line (stdout, flushed) before sending.
     print(f"passerelle radius: listening on {config.listen} auth {auth_port} "
           f"acct {acct_port} workers {max(1, config.workers)}", flush=True)
+    systemd.notify(f"READY=1\nSTATUS=auth {auth_port} acct {acct_port}")
