@@ -18,7 +18,9 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     ColumnElement,
+    Integer,
     Table,
     TextClause,
     any_,
@@ -33,8 +35,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session as DB
 
 from . import accounting
+from . import messages as m
 from .logins import lookup_key
 from .models import (
+    AccountingQuarantine,
     AuthLog,
     Company,
     CreditEntry,
@@ -217,9 +221,14 @@ def _insert_sql(table: str, names: tuple[str, ...], param: str) -> str:
 @lru_cache(maxsize=64)
 def _update_sql(table: str, key: str, names: tuple[str, ...], param: str) -> str:
     sets = ", ".join(f'"{n}" = u."{n}"' for n in names) or f'"{key}" = u."{key}"'
-    return (f"UPDATE {table} AS t SET {sets} "
-            f"FROM json_populate_recordset(NULL::{table}, CAST(:{param} AS json)) AS u "
-            f'WHERE t."{key}" = u."{key}"')
+    rows = f"json_populate_recordset(NULL::{table}, CAST(:{param} AS json))"
+    # The keys again as an array: an index condition on the table, so the
+    # rows are found by their key however small the planner believed the
+    # table to be when it cached the plan (a join alone got a merge join
+    # over the whole primary key index).
+    return (f"UPDATE {table} AS t SET {sets} FROM {rows} AS u "
+            f'WHERE t."{key}" = u."{key}" '
+            f'AND t."{key}" = ANY(ARRAY(SELECT k."{key}" FROM {rows} AS k))')
 
 
 @lru_cache(maxsize=128)
@@ -258,6 +267,7 @@ _AUTHLOG = cast(Table, AuthLog.__table__)
 _WIFIKEY = cast(Table, WifiKey.__table__)
 _RADACCT = cast(Table, Radacct.__table__)
 _CREDIT = cast(Table, CreditEntry.__table__)
+_QUARANTINE = cast(Table, AccountingQuarantine.__table__)
 
 
 @dataclass
@@ -267,6 +277,7 @@ class Decisions:
 
     log: list[dict[str, Any]] = field(default_factory=list)
     keys: list[dict[str, Any]] = field(default_factory=list)
+    aside: list[dict[str, Any]] = field(default_factory=list)  # accounting_quarantine rows
 
     def add(self, *, nas: Nas, username: str, accepted: bool, reason: str,
             calling_station: str, person_id: int | None, class_: str,
@@ -293,7 +304,8 @@ class Decisions:
         else:
             insert_rows(db, _AUTHLOG, self.log)
             insert_rows(db, _WIFIKEY, self.keys)
-        self.log, self.keys = [], []
+        insert_rows(db, _QUARANTINE, self.aside)
+        self.log, self.keys, self.aside = [], [], []
 
 
 def unique_id(nas: Nas, session_id: str) -> str:
@@ -591,6 +603,11 @@ def _revoke_sql(dialect: str) -> str:
     """Which Wi-Fi keys die when sessions end: the keys issued with those
     sessions' Class, unless revoked already. The one statement for both
     databases, run by revoke_keys and inside _write_sessions_pg's."""
+    if dialect == "postgresql":
+        # An array: an index condition (IN over the JSON elements got a
+        # merge join over the whole class index).
+        return ('UPDATE wifi_key SET revoked = :revoked_at WHERE "class" = '
+                f"ANY(ARRAY({_json_elements(dialect, 'closing')})) AND revoked IS NULL")
     return (f'UPDATE wifi_key SET revoked = :revoked_at WHERE "class" IN '
             f"({_json_elements(dialect, 'closing')}) AND revoked IS NULL")
 
@@ -628,3 +645,69 @@ def close_nas_sessions(db: DB, nas: Nas, event_time: datetime, cause: str) -> in
                     event_time)
     revoke_keys(db, writes.closing, event_time)
     return len(rows)
+
+
+# -- records the centre cannot store -------------------------------------------
+
+def _highest(column: Any) -> int | None:
+    # BigInteger is an Integer too: test it first.
+    if isinstance(column.type, BigInteger):
+        return 2**63 - 1
+    if isinstance(column.type, Integer):
+        return 2**31 - 1
+    return None
+
+
+# The largest value each integer column of radacct holds (the same on both
+# databases: SQLite would store more, PostgreSQL refuses it).
+_HIGHEST = {c.name: h for c in _RADACCT.columns if (h := _highest(c)) is not None}
+# Which attribute a session record's number comes from, for the reason's words.
+_SENT_AS = {"acctinterval": "Acct-Interim-Interval", "acctsessiontime": "Acct-Session-Time",
+            "acctinputoctets": "Acct-Input-Octets/Gigawords",
+            "acctoutputoctets": "Acct-Output-Octets/Gigawords"}
+
+
+def out_of_range(rec: accounting.Record) -> str | None:
+    """Why ``rec`` cannot be stored as sent (a number beyond its radacct
+    column's range), or None. Checked before any SQL, so that such a record
+    is set aside (set_aside) instead of failing its batch."""
+    extra = rec.extra
+    values = [("acctsessiontime", rec.session_time), ("acctinputoctets", rec.input_octets),
+              ("acctoutputoctets", rec.output_octets)]
+    values += [(name, extra[name]) for name in _HIGHEST.keys() & extra.keys()]
+    for name, value in values:
+        if isinstance(value, int) and not 0 <= value <= _HIGHEST[name]:
+            return (f"{_SENT_AS.get(name, name)} {value} is beyond what the centre stores "
+                    f"({name}: 0 to {_HIGHEST[name]})")
+    return None
+
+
+def quarantine_row(nas: Nas, request: m.AccountingRequest, datagram: bytes, reason: str,
+                   now: datetime) -> dict[str, Any]:
+    """The accounting_quarantine row of a record set aside: what was sent
+    (the decoded attributes as JSON, the datagram in hex), whence and why."""
+    attributes = {}
+    for name in request.__dataclass_fields__:
+        value = getattr(request, name)
+        if value is None or value == () or name in ("authenticator", "problems"):
+            continue
+        if isinstance(value, m.AcctStatus | m.TerminateCause):
+            value = value.label
+        elif isinstance(value, bytes):
+            value = value.hex()
+        elif isinstance(value, tuple):
+            value = [v.hex() if isinstance(v, bytes) else repr(v) for v in value]
+        attributes[name] = value
+    return {"received": now, "gateway_id": nas.id, "nasidentifier": nas.identifier[:64],
+            "nasipaddress": nas.ip, "status": _status_label(request.status),
+            "acctsessionid": (request.session_id or "")[:64], "reason": reason[:512],
+            "attributes": json.dumps(attributes, default=repr, sort_keys=True),
+            "datagram": datagram.hex()}
+
+
+def _status_label(status: m.AcctStatus | int) -> str:
+    return status.label if isinstance(status, m.AcctStatus) else f"Acct-Status-Type {status}"
+
+
+def set_aside(db: DB, rows: list[dict[str, Any]]) -> None:
+    insert_rows(db, _QUARANTINE, rows)
