@@ -325,6 +325,10 @@ class Handler:
         if not access:
             return {}
         with self.factory() as db:
+            if db.get_bind().dialect.name == "postgresql":
+                # One statement, nothing to roll back: no BEGIN and ROLLBACK
+                # around it (two round trips fewer per batch).
+                db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             accounts = store.find_accounts(db, [cast(m.AccessRequest, item.request).user_name
                                                 or "" for item in access])
         for item in access:
