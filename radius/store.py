@@ -51,6 +51,8 @@ from .models import (
 )
 from .policy import PersonFacts, SiteFacts
 
+Status = accounting.Status
+
 # A login's normal form, remembered: the same people come back all day, and
 # the IDNA and script checks of logins.py cost more than everything else of
 # an Access-Request together (880 us of 1.4 ms in a profile of the handler).
@@ -341,16 +343,19 @@ _WRITABLE = [c.name for c in _RADACCT.columns if c.name not in ("radacctid", "ac
 _INSERTABLE = [c.name for c in _RADACCT.columns if c.name != "radacctid"]
 
 
-def _people_for(db: DB, records: list[accounting.Record]) -> tuple[dict[str, int], dict[str, int]]:
+def _people_for(db: DB, records: list[accounting.Record],
+                known: dict[str, int] | None = None) -> tuple[dict[str, int], dict[str, int]]:
     """Who the new sessions of a batch belong to: by Class (it binds the
-    accounting to the decision that allowed it), else by User-Name."""
+    accounting to the decision that allowed it), else by User-Name.
+    ``known``: the people of Classes already looked up (_lock_pg)."""
     classes = {rec.class_ for rec in records if rec.class_}
-    by_class: dict[str, int] = {}
+    by_class: dict[str, int] = dict(known or {})
+    classes -= by_class.keys()
     if classes:
         # wifi_key.class is indexed and every Access-Accept issues a key.
-        by_class = {c: int(p) for c, p in db.execute(
+        by_class.update({c: int(p) for c, p in db.execute(
             select(WifiKey.class_, WifiKey.person_id).where(among(db, WifiKey.class_, classes)))
-            if c is not None}
+            if c is not None})
         missing = classes - by_class.keys()
         if missing:
             by_class.update({c: int(p) for c, p in db.execute(
@@ -430,14 +435,17 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
     write and charge is the fold's decision (accounting.fold); this only
     writes it."""
     uids = [unique_id(nas, rec.session_id) for nas, rec in items]
-    # Locked in one order (by acctuniqueid) so two workers cannot deadlock.
-    rows: dict[str, dict[str, Any]] = {
-        row["acctuniqueid"]: dict(row) for row in db.execute(
+    known: dict[str, int] | None = None
+    if db.get_bind().dialect.name == "postgresql":
+        rows, known = _lock_pg(db, set(uids), {rec.class_ for _, rec in items
+                                               if rec.class_ and rec.status is Status.START})
+    else:
+        # Locked in one order (by acctuniqueid) so two workers cannot deadlock.
+        rows = {row["acctuniqueid"]: dict(row) for row in db.execute(
             select(_RADACCT).where(among(db, _RADACCT.c.acctuniqueid, set(uids)))
-            .order_by(_RADACCT.c.acctuniqueid).with_for_update()).mappings()
-    }
+            .order_by(_RADACCT.c.acctuniqueid).with_for_update()).mappings()}
     fresh = [rec for (_, rec), uid in zip(items, uids, strict=True) if uid not in rows]
-    by_class, by_login = _people_for(db, fresh) if fresh else ({}, {})
+    by_class, by_login = _people_for(db, fresh, known) if fresh else ({}, {})
     writes = _Writes()
     results: list[tuple[str, bool, int, bool]] = []  # uid, ignored, charged, open
     for (nas, rec), uid in zip(items, uids, strict=True):
@@ -487,6 +495,40 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
                                 balance=balances.get(person) if charged and person else None,
                                 open=is_open))
     return outcomes
+
+
+def _lock_pg(db: DB, uids: set[str], classes: set[str]
+             ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """The batch's sessions, read and locked (FOR UPDATE, in acctuniqueid
+    order so two workers cannot deadlock), and the people of the Classes
+    its Starts carry, in ONE round trip: a Start is a new session, whose
+    person the Class tells (see _people_for)."""
+    rows: dict[str, dict[str, Any]] = {}
+    known: dict[str, int] = {}
+    for row in db.execute(_statement(_lock_sql()), {"uids": sorted(uids),
+                                                     "classes": sorted(classes)}).mappings():
+        if row["k_class"] is None:
+            session = {c.name: row[c.name] for c in _RADACCT.columns}
+            rows[session["acctuniqueid"]] = session
+        elif row["k_person"] is not None:
+            known[row["k_class"]] = int(row["k_person"])
+    return rows, known
+
+
+@lru_cache(maxsize=1)
+def _lock_sql() -> str:
+    names = [c.name for c in _RADACCT.columns]
+    nulls = ", ".join(f'CAST(NULL AS {_type(_RADACCT, n)}) AS "{n}"' for n in names)
+    return f"""
+WITH locked AS (
+  SELECT * FROM radacct WHERE acctuniqueid = ANY(CAST(:uids AS TEXT[]))
+  ORDER BY acctuniqueid FOR UPDATE
+)
+SELECT {_columns(tuple(names))}, CAST(NULL AS TEXT) AS k_class, CAST(NULL AS INTEGER) AS k_person
+FROM locked
+UNION ALL
+SELECT {nulls}, "class", person_id FROM wifi_key
+WHERE "class" = ANY(CAST(:classes AS TEXT[]))"""
 
 
 def _ledger_lines(charges: list[tuple[str, int, int]], ids: Mapping[str, int | None],
