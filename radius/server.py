@@ -216,6 +216,10 @@ def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
     reuse = config.workers > 1
     auth = bind_udp(config.listen, auth_port, reuse)
     acct = bind_udp(config.listen, acct_port, reuse)
+    # The gateways (and a first database connection) before saying "ready":
+    # a request that arrives just after the announcement is answered at
+    # once, not after a connection to PostgreSQL is made under load.
+    handler.refresh_gateways()
     if ready is None:
         _announce(config, auth.getsockname()[1], acct.getsockname()[1])
 
