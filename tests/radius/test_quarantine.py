@@ -57,7 +57,7 @@ def sessions(engine) -> list[str]:  # type: ignore[no-untyped-def]
 def test_a_poisoned_interim_among_good_ones(server, engine, db_url) -> None:
     good = [interim(f"good-{n}") for n in range(6)]
     poisoned = interim("poisoned", ", Acct-Interim-Interval = 3000000000")
-    answers = radclient_batch(server.acct_port, good[:3] + [poisoned] + good[3:])
+    answers = radclient_batch(server.acct_port, [*good[:3], poisoned, *good[3:]])
     assert answers == ["Accounting-Response"] * 7
     assert sessions(engine) == [f"good-{n}" for n in range(6)]
     (aside,) = quarantined(engine)
