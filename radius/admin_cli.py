@@ -989,3 +989,35 @@ def webhook_run(once: bool, interval: float, db_url: str | None) -> None:
         raise _db_error(str(engine.url), exc) from None
     finally:
         engine.dispose()
+# -- accounting records set aside ----------------------------------------------
+
+@admin.group()
+def accounting() -> None:
+    """Accounting records the centre answered but could not store."""
+
+
+@accounting.group()
+def quarantine() -> None:
+    """Records set aside for ops (a value beyond range, a row the database refused)."""
+
+
+@quarantine.command("list")
+@click.option("--limit", type=Whole("limit"), default=50, show_default=True,
+              help="Show at most this many, the newest first.")
+@click.option("--attributes", "show_attributes", is_flag=True,
+              help="Also print each record's attributes as sent (JSON).")
+@db_option
+def quarantine_list(limit: int, show_attributes: bool, db_url: str | None) -> None:
+    """List the accounting records set aside, the newest first."""
+    from sqlalchemy import select
+
+    from .models import AccountingQuarantine as Q
+
+    with unit_of_work(db_url) as s:
+        rows = s.scalars(select(Q).order_by(Q.received.desc(), Q.id.desc()).limit(limit)).all()
+    table(("received (UTC)", "gateway", "status", "session", "reason"),
+          [(q.received.strftime("%Y-%m-%d %H:%M:%S"), q.nasidentifier or q.nasipaddress,
+            q.status, q.acctsessionid, q.reason) for q in rows])
+    if show_attributes:
+        for q in rows:
+            click.echo(f"{q.id}: {q.attributes}")

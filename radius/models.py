@@ -549,7 +549,31 @@ class WebhookCursor(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
     at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
+
+class AccountingQuarantine(Base):
+    """An accounting record the centre answered but could not store (a value
+    beyond its column's range, a row the database refused): set aside here
+    with what was sent, so ops can see it and the box's spool moves on."""
+
+    __tablename__ = "accounting_quarantine"
+    __table_args__ = (Index("ix_accounting_quarantine_received", "received"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    received: Mapped[datetime] = mapped_column(DateTime)
+    gateway_id: Mapped[int | None] = mapped_column(
+        ForeignKey("gateway.id", ondelete="SET NULL"), default=None)
+    nasidentifier: Mapped[str] = mapped_column(String(64), default="")
+    nasipaddress: Mapped[str] = mapped_column(String(45), default="")
+    status: Mapped[str] = mapped_column(String(32), default="")
+    acctsessionid: Mapped[str] = mapped_column(String(64), default="")
+    reason: Mapped[str] = mapped_column(String(512))
+    # The decoded attributes as JSON, and the datagram itself in hex.
+    attributes: Mapped[str] = mapped_column(Text, default="")
+    datagram: Mapped[str] = mapped_column(Text, default="")
+
+
 __all__ = [
+    "AccountingQuarantine",
     "ApiRole",
     "ApiToken",
     "AuditEntry",

@@ -18,6 +18,9 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import Any
+
+from sqlalchemy import Engine, event
 
 from passerelle import systemd
 
@@ -179,20 +182,46 @@ def _send_cut(cut: Cut) -> None:
              cut.attributes.get("Acct-Session-Id"), result)
 
 
+def make_engine(url: str, threads: int = 2) -> Engine:
+    """The engine of a worker: a connection per batch thread (and one for
+    the gateways' reload), and on PostgreSQL no sequential scans."""
+    if url.startswith("sqlite"):
+        return db.make_engine(url)
+    engine = db.make_engine(url, pool_size=threads + 1, max_overflow=2)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _index_only)
+    return engine
+
+
+def _index_only(dbapi_connection: Any, _record: Any) -> None:
+    # Every statement of the hot path finds its rows by an index. On tables
+    # that were small or never analysed when psycopg prepared a statement,
+    # PostgreSQL cached a plan with a sequential scan and kept it while the
+    # table grew (radacct read whole for every batch, until autovacuum's
+    # ANALYZE replanned: docs/benchmarks.md). Off, a sequential scan is only
+    # taken where there is no index.
+    with dbapi_connection.cursor() as cur:
+        cur.execute("SET enable_seqscan TO off")
+    dbapi_connection.commit()
+
+
 def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
                  ready: Connection | None) -> None:
     from passerelle.cli import setup_logging
 
     if ready is not None:
         setup_logging(verbose=False)
-    engine = db.make_engine(config.db_url, pool_size=config.db_threads + 1, max_overflow=2) \
-        if not config.db_url.startswith("sqlite") else db.make_engine(config.db_url)
+    engine = make_engine(config.db_url, config.db_threads)
     # Without autoflush the log lines of a batch go to the database in one
     # multi-row INSERT at commit; store.py flushes where it must read back.
     handler = Handler(db.make_sessionmaker(engine, autoflush=False), config.settings)
     reuse = config.workers > 1
     auth = bind_udp(config.listen, auth_port, reuse)
     acct = bind_udp(config.listen, acct_port, reuse)
+    # The gateways (and a first database connection) before saying "ready":
+    # a request that arrives just after the announcement is answered at
+    # once, not after a connection to PostgreSQL is made under load.
+    handler.refresh_gateways()
     if ready is None:
         _announce(config, auth.getsockname()[1], acct.getsockname()[1])
 
