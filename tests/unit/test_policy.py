@@ -75,6 +75,7 @@ BROKEN: list[tuple[Reason, dict[str, object], dict[str, object]]] = [
     (Reason.service_not_allowed, {"services": frozenset({"print"})}, {}),
     (Reason.site_closed, {}, {"open_days": "67"}),
     (Reason.no_credit, {"balance": 0}, {}),
+    (Reason.too_many_sessions, {"max_sessions": 1, "open_sessions": 1}, {}),
 ]
 
 
@@ -428,3 +429,13 @@ def test_session_timeout_fits_its_32_bit_attribute() -> None:
                       dict=protocol.dictionary())
     reply.AddAttribute("Session-Timeout", limit)
     assert reply.ReplyPacket()
+
+
+def test_the_session_limit_counts_the_other_devices_only() -> None:
+    """None is no limit; the limit is reached when the open sessions on the
+    person's other devices fill it."""
+    assert decide(replace(GOOD, open_sessions=50), True, OFFICE, NOON, SETTINGS).accept
+    assert decide(replace(GOOD, max_sessions=2, open_sessions=1), True, OFFICE, NOON,
+                  SETTINGS).accept
+    assert decide(replace(GOOD, max_sessions=2, open_sessions=2), True, OFFICE, NOON,
+                  SETTINGS) == Decision(False, Reason.too_many_sessions)
