@@ -195,7 +195,7 @@ def test_reply_message_codes_are_the_documented_ones() -> None:
     assert {r.value for r in POLICY} == {
         "bad-credentials", "account-disabled", "company-closed", "company-suspended",
         "payment-overdue", "site-not-allowed", "service-not-allowed", "site-closed",
-        "no-credit",
+        "no-credit", "too-many-sessions",
     }
     assert set(MESSAGES) == set(POLICY)
     assert Reason is Refusal, "one list of refusals for the centre, the box and the portal"
