@@ -39,7 +39,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
-from . import accounting, answers, passwords, policy, store
+from . import accounting, answers, passwords, policy, reach, store
 from . import messages as m
 from .attempts import Attempts, Limit
 from .loglimit import LogLimit
@@ -606,7 +606,11 @@ class Handler:
             item.reply, item.tally = answers.ACCOUNTING_RESPONSE, rec.status.label
             if (outcome.exhausted and outcome.radacctid is not None
                     and self._first_cut(outcome.radacctid)):
-                item.cuts.append(Cut(item.nas, _session_selector(rec, item.nas)))
+                cut = Cut(item.nas, _session_selector(rec, item.nas))
+                item.cuts.append(cut)
+                # Sent (and sent again until answered) by the outbox's courier.
+                reach.queue(db, item.nas.id, outcome.radacctid, reach.DISCONNECT,
+                            cut.attributes, now, reason="credit exhausted")
                 log.info("credit of %r exhausted: disconnecting session %s at %s",
                          rec.username, rec.session_id, item.nas.identifier)
 
