@@ -529,6 +529,7 @@ class Handler:
             calling_station=request.calling_station_id or "",
             person_id=account.person_id if account else None,
             class_=class_, wifi_key=key, now=now,
+            session_timeout=decision.session_timeout if decision.accept else None,
         )
         return answers.access_reply(decision, class_, key)
 

@@ -240,6 +240,10 @@ def one_try(target: dae.Target, code: int, attributes: dict[str, Any]) -> dae.Re
     return dae.send(target, code, attributes, timeout=2.0, tries=1)
 
 
+def disconnect_once(target: dae.Target, attributes: dict[str, Any]) -> dae.Result:
+    return one_try(target, m.Code.DISCONNECT_REQUEST, attributes)
+
+
 class Courier:
     """The RADIUS server's thread that empties the outbox: every ``poll``
     seconds it sends what is due; once an hour it forgets old answers."""

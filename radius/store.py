@@ -270,12 +270,12 @@ class Decisions:
 
     def add(self, *, nas: Nas, username: str, accepted: bool, reason: str,
             calling_station: str, person_id: int | None, class_: str,
-            wifi_key: str | None, now: datetime) -> None:
+            wifi_key: str | None, now: datetime, session_timeout: int | None = None) -> None:
         self.log.append({
             "username": username[:253], "reply": "Access-Accept" if accepted else "Access-Reject",
             "reason": reason, "nasipaddress": nas.ip, "nasidentifier": nas.identifier,
             "callingstationid": calling_station[:64], "class": class_, "person_id": person_id,
-            "site_id": nas.site_id, "authdate": now,
+            "site_id": nas.site_id, "authdate": now, "sessiontimeout": session_timeout,
         })
         if wifi_key is not None and person_id is not None:
             self.keys.append({"person_id": person_id, "passphrase": wifi_key,
