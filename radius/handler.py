@@ -30,7 +30,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any, NamedTuple, assert_never, cast
@@ -100,6 +100,7 @@ class _Work:
     cuts: list[Cut] = field(default_factory=list)
     tally: str = ""  # what the summary line counts it as
     password_ok: bool = False  # an Access-Request's credential, verified before the transaction
+    open_devices: frozenset[str] = frozenset()  # the person's, when their plan limits them
     limited: Limit | None = None  # refused unverified: too many failed attempts
 
 
@@ -324,8 +325,15 @@ class Handler:
         with self.factory() as db:
             accounts = store.find_accounts(db, [cast(m.AccessRequest, item.request).user_name
                                                 or "" for item in access])
+            # Only the people whose plan limits their sessions at once.
+            limited = {a.person_id for a in accounts.values()
+                       if a.facts.max_sessions is not None}
+            devices = reach.open_devices(db, limited) if limited else {}
         for item in access:
             item.password_ok = self._attempt(item, accounts, now_ts)
+            account = accounts.get(cast(m.AccessRequest, item.request).user_name or "")
+            if account is not None and account.person_id in devices:
+                item.open_devices = frozenset(devices[account.person_id])
         return accounts
 
     def _attempt(self, item: _Work, accounts: dict[str, store.Account], now_ts: float) -> bool:
@@ -474,6 +482,7 @@ class Handler:
         read and passwords verified before, by _verify), and the session
         records folded in runs (see store.apply_accounting_batch)."""
         decisions = store.Decisions()
+        accepted: dict[int, set[str]] = {}  # devices accepted in this batch, by person
         sessions: list[tuple[_Work, accounting.Record]] = []
         for item in work:
             request = item.request
@@ -482,7 +491,8 @@ class Handler:
                     item.reply = answers.status_reply(item.dgram.port == ACCT)
                     item.tally = "Status-Server"
                 case m.AccessRequest():
-                    item.reply = self._access(item.nas, request, item, now, accounts, decisions)
+                    item.reply = self._access(item.nas, request, item, now, accounts, decisions,
+                                              accepted)
                 case m.AccountingRequest():
                     if sessions and request.status in (m.AcctStatus.ACCOUNTING_ON,
                                                        m.AcctStatus.ACCOUNTING_OFF):
@@ -503,17 +513,24 @@ class Handler:
 
     def _access(self, nas: store.Nas, request: m.AccessRequest, item: _Work, now: datetime,
                 accounts: dict[str, store.Account],
-                decisions: store.Decisions) -> m.AccessAccept | m.AccessReject:
+                decisions: store.Decisions,
+                accepted: dict[int, set[str]]) -> m.AccessAccept | m.AccessReject:
         username = request.user_name or ""
         if request.nas_identifier is not None and request.nas_identifier != nas.identifier:
             log.warning("client %s calls itself %r", nas.identifier, request.nas_identifier)
         account = accounts.get(username) if username else None
-        decision = policy.decide(account.facts if account else None, item.password_ok,
-                                 nas.site, now, self.settings.policy)
+        facts = account.facts if account else None
+        this = reach.device(request.calling_station_id)
+        if account is not None and facts is not None and facts.max_sessions is not None:
+            # Other devices only: this one checking in again is no new session.
+            others = (item.open_devices | accepted.get(account.person_id, set())) - {this}
+            facts = replace(facts, open_sessions=len(others))
+        decision = policy.decide(facts, item.password_ok, nas.site, now, self.settings.policy)
         class_, key = "", None
         if decision.accept:
             assert account is not None  # decide() accepts only a known person
             class_, key = store.new_class(), store.new_wifi_key()
+            accepted.setdefault(account.person_id, set()).add(this)
             log.debug("accept %r at %s for %d s", username, nas.identifier,
                       decision.session_timeout)
             item.tally = "accept"

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
 from . import dae, outbox
+from . import mac as macs
 from . import messages as m
 from .models import DaeRequest, DaeState, Gateway, Person, Radacct
 
@@ -60,6 +61,29 @@ def sessions_to_cut(db: DB, *, person_ids: Iterable[int] = (),
             select(Person.id).where(Person.company_id.in_(companies))))
     return list(db.scalars(select(Radacct).where(Radacct.acctstoptime.is_(None), or_(*whose))
                            .order_by(Radacct.radacctid)))
+
+
+def device(calling_station_id: str | None) -> str:
+    """One spelling of a device's MAC (as given when it is none)."""
+    text = (calling_station_id or "").strip()
+    try:
+        return macs.dashed(text)
+    except ValueError:
+        return text.lower()
+
+
+def open_devices(db: DB, person_ids: Iterable[int]) -> dict[int, set[str]]:
+    """The devices (MACs) each of these people has an open session on (the
+    per-plan limit of sessions at once counts them)."""
+    people = sorted(set(person_ids))
+    found: dict[int, set[str]] = {p: set() for p in people}
+    if people:
+        for person, calling in db.execute(
+                select(Radacct.person_id, Radacct.callingstationid)
+                .where(Radacct.person_id.in_(people), Radacct.acctstoptime.is_(None))):
+            if person is not None:
+                found[person].add(device(calling))
+    return found
 
 
 def selector(session: Radacct) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def find_accounts(db: DB, logins: Iterable[str]) -> dict[str, Account]:
         select(Person.id, Person.login, Person.password_hash, Person.chap_secret,
                Person.active, Company.status, Company.payment, Company.categories,
                Company.services, Company.max_session, Company.bandwidth_up,
-               Company.bandwidth_down, Company.vlan, balance)
+               Company.bandwidth_down, Company.vlan, Company.max_sessions, balance)
         .join(Company, Person.company_id == Company.id)
         .where(among(db, Person.login, wanted))
     ).all()
@@ -142,6 +142,7 @@ def _account(row: Any) -> Account:
             bandwidth_up=row.bandwidth_up,
             bandwidth_down=row.bandwidth_down,
             vlan=row.vlan,
+            max_sessions=row.max_sessions,
         ),
     )
 
