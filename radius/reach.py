@@ -154,9 +154,13 @@ def after_change(db: DB, *, person_ids: Iterable[int] = (), company_ids: Iterabl
 def push_bandwidth(db: DB, company_id: int, up: int | None, down: int | None, *,
                    actor: str = "", now: datetime | None = None) -> int:
     """Queue a CoA with the company's new caps for each of its open sessions.
-    No cap is sent as 0 (WISPr: no limit)."""
+    A cap taken away is not sent (a box takes no rate 0): it goes with the
+    session's end, and the next session has none."""
     now = now or utcnow()
-    caps = {"WISPr-Bandwidth-Max-Up": up or 0, "WISPr-Bandwidth-Max-Down": down or 0}
+    caps = {name: value for name, value in (("WISPr-Bandwidth-Max-Up", up),
+                                            ("WISPr-Bandwidth-Max-Down", down)) if value}
+    if not caps:
+        return 0
     queued = [enqueue(db, s, COA, now, reason="bandwidth", actor=actor, extra=caps)
               for s in sessions_to_cut(db, company_ids=[company_id])]
     count = sum(1 for q in queued if q is not None)
