@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from . import heartbeat
 from .ap_server import ApServer
 from .clients import Clients
 from .config import Config, dhcp_plan, firewall_plan
@@ -52,6 +54,7 @@ class Box:
         self.radius = radius_client(config)
         self.spool = Spool(config.spool_path)
         self.sender = SpoolSender(self.spool, self.radius)
+        self.status = heartbeat.Heartbeat(self.radius, self.spool)
         self.store = SessionTable(config.sessions_path)
         self.clients = Clients(config.lan_if, self.dnsmasq.leases)
         self.gateway = Daemon(config, firewall=self.firewall, radius=self.radius,
@@ -97,6 +100,10 @@ class Box:
         self.scheduler.add_job(self._safe(self.dnsmasq.restart_if_dead), "interval",
                                seconds=5, id="dnsmasq")
         self.scheduler.add_job(self._safe(self.gateway.prune), "interval", hours=1, id="prune")
+        # The centre's view of this box: Status-Server with version and spool depth.
+        self.scheduler.add_job(self._safe(self.status.beat), "interval",
+                               seconds=heartbeat.interval(c.interim_interval), id="status",
+                               next_run_time=datetime.now(UTC))
         self.scheduler.start()
         log.info("gateway %s running: LAN %s (%s), WAN %s, RFC 5176 on %s:%d, control %s",
                  c.identifier, c.lan_if, c.lan_address, c.wan_if, c.dae_listen, self.dae.port,

@@ -42,6 +42,7 @@ from sqlalchemy.orm import sessionmaker
 from . import accounting, answers, passwords, policy, reach, store
 from . import messages as m
 from .attempts import Attempts, Limit
+from .codec import BadValue, codec
 from .loglimit import LogLimit
 from .models import Gateway
 from .replies import ReplyCache
@@ -483,6 +484,7 @@ class Handler:
         records folded in runs (see store.apply_accounting_batch)."""
         decisions = store.Decisions()
         accepted: dict[int, set[str]] = {}  # devices accepted in this batch, by person
+        health: dict[int, tuple[str | None, int | None]] = {}  # heartbeats, by gateway
         sessions: list[tuple[_Work, accounting.Record]] = []
         for item in work:
             request = item.request
@@ -490,6 +492,7 @@ class Handler:
                 case m.StatusServer():
                     item.reply = answers.status_reply(item.dgram.port == ACCT)
                     item.tally = "Status-Server"
+                    health[item.nas.id] = told(request)
                 case m.AccessRequest():
                     item.reply = self._access(item.nas, request, item, now, accounts, decisions,
                                               accepted)
@@ -507,6 +510,9 @@ class Handler:
         if sessions:
             self._sessions(db, sessions, now)
         decisions.write(db)
+        for gateway, (version, depth) in health.items():
+            db.execute(update(_GATEWAY).where(_GATEWAY.c.id == gateway).values(
+                last_status=now, software_version=version, spool_depth=depth))
         for item in work:
             if item.reply is not None:
                 item.data = _encode(item)
@@ -589,6 +595,9 @@ class Handler:
                 else m.TerminateCause.ADMIN_REBOOT
             closed = store.close_nas_sessions(db, nas, accounting.event_time(request, now),
                                               cause.label)
+            column = "last_accounting_on" if status == m.AcctStatus.ACCOUNTING_ON \
+                else "last_accounting_off"
+            db.execute(update(_GATEWAY).where(_GATEWAY.c.id == nas.id).values({column: now}))
             # Session records after this one read the sessions with plain SQL.
             db.flush()
             log.info("%s from %s: closed %d open sessions", m.AcctStatus(status).label,
@@ -631,6 +640,25 @@ class Handler:
                             cut.attributes, now, reason="credit exhausted")
                 log.info("credit of %r exhausted: disconnecting session %s at %s",
                          rec.username, rec.session_id, item.nas.identifier)
+
+
+_VERSION = codec().key("Passerelle-Software-Version")
+_SPOOL_DEPTH = codec().key("Passerelle-Spool-Depth")
+
+
+def told(request: m.StatusServer) -> tuple[str | None, int | None]:
+    """The software version and spool depth a box's heartbeat tells
+    (gateway/heartbeat.py); None for what it does not, or not readably."""
+    version, depth = None, None
+    for key, raw in request.other:
+        try:
+            if key == _VERSION:
+                version = str(codec().value(key, raw))[:64]
+            elif key == _SPOOL_DEPTH:
+                depth = min(int(codec().value(key, raw)), 2**31 - 1)
+        except BadValue as exc:
+            log.info("Status-Server id %d: %s", request.identifier, exc)
+    return version, depth
 
 
 def _refusal(nas: store.Nas, port: str, request: m.Request) -> str | None:
