@@ -207,7 +207,7 @@ def measure(console: Console, views: dict[str, str], samples: int) -> list[Figur
     for name, path in views.items():
         console.ttfb(path)  # warm: the first asks the planner and fills caches
         times = sorted(console.ttfb(path)[0] * 1000 for _ in range(samples))
-        p95 = times[min(len(times) - 1, int(round(0.95 * len(times))) - 1)]
+        p95 = times[max(0, min(len(times) - 1, round(0.95 * len(times)) - 1))]
         out.append(Figure(name, statistics.median(times), p95))
     return out
 
