@@ -97,7 +97,7 @@ def generate(url: str, rows: int, live: int, sites: int, people: int) -> None:
                 %(now)s - make_interval(mins => %(rows)s - i) + interval '5 minutes',
                 CASE WHEN i > %(rows)s - %(live)s THEN NULL
                      ELSE %(now)s - make_interval(mins => %(rows)s - i) + interval '1 hour' END,
-                300, 3600, 'RADIUS', '', '', i * 1000, i * 5000, '',
+                300, 3600, 'RADIUS', '', '', i::bigint * 1000, i::bigint * 5000, '',
                 '02-00-' || lpad(to_hex(i %% 65536), 4, '0') || '-00-00-01', '', '', '',
                 '198.51.100.' || (i %% 250), '', 'psl1:' || md5(i::text),
                 1 + i %% %(people)s, 1 + i %% %(sites)s, 1 + i %% %(sites)s, 0

@@ -241,7 +241,12 @@ def send_due(factory: sessionmaker[DB], send: Send, retry: outbox.Retry, *,
         return 0
 
     def one(item: Due) -> None:
-        result = send(item.target, item.code, item.attributes)
+        try:
+            result = send(item.target, item.code, item.attributes)
+        except OSError as exc:  # no route to the box, say: like no answer, tried again
+            log.warning("%s %d to %s (%s port %d) not sent: %s", item.code, item.id,
+                        item.gateway, item.target.host, item.target.port, exc)
+            result = dae.Result(acked=False, answered=False)
         with factory() as db, db.begin():
             record(db, item, result, clock(), retry)
 
