@@ -202,6 +202,15 @@ def write_contacts(db: DB, gateways: list[int], now: datetime) -> None:
     db.execute(update(_GATEWAY).where(_GATEWAY.c.id.in_(free)).values(last_seen=now))
 
 
+def write_gateway(db: DB, gateway: int, **values: Any) -> None:
+    """What a box told (heartbeat, Accounting-On/Off) on its row, skipped
+    like write_contacts when another transaction holds the row: the next
+    heartbeat tells it again, and no worker waits for another."""
+    free = select(_GATEWAY.c.id).where(_GATEWAY.c.id == gateway) \
+        .with_for_update(skip_locked=True, key_share=True)
+    db.execute(update(_GATEWAY).where(_GATEWAY.c.id.in_(free)).values(**values))
+
+
 class Handler:
     def __init__(self, factory: sessionmaker[DB], settings: HandlerSettings | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -511,8 +520,8 @@ class Handler:
             self._sessions(db, sessions, now)
         decisions.write(db)
         for gateway, (version, depth) in health.items():
-            db.execute(update(_GATEWAY).where(_GATEWAY.c.id == gateway).values(
-                last_status=now, software_version=version, spool_depth=depth))
+            write_gateway(db, gateway, last_status=now, software_version=version,
+                          spool_depth=depth)
         for item in work:
             if item.reply is not None:
                 item.data = _encode(item)
@@ -597,7 +606,7 @@ class Handler:
                                               cause.label)
             column = "last_accounting_on" if status == m.AcctStatus.ACCOUNTING_ON \
                 else "last_accounting_off"
-            db.execute(update(_GATEWAY).where(_GATEWAY.c.id == nas.id).values({column: now}))
+            write_gateway(db, nas.id, **{column: now})
             # Session records after this one read the sessions with plain SQL.
             db.flush()
             log.info("%s from %s: closed %d open sessions", m.AcctStatus(status).label,
