@@ -4,7 +4,8 @@ client's session through the real centre (`passerelle radius serve` in the
 up namespace); the real console (`passerelle console run`) serves the
 centre's database from the centre's address. Headless Chromium, in the
 centre's namespace too, signs in, sees the live session, presses
-Disconnect and sees the ACK; the client has lost the internet."""
+Disconnect and sees the ACK; the client has lost the internet. The boxes
+page shows what the box's heartbeat told."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from passerelle import __version__
 from passerelle.radius import admin
 from passerelle.radius.db import transaction
 from tests.boxlab import BIN, CENTRE, Box, site, wait_for
@@ -122,6 +124,14 @@ def test_disconnect_from_the_console_cuts_a_real_client(box: Box, tmp_path: Path
             while row.count() and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert row.count() == 0
+
+            # The box's heartbeat (Status-Server at its start) is on the boxes page.
+            page.goto(url + "boxes/")
+            box_row = page.locator("tbody tr", has_text="axis-gw")
+            assert box_row.get_attribute("class") == "ok"
+            assert box_row.locator('td[data-label="Software"]').inner_text() == __version__
+            assert "0 waiting" in box_row.inner_text()
+            page.screenshot(path=str(tmp_path / "boxes.png"), full_page=True)
         finally:
             browser.close()
     # Plain HTTP on an address that is not the loopback (production has TLS
