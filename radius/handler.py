@@ -535,8 +535,9 @@ class Handler:
             log.warning("client %s calls itself %r", nas.identifier, request.nas_identifier)
         account = accounts.get(username) if username else None
         facts = account.facts if account else None
-        this = reach.device(request.calling_station_id)
+        this = None  # the device, for a person whose plan limits their sessions at once
         if account is not None and facts is not None and facts.max_sessions is not None:
+            this = reach.device(request.calling_station_id)
             # Other devices only: this one checking in again is no new session.
             others = (item.open_devices | accepted.get(account.person_id, set())) - {this}
             facts = replace(facts, open_sessions=len(others))
@@ -545,7 +546,8 @@ class Handler:
         if decision.accept:
             assert account is not None  # decide() accepts only a known person
             class_, key = store.new_class(), store.new_wifi_key()
-            accepted.setdefault(account.person_id, set()).add(this)
+            if this is not None:
+                accepted.setdefault(account.person_id, set()).add(this)
             log.debug("accept %r at %s for %d s", username, nas.identifier,
                       decision.session_timeout)
             item.tally = "accept"
