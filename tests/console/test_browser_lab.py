@@ -76,6 +76,9 @@ def test_disconnect_from_the_console_cuts_a_real_client(box: Box, tmp_path: Path
     # The lab's centre cuts an idle client after 10 s: too soon for a browser.
     box.stop_centre()
     box.start_centre(idle=900)
+    # The box again, so that its first heartbeat reaches this centre.
+    box.kill_daemon()
+    box.start_daemon()
     result = box.control.check_in("198.51.100.10", "alice@acme.example", seed.PASSWORD)
     assert box.curl("client") == UPSTREAM
     wait_for(lambda: box.sessions("alice@acme.example"), what="Accounting-Start",
