@@ -12,7 +12,8 @@ queries with the indexes of migration 0007 (partial indexes on the open
 sessions only) dropped, as the schema was before.
 
     python -m benchmarks.console_bench [--rows 10000000] [--live 5000]
-                                       [--samples 40] [--pg postgresql://...]
+                                       [--samples 40] [--plain-samples 10]
+                                       [--pg postgresql://...]
 """
 
 from __future__ import annotations
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sites", type=int, default=60)
     p.add_argument("--people", type=int, default=20000)
     p.add_argument("--samples", type=int, default=40)
+    p.add_argument("--plain-samples", type=int, default=10,
+                   help="samples a view without the indexes (seconds each at full size)")
     args = p.parse_args(argv)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
           f"{args.rows:,} sessions, {args.live:,} open, {args.samples} samples a view",
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in OUR_INDEXES:
                 conn.execute(f"DROP INDEX {name}")
             conn.execute("ANALYZE radacct")
-        plain = measure(console, paths, args.samples)
+        plain = measure(console, paths, args.plain_samples)
     finally:
         if console is not None:
             console.stop()
