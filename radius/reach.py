@@ -240,22 +240,21 @@ def send_due(factory: sessionmaker[DB], send: Send, retry: outbox.Retry, *,
     if not due:
         return 0
 
-    def one(item: Due) -> None:
+    def one(item: Due) -> dae.Result:
         try:
-            result = send(item.target, item.code, item.attributes)
+            return send(item.target, item.code, item.attributes)
         except OSError as exc:  # no route to the box, say: like no answer, tried again
             log.warning("%s %d to %s (%s port %d) not sent: %s", item.code, item.id,
                         item.gateway, item.target.host, item.target.port, exc)
-            result = dae.Result(acked=False, answered=False)
-        with factory() as db, db.begin():
-            record(db, item, result, clock(), retry)
+            return dae.Result(acked=False, answered=False)
 
-    if pool is None:
-        for item in due:
-            one(item)
-    else:
-        for future in [pool.submit(one, item) for item in due]:
-            future.result()
+    results = [one(item) for item in due] if pool is None else list(pool.map(one, due))
+    # One transaction for the round's answers: the courier holds one
+    # database connection at most, whatever the number of boxes it waits for.
+    with factory() as db, db.begin():
+        now = clock()
+        for item, result in zip(due, results, strict=True):
+            record(db, item, result, now, retry)
     return len(due)
 
 
