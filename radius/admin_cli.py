@@ -484,6 +484,9 @@ def plan_options(func: F) -> F:
         click.option("--max-session", metavar="DURATION",
                      help="Longest session: seconds, or 90m, 8h; or none."),
         click.option("--vlan", help="The VLAN its people get at the sites (1-4094), or none."),
+        click.option("--max-sessions", metavar="N",
+                     help="Sessions (devices) one person may have open at once, 1-1000, "
+                          "or none (no limit). Not --max-session, the longest session."),
     ]):
         func = decorator(func)
     return func
@@ -500,10 +503,12 @@ def company() -> None:
 @db_option
 def company_add(name: str, status: str | None, payment: str | None, categories: str | None,
                 services: str | None, bandwidth_up: str | None, bandwidth_down: str | None,
-                max_session: str | None, vlan: str | None, db_url: str | None) -> None:
-    """Add the company NAME (default: active, paid up, every category, wifi)."""
+                max_session: str | None, vlan: str | None, max_sessions: str | None,
+                db_url: str | None) -> None:
+    """Add the company NAME (default: active, paid up, every category, wifi,
+    no limit of sessions at once)."""
     plan = ops.Plan(status, payment, categories, services, bandwidth_up, bandwidth_down,
-                    max_session, vlan)
+                    max_session, vlan, max_sessions)
     with unit_of_work(db_url) as s:
         ops.add_company(s, name, plan)
     click.echo(f"company {name.strip()!r} added")
@@ -516,10 +521,11 @@ def company_list(db_url: str | None) -> None:
     with unit_of_work(db_url) as s:
         rows = [(c.name, c.status.value, c.payment.value, c.categories, c.services,
                  f"{bits(c.bandwidth_up)}/{bits(c.bandwidth_down)}",
-                 hours(c.max_session) if c.max_session else "-", c.vlan or "-", count)
+                 hours(c.max_session) if c.max_session else "-", c.max_sessions or "-",
+                 c.vlan or "-", count)
                 for c, count in ops.list_companies(s)]
     table(("company", "status", "payment", "categories", "services", "up/down",
-           "max session", "vlan", "people"), rows)
+           "max session", "at once", "vlan", "people"), rows)
 
 
 @company.command("set")
@@ -530,10 +536,12 @@ def company_list(db_url: str | None) -> None:
 def company_set(name: str, new_name: str | None, status: str | None, payment: str | None,
                 categories: str | None, services: str | None, bandwidth_up: str | None,
                 bandwidth_down: str | None, max_session: str | None, vlan: str | None,
-                db_url: str | None) -> None:
-    """Change the company NAME: its standing or its plan."""
+                max_sessions: str | None, db_url: str | None) -> None:
+    """Change the company NAME: its standing or its plan. Suspending or
+    closing it disconnects its people's live sessions; new caps reach them
+    by CoA."""
     plan = ops.Plan(status, payment, categories, services, bandwidth_up, bandwidth_down,
-                    max_session, vlan)
+                    max_session, vlan, max_sessions)
     with unit_of_work(db_url) as s:
         ops.set_company(s, name, plan, new_name)
     click.echo(f"company {name!r} changed")

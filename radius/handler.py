@@ -30,7 +30,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any, NamedTuple, assert_never, cast
@@ -42,9 +42,10 @@ from sqlalchemy.orm import sessionmaker
 
 from passerelle.refusal import SEPARATOR, Refusal
 
-from . import accounting, answers, keys, passwords, policy, store
+from . import accounting, answers, keys, passwords, policy, reach, store
 from . import messages as m
 from .attempts import Attempts, Limit
+from .codec import BadValue, codec
 from .loglimit import LogLimit
 from .models import Gateway
 from .replies import ReplyCache
@@ -103,6 +104,7 @@ class _Work:
     cuts: list[Cut] = field(default_factory=list)
     tally: str = ""  # what the summary line counts it as
     password_ok: bool = False  # an Access-Request's credential, verified before the transaction
+    open_devices: frozenset[str] = frozenset()  # the person's, when their plan limits them
     limited: Limit | None = None  # refused unverified: too many failed attempts
 
 
@@ -201,6 +203,15 @@ def write_contacts(db: DB, gateways: list[int], now: datetime) -> None:
     free = select(_GATEWAY.c.id).where(_GATEWAY.c.id.in_(gateways)) \
         .with_for_update(skip_locked=True, key_share=True)
     db.execute(update(_GATEWAY).where(_GATEWAY.c.id.in_(free)).values(last_seen=now))
+
+
+def write_gateway(db: DB, gateway: int, **values: Any) -> None:
+    """What a box told (heartbeat, Accounting-On/Off) on its row, skipped
+    like write_contacts when another transaction holds the row: the next
+    heartbeat tells it again, and no worker waits for another."""
+    free = select(_GATEWAY.c.id).where(_GATEWAY.c.id == gateway) \
+        .with_for_update(skip_locked=True, key_share=True)
+    db.execute(update(_GATEWAY).where(_GATEWAY.c.id.in_(free)).values(**values))
 
 
 class Handler:
@@ -331,8 +342,15 @@ class Handler:
                 db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             accounts = store.find_accounts(db, [cast(m.AccessRequest, item.request).user_name
                                                 or "" for item in access])
+            # Only the people whose plan limits their sessions at once.
+            limited = {a.person_id for a in accounts.values()
+                       if a.facts.max_sessions is not None}
+            devices = reach.open_devices(db, limited) if limited else {}
         for item in access:
             item.password_ok = self._attempt(item, accounts, now_ts)
+            account = accounts.get(cast(m.AccessRequest, item.request).user_name or "")
+            if account is not None and account.person_id in devices:
+                item.open_devices = frozenset(devices[account.person_id])
         return accounts
 
     def _attempt(self, item: _Work, accounts: dict[str, store.Account], now_ts: float) -> bool:
@@ -542,6 +560,8 @@ class Handler:
         records folded in runs (see store.apply_accounting_batch)."""
         decisions = store.Decisions()
         keyring = keys.ForBatch(db, (a.person_id for a in accounts.values()), now)
+        accepted: dict[int, set[str]] = {}  # devices accepted in this batch, by person
+        health: dict[int, tuple[str | None, int | None]] = {}  # heartbeats, by gateway
         sessions: list[tuple[_Work, accounting.Record]] = []
         for item in work:
             request = item.request
@@ -549,9 +569,10 @@ class Handler:
                 case m.StatusServer():
                     item.reply = answers.status_reply(item.dgram.port == ACCT)
                     item.tally = "Status-Server"
+                    health[item.nas.id] = told(request)
                 case m.AccessRequest():
                     item.reply = self._access(item.nas, request, item, now, accounts, decisions,
-                                              keyring)
+                                              keyring, accepted)
                 case m.AccountingRequest():
                     if sessions and request.status in (m.AcctStatus.ACCOUNTING_ON,
                                                        m.AcctStatus.ACCOUNTING_OFF):
@@ -569,6 +590,9 @@ class Handler:
         if sessions:
             self._sessions(db, sessions, now)
         decisions.write(db)
+        for gateway, (version, depth) in health.items():
+            write_gateway(db, gateway, last_status=now, software_version=version,
+                          spool_depth=depth)
         for item in work:
             if item.reply is not None and item.data is None:
                 item.data = _encode(item)
@@ -576,18 +600,27 @@ class Handler:
     def _access(self, nas: store.Nas, request: m.AccessRequest, item: _Work, now: datetime,
                 accounts: dict[str, store.Account],
                 decisions: store.Decisions,
-                keyring: keys.ForBatch) -> m.AccessAccept | m.AccessReject:
+                keyring: keys.ForBatch,
+                accepted: dict[int, set[str]]) -> m.AccessAccept | m.AccessReject:
         username = request.user_name or ""
         if request.nas_identifier is not None and request.nas_identifier != nas.identifier:
             log.warning("client %s calls itself %r", nas.identifier, request.nas_identifier)
         account = accounts.get(username) if username else None
-        decision = policy.decide(account.facts if account else None, item.password_ok,
-                                 nas.site, now, self.settings.policy)
+        facts = account.facts if account else None
+        this = None  # the device, for a person whose plan limits their sessions at once
+        if account is not None and facts is not None and facts.max_sessions is not None:
+            this = reach.device(request.calling_station_id)
+            # Other devices only: this one checking in again is no new session.
+            others = (item.open_devices | accepted.get(account.person_id, set())) - {this}
+            facts = replace(facts, open_sessions=len(others))
+        decision = policy.decide(facts, item.password_ok, nas.site, now, self.settings.policy)
         class_, key = "", None
         if decision.accept:
             assert account is not None  # decide() accepts only a known person
             # The person's own key, the same at every check-in (radius/keys.py).
             class_, key = store.new_class(), keyring.passphrase(account.person_id, nas.site_id)
+            if this is not None:
+                accepted.setdefault(account.person_id, set()).add(this)
             log.debug("accept %r at %s for %d s", username, nas.identifier,
                       decision.session_timeout)
             item.tally = "accept"
@@ -603,6 +636,7 @@ class Handler:
             calling_station=request.calling_station_id or "",
             person_id=account.person_id if account else None,
             class_=class_, wifi_key=None, now=now,
+            session_timeout=decision.session_timeout if decision.accept else None,
         )
         return answers.access_reply(decision, class_, key)
 
@@ -645,6 +679,9 @@ class Handler:
                 else m.TerminateCause.ADMIN_REBOOT
             closed = store.close_nas_sessions(db, nas, accounting.event_time(request, now),
                                               cause.label)
+            column = "last_accounting_on" if status == m.AcctStatus.ACCOUNTING_ON \
+                else "last_accounting_off"
+            write_gateway(db, nas.id, **{column: now})
             # Session records after this one read the sessions with plain SQL.
             db.flush()
             log.info("%s from %s: closed %d open sessions", m.AcctStatus(status).label,
@@ -680,9 +717,32 @@ class Handler:
             item.reply, item.tally = answers.ACCOUNTING_RESPONSE, rec.status.label
             if (outcome.exhausted and outcome.radacctid is not None
                     and self._first_cut(outcome.radacctid)):
-                item.cuts.append(Cut(item.nas, _session_selector(rec, item.nas)))
+                cut = Cut(item.nas, _session_selector(rec, item.nas))
+                item.cuts.append(cut)
+                # Sent (and sent again until answered) by the outbox's courier.
+                reach.queue(db, item.nas.id, outcome.radacctid, reach.DISCONNECT,
+                            cut.attributes, now, reason="credit exhausted")
                 log.info("credit of %r exhausted: disconnecting session %s at %s",
                          rec.username, rec.session_id, item.nas.identifier)
+
+
+_VERSION = codec().key("Passerelle-Software-Version")
+_SPOOL_DEPTH = codec().key("Passerelle-Spool-Depth")
+
+
+def told(request: m.StatusServer) -> tuple[str | None, int | None]:
+    """The software version and spool depth a box's heartbeat tells
+    (gateway/heartbeat.py); None for what it does not, or not readably."""
+    version, depth = None, None
+    for key, raw in request.other:
+        try:
+            if key == _VERSION:
+                version = str(codec().value(key, raw))[:64]
+            elif key == _SPOOL_DEPTH:
+                depth = min(int(codec().value(key, raw)), 2**31 - 1)
+        except BadValue as exc:
+            log.info("Status-Server id %d: %s", request.identifier, exc)
+    return version, depth
 
 
 def _refusal(nas: store.Nas, port: str, request: m.Request) -> str | None:

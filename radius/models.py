@@ -158,6 +158,12 @@ class Gateway(Base):
     # BlastRADIUS: refuse Access-Requests without Message-Authenticator.
     require_message_authenticator: Mapped[bool] = mapped_column(Boolean, default=True)
     last_seen: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    # What the box tells in its Status-Server heartbeat (docs/console.md).
+    last_status: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    software_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    spool_depth: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_accounting_on: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    last_accounting_off: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
     site: Mapped[Site] = relationship(back_populates="gateways")
 
@@ -186,6 +192,8 @@ class Company(Base):
     vlan: Mapped[int | None] = mapped_column(Integer, default=None)
     # The partner platform's id for it (the API finds companies by it).
     external_id: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
+    # Sessions one person may have open at once (devices); None: no limit.
+    max_sessions: Mapped[int | None] = mapped_column(Integer, default=None)
 
     people: Mapped[list[Person]] = relationship(back_populates="company")
 
@@ -254,6 +262,14 @@ class Radacct(Base):
         Index("ix_radacct_open", "nasipaddress", "acctstoptime"),
         Index("ix_radacct_username", "username"),
         Index("ix_radacct_starttime", "acctstarttime"),
+        # The open sessions only (a few thousand among millions of rows): the
+        # live view's order and a person's open sessions (the session limit).
+        Index("ix_radacct_live", "acctstarttime", "radacctid",
+              postgresql_where=text("acctstoptime IS NULL"),
+              sqlite_where=text("acctstoptime IS NULL")),
+        Index("ix_radacct_person_live", "person_id",
+              postgresql_where=text("acctstoptime IS NULL"),
+              sqlite_where=text("acctstoptime IS NULL")),
     )
     radacctid: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                            primary_key=True)
@@ -304,6 +320,8 @@ class AuthLog(Base):
     username: Mapped[str] = mapped_column(String(253))
     reply: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(32), default="")
+    # An Accept's Session-Timeout (seconds), so the console tells the time left.
+    sessiontimeout: Mapped[int | None] = mapped_column(BigInteger, default=None)
     nasipaddress: Mapped[str] = mapped_column(String(45), default="")
     nasidentifier: Mapped[str] = mapped_column(String(64), default="")
     callingstationid: Mapped[str] = mapped_column(String(64), default="")
@@ -570,6 +588,40 @@ class AccountingQuarantine(Base):
     # The decoded attributes as JSON, and the datagram itself in hex.
     attributes: Mapped[str] = mapped_column(Text, default="")
     datagram: Mapped[str] = mapped_column(Text, default="")
+class DaeState(str, enum.Enum):
+    """Where a queued Disconnect- or CoA-Request stands (radius/outbox.py)."""
+
+    pending = "pending"  # not answered yet: sent again at next_try
+    acked = "acked"
+    naked = "naked"  # refused; error_cause says why
+    gave_up = "gave_up"  # no answer after every try
+
+
+class DaeRequest(Base):
+    """The outbox of RFC 5176 requests to the boxes: each is sent, and sent
+    again with back-off, until its box answers or the tries run out."""
+
+    __tablename__ = "dae_request"
+    __table_args__ = (Index("ix_dae_request_due", "state", "next_try"),
+                      Index("ix_dae_request_session", "radacct_id"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateway.id", ondelete="CASCADE"))
+    radacct_id: Mapped[int | None] = mapped_column(
+        ForeignKey("radacct.radacctid", ondelete="SET NULL"), default=None)
+    kind: Mapped[str] = mapped_column(String(16))  # "disconnect" or "coa"
+    attributes: Mapped[str] = mapped_column(Text)  # JSON: attribute name -> value
+    state: Mapped[DaeState] = mapped_column(
+        Enum(DaeState, name="dae_state", native_enum=False, length=16),
+        default=DaeState.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_try: Mapped[datetime] = mapped_column(DateTime)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    answered: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    error_cause: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Why it was queued ("console", "company-suspended", ...) and by whom.
+    reason: Mapped[str] = mapped_column(String(64), default="")
+    actor: Mapped[str] = mapped_column(String(253), default="")
 
 
 __all__ = [
@@ -584,6 +636,8 @@ __all__ = [
     "CompanyStatus",
     "CreditEntry",
     "CreditKind",
+    "DaeRequest",
+    "DaeState",
     "EnrolmentCode",
     "Gateway",
     "GatewayCertificate",

@@ -24,8 +24,8 @@ from sqlalchemy import Engine, event
 
 from passerelle import systemd
 
-from . import dae, db
-from .handler import ACCT, AUTH, Batch, Cut, Datagram, Handler, HandlerSettings
+from . import db, reach
+from .handler import ACCT, AUTH, Batch, Datagram, Handler, HandlerSettings
 
 log = logging.getLogger("passerelle.radius")
 
@@ -76,7 +76,6 @@ class Worker:
         self.threads = max(1, threads)
         self.sockets: dict[str, socket.socket] = {}
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="batch")
-        self._dae_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dae")
         self._running = 0
         self._reading = False
         self._stopping = False
@@ -153,8 +152,8 @@ class Worker:
             except OSError as exc:
                 # The client retransmits; a full socket buffer must not stop the loop.
                 log.warning("reply to %s:%d not sent: %s", *reply.addr, exc)
-        for cut in cuts:
-            self._dae_pool.submit(_send_cut, cut)
+        # The cuts are in the outbox (committed with the batch): the courier sends them.
+        del cuts
 
     async def run(self, auth: socket.socket, acct: socket.socket,
                   stop: asyncio.Event) -> None:
@@ -172,14 +171,6 @@ class Worker:
         for sock in self.sockets.values():
             sock.close()
         self._pool.shutdown(wait=True, cancel_futures=False)
-        self._dae_pool.shutdown(wait=True, cancel_futures=False)
-
-
-def _send_cut(cut: Cut) -> None:
-    target = dae.Target(cut.nas.ip, cut.nas.coa_port, cut.nas.secret)
-    result = dae.disconnect(target, cut.attributes)
-    log.info("Disconnect-Request to %s for %s: %s", cut.nas.identifier,
-             cut.attributes.get("Acct-Session-Id"), result)
 
 
 def make_engine(url: str, threads: int = 2) -> Engine:
@@ -215,6 +206,9 @@ def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
     # Without autoflush the log lines of a batch go to the database in one
     # multi-row INSERT at commit; store.py flushes where it must read back.
     handler = Handler(db.make_sessionmaker(engine, autoflush=False), config.settings)
+    # The outbox of Disconnect- and CoA-Requests, sent until answered (reach.py).
+    courier = reach.Courier(db.make_sessionmaker(engine))
+    courier.start()
     reuse = config.workers > 1
     auth = bind_udp(config.listen, auth_port, reuse)
     acct = bind_udp(config.listen, acct_port, reuse)
@@ -240,6 +234,7 @@ def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
     try:
         asyncio.run(main())
     finally:
+        courier.stop()
         engine.dispose()
 
 

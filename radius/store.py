@@ -119,7 +119,7 @@ def find_accounts(db: DB, logins: Iterable[str]) -> dict[str, Account]:
         select(Person.id, Person.login, Person.password_hash, Person.chap_secret,
                Person.active, Company.status, Company.payment, Company.categories,
                Company.services, Company.max_session, Company.bandwidth_up,
-               Company.bandwidth_down, Company.vlan, balance)
+               Company.bandwidth_down, Company.vlan, Company.max_sessions, balance)
         .join(Company, Person.company_id == Company.id)
         .where(among(db, Person.login, wanted))
     ).all()
@@ -154,6 +154,7 @@ def _account(row: Any) -> Account:
             bandwidth_up=row.bandwidth_up,
             bandwidth_down=row.bandwidth_down,
             vlan=row.vlan,
+            max_sessions=row.max_sessions,
         ),
     )
 
@@ -289,12 +290,12 @@ class Decisions:
 
     def add(self, *, nas: Nas, username: str, accepted: bool, reason: str,
             calling_station: str, person_id: int | None, class_: str,
-            wifi_key: str | None, now: datetime) -> None:
+            wifi_key: str | None, now: datetime, session_timeout: int | None = None) -> None:
         self.log.append({
             "username": username[:253], "reply": "Access-Accept" if accepted else "Access-Reject",
             "reason": reason, "nasipaddress": nas.ip, "nasidentifier": nas.identifier,
             "callingstationid": calling_station[:64], "class": class_, "person_id": person_id,
-            "site_id": nas.site_id, "authdate": now,
+            "site_id": nas.site_id, "authdate": now, "sessiontimeout": session_timeout,
         })
         if wifi_key is not None and person_id is not None:
             self.keys.append({"person_id": person_id, "passphrase": wifi_key,

@@ -37,7 +37,7 @@ PERMISSIONS: dict[str, frozenset[OperatorRole] | None] = {
     "auth.sign_out": EVERYONE,
     "home": EVERYONE,
     "live.index": EVERYONE,
-    "live.disconnect": EVERYONE,  # within their scope: live_ops.disconnect_order
+    "live.disconnect": EVERYONE,  # within their scope: live_ops.queue_disconnect
     "boxes.index": OPS_AND_SITES,
     "enrol.enrol": PUBLIC,  # a box with a one-time code (radius.enrolment)
     # The data pages (manage_*.py); within the scope: manage_ops finds

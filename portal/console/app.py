@@ -17,7 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
 from passerelle.portal.limits import Limiter
-from passerelle.radius import dae
+from passerelle.radius import reach
 
 from . import (
     access,
@@ -85,9 +85,11 @@ def _home() -> BaseResponse:
 def create_app(factory: sessionmaker[Session], *,
                settings: ConsoleSettings | None = None, secret_key: bytes | None = None,
                clock: Callable[[], float] = time.time,
-               disconnect: Disconnect = dae.disconnect, behind_proxy: bool = False) -> Flask:
+               disconnect: Disconnect = reach.disconnect_once,
+               behind_proxy: bool = False) -> Flask:
     """The console on the centre's database (``factory``); ``disconnect``
-    sends a Disconnect-Request (RFC 5176) and waits for the box's answer."""
+    sends a Disconnect-Request (RFC 5176) once and waits for the box's
+    answer (the outbox sends it again)."""
     settings = settings or ConsoleSettings()
     app = Flask("passerelle.portal.console", static_folder=str(HERE / "static"),
                 template_folder=str(HERE / "templates"))
