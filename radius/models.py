@@ -358,11 +358,24 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(String(512), default="")
 
 
+class CompanyNetwork(Base):
+    """The partner network a member company belongs to (at most one): its
+    people are that network's members in the partner networks' balance. A
+    company without a line belongs to no network."""
+
+    __tablename__ = "company_network"
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    network_id: Mapped[int] = mapped_column(ForeignKey("network.id", ondelete="CASCADE"),
+                                            index=True)
+
+
 __all__ = [
     "AuditEntry",
     "AuthLog",
     "Base",
     "Company",
+    "CompanyNetwork",
     "CompanyStatus",
     "CreditEntry",
     "CreditKind",

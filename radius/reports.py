@@ -1,0 +1,359 @@
+"""Reports on the sessions: pure functions of session intervals and ``now``.
+
+The rules, each applied here once:
+
+- A session is the interval [start, stop); one still open runs to ``now``.
+- Time is placed in the local time of the session's site: a session
+  crossing local midnight is split, each day getting its own part; crossing
+  the site's closing hour changes nothing (it is counted as it happened).
+- A report covers local days ``first`` to ``last`` inclusive: only the parts
+  of sessions that fall on those days count.
+- One person's overlapping sessions (two devices, a reconnect) are counted
+  once wherever time is summed per person: occupancy, hours, time
+  connected. ``sessions`` counts the accounting sessions themselves.
+- A person is known by login: a session whose login matches nobody (a
+  deleted person) still fills the site, under its login, with no company.
+
+The SQL side (``report_queries``) fetches the intervals; the console draws
+the tables, charts and CSV from what these functions return.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+NO_COMPANY = "(no company)"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One accounting session, with who and where (naive UTC times)."""
+
+    session_id: int
+    login: str
+    person_id: int | None
+    company_id: int | None
+    company: str
+    site_id: int
+    site: str
+    timezone: str  # the site's
+    network_id: int  # the site's network
+    network: str
+    start: datetime
+    stop: datetime | None  # None: still open
+    home_network_id: int | None = None  # the network the person's company belongs to
+    home_network: str = ""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """The part of one session on one local day of its site."""
+
+    of: Interval
+    day: date
+    start: datetime  # naive UTC
+    stop: datetime  # naive UTC
+    open: bool  # the session was still open at ``now`` and this part ends there
+
+    @property
+    def seconds(self) -> int:
+        return int((self.stop - self.start).total_seconds())
+
+
+@dataclass(frozen=True)
+class Range:
+    first: date
+    last: date
+
+    def __post_init__(self) -> None:
+        if self.last < self.first:
+            raise ValueError("a report's range ends before it starts")
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, date) and self.first <= day <= self.last
+
+    def utc_bounds(self) -> tuple[datetime, datetime]:
+        """Naive UTC times that hold every local day of the range in any time
+        zone (offsets lie within -12 h and +14 h): what to fetch."""
+        low = datetime.combine(self.first, datetime.min.time()) - timedelta(hours=14)
+        high = datetime.combine(self.last + DAY, datetime.min.time()) + timedelta(hours=12)
+        return low, high
+
+
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _local(moment: datetime, zone: ZoneInfo) -> datetime:
+    return moment.replace(tzinfo=UTC).astimezone(zone)
+
+
+def _utc(local: datetime) -> datetime:
+    return local.astimezone(UTC).replace(tzinfo=None)
+
+
+def _midnight_after(moment: datetime, zone: ZoneInfo) -> datetime:
+    """The naive UTC time of the next local midnight after ``moment``."""
+    day = _local(moment, zone).date() + DAY
+    return _utc(datetime.combine(day, datetime.min.time(), zone))
+
+
+def pieces(intervals: Iterable[Interval], span: Range, now: datetime) -> Iterator[Piece]:
+    """Every part of every session on a local day of ``span``."""
+    for interval in intervals:
+        zone = _zone(interval.timezone)
+        end = interval.stop if interval.stop is not None else now
+        still_open = interval.stop is None
+        start = interval.start
+        while start < end:
+            cut = min(end, _midnight_after(start, zone))
+            day = _local(start, zone).date()
+            if day > span.last:
+                break
+            if day in span:
+                yield Piece(interval, day, start, cut, still_open and cut == end)
+            start = cut
+
+
+def _merged(spans: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The union of intervals, as disjoint sorted intervals."""
+    out: list[tuple[datetime, datetime]] = []
+    for start, stop in sorted(spans):
+        if out and start <= out[-1][1]:
+            if stop > out[-1][1]:
+                out[-1] = (out[-1][0], stop)
+        else:
+            out.append((start, stop))
+    return out
+
+
+def _length(spans: Iterable[tuple[datetime, datetime]]) -> int:
+    return int(sum((stop - start for start, stop in _merged(spans)), timedelta()).total_seconds())
+
+
+# -- occupancy -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Occupancy:
+    site_id: int
+    site: str
+    day: date
+    hour: int  # local hour, 0-23
+    peak: int  # the most people present at once within the hour
+    capacity: int  # the site's seats (0: not set)
+
+    @property
+    def rate(self) -> float | None:
+        """peak / capacity, or None when the capacity is not set."""
+        return self.peak / self.capacity if self.capacity > 0 else None
+
+
+def occupancy(intervals: Iterable[Interval], span: Range, now: datetime,
+              capacity: dict[int, int]) -> list[Occupancy]:
+    """Per site, local day and hour, the peak number of people present at
+    once (each person once, however many devices); hours with nobody are
+    left out. ``capacity`` maps site ids to their seats."""
+    by_person: dict[tuple[int, str], list[tuple[datetime, datetime]]] = defaultdict(list)
+    sites: dict[int, Interval] = {}
+    for piece in pieces(intervals, span, now):
+        by_person[(piece.of.site_id, piece.of.login)].append((piece.start, piece.stop))
+        sites[piece.of.site_id] = piece.of
+    # +1 at each (merged) arrival, -1 at each departure, per site.
+    events: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    for (site_id, _login), spans in by_person.items():
+        for start, stop in _merged(spans):
+            events[site_id] += [(start, 1), (stop, -1)]
+    peaks: dict[tuple[int, date, int], int] = {}
+    for site_id, changes in events.items():
+        zone = _zone(sites[site_id].timezone)
+        changes.sort(key=lambda e: (e[0], e[1]))  # departures before arrivals at one instant
+        present = 0
+        for (at, delta), (following, _) in zip(changes, [*changes[1:], (changes[-1][0], 0)],
+                                               strict=True):
+            present += delta
+            if present <= 0 or following <= at:
+                continue
+            for day, hour in _hours(at, following, zone):
+                key = (site_id, day, hour)
+                peaks[key] = max(peaks.get(key, 0), present)
+    return sorted((Occupancy(site_id, sites[site_id].site, day, hour, peak,
+                             capacity.get(site_id, 0))
+                   for (site_id, day, hour), peak in peaks.items()
+                   if day in span),
+                  key=lambda o: (o.site, o.day, o.hour))
+
+
+def _hours(start: datetime, stop: datetime, zone: ZoneInfo) -> Iterator[tuple[date, int]]:
+    """The local (day, hour) slots [start, stop) touches."""
+    moment = start
+    while moment < stop:
+        local = _local(moment, zone)
+        yield local.date(), local.hour
+        moment = _utc(local.replace(minute=0, second=0, microsecond=0)) + HOUR
+
+
+@dataclass(frozen=True)
+class DailyPeak:
+    site_id: int
+    site: str
+    day: date
+    peak: int
+    capacity: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.peak / self.capacity if self.capacity > 0 else None
+
+
+def daily_peaks(hours: Iterable[Occupancy]) -> list[DailyPeak]:
+    """The day's highest hourly peak, per site."""
+    best: dict[tuple[int, date], Occupancy] = {}
+    for row in hours:
+        key = (row.site_id, row.day)
+        if key not in best or row.peak > best[key].peak:
+            best[key] = row
+    return [DailyPeak(r.site_id, r.site, r.day, r.peak, r.capacity)
+            for r in sorted(best.values(), key=lambda o: (o.site, o.day))]
+
+
+# -- use per company -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Use:
+    company: str
+    site: str
+    people: int  # distinct people
+    sessions: int  # sessions with time in the range
+    seconds: int  # time connected, each person's overlaps once
+    credit: int  # seconds charged to the ledger in the range
+
+
+def use(intervals: Iterable[Interval], span: Range, now: datetime,
+        credit: dict[tuple[str, str], int] | None = None) -> list[Use]:
+    """Per company and site; ``credit`` maps (company, site) to the seconds
+    the ledger charged in the range (the SQL side sums them)."""
+    people: dict[tuple[str, str], set[str]] = defaultdict(set)
+    sessions: dict[tuple[str, str], set[int]] = defaultdict(set)
+    spans: dict[tuple[str, str, str], list[tuple[datetime, datetime]]] = defaultdict(list)
+    for piece in pieces(intervals, span, now):
+        key = (piece.of.company or NO_COMPANY, piece.of.site)
+        people[key].add(piece.of.login)
+        sessions[key].add(piece.of.session_id)
+        spans[(*key, piece.of.login)].append((piece.start, piece.stop))
+    seconds: dict[tuple[str, str], int] = defaultdict(int)
+    for (company, site, _login), parts in spans.items():
+        seconds[(company, site)] += _length(parts)
+    charged = credit or {}
+    return [Use(company, site, len(people[(company, site)]), len(sessions[(company, site)]),
+                seconds[(company, site)], charged.get((company, site), 0))
+            for company, site in sorted(people)]
+
+
+def cross_site(rows: Iterable[Use]) -> tuple[list[str], list[str], dict[tuple[str, str], int]]:
+    """Which company's people go to which sites: companies, sites, and the
+    number of people for each (company, site) pair that has any."""
+    table = {(r.company, r.site): r.people for r in rows}
+    companies = sorted({c for c, _ in table})
+    sites = sorted({s for _, s in table})
+    return companies, sites, table
+
+
+# -- working time --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorkDay:
+    login: str
+    company: str
+    day: date
+    sites: str  # the sites of the day, comma separated
+    first_in: datetime  # local time of the first check-in of the day
+    last_out: datetime  # local time of the last check-out (or now, if still open)
+    still_open: bool
+    present: int  # seconds from first check-in to last check-out
+    connected: int  # seconds connected, overlaps once
+
+
+def working_time(intervals: Iterable[Interval], span: Range, now: datetime) -> list[WorkDay]:
+    """Per person and local day, "as if at the office"."""
+    days: dict[tuple[str, date], list[Piece]] = defaultdict(list)
+    for piece in pieces(intervals, span, now):
+        days[(piece.of.login, piece.day)].append(piece)
+    out = []
+    for (login, day), parts in sorted(days.items()):
+        first = min(parts, key=lambda p: p.start)
+        last = max(parts, key=lambda p: p.stop)
+        out.append(WorkDay(
+            login=login, company=first.of.company or NO_COMPANY, day=day,
+            sites=", ".join(sorted({p.of.site for p in parts})),
+            first_in=_local(first.start, _zone(first.of.timezone)).replace(tzinfo=None),
+            last_out=_local(last.stop, _zone(last.of.timezone)).replace(tzinfo=None),
+            still_open=any(p.open for p in parts),
+            present=int((last.stop - first.start).total_seconds()),
+            connected=_length((p.start, p.stop) for p in parts)))
+    return out
+
+
+# -- the most intensive users --------------------------------------------------
+
+@dataclass(frozen=True)
+class Intensive:
+    login: str
+    company: str
+    days: int  # local days with a session
+    sessions: int
+    connected: int  # seconds, overlaps once
+
+
+def intensive(intervals: Iterable[Interval], span: Range, now: datetime,
+              limit: int = 20) -> list[Intensive]:
+    """The people connected longest in the range, longest first (ties by login)."""
+    parts: dict[str, list[Piece]] = defaultdict(list)
+    for piece in pieces(intervals, span, now):
+        parts[piece.of.login].append(piece)
+    rows = [Intensive(login, ps[0].of.company or NO_COMPANY, len({p.day for p in ps}),
+                      len({p.of.session_id for p in ps}),
+                      _length((p.start, p.stop) for p in ps))
+            for login, ps in parts.items()]
+    rows.sort(key=lambda r: (-r.connected, r.login))
+    return rows[:limit]
+
+
+# -- partner networks ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Exchange:
+    month: str  # YYYY-MM
+    home: str  # the network the people's companies belong to
+    host: str  # the network whose site they used
+    people: int
+    sessions: int
+    seconds: int  # overlaps once per person
+
+
+def partner_balance(intervals: Iterable[Interval], span: Range, now: datetime) -> list[Exchange]:
+    """Members of one network at another network's sites, per month, both
+    ways (each direction is its own row). People whose company belongs to
+    no network, and visits at their own network's sites, are left out."""
+    people: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    sessions: dict[tuple[str, str, str], set[int]] = defaultdict(set)
+    spans: dict[tuple[str, str, str, str], list[tuple[datetime, datetime]]] = defaultdict(list)
+    for piece in pieces(intervals, span, now):
+        of = piece.of
+        if of.home_network_id is None or of.home_network_id == of.network_id:
+            continue
+        key = (piece.day.strftime("%Y-%m"), of.home_network, of.network)
+        people[key].add(of.login)
+        sessions[key].add(of.session_id)
+        spans[(*key, of.login)].append((piece.start, piece.stop))
+    seconds: dict[tuple[str, str, str], int] = defaultdict(int)
+    for (month, home, host, _login), parts in spans.items():
+        seconds[(month, home, host)] += _length(parts)
+    return [Exchange(month, home, host, len(people[(month, home, host)]),
+                     len(sessions[(month, home, host)]), seconds[(month, home, host)])
+            for month, home, host in sorted(people)]
