@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session as DB
@@ -39,17 +39,22 @@ class Limits:
     company: int | None = None
     site: int | None = None
     network: int | None = None
+    chosen_company: int | None = None
     person: int | None = None
 
 
 HomeNetwork = aliased(Network, name="home_network")
 
+Query = TypeVar("Query", bound=Select[*tuple[Any, ...]])
 
-def _limited(query: Select[Any], limits: Limits) -> Select[Any]:
+
+def _limited(query: Query, limits: Limits) -> Query:
     if limits.sites is not None:
         query = query.where(Radacct.site_id.in_(sorted(limits.sites)))
     if limits.company is not None:
         query = query.where(Person.company_id == limits.company)
+    if limits.chosen_company is not None:
+        query = query.where(Person.company_id == limits.chosen_company)
     if limits.site is not None:
         query = query.where(Radacct.site_id == limits.site)
     if limits.network is not None:
@@ -59,7 +64,7 @@ def _limited(query: Select[Any], limits: Limits) -> Select[Any]:
     return query
 
 
-def _overlapping(query: Select[Any], span: Range) -> Select[Any]:
+def _overlapping(query: Query, span: Range) -> Query:
     """Sessions with time within the UTC bounds that hold the range's local days."""
     low, high = span.utc_bounds()
     return query.where(Radacct.acctstarttime.is_not(None), Radacct.acctstarttime < high,

@@ -37,6 +37,11 @@ PERMISSIONS: dict[str, frozenset[OperatorRole] | None] = {
     "live.index": EVERYONE,
     "live.disconnect": EVERYONE,  # within their scope: live_ops.disconnect_order
     "boxes.index": OPS_AND_SITES,
+    # Reports and CSV within their scope (report_queries.Limits); the
+    # statement is a company's: network ops pick one, a manager has theirs.
+    "reports.index": EVERYONE,
+    "reports.table_csv": EVERYONE,
+    "reports.statement": frozenset({OperatorRole.network_ops, OperatorRole.company_manager}),
 }
 
 # The Flask session's keys.

@@ -30,13 +30,17 @@ EXPECTED: dict[str, str | set[OperatorRole]] = {
     "live.index": {OPS, SITE, COMPANY},
     "live.disconnect": {OPS, SITE, COMPANY},
     "boxes.index": {OPS, SITE},
+    "reports.index": {OPS, SITE, COMPANY},
+    "reports.table_csv": {OPS, SITE, COMPANY},
+    "reports.statement": {OPS, COMPANY},
 }
 LOGINS = {OPS: NOC, SITE: AXIS_MANAGER, COMPANY: ACME_HR}
 
 
 def _url(app: Flask, rule: Rule, world: World) -> str:
     # The closed session: Disconnect answers without sending a packet.
-    samples = {"filename": "console.css", "session_id": world.sessions["cei-0000"]}
+    samples = {"filename": "console.css", "session_id": world.sessions["cei-0000"],
+               "name": "use"}
     with app.test_request_context():
         from flask import url_for
         return url_for(rule.endpoint, **{arg: samples[arg] for arg in rule.arguments})
