@@ -42,6 +42,11 @@ PERMISSIONS: dict[str, frozenset[OperatorRole] | None] = {
     "reports.index": EVERYONE,
     "reports.table_csv": EVERYONE,
     "reports.statement": frozenset({OperatorRole.network_ops, OperatorRole.company_manager}),
+    # A teleworker's own pages: no operator; account.py checks the person's sign-in.
+    "account.sign_in": PUBLIC,
+    "account.index": PUBLIC,
+    "account.password": PUBLIC,
+    "account.sign_out": PUBLIC,
 }
 
 # The Flask session's keys.

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from passerelle.portal.limits import Limiter
 from passerelle.radius import dae
 
-from . import access, auth, boxes, formats, live, reports
+from . import access, account, auth, boxes, formats, live, reports
 from .settings import ConsoleSettings
 from .state import KEY, Console, Disconnect
 
@@ -104,6 +104,7 @@ def create_app(factory: sessionmaker[Session], *,
     app.register_blueprint(live.bp)
     app.register_blueprint(boxes.bp)
     app.register_blueprint(reports.bp)
+    app.register_blueprint(account.bp)
     app.add_url_rule("/", "home", _home)
     formats.install(app)
     app.after_request(_headers)

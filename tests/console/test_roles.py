@@ -33,6 +33,12 @@ EXPECTED: dict[str, str | set[OperatorRole]] = {
     "reports.index": {OPS, SITE, COMPANY},
     "reports.table_csv": {OPS, SITE, COMPANY},
     "reports.statement": {OPS, COMPANY},
+    # The teleworker's pages check a person's sign-in, not an operator's:
+    # tests/console/test_account.py.
+    "account.sign_in": PUBLIC,
+    "account.index": PUBLIC,
+    "account.password": PUBLIC,
+    "account.sign_out": PUBLIC,
 }
 LOGINS = {OPS: NOC, SITE: AXIS_MANAGER, COMPANY: ACME_HR}
 
@@ -64,7 +70,7 @@ def test_the_whole_matrix(app: Flask, client: FlaskClient, world: World,
     for rule, method in cases:
         url = _url(app, rule, world)
         data = {"csrf_token": token(client)} if method == "POST" else None
-        if rule.endpoint == "auth.sign_in" and method == "POST":
+        if rule.endpoint in ("auth.sign_in", "account.sign_in") and method == "POST":
             data = {**(data or {}), "login": "nobody@x.example", "password": "wrong"}
         if rule.endpoint == "auth.sign_out":
             data = {"csrf_token": token(client)}
