@@ -21,14 +21,16 @@ the tables, charts and CSV from what these functions return.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 NO_COMPANY = "(no company)"
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,73 @@ def daily_peaks(hours: Iterable[Occupancy]) -> list[DailyPeak]:
             for r in sorted(best.values(), key=lambda o: (o.site, o.day))]
 
 
+# -- one person's day at one site ------------------------------------------------
+
+@dataclass(frozen=True)
+class DayRow:
+    """What one person did at one site on one local day: every report but
+    occupancy is a sum of these, so the roll-up (``report_rollup``) stores
+    them for days that are over and the same sums read them back."""
+
+    site_id: int
+    site: str
+    network_id: int
+    network: str
+    timezone: str
+    day: date
+    login: str
+    person_id: int | None
+    company_id: int | None
+    company: str
+    home_network_id: int | None
+    home_network: str
+    sessions: int  # sessions with time on this day
+    carried: int  # of which began on an earlier day
+    connected: int  # seconds, the person's overlapping sessions once
+    first_in: datetime  # naive UTC
+    last_out: datetime  # naive UTC
+    open: bool  # a session still open at ``now`` ends the day's last part
+
+
+def day_rows(intervals: Iterable[Interval], span: Range, now: datetime) -> list[DayRow]:
+    parts: dict[tuple[int, date, str], list[Piece]] = defaultdict(list)
+    for piece in pieces(intervals, span, now):
+        parts[(piece.of.site_id, piece.day, piece.of.login)].append(piece)
+    rows = []
+    for (_site, day, login), ps in sorted(parts.items()):
+        of = ps[0].of
+        rows.append(DayRow(
+            site_id=of.site_id, site=of.site, network_id=of.network_id, network=of.network,
+            timezone=of.timezone, day=day, login=login, person_id=of.person_id,
+            company_id=of.company_id, company=of.company, home_network_id=of.home_network_id,
+            home_network=of.home_network,
+            sessions=len({p.of.session_id for p in ps}),
+            carried=len({p.of.session_id for p in ps if p.start > p.of.start}),
+            connected=_length((p.start, p.stop) for p in ps),
+            first_in=min(p.start for p in ps), last_out=max(p.stop for p in ps),
+            open=any(p.open for p in ps)))
+    return rows
+
+
+def _sessions(rows: Iterable[DayRow], first: date) -> int:
+    """Sessions with time in a group of rows from ``first`` on: each counted
+    on its first day in the group (a session begun before ``first`` is
+    carried into it)."""
+    return sum(r.sessions - r.carried + (r.carried if r.day == first else 0) for r in rows)
+
+
+def session_count(rows: Iterable[DayRow], span: Range) -> int:
+    """Sessions with time in the range."""
+    return _sessions(rows, span.first)
+
+
+def _group(rows: Iterable[DayRow], key: Callable[[DayRow], K]) -> dict[K, list[DayRow]]:
+    out: dict[K, list[DayRow]] = defaultdict(list)
+    for row in rows:
+        out[key(row)].append(row)
+    return out
+
+
 # -- use per company -----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -234,25 +303,15 @@ class Use:
     credit: int  # seconds charged to the ledger in the range
 
 
-def use(intervals: Iterable[Interval], span: Range, now: datetime,
+def use(rows: Iterable[DayRow], span: Range,
         credit: dict[tuple[str, str], int] | None = None) -> list[Use]:
     """Per company and site; ``credit`` maps (company, site) to the seconds
     the ledger charged in the range (the SQL side sums them)."""
-    people: dict[tuple[str, str], set[str]] = defaultdict(set)
-    sessions: dict[tuple[str, str], set[int]] = defaultdict(set)
-    spans: dict[tuple[str, str, str], list[tuple[datetime, datetime]]] = defaultdict(list)
-    for piece in pieces(intervals, span, now):
-        key = (piece.of.company or NO_COMPANY, piece.of.site)
-        people[key].add(piece.of.login)
-        sessions[key].add(piece.of.session_id)
-        spans[(*key, piece.of.login)].append((piece.start, piece.stop))
-    seconds: dict[tuple[str, str], int] = defaultdict(int)
-    for (company, site, _login), parts in spans.items():
-        seconds[(company, site)] += _length(parts)
     charged = credit or {}
-    return [Use(company, site, len(people[(company, site)]), len(sessions[(company, site)]),
-                seconds[(company, site)], charged.get((company, site), 0))
-            for company, site in sorted(people)]
+    groups = _group(rows, lambda r: (r.company or NO_COMPANY, r.site))
+    return [Use(company, site, len({r.login for r in group}), _sessions(group, span.first),
+                sum(r.connected for r in group), charged.get((company, site), 0))
+            for (company, site), group in sorted(groups.items())]
 
 
 def cross_site(rows: Iterable[Use]) -> tuple[list[str], list[str], dict[tuple[str, str], int]]:
@@ -276,26 +335,23 @@ class WorkDay:
     last_out: datetime  # local time of the last check-out (or now, if still open)
     still_open: bool
     present: int  # seconds from first check-in to last check-out
-    connected: int  # seconds connected, overlaps once
+    connected: int  # seconds connected, overlaps once (at one site at a time)
 
 
-def working_time(intervals: Iterable[Interval], span: Range, now: datetime) -> list[WorkDay]:
+def working_time(rows: Iterable[DayRow]) -> list[WorkDay]:
     """Per person and local day, "as if at the office"."""
-    days: dict[tuple[str, date], list[Piece]] = defaultdict(list)
-    for piece in pieces(intervals, span, now):
-        days[(piece.of.login, piece.day)].append(piece)
     out = []
-    for (login, day), parts in sorted(days.items()):
-        first = min(parts, key=lambda p: p.start)
-        last = max(parts, key=lambda p: p.stop)
+    for (login, day), group in sorted(_group(rows, lambda r: (r.login, r.day)).items()):
+        first = min(group, key=lambda r: r.first_in)
+        last = max(group, key=lambda r: r.last_out)
         out.append(WorkDay(
-            login=login, company=first.of.company or NO_COMPANY, day=day,
-            sites=", ".join(sorted({p.of.site for p in parts})),
-            first_in=_local(first.start, _zone(first.of.timezone)).replace(tzinfo=None),
-            last_out=_local(last.stop, _zone(last.of.timezone)).replace(tzinfo=None),
-            still_open=any(p.open for p in parts),
-            present=int((last.stop - first.start).total_seconds()),
-            connected=_length((p.start, p.stop) for p in parts)))
+            login=login, company=first.company or NO_COMPANY, day=day,
+            sites=", ".join(sorted({r.site for r in group})),
+            first_in=_local(first.first_in, _zone(first.timezone)).replace(tzinfo=None),
+            last_out=_local(last.last_out, _zone(last.timezone)).replace(tzinfo=None),
+            still_open=any(r.open for r in group),
+            present=int((last.last_out - first.first_in).total_seconds()),
+            connected=sum(r.connected for r in group)))
     return out
 
 
@@ -310,18 +366,13 @@ class Intensive:
     connected: int  # seconds, overlaps once
 
 
-def intensive(intervals: Iterable[Interval], span: Range, now: datetime,
-              limit: int = 20) -> list[Intensive]:
+def intensive(rows: Iterable[DayRow], span: Range, limit: int = 20) -> list[Intensive]:
     """The people connected longest in the range, longest first (ties by login)."""
-    parts: dict[str, list[Piece]] = defaultdict(list)
-    for piece in pieces(intervals, span, now):
-        parts[piece.of.login].append(piece)
-    rows = [Intensive(login, ps[0].of.company or NO_COMPANY, len({p.day for p in ps}),
-                      len({p.of.session_id for p in ps}),
-                      _length((p.start, p.stop) for p in ps))
-            for login, ps in parts.items()]
-    rows.sort(key=lambda r: (-r.connected, r.login))
-    return rows[:limit]
+    found = [Intensive(login, group[0].company or NO_COMPANY, len({r.day for r in group}),
+                       _sessions(group, span.first), sum(r.connected for r in group))
+             for login, group in _group(rows, lambda r: r.login).items()]
+    found.sort(key=lambda r: (-r.connected, r.login))
+    return found[:limit]
 
 
 # -- partner networks ----------------------------------------------------------
@@ -332,28 +383,20 @@ class Exchange:
     home: str  # the network the people's companies belong to
     host: str  # the network whose site they used
     people: int
-    sessions: int
+    sessions: int  # a session in two months counts in each
     seconds: int  # overlaps once per person
 
 
-def partner_balance(intervals: Iterable[Interval], span: Range, now: datetime) -> list[Exchange]:
+def partner_balance(rows: Iterable[DayRow], span: Range) -> list[Exchange]:
     """Members of one network at another network's sites, per month, both
     ways (each direction is its own row). People whose company belongs to
     no network, and visits at their own network's sites, are left out."""
-    people: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    sessions: dict[tuple[str, str, str], set[int]] = defaultdict(set)
-    spans: dict[tuple[str, str, str, str], list[tuple[datetime, datetime]]] = defaultdict(list)
-    for piece in pieces(intervals, span, now):
-        of = piece.of
-        if of.home_network_id is None or of.home_network_id == of.network_id:
-            continue
-        key = (piece.day.strftime("%Y-%m"), of.home_network, of.network)
-        people[key].add(of.login)
-        sessions[key].add(of.session_id)
-        spans[(*key, of.login)].append((piece.start, piece.stop))
-    seconds: dict[tuple[str, str, str], int] = defaultdict(int)
-    for (month, home, host, _login), parts in spans.items():
-        seconds[(month, home, host)] += _length(parts)
-    return [Exchange(month, home, host, len(people[(month, home, host)]),
-                     len(sessions[(month, home, host)]), seconds[(month, home, host)])
-            for month, home, host in sorted(people)]
+    visits = [r for r in rows
+              if r.home_network_id is not None and r.home_network_id != r.network_id]
+    groups = _group(visits, lambda r: (r.day.strftime("%Y-%m"), r.home_network, r.network))
+    out = []
+    for (month, home, host), group in sorted(groups.items()):
+        first = max(span.first, min(r.day for r in group).replace(day=1))
+        out.append(Exchange(month, home, host, len({r.login for r in group}),
+                            _sessions(group, first), sum(r.connected for r in group)))
+    return out

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
 from passerelle.errors import UserError
-from passerelle.radius import report_queries, reports
+from passerelle.radius import report_queries, reports, reports_rollup
 from passerelle.radius.db import transaction
 from passerelle.radius.models import Company, Network, OperatorRole, Person, Site
 
@@ -37,6 +37,7 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 
 MAX_DAYS = 400  # a year and a bit: longer ranges are refused
 TOP_USERS = 20
+REFRESH_DAYS = 7  # days a report request rolls up at most
 # Characters that make a spreadsheet read a cell as a formula.
 FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -151,16 +152,16 @@ class Report:
     sessions: int  # sessions with time in the range
 
 
-def build(intervals: list[reports.Interval], span: reports.Range, now: datetime,
-          capacity: dict[int, int], credit: dict[tuple[str, str], int]) -> Report:
-    """Every table and chart, from the intervals of one scope and range."""
-    hours = reports.occupancy(intervals, span, now, capacity)
+def build(days: list[reports.DayRow], hours: list[reports.Occupancy], span: reports.Range,
+          credit: dict[tuple[str, str], int]) -> Report:
+    """Every table and chart, from the day rows and hourly peaks of one
+    scope and range (reports_rollup.read)."""
     daily = reports.daily_peaks(hours)
-    used = reports.use(intervals, span, now, credit)
+    used = reports.use(days, span, credit)
     companies, sites, people = reports.cross_site(used)
-    work = reports.working_time(intervals, span, now)
-    top = reports.intensive(intervals, span, now, TOP_USERS)
-    partners = reports.partner_balance(intervals, span, now)
+    work = reports.working_time(days)
+    top = reports.intensive(days, span, TOP_USERS)
+    partners = reports.partner_balance(days, span)
     tables = [
         Table("daily", "Occupancy per site and day",
               "The most people present at once during the day (local time of the site), "
@@ -213,8 +214,7 @@ def build(intervals: list[reports.Interval], span: reports.Range, now: datetime,
         "Hours connected per company", [svg.Bar(c, round(sum(
             u.seconds for u in used if u.company == c) / 3600, 1)) for c in companies],
         unit=" h")))
-    sessions = len({p.of.session_id for p in reports.pieces(intervals, span, now)})
-    return Report(tables, charts, sessions)
+    return Report(tables, charts, reports.session_count(days, span))
 
 
 def _occupancy_chart(site: str, days: list[reports.DailyPeak]) -> Markup:
@@ -253,11 +253,19 @@ def _report(wanted: Wanted) -> Report:
     limits = wanted.limits(g.principal)
     low = datetime.combine(wanted.first, datetime.min.time())
     high = datetime.combine(wanted.last + timedelta(days=1), datetime.min.time())
+    now = state.now()
     with transaction(state.factory) as db:
-        intervals = report_queries.intervals(db, limits, span)
+        held = reports_rollup.rolled(db)
+    if held is None or held[1] < reports_rollup.over_through(now):
+        # Days ended since the last roll-up: a few at a time, so a request
+        # never waits for a whole history (python -m ...reports_rollup does).
+        with transaction(state.factory) as db:
+            reports_rollup.refresh(db, now, max_days=REFRESH_DAYS)
+    with transaction(state.factory) as db:
         capacity = report_queries.capacities(db)
+        days, hours = reports_rollup.read(db, limits, span, now, capacity)
         credit = report_queries.credit_by_company_site(db, limits, low, high)
-    return build(intervals, span, state.now(), capacity, credit)
+    return build(days, hours, span, credit)
 
 
 def _wanted() -> Wanted:

@@ -104,7 +104,7 @@ def test_occupancy_counts_one_person_once_at_an_instant() -> None:
 
 
 def test_use_per_company_and_site() -> None:
-    rows = reports.use(WEEK_SESSIONS, WEEK, NOW, {("Acme", "Axis"): 600})
+    rows = reports.use(reports.day_rows(WEEK_SESSIONS, WEEK, NOW), WEEK, {("Acme", "Axis"): 600})
     assert [(r.company, r.site, r.people, r.sessions, r.seconds, r.credit) for r in rows] == [
         # alice 07:00-12:30 + 14:00-15:00 = 6.5 h, dave 15 min
         ("Acme", "Axis", 2, 4, int(6.5 * H) + 15 * 60, 600),
@@ -117,7 +117,8 @@ def test_use_per_company_and_site() -> None:
 
 
 def test_working_time_as_if_at_the_office() -> None:
-    days = {(d.login, d.day.day): d for d in reports.working_time(WEEK_SESSIONS, WEEK, NOW)}
+    rows = reports.day_rows(WEEK_SESSIONS, WEEK, NOW)
+    days = {(d.login, d.day.day): d for d in reports.working_time(rows)}
     alice = days[("alice", 11)]
     assert (alice.first_in, alice.last_out) == (_at(11, 8), _at(11, 16))
     assert alice.present == 8 * H and alice.connected == int(6.5 * H)
@@ -136,7 +137,7 @@ def test_working_time_as_if_at_the_office() -> None:
 
 
 def test_the_most_intensive_users() -> None:
-    rows = reports.intensive(WEEK_SESSIONS, WEEK, NOW, limit=3)
+    rows = reports.intensive(reports.day_rows(WEEK_SESSIONS, WEEK, NOW), WEEK, limit=3)
     assert [(r.login, r.company, r.days, r.sessions, r.connected) for r in rows] == [
         ("alice", "Acme", 2, 4, int(6.5 * H) + 3 * H),
         ("carol", "Globex", 1, 1, int(3.5 * H)),
@@ -145,7 +146,7 @@ def test_the_most_intensive_users() -> None:
 
 
 def test_partner_networks_both_ways() -> None:
-    rows = reports.partner_balance(WEEK_SESSIONS, WEEK, NOW)
+    rows = reports.partner_balance(reports.day_rows(WEEK_SESSIONS, WEEK, NOW), WEEK)
     assert [(r.month, r.home, r.host, r.people, r.sessions, r.seconds) for r in rows] == [
         ("2027-01", "Luxembourg", "Wallonia", 2, 2, 6 * H),
         ("2027-01", "Wallonia", "Luxembourg", 1, 1, 3 * H),
@@ -156,8 +157,31 @@ def test_partner_months_follow_local_days() -> None:
     # 23:30 UTC on 31 January is 00:30 on 1 February in Brussels.
     late = _session(1, "bob", AXIS, datetime(2027, 1, 31, 23, 30), datetime(2027, 2, 1, 0, 30))
     span = Range(date(2027, 1, 1), date(2027, 2, 28))
-    rows = reports.partner_balance([late], span, datetime(2027, 3, 1))
+    rows = reports.partner_balance(reports.day_rows([late], span, datetime(2027, 3, 1)), span)
     assert [(r.month, r.seconds) for r in rows] == [("2027-02", H)]
+
+
+def test_a_session_over_three_days_counts_once_in_any_range() -> None:
+    long = [_session(1, "bob", AXIS, _at(11, 12), _at(13, 12))]  # 13:00 on 11th to 13:00 13th
+    for first, last in ((11, 13), (12, 13), (12, 12), (13, 15)):
+        span = Range(date(2027, 1, first), date(2027, 1, last))
+        rows = reports.day_rows(long, span, NOW)
+        (used,) = reports.use(rows, span)
+        (top,) = reports.intensive(rows, span)
+        assert used.sessions == 1 and top.sessions == 1, (first, last)
+        assert top.days == last - first + 1 if last <= 13 else top.days == 1
+    days = reports.day_rows(long, WEEK, NOW)
+    assert [(r.day.day, r.sessions, r.carried, r.connected) for r in days] == [
+        (11, 1, 0, 11 * H), (12, 1, 1, 24 * H), (13, 1, 1, 13 * H)]
+
+
+def test_a_session_in_two_months_counts_in_each() -> None:
+    late = _session(1, "bob", AXIS, datetime(2027, 1, 31, 20), datetime(2027, 2, 1, 2))
+    span = Range(date(2027, 1, 1), date(2027, 2, 28))
+    rows = reports.partner_balance(reports.day_rows([late], span, NOW), span)
+    # 21:00-24:00 on 31 January, 00:00-03:00 on 1 February, local time.
+    assert [(r.month, r.sessions, r.seconds) for r in rows] == [("2027-01", 1, 3 * H),
+                                                                ("2027-02", 1, 3 * H)]
 
 
 def test_a_range_that_ends_before_it_starts() -> None:
