@@ -57,6 +57,9 @@ ENTRIES = [
     Entry("benchmarks.gateway.forward", ("--rounds", "1", "--seconds", "1", "--bulk", "20"),
           tools=(("iperf3", "iperf3"), ("nft", "nftables")), root=True,
           expect="no rate lookups"),
+    Entry("benchmarks.reports_bench",
+          ("--sessions", "2000", "--people", "50", "--sites", "4", "--days", "60"),
+          tools=(("initdb", "postgresql"),), expect="| report | month naive |"),
 ]
 
 
