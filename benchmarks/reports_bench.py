@@ -9,7 +9,9 @@ three partner networks, at ``--sites`` sites, over the ``--days`` days
 before today, each a working-day visit of 30 minutes to 8 hours, some
 people with a second device at once. Then the roll-up of the whole history
 is made (timed: it is done once, then one day at a time), and each report
-is timed both ways. The numbers must agree; the run fails otherwise.
+is timed both ways: naive (before the roll-up: its rows computed from every
+session of the range) and from the roll-up. The numbers must agree; the run
+fails otherwise.
 
     python -m benchmarks.reports_bench                    # 10 M sessions
     python -m benchmarks.reports_bench --sessions 100000  # a quick look
@@ -28,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.orm import Session as DB
 
-from passerelle.radius import db, report_queries, reports, reports_rollup
+from passerelle.portal.console import reports as console_reports
+from passerelle.radius import db, reports_rollup, reports_sums
 from passerelle.radius.report_queries import Limits
-from passerelle.radius.reports import DayRow, Occupancy, Range
+from passerelle.radius.reports import Range
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ("Europe/Brussels", "Europe/Luxembourg", "Europe/Paris")
@@ -93,13 +95,13 @@ class Timing:
     rolled: float
 
 
-Compute = Callable[[list[DayRow], list[Occupancy], Range], object]
-REPORTS: dict[str, Compute] = {
-    "occupancy": lambda d, h, s: reports.daily_peaks(h),
-    "use per company": lambda d, h, s: reports.use(d, s),
-    "working time": lambda d, h, s: reports.working_time(d),
-    "intensive users": lambda d, h, s: reports.intensive(d, s),
-    "partner networks": lambda d, h, s: reports.partner_balance(d, s),
+REPORTS = {
+    "occupancy per day": "daily",
+    "occupancy per hour (first 1,000)": "occupancy",
+    "use per company": "use",
+    "working time (first 1,000)": "working",
+    "intensive users": "intensive",
+    "partner networks": "partners",
 }
 
 
@@ -109,61 +111,36 @@ def _clock(work: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def measure(factory: Any, span: Range, now: datetime, naive: bool) -> list[Timing]:
-    """Each report: the fetch it needs and its sums, both ways."""
+def measure(factory: Any, span: Range, now: datetime) -> dict[str, tuple[float, Any]]:
+    """Each report as the console makes it: its rows (``prepare``: from the
+    roll-up where it holds the day, from the sessions elsewhere) and its sums."""
+    out = {}
     with db.transaction(factory) as s:
-        capacity = report_queries.capacities(s)
-        # Naive: every session of the range, then the core on all of them.
-        if naive:
-            fetch, intervals = _clock(lambda: report_queries.intervals(s, Limits(), span))
-            cut, days = _clock(lambda: reports.day_rows(intervals, span, now))
-            peaks, hours = _clock(lambda: reports.occupancy(intervals, span, now, capacity))
-        # Roll-up: the stored day rows and peaks (and today from the sessions).
-        read_days, stored = _clock(lambda: _read(s, span, now, capacity, hours=False))
-        read_hours, stored_h = _clock(lambda: _read(s, span, now, capacity, hours=True))
-    out = []
-    for name, compute in REPORTS.items():
-        rolled_sum, answer = _clock(lambda c=compute: c(stored[0], stored_h[1], span))  # type: ignore[misc]
-        rolled = (read_hours if name == "occupancy" else read_days) + rolled_sum
-        naive_time = float("nan")
-        if naive:
-            naive_sum, expected = _clock(lambda c=compute: c(days, hours, span))  # type: ignore[misc]
-            naive_time = fetch + (peaks if name == "occupancy" else cut) + naive_sum
-            if expected != answer:
-                raise SystemExit(f"{name} differs between the roll-up and the sessions")
-        out.append(Timing(name, naive_time, rolled))
+        rows, src = _clock(lambda: reports_sums.prepare(s, Limits(), span, now))
+        for label, name in REPORTS.items():
+            took, answer = _clock(lambda n=name: console_reports.TABLES[n](  # type: ignore[misc]
+                s, src, {}, console_reports.PAGE_ROWS))
+            out[label] = (rows + took, answer.rows)
     return out
 
 
-def _read(s: DB, span: Range, now: datetime, capacity: dict[int, int],
-          hours: bool) -> tuple[list[DayRow], list[Occupancy]]:
-    # read() returns both; each report needs one of them, timed apart.
-    stored, live = reports_rollup._split(span, reports_rollup.rolled(s))
-    if stored is None:
-        return reports_rollup.read(s, Limits(), span, now, capacity)
-    days: list[DayRow] = []
-    peaks: list[Occupancy] = []
-    if hours:
-        peaks = reports_rollup._stored_hours(s, Limits(), stored)
-    else:
-        days = reports_rollup._stored_days(s, Limits(), stored)
-    for part in live:
-        intervals = report_queries.intervals(s, Limits(), part)
-        if hours:
-            peaks += reports.occupancy(intervals, part, now, capacity)
-        else:
-            days += reports.day_rows(intervals, part, now)
-    peaks.sort(key=lambda o: (o.site, o.day, o.hour))
-    return days, peaks
+def held(factory: Any) -> tuple[date, date] | None:
+    with db.transaction(factory) as s:
+        return reports_rollup.rolled(s)
 
 
 def table(month: list[Timing], year: list[Timing]) -> str:
+    """Side by side; a naive run that was skipped reads "-"."""
     lines = ["| report | month naive | month roll-up | ratio | year naive | year roll-up | ratio |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for m, y in zip(month, year, strict=True):
-        lines.append(f"| {m.report} | {m.naive:.2f} s | {m.rolled:.2f} s | "
-                     f"{m.naive / m.rolled:.1f}x | {y.naive:.2f} s | {y.rolled:.2f} s | "
-                     f"{y.naive / y.rolled:.1f}x |")
+        cells = [m.report]
+        for t in (m, y):
+            if t.naive != t.naive:  # NaN: not run
+                cells += ["-", f"{t.rolled:.2f} s", "-"]
+            else:
+                cells += [f"{t.naive:.2f} s", f"{t.rolled:.2f} s", f"{t.naive / t.rolled:.1f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -199,26 +176,42 @@ def main(argv: list[str] | None = None) -> int:
         took, _ = _clock(lambda: seed(factory, args.sessions, args.people, args.companies,
                                       args.sites, args.days, today))
         print(f"made {args.sessions:,} sessions in {took:.1f} s", flush=True)
+        last_month_end = today.replace(day=1) - timedelta(days=1)
+        month = Range(last_month_end.replace(day=1), last_month_end)
+        year = Range(today - timedelta(days=365), today)
+        # Naive first: with no roll-up, every report computes from the sessions.
+        naive = {"month": measure(factory, month, now)}
+        print("month, naive: measured", flush=True)
+        if not args.no_naive_year:
+            naive["year"] = measure(factory, year, now)
+            print("year, naive: measured", flush=True)
         with db.transaction(factory) as s:
             took, days = _clock(lambda: reports_rollup.refresh(s, now))
         print(f"rolled up {len(days)} days in {took:.1f} s (once; then a day at a time)",
               flush=True)
         with db.transaction(factory) as s:
-            took, _ = _clock(lambda: reports_rollup.refresh(s, now + timedelta(days=1)))
-        print(f"the next day's roll-up: {took:.2f} s", flush=True)
-        last_month_end = today.replace(day=1) - timedelta(days=1)
-        month = Range(last_month_end.replace(day=1), last_month_end)
-        year = Range(today - timedelta(days=365), today)
-        month_t = measure(factory, month, now, naive=True)
-        print(f"month {month.first} to {month.last} measured", flush=True)
-        year_t = measure(factory, year, now, naive=not args.no_naive_year)
-        print(f"year {year.first} to {year.last} measured (each report: its fetch + its sums)")
+            took, again = _clock(lambda: reports_rollup.refresh(s, now, since=days[-1]))
+        print(f"a day's roll-up: {took / max(1, len(again)):.2f} s", flush=True)
+        print(f"the roll-up holds {held(factory)}; month {month.first} to {month.last}, "
+              f"year {year.first} to {year.last}")
+        rolled = {"month": measure(factory, month, now), "year": measure(factory, year, now)}
+        timings: dict[str, list[Timing]] = {}
+        for span in ("month", "year"):
+            timings[span] = []
+            for label in REPORTS:
+                fast, answer = rolled[span][label]
+                slow, expected = naive.get(span, {}).get(label, (float("nan"), answer))
+                if expected != answer:
+                    print(f"{label} ({span}) differs between the roll-up and the sessions")
+                    return 1
+                timings[span].append(Timing(label, slow, fast))
+        print("each report: its rows (prepare) and its sums, as the console makes it")
         print()
-        print(table(month_t, year_t))
-        slow = [f"{t.report} ({span})" for span, ts in (("month", month_t), ("year", year_t))
-                for t in ts if t.rolled > 2.0]
-        if slow:
-            print(f"over 2 s from the roll-up: {', '.join(slow)}")
+        print(table(timings["month"], timings["year"]))
+        slow_ones = [f"{t.report} ({span})" for span, ts in timings.items() for t in ts
+                     if t.rolled > 2.0]
+        if slow_ones:
+            print(f"over 2 s from the roll-up: {', '.join(slow_ones)}")
     finally:
         engine.dispose()
         if cluster is not None:

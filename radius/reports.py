@@ -21,16 +21,14 @@ the tables, charts and CSV from what these functions return.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 NO_COMPANY = "(no company)"
-K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -205,7 +203,7 @@ class DailyPeak:
     site_id: int
     site: str
     day: date
-    peak: int
+    peak: int  # the day's highest hourly peak
     capacity: int
 
     @property
@@ -213,85 +211,42 @@ class DailyPeak:
         return self.peak / self.capacity if self.capacity > 0 else None
 
 
-def daily_peaks(hours: Iterable[Occupancy]) -> list[DailyPeak]:
-    """The day's highest hourly peak, per site."""
-    best: dict[tuple[int, date], Occupancy] = {}
-    for row in hours:
-        key = (row.site_id, row.day)
-        if key not in best or row.peak > best[key].peak:
-            best[key] = row
-    return [DailyPeak(r.site_id, r.site, r.day, r.peak, r.capacity)
-            for r in sorted(best.values(), key=lambda o: (o.site, o.day))]
-
-
 # -- one person's day at one site ------------------------------------------------
 
 @dataclass(frozen=True)
 class DayRow:
-    """What one person did at one site on one local day: every report but
-    occupancy is a sum of these, so the roll-up (``report_rollup``) stores
-    them for days that are over and the same sums read them back."""
+    """What one person did at one site on one local day. Every report but
+    occupancy is a sum of these (reports_sums.py, in SQL); the roll-up
+    stores them for the days that are over."""
 
     site_id: int
-    site: str
-    network_id: int
-    network: str
-    timezone: str
     day: date
     login: str
     person_id: int | None
     company_id: int | None
-    company: str
-    home_network_id: int | None
-    home_network: str
     sessions: int  # sessions with time on this day
     carried: int  # of which began on an earlier day
     connected: int  # seconds, the person's overlapping sessions once
     first_in: datetime  # naive UTC
     last_out: datetime  # naive UTC
-    open: bool  # a session still open at ``now`` ends the day's last part
+    open: bool = False  # a session still open at ``now`` ends the day's last part
 
 
 def day_rows(intervals: Iterable[Interval], span: Range, now: datetime) -> list[DayRow]:
     parts: dict[tuple[int, date, str], list[Piece]] = defaultdict(list)
     for piece in pieces(intervals, span, now):
         parts[(piece.of.site_id, piece.day, piece.of.login)].append(piece)
-    rows = []
-    for (_site, day, login), ps in sorted(parts.items()):
-        of = ps[0].of
-        rows.append(DayRow(
-            site_id=of.site_id, site=of.site, network_id=of.network_id, network=of.network,
-            timezone=of.timezone, day=day, login=login, person_id=of.person_id,
-            company_id=of.company_id, company=of.company, home_network_id=of.home_network_id,
-            home_network=of.home_network,
-            sessions=len({p.of.session_id for p in ps}),
-            carried=len({p.of.session_id for p in ps if p.start > p.of.start}),
-            connected=_length((p.start, p.stop) for p in ps),
-            first_in=min(p.start for p in ps), last_out=max(p.stop for p in ps),
-            open=any(p.open for p in ps)))
-    return rows
+    return [DayRow(site_id=site_id, day=day, login=login, person_id=ps[0].of.person_id,
+                   company_id=ps[0].of.company_id,
+                   sessions=len({p.of.session_id for p in ps}),
+                   carried=len({p.of.session_id for p in ps if p.start > p.of.start}),
+                   connected=_length((p.start, p.stop) for p in ps),
+                   first_in=min(p.start for p in ps), last_out=max(p.stop for p in ps),
+                   open=any(p.open for p in ps))
+            for (site_id, day, login), ps in sorted(parts.items())]
 
 
-def _sessions(rows: Iterable[DayRow], first: date) -> int:
-    """Sessions with time in a group of rows from ``first`` on: each counted
-    on its first day in the group (a session begun before ``first`` is
-    carried into it)."""
-    return sum(r.sessions - r.carried + (r.carried if r.day == first else 0) for r in rows)
-
-
-def session_count(rows: Iterable[DayRow], span: Range) -> int:
-    """Sessions with time in the range."""
-    return _sessions(rows, span.first)
-
-
-def _group(rows: Iterable[DayRow], key: Callable[[DayRow], K]) -> dict[K, list[DayRow]]:
-    out: dict[K, list[DayRow]] = defaultdict(list)
-    for row in rows:
-        out[key(row)].append(row)
-    return out
-
-
-# -- use per company -----------------------------------------------------------
+# -- what the sums return (reports_sums.py) --------------------------------------
 
 @dataclass(frozen=True)
 class Use:
@@ -303,17 +258,6 @@ class Use:
     credit: int  # seconds charged to the ledger in the range
 
 
-def use(rows: Iterable[DayRow], span: Range,
-        credit: dict[tuple[str, str], int] | None = None) -> list[Use]:
-    """Per company and site; ``credit`` maps (company, site) to the seconds
-    the ledger charged in the range (the SQL side sums them)."""
-    charged = credit or {}
-    groups = _group(rows, lambda r: (r.company or NO_COMPANY, r.site))
-    return [Use(company, site, len({r.login for r in group}), _sessions(group, span.first),
-                sum(r.connected for r in group), charged.get((company, site), 0))
-            for (company, site), group in sorted(groups.items())]
-
-
 def cross_site(rows: Iterable[Use]) -> tuple[list[str], list[str], dict[tuple[str, str], int]]:
     """Which company's people go to which sites: companies, sites, and the
     number of people for each (company, site) pair that has any."""
@@ -322,8 +266,6 @@ def cross_site(rows: Iterable[Use]) -> tuple[list[str], list[str], dict[tuple[st
     sites = sorted({s for _, s in table})
     return companies, sites, table
 
-
-# -- working time --------------------------------------------------------------
 
 @dataclass(frozen=True)
 class WorkDay:
@@ -338,25 +280,6 @@ class WorkDay:
     connected: int  # seconds connected, overlaps once (at one site at a time)
 
 
-def working_time(rows: Iterable[DayRow]) -> list[WorkDay]:
-    """Per person and local day, "as if at the office"."""
-    out = []
-    for (login, day), group in sorted(_group(rows, lambda r: (r.login, r.day)).items()):
-        first = min(group, key=lambda r: r.first_in)
-        last = max(group, key=lambda r: r.last_out)
-        out.append(WorkDay(
-            login=login, company=first.company or NO_COMPANY, day=day,
-            sites=", ".join(sorted({r.site for r in group})),
-            first_in=_local(first.first_in, _zone(first.timezone)).replace(tzinfo=None),
-            last_out=_local(last.last_out, _zone(last.timezone)).replace(tzinfo=None),
-            still_open=any(r.open for r in group),
-            present=int((last.last_out - first.first_in).total_seconds()),
-            connected=sum(r.connected for r in group)))
-    return out
-
-
-# -- the most intensive users --------------------------------------------------
-
 @dataclass(frozen=True)
 class Intensive:
     login: str
@@ -365,17 +288,6 @@ class Intensive:
     sessions: int
     connected: int  # seconds, overlaps once
 
-
-def intensive(rows: Iterable[DayRow], span: Range, limit: int = 20) -> list[Intensive]:
-    """The people connected longest in the range, longest first (ties by login)."""
-    found = [Intensive(login, group[0].company or NO_COMPANY, len({r.day for r in group}),
-                       _sessions(group, span.first), sum(r.connected for r in group))
-             for login, group in _group(rows, lambda r: r.login).items()]
-    found.sort(key=lambda r: (-r.connected, r.login))
-    return found[:limit]
-
-
-# -- partner networks ----------------------------------------------------------
 
 @dataclass(frozen=True)
 class Exchange:
@@ -387,16 +299,6 @@ class Exchange:
     seconds: int  # overlaps once per person
 
 
-def partner_balance(rows: Iterable[DayRow], span: Range) -> list[Exchange]:
-    """Members of one network at another network's sites, per month, both
-    ways (each direction is its own row). People whose company belongs to
-    no network, and visits at their own network's sites, are left out."""
-    visits = [r for r in rows
-              if r.home_network_id is not None and r.home_network_id != r.network_id]
-    groups = _group(visits, lambda r: (r.day.strftime("%Y-%m"), r.home_network, r.network))
-    out = []
-    for (month, home, host), group in sorted(groups.items()):
-        first = max(span.first, min(r.day for r in group).replace(day=1))
-        out.append(Exchange(month, home, host, len({r.login for r in group}),
-                            _sessions(group, first), sum(r.connected for r in group)))
-    return out
+def local(moment: datetime, zone: str) -> datetime:
+    """A naive UTC time as the naive local time of ``zone``."""
+    return _local(moment, _zone(zone)).replace(tzinfo=None)

@@ -5,7 +5,7 @@ a year reads one row per person, site and day instead of every session.
 The rows are what ``reports.day_rows`` and ``reports.occupancy`` compute
 from the sessions (one rule, in reports.py); a report reads the stored days
 and computes the others (today, yesterday, any day not rolled up yet) from
-the sessions, and the same sums run over both.
+the sessions, and the same sums run over both (reports_sums.py).
 
 ``refresh`` rolls up the days that are over at every site (a local day
 ends at most 12 hours after the UTC day, at UTC-12), and rolls up again
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, text
@@ -27,18 +26,9 @@ from sqlalchemy.orm import Session as DB
 
 from . import report_queries, reports
 from .db import make_engine, make_sessionmaker, transaction
-from .models import (
-    Company,
-    CompanyNetwork,
-    Network,
-    Radacct,
-    ReportDay,
-    ReportDone,
-    ReportHour,
-    Site,
-)
-from .report_queries import HomeNetwork, Limits
-from .reports import DayRow, Occupancy, Range
+from .models import Radacct, ReportDay, ReportDone, ReportHour
+from .report_queries import Limits
+from .reports import Range
 
 log = logging.getLogger("passerelle.radius")
 
@@ -108,11 +98,9 @@ def _roll(db: DB, span: Range, now: datetime) -> None:
     db.execute(delete(ReportHour).where(ReportHour.day.between(*in_span)))
     db.execute(delete(ReportDone).where(ReportDone.day.between(*in_span)))
     if rows:
+        # A day that is over has no part of a session open at its end.
         db.execute(insert(ReportDay), [
-            {"site_id": r.site_id, "day": r.day, "login": r.login, "person_id": r.person_id,
-             "company_id": r.company_id, "sessions": r.sessions, "carried": r.carried,
-             "connected": r.connected, "first_in": r.first_in, "last_out": r.last_out}
-            for r in rows])
+            {k: v for k, v in vars(r).items() if k != "open"} for r in rows])
     if hours:
         db.execute(insert(ReportHour), [
             {"site_id": h.site_id, "day": h.day, "hour": h.hour, "peak": h.peak} for h in hours])
@@ -122,64 +110,7 @@ def _roll(db: DB, span: Range, now: datetime) -> None:
         for n in range((span.last - span.first).days + 1)])
 
 
-# -- reading -------------------------------------------------------------------
-
-def _stored_days(db: DB, limits: Limits, span: Range) -> list[DayRow]:
-    query = (select(ReportDay.site_id, Site.name, Site.network_id, Network.name, Site.timezone,
-                    ReportDay.day, ReportDay.login, ReportDay.person_id, ReportDay.company_id,
-                    Company.name, HomeNetwork.id, HomeNetwork.name, ReportDay.sessions,
-                    ReportDay.carried, ReportDay.connected, ReportDay.first_in,
-                    ReportDay.last_out)
-             .select_from(ReportDay)
-             .join(Site, ReportDay.site_id == Site.id)
-             .join(Network, Site.network_id == Network.id)
-             .outerjoin(Company, ReportDay.company_id == Company.id)
-             .outerjoin(CompanyNetwork, CompanyNetwork.company_id == ReportDay.company_id)
-             .outerjoin(HomeNetwork, CompanyNetwork.network_id == HomeNetwork.id)
-             .where(ReportDay.day.between(span.first, span.last)))
-    if limits.sites is not None:
-        query = query.where(ReportDay.site_id.in_(sorted(limits.sites)))
-    for company in (limits.company, limits.chosen_company):
-        if company is not None:
-            query = query.where(ReportDay.company_id == company)
-    if limits.site is not None:
-        query = query.where(ReportDay.site_id == limits.site)
-    if limits.network is not None:
-        query = query.where(Site.network_id == limits.network)
-    if limits.person is not None:
-        query = query.where(ReportDay.person_id == limits.person)
-    return [DayRow(site_id=site_id, site=site, network_id=network_id, network=network,
-                   timezone=zone, day=day, login=login, person_id=person_id,
-                   company_id=company_id, company=company or "", home_network_id=home_id,
-                   home_network=home or "", sessions=sessions, carried=carried,
-                   connected=connected, first_in=first_in, last_out=last_out, open=False)
-            for (site_id, site, network_id, network, zone, day, login, person_id, company_id,
-                 company, home_id, home, sessions, carried, connected, first_in,
-                 last_out) in db.execute(query)]
-
-
-def _stored_hours(db: DB, limits: Limits, span: Range) -> list[Occupancy]:
-    query = (select(ReportHour.site_id, Site.name, ReportHour.day, ReportHour.hour,
-                    ReportHour.peak, Site.capacity)
-             .select_from(ReportHour).join(Site, ReportHour.site_id == Site.id)
-             .where(ReportHour.day.between(span.first, span.last)))
-    if limits.sites is not None:
-        query = query.where(ReportHour.site_id.in_(sorted(limits.sites)))
-    if limits.site is not None:
-        query = query.where(ReportHour.site_id == limits.site)
-    if limits.network is not None:
-        query = query.where(Site.network_id == limits.network)
-    return [Occupancy(*row) for row in db.execute(query)]
-
-
-def _by_people(limits: Limits) -> bool:
-    """Occupancy limited to some people (a company, a person) is not the
-    site's: the roll-up's peaks count everyone, so it is computed live."""
-    return limits.company is not None or limits.chosen_company is not None or \
-        limits.person is not None
-
-
-def _split(span: Range, held: tuple[date, date] | None) -> tuple[Range | None, list[Range]]:
+def split(span: Range, held: tuple[date, date] | None) -> tuple[Range | None, list[Range]]:
     """The part of ``span`` the roll-up holds, and the parts it does not."""
     if held is None or held[1] < span.first or held[0] > span.last:
         return None, [span]
@@ -190,31 +121,6 @@ def _split(span: Range, held: tuple[date, date] | None) -> tuple[Range | None, l
     if stored.last < span.last:
         live.append(Range(stored.last + timedelta(days=1), span.last))
     return stored, live
-
-
-def read(db: DB, limits: Limits, span: Range, now: datetime,
-         capacity: dict[int, int]) -> tuple[list[DayRow], list[Occupancy]]:
-    """The day rows and hourly peaks of ``span`` within ``limits``: stored
-    where the roll-up holds the day, computed from the sessions elsewhere."""
-    stored, live = _split(span, rolled(db))
-    days: list[DayRow] = []
-    hours: list[Occupancy] = []
-    if stored is not None:
-        days += _stored_days(db, limits, stored)
-        if _by_people(limits):
-            live_hours: Iterable[Range] = [span]
-        else:
-            hours += _stored_hours(db, limits, stored)
-            live_hours = live
-    else:
-        live_hours = live
-    for part in live:
-        days += reports.day_rows(report_queries.intervals(db, limits, part), part, now)
-    for part in live_hours:
-        hours += reports.occupancy(report_queries.intervals(db, limits, part), part, now,
-                                   capacity)
-    hours.sort(key=lambda o: (o.site, o.day, o.hour))
-    return days, hours
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
 from passerelle.errors import UserError
-from passerelle.radius import report_queries, reports, reports_rollup
+from passerelle.radius import report_queries, reports, reports_rollup, reports_sums
 from passerelle.radius.db import transaction
 from passerelle.radius.models import Company, Network, OperatorRole, Person, Site
 
@@ -38,6 +38,7 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 MAX_DAYS = 400  # a year and a bit: longer ranges are refused
 TOP_USERS = 20
 REFRESH_DAYS = 7  # days a report request rolls up at most
+PAGE_ROWS = 1000  # rows of a long table on the page; its CSV has them all
 # Characters that make a spreadsheet read a cell as a formula.
 FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -102,6 +103,11 @@ class Table:
     explain: str
     columns: Sequence[Column]
     rows: Sequence[Sequence[Any]]
+    total: int = -1  # rows there are, when ``rows`` holds only the first ones
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.rows)
 
 
 def _rate(value: float | None) -> str:
@@ -152,69 +158,107 @@ class Report:
     sessions: int  # sessions with time in the range
 
 
-def build(days: list[reports.DayRow], hours: list[reports.Occupancy], span: reports.Range,
-          credit: dict[tuple[str, str], int]) -> Report:
-    """Every table and chart, from the day rows and hourly peaks of one
-    scope and range (reports_rollup.read)."""
-    daily = reports.daily_peaks(hours)
-    used = reports.use(days, span, credit)
-    companies, sites, people = reports.cross_site(used)
-    work = reports.working_time(days)
-    top = reports.intensive(days, span, TOP_USERS)
-    partners = reports.partner_balance(days, span)
-    tables = [
-        Table("daily", "Occupancy per site and day",
-              "The most people present at once during the day (local time of the site), "
-              "against the site's seats.",
-              [Column("Site"), Column("Day"), Column("Peak", "number"),
-               Column("Capacity", "number"), Column("Rate", "rate")],
-              [[d.site, d.day.isoformat(), d.peak, d.capacity or None, d.rate] for d in daily]),
-        Table("occupancy", "Occupancy per site, day and hour",
-              "The most people present at once within each local hour; hours with nobody "
-              "are left out.",
-              [Column("Site"), Column("Day"), Column("Hour", "number"), Column("Peak", "number"),
-               Column("Capacity", "number"), Column("Rate", "rate")],
-              [[o.site, o.day.isoformat(), o.hour, o.peak, o.capacity or None, o.rate]
-               for o in hours]),
-        Table("use", "Use per company and site",
-              "People, sessions, time connected (each person's overlapping sessions once) "
-              "and credit charged in the range.",
-              [Column("Company"), Column("Site"), Column("People", "number"),
-               Column("Sessions", "number"), Column("Connected", "duration"),
-               Column("Credit used", "duration")],
-              [[u.company, u.site, u.people, u.sessions, u.seconds, u.credit] for u in used]),
-        Table("cross-site", "Which company's people go to which sites",
-              "The number of each company's people seen at each site.",
-              [Column("Company"), *[Column(s, "number") for s in sites]],
-              [[c, *[people.get((c, s), 0) for s in sites]] for c in companies]),
-        Table("working", "Working time per person and day",
-              "As if at the office: first check-in to last check-out (local time), and the "
-              "time connected within.",
-              [Column("Person"), Column("Company"), Column("Day"), Column("Sites"),
-               Column("First in"), Column("Last out"), Column("Still in"),
-               Column("Present", "duration"), Column("Connected", "duration")],
-              [[w.login, w.company, w.day.isoformat(), w.sites, w.first_in.strftime("%H:%M"),
-                w.last_out.strftime("%H:%M") if w.last_out.date() == w.day else "24:00",
-                "yes" if w.still_open else "", w.present, w.connected] for w in work]),
-        Table("intensive", f"The {TOP_USERS} most intensive users",
-              "The people connected longest in the range.",
-              [Column("Person"), Column("Company"), Column("Days", "number"),
-               Column("Sessions", "number"), Column("Connected", "duration")],
-              [[i.login, i.company, i.days, i.sessions, i.connected] for i in top]),
-        Table("partners", "Partner networks' balance per month",
-              "Members of one network (people of its companies) at another network's sites.",
-              [Column("Month"), Column("Members of"), Column("At sites of"),
-               Column("People", "number"), Column("Sessions", "number"),
-               Column("Connected", "duration")],
-              [[x.month, x.home, x.host, x.people, x.sessions, x.seconds] for x in partners]),
-    ]
+Credit = dict[tuple[str, str], int]
+
+
+def _daily(db: DB, src: reports_sums.Source, credit: Credit, limit: int | None) -> Table:
+    return Table(
+        "daily", "Occupancy per site and day",
+        "The most people present at once during the day (local time of the site), "
+        "against the site's seats.",
+        [Column("Site"), Column("Day"), Column("Peak", "number"), Column("Capacity", "number"),
+         Column("Rate", "rate")],
+        [[d.site, d.day.isoformat(), d.peak, d.capacity or None, d.rate]
+         for d in reports_sums.daily_peaks(db, src)])
+
+
+def _hourly(db: DB, src: reports_sums.Source, credit: Credit, limit: int | None) -> Table:
+    hours, total = reports_sums.occupancy(db, src, limit)
+    return Table(
+        "occupancy", "Occupancy per site, day and hour",
+        "The most people present at once within each local hour; hours with nobody are left out.",
+        [Column("Site"), Column("Day"), Column("Hour", "number"), Column("Peak", "number"),
+         Column("Capacity", "number"), Column("Rate", "rate")],
+        [[o.site, o.day.isoformat(), o.hour, o.peak, o.capacity or None, o.rate]
+         for o in hours], total)
+
+
+def _use(db: DB, src: reports_sums.Source, credit: Credit, limit: int | None) -> Table:
+    return Table(
+        "use", "Use per company and site",
+        "People, sessions, time connected (each person's overlapping sessions once) "
+        "and credit charged in the range.",
+        [Column("Company"), Column("Site"), Column("People", "number"),
+         Column("Sessions", "number"), Column("Connected", "duration"),
+         Column("Credit used", "duration")],
+        [[u.company, u.site, u.people, u.sessions, u.seconds, u.credit]
+         for u in reports_sums.use(db, src, credit)])
+
+
+def _cross_site(db: DB, src: reports_sums.Source, credit: Credit, limit: int | None) -> Table:
+    companies, sites, people = reports.cross_site(reports_sums.use(db, src, credit))
+    return Table(
+        "cross-site", "Which company's people go to which sites",
+        "The number of each company's people seen at each site.",
+        [Column("Company"), *[Column(s, "number") for s in sites]],
+        [[c, *[people.get((c, s), 0) for s in sites]] for c in companies])
+
+
+def _working(db: DB, src: reports_sums.Source, credit: Credit, limit: int | None) -> Table:
+    work, total = reports_sums.working_time(db, src, limit)
+    return Table(
+        "working", "Working time per person and day",
+        "As if at the office: first check-in to last check-out (local time), and the "
+        "time connected within.",
+        [Column("Person"), Column("Company"), Column("Day"), Column("Sites"), Column("First in"),
+         Column("Last out"), Column("Still in"), Column("Present", "duration"),
+         Column("Connected", "duration")],
+        [[w.login, w.company, w.day.isoformat(), w.sites, w.first_in.strftime("%H:%M"),
+          w.last_out.strftime("%H:%M") if w.last_out.date() == w.day else "24:00",
+          "yes" if w.still_open else "", w.present, w.connected] for w in work], total)
+
+
+def _intensive(db: DB, src: reports_sums.Source, credit: Credit, limit: int | None) -> Table:
+    return Table(
+        "intensive", f"The {TOP_USERS} most intensive users",
+        "The people connected longest in the range.",
+        [Column("Person"), Column("Company"), Column("Days", "number"),
+         Column("Sessions", "number"), Column("Connected", "duration")],
+        [[i.login, i.company, i.days, i.sessions, i.connected]
+         for i in reports_sums.intensive(db, src, TOP_USERS)])
+
+
+def _partners(db: DB, src: reports_sums.Source, credit: Credit, limit: int | None) -> Table:
+    return Table(
+        "partners", "Partner networks' balance per month",
+        "Members of one network (people of its companies) at another network's sites.",
+        [Column("Month"), Column("Members of"), Column("At sites of"), Column("People", "number"),
+         Column("Sessions", "number"), Column("Connected", "duration")],
+        [[x.month, x.home, x.host, x.people, x.sessions, x.seconds]
+         for x in reports_sums.partner_balance(db, src)])
+
+
+TABLES = {"daily": _daily, "occupancy": _hourly, "use": _use, "cross-site": _cross_site,
+          "working": _working, "intensive": _intensive, "partners": _partners}
+
+
+def build(db: DB, src: reports_sums.Source, credit: Credit,
+          limit: int | None = PAGE_ROWS) -> Report:
+    """Every table and chart of one scope and range; the long tables (per
+    hour, per person and day) hold their first ``limit`` rows."""
+    tables = [make(db, src, credit, limit) for make in TABLES.values()]
+    daily = reports_sums.daily_peaks(db, src)
+    used = reports_sums.use(db, src, credit)
     charts = [_occupancy_chart(site, [d for d in daily if d.site == site])
               for site in sorted({d.site for d in daily})[:12]]
+    hours: dict[str, int] = {}
+    for u in used:
+        hours[u.company] = hours.get(u.company, 0) + u.seconds
     charts.append(Markup(svg.bar_chart(  # svg.py escapes every text
-        "Hours connected per company", [svg.Bar(c, round(sum(
-            u.seconds for u in used if u.company == c) / 3600, 1)) for c in companies],
+        "Hours connected per company",
+        [svg.Bar(c, round(seconds / 3600, 1)) for c, seconds in sorted(hours.items())],
         unit=" h")))
-    return Report(tables, charts, reports.session_count(days, span))
+    return Report(tables, charts, reports_sums.session_count(db, src))
 
 
 def _occupancy_chart(site: str, days: list[reports.DailyPeak]) -> Markup:
@@ -247,25 +291,22 @@ def _choices(db: DB, principal: Principal) -> Choices:
                    [(i, n) for i, n in db.execute(companies)])
 
 
-def _report(wanted: Wanted) -> Report:
-    state = console()
+def _source(db: DB, wanted: Wanted) -> reports_sums.Source:
+    """The report's rows; days ended since the last roll-up are rolled up
+    first, a few at a time, so a request never waits for a whole history
+    (``python -m passerelle.radius.reports_rollup`` does that)."""
+    now = console().now()
+    held = reports_rollup.rolled(db)
+    if held is None or held[1] < reports_rollup.over_through(now):
+        reports_rollup.refresh(db, now, max_days=REFRESH_DAYS)
     span = reports.Range(wanted.first, wanted.last)
-    limits = wanted.limits(g.principal)
+    return reports_sums.prepare(db, wanted.limits(g.principal), span, now)
+
+
+def _credit(db: DB, wanted: Wanted) -> Credit:
     low = datetime.combine(wanted.first, datetime.min.time())
     high = datetime.combine(wanted.last + timedelta(days=1), datetime.min.time())
-    now = state.now()
-    with transaction(state.factory) as db:
-        held = reports_rollup.rolled(db)
-    if held is None or held[1] < reports_rollup.over_through(now):
-        # Days ended since the last roll-up: a few at a time, so a request
-        # never waits for a whole history (python -m ...reports_rollup does).
-        with transaction(state.factory) as db:
-            reports_rollup.refresh(db, now, max_days=REFRESH_DAYS)
-    with transaction(state.factory) as db:
-        capacity = report_queries.capacities(db)
-        days, hours = reports_rollup.read(db, limits, span, now, capacity)
-        credit = report_queries.credit_by_company_site(db, limits, low, high)
-    return build(days, hours, span, credit)
+    return report_queries.credit_by_company_site(db, wanted.limits(g.principal), low, high)
 
 
 def _wanted() -> Wanted:
@@ -280,8 +321,8 @@ def _wanted() -> Wanted:
 @bp.get("/")
 def index() -> str:
     wanted = _wanted()
-    report = _report(wanted)
     with transaction(console().factory) as db:
+        report = build(db, _source(db, wanted), _credit(db, wanted))
         choices = _choices(db, g.principal)
     return render_template("reports/index.html", title="Reports", wanted=wanted,
                            report=report, choices=choices, cell=cell)
@@ -290,7 +331,8 @@ def index() -> str:
 @bp.get("/<any(daily, occupancy, use, 'cross-site', working, intensive, partners):name>.csv")
 def table_csv(name: str) -> Response:
     wanted = _wanted()
-    (table,) = [t for t in _report(wanted).tables if t.name == name]
+    with transaction(console().factory) as db:
+        table = TABLES[name](db, _source(db, wanted), _credit(db, wanted), None)
     filename = f"{name}-{wanted.first.isoformat()}-{wanted.last.isoformat()}.csv"
     return Response(as_csv(table), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})

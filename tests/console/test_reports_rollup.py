@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
 from passerelle.portal.console.reports import build
-from passerelle.radius import admin, report_queries, reports, reports_rollup
+from passerelle.radius import admin, reports_rollup, reports_sums
 from passerelle.radius.db import transaction
 from passerelle.radius.models import CompanyNetwork, Radacct, ReportDay
 from passerelle.radius.report_queries import Limits
@@ -63,37 +63,102 @@ def _add(db: DB, n: int, login: str, site: str, start: datetime, stop: datetime 
                    person_id=ids[login], site_id=admin.get_site(db, site).id))
 
 
-def _tables(db: DB, limits: Limits, span: Range, now: datetime, *, live: bool) -> object:
-    capacity = report_queries.capacities(db)
-    if live:
-        intervals = report_queries.intervals(db, limits, span)
-        days = reports.day_rows(intervals, span, now)
-        hours = reports.occupancy(intervals, span, now, capacity)
-    else:
-        days, hours = reports_rollup.read(db, limits, span, now, capacity)
-    return [(t.name, t.rows) for t in build(days, hours, span, {}).tables]
+def _source(db: DB, limits: Limits | None = None, span: Range = WEEK,
+            now: datetime = NOW) -> reports_sums.Source:
+    return reports_sums.prepare(db, limits or Limits(), span, now)
+
+
+def _tables(db: DB, limits: Limits, span: Range, now: datetime) -> object:
+    report = build(db, _source(db, limits, span, now), {}, None)
+    return report.sessions, [(t.name, t.rows) for t in report.tables]
+
+
+def _check_the_week(db: DB) -> None:
+    """The sums of the week, by hand (see tests/unit/test_reports.py)."""
+    src = _source(db)
+    assert [(u.company, u.site, u.people, u.sessions, u.seconds) for u in
+            reports_sums.use(db, src, {})] == [
+        # alice 07:00-12:30 + 14:00-15:00 (her two devices once), dave 15 min
+        ("Acme", "Axis", 2, 4, int(6.5 * H) + 15 * 60),
+        ("Acme", "Lux", 1, 1, 3 * H),
+        ("Globex", "Axis", 2, 2, int(2.5 * H) + int(3.5 * H))]
+    work, total = reports_sums.working_time(db, src)
+    days = {(w.login.split("@")[0], w.day.day): w for w in work}
+    assert total == 6 and sorted(days) == [("alice", 11), ("alice", 15), ("bob", 11),
+                                           ("bob", 12), ("carol", 11), ("dave", 11)]
+    alice = days[("alice", 11)]
+    assert (alice.first_in, alice.last_out, alice.present, alice.connected, alice.sites) == (
+        _at(11, 8), _at(11, 16), 8 * H, int(6.5 * H), "Axis")
+    assert (days[("bob", 11)].first_in, days[("bob", 11)].last_out) == (_at(11, 23, 30),
+                                                                          _at(12, 0))
+    assert (days[("bob", 12)].first_in, days[("bob", 12)].last_out,
+            days[("bob", 12)].connected) == (_at(12, 0), _at(12, 2), 2 * H)
+    assert days[("carol", 11)].present == int(3.5 * H)  # past the 18:00 closing
+    assert days[("alice", 15)].still_open and not alice.still_open
+    assert len(reports_sums.working_time(db, src, limit=2)[0]) == 2
+    assert [(i.login, i.company, i.days, i.sessions, i.connected)
+            for i in reports_sums.intensive(db, src, 3)] == [
+        ("alice@x.example", "Acme", 2, 4, int(6.5 * H) + 3 * H),
+        ("carol@x.example", "Globex", 1, 1, int(3.5 * H)),
+        ("bob@x.example", "Globex", 2, 1, int(2.5 * H))]
+    assert [(x.month, x.home, x.host, x.people, x.sessions, x.seconds)
+            for x in reports_sums.partner_balance(db, src)] == [
+        ("2027-01", "Luxembourg", "Wallonia", 2, 2, 6 * H),
+        ("2027-01", "Wallonia", "Luxembourg", 1, 1, 3 * H)]
+    assert [(d.site, d.day.day, d.peak, d.capacity) for d in
+            reports_sums.daily_peaks(db, src)] == [("Axis", 11, 2, 4), ("Axis", 12, 1, 4),
+                                                   ("Lux", 15, 1, 0)]
+    hours, total = reports_sums.occupancy(db, src, limit=3)
+    assert total == 17 and [(o.hour, o.peak) for o in hours] == [(8, 1), (9, 1), (10, 1)]
+    assert reports_sums.session_count(db, src) == 7
+    # bob's night: one session in any range that holds a part of it.
+    assert reports_sums.session_count(db, _source(db, span=Range(
+        date(2027, 1, 12), date(2027, 1, 15)))) == 2  # bob's, alice's at Lux
+
+
+def test_the_sums_of_the_week(factory: sessionmaker[DB]) -> None:
+    _week(factory)
+    with transaction(factory) as db:
+        _check_the_week(db)  # from the sessions
+        reports_rollup.refresh(db, NOW)
+    with transaction(factory) as db:
+        _check_the_week(db)  # from the roll-up (the 10th to the 14th) and the sessions
+
+
+def test_a_session_in_two_months_counts_in_each(factory: sessionmaker[DB]) -> None:
+    ids = _week(factory)
+    with transaction(factory) as db:
+        _add(db, 50, "bob", "Axis", datetime(2027, 1, 31, 20), datetime(2027, 2, 1, 2), ids)
+    span = Range(date(2027, 1, 25), date(2027, 2, 28))
+    later = datetime(2027, 3, 1)
+    for _ in range(2):
+        with transaction(factory) as db:
+            rows = reports_sums.partner_balance(db, _source(db, span=span, now=later))
+            # 21:00-24:00 on 31 January, 00:00-03:00 on 1 February, local time.
+            # (alice's session at Lux is still open: Wallonia's rows are hers.)
+            assert [(r.month, r.sessions, r.seconds) for r in rows if r.home == "Luxembourg"] == [
+                ("2027-01", 1, 3 * H), ("2027-02", 1, 3 * H)]
+            reports_rollup.refresh(db, later)
 
 
 def test_the_rollup_reads_as_the_sessions(factory: sessionmaker[DB]) -> None:
     ids = _week(factory)
-    with transaction(factory) as db:
-        assert reports_rollup.refresh(db, NOW) == [
-            date(2027, 1, 10) + timedelta(days=n) for n in range(5)]  # the 10th to the 14th
-        assert db.scalar(select(func.count()).select_from(ReportDay)) == 5
-        assert reports_rollup.rolled(db) == (date(2027, 1, 10), date(2027, 1, 14))
     scopes = [Limits(), Limits(company=ids["Acme"]), Limits(site=1), Limits(network=2),
               Limits(chosen_company=ids["Globex"], sites=frozenset({1}))]
     spans = [WEEK, Range(date(2027, 1, 12), date(2027, 1, 15)),
              Range(date(2027, 1, 1), date(2027, 1, 31)), Range(date(2027, 1, 12),
                                                                date(2027, 1, 12))]
     with transaction(factory) as db:
-        for limits in scopes:
-            for span in spans:
-                assert _tables(db, limits, span, NOW, live=False) == \
-                    _tables(db, limits, span, NOW, live=True), (limits, span)
-        days, _ = reports_rollup.read(db, Limits(), WEEK, NOW, {})
-    (used,) = [u for u in reports.use(days, WEEK) if (u.company, u.site) == ("Acme", "Axis")]
-    assert (used.people, used.sessions, used.seconds) == (2, 4, int(6.5 * H) + 15 * 60)
+        live = {(n, m): _tables(db, limits, span, NOW) for n, limits in enumerate(scopes)
+                for m, span in enumerate(spans)}
+    with transaction(factory) as db:
+        assert reports_rollup.refresh(db, NOW) == [
+            date(2027, 1, 10) + timedelta(days=n) for n in range(5)]  # the 10th to the 14th
+        assert db.scalar(select(func.count()).select_from(ReportDay)) == 5
+        assert reports_rollup.rolled(db) == (date(2027, 1, 10), date(2027, 1, 14))
+    with transaction(factory) as db:
+        for (n, m), expected in live.items():
+            assert _tables(db, scopes[n], spans[m], NOW) == expected, (scopes[n], spans[m])
 
 
 def test_late_accounting_is_rolled_up_again(factory: sessionmaker[DB]) -> None:
@@ -106,8 +171,8 @@ def test_late_accounting_is_rolled_up_again(factory: sessionmaker[DB]) -> None:
         # Next day: the 15th is over, the 13th and 14th are rolled up again.
         assert reports_rollup.refresh(db, NOW + timedelta(days=1)) == [
             date(2027, 1, 13), date(2027, 1, 14), date(2027, 1, 15)]
-        days, _ = reports_rollup.read(db, Limits(), WEEK, NOW + timedelta(days=1), {})
-    assert sorted((r.login, r.day.day) for r in days if r.login.startswith("dave")) == [
+        work, _ = reports_sums.working_time(db, _source(db, now=NOW + timedelta(days=1)))
+    assert sorted((w.login, w.day.day) for w in work if w.login.startswith("dave")) == [
         ("dave@x.example", 11), ("dave@x.example", 13)]
 
 
@@ -117,7 +182,6 @@ def test_a_bounded_refresh_keeps_the_days_contiguous(factory: sessionmaker[DB]) 
         assert len(reports_rollup.refresh(db, NOW, max_days=2)) == 2
         assert reports_rollup.rolled(db) == (date(2027, 1, 10), date(2027, 1, 11))
         # Days after the roll-up are read from the sessions.
-        days, _ = reports_rollup.read(db, Limits(), WEEK, NOW, {})
-        assert sorted({r.day.day for r in days}) == [11, 12, 15]
+        _check_the_week(db)
         assert len(reports_rollup.refresh(db, NOW)) == 5  # the 10th, 11th again, to the 14th
         assert reports_rollup.rolled(db) == (date(2027, 1, 10), date(2027, 1, 14))

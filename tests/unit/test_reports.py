@@ -1,4 +1,7 @@
-"""The report core on a hand-made week at two sites, with a fixed clock.
+"""The report core on a hand-made week at two sites, with a fixed clock:
+sessions cut into local days, occupancy, one person's day at one site.
+The sums over these (use, working time, ...) run in SQL and are checked on
+the same week in tests/console/test_reports_rollup.py.
 
 Every expected number below was worked out by hand from the sessions in
 ``WEEK`` (all in January 2027; Brussels and Luxembourg are UTC+1 then):
@@ -89,8 +92,6 @@ def test_occupancy_peaks_per_local_hour() -> None:
     # Lux has no capacity set: no rate.
     assert {h: v for (site, _, h), v in table.items() if site == "Lux"} == {
         13: (1, None), 14: (1, None), 15: (1, None)}
-    daily = {(d.site, d.day.day): d.peak for d in reports.daily_peaks(rows)}
-    assert daily == {("Axis", 11): 2, ("Axis", 12): 1, ("Lux", 15): 1}
 
 
 def test_occupancy_counts_one_person_once_at_an_instant() -> None:
@@ -103,85 +104,35 @@ def test_occupancy_counts_one_person_once_at_an_instant() -> None:
     assert {r.hour: r.peak for r in rows} == {10: 1, 11: 2}
 
 
-def test_use_per_company_and_site() -> None:
-    rows = reports.use(reports.day_rows(WEEK_SESSIONS, WEEK, NOW), WEEK, {("Acme", "Axis"): 600})
-    assert [(r.company, r.site, r.people, r.sessions, r.seconds, r.credit) for r in rows] == [
-        # alice 07:00-12:30 + 14:00-15:00 = 6.5 h, dave 15 min
-        ("Acme", "Axis", 2, 4, int(6.5 * H) + 15 * 60, 600),
-        ("Acme", "Lux", 1, 1, 3 * H, 0),
-        ("Globex", "Axis", 2, 2, int(2.5 * H) + int(3.5 * H), 0),
-    ]
-    companies, sites, people = reports.cross_site(rows)
-    assert companies == ["Acme", "Globex"] and sites == ["Axis", "Lux"]
-    assert people == {("Acme", "Axis"): 2, ("Acme", "Lux"): 1, ("Globex", "Axis"): 2}
+def test_day_rows_one_person_one_site_one_day() -> None:
+    rows = {(r.site_id, r.day.day, r.login): r for r in reports.day_rows(WEEK_SESSIONS, WEEK, NOW)}
+    assert sorted(rows) == [(AXIS, 11, "alice"), (AXIS, 11, "bob"), (AXIS, 11, "carol"),
+                            (AXIS, 11, "dave"), (AXIS, 12, "bob"), (LUX, 15, "alice")]
+    alice = rows[(AXIS, 11, "alice")]
+    # A, B (overlapping A) and G: 07:00-12:30 and 14:00-15:00 UTC.
+    assert (alice.sessions, alice.carried, alice.connected) == (3, 0, int(6.5 * H))
+    assert (alice.first_in, alice.last_out, alice.open) == (_at(11, 7), _at(11, 15), False)
+    assert alice.company_id == 100 and alice.person_id == 10
+    bob_11, bob_12 = rows[(AXIS, 11, "bob")], rows[(AXIS, 12, "bob")]
+    assert (bob_11.sessions, bob_11.carried, bob_11.connected) == (1, 0, 1800)
+    assert (bob_12.sessions, bob_12.carried, bob_12.connected) == (1, 1, 2 * H)
+    assert bob_12.first_in == _at(11, 23)  # local midnight, in UTC
+    carol = rows[(AXIS, 11, "carol")]
+    assert carol.connected == int(3.5 * H)  # past the 18:00 closing, as it happened
+    still_in = rows[(LUX, 15, "alice")]
+    assert still_in.open and still_in.connected == 3 * H and still_in.last_out == NOW
 
 
-def test_working_time_as_if_at_the_office() -> None:
-    rows = reports.day_rows(WEEK_SESSIONS, WEEK, NOW)
-    days = {(d.login, d.day.day): d for d in reports.working_time(rows)}
-    alice = days[("alice", 11)]
-    assert (alice.first_in, alice.last_out) == (_at(11, 8), _at(11, 16))
-    assert alice.present == 8 * H and alice.connected == int(6.5 * H)
-    bob_11, bob_12 = days[("bob", 11)], days[("bob", 12)]
-    assert (bob_11.first_in, bob_11.last_out, bob_11.connected) == (
-        _at(11, 23, 30), _at(12, 0), 1800)
-    assert (bob_12.first_in, bob_12.last_out, bob_12.connected) == (_at(12, 0), _at(12, 2), 2 * H)
-    carol = days[("carol", 11)]
-    assert (carol.first_in, carol.last_out, carol.present) == (
-        _at(11, 17), _at(11, 20, 30), int(3.5 * H))
-    open_day = days[("alice", 15)]
-    assert open_day.still_open and open_day.sites == "Lux" and open_day.connected == 3 * H
-    assert not alice.still_open
-    assert sorted(days) == [("alice", 11), ("alice", 15), ("bob", 11), ("bob", 12),
-                            ("carol", 11), ("dave", 11)]
-
-
-def test_the_most_intensive_users() -> None:
-    rows = reports.intensive(reports.day_rows(WEEK_SESSIONS, WEEK, NOW), WEEK, limit=3)
-    assert [(r.login, r.company, r.days, r.sessions, r.connected) for r in rows] == [
-        ("alice", "Acme", 2, 4, int(6.5 * H) + 3 * H),
-        ("carol", "Globex", 1, 1, int(3.5 * H)),
-        ("bob", "Globex", 2, 1, int(2.5 * H)),
-    ]
-
-
-def test_partner_networks_both_ways() -> None:
-    rows = reports.partner_balance(reports.day_rows(WEEK_SESSIONS, WEEK, NOW), WEEK)
-    assert [(r.month, r.home, r.host, r.people, r.sessions, r.seconds) for r in rows] == [
-        ("2027-01", "Luxembourg", "Wallonia", 2, 2, 6 * H),
-        ("2027-01", "Wallonia", "Luxembourg", 1, 1, 3 * H),
-    ]
-
-
-def test_partner_months_follow_local_days() -> None:
-    # 23:30 UTC on 31 January is 00:30 on 1 February in Brussels.
-    late = _session(1, "bob", AXIS, datetime(2027, 1, 31, 23, 30), datetime(2027, 2, 1, 0, 30))
-    span = Range(date(2027, 1, 1), date(2027, 2, 28))
-    rows = reports.partner_balance(reports.day_rows([late], span, datetime(2027, 3, 1)), span)
-    assert [(r.month, r.seconds) for r in rows] == [("2027-02", H)]
-
-
-def test_a_session_over_three_days_counts_once_in_any_range() -> None:
+def test_a_session_over_three_days() -> None:
     long = [_session(1, "bob", AXIS, _at(11, 12), _at(13, 12))]  # 13:00 on 11th to 13:00 13th
-    for first, last in ((11, 13), (12, 13), (12, 12), (13, 15)):
-        span = Range(date(2027, 1, first), date(2027, 1, last))
-        rows = reports.day_rows(long, span, NOW)
-        (used,) = reports.use(rows, span)
-        (top,) = reports.intensive(rows, span)
-        assert used.sessions == 1 and top.sessions == 1, (first, last)
-        assert top.days == last - first + 1 if last <= 13 else top.days == 1
     days = reports.day_rows(long, WEEK, NOW)
     assert [(r.day.day, r.sessions, r.carried, r.connected) for r in days] == [
         (11, 1, 0, 11 * H), (12, 1, 1, 24 * H), (13, 1, 1, 13 * H)]
 
 
-def test_a_session_in_two_months_counts_in_each() -> None:
-    late = _session(1, "bob", AXIS, datetime(2027, 1, 31, 20), datetime(2027, 2, 1, 2))
-    span = Range(date(2027, 1, 1), date(2027, 2, 28))
-    rows = reports.partner_balance(reports.day_rows([late], span, NOW), span)
-    # 21:00-24:00 on 31 January, 00:00-03:00 on 1 February, local time.
-    assert [(r.month, r.sessions, r.seconds) for r in rows] == [("2027-01", 1, 3 * H),
-                                                                ("2027-02", 1, 3 * H)]
+def test_local_time() -> None:
+    assert reports.local(_at(11, 23), "Europe/Brussels") == _at(12, 0)
+    assert reports.local(datetime(2027, 7, 1, 22), "Europe/Brussels") == datetime(2027, 7, 2, 0)
 
 
 def test_a_range_that_ends_before_it_starts() -> None:
