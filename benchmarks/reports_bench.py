@@ -76,12 +76,12 @@ def seed(factory: Any, sessions: int, people: int, companies: int, sites: int,
             "SELECT 's' || g, md5(g::text), 'p' || p || '@bench.example', '', '192.0.2.1', "
             "'bench-gw', '', '', t0, t0 + len, t0 + len, extract(epoch from len)::bigint, '', "
             "'', '', 0, 0, '', '', 'User-Request', '', '', '', '', '', p, "
-            "CASE WHEN g % 10 = 0 THEN 1 + (g / 10) % :sites ELSE 1 + p % :sites END, 0 "
-            "FROM (SELECT g, 1 + (g * 7919) % :people AS p, "
+            "(CASE WHEN g % 10 = 0 THEN 1 + (g / 10) % :sites ELSE 1 + p % :sites END)::integer, 0 "
+            "FROM (SELECT g, (1 + (g * 7919) % :people)::integer AS p, "
             "  :first + (g::bigint * :days / :n) * interval '1 day' + interval '7 hours' "
             "    + ((g * 37) % 600) * interval '1 minute' AS t0, "
             "  interval '30 minutes' + ((g * 13) % 450) * interval '1 minute' AS len "
-            "  FROM generate_series(1, :n) g) made"),
+            "  FROM generate_series(1::bigint, :n) g) made"),
             {"n": sessions, "people": people, "sites": sites, "days": days,
              "first": datetime.combine(first, datetime.min.time())})
     with db.transaction(factory) as s:

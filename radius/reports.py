@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 HOUR = timedelta(hours=1)
@@ -86,34 +87,46 @@ class Range:
         return low, high
 
 
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
+# Time zone arithmetic is the core's hot path (every session of a year at
+# a roll-up): offsets are looked up once per zone and UTC quarter-hour (every
+# zone's transitions fall on one), local midnights once per zone and day.
+QUARTER = timedelta(minutes=15)
+EPOCH = datetime(1970, 1, 1)
 
 
-def _local(moment: datetime, zone: ZoneInfo) -> datetime:
-    return moment.replace(tzinfo=UTC).astimezone(zone)
+@lru_cache(maxsize=1 << 16)
+def _offset_at(zone: str, quarter: int) -> timedelta:
+    moment = (EPOCH + quarter * QUARTER).replace(tzinfo=UTC)
+    offset = moment.astimezone(ZoneInfo(zone)).utcoffset()
+    return offset if offset is not None else timedelta()
 
 
-def _utc(local: datetime) -> datetime:
-    return local.astimezone(UTC).replace(tzinfo=None)
+def _offset(moment: datetime, zone: str) -> timedelta:
+    return _offset_at(zone, (moment - EPOCH) // QUARTER)
 
 
-def _midnight_after(moment: datetime, zone: ZoneInfo) -> datetime:
-    """The naive UTC time of the next local midnight after ``moment``."""
-    day = _local(moment, zone).date() + DAY
-    return _utc(datetime.combine(day, datetime.min.time(), zone))
+def local(moment: datetime, zone: str) -> datetime:
+    """A naive UTC time as the naive local time of ``zone``."""
+    return moment + _offset(moment, zone)
+
+
+@lru_cache(maxsize=1 << 16)
+def _day_start(zone: str, day: date) -> datetime:
+    """The naive UTC time at which local ``day`` begins in ``zone``."""
+    start = datetime.combine(day, datetime.min.time(), ZoneInfo(zone))
+    return start.astimezone(UTC).replace(tzinfo=None)
 
 
 def pieces(intervals: Iterable[Interval], span: Range, now: datetime) -> Iterator[Piece]:
     """Every part of every session on a local day of ``span``."""
     for interval in intervals:
-        zone = _zone(interval.timezone)
+        zone = interval.timezone
         end = interval.stop if interval.stop is not None else now
         still_open = interval.stop is None
         start = interval.start
         while start < end:
-            cut = min(end, _midnight_after(start, zone))
-            day = _local(start, zone).date()
+            day = local(start, zone).date()
+            cut = min(end, _day_start(zone, day + DAY))
             if day > span.last:
                 break
             if day in span:
@@ -171,7 +184,7 @@ def occupancy(intervals: Iterable[Interval], span: Range, now: datetime,
             events[site_id] += [(start, 1), (stop, -1)]
     peaks: dict[tuple[int, date, int], int] = {}
     for site_id, changes in events.items():
-        zone = _zone(sites[site_id].timezone)
+        zone = sites[site_id].timezone
         changes.sort(key=lambda e: (e[0], e[1]))  # departures before arrivals at one instant
         present = 0
         for (at, delta), (following, _) in zip(changes, [*changes[1:], (changes[-1][0], 0)],
@@ -189,13 +202,16 @@ def occupancy(intervals: Iterable[Interval], span: Range, now: datetime,
                   key=lambda o: (o.site, o.day, o.hour))
 
 
-def _hours(start: datetime, stop: datetime, zone: ZoneInfo) -> Iterator[tuple[date, int]]:
+def _hours(start: datetime, stop: datetime, zone: str) -> Iterator[tuple[date, int]]:
     """The local (day, hour) slots [start, stop) touches."""
     moment = start
     while moment < stop:
-        local = _local(moment, zone)
-        yield local.date(), local.hour
-        moment = _utc(local.replace(minute=0, second=0, microsecond=0)) + HOUR
+        offset = _offset(moment, zone)
+        here = moment + offset
+        yield here.date(), here.hour
+        # The local hour ends at the next whole local hour, in this offset
+        # (a transition falls on a local hour's boundary).
+        moment = here.replace(minute=0, second=0, microsecond=0) + HOUR - offset
 
 
 @dataclass(frozen=True)
@@ -297,8 +313,3 @@ class Exchange:
     people: int
     sessions: int  # a session in two months counts in each
     seconds: int  # overlaps once per person
-
-
-def local(moment: datetime, zone: str) -> datetime:
-    """A naive UTC time as the naive local time of ``zone``."""
-    return _local(moment, _zone(zone)).replace(tzinfo=None)

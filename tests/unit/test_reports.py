@@ -130,6 +130,19 @@ def test_a_session_over_three_days() -> None:
         (11, 1, 0, 11 * H), (12, 1, 1, 24 * H), (13, 1, 1, 13 * H)]
 
 
+def test_hours_across_a_change_of_summer_time() -> None:
+    # Brussels springs from 02:00 to 03:00 local at 01:00 UTC on 28 March 2027.
+    spring = [_session(1, "bob", AXIS, datetime(2027, 3, 28, 0, 30), datetime(2027, 3, 28, 2, 30))]
+    span = Range(date(2027, 3, 28), date(2027, 3, 28))
+    rows = reports.occupancy(spring, span, NOW, {})
+    assert [r.hour for r in rows] == [1, 3, 4]
+    # ... and falls back from 03:00 to 02:00 at 01:00 UTC on 31 October: the
+    # local day has 25 hours.
+    autumn = [_session(1, "bob", AXIS, datetime(2027, 10, 30, 22), datetime(2027, 10, 31, 23))]
+    (day,) = reports.day_rows(autumn, Range(date(2027, 10, 31), date(2027, 10, 31)), NOW)
+    assert day.connected == 25 * H
+
+
 def test_local_time() -> None:
     assert reports.local(_at(11, 23), "Europe/Brussels") == _at(12, 0)
     assert reports.local(datetime(2027, 7, 1, 22), "Europe/Brussels") == datetime(2027, 7, 2, 0)
