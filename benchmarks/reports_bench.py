@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
           f"{args.sessions:,} sessions, {args.people:,} people, {args.sites} sites, "
           f"{args.days} days", flush=True)
+    # A kill (SIGTERM) ends the run through ``finally``: the cluster is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     cluster = None
     if args.pg:
         url = args.pg

@@ -403,6 +403,11 @@ class ReportHour(Base):
     peak: Mapped[int] = mapped_column(Integer)
 
 
+# The reports find the sessions still open or ended after a given time by
+# their stop (reports_sums, the days the roll-up does not hold yet).
+Index("ix_radacct_stoptime", Radacct.acctstoptime)
+
+
 class ReportDone(Base):
     """The local days the roll-up holds (for every site)."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, func, or_, select
@@ -64,15 +64,36 @@ def _limited(query: Query, limits: Limits) -> Query:
     return query
 
 
-def _overlapping(query: Query, span: Range) -> Query:
-    """Sessions with time within the UTC bounds that hold the range's local days."""
+def _overlapping(query: Query, span: Range, longest: timedelta | None) -> list[Query]:
+    """Sessions with time within the UTC bounds that hold the range's local
+    days. Knowing the longest finished session, the start time bounds the
+    search from both sides (an index range); the open sessions begun before
+    are found by their stop time (NULL)."""
     low, high = span.utc_bounds()
-    return query.where(Radacct.acctstarttime.is_not(None), Radacct.acctstarttime < high,
-                       or_(Radacct.acctstoptime.is_(None), Radacct.acctstoptime > low))
+    alive = or_(Radacct.acctstoptime.is_(None), Radacct.acctstoptime > low)
+    if longest is None:
+        return [query.where(Radacct.acctstarttime.is_not(None), Radacct.acctstarttime < high,
+                            alive)]
+    return [query.where(Radacct.acctstarttime >= low - longest, Radacct.acctstarttime < high,
+                        alive),
+            query.where(Radacct.acctstarttime < low - longest, Radacct.acctstoptime.is_(None))]
 
 
-def intervals(db: DB, limits: Limits, span: Range) -> list[Interval]:
-    """Every session of the scope with time in the range, with who and where."""
+def longest_session(db: DB) -> timedelta:
+    """The longest finished session (stop minus start), once per roll-up."""
+    if db.get_bind().dialect.name == "postgresql":
+        found = db.scalar(select(func.max(Radacct.acctstoptime - Radacct.acctstarttime)))
+        return found if isinstance(found, timedelta) else timedelta()
+    days = db.scalar(select(func.max(func.julianday(Radacct.acctstoptime)
+                                     - func.julianday(Radacct.acctstarttime))))
+    # julianday is a float of days: a second more covers its rounding.
+    return timedelta(days=float(days or 0)) + timedelta(seconds=1)
+
+
+def intervals(db: DB, limits: Limits, span: Range,
+              longest: timedelta | None = None) -> list[Interval]:
+    """Every session of the scope with time in the range, with who and where;
+    ``longest`` (``longest_session``) makes the search an index range."""
     query = (select(Radacct.radacctid, Radacct.username, Radacct.person_id,
                     Radacct.acctstarttime, Radacct.acctstoptime,
                     Person.login, Company.id, Company.name, Site.id, Site.name, Site.timezone,
@@ -84,8 +105,10 @@ def intervals(db: DB, limits: Limits, span: Range) -> list[Interval]:
              .outerjoin(Company, Person.company_id == Company.id)
              .outerjoin(CompanyNetwork, CompanyNetwork.company_id == Company.id)
              .outerjoin(HomeNetwork, CompanyNetwork.network_id == HomeNetwork.id))
-    query = _limited(_overlapping(query, span), limits).order_by(Radacct.radacctid)
-    return list(_rows(db.execute(query)))
+    found: list[Interval] = []
+    for part in _overlapping(_limited(query, limits), span, longest):
+        found += _rows(db.execute(part.order_by(Radacct.radacctid)))
+    return found
 
 
 def _rows(result: Any) -> Iterator[Interval]:

@@ -78,9 +78,10 @@ def refresh(db: DB, now: datetime, *, since: date | None = None,
         through = min(through, start + timedelta(days=max_days - 1))
     days: list[date] = []
     chunk_start = start
+    longest = report_queries.longest_session(db) if chunk_start <= through else None
     while chunk_start <= through:
         chunk = Range(chunk_start, min(through, chunk_start + timedelta(days=CHUNK - 1)))
-        _roll(db, chunk, now)
+        _roll(db, chunk, now, longest)
         days += [chunk.first + timedelta(days=n)
                  for n in range((chunk.last - chunk.first).days + 1)]
         chunk_start = chunk.last + timedelta(days=1)
@@ -89,8 +90,8 @@ def refresh(db: DB, now: datetime, *, since: date | None = None,
     return days
 
 
-def _roll(db: DB, span: Range, now: datetime) -> None:
-    intervals = report_queries.intervals(db, Limits(), span)
+def _roll(db: DB, span: Range, now: datetime, longest: timedelta | None) -> None:
+    intervals = report_queries.intervals(db, Limits(), span, longest)
     rows = reports.day_rows(intervals, span, now)
     hours = reports.occupancy(intervals, span, now, {})
     in_span = (span.first, span.last)

@@ -185,3 +185,23 @@ def test_a_bounded_refresh_keeps_the_days_contiguous(factory: sessionmaker[DB]) 
         _check_the_week(db)
         assert len(reports_rollup.refresh(db, NOW)) == 5  # the 10th, 11th again, to the 14th
         assert reports_rollup.rolled(db) == (date(2027, 1, 10), date(2027, 1, 14))
+
+
+def test_long_sessions_are_found_by_the_rollup(factory: sessionmaker[DB]) -> None:
+    """Sessions longer than the roll-up's chunks: one of 20 days that ended,
+    one open for 30 days; the bounded search finds both in every chunk."""
+    ids = _week(factory)
+    with transaction(factory) as db:
+        _add(db, 60, "dave", "Lux", datetime(2026, 12, 20, 9), datetime(2027, 1, 9, 9), ids)
+        _add(db, 61, "carol", "Lux", datetime(2026, 12, 16, 9), None, ids)
+    span = Range(date(2026, 12, 1), date(2027, 1, 15))
+    with transaction(factory) as db:
+        live = _tables(db, Limits(), span, NOW)
+        reports_rollup.refresh(db, NOW)
+    with transaction(factory) as db:
+        assert reports_rollup.rolled(db) == (date(2026, 12, 15), date(2027, 1, 14))
+        assert _tables(db, Limits(), span, NOW) == live
+        work, _ = reports_sums.working_time(db, _source(db, span=span))
+    assert [w.day for w in work if w.login.startswith("dave") and w.present == 24 * H][:1] == [
+        date(2026, 12, 21)]
+    assert len([w for w in work if w.login.startswith("carol") and w.still_open]) == 1

@@ -5,7 +5,8 @@ network's sites; a company's network is recorded in company_network (one
 line at most per company; none: the company belongs to no network).
 report_day and report_hour hold the reports' roll-up of the local days that
 are over (report_done lists them), so a report over a year reads sums, not
-every session.
+every session; an index on radacct's stop time finds the sessions of the
+days not rolled up yet.
 
 Revision ID: 0008
 Revises: 0004
@@ -53,6 +54,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['site_id'], ['site.id'], name=op.f('fk_report_hour_site_id_site'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('site_id', 'day', 'hour', name=op.f('pk_report_hour'))
     )
+    op.create_index('ix_radacct_stoptime', 'radacct', ['acctstoptime'], unique=False)
     op.create_table('report_done',
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('at', sa.DateTime(), nullable=False),
@@ -62,6 +64,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('report_done')
+    op.drop_index('ix_radacct_stoptime', table_name='radacct')
     op.drop_table('report_hour')
     op.drop_index('ix_report_day_day', table_name='report_day')
     op.drop_table('report_day')
