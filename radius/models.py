@@ -396,6 +396,7 @@ class ReportHour(Base):
     """The roll-up of occupancy: the peak of people at once in one local hour."""
 
     __tablename__ = "report_hour"
+    __table_args__ = (Index("ix_report_hour_day", "day"),)
     site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"),
                                          primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)

@@ -54,6 +54,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['site_id'], ['site.id'], name=op.f('fk_report_hour_site_id_site'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('site_id', 'day', 'hour', name=op.f('pk_report_hour'))
     )
+    op.create_index('ix_report_hour_day', 'report_hour', ['day'], unique=False)
     op.create_index('ix_radacct_stoptime', 'radacct', ['acctstoptime'], unique=False)
     op.create_table('report_done',
     sa.Column('day', sa.Date(), nullable=False),
@@ -65,6 +66,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('report_done')
     op.drop_index('ix_radacct_stoptime', table_name='radacct')
+    op.drop_index('ix_report_hour_day', table_name='report_hour')
     op.drop_table('report_hour')
     op.drop_index('ix_report_day_day', table_name='report_day')
     op.drop_table('report_day')
