@@ -135,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     engine = make_engine(args.db)
     now = datetime.now(UTC).replace(tzinfo=None)
-    with transaction(make_sessionmaker(engine)) as db:
-        days = refresh(db, now, since=args.since)
+    try:
+        with transaction(make_sessionmaker(engine)) as db:
+            days = refresh(db, now, since=args.since)
+    finally:
+        engine.dispose()
     print(f"rolled up {len(days)} day(s)" + (f": {days[0]} to {days[-1]}" if days else ""))
     return 0
 

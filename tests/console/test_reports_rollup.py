@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
@@ -205,3 +206,16 @@ def test_long_sessions_are_found_by_the_rollup(factory: sessionmaker[DB]) -> Non
     assert [w.day for w in work if w.login.startswith("dave") and w.present == 24 * H][:1] == [
         date(2026, 12, 21)]
     assert len([w for w in work if w.login.startswith("carol") and w.still_open]) == 1
+
+
+def test_the_command(db_url: str, factory: sessionmaker[DB],
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    ids = _week(factory)  # in the future, for the command's real clock
+    with transaction(factory) as db:
+        _add(db, 70, "dave", "Axis", datetime(2026, 11, 10, 10), datetime(2026, 11, 10, 11), ids)
+    assert reports_rollup.main(["--db", db_url]) == 0
+    assert "day(s): 2026-11-09 to " in capsys.readouterr().out
+    assert reports_rollup.main(["--db", db_url, "--since", "2026-11-20"]) == 0
+    assert "day(s): 2026-11-20 to " in capsys.readouterr().out
+    with transaction(factory) as db:
+        assert reports_rollup.rolled(db)[0] == date(2026, 11, 9)  # type: ignore[index]
