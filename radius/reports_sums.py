@@ -240,13 +240,15 @@ def working_time(db: DB, src: Source, limit: int | None = None) -> tuple[list[Wo
     zones = {i: z for i, z in db.execute(select(Site.id, Site.timezone))}
     query = (select(d.c.login, d.c.day, func.max(d.c.company_id), _site_list(db, d.c.site_id),
                     func.min(d.c.site_id), func.min(d.c.first_in), func.max(d.c.last_out),
-                    func.sum(d.c.connected), func.max(case((d.c.open, 1), else_=0)))
+                    func.sum(d.c.connected), func.max(case((d.c.open, 1), else_=0)),
+                    # How many groups there are, in the same pass as the first ones.
+                    func.count().over())
              .group_by(d.c.login, d.c.day).order_by(d.c.login, d.c.day))
-    total = int(db.scalar(select(func.count()).select_from(
-        select(d.c.login, d.c.day).group_by(d.c.login, d.c.day).subquery())) or 0)
+    rows = db.execute(query.limit(limit) if limit is not None else query).all()
+    total = int(rows[0][-1]) if rows else 0
     out = []
     for (login, day, company_id, site_ids, site_id, first_in, last_out, connected,
-         still_open) in db.execute(query.limit(limit) if limit is not None else query):
+         still_open, _total) in rows:
         names = sorted({sites[int(i)] for i in str(site_ids).split(SEPARATOR)})
         zone = zones[site_id]
         out.append(WorkDay(login=login, company=companies.get(company_id, NO_COMPANY)
