@@ -185,7 +185,16 @@ def index() -> str:
                          None if start is None else int(((stop or now) - start).total_seconds()),
                          int(octets or 0)) for site, start, stop, octets in rows]
     return render_template("account/index.html", title="Your account", who=who, left=left,
-                           lines=lines, form=PostForm(), shown=SESSIONS_SHOWN)
+                           lines=lines, form=PostForm(), shown=SESSIONS_SHOWN,
+                           key=_current_key(who))
+
+
+def _current_key(who: Teleworker) -> tuple[str, str] | None:
+    """(network name, passphrase) of the person's current Wi-Fi key. The
+    placeholder hook for the personal keys (radius/keys.py, another branch):
+    at the merge, ``keys.current(db, who.id)`` gives the row (its ``ssid``
+    and ``passphrase``)."""
+    return None
 
 
 @bp.route("/password", methods=["GET", "POST"])
