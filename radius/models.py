@@ -11,7 +11,7 @@ The credit balance is never stored: it is the sum of the ledger.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -622,6 +623,62 @@ class DaeRequest(Base):
     # Why it was queued ("console", "company-suspended", ...) and by whom.
     reason: Mapped[str] = mapped_column(String(64), default="")
     actor: Mapped[str] = mapped_column(String(253), default="")
+class CompanyNetwork(Base):
+    """The partner network a member company belongs to (at most one): its
+    people are that network's members in the partner networks' balance. A
+    company without a line belongs to no network."""
+
+    __tablename__ = "company_network"
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    network_id: Mapped[int] = mapped_column(ForeignKey("network.id", ondelete="CASCADE"),
+                                            index=True)
+
+
+class ReportDay(Base):
+    """The reports' roll-up: what one person (by login) did at one site on
+    one local day that is over (reports.DayRow). ``person_id`` and
+    ``company_id`` are as they were when the day was rolled up; no foreign
+    key, so the history outlives a removed person or company."""
+
+    __tablename__ = "report_day"
+    __table_args__ = (Index("ix_report_day_day", "day"),)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    login: Mapped[str] = mapped_column(String(253), primary_key=True)
+    person_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    company_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    sessions: Mapped[int] = mapped_column(Integer)
+    carried: Mapped[int] = mapped_column(Integer)
+    connected: Mapped[int] = mapped_column(Integer)  # seconds, at most a day
+    first_in: Mapped[datetime] = mapped_column(DateTime)  # naive UTC
+    last_out: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ReportHour(Base):
+    """The roll-up of occupancy: the peak of people at once in one local hour."""
+
+    __tablename__ = "report_hour"
+    __table_args__ = (Index("ix_report_hour_day", "day"),)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    peak: Mapped[int] = mapped_column(Integer)
+
+
+# The reports find the sessions still open or ended after a given time by
+# their stop (reports_sums, the days the roll-up does not hold yet).
+Index("ix_radacct_stoptime", Radacct.acctstoptime)
+
+
+class ReportDone(Base):
+    """The local days the roll-up holds (for every site)."""
+
+    __tablename__ = "report_done"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime)  # when it was rolled up
 
 
 __all__ = [
@@ -633,6 +690,7 @@ __all__ = [
     "Base",
     "CertificateAuthority",
     "Company",
+    "CompanyNetwork",
     "CompanyStatus",
     "CreditEntry",
     "CreditKind",
@@ -649,6 +707,9 @@ __all__ = [
     "Person",
     "PersonKey",
     "Radacct",
+    "ReportDay",
+    "ReportDone",
+    "ReportHour",
     "Site",
     "Webhook",
     "WebhookAttempt",

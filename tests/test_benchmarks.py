@@ -63,6 +63,9 @@ ENTRIES = [
           expect="no rate lookups"),
     Entry("benchmarks.api_bench", ("--rows", "2000", "--repeat", "1"),
           tools=(("initdb", "postgresql"),), expect="OFFSET / keyset"),
+    Entry("benchmarks.reports_bench",
+          ("--sessions", "2000", "--people", "50", "--sites", "4", "--days", "60"),
+          tools=(("initdb", "postgresql"),), expect="| report | month naive |"),
 ]
 
 

@@ -39,6 +39,16 @@ PERMISSIONS: dict[str, frozenset[OperatorRole] | None] = {
     "live.index": EVERYONE,
     "live.disconnect": EVERYONE,  # within their scope: live_ops.queue_disconnect
     "boxes.index": OPS_AND_SITES,
+    # Reports and CSV within their scope (report_queries.Limits); the
+    # statement is a company's: network ops pick one, a manager has theirs.
+    "reports.index": EVERYONE,
+    "reports.table_csv": EVERYONE,
+    "reports.statement": frozenset({OperatorRole.network_ops, OperatorRole.company_manager}),
+    # A teleworker's own pages: no operator; account.py checks the person's sign-in.
+    "account.sign_in": PUBLIC,
+    "account.index": PUBLIC,
+    "account.password": PUBLIC,
+    "account.sign_out": PUBLIC,
     "enrol.enrol": PUBLIC,  # a box with a one-time code (radius.enrolment)
     # The data pages (manage_*.py); within the scope: manage_ops finds
     # nothing outside it (404).

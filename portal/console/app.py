@@ -21,6 +21,7 @@ from passerelle.radius import reach
 
 from . import (
     access,
+    account,
     api,
     auth,
     boxes,
@@ -31,6 +32,7 @@ from . import (
     manage_companies,
     manage_people,
     manage_sites,
+    reports,
 )
 from .settings import ConsoleSettings
 from .state import KEY, Console, Disconnect
@@ -128,6 +130,8 @@ def create_app(factory: sessionmaker[Session], *,
     app.register_blueprint(manage_sites.sites_bp)
     app.register_blueprint(manage_sites.gateways_bp)
     boxsync.install(app)  # the boxes' signed channel: no sign-in, no CSRF
+    app.register_blueprint(reports.bp)
+    app.register_blueprint(account.bp)
     app.add_url_rule("/", "home", _home)
     formats.install(app)
     app.after_request(_headers)

@@ -6,7 +6,7 @@ once), webhooks with their deliveries and every attempt, the poller's
 cursors, and the partner platform's ids of companies and people.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01 14:22:08
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0009'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
