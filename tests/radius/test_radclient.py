@@ -77,7 +77,7 @@ def test_radclient_reads_the_credit_left_with_our_dictionary(server, tmp_path) -
     # Without our dictionary it is an unknown vendor attribute, not a broken packet.
     plain = auth(server, "ivan@acme.example")
     assert plain.code == "Access-Accept" and plain.one("Session-Timeout") == "120"
-    assert "Passerelle-Credit-Left" not in plain.output
+    assert plain.one("Attr-26.32473.3") == "0x00000078"  # raw: 120
 
 
 def test_chap_accept_and_chap_without_secret_rejected(server) -> None:
