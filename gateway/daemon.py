@@ -417,7 +417,7 @@ class Daemon:
         terms = Terms(session_timeout=result.session_timeout, idle_timeout=result.idle_timeout,
                       interim_interval=result.interim_interval, class_=result.class_,
                       bandwidth_up=result.bandwidth_up, bandwidth_down=result.bandwidth_down,
-                      vlan=result.vlan)
+                      vlan=result.vlan, credit_left=result.credit_left)
         with self._lock:
             current = self._session_at(ip, mac)
             if current is not None:
@@ -484,6 +484,7 @@ class Daemon:
             "ip": session.ipv4, "started": session.started,
             "seconds_used": int(now - session.started),
             "seconds_left": session.time_left(now),
+            "credit_seconds_left": session.credit_left(now),
             "bytes_up": counters.bytes_up, "bytes_down": counters.bytes_down,
             "wifi_key": self._keys.get(session.session_id),
             "idle_timeout": session.terms.idle_timeout,

@@ -81,6 +81,7 @@ class AuthResult:
     bandwidth_down: int | None = None  # bit/s
     wifi_key: str | None = None  # Tunnel-Password, decrypted
     vlan: int | None = None  # Tunnel-Private-Group-Id
+    credit_left: int | None = None  # Passerelle-Credit-Left: seconds, at the Accept
 
 
 class NoServer(Exception):
@@ -266,6 +267,7 @@ def _auth_result(reply: m.Reply, server: RadiusServer) -> AuthResult:
                 bandwidth_down=reply.bandwidth_down,
                 wifi_key=reply.tunnel_passwords[0] if reply.tunnel_passwords else None,
                 vlan=reply.vlan,
+                credit_left=reply.credit_left,
             )
         case m.AccessReject(reply_message=text):
             return AuthResult(accepted=False, reply_message=text or "")

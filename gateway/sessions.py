@@ -40,6 +40,9 @@ class Terms:
     # The company's VLAN (Tunnel-Private-Group-Id); None: none. Rows saved
     # before it existed read back as None.
     vlan: int | None = None
+    # The person's credit (seconds) when the centre accepted; None: the
+    # centre did not say (or the row predates it).
+    credit_left: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,14 @@ class Session:
     def time_left(self, now: float) -> int | None:
         ends = self.ends
         return None if ends is None else max(0, int(ends - now))
+
+    def credit_left(self, now: float) -> int | None:
+        """The credit at check-in less this session's time so far (the
+        centre charges once, at the Stop); another device's use meanwhile is
+        seen only at the next check-in."""
+        if self.terms.credit_left is None:
+            return None
+        return max(0, self.terms.credit_left - int(now - self.started))
 
 
 # --- actions -----------------------------------------------------------------

@@ -7,7 +7,9 @@ Acct-Interim-Interval), Class (RFC 2865 section 5.25: the gateway echoes it
 in every Accounting-Request of the session, which binds the accounting to
 this decision), the person's Wi-Fi key as Tunnel-Password (RFC 2868 section
 3.5), the company's bandwidth caps (WISPr) and VLAN (RFC 3580 section 3.31)
-when it has them. An Access-Reject carries the refusal's code and words in
+when it has them, and the person's credit left in seconds at this moment
+(Passerelle-Credit-Left, our vendor attribute: the box shows it on its
+status page). An Access-Reject carries the refusal's code and words in
 Reply-Message (RFC 2865 section 5.18).
 """
 
@@ -20,9 +22,12 @@ from . import policy
 
 
 def access_reply(decision: policy.Decision, class_: str = "",
-                 wifi_key: str | None = None) -> m.AccessAccept | m.AccessReject:
+                 wifi_key: str | None = None,
+                 credit_left: int | None = None) -> m.AccessAccept | m.AccessReject:
     """The answer to an Access-Request the policy decided; an accept needs
-    the ``class_`` and ``wifi_key`` issued for it (ValueError otherwise)."""
+    the ``class_`` and ``wifi_key`` issued for it (ValueError otherwise).
+    ``credit_left`` (seconds) is sent within 0 to 2**32 - 1, the attribute's
+    32 bits; None: no attribute."""
     if not decision.accept:
         if decision.reason is None:
             raise ValueError("a refusal without a reason")
@@ -39,6 +44,8 @@ def access_reply(decision: policy.Decision, class_: str = "",
         bandwidth_up=decision.bandwidth_up or None,
         bandwidth_down=decision.bandwidth_down or None,
         vlan=decision.vlan or None,
+        credit_left=(None if credit_left is None
+                     else min(max(credit_left, 0), policy.MAX_SESSION_TIMEOUT)),
     )
 
 

@@ -638,7 +638,7 @@ class Handler:
             class_=class_, wifi_key=None, now=now,
             session_timeout=decision.session_timeout if decision.accept else None,
         )
-        return answers.access_reply(decision, class_, key)
+        return answers.access_reply(decision, class_, key, facts.balance if facts else None)
 
     def _credential_ok(self, credential: m.Password | m.Chap | None,
                        account: store.Account | None, username: str) -> bool:

@@ -658,7 +658,8 @@ class AccessAccept(_Reply):
              ("acct_interim_interval", "Acct-Interim-Interval"), ("class_", "Class"),
              ("bandwidth_up", "WISPr-Bandwidth-Max-Up"),
              ("bandwidth_down", "WISPr-Bandwidth-Max-Down"),
-             ("mikrotik_wireless_psk", "Mikrotik-Wireless-PSK"))
+             ("mikrotik_wireless_psk", "Mikrotik-Wireless-PSK"),
+             ("credit_left", "Passerelle-Credit-Left"))
 
     session_timeout: int | None = None
     idle_timeout: int | None = None
@@ -674,6 +675,7 @@ class AccessAccept(_Reply):
     aruba_mpsk_passphrase: str | None = None  # hidden like Tunnel-Password, no tag
     mikrotik_wireless_psk: str | None = None  # in clear (a plain field)
     ruckus_dpsk: bytes | None = None  # the 32-octet PMK; sent as 0x00 || PMK
+    credit_left: int | None = None  # seconds of the person's credit at the Accept
 
     @classmethod
     def _special(cls, index: dict[Key, list[bytes]], kwargs: dict[str, Any],

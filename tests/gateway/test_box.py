@@ -51,6 +51,8 @@ def test_captive_then_check_in_then_check_out(box: Box) -> None:
 
     result = box.control.check_in("198.51.100.10", "alice@acme.example", seed.PASSWORD)
     assert result["wifi_key"] and result["seconds_left"] > 0
+    # The credit the centre's Accept told, which caps the Session-Timeout.
+    assert 0 < result["seconds_left"] <= result["credit_seconds_left"] <= 600 * 60
     assert box.curl("client") == "upstream 203.0.113.2", "forwarded and masqueraded"
     assert box.curl("client2").startswith("portal"), "the other client is still captive"
     (row,) = wait_for(lambda: box.sessions("alice@acme.example"), what="Accounting-Start")

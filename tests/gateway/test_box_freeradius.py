@@ -47,6 +47,7 @@ def test_check_in_accounting_and_check_out(box: Box) -> None:
     result = box.control.check_in("198.51.100.10", "fred", freeradius.PASSWORD)
     assert result["wifi_key"] == "fred-personal-wifi-key"
     assert 3590 <= result["seconds_left"] <= 3600
+    assert result["credit_seconds_left"] is None, "a plain centre tells no credit"
     assert result["bandwidth_down"] == 8_000_000
     assert box.curl("client") == "upstream 203.0.113.2"
     (start,) = wait_for(lambda: records(box, result["session_id"]), what="Start at FreeRADIUS",

@@ -416,6 +416,24 @@ def test_centre_accepts_pap_and_chap_with_the_session_terms(centre: Server, engi
 
 
 @pytest.mark.integration
+def test_centre_tells_the_credit_left_at_the_accept(centre: Server, engine) -> None:
+    c = centre_client(centre)
+    alice = c.authenticate("alice@acme.example", seed.PASSWORD, mac=MAC, ipv4=IP)
+    ivan = c.authenticate("ivan@acme.example", seed.PASSWORD, mac=MAC, ipv4=IP)
+    assert (alice.credit_left, ivan.credit_left) == (600 * 60, 2 * 60)
+    # A session charged since: the next Accept tells the new balance.
+    base = dict(session_id="gw-0002", username="ivan@acme.example", mac=MAC, ipv4=IP,
+                class_=ivan.class_)
+    c.account(AccountingRecord(m.AcctStatus.START, event_time=time.time() - 50,
+                               **base))  # type: ignore[arg-type]
+    c.account(AccountingRecord(m.AcctStatus.STOP, session_time=50, event_time=time.time(),
+                               terminate_cause=m.TerminateCause.USER_REQUEST,
+                               **base))  # type: ignore[arg-type]
+    again = c.authenticate("ivan@acme.example", seed.PASSWORD, mac=MAC, ipv4=IP)
+    assert again.accepted and again.credit_left == 70 and again.session_timeout == 70
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("login, password, code", [
     ("grace@acme.example", seed.PASSWORD, "no-credit"),
     ("carol@gone.example", seed.PASSWORD, "company-suspended"),

@@ -219,3 +219,20 @@ def test_the_daemons_names_for_causes_are_the_shared_vocabulary() -> None:
     assert sm.Cause is TerminateCause
     assert sm.Cause.ADMIN_RESET is TerminateCause.ADMIN_RESET
     assert sm.Cause.LOST_CARRIER.label == "Lost-Carrier"
+
+
+def test_credit_left_is_the_credit_at_check_in_less_this_session_s_time() -> None:
+    s = opened(Terms(session_timeout=3600, credit_left=7200))
+    assert s.credit_left(T0) == 7200
+    assert s.credit_left(T0 + 125.9) == 7200 - 125
+    assert s.credit_left(T0 + 9000) == 0, "never below 0"
+    assert opened().credit_left(T0 + 10) is None, "the centre did not say"
+
+
+def test_credit_left_is_kept_and_old_rows_read_back_without_it() -> None:
+    s = opened(Terms(session_timeout=3600, credit_left=7200))
+    assert store.from_json(store.to_json(s)).terms.credit_left == 7200
+    data = json.loads(store.to_json(s))
+    del data["terms"]["credit_left"]  # a row saved before the field existed
+    old = store.from_json(json.dumps(data))
+    assert old.terms.credit_left is None and old.credit_left(T0 + 60) is None

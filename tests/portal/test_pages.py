@@ -225,6 +225,18 @@ def test_small_amounts_of_data_are_in_kilobytes(client: FlaskClient, daemon: Fak
     assert "<dd>42 kB</dd>" in body and "98.8 MB" in body
 
 
+def test_status_shows_the_credit_left_the_box_reports(
+        client: FlaskClient, daemon: FakeDaemon) -> None:
+    check_in(client)
+    body = get(client, "/status").get_data(as_text=True)
+    assert "Credit left" not in body, "a centre that does not say: no line"
+    daemon.sessions_by_ip[IP]["credit_seconds_left"] = 6_900
+    body = get(client, "/status").get_data(as_text=True)
+    assert "<dt>Credit left</dt>" in body and '<dd class="credit">1 h 55 min</dd>' in body
+    daemon.sessions_by_ip[IP]["credit_seconds_left"] = 0
+    assert '<dd class="credit">0 min</dd>' in get(client, "/status").get_data(as_text=True)
+
+
 def test_the_key_is_shown_only_in_the_browser_that_checked_in(
         app: Flask, daemon: FakeDaemon) -> None:
     mine, other = app.test_client(), app.test_client()

@@ -3,6 +3,8 @@ client, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from importlib import resources
+
 import pytest
 from sqlalchemy import func, select
 
@@ -60,6 +62,22 @@ def test_session_timeout_never_exceeds_credit(server) -> None:
     answer = auth(server, "ivan@acme.example")  # 2 minutes of credit
     assert answer.code == "Access-Accept"
     assert answer.one("Session-Timeout") == "120"
+
+
+def test_radclient_reads_the_credit_left_with_our_dictionary(server, tmp_path) -> None:
+    # radclient reads <raddb>/dictionary after its own: ours, as a box's
+    # FreeRADIUS would be given it.
+    ours = resources.files("passerelle.radius") / "dictionaries" / "dictionary.passerelle"
+    (tmp_path / "dictionary").write_text(f"$INCLUDE {ours}\n")
+    answer = radclient(server.auth_port, "auth", seed.SECRET,
+                       f'User-Name = "ivan@acme.example", User-Password = "{seed.PASSWORD}", '
+                       f"{NAS}", extra=("-d", str(tmp_path)))
+    assert answer.code == "Access-Accept", answer.output
+    assert answer.one("Passerelle-Credit-Left") == "120"  # 2 minutes, at this Accept
+    # Without our dictionary it is an unknown vendor attribute, not a broken packet.
+    plain = auth(server, "ivan@acme.example")
+    assert plain.code == "Access-Accept" and plain.one("Session-Timeout") == "120"
+    assert plain.one("Attr-26.32473.3") == "0x00000078"  # raw: 120
 
 
 def test_chap_accept_and_chap_without_secret_rejected(server) -> None:

@@ -278,6 +278,34 @@ def test_an_accept_without_caps_or_vlan_carries_none() -> None:
     assert sorted(codes) == [25, 27, 28, 69, 80, 85]
 
 
+@pytest.mark.parametrize("credit, sent_value", [(0, 0), (7_260, 7_260), (-5, 0),
+                                                 (2**32 - 1, 2**32 - 1), (10**12, 2**32 - 1)])
+def test_the_credit_left_is_a_capped_vendor_attribute_that_decodes_back(
+        credit: int, sent_value: int) -> None:
+    sent, request = access_request()
+    data = answers.access_reply(TERMS, CLASS, "abcd-efgh-jkmn-pqrs",
+                                credit).encode(SECRET, request)
+    vsas = [v for code, v in check_signed_reply(data, sent) if code == 26]
+    # Vendor 32473 (ours), attribute 3, 4 octets: what the dictionary says.
+    assert struct.pack("!IBBI", 32473, 3, 6, sent_value) in vsas
+    reply = m.decode_reply(data, SECRET, sent)
+    assert isinstance(reply, m.AccessAccept) and reply.credit_left == sent_value
+    assert reply.other == () and reply.problems == ()
+
+
+def test_no_credit_given_no_attribute_and_a_bad_one_is_named() -> None:
+    sent, data = accept()
+    assert 32473 not in [struct.unpack("!I", v[:4])[0]
+                         for code, v in check_signed_reply(data, sent) if code == 26]
+    reply = m.decode_reply(data, SECRET, sent)
+    assert isinstance(reply, m.AccessAccept) and reply.credit_left is None
+    _, request = access_request()
+    odd = m.AccessAccept(other=((codec.codec().key("Passerelle-Credit-Left"), b"\x01"),))
+    reply = m.decode_reply(odd.encode(SECRET, request), SECRET, sent)
+    assert isinstance(reply, m.AccessAccept) and reply.credit_left is None
+    assert any("Passerelle-Credit-Left" in p for p in reply.problems)
+
+
 def test_an_accept_needs_its_class_and_key() -> None:
     with pytest.raises(ValueError):
         answers.access_reply(TERMS, "", "abcd-efgh-jkmn-pqrs")
