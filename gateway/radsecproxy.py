@@ -10,9 +10,11 @@ See docs/radsec.md.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import re
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ log = logging.getLogger("passerelle.gateway")
 BINARY = "radsecproxy"
 LOCAL_PORT = 11812  # loopback UDP, auth and acct
 CENTRE_PORT = 2083
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 # radsecproxy's configuration has no escapes: refuse what would break a line.
 _SAFE = re.compile(r"[!-~]+")
@@ -103,6 +106,12 @@ def render(config: ProxyConfig) -> str:
     return "\n".join(lines)
 
 
+def _die_with_parent() -> None:
+    # A killed box service must not leave a proxy holding the port behind.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Proxy:
     """radsecproxy in the foreground, as a child of the box's service."""
 
@@ -122,7 +131,7 @@ class Proxy:
             raise RuntimeError(f"radsecproxy refused its configuration: "
                                f"{(checked.stderr or checked.stdout).strip()}")
         self.proc = subprocess.Popen([self.binary, "-f", "-c", str(self.conf_path)],
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         log.info("radsecproxy started (pid %d) towards %s", self.proc.pid,
                  ", ".join(f"{c.host}:{c.port}" for c in self.config.centres))
 

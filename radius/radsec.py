@@ -260,6 +260,7 @@ class Listener:
     streams: dict[tuple[str, int], Callable[[bytes], None]]
     reverse: ReversePaths | None = None
     handshake_timeout: float = 10.0
+    recheck: float = 60.0  # seconds between two looks at an open connection's certificate
 
     async def serve(self, sock: socket.socket) -> None:
         """Accept connections on the listening ``sock`` until cancelled."""
@@ -297,11 +298,22 @@ class Listener:
             nas = await self._identify(writer, where)
             if nas is None:
                 return
-            await self._serve(reader, writer, nas, (f"tls:{peer[0]}", int(peer[1])), where)
-        except asyncio.CancelledError:
-            raise
+            watch = asyncio.create_task(self._watch(writer, where))
+            try:
+                await self._serve(reader, writer, nas, (f"tls:{peer[0]}", int(peer[1])), where)
+            finally:
+                watch.cancel()
         finally:
             writer.close()
+
+    async def _watch(self, writer: asyncio.StreamWriter, where: str) -> None:
+        """A certificate revoked while its connection is open (a stolen box)
+        closes it within ``recheck`` seconds."""
+        while True:
+            await asyncio.sleep(self.recheck)
+            if await self._identify(writer, where) is None:
+                writer.close()
+                return
 
     async def _identify(self, writer: asyncio.StreamWriter, where: str) -> store.Nas | None:
         tls = writer.get_extra_info("ssl_object")

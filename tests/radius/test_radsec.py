@@ -153,11 +153,9 @@ def test_a_box_checks_in_and_accounts_over_tls_known_by_its_certificate(
         tls.sendall(sent)
         reply = m.decode_reply(read_packet(tls), RADSEC, sent)
         assert isinstance(reply, m.AccessAccept)
-        start = m.AccountingRequest.of({"Acct-Status-Type": "Start",
-                                        "Acct-Session-Id": "RS01",
-                                        "User-Name": "alice@acme.example",
-                                        "NAS-Identifier": "axis-gw",
-                                        "Framed-IP-Address": "198.51.100.20"}).encode(RADSEC)
+        start = m.AccountingRequest(status=m.AcctStatus.START, session_id="RS01",
+                                    user_name="alice@acme.example", nas_identifier="axis-gw",
+                                    framed_ip_address="198.51.100.20").encode(RADSEC)
         status = m.StatusServer(nas_identifier="axis-gw").encode(RADSEC)
         tls.sendall(start + status)  # two packets in one write
         answers = {p[1]: p for p in (read_packet(tls), read_packet(tls))}
