@@ -63,7 +63,7 @@ def render(config: ProxyConfig) -> str:
     lines = [
         "# Written by passerelle (gateway/radsecproxy.py): edits are overwritten.",
         f"ListenUDP 127.0.0.1:{int(config.local_port)}",
-        "LogLevel 3",
+        "LogLevel 2",  # errors, warnings, connections; not a line per request
         f"LogDestination file://{_value('log file', str(config.log_file))}"
         if config.log_file else "LogDestination x-syslog:///LOG_DAEMON",
         "LoopPrevention on",

@@ -57,6 +57,8 @@ ENTRIES = [
     Entry("benchmarks.gateway.forward", ("--rounds", "1", "--seconds", "1", "--bulk", "20"),
           tools=(("iperf3", "iperf3"), ("nft", "nftables")), root=True,
           expect="no rate lookups"),
+    Entry("benchmarks.radsec_bench", ("--duration", "1", "--threads", "2", "--people", "5"),
+          tools=(("radsecproxy", "radsecproxy"),), expect="acct: ratio radsec/udp"),
 ]
 
 
