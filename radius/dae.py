@@ -131,7 +131,7 @@ def send(target: Target, code: int, attributes: dict[str, Any], *,
 def _send_reverse(paths: ReversePaths, gateway: str, code: int, attributes: dict[str, Any],
                   timeout: float) -> Result | None:
     # TLS delivers or fails the connection: one send, no retransmission
-    # (RFC 6614 section 2.4), with the TLS secret.
+    # (RFC 6613: no retransmission over a reliable transport), with the TLS secret.
     sent = build_request(code, attributes).encode(RADSEC_SECRET)
     answer = paths.exchange(gateway, sent, timeout)
     if answer is None:

@@ -11,7 +11,7 @@ Each RADIUS packet on the stream is cut out by its Length field (``Framer``,
 pure) and goes through the same Handler as a UDP datagram, with the shared
 secret "radsec" (RFC 6614 section 2.3); the reply is written back on the
 stream. A Length outside 20..4096 cannot be resynchronised on a stream: the
-connection is closed with a log line (RFC 6614 section 2.5).
+connection is closed with a log line, as RADIUS over TCP (RFC 6613) asks.
 
 A connection whose TLS ALPN is ``REVERSE_ALPN`` is a box's reverse path
 (gateway/reverse_coa.py): the centre sends Disconnect- and CoA-Requests for
@@ -94,7 +94,7 @@ class Framer:
 
 def port_of(packet: bytes) -> str:
     """The UDP port a RadSec packet would have gone to: one TLS port carries
-    both kinds (RFC 6614 section 2.1)."""
+    both kinds (RFC 6614)."""
     return ACCT if packet[0] == m.Code.ACCOUNTING_REQUEST else AUTH
 
 
