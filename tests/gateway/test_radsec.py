@@ -7,7 +7,6 @@ The NAT lab is tests/gateway/test_radsec_lab.py."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
@@ -23,6 +22,7 @@ from passerelle.gateway.radclient import NasIdentity, RadiusClient, RadiusServer
 from passerelle.gateway.reverse_coa import Credentials, ReverseCoa
 from passerelle.radius import messages as m
 from passerelle.radius.db import make_sessionmaker
+from tests.need import tool
 from tests.radius import seed
 from tests.radius.conftest import Server, start_server
 from tests.radius.test_radsec import Box, enrol_box, free_port
@@ -31,10 +31,6 @@ LOCAL_SECRET = "loopback-secret-4-tests"
 MAC = "02:11:22:33:44:55"
 IP = "198.51.100.23"
 NAS = NasIdentity(identifier="axis-gw", ipv4="198.51.100.1")
-
-needs_radsecproxy = pytest.mark.skipif(shutil.which("radsecproxy") is None and
-                                       not Path("/usr/sbin/radsecproxy").exists(),
-                                       reason="radsecproxy (Debian package) is not installed")
 
 
 class Sessions:
@@ -76,9 +72,9 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-@needs_radsecproxy
 def test_check_in_accounting_and_a_disconnect_through_radsec(
         centre, factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tool("radsecproxy", "radsecproxy")
     srv, port = centre
     box = enrol_box(factory, tmp_path)
     local = free_udp_port()
