@@ -21,6 +21,7 @@ from passerelle.radius.models import (
     Gateway,
     Network,
     Person,
+    PersonKey,
     Site,
     WifiKey,
 )
@@ -67,6 +68,13 @@ def seed_passerelle(url: str, people: int, secret: str) -> None:
             conn.execute(insert(WifiKey), [
                 {"person_id": by_login[login(i)], "passphrase": "bench-key",
                  "class": session_class(i), "issued": now} for i in range(people)])
+            # Everyone has checked in before: their personal key exists (a
+            # first check-in derives its PMK, milliseconds the run would
+            # otherwise count once per person). The PMK is not checked here.
+            conn.execute(insert(PersonKey), [
+                {"person_id": pid, "serial": 1, "passphrase": f"bench-key-{pid:08d}",
+                 "ssid": "Passerelle-Private", "pmk": "00" * 32, "created": now}
+                for pid in ids])
     finally:
         engine.dispose()
 

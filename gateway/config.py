@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from passerelle.errors import UserError
 
@@ -111,6 +112,16 @@ class Config:
     radsec: Radsec | None = None
     checkin_budget: float | None = None  # a check-in's total wait for the centre
     status_server: bool = False  # probe a dead server with Status-Server (RFC 5997)
+    # The personal keys pulled from the centre (none when ``keys_url`` is empty).
+    keys_url: str = ""
+    keys_interval: float = 30.0
+    keys_timeout: float = 10.0
+    keys_key_file: Path = Path()
+    keys_ca_file: Path | None = None
+
+    @property
+    def keys_path(self) -> Path:
+        return self.state_dir / "keys" / "keys.enc"
 
     @property
     def box_ipv4(self) -> str:
@@ -204,6 +215,7 @@ KNOWN = {
     "control": {"socket"},
     "wifi": {"ssid", "candidates_max", "listen", "port"},
     "vlans": {"ids", "network", "prefix", "networks"},
+    "keys": {"url", "interval", "timeout", "key_file", "ca_file", "allow_plain_http"},
 }
 UNREAD = "(secret_file not read)"  # the secret of a server when secrets are not read
 SERVER_KEYS = {"host", "secret", "secret_file", "auth_port", "acct_port",
@@ -514,7 +526,7 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
         control_socket=control, findings=tuple(findings), access_points=access_points,
         wifi_ssid=wifi_ssid, wifi_candidates_max=candidates_max, wifi_listen=wifi_listen,
         wifi_port=wifi_port, vlans=vlans, radsec=radsec, checkin_budget=checkin_budget,
-        status_server=status_server,
+        status_server=status_server, **_keys(t["keys"], base, state_dir),
     )
 
 
@@ -536,6 +548,36 @@ def _radsec(radius: _Table, base: Path) -> Radsec | None:
             raise ConfigError(f"radius.{key}: {path} does not exist (transport = \"radsec\" "
                               "needs the enrolment files: enrol the box, or set "
                               "transport = \"udp\")")
+    return found
+
+
+def _keys(keys: _Table, base: Path, state_dir: Path) -> dict[str, Any]:
+    """[keys]: where the box pulls the personal Wi-Fi keys from (the
+    centre's console URL); HTTPS unless plain HTTP is allowed on purpose
+    (the keys cross it, signed but not hidden)."""
+    url = keys.get("url", str, "")
+    found: dict[str, Any] = {"keys_key_file": state_dir / "keys" / "box.key"}
+    if not url:
+        return found
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"keys.url: {url!r} is not an http(s)://host/ URL")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"keys.url: {url!r} must have no query or fragment")
+    if parts.scheme == "http" and not keys.get("allow_plain_http", bool, False):
+        raise ConfigError(f"keys.url: {url!r} is plain HTTP: the keys would cross the "
+                          "network in clear; use https://, or set keys.allow_plain_http = "
+                          "true for a lab")
+    key_file = keys.get("key_file", str, None)
+    ca_file = keys.get("ca_file", str, None)
+    if ca_file is not None and not (base / ca_file).is_file():
+        raise ConfigError(f"keys.ca_file: no such file {ca_file!r}")
+    found.update(keys_url=url.rstrip("/"),
+                 keys_interval=keys.number("interval", float, 30.0, 1.0, 3600.0),
+                 keys_timeout=keys.number("timeout", float, 10.0, 0.5, 120.0),
+                 keys_ca_file=base / ca_file if ca_file else None)
+    if key_file is not None:
+        found["keys_key_file"] = base / key_file
     return found
 
 

@@ -12,6 +12,8 @@ and the daemon, not here.
     GET  /v1/sessions             every open session
     POST /v1/check-in             {"ip", "login", "password", "chap"?}
     POST /v1/check-out            {"ip"}
+    GET  /v1/key/<ip>             the personal key of the person checked in at ip
+    POST /v1/key/rotate           {"ip"}: a new key for them, made by the centre
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Backend(Protocol):
     def sessions(self) -> list[dict[str, Any]]: ...
     def check_in(self, ip: str, login: str, password: str, chap: bool) -> dict[str, Any]: ...
     def check_out(self, ip: str) -> dict[str, Any]: ...
+    def key_of(self, ip: str) -> dict[str, Any]: ...
+    def rotate_key(self, ip: str) -> dict[str, Any]: ...
 
 
 def _text(body: dict[str, Any], key: str, limit: int) -> str:
@@ -90,6 +94,10 @@ def route(backend: Backend, method: str, path: str, body: dict[str, Any]) -> dic
                                     _text(body, "password", 128), bool(body.get("chap")))
         case "POST", ["check-out"]:
             return backend.check_out(_text(body, "ip", 45))
+        case "GET", ["key", ip]:
+            return backend.key_of(ip)
+        case "POST", ["key", "rotate"]:
+            return backend.rotate_key(_text(body, "ip", 45))
     raise ControlError(404, "not-found", f"no such call: {method} {path}")
 
 
@@ -237,3 +245,9 @@ class ControlClient:
 
     def check_out(self, ip: str) -> dict[str, Any]:
         return self.call("POST", "/v1/check-out", {"ip": ip})
+
+    def key_of(self, ip: str) -> dict[str, Any]:
+        return self.call("GET", f"/v1/key/{ip}")
+
+    def rotate_key(self, ip: str) -> dict[str, Any]:
+        return self.call("POST", "/v1/key/rotate", {"ip": ip})

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, assert_never
 
+from passerelle.radius.logins import lookup_key
 from passerelle.refusal import Refusal
 
 from . import sessions as sm
@@ -34,6 +35,7 @@ from .ap_server import ApKey
 from .clients import Clients
 from .config import Config
 from .dae_server import CoaChange, Selector
+from .keysync import KeySync, SyncError
 from .nft import NotAllowed
 from .radclient import AuthResult, NoServer, RadiusClient
 from .session_table import SessionTable
@@ -505,16 +507,81 @@ class Daemon:
                 self._carry_out(changed, actions)
         return len(targets)
 
-    # --- the access points' RADIUS server (gateway.ap_server.KeySource) ------
+    # --- personal Wi-Fi keys (gateway.ap_server.KeySource, the portal's key page) --
+
+    # The keys pulled from the centre (service.py sets it when the box has a
+    # [keys] section); None: the keys of the sessions open here only.
+    personal_keys: KeySync | None = None
+
+    def _fallback(self, session: Session) -> bool:
+        """Whether a session's check-in key stands in for a pulled one: only
+        until a pull asked after the check-in (a revoked key must not live on
+        in a session)."""
+        pulled = self.personal_keys
+        return pulled is None or pulled.pulled_at < session.started
 
     def keys_for_ap(self) -> list[ApKey]:
-        """The Wi-Fi key of each open session (today one per check-in, from
-        the Access-Accept's Tunnel-Password), with the MAC it checked in with;
-        everyone with a session here is allowed here."""
+        """The keys of the people allowed at this site (pulled from the
+        centre), each with the MAC its owner checked in with here if they
+        did; and the key of a check-in not pulled yet (a first check-in)."""
         with self._lock:
-            return [ApKey(person=s.login, key_id=sid, passphrase=self._keys[sid], mac=s.mac,
-                          vlan=s.terms.vlan)
-                    for sid, s in self._open.items() if sid in self._keys]
+            opened = [(sid, s, self._keys.get(sid)) for sid, s in self._open.items()]
+        held = self.personal_keys.keys() if self.personal_keys is not None else []
+        macs = {_stored(s.login): s.mac for _, s, _ in opened}
+        found = [ApKey(person=k.login, key_id=str(k.id), passphrase=k.passphrase,
+                       vlan=k.vlan, mac=macs.get(k.login)) for k in held]
+        logins = {k.login for k in held}
+        found += [ApKey(person=s.login, key_id=sid, passphrase=key, mac=s.mac,
+                        vlan=s.terms.vlan)
+                  for sid, s, key in opened
+                  if key and _stored(s.login) not in logins and self._fallback(s)]
+        return found
+
+    def _key_session(self, ip: str) -> Session:
+        mac = self.clients.mac_of(ip)
+        with self._lock:
+            session = self._session_at(ip, mac)
+        if session is None:
+            raise Refused(Refusal.no_session, f"no session for {ip}")
+        return session
+
+    def key_of(self, ip: str) -> dict[str, Any]:
+        """The personal key of the person checked in at ``ip``, for their
+        key and account pages: the pulled one, else the check-in's."""
+        session = self._key_session(ip)
+        pulled = self.personal_keys.of(_stored(session.login)) if self.personal_keys else None
+        if pulled is not None:
+            return {"login": session.login, "session_id": session.session_id,
+                    "key": pulled.passphrase, "serial": pulled.serial, "ssid": pulled.ssid}
+        with self._lock:
+            key = self._keys.get(session.session_id) if self._fallback(session) else None
+        return {"login": session.login, "session_id": session.session_id, "key": key,
+                "serial": None, "ssid": self.config.wifi_ssid}
+
+    def rotate_key(self, ip: str) -> dict[str, Any]:
+        """A new key for the person checked in at ``ip``, made by the centre."""
+        session = self._key_session(ip)
+        if self.personal_keys is None:
+            raise Refused(Refusal.box_unavailable, "this box has no [keys] section: keys "
+                          "are rotated by the centre's operators")
+        try:
+            made = self.personal_keys.rotate(session.login)
+        except SyncError as exc:
+            log.warning("key rotation for %s at %s failed: %s", session.login, ip, exc)
+            raise Refused(Refusal.centre_unreachable, str(exc)) from None
+        with self._lock:
+            for sid, s in self._open.items():
+                if _stored(s.login) == _stored(session.login) and sid in self._keys:
+                    self._keys[sid] = made.passphrase
+        log.info("key of %s rotated from %s: serial %d", session.login, ip, made.serial)
+        return {"login": made.login, "session_id": session.session_id,
+                "key": made.passphrase, "serial": made.serial, "ssid": made.ssid}
+
+
+def _stored(login: str) -> str:
+    """A login as typed at check-in, in the form the centre stores (and the
+    pulled keys carry)."""
+    return lookup_key(login) or login
 
 
 KernelAction = sm.Allow | sm.Extend | sm.Rates | sm.Revoke | sm.Release

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -22,6 +23,7 @@ from .control import ControlError, ControlServer
 from .dae_server import DaeServer
 from .daemon import Daemon, Refused, table_exists
 from .dnsmasq import Dnsmasq
+from .keysync import KeySync, SyncError
 from .nft import Firewall
 from .radclient import NasIdentity, RadiusClient, RadiusServer
 from .radsecproxy import Centre, Proxy, ProxyConfig
@@ -67,6 +69,16 @@ def radsec_parts(config: Config, nas: NasIdentity,
     return proxy, reverse
 
 
+def personal_keys(config: Config) -> KeySync | None:
+    """The key pull of a box with a [keys] section; signed with the secret
+    it shares with its first RADIUS server (the centre knows it)."""
+    if not config.keys_url:
+        return None
+    return KeySync(config.keys_url, config.identifier, config.servers[0].secret,
+                   config.keys_path, config.keys_key_file, timeout=config.keys_timeout,
+                   ca_file=config.keys_ca_file)
+
+
 class Box:
     """Every running part of one box."""
 
@@ -100,6 +112,8 @@ class Box:
                                           sessions=self.gateway)
             self.gateway.stations = self.access_points
         self.radsec = radsec_parts(config, nas_identity(config), self.gateway)
+        self.keysync = personal_keys(config)
+        self.gateway.personal_keys = self.keysync
         self._stopped = threading.Event()
 
     def start(self) -> None:
@@ -114,6 +128,7 @@ class Box:
             for part in self.radsec:
                 part.start()
         self.gateway.restore(booted)
+        self.restore_keys()
         self.sender.start()
         self.dae.start()
         if self.access_points is not None:
@@ -133,10 +148,35 @@ class Box:
         self.scheduler.add_job(self._safe(self.dnsmasq.restart_if_dead), "interval",
                                seconds=5, id="dnsmasq")
         self.scheduler.add_job(self._safe(self.gateway.prune), "interval", hours=1, id="prune")
+        if self.keysync is not None:
+            # The first pull at once, in the scheduler's thread: a centre that
+            # does not answer holds up nothing (the file's keys serve).
+            self.scheduler.add_job(self._safe(self._pull_keys), "interval",
+                                   seconds=c.keys_interval, id="keys",
+                                   next_run_time=datetime.now(UTC))
         self.scheduler.start()
         log.info("gateway %s running: LAN %s (%s), WAN %s, RFC 5176 on %s:%d, control %s",
                  c.identifier, c.lan_if, c.lan_address, c.wan_if, c.dae_listen, self.dae.port,
                  c.control_socket)
+
+    def restore_keys(self) -> None:
+        """The keys and device bindings of the last run, from the key file."""
+        if self.keysync is None:
+            return
+        self.keysync.load()
+        if self.access_points is not None:
+            self.access_points.core.bindings.update(self.keysync.bindings)
+
+    def _pull_keys(self) -> None:
+        """The keys of the people allowed here, and the device bindings kept."""
+        assert self.keysync is not None
+        if self.access_points is not None:
+            self.keysync.remember(self.access_points.core.bindings.copy())
+        try:
+            self.keysync.sync()
+        except SyncError as exc:
+            log.warning("keys: %s; the %d keys held serve meanwhile", exc,
+                        len(self.keysync.keys()))
 
     @staticmethod
     def _safe(job: Any) -> Any:
@@ -199,3 +239,9 @@ class _Portal:
 
     def check_out(self, ip: str) -> dict[str, Any]:
         return self._wrap(self.gateway.check_out, ip)
+
+    def key_of(self, ip: str) -> dict[str, Any]:
+        return self._wrap(self.gateway.key_of, ip)
+
+    def rotate_key(self, ip: str) -> dict[str, Any]:
+        return self._wrap(self.gateway.rotate_key, ip)

@@ -269,22 +269,97 @@ def check_in() -> BaseResponse:
     return redirect(url_for("portal.welcome", to=form.to.data or None), 303)
 
 
+def _mine(session: dict[str, Any]) -> bool:
+    """Whether this browser checked the session in: the key is shown to it
+    only (the portal knows a client by its IP address, which another device
+    on the LAN could borrow)."""
+    return hmac.compare_digest(str(browser.get("session_id", "")).encode(),
+                               str(session.get("session_id", "")).encode())
+
+
+def _key_of(session: dict[str, Any]) -> dict[str, Any]:
+    """The person's personal key ({"key", "ssid", "serial"}), or {} for
+    another browser or when the daemon has none."""
+    if not _mine(session):
+        return {}
+    try:
+        found = ask(portal().control.key_of, client_ip())
+    except ControlError as exc:
+        if exc.refusal is Refusal.address_taken:
+            raise Taken from None
+        if exc.refusal is Refusal.no_session:
+            return {}
+        log.warning("control: key of %s: %s %s", client_ip(), exc.code, exc)
+        raise Unavailable from None
+    except OSError as exc:
+        raise Unavailable from exc
+    return found if found.get("key") else {}
+
+
+def _key_context(found: dict[str, Any]) -> dict[str, Any]:
+    """What the key and account pages show of a key: SSID, key, QR code."""
+    key = str(found.get("key") or "")
+    ssid = str(found.get("ssid") or portal().settings.ssid)
+    qr = ""
+    if key:
+        qr = wifiqr.svg(wifiqr.payload(ssid, key),
+                        _("QR code to join the Wi-Fi network %(ssid)s", ssid=ssid))
+    return {"key": key, "ssid": ssid, "qr": qr, "serial": found.get("serial")}
+
+
 @bp.get("/welcome")
 def welcome() -> BaseResponse:
     session = who().get("session")
     if not session:
         return redirect(url_for("portal.home", to=_token() or None), 303)
-    settings = portal().settings
-    mine = hmac.compare_digest(str(browser.get("session_id", "")).encode(),
-                               str(session.get("session_id", "")).encode())
-    key = (session.get("wifi_key") or "") if mine else ""
-    qr = ""
-    if key:
-        qr = wifiqr.svg(wifiqr.payload(settings.ssid, key),
-                        _("QR code to join the Wi-Fi network %(ssid)s", ssid=settings.ssid))
     return page("welcome.html", title=_("You are checked in"), session=session,
-                ssid=settings.ssid, key=key, qr=qr, hidden=not mine, way_on=_way_on(_token()),
-                left=duration(session.get("seconds_left") or 0))
+                hidden=not _mine(session), way_on=_way_on(_token()),
+                left=duration(session.get("seconds_left") or 0),
+                **_key_context(_key_of(session)))
+
+
+@bp.get("/account")
+def account() -> BaseResponse:
+    session = who().get("session")
+    if not session:
+        return redirect(url_for("portal.home"), 303)
+    # The rotate form is only a CSRF token, like the check-out form.
+    return page("account.html", title=_("Your account"), session=session,
+                hidden=not _mine(session), form=CheckOutForm(),
+                rotated=request.args.get("rotated") == "1",
+                **_key_context(_key_of(session)))
+
+
+@bp.post("/account/rotate")
+def rotate_key() -> BaseResponse:
+    form = CheckOutForm()
+    if not form.validate():
+        return page("message.html", 400, title=_("Bad request"),
+                    text=_("Your page was too old. Reload it and try again."))
+    session = who().get("session")
+    if not session:
+        return redirect(url_for("portal.home"), 303)
+    if not _mine(session):
+        log.info("key rotation from %s refused: not the browser that checked in", client_ip())
+        return page("message.html", 403, title=_("Your account"),
+                    text=_("For your security, your personal key is shown only in the "
+                           "browser you checked in with. To see it again, check out and "
+                           "check in again."))
+    try:
+        # It waits for the centre: not among the quick calls.
+        _retried(portal().control.rotate_key, client_ip())
+    except ControlError as exc:
+        if exc.refusal is Refusal.address_taken:
+            raise Taken from None
+        if exc.refusal is Refusal.no_session:
+            return redirect(url_for("portal.home"), 303)
+        log.warning("key rotation of %s: %s %s", client_ip(), exc.code, exc)
+        return page("message.html", 503, title=_("Your account"),
+                    text=_("Your key could not be changed now. Try again in a minute."))
+    except OSError as exc:
+        raise Unavailable from exc
+    log.info("key of %s rotated from %s", session.get("login"), client_ip())
+    return redirect(url_for("portal.account", rotated="1"), 303)
 
 
 def status_page(session: dict[str, Any]) -> Response:
@@ -324,8 +399,8 @@ def check_out() -> BaseResponse:
         raise Unavailable from exc
     log.info("check-out of %s", client_ip())
     return page("message.html", title=_("You are checked out"),
-                text=_("Your session has ended and your personal key no longer works. "
-                       "Thank you, and see you soon."), again=True)
+                text=_("Your session has ended: your devices reach the Internet again "
+                       "when you next check in. Thank you, and see you soon."), again=True)
 
 
 @bp.get("/lang/<code>")

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session as DB
 
 from passerelle.errors import UserError
 
-from . import ledger, logins, passwords
+from . import keys, ledger, logins, passwords
 from .models import (
     AuthLog,
     Company,
@@ -34,6 +34,7 @@ from .models import (
     OperatorRole,
     PaymentStatus,
     Person,
+    PersonKey,
     Radacct,
     Site,
     WifiKey,
@@ -688,6 +689,7 @@ def remove_person(db: DB, login: str) -> None:
         db.delete(entry)
     for key in db.scalars(select(WifiKey).where(WifiKey.person_id == person.id)):
         db.delete(key)
+    keys.forget(db, person.id)
     db.delete(person)
     db.flush()
 
@@ -867,3 +869,32 @@ def set_operator(db: DB, login: str, changes: OperatorChanges) -> Operator:
 def remove_operator(db: DB, login: str) -> None:
     db.delete(get_operator(db, login))
     db.flush()
+
+
+# -- personal Wi-Fi keys (the rules: keys.py) ----------------------------------
+
+def key_history(db: DB, login: str) -> tuple[Person, list[PersonKey]]:
+    """The person and their keys, newest first (the first is current unless
+    revoked). Callers show serials and dates, never a passphrase: a key is
+    shown to its owner only (the portal)."""
+    person = get_person(db, login)
+    return person, list(db.scalars(select(PersonKey).where(PersonKey.person_id == person.id)
+                                   .order_by(PersonKey.serial.desc())))
+
+
+def rotate_key(db: DB, login: str, now: datetime) -> PersonKey:
+    return keys.rotate(db, get_person(db, login).id, now)
+
+
+def revoke_key(db: DB, login: str, now: datetime) -> PersonKey:
+    person = get_person(db, login)
+    revoked = keys.revoke(db, person.id, now)
+    if revoked is None:
+        raise UserError(f"{person.login} has no key in force (already revoked, or never "
+                        "checked in)")
+    return revoked
+
+
+def set_private_ssid(db: DB, network: str, ssid: str) -> int:
+    """The network's private SSID; every key's PMK follows (keys.py)."""
+    return keys.set_private_ssid(db, get_network(db, network), ssid.strip())

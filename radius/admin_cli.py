@@ -751,6 +751,66 @@ def operator_remove(login: str, db_url: str | None) -> None:
     click.echo(f"operator {login!r} removed")
 
 
+# -- personal Wi-Fi keys ------------------------------------------------------
+
+@admin.group()
+def key() -> None:
+    """Personal Wi-Fi keys: one per person, the same at every site."""
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+@key.command("show")
+@click.argument("login")
+@db_option
+def key_show(login: str, db_url: str | None) -> None:
+    """Show LOGIN's keys (serials and dates; the key itself is shown to its owner only)."""
+    with unit_of_work(db_url) as s:
+        person, history = ops.key_history(s, login)
+        rows = [(k.serial, k.ssid, _when(k.created), _when(k.revoked),
+                 "revoked" if k.revoked else "in force") for k in history]
+    if not rows:
+        click.echo(f"{person.login}: no key yet (one is issued at the first check-in)")
+        return
+    table(("serial", "ssid", "created (UTC)", "revoked (UTC)", "state"), rows)
+
+
+@key.command("rotate")
+@click.argument("login")
+@db_option
+def key_rotate(login: str, db_url: str | None) -> None:
+    """Give LOGIN a new key; the old one stops at every site within a minute."""
+    with unit_of_work(db_url) as s:
+        made = ops.rotate_key(s, login, now())
+        serial = made.serial
+    click.echo(f"key of {login!r} rotated: serial {serial} (shown on their portal key page)")
+
+
+@key.command("revoke")
+@click.argument("login")
+@db_option
+def key_revoke(login: str, db_url: str | None) -> None:
+    """Revoke LOGIN's key at every site within a minute (a new one comes at check-in)."""
+    with unit_of_work(db_url) as s:
+        gone = ops.revoke_key(s, login, now())
+        serial = gone.serial
+    click.echo(f"key {serial} of {login!r} revoked")
+
+
+@key.command("ssid")
+@click.argument("network")
+@click.argument("ssid")
+@db_option
+def key_ssid(network: str, ssid: str, db_url: str | None) -> None:
+    """Set NETWORK's private SSID (the keys' PMKs are derived again)."""
+    with unit_of_work(db_url) as s:
+        count = ops.set_private_ssid(s, network, ssid)
+    click.echo(f"network {network!r}: private SSID {ssid.strip()!r}, {count} keys follow; "
+               "set the same wifi.ssid on every box and access point")
+
+
 # -- demo data --------------------------------------------------------------
 
 @click.command("demo-data")

@@ -39,7 +39,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
-from . import accounting, answers, passwords, policy, store
+from . import accounting, answers, keys, passwords, policy, store
 from . import messages as m
 from .attempts import Attempts, Limit
 from .loglimit import LogLimit
@@ -475,6 +475,7 @@ class Handler:
         read and passwords verified before, by _verify), and the session
         records folded in runs (see store.apply_accounting_batch)."""
         decisions = store.Decisions()
+        keyring = keys.ForBatch(db, (a.person_id for a in accounts.values()), now)
         sessions: list[tuple[_Work, accounting.Record]] = []
         for item in work:
             request = item.request
@@ -483,7 +484,8 @@ class Handler:
                     item.reply = answers.status_reply(item.dgram.port == ACCT)
                     item.tally = "Status-Server"
                 case m.AccessRequest():
-                    item.reply = self._access(item.nas, request, item, now, accounts, decisions)
+                    item.reply = self._access(item.nas, request, item, now, accounts, decisions,
+                                              keyring)
                 case m.AccountingRequest():
                     if sessions and request.status in (m.AcctStatus.ACCOUNTING_ON,
                                                        m.AcctStatus.ACCOUNTING_OFF):
@@ -504,7 +506,8 @@ class Handler:
 
     def _access(self, nas: store.Nas, request: m.AccessRequest, item: _Work, now: datetime,
                 accounts: dict[str, store.Account],
-                decisions: store.Decisions) -> m.AccessAccept | m.AccessReject:
+                decisions: store.Decisions,
+                keyring: keys.ForBatch) -> m.AccessAccept | m.AccessReject:
         username = request.user_name or ""
         if request.nas_identifier is not None and request.nas_identifier != nas.identifier:
             log.warning("client %s calls itself %r", nas.identifier, request.nas_identifier)
@@ -514,7 +517,8 @@ class Handler:
         class_, key = "", None
         if decision.accept:
             assert account is not None  # decide() accepts only a known person
-            class_, key = store.new_class(), store.new_wifi_key()
+            # The person's own key, the same at every check-in (radius/keys.py).
+            class_, key = store.new_class(), keyring.passphrase(account.person_id, nas.site_id)
             log.debug("accept %r at %s for %d s", username, nas.identifier,
                       decision.session_timeout)
             item.tally = "accept"
@@ -529,7 +533,7 @@ class Handler:
             reason=decision.reason.value if decision.reason else "",
             calling_station=request.calling_station_id or "",
             person_id=account.person_id if account else None,
-            class_=class_, wifi_key=key, now=now,
+            class_=class_, wifi_key=None, now=now,
         )
         return answers.access_reply(decision, class_, key)
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -98,12 +99,19 @@ class CreditKind(str, enum.Enum):
     adjustment = "adjustment"
 
 
+DEFAULT_PRIVATE_SSID = "Passerelle-Private"
+
+
 class Network(Base):
     """A partner network of sites."""
 
     __tablename__ = "network"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # The private SSID the personal keys open, the same at every site (the
+    # PMKs are derived for it).
+    private_ssid: Mapped[str] = mapped_column(String(32), default=DEFAULT_PRIVATE_SSID,
+                                              server_default=DEFAULT_PRIVATE_SSID)
     sites: Mapped[list[Site]] = relationship(back_populates="network")
 
 
@@ -218,7 +226,8 @@ class CreditEntry(Base):
 
 
 class WifiKey(Base):
-    """A personal Wi-Fi key (PPSK), issued at check-in, revoked at check-out."""
+    """A per-check-in Wi-Fi key of before the personal keys (PersonKey):
+    history only, no longer issued; migration 0006 blanked the passphrases."""
 
     __tablename__ = "wifi_key"
     __table_args__ = (Index("ix_wifi_key_person", "person_id"),)
@@ -397,6 +406,28 @@ class CertificateAuthority(Base):
     created: Mapped[datetime] = mapped_column(DateTime)
 
 
+class PersonKey(Base):
+    """A person's personal Wi-Fi key, the same at every site. Rotating it
+    revokes the row and adds the next ``serial``; one row of a person at most
+    is current (``revoked`` None). The passphrase and its PMK for ``ssid`` are
+    sealed with the server key: the database alone opens no network. The row
+    id orders the keys for the boxes' sync (radius/keys.py)."""
+
+    __tablename__ = "person_key"
+    # One current key per person: two first check-ins racing issue one key.
+    __table_args__ = (Index("ix_person_key_current", "person_id", unique=True,
+                            sqlite_where=text("revoked IS NULL"),
+                            postgresql_where=text("revoked IS NULL")),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    serial: Mapped[int] = mapped_column(Integer)
+    passphrase: Mapped[str] = mapped_column(Sealed())
+    ssid: Mapped[str] = mapped_column(String(32))
+    pmk: Mapped[str] = mapped_column(Sealed())  # 64 hex digits, for ``ssid``
+    created: Mapped[datetime] = mapped_column(DateTime)
+    revoked: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
 __all__ = [
     "AuditEntry",
     "AuthLog",
@@ -414,6 +445,7 @@ __all__ = [
     "OperatorRole",
     "PaymentStatus",
     "Person",
+    "PersonKey",
     "Radacct",
     "Site",
     "WifiKey",

@@ -144,6 +144,25 @@ def seconds_to_closing(site: SiteFacts, now: datetime) -> int | None:
     return 0
 
 
+def standing(person: PersonFacts, category: int, service: str = "wifi") -> Reason | None:
+    """Why ``person`` may not use ``service`` at a site of ``category`` at
+    all (whatever the hour and their credit), or None: what decide() checks
+    first, and which people's keys a site's box holds (radius/keys.py)."""
+    if not person.active:
+        return Reason.account_disabled
+    if person.company_status == "closed":
+        return Reason.company_closed
+    if person.company_status != "active":
+        return Reason.company_suspended
+    if person.company_payment != "ok":
+        return Reason.payment_overdue
+    if str(category) not in person.categories:
+        return Reason.site_not_allowed
+    if service not in person.services:
+        return Reason.service_not_allowed
+    return None
+
+
 def decide(
     person: PersonFacts | None,
     password_ok: bool,
@@ -154,18 +173,9 @@ def decide(
 ) -> Decision:
     if person is None or not password_ok:
         return Decision(False, Reason.bad_credentials)
-    if not person.active:
-        return Decision(False, Reason.account_disabled)
-    if person.company_status == "closed":
-        return Decision(False, Reason.company_closed)
-    if person.company_status != "active":
-        return Decision(False, Reason.company_suspended)
-    if person.company_payment != "ok":
-        return Decision(False, Reason.payment_overdue)
-    if str(site.category) not in person.categories:
-        return Decision(False, Reason.site_not_allowed)
-    if service not in person.services:
-        return Decision(False, Reason.service_not_allowed)
+    refused = standing(person, site.category, service)
+    if refused is not None:
+        return Decision(False, refused)
     to_close = seconds_to_closing(site, now)
     if to_close == 0:
         return Decision(False, Reason.site_closed)

@@ -23,6 +23,7 @@ from . import (
     access,
     auth,
     boxes,
+    boxsync,
     enrol,
     formats,
     live,
@@ -120,6 +121,7 @@ def create_app(factory: sessionmaker[Session], *,
     app.register_blueprint(manage_people.bp)
     app.register_blueprint(manage_sites.sites_bp)
     app.register_blueprint(manage_sites.gateways_bp)
+    boxsync.install(app)  # the boxes' signed channel: no sign-in, no CSRF
     app.add_url_rule("/", "home", _home)
     formats.install(app)
     app.after_request(_headers)

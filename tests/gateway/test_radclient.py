@@ -30,7 +30,7 @@ from passerelle.gateway.radclient import (
 from passerelle.radius import ledger, protocol
 from passerelle.radius import messages as m
 from passerelle.radius.db import make_sessionmaker
-from passerelle.radius.models import AuthLog, Radacct, WifiKey
+from passerelle.radius.models import AuthLog, PersonKey, Radacct
 from tests.peers import freeradius as fr
 from tests.peers.freeradius import (  # noqa: F401 - fixtures, by their pytest names
     freeradius_fixture,
@@ -407,8 +407,10 @@ def test_centre_accepts_pap_and_chap_with_the_session_terms(centre: Server, engi
     assert (bob.bandwidth_up, bob.bandwidth_down, bob.session_timeout) == (
         2_000_000, 10_000_000, 1800)
     with make_sessionmaker(engine)() as db:
-        keys = db.scalars(select(WifiKey).order_by(WifiKey.id)).all()
-        assert [k.passphrase for k in keys][:2] == [pap.wifi_key, chap.wifi_key]
+        # One personal key, the same at each check-in.
+        key = db.scalars(select(PersonKey).where(PersonKey.revoked.is_(None))
+                         .order_by(PersonKey.id)).first()
+        assert key is not None and pap.wifi_key == chap.wifi_key == key.passphrase
         classes = db.scalars(select(AuthLog.class_).order_by(AuthLog.id)).all()
         assert [c.encode() for c in classes[:2]] == [pap.class_, chap.class_]
 

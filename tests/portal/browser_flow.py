@@ -73,6 +73,17 @@ def main(out: Path, login: str, password: str) -> dict[str, object]:
         seen["status_h1"] = page.inner_text("h1")
         seen["status_left"] = page.inner_text("dd.left")
         page.screenshot(path=str(out / "4-status.png"), full_page=True)
+
+        page.goto("http://portal.passerelle.internal/account")
+        seen["account_url"] = page.url
+        seen["account_key"] = page.inner_text("code.wifi-key")
+        page.click("form[action='/account/rotate'] button[type=submit]")
+        seen["rotated_url"] = page.url
+        seen["rotated_key"] = page.inner_text("code.wifi-key")
+        seen["rotated_ssid"] = page.inner_text("dd.ssid")
+        page.screenshot(path=str(out / "4b-account-new-key.png"), full_page=True)
+
+        page.goto("http://portal.passerelle.internal/status")
         page.click("button[type=submit]")
         seen["checked_out_h1"] = page.inner_text("h1")
         page.screenshot(path=str(out / "5-checked-out.png"), full_page=True)

@@ -25,6 +25,8 @@ MAC = "02:50:00:00:00:10"
 KEY = 'k3y;with,odd:chars"\\'
 PASSWORD = "correct horse"
 LOGIN = "alice@acme.example"
+PRIVATE_SSID = "Passerelle-Private"
+NEW_KEY = "n3w-personal-key"
 
 SETTINGS = PortalSettings(
     hostname="portal.test", http_port=8080, https_port=8443,
@@ -52,6 +54,9 @@ class FakeDaemon:
         self.hold: threading.Event | None = None  # check-ins wait for it: a slow centre
         # Addresses the daemon finds under another MAC than their session's.
         self.taken: set[str] = set()
+        self.private_ssid = PRIVATE_SSID
+        self.serial = 1
+        self.rotate_refusal: str | None = None  # the centre's answer to a rotation
 
     def _claimed(self, ip: str) -> None:
         if ip in self.taken:
@@ -92,6 +97,26 @@ class FakeDaemon:
                    "idle_timeout": 900, "bandwidth_up": None, "bandwidth_down": None}
         self.sessions_by_ip[ip] = session
         return session
+
+    def key_of(self, ip: str) -> dict[str, Any]:
+        self.calls.append(("key_of", ip))
+        self._claimed(ip)
+        session = self.sessions_by_ip.get(ip)
+        if session is None:
+            raise ControlError(403, "no-session", f"no session for {ip}")
+        return {"login": session["login"], "session_id": session["session_id"],
+                "key": session["wifi_key"], "serial": self.serial, "ssid": self.private_ssid}
+
+    def rotate_key(self, ip: str) -> dict[str, Any]:
+        self.calls.append(("rotate_key", ip))
+        self._claimed(ip)
+        if ip not in self.sessions_by_ip:
+            raise ControlError(403, "no-session", f"no session for {ip}")
+        if self.rotate_refusal is not None:
+            raise ControlError(503, self.rotate_refusal, "the centre did not answer")
+        self.serial += 1
+        self.sessions_by_ip[ip]["wifi_key"] = NEW_KEY
+        return self.key_of(ip)
 
     def check_out(self, ip: str) -> dict[str, Any]:
         self.calls.append(("check_out", ip))

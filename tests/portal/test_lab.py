@@ -10,6 +10,7 @@ validated. Screenshots are kept under the test's tmp dir (paths printed).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,13 +21,15 @@ from typing import Any
 import pytest
 
 from passerelle.portal.probes import PROBES
-from tests.boxlab import Box, site, wait_for
+from tests.boxlab import BIN, CENTRE, Box, site, wait_for
 from tests.gateway.conftest import require_lab
 from tests.need import tool, unavailable
 from tests.radius import seed
 
 PORTAL_NAME = "portal.passerelle.internal"
 PORTAL_URL = f"https://{PORTAL_NAME}:8443/"  # plain HTTP is not allowed: the default
+PRIVATE_SSID = "Passerelle-Private"
+CONSOLE_PORT = 8090  # the centre's console, where the box pulls the personal keys
 PROBE_HOST = "192.0.2.82"  # the "internet's" probe servers, for after check-in
 CHROMIUM = "/usr/bin/chromium"
 HERE = Path(__file__).parent
@@ -90,9 +93,20 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     require_lab()
     _require_browser()
     tmp = tmp_path_factory.mktemp("portal-lab")
-    extra = '\n[dns]\nupstream = ["203.0.113.1"]\n'
+    # The box pulls the personal keys from the console, served by the centre.
+    extra = ('\n[dns]\nupstream = ["203.0.113.1"]\n'
+             f'\n[wifi]\nssid = "{PRIVATE_SSID}"\n'
+             f'\n[keys]\nurl = "http://{CENTRE}:{CONSOLE_PORT}"\nallow_plain_http = true\n')
     with site(tmp, portal=False, extra_config=extra) as built:
         lab = built.lab
+        with built._log("console") as console:
+            lab.popen("up", str(BIN), "console", "run", "--db", built.db_url, "--listen",
+                      f"{CENTRE}:{CONSOLE_PORT}", stdout=console, stderr=console,
+                      env={**os.environ, "PASSERELLE_KEY_FILE": str(tmp / "server.key")})
+        wait_for(lambda: lab.run("up", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                 f"http://{CENTRE}:{CONSOLE_PORT}/sign-in",
+                                 check=False).stdout == "200",
+                 what="the console", logs=built.read_logs)
         lab.run("up", "ip", "addr", "add", f"{PROBE_HOST}/32", "dev", "lo")
         # The lab's web server holds *:80 in up; the probe server listens on
         # 8082 and the up namespace's own table sends PROBE_HOST:80 there.
@@ -190,8 +204,13 @@ def test_a_person_checks_in_with_chromium_and_out_again(
     assert seen["landing_h1"] == "Check in" and seen["landing_banner"] == 0
     assert seen["welcome_url"].startswith(PORTAL_URL), "the key page over HTTPS"
     assert seen["welcome_h1"] == "You are checked in" and seen["welcome_banner"] == 0
-    assert seen["ssid"] == "Passerelle"
+    assert seen["ssid"] == PRIVATE_SSID, "the private network the key opens"
     assert len(seen["key"]) >= 8, "the personal key from the Access-Accept"
+    # The account page: the same key, then a new one made by the centre.
+    assert seen["account_url"] == f"{PORTAL_URL}account" and seen["account_key"] == seen["key"]
+    assert seen["rotated_url"] == f"{PORTAL_URL}account?rotated=1"
+    assert len(seen["rotated_key"]) >= 8 and seen["rotated_key"] != seen["key"]
+    assert seen["rotated_ssid"] == PRIVATE_SSID
     assert seen["qr_size"] and min(seen["qr_size"]) >= 150, "a QR code a phone can scan"
     assert seen["way_on_href"] == "http://192.0.2.80/"
     assert seen["upstream_body"] == "upstream 203.0.113.2"
@@ -200,7 +219,7 @@ def test_a_person_checks_in_with_chromium_and_out_again(
     assert seen["checked_out_h1"] == "You are checked out"
     assert seen["again_url"].startswith(PORTAL_URL)
     assert seen["again_h1"] == "Check in", "captive again after check-out"
-    assert len(list(shots.glob("*.png"))) == 6
+    assert len(list(shots.glob("*.png"))) == 7
 
     assert box.control.sessions() == []
     stop = wait_for(lambda: [r for r in box.sessions("alice@acme.example")
@@ -215,4 +234,4 @@ def test_the_qr_code_on_screen_joins_the_wifi_with_the_key(
     seen, shots = visit
     out = subprocess.run([zbarimg, "--raw", "-q", str(shots / "2-key-and-qr.png")],
                          capture_output=True, text=True, check=False, timeout=30)
-    assert out.stdout.strip() == f"WIFI:T:WPA;S:Passerelle;P:{seen['key']};;"
+    assert out.stdout.strip() == f"WIFI:T:WPA;S:{PRIVATE_SSID};P:{seen['key']};;"

@@ -61,7 +61,9 @@ def test_check_in_shows_the_key_the_qr_code_and_the_way_on(
     body = page.get_data(as_text=True)
     assert page.status_code == 200
     assert f'<code class="wifi-key">{escape(KEY)}</code>' in body
-    assert '<dd class="ssid">Passerelle</dd>' in body
+    # The private network the key opens, with what to do next.
+    assert '<dd class="ssid">Passerelle-Private</dd>' in body
+    assert "What to do next" in body
     assert re.search(r'<svg [^>]*role="img"', body) and "<path" in body
     assert 'href="http://example.org/news?id=7"' in body
     assert "2 h 01 min" in body  # 7260 s left

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from passerelle.radius import ledger
 from passerelle.radius.db import make_sessionmaker
-from passerelle.radius.models import AuthLog, Radacct, WifiKey
+from passerelle.radius.models import AuthLog, PersonKey, Radacct, WifiKey
 
 from . import seed
 from .peers import radclient
@@ -38,10 +38,14 @@ def test_pap_accept_carries_the_session_terms(server, engine) -> None:
     assert answer.one("Tunnel-Medium-Type:1") == "IEEE-802"
     assert answer.one("Tunnel-Private-Group-Id:1") == "101"
     with make_sessionmaker(engine)() as db:
-        stored = db.scalars(select(WifiKey)).all()
-        assert [k.passphrase for k in stored] == [key]
+        # The person's own key, issued at the first check-in; no per-check-in key.
+        stored = db.scalars(select(PersonKey)).all()
+        assert [(k.passphrase, k.serial, k.revoked) for k in stored] == [(key, 1, None)]
+        assert db.scalars(select(WifiKey)).all() == []
         log = db.scalars(select(AuthLog)).one()
         assert (log.reply, log.username) == ("Access-Accept", "alice@acme.example")
+    # The same key at the next check-in.
+    assert auth(server, "alice@acme.example").one("Tunnel-Password:0") == key
 
 
 def test_bandwidth_caps_and_plan_maximum(server) -> None:
@@ -143,8 +147,8 @@ def test_accounting_sequence_charges_once(server, engine, world) -> None:
         assert row.person_id == world.people["alice"]
         assert row.acctstoptime is not None
         assert ledger.balance(db, world.people["alice"]) == 600 * 60 - 600
-        key = db.scalars(select(WifiKey)).one()
-        assert key.revoked is not None  # keys die at check-out
+        # Check-out ends the session, not the person's key.
+        assert db.scalars(select(PersonKey.revoked)).all() == [None]
 
 
 def test_accounting_on_closes_open_sessions(server, engine) -> None:

@@ -24,6 +24,7 @@ from passerelle.radius.policy import (
     decide,
     reply_message,
     seconds_to_closing,
+    standing,
 )
 from passerelle.refusal import POLICY, Refusal
 
@@ -428,3 +429,21 @@ def test_session_timeout_fits_its_32_bit_attribute() -> None:
                       dict=protocol.dictionary())
     reply.AddAttribute("Session-Timeout", limit)
     assert reply.ReplyPacket()
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({}, None),
+    ({"balance": 0}, None),  # credit does not count: the box still holds the key
+    ({"active": False}, Reason.account_disabled),
+    ({"company_status": "closed"}, Reason.company_closed),
+    ({"company_status": "suspended"}, Reason.company_suspended),
+    ({"company_payment": "overdue"}, Reason.payment_overdue),
+    ({"categories": "13"}, Reason.site_not_allowed),
+    ({"services": frozenset()}, Reason.service_not_allowed),
+])
+def test_standing_is_what_decide_checks_before_the_hour_and_the_credit(
+        change: dict[str, object], reason: Reason | None) -> None:
+    person = replace(GOOD, **change)  # type: ignore[arg-type]
+    assert standing(person, 2) is reason
+    if reason is not None:
+        assert decide(person, True, ALWAYS_OPEN, NOON, SETTINGS) == Decision(False, reason)
