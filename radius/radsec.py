@@ -259,6 +259,7 @@ class Listener:
     submit: Submit
     streams: dict[tuple[str, int], Callable[[bytes], None]]
     reverse: ReversePaths | None = None
+    refresh: Callable[[], None] | None = None  # reload the gateways (one added since)
     handshake_timeout: float = 10.0
     recheck: float = 60.0  # seconds between two looks at an open connection's certificate
 
@@ -328,9 +329,12 @@ class Listener:
         if gateway_id is None:
             log.warning("radsec: refused %s: %s (serial %s)", where, why, serial)
             return None
-        for nas in self.gateways().values():
-            if nas.id == gateway_id:
-                return dataclasses.replace(nas, secret=SECRET)
+        for attempt in range(2):
+            for nas in self.gateways().values():
+                if nas.id == gateway_id:
+                    return dataclasses.replace(nas, secret=SECRET)
+            if attempt == 0 and self.refresh is not None:
+                self.refresh()
         log.warning("radsec: refused %s: certificate of gateway %d, which the server does "
                     "not know yet", where, gateway_id)
         return None

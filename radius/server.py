@@ -246,8 +246,19 @@ def _radsec_listener(worker: Worker, handler: Handler, context: ssl.SSLContext,
     reverse = radsec.ReversePaths(asyncio.get_running_loop())
     dae.use_reverse_paths(reverse)
     listener = radsec.Listener(handler.factory, context, lambda: handler.gateways,
-                               worker.take, worker.streams, reverse)
+                               worker.take, worker.streams, reverse,
+                               lambda: handler.refresh_gateways(force=True))
     return asyncio.create_task(listener.serve(sock))
+
+
+def _make_authority(url: str) -> None:
+    """The CA once, before the workers each sign their TLS certificate with it
+    (two workers finding none would make two)."""
+    engine = db.make_engine(url)
+    try:
+        radsec.server_context(db.make_sessionmaker(engine), ["localhost"])
+    finally:
+        engine.dispose()
 
 
 def _warn_if_not_durable(url: str) -> None:
@@ -264,6 +275,8 @@ def _warn_if_not_durable(url: str) -> None:
 def serve(config: ServerConfig) -> None:
     """Run the server until SIGTERM/SIGINT, with ``config.workers`` processes."""
     _warn_if_not_durable(config.db_url)
+    if config.radsec_port is not None:
+        _make_authority(config.db_url)
     if config.workers <= 1:
         _worker_main(config, config.auth_port, config.acct_port, None)
         return

@@ -18,12 +18,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from passerelle.radius import enrolment
 from passerelle.radius import messages as m
 from passerelle.radius.db import make_sessionmaker
-from passerelle.radius.models import Gateway
+from passerelle.radius.models import Gateway, GatewayCertificate
 from passerelle.radius.radsec import BadLength, Framer, port_of
 
 from . import seed
@@ -219,3 +219,16 @@ def _wait_for(srv: Server, text: str) -> bool:
         time.sleep(0.1)
     logging.getLogger(__name__).error("server log: %s", srv.logs())
     return False
+
+
+def test_a_certificate_of_our_ca_that_is_not_recorded_is_refused(
+        radsec_server, factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    srv, port, _ = radsec_server
+    box = enrol_box(factory, tmp_path)
+    with factory() as db, db.begin():
+        db.execute(delete(GatewayCertificate).where(GatewayCertificate.serial == box.serial))
+    with tls_connect(box, port) as tls:
+        tls.sendall(access_request("alice@acme.example"))
+        with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
+            read_packet(tls)
+    assert _wait_for(srv, f"unknown certificate (serial {box.serial})")
