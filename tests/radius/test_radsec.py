@@ -232,3 +232,21 @@ def test_a_certificate_of_our_ca_that_is_not_recorded_is_refused(
         with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
             read_packet(tls)
     assert _wait_for(srv, f"unknown certificate (serial {box.serial})")
+
+
+def test_two_workers_share_the_tls_port(db_url: str, engine, key_file: Path,  # type: ignore[no-untyped-def]
+                                        factory, tmp_path: Path) -> None:
+    seed.build(make_sessionmaker(engine), gateway_ip="192.0.2.77")
+    port = free_port()
+    srv = start_server(db_url, tmp_path, workers=2,
+                       extra=("--radsec-port", str(port), "--radsec-name", "127.0.0.1"))
+    try:
+        box = enrol_box(factory, tmp_path)
+        for _ in range(6):  # the kernel spreads the connections over both workers
+            with tls_connect(box, port) as tls:
+                sent = access_request("alice@acme.example")
+                tls.sendall(sent)
+                assert isinstance(m.decode_reply(read_packet(tls), RADSEC, sent),
+                                  m.AccessAccept)
+    finally:
+        srv.stop()
