@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from passerelle.radius import db
+from passerelle.radius import db, server
 from passerelle.radius.handler import ACCT, AUTH, Datagram, Handler
 
 from . import loadgen, packets, world
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         url = world.create_database(cluster.start(), "passerelle_profile")
     try:
         world.seed_passerelle(url, args.people, SECRET)
-        engine = db.make_engine(url)
+        engine = server.make_engine(url)
         handler = Handler(db.make_sessionmaker(engine, autoflush=False))
         if args.kind == "auth":
             # Fill the password cache first, as the benchmark's warm-up does.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages Passerelle needs, only those missing.
-# Usage: deploy/system-packages.sh demo|test
+# Usage: deploy/system-packages.sh demo|test|box|centre
 set -euo pipefail
 # The demo runs a whole site in network namespaces: the box's tools come too,
 # and every program the commands it prints use (radtest, curl, chromium).
@@ -9,6 +9,13 @@ want=(python3 python3-venv python3-dev gcc freeradius-utils nftables dnsmasq ipr
 if [ "${1:-test}" = test ]; then
     want+=(postgresql freeradius freeradius-postgresql radsecproxy wrk zbar-tools hostapd
            wpasupplicant)
+fi
+# What a site box and the centre run (deploy/install-box.sh, install-centre.sh):
+# no compiler, no test tool.
+if [ "${1:-test}" = box ]; then
+    want=(python3 python3-venv nftables dnsmasq-base iproute2 curl)
+elif [ "${1:-test}" = centre ]; then
+    want=(python3 python3-venv postgresql)
 fi
 missing=()
 for pkg in "${want[@]}"; do

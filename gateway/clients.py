@@ -178,6 +178,18 @@ class Clients:
                 found.append(ip)
         return tuple(sorted(found))
 
+    def ipv4_of_ipv6(self, ipv6: str) -> tuple[str | None, tuple[str, ...]]:
+        """The MAC the kernel's neighbour table has at the LAN address ``ipv6``
+        and that device's IPv4 addresses on the LAN (neighbour table, else its
+        leases). The untagged LAN only: no IPv6 is served on a VLAN."""
+        mac = neighbours(self.lan_if, "-6").get(ipv6)
+        if mac is None:
+            return None, ()
+        found = {ip for ip, owner in neighbours(self.lan_if).items() if owner == mac}
+        if not found:
+            found = {lease.ipv4 for lease in self._leases() if normal_mac(lease.mac) == mac}
+        return mac, tuple(sorted(found))
+
     def ipv4_of(self, mac: str) -> tuple[str, ...]:
         """The IPv4 addresses at which the kernel's neighbour table has ``mac``
         (more than one: one device on two addresses)."""

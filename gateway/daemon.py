@@ -16,6 +16,7 @@ repaired at restart by reconciling the table with the kernel's sets.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import subprocess
@@ -350,7 +351,31 @@ class Daemon:
         """An open session of ``ip`` under a MAC other than ``mac``."""
         return next((s for s in self._open.values() if s.ipv4 == ip and s.mac != mac), None)
 
+    def _ipv4_for(self, ip: str) -> str | None:
+        """``ip`` unless it is IPv6. Sessions are known by IPv4 address: for
+        an IPv6 address (the portal over IPv6), the IPv4 address of the same
+        device by the MAC the kernel sees at both; the one of its session if
+        it has two; None when there is not exactly one."""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return ip  # refused below like any address with no client
+        if addr.version == 4:
+            return ip
+        mac, found = self.clients.ipv4_of_ipv6(str(addr))
+        with self._lock:
+            held = [s.ipv4 for s in self._open.values() if s.mac == mac and s.ipv4 in found]
+        if len(held) == 1 or len(found) == 1:
+            return (held or found)[0]
+        log.info("no single IPv4 address for %s (%s): %s", ip, mac or "no MAC known",
+                 ", ".join(found) or "none")
+        return None
+
     def check_in(self, ip: str, login: str, password: str, chap: bool = False) -> dict[str, Any]:
+        asked, v4 = ip, self._ipv4_for(ip)
+        if v4 is None:
+            raise Refused(Refusal.unknown_client, f"no IPv4 address known for {asked}")
+        ip = v4
         mac = self.clients.mac_of(ip)
         if mac is None:
             raise Refused(Refusal.unknown_client, f"no client with address {ip} on the LAN")
@@ -412,6 +437,10 @@ class Daemon:
         return self._describe(session)
 
     def check_out(self, ip: str) -> dict[str, Any]:
+        v4 = self._ipv4_for(ip)
+        if v4 is None:
+            raise Refused(Refusal.no_session, f"no session for {ip}")
+        ip = v4
         mac = self.clients.mac_of(ip)
         with self._lock:
             session = self._session_at(ip, mac)
@@ -423,7 +452,12 @@ class Daemon:
     def who(self, ip: str) -> dict[str, Any]:
         """The client at ``ip`` as the kernel sees it (its MAC) and the
         session of that (MAC, IP); Refused(address_taken) when the address
-        has another MAC's session."""
+        has another MAC's session. An IPv6 address is answered for the
+        device's IPv4 address (``ip`` then names the latter)."""
+        v4 = self._ipv4_for(ip)
+        if v4 is None:
+            return {"ip": ip, "mac": None, "session": None}
+        ip = v4
         mac = self.clients.mac_of(ip)
         with self._lock:
             session = self._session_at(ip, mac)
@@ -538,6 +572,10 @@ class Daemon:
         return found
 
     def _key_session(self, ip: str) -> Session:
+        v4 = self._ipv4_for(ip)
+        if v4 is None:
+            raise Refused(Refusal.no_session, f"no session for {ip}")
+        ip = v4
         mac = self.clients.mac_of(ip)
         with self._lock:
             session = self._session_at(ip, mac)

@@ -17,10 +17,12 @@ supervision timer calls.
 
 What the clients get: an address and the box as router and DNS server, the
 RFC 8910 captive-portal URI (DHCPv4 option 114, DHCPv6 option 103; dnsmasq
-sends it only to clients that ask for it), the portal's host name resolved
-to the box, and, for every walled-garden domain, the addresses dnsmasq
-resolves added to the nftables sets ``garden_dns4``/``garden_dns6`` (see
-gateway/nft.py) before the answer reaches the client.
+sends it only to clients that ask for it; the RA option 37 is not sent:
+dnsmasq has no way to add it, see docs/gateway.md), the portal's host name
+resolved to the box (A, and AAAA with IPv6 on the LAN), and, for every
+walled-garden domain, the addresses dnsmasq resolves added to the nftables
+sets ``garden_dns4``/``garden_dns6`` (see gateway/nft.py) before the answer
+reaches the client.
 """
 
 from __future__ import annotations
@@ -181,9 +183,10 @@ def _garden(plan: DhcpPlan) -> list[str]:
 
 def _portal_record(plan: DhcpPlan) -> list[str]:
     host = portal_host(plan.portal_api_url)
-    # IPv4 only: sessions are known by the client's IPv4 address, so the
-    # portal must see the client arrive over IPv4.
-    return [f"host-record={host},{plan.box_ipv4}"] if host else []
+    # A and, with IPv6 on the LAN, AAAA: the portal listens on both, and the
+    # daemon finds a client arriving over IPv6 by its MAC.
+    addresses = ",".join(a for a in (plan.box_ipv4, plan.box_ipv6) if a)
+    return [f"host-record={host},{addresses}"] if host else []
 
 
 def render(plan: DhcpPlan) -> str:
@@ -237,14 +240,17 @@ def render_captive(plan: DhcpPlan, upstream: Sequence[str]) -> str:
 
     ``upstream``: the servers the allowed names go to (the plan's, or those
     of /etc/resolv.conf). There is no default server on purpose: a name not
-    allowed is answered from the configuration (A: the box) or refused (any
-    other type), and dnsmasq has nowhere to forward it.
+    allowed is answered from the configuration (A, and AAAA with IPv6 on the
+    LAN: the box) or refused (any other type), and dnsmasq has nowhere to
+    forward it.
     """
     _check(plan)
     for server in upstream:
         ipaddress.ip_address(server)
     lines = [*_common(plan), f"port={plan.captive_dns_port}", "no-resolv",
              f"address=/#/{plan.box_ipv4}"]
+    if plan.box_ipv6:  # AAAA too: a client trying IPv6 first also lands on the portal
+        lines.append(f"address=/#/{plan.box_ipv6}")
     if plan.state_dir:
         lines.append(f"pid-file={Path(plan.state_dir) / 'dnsmasq-captive.pid'}")
     allowed = [n.rstrip(".") for n in (*plan.captive_names, *plan.garden_domains)]

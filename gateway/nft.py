@@ -298,6 +298,15 @@ def _captive6(plan: Plan) -> str:
 """
 
 
+def _box_http6(plan: Plan, lan: str) -> str:
+    """Port 80 of the box's LAN IPv6 address to the portal, for every
+    client: the portal's name has an AAAA record (gateway/dnsmasq.py)."""
+    if not plan.box_ipv6:
+        return ""
+    box6, http = plan.box_ipv6, plan.portal_http_port
+    return f"\t\tiifname {lan} ip6 daddr {box6} tcp dport 80 dnat ip6 to [{box6}]:{http}\n"
+
+
 def _wan_in(plan: Plan) -> str:
     """What the box takes from the WAN side: replies, neighbour discovery and
     its own DHCP answers, RFC 5176 from the centre, the services named."""
@@ -361,7 +370,7 @@ def _chains(plan: Plan) -> str:
 	chain pre_nat {{
 		type nat hook prerouting priority dstnat; policy accept;
 		iifname {lan} ip daddr {box} tcp dport 80 dnat ip to {box}:{http}
-		iifname {lan} jump captive_nat
+{_box_http6(plan, lan)}		iifname {lan} jump captive_nat
 	}}
 	chain captive_nat {{
 		ether saddr . ip saddr @allowed4 return

@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from passerelle.radius import mac as macs
 from passerelle.radius import messages as m
@@ -121,6 +122,7 @@ class RadiusClient:
         # server (2 + 4 + 8 s by default) before the next server is asked.
         # Accounting waits in the spool and takes every try.
         self.auth_backoff = Backoff(timeout, min(tries, AUTH_TRIES), max_timeout)
+        self.status_backoff = Backoff(timeout, 2, max_timeout)
         self.dead_time = dead_time
         self.probe = probe
         if checkin_budget is not None and checkin_budget <= 0:
@@ -188,6 +190,23 @@ class RadiusClient:
             return
         raise NoServer(f"no RADIUS server answered the accounting {record.status.label} of "
                        f"session {record.session_id!r}")
+
+    def status(self, attributes: dict[str, Any]) -> int:
+        """A Status-Server (RFC 5997) with the box's identity and
+        ``attributes`` to every server, alive or dead (a heartbeat, and a
+        probe of a dead one); how many answered. Two sends each at most."""
+        answered = 0
+        for server in self.servers:
+            request = m.StatusServer.of(attributes, nas_identifier=self.nas.identifier,
+                                        nas_ip_address=self.nas.ipv4)
+            try:
+                self._send(server, server.auth_port, request.encode(server.secret),
+                           self.status_backoff)
+            except TimeoutError:
+                log.info("RADIUS server %s did not answer a Status-Server", server.host)
+                continue
+            answered += 1
+        return answered
 
     # -- dead time ------------------------------------------------------------
 

@@ -16,6 +16,9 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from passerelle import systemd
+
+from . import heartbeat
 from .ap_server import ApServer
 from .clients import Clients
 from .config import Config, dhcp_plan, firewall_plan
@@ -91,6 +94,7 @@ class Box:
         self.radius = radius_client(config)
         self.spool = Spool(config.spool_path)
         self.sender = SpoolSender(self.spool, self.radius)
+        self.status = heartbeat.Heartbeat(self.radius, self.spool)
         self.store = SessionTable(config.sessions_path)
         self.clients = Clients(config.lan_if, self.dnsmasq.leases, vlans=config.vlans)
         self.gateway = Daemon(config, firewall=self.firewall, radius=self.radius,
@@ -154,10 +158,18 @@ class Box:
             self.scheduler.add_job(self._safe(self._pull_keys), "interval",
                                    seconds=c.keys_interval, id="keys",
                                    next_run_time=datetime.now(UTC))
+        if (every := systemd.watchdog_interval()) is not None:  # alive = its timers run
+            self.scheduler.add_job(systemd.notify, "interval", args=("WATCHDOG=1",),
+                                   seconds=every, id="watchdog")
+        # The centre's view of this box: Status-Server with version and spool depth.
+        self.scheduler.add_job(self._safe(self.status.beat), "interval",
+                               seconds=heartbeat.interval(c.interim_interval), id="status",
+                               next_run_time=datetime.now(UTC))
         self.scheduler.start()
         log.info("gateway %s running: LAN %s (%s), WAN %s, RFC 5176 on %s:%d, control %s",
                  c.identifier, c.lan_if, c.lan_address, c.wan_if, c.dae_listen, self.dae.port,
                  c.control_socket)
+        systemd.notify(f"READY=1\nSTATUS=gateway {c.identifier} running")
 
     def restore_keys(self) -> None:
         """The keys and device bindings of the last run, from the key file."""
@@ -190,6 +202,7 @@ class Box:
     def stop(self) -> None:
         """Stop the daemon; sessions stay enforced by the kernel (the table
         and its sets are left as they are) and are restored at next start."""
+        systemd.notify("STOPPING=1")
         self.scheduler.shutdown(wait=False)
         for part in (self.control, self.access_points, self.dae, self.sender, self.clients):
             if part is not None:

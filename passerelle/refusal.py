@@ -1,7 +1,7 @@
 """Why a check-in (or another call of the portal) is refused: one list for
 the centre, the box and the portal.
 
-The centre's policy refuses with one of the first nine; it sends the code
+The centre's policy refuses with one of the first ten; it sends the code
 in the Access-Reject's Reply-Message as ``code: English text``
 (``passerelle.radius.policy.reply_message`` writes it), and the box reads
 it back with ``Refusal.from_reply_message``. The box adds its own refusals.
@@ -40,6 +40,9 @@ class Refusal(str, enum.Enum):
     service_not_allowed = ("service-not-allowed", 403, True)
     site_closed = ("site-closed", 403, True)
     no_credit = ("no-credit", 403, True)
+    # The plan's limit of sessions at once is reached (other devices are on):
+    # the password was right, so it is no failed attempt.
+    too_many_sessions = ("too-many-sessions", 409, False)
     # A reject whose Reply-Message names no code we know (another RADIUS
     # server, or a newer centre).
     rejected = ("rejected", 403, True)
@@ -78,4 +81,5 @@ class Refusal(str, enum.Enum):
 # The refusals the centre's policy decides (the others are the box's).
 POLICY = (Refusal.bad_credentials, Refusal.account_disabled, Refusal.company_closed,
           Refusal.company_suspended, Refusal.payment_overdue, Refusal.site_not_allowed,
-          Refusal.service_not_allowed, Refusal.site_closed, Refusal.no_credit)
+          Refusal.service_not_allowed, Refusal.site_closed, Refusal.no_credit,
+          Refusal.too_many_sessions)

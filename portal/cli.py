@@ -5,8 +5,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from passerelle.gateway.config import Config
 
 
 def _addresses(ctx: click.Context, param: click.Parameter,
@@ -29,6 +33,13 @@ def certificate_dir(state_dir: Path) -> Path:
     return Path(given.split(":")[0]) if given else state_dir
 
 
+def default_hosts(config: Config) -> list[str]:
+    """The box's LAN addresses: IPv4, and IPv6 when the LAN has it (the
+    daemon finds a client arriving over IPv6 by its MAC; docs/portal.md)."""
+    six = [str(config.lan_address6.ip)] if config.lan_address6 else []
+    return [config.box_ipv4, *six]
+
+
 @click.group()
 def portal() -> None:
     """The captive portal: check-in, personal key, status, RFC 8908 API."""
@@ -40,7 +51,7 @@ def portal() -> None:
               help="The box's TOML configuration (the portal's keys are in [portal]).")
 @click.option("--listen", multiple=True, callback=_addresses,
               help="IP address to serve on (repeat for several); "
-                   "default: the box's LAN IPv4 address.")
+                   "default: the box's LAN IPv4 address, and its IPv6 one if any.")
 @click.option("--http-port", type=click.IntRange(1, 65535), default=None,
               help="Default: portal.http_port.")
 @click.option("--https-port", type=click.IntRange(1, 65535), default=None,
@@ -63,9 +74,7 @@ def run(config_path: Path, listen: tuple[str, ...], http_port: int | None,
     cert, key = ensure_certificate(config.portal_hostname, certificate_dir(config.state_dir),
                                    config.cert_file, config.key_file)
     app = create_app(settings, ControlClient(config.control_socket, timeout=15))
-    # IPv4 only by default: the daemon knows sessions by IPv4 address, so a
-    # request over IPv6 could not be matched to its client (docs/portal.md).
-    listeners = portal_listeners(list(listen) or [config.box_ipv4],
+    listeners = portal_listeners(list(listen) or default_hosts(config),
                                  http_port or config.portal_http_port,
                                  https_port or config.portal_https_port)
     serve(app, listeners, server_context(cert, key))

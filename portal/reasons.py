@@ -44,6 +44,10 @@ REASONS: dict[Refusal, Reason] = {
     Refusal.no_credit: Reason(
         _l("You have no telework credit left."),
         _l("Ask your employer to top up your credit.")),
+    Refusal.too_many_sessions: Reason(
+        _l("Too many of your devices are connected at once."),
+        _l("Check out on another device first, or ask your employer for a plan with "
+           "more devices.")),
     Refusal.unknown_client: Reason(
         _l("Your device is not known on this network yet."),
         _l("Turn Wi-Fi off and on again, then reload this page.")),

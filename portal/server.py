@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import os
 import queue
 import selectors
 import signal
@@ -43,6 +42,9 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
+from passerelle import systemd
+from passerelle.systemd import notify as sd_notify  # its callers' name for it
+
 log = logging.getLogger("passerelle.portal")
 
 TIMEOUT = 10  # seconds a connection that has spoken may stay silent (TLS handshake included)
@@ -51,6 +53,7 @@ PER_ADDRESS = 32  # connections open at once from one client address (a browser 
 MAX_CONNECTIONS = 256  # connections open at once in all, waiting or served
 WORKERS = 96  # threads serving requests, per listening socket: 3 addresses to fill
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux; Python 3.11 lacks the name
 WARN_EVERY = 60.0  # seconds between two log lines about one address over its cap
 
 
@@ -236,6 +239,10 @@ class Server(ThreadedWSGIServer):
     def server_bind(self) -> None:
         # Not HTTPServer.server_bind: it sets server_name = getfqdn(address),
         # a reverse DNS look-up. The address itself names the server here.
+        if self.address_family == socket.AF_INET6:
+            # An IPv6 address is unusable for a second or so after boot
+            # (duplicate address detection): bind it anyway.
+            self.socket.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
@@ -357,20 +364,6 @@ def stop(servers: Sequence[Server]) -> None:
         s.server_close()
 
 
-def sd_notify(state: str) -> bool:
-    """Tell systemd ``state`` (e.g. "READY=1") on $NOTIFY_SOCKET, as
-    sd_notify(3) does: one datagram on a Unix socket; a name starting with
-    "@" is in the abstract namespace. False when not run by systemd."""
-    path = os.environ.get("NOTIFY_SOCKET", "")
-    if not path:
-        return False
-    address = "\0" + path[1:] if path.startswith("@") else path
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.connect(address)
-        sock.sendall(state.encode())
-    return True
-
-
 def serve(app: Flask, listeners: Sequence[Listener], tls: ssl.SSLContext | None = None,
           name: str = "portal") -> None:
     """Serve ``app`` on every listener until SIGTERM or SIGINT; systemd is
@@ -379,15 +372,20 @@ def serve(app: Flask, listeners: Sequence[Listener], tls: ssl.SSLContext | None 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopped.set())
     servers = bind(app, listeners, tls)
-    start(servers)
-    where = ", ".join(f"{s.host}:{s.port}" for s in servers)
+    threads = start(servers)
+    where = ", ".join(f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}"
+                      for s in servers)
     log.info("%s listening on %s", name, where)
     print(f"{name} listening on {where}", flush=True)
     sd_notify(f"READY=1\nSTATUS=listening on {where}")
+    # Alive means every listener's thread still accepts.
+    watchdog = systemd.Watchdog(lambda: all(t.is_alive() for t in threads))
+    watchdog.start()
     try:
         stopped.wait()
     finally:
         sd_notify("STOPPING=1")
+        watchdog.stop()
         stop(servers)
 
 

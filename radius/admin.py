@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session as DB
 
 from passerelle.errors import UserError
 
-from . import keys, ledger, logins, passwords
+from . import keys, ledger, logins, passwords, reach
 from .models import (
     AuthLog,
     Company,
@@ -241,6 +241,18 @@ def parse_vlan(value: str) -> int | None:
     if not re.fullmatch(r"[0-9]{1,4}", value.strip()) or not 1 <= int(value) <= 4094:
         raise UserError(f"bad VLAN {_shown(value)}: 1 to 4094, or none")
     return int(value)
+
+
+MAX_SESSIONS_AT_ONCE = 1000
+
+
+def parse_max_sessions(value: str) -> int | None:
+    """The sessions one person may have open at once: 1 to 1000, or "none"
+    (no limit)."""
+    if value.strip().lower() in NONE_WORDS:
+        return None
+    return check_range(parse_whole(value, "--max-sessions"), "--max-sessions", 1,
+                       MAX_SESSIONS_AT_ONCE)
 
 
 def check_hours(opens: str | None, closes: str | None) -> None:
@@ -522,6 +534,7 @@ class Plan:
     bandwidth_down: str | None = None
     max_session: str | None = None
     vlan: str | None = None
+    max_sessions: str | None = None  # sessions at once; "none": no limit
 
 
 def _apply_plan(company: Company, plan: Plan) -> None:
@@ -541,6 +554,8 @@ def _apply_plan(company: Company, plan: Plan) -> None:
         company.max_session = parse_duration(plan.max_session, "--max-session")
     if plan.vlan is not None:
         company.vlan = parse_vlan(plan.vlan)
+    if plan.max_sessions is not None:
+        company.max_sessions = parse_max_sessions(plan.max_sessions)
 
 
 def add_company(db: DB, name: str, plan: Plan | None = None) -> Company:
@@ -571,9 +586,24 @@ def set_company(db: DB, name: str, plan: Plan, new_name: str | None = None) -> C
         if new_name != company.name and db.scalar(select(Company).where(Company.name == new_name)):
             raise UserError(f"company {new_name!r} already exists")
         company.name = new_name
+    before = (company.status, company.bandwidth_up, company.bandwidth_down)
     _apply_plan(company, plan)
     db.flush()
+    _reach_sites(db, company, before)
     return company
+
+
+def _reach_sites(db: DB, company: Company,
+                 before: tuple[CompanyStatus, int | None, int | None]) -> None:
+    """A change of standing or caps reaches the live sessions at once: a
+    company newly suspended or closed is disconnected, new caps go out by CoA."""
+    status, up, down = before
+    if company.status != status and company.status in (CompanyStatus.suspended,
+                                                        CompanyStatus.closed):
+        reach.after_change(db, company_ids=[company.id],
+                           reason=f"company {company.status.value}")
+    elif (company.bandwidth_up, company.bandwidth_down) != (up, down):
+        reach.push_bandwidth(db, company.id, company.bandwidth_up, company.bandwidth_down)
 
 
 def remove_company(db: DB, name: str) -> None:
@@ -675,6 +705,8 @@ def set_person(db: DB, login: str, changes: PersonChanges) -> Person:
     elif changes.chap is False:
         person.chap_secret = None
     if changes.active is not None:
+        if person.active and not changes.active:
+            reach.after_change(db, person_ids=[person.id], reason="person deactivated")
         person.active = changes.active
     if changes.language is not None:
         person.language = clean_language(changes.language)
@@ -685,6 +717,7 @@ def set_person(db: DB, login: str, changes: PersonChanges) -> Person:
 def remove_person(db: DB, login: str) -> None:
     """Remove a person and their ledger; sessions and log lines stay, unlinked."""
     person = get_person(db, login)
+    reach.after_change(db, person_ids=[person.id], reason="person removed")
     for entry in db.scalars(select(CreditEntry).where(CreditEntry.person_id == person.id)):
         db.delete(entry)
     for key in db.scalars(select(WifiKey).where(WifiKey.person_id == person.id)):

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session as DB
 from passerelle.errors import UserError
 
 from . import admin as ops
-from . import db, people_csv
+from . import db, people_csv, tokens, webhooks
 from . import demo_data as demo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -484,6 +484,9 @@ def plan_options(func: F) -> F:
         click.option("--max-session", metavar="DURATION",
                      help="Longest session: seconds, or 90m, 8h; or none."),
         click.option("--vlan", help="The VLAN its people get at the sites (1-4094), or none."),
+        click.option("--max-sessions", metavar="N",
+                     help="Sessions (devices) one person may have open at once, 1-1000, "
+                          "or none (no limit). Not --max-session, the longest session."),
     ]):
         func = decorator(func)
     return func
@@ -500,10 +503,12 @@ def company() -> None:
 @db_option
 def company_add(name: str, status: str | None, payment: str | None, categories: str | None,
                 services: str | None, bandwidth_up: str | None, bandwidth_down: str | None,
-                max_session: str | None, vlan: str | None, db_url: str | None) -> None:
-    """Add the company NAME (default: active, paid up, every category, wifi)."""
+                max_session: str | None, vlan: str | None, max_sessions: str | None,
+                db_url: str | None) -> None:
+    """Add the company NAME (default: active, paid up, every category, wifi,
+    no limit of sessions at once)."""
     plan = ops.Plan(status, payment, categories, services, bandwidth_up, bandwidth_down,
-                    max_session, vlan)
+                    max_session, vlan, max_sessions)
     with unit_of_work(db_url) as s:
         ops.add_company(s, name, plan)
     click.echo(f"company {name.strip()!r} added")
@@ -516,10 +521,11 @@ def company_list(db_url: str | None) -> None:
     with unit_of_work(db_url) as s:
         rows = [(c.name, c.status.value, c.payment.value, c.categories, c.services,
                  f"{bits(c.bandwidth_up)}/{bits(c.bandwidth_down)}",
-                 hours(c.max_session) if c.max_session else "-", c.vlan or "-", count)
+                 hours(c.max_session) if c.max_session else "-", c.max_sessions or "-",
+                 c.vlan or "-", count)
                 for c, count in ops.list_companies(s)]
     table(("company", "status", "payment", "categories", "services", "up/down",
-           "max session", "vlan", "people"), rows)
+           "max session", "at once", "vlan", "people"), rows)
 
 
 @company.command("set")
@@ -530,10 +536,12 @@ def company_list(db_url: str | None) -> None:
 def company_set(name: str, new_name: str | None, status: str | None, payment: str | None,
                 categories: str | None, services: str | None, bandwidth_up: str | None,
                 bandwidth_down: str | None, max_session: str | None, vlan: str | None,
-                db_url: str | None) -> None:
-    """Change the company NAME: its standing or its plan."""
+                max_sessions: str | None, db_url: str | None) -> None:
+    """Change the company NAME: its standing or its plan. Suspending or
+    closing it disconnects its people's live sessions; new caps reach them
+    by CoA."""
     plan = ops.Plan(status, payment, categories, services, bandwidth_up, bandwidth_down,
-                    max_session, vlan)
+                    max_session, vlan, max_sessions)
     with unit_of_work(db_url) as s:
         ops.set_company(s, name, plan, new_name)
     click.echo(f"company {name!r} changed")
@@ -854,3 +862,170 @@ def person_import(file: str, db_url: str | None) -> None:
     if generated:
         click.echo("Generated passwords (shown this once):")
         table(("login", "password"), generated)
+# -- tokens of the partner API -------------------------------------------------
+
+@admin.group()
+def token() -> None:
+    """Bearer tokens of the partner API (docs/api.md)."""
+
+
+@token.command("add")
+@click.argument("name")
+@click.option("--role", required=True,
+              help="partner (provisions and reads the whole network) or company (reads "
+                   "its company's data only).")
+@click.option("--company", help="A company token's company (its name).")
+@db_option
+def token_add(name: str, role: str, company: str | None, db_url: str | None) -> None:
+    """Make the token NAME and print it, once: only its SHA-256 is kept."""
+    with unit_of_work(db_url) as s:
+        _made, clear = tokens.add_token(s, name, role, now(), company=company)
+    click.echo(f"token {name.strip()!r} added; give it to its holder now, it is not "
+               "shown again:", err=True)
+    click.echo(clear)
+
+
+@token.command("list")
+@db_option
+def token_list(db_url: str | None) -> None:
+    """List the tokens (never the tokens themselves)."""
+    with unit_of_work(db_url) as s:
+        rows = [(t.name, t.role.value, t.company.name if t.company else "all",
+                 t.created.strftime("%Y-%m-%d %H:%M"),
+                 t.last_used.strftime("%Y-%m-%d %H:%M") if t.last_used else "never",
+                 t.revoked.strftime("%Y-%m-%d %H:%M") if t.revoked else "")
+                for t in tokens.list_tokens(s)]
+    table(("name", "role", "scope", "created (UTC)", "last used", "revoked"), rows)
+
+
+@token.command("revoke")
+@click.argument("name")
+@db_option
+def token_revoke(name: str, db_url: str | None) -> None:
+    """Revoke the token NAME: its next call is refused."""
+    with unit_of_work(db_url) as s:
+        tokens.revoke_token(s, name, now())
+    click.echo(f"token {name!r} revoked")
+
+
+# -- webhooks of the partner API ---------------------------------------------------
+
+@admin.group()
+def webhook() -> None:
+    """Webhooks of the partner API: session start/stop and credit low (docs/api.md)."""
+
+
+@webhook.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--events", default=",".join(webhooks.EVENTS), show_default=True,
+              help="A comma list of the events to send.")
+@click.option("--company", help="Only this company's events (default: the whole network).")
+@click.option("--secret-file", metavar="FILE",
+              help="Read the signing secret from FILE's first line (- = stdin); "
+                   "default: a new one, printed once.")
+@db_option
+def webhook_add(name: str, url: str, events: str, company: str | None,
+                secret_file: str | None, db_url: str | None) -> None:
+    """POST the events to URL, signed with a secret (HMAC-SHA256)."""
+    given = read_secret(None, secret_file, "secret")
+    with unit_of_work(db_url) as s:
+        _hook, secret = webhooks.add_webhook(s, name, url, now(), events=events,
+                                             company=company, secret=given)
+    click.echo(f"webhook {name.strip()!r} added", err=True)
+    if given is None:
+        click.echo("its signing secret (give it to the receiver; not shown again):", err=True)
+        click.echo(secret)
+
+
+@webhook.command("list")
+@db_option
+def webhook_list(db_url: str | None) -> None:
+    """List the webhooks."""
+    with unit_of_work(db_url) as s:
+        rows = [(h.name, h.url, h.events, h.company.name if h.company else "all",
+                 "yes" if h.active else "no")
+                for h in webhooks.list_webhooks(s)]
+    table(("name", "url", "events", "scope", "active"), rows)
+
+
+@webhook.command("remove")
+@click.argument("name")
+@db_option
+def webhook_remove(name: str, db_url: str | None) -> None:
+    """Remove the webhook NAME, its queue and its record."""
+    with unit_of_work(db_url) as s:
+        webhooks.remove_webhook(s, name)
+    click.echo(f"webhook {name!r} removed")
+
+
+@webhook.command("attempts")
+@click.argument("name")
+@db_option
+def webhook_attempts(name: str, db_url: str | None) -> None:
+    """The last 50 delivery attempts of the webhook NAME."""
+    with unit_of_work(db_url) as s:
+        rows = [(a.at.strftime("%Y-%m-%d %H:%M:%S"), d.event_key, d.attempts,
+                 a.status or "-", a.error, f"{a.milliseconds} ms", d.outcome or "pending")
+                for d, a in webhooks.attempts_of(s, name)]
+    table(("at (UTC)", "event", "attempt", "status", "error", "time", "delivery"), rows)
+
+
+@webhook.command("run")
+@click.option("--once", is_flag=True, help="One pass, then exit.")
+@click.option("--interval", type=click.FloatRange(0.1, 3600), default=10.0,
+              show_default=True, help="Seconds between passes.")
+@db_option
+def webhook_run(once: bool, interval: float, db_url: str | None) -> None:
+    """Find new events and deliver what is due, every INTERVAL seconds (one
+    worker per database)."""
+    import time
+
+    engine = open_engine(db_url)
+    factory = db.make_sessionmaker(engine)
+    try:
+        while True:
+            with db.transaction(factory) as s:
+                queued = webhooks.poll(s, now())
+            tried = webhooks.deliver_due(factory, now)
+            if queued or tried:
+                click.echo(f"{queued} queued, {tried} attempted", err=True)
+            if once:
+                return
+            time.sleep(interval)
+    except DBAPIError as exc:
+        raise _db_error(str(engine.url), exc) from None
+    finally:
+        engine.dispose()
+# -- accounting records set aside ----------------------------------------------
+
+@admin.group()
+def accounting() -> None:
+    """Accounting records the centre answered but could not store."""
+
+
+@accounting.group()
+def quarantine() -> None:
+    """Records set aside for ops (a value beyond range, a row the database refused)."""
+
+
+@quarantine.command("list")
+@click.option("--limit", type=Whole("limit"), default=50, show_default=True,
+              help="Show at most this many, the newest first.")
+@click.option("--attributes", "show_attributes", is_flag=True,
+              help="Also print each record's attributes as sent (JSON).")
+@db_option
+def quarantine_list(limit: int, show_attributes: bool, db_url: str | None) -> None:
+    """List the accounting records set aside, the newest first."""
+    from sqlalchemy import select
+
+    from .models import AccountingQuarantine as Q
+
+    with unit_of_work(db_url) as s:
+        rows = s.scalars(select(Q).order_by(Q.received.desc(), Q.id.desc()).limit(limit)).all()
+    table(("received (UTC)", "gateway", "status", "session", "reason"),
+          [(q.received.strftime("%Y-%m-%d %H:%M:%S"), q.nasidentifier or q.nasipaddress,
+            q.status, q.acctsessionid, q.reason) for q in rows])
+    if show_attributes:
+        for q in rows:
+            click.echo(f"{q.id}: {q.attributes}")

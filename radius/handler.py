@@ -30,18 +30,22 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any, NamedTuple, assert_never, cast
 
 from sqlalchemy import Table, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
-from . import accounting, answers, keys, passwords, policy, store
+from passerelle.refusal import SEPARATOR, Refusal
+
+from . import accounting, answers, keys, passwords, policy, reach, store
 from . import messages as m
 from .attempts import Attempts, Limit
+from .codec import BadValue, codec
 from .loglimit import LogLimit
 from .models import Gateway
 from .replies import ReplyCache
@@ -101,6 +105,7 @@ class _Work:
     cuts: list[Cut] = field(default_factory=list)
     tally: str = ""  # what the summary line counts it as
     password_ok: bool = False  # an Access-Request's credential, verified before the transaction
+    open_devices: frozenset[str] = frozenset()  # the person's, when their plan limits them
     limited: Limit | None = None  # refused unverified: too many failed attempts
 
 
@@ -199,6 +204,15 @@ def write_contacts(db: DB, gateways: list[int], now: datetime) -> None:
     free = select(_GATEWAY.c.id).where(_GATEWAY.c.id.in_(gateways)) \
         .with_for_update(skip_locked=True, key_share=True)
     db.execute(update(_GATEWAY).where(_GATEWAY.c.id.in_(free)).values(last_seen=now))
+
+
+def write_gateway(db: DB, gateway: int, **values: Any) -> None:
+    """What a box told (heartbeat, Accounting-On/Off) on its row, skipped
+    like write_contacts when another transaction holds the row: the next
+    heartbeat tells it again, and no worker waits for another."""
+    free = select(_GATEWAY.c.id).where(_GATEWAY.c.id == gateway) \
+        .with_for_update(skip_locked=True, key_share=True)
+    db.execute(update(_GATEWAY).where(_GATEWAY.c.id.in_(free)).values(**values))
 
 
 class Handler:
@@ -323,10 +337,21 @@ class Handler:
         if not access:
             return {}
         with self.factory() as db:
+            if db.get_bind().dialect.name == "postgresql":
+                # One statement, nothing to roll back: no BEGIN and ROLLBACK
+                # around it (two round trips fewer per batch).
+                db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             accounts = store.find_accounts(db, [cast(m.AccessRequest, item.request).user_name
                                                 or "" for item in access])
+            # Only the people whose plan limits their sessions at once.
+            limited = {a.person_id for a in accounts.values()
+                       if a.facts.max_sessions is not None}
+            devices = reach.open_devices(db, limited) if limited else {}
         for item in access:
             item.password_ok = self._attempt(item, accounts, now_ts)
+            account = accounts.get(cast(m.AccessRequest, item.request).user_name or "")
+            if account is not None and account.person_id in devices:
+                item.open_devices = frozenset(devices[account.person_id])
         return accounts
 
     def _attempt(self, item: _Work, accounts: dict[str, store.Account], now_ts: float) -> bool:
@@ -426,16 +451,76 @@ class Handler:
             return
         except Exception:
             self.contacts.forget(contacts)
-            log.exception("batch of %d requests failed; retrying them one by one", len(work))
-        for item in work:
-            item.reply, item.data, item.cuts = None, None, []
-            try:
-                with self.factory() as db, db.begin():
-                    self._handle_all(db, [item], now, accounts)
-            except Exception:
+            log.exception("batch of %d requests failed; retrying each in a savepoint",
+                          len(work))
+        self._run_each(work, now, accounts)
+
+    def _run_each(self, work: list[_Work], now: datetime,
+                  accounts: dict[str, store.Account]) -> None:
+        """The batch again, each request in a savepoint of one transaction
+        (one commit, not one per request): a request the database refuses
+        is rolled back alone and answered anyway (_cannot_store), so one
+        bad record never holds up the others nor the box's spool behind it.
+        Only when the transaction itself fails (the database is gone) is
+        nothing answered: the gateways retransmit."""
+        try:
+            with self.factory() as db, db.begin():
+                for item in work:
+                    item.reply, item.data, item.cuts = None, None, []
+                    try:
+                        with db.begin_nested():
+                            self._handle_all(db, [item], now, accounts)
+                    except Exception as exc:
+                        item.reply, item.data, item.cuts = None, None, []
+                        self._cannot_store(db, item, now, _why(exc))
+        except Exception:
+            for item in work:
                 item.reply, item.data, item.cuts = None, None, []
-                log.exception("request id %d from %s:%d failed; no answer sent",
-                              item.request.identifier, *item.dgram.addr)
+            log.exception("batch of %d requests failed again; no answer sent", len(work))
+
+    def _cannot_store(self, db: DB, item: _Work, now: datetime, reason: str) -> None:
+        """Answer a request the database refused: an Accounting-Request is
+        set aside in accounting_quarantine for ops and acknowledged; an
+        Access-Request is rejected. One log line each."""
+        request, nas = item.request, item.nas
+        match request:
+            case m.AccountingRequest():
+                self._set_aside(item, request, reason, now, db=db)
+            case m.AccessRequest():
+                log.error("Access-Request id %d for %r from %s could not be decided (%s): "
+                          "rejected", request.identifier, request.user_name, nas.identifier,
+                          reason)
+                item.reply, item.tally = _CANNOT_DECIDE, "reject (centre error)"
+                item.data = _encode(item)
+            case m.StatusServer():
+                log.error("Status-Server id %d from %s failed (%s); no answer sent",
+                          request.identifier, nas.identifier, reason)
+            case _:
+                assert_never(request)
+
+    def _set_aside(self, item: _Work, request: m.AccountingRequest, reason: str,
+                   now: datetime, *, db: DB | None = None,
+                   decisions: store.Decisions | None = None) -> None:
+        """Keep a record the centre cannot store in accounting_quarantine
+        (now with ``db``, or with the batch's ``decisions``) and acknowledge
+        it: the box's spool moves on, ops see it (``passerelle admin
+        accounting quarantine list``)."""
+        row = store.quarantine_row(item.nas, request, item.dgram.data, reason, now)
+        if decisions is not None:
+            decisions.aside.append(row)
+        else:
+            assert db is not None
+            try:
+                with db.begin_nested():
+                    store.set_aside(db, [row])
+            except Exception:
+                log.exception("%s id %d from %s could not be set aside either; no answer sent",
+                              row["status"], request.identifier, item.nas.identifier)
+                return
+        log.warning("%s id %d for session %r from %s set aside for ops: %s", row["status"],
+                    request.identifier, row["acctsessionid"], item.nas.identifier, reason)
+        item.reply, item.tally = answers.ACCOUNTING_RESPONSE, "set aside"
+        item.data = _encode(item)
 
     # -- checks before any database work ---------------------------------
 
@@ -476,6 +561,8 @@ class Handler:
         records folded in runs (see store.apply_accounting_batch)."""
         decisions = store.Decisions()
         keyring = keys.ForBatch(db, (a.person_id for a in accounts.values()), now)
+        accepted: dict[int, set[str]] = {}  # devices accepted in this batch, by person
+        health: dict[int, tuple[str | None, int | None]] = {}  # heartbeats, by gateway
         sessions: list[tuple[_Work, accounting.Record]] = []
         for item in work:
             request = item.request
@@ -483,9 +570,10 @@ class Handler:
                 case m.StatusServer():
                     item.reply = answers.status_reply(item.dgram.port == ACCT)
                     item.tally = "Status-Server"
+                    health[item.nas.id] = told(request)
                 case m.AccessRequest():
                     item.reply = self._access(item.nas, request, item, now, accounts, decisions,
-                                              keyring)
+                                              keyring, accepted)
                 case m.AccountingRequest():
                     if sessions and request.status in (m.AcctStatus.ACCOUNTING_ON,
                                                        m.AcctStatus.ACCOUNTING_OFF):
@@ -493,32 +581,47 @@ class Handler:
                         self._sessions(db, sessions, now)
                         sessions = []
                     rec = self._accounting(db, item, request, now)
-                    if rec is not None:
+                    problem = store.out_of_range(rec) if rec is not None else None
+                    if problem is not None:
+                        self._set_aside(item, request, problem, now, decisions=decisions)
+                    elif rec is not None:
                         sessions.append((item, rec))
                 case _:
                     assert_never(request)
         if sessions:
             self._sessions(db, sessions, now)
         decisions.write(db)
+        for gateway, (version, depth) in health.items():
+            write_gateway(db, gateway, last_status=now, software_version=version,
+                          spool_depth=depth)
         for item in work:
-            if item.reply is not None:
+            if item.reply is not None and item.data is None:
                 item.data = _encode(item)
 
     def _access(self, nas: store.Nas, request: m.AccessRequest, item: _Work, now: datetime,
                 accounts: dict[str, store.Account],
                 decisions: store.Decisions,
-                keyring: keys.ForBatch) -> m.AccessAccept | m.AccessReject:
+                keyring: keys.ForBatch,
+                accepted: dict[int, set[str]]) -> m.AccessAccept | m.AccessReject:
         username = request.user_name or ""
         if request.nas_identifier is not None and request.nas_identifier != nas.identifier:
             log.warning("client %s calls itself %r", nas.identifier, request.nas_identifier)
         account = accounts.get(username) if username else None
-        decision = policy.decide(account.facts if account else None, item.password_ok,
-                                 nas.site, now, self.settings.policy)
+        facts = account.facts if account else None
+        this = None  # the device, for a person whose plan limits their sessions at once
+        if account is not None and facts is not None and facts.max_sessions is not None:
+            this = reach.device(request.calling_station_id)
+            # Other devices only: this one checking in again is no new session.
+            others = (item.open_devices | accepted.get(account.person_id, set())) - {this}
+            facts = replace(facts, open_sessions=len(others))
+        decision = policy.decide(facts, item.password_ok, nas.site, now, self.settings.policy)
         class_, key = "", None
         if decision.accept:
             assert account is not None  # decide() accepts only a known person
             # The person's own key, the same at every check-in (radius/keys.py).
             class_, key = store.new_class(), keyring.passphrase(account.person_id, nas.site_id)
+            if this is not None:
+                accepted.setdefault(account.person_id, set()).add(this)
             log.debug("accept %r at %s for %d s", username, nas.identifier,
                       decision.session_timeout)
             item.tally = "accept"
@@ -534,6 +637,7 @@ class Handler:
             calling_station=request.calling_station_id or "",
             person_id=account.person_id if account else None,
             class_=class_, wifi_key=None, now=now,
+            session_timeout=decision.session_timeout if decision.accept else None,
         )
         return answers.access_reply(decision, class_, key)
 
@@ -576,6 +680,9 @@ class Handler:
                 else m.TerminateCause.ADMIN_REBOOT
             closed = store.close_nas_sessions(db, nas, accounting.event_time(request, now),
                                               cause.label)
+            column = "last_accounting_on" if status == m.AcctStatus.ACCOUNTING_ON \
+                else "last_accounting_off"
+            write_gateway(db, nas.id, **{column: now})
             # Session records after this one read the sessions with plain SQL.
             db.flush()
             log.info("%s from %s: closed %d open sessions", m.AcctStatus(status).label,
@@ -611,9 +718,32 @@ class Handler:
             item.reply, item.tally = answers.ACCOUNTING_RESPONSE, rec.status.label
             if (outcome.exhausted and outcome.radacctid is not None
                     and self._first_cut(outcome.radacctid)):
-                item.cuts.append(Cut(item.nas, _session_selector(rec, item.nas)))
+                cut = Cut(item.nas, _session_selector(rec, item.nas))
+                item.cuts.append(cut)
+                # Sent (and sent again until answered) by the outbox's courier.
+                reach.queue(db, item.nas.id, outcome.radacctid, reach.DISCONNECT,
+                            cut.attributes, now, reason="credit exhausted")
                 log.info("credit of %r exhausted: disconnecting session %s at %s",
                          rec.username, rec.session_id, item.nas.identifier)
+
+
+_VERSION = codec().key("Passerelle-Software-Version")
+_SPOOL_DEPTH = codec().key("Passerelle-Spool-Depth")
+
+
+def told(request: m.StatusServer) -> tuple[str | None, int | None]:
+    """The software version and spool depth a box's heartbeat tells
+    (gateway/heartbeat.py); None for what it does not, or not readably."""
+    version, depth = None, None
+    for key, raw in request.other:
+        try:
+            if key == _VERSION:
+                version = str(codec().value(key, raw))[:64]
+            elif key == _SPOOL_DEPTH:
+                depth = min(int(codec().value(key, raw)), 2**31 - 1)
+        except BadValue as exc:
+            log.info("Status-Server id %d: %s", request.identifier, exc)
+    return version, depth
 
 
 def _refusal(nas: store.Nas, port: str, request: m.Request) -> str | None:
@@ -628,6 +758,19 @@ def _refusal(nas: store.Nas, port: str, request: m.Request) -> str | None:
         return (f"more than {PROXY_STATES_MAX} Proxy-States or {PROXY_STATE_OCTETS_MAX} "
                 "octets of them (its reply would not fit)")
     return None
+
+
+# An Access-Request the centre could not decide (the database refused its
+# decision): refused, with a reason the box reads as a plain refusal.
+_CANNOT_DECIDE = m.AccessReject(
+    reply_message=f"{Refusal.rejected.value}{SEPARATOR}The centre could not decide this request")
+
+
+def _why(exc: Exception) -> str:
+    """A failure in one line: the database's own words when it refused."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    words = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {words[0] if words else ''}"
 
 
 def _encode(item: _Work) -> bytes | None:

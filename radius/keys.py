@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session as DB
 from passerelle.errors import UserError
 from passerelle.gateway import psk
 
-from . import passwords, policy, store
+from . import passwords, policy, reach, store
 from .models import DEFAULT_PRIVATE_SSID, Company, Network, Person, PersonKey, Site
 
 log = logging.getLogger("passerelle.radius")
@@ -90,12 +90,15 @@ def rotate(db: DB, person_id: int, now: datetime) -> PersonKey:
 
 def revoke(db: DB, person_id: int, now: datetime) -> PersonKey | None:
     """The person's key stops working; none is issued until their next
-    check-in or a rotation. None when they had no key."""
+    check-in or a rotation. None when they had no key. Their live sessions
+    are disconnected too (the Disconnect-Requests go out through the outbox):
+    a revoked key must not keep anyone on."""
     old = current(db, person_id)
     if old is not None:
         old.revoked = now
         db.flush()
         log.info("personal key %d of person %d revoked", old.serial, person_id)
+    reach.after_change(db, person_ids=[person_id], reason="key revoked", now=now)
     return old
 
 

@@ -11,7 +11,7 @@ The credit balance is never stored: it is the sum of the ledger.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -157,6 +159,12 @@ class Gateway(Base):
     # BlastRADIUS: refuse Access-Requests without Message-Authenticator.
     require_message_authenticator: Mapped[bool] = mapped_column(Boolean, default=True)
     last_seen: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    # What the box tells in its Status-Server heartbeat (docs/console.md).
+    last_status: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    software_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    spool_depth: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_accounting_on: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    last_accounting_off: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
     site: Mapped[Site] = relationship(back_populates="gateways")
 
@@ -183,6 +191,10 @@ class Company(Base):
     bandwidth_down: Mapped[int | None] = mapped_column(BigInteger, default=None)  # bit/s
     max_session: Mapped[int | None] = mapped_column(Integer, default=None)  # seconds
     vlan: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The partner platform's id for it (the API finds companies by it).
+    external_id: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
+    # Sessions one person may have open at once (devices); None: no limit.
+    max_sessions: Mapped[int | None] = mapped_column(Integer, default=None)
 
     people: Mapped[list[Person]] = relationship(back_populates="company")
 
@@ -201,6 +213,8 @@ class Person(Base):
     chap_secret: Mapped[str | None] = mapped_column(Text, default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     language: Mapped[str] = mapped_column(String(8), default="fr")
+    # The partner platform's id for them (the API finds people by it).
+    external_id: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
 
     company: Mapped[Company] = relationship(back_populates="people")
 
@@ -249,6 +263,14 @@ class Radacct(Base):
         Index("ix_radacct_open", "nasipaddress", "acctstoptime"),
         Index("ix_radacct_username", "username"),
         Index("ix_radacct_starttime", "acctstarttime"),
+        # The open sessions only (a few thousand among millions of rows): the
+        # live view's order and a person's open sessions (the session limit).
+        Index("ix_radacct_live", "acctstarttime", "radacctid",
+              postgresql_where=text("acctstoptime IS NULL"),
+              sqlite_where=text("acctstoptime IS NULL")),
+        Index("ix_radacct_person_live", "person_id",
+              postgresql_where=text("acctstoptime IS NULL"),
+              sqlite_where=text("acctstoptime IS NULL")),
     )
     radacctid: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                            primary_key=True)
@@ -299,6 +321,8 @@ class AuthLog(Base):
     username: Mapped[str] = mapped_column(String(253))
     reply: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(32), default="")
+    # An Accept's Session-Timeout (seconds), so the console tells the time left.
+    sessiontimeout: Mapped[int | None] = mapped_column(BigInteger, default=None)
     nasipaddress: Mapped[str] = mapped_column(String(45), default="")
     nasidentifier: Mapped[str] = mapped_column(String(64), default="")
     callingstationid: Mapped[str] = mapped_column(String(64), default="")
@@ -428,18 +452,254 @@ class PersonKey(Base):
     revoked: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
 
+
+# -- the partner API (docs/api.md) --------------------------------------------
+
+class ApiRole(str, enum.Enum):
+    """Who a bearer token of the partner API speaks for."""
+
+    partner = "partner"  # the partner platform: provisions the whole network
+    company = "company"  # one member company: reads its own data only
+
+
+class ApiToken(Base):
+    """A bearer token of the partner API. Only the SHA-256 of the token is
+    kept: it is shown once, when made."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (
+        CheckConstraint("(role = 'company' AND company_id IS NOT NULL) OR "
+                        "(role <> 'company' AND company_id IS NULL)", name="company"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[ApiRole] = mapped_column(
+        Enum(ApiRole, name="api_role", native_enum=False, length=16))
+    company_id: Mapped[int | None] = mapped_column(
+        ForeignKey("company.id", ondelete="CASCADE"), default=None)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    last_used: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    revoked: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+    company: Mapped[Company | None] = relationship()
+
+
+class IdempotentCall(Base):
+    """The first answer to a call made with an Idempotency-Key. The unique
+    (token, key) pair is what makes a retried top-up count once, even when
+    two copies arrive at the same time."""
+
+    __tablename__ = "api_idempotent_call"
+    __table_args__ = (UniqueConstraint("token_id", "key", name="uq_api_idempotent_call_key"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_token.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    # SHA-256 of method, path and body: the same key with another call is a 409.
+    request_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Webhook(Base):
+    """Where the partner platform wants events POSTed, signed with ``secret``
+    (HMAC-SHA256). With a company, only that company's events."""
+
+    __tablename__ = "webhook"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(Sealed())
+    # Comma list of event types (session.start, session.stop, credit.low).
+    events: Mapped[str] = mapped_column(String(256))
+    company_id: Mapped[int | None] = mapped_column(
+        ForeignKey("company.id", ondelete="CASCADE"), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created: Mapped[datetime] = mapped_column(DateTime)
+
+    company: Mapped[Company | None] = relationship()
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook, until it is delivered or given up. The
+    unique (webhook, event key) pair makes each event queued once."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_key", name="uq_webhook_delivery_event"),
+        Index("ix_webhook_delivery_due", "done", "next_attempt"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhook.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    event_key: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt: Mapped[datetime] = mapped_column(DateTime)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    # delivered | gave-up, once done.
+    outcome: Mapped[str] = mapped_column(String(16), default="")
+
+
+class WebhookAttempt(Base):
+    """Every POST of a delivery, with what came back."""
+
+    __tablename__ = "webhook_attempt"
+    __table_args__ = (Index("ix_webhook_attempt_delivery", "delivery_id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_delivery.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    status: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str] = mapped_column(String(256), default="")
+    milliseconds: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookCursor(Base):
+    """How far the webhook poller has read the accounting tables."""
+
+    __tablename__ = "webhook_cursor"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+    at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class AccountingQuarantine(Base):
+    """An accounting record the centre answered but could not store (a value
+    beyond its column's range, a row the database refused): set aside here
+    with what was sent, so ops can see it and the box's spool moves on."""
+
+    __tablename__ = "accounting_quarantine"
+    __table_args__ = (Index("ix_accounting_quarantine_received", "received"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    received: Mapped[datetime] = mapped_column(DateTime)
+    gateway_id: Mapped[int | None] = mapped_column(
+        ForeignKey("gateway.id", ondelete="SET NULL"), default=None)
+    nasidentifier: Mapped[str] = mapped_column(String(64), default="")
+    nasipaddress: Mapped[str] = mapped_column(String(45), default="")
+    status: Mapped[str] = mapped_column(String(32), default="")
+    acctsessionid: Mapped[str] = mapped_column(String(64), default="")
+    reason: Mapped[str] = mapped_column(String(512))
+    # The decoded attributes as JSON, and the datagram itself in hex.
+    attributes: Mapped[str] = mapped_column(Text, default="")
+    datagram: Mapped[str] = mapped_column(Text, default="")
+class DaeState(str, enum.Enum):
+    """Where a queued Disconnect- or CoA-Request stands (radius/outbox.py)."""
+
+    pending = "pending"  # not answered yet: sent again at next_try
+    acked = "acked"
+    naked = "naked"  # refused; error_cause says why
+    gave_up = "gave_up"  # no answer after every try
+
+
+class DaeRequest(Base):
+    """The outbox of RFC 5176 requests to the boxes: each is sent, and sent
+    again with back-off, until its box answers or the tries run out."""
+
+    __tablename__ = "dae_request"
+    __table_args__ = (Index("ix_dae_request_due", "state", "next_try"),
+                      Index("ix_dae_request_session", "radacct_id"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("gateway.id", ondelete="CASCADE"))
+    radacct_id: Mapped[int | None] = mapped_column(
+        ForeignKey("radacct.radacctid", ondelete="SET NULL"), default=None)
+    kind: Mapped[str] = mapped_column(String(16))  # "disconnect" or "coa"
+    attributes: Mapped[str] = mapped_column(Text)  # JSON: attribute name -> value
+    state: Mapped[DaeState] = mapped_column(
+        Enum(DaeState, name="dae_state", native_enum=False, length=16),
+        default=DaeState.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_try: Mapped[datetime] = mapped_column(DateTime)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    answered: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    error_cause: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Why it was queued ("console", "company-suspended", ...) and by whom.
+    reason: Mapped[str] = mapped_column(String(64), default="")
+    actor: Mapped[str] = mapped_column(String(253), default="")
+class CompanyNetwork(Base):
+    """The partner network a member company belongs to (at most one): its
+    people are that network's members in the partner networks' balance. A
+    company without a line belongs to no network."""
+
+    __tablename__ = "company_network"
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    network_id: Mapped[int] = mapped_column(ForeignKey("network.id", ondelete="CASCADE"),
+                                            index=True)
+
+
+class ReportDay(Base):
+    """The reports' roll-up: what one person (by login) did at one site on
+    one local day that is over (reports.DayRow). ``person_id`` and
+    ``company_id`` are as they were when the day was rolled up; no foreign
+    key, so the history outlives a removed person or company."""
+
+    __tablename__ = "report_day"
+    __table_args__ = (Index("ix_report_day_day", "day"),)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    login: Mapped[str] = mapped_column(String(253), primary_key=True)
+    person_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    company_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    sessions: Mapped[int] = mapped_column(Integer)
+    carried: Mapped[int] = mapped_column(Integer)
+    connected: Mapped[int] = mapped_column(Integer)  # seconds, at most a day
+    first_in: Mapped[datetime] = mapped_column(DateTime)  # naive UTC
+    last_out: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ReportHour(Base):
+    """The roll-up of occupancy: the peak of people at once in one local hour."""
+
+    __tablename__ = "report_hour"
+    __table_args__ = (Index("ix_report_hour_day", "day"),)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    peak: Mapped[int] = mapped_column(Integer)
+
+
+# The reports find the sessions still open or ended after a given time by
+# their stop (reports_sums, the days the roll-up does not hold yet).
+Index("ix_radacct_stoptime", Radacct.acctstoptime)
+
+
+class ReportDone(Base):
+    """The local days the roll-up holds (for every site)."""
+
+    __tablename__ = "report_done"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime)  # when it was rolled up
+
+
 __all__ = [
+    "AccountingQuarantine",
+    "ApiRole",
+    "ApiToken",
     "AuditEntry",
     "AuthLog",
     "Base",
     "CertificateAuthority",
     "Company",
+    "CompanyNetwork",
     "CompanyStatus",
     "CreditEntry",
     "CreditKind",
+    "DaeRequest",
+    "DaeState",
     "EnrolmentCode",
     "Gateway",
     "GatewayCertificate",
+    "IdempotentCall",
     "Network",
     "Operator",
     "OperatorRole",
@@ -447,6 +707,13 @@ __all__ = [
     "Person",
     "PersonKey",
     "Radacct",
+    "ReportDay",
+    "ReportDone",
+    "ReportHour",
     "Site",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookCursor",
+    "WebhookDelivery",
     "WifiKey",
 ]

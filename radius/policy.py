@@ -14,7 +14,9 @@ Rules, in the order they are checked (the first that fails is the reason):
 4. the plan allows the site's category (``site-not-allowed``) and the
    service asked for (``service-not-allowed``);
 5. the site is open now (``site-closed``);
-6. credit is left (``no-credit``).
+6. credit is left (``no-credit``);
+7. the person has fewer sessions open on other devices than the plan's
+   ``max_sessions`` allows (``too-many-sessions``; no limit when None).
 
 An accepted session lasts min(credit left, time to the site's closing, the
 plan's maximum session), at least one second and at most 2^32 - 1.
@@ -43,6 +45,7 @@ MESSAGES = {
     Reason.service_not_allowed: "Your company's plan does not include this service",
     Reason.site_closed: "The site is closed now",
     Reason.no_credit: "No credit left",
+    Reason.too_many_sessions: "Too many devices connected at once for your company's plan",
 }
 
 
@@ -73,6 +76,8 @@ class PersonFacts:
     bandwidth_up: int | None = None  # bit/s
     bandwidth_down: int | None = None
     vlan: int | None = None
+    max_sessions: int | None = None  # sessions at once; None: no limit
+    open_sessions: int = 0  # open now on the person's other devices
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,8 @@ def decide(
         return Decision(False, Reason.site_closed)
     if person.balance <= 0:
         return Decision(False, Reason.no_credit)
+    if person.max_sessions is not None and person.open_sessions >= person.max_sessions:
+        return Decision(False, Reason.too_many_sessions)
     # Session-Timeout is a 32-bit integer (RFC 2865 5.27): a huge credit
     # must not make the reply unencodable.
     limits = [person.balance, MAX_SESSION_TIMEOUT]

@@ -20,9 +20,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import Any
 
-from . import dae, db, radsec
-from .handler import ACCT, AUTH, Batch, Cut, Datagram, Handler, HandlerSettings
+from sqlalchemy import Engine, event
+
+from passerelle import systemd
+
+from . import dae, db, radsec, reach
+from .handler import ACCT, AUTH, Batch, Datagram, Handler, HandlerSettings
 
 log = logging.getLogger("passerelle.radius")
 
@@ -76,7 +81,6 @@ class Worker:
         self.threads = max(1, threads)
         self.sockets: dict[str, socket.socket] = {}
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="batch")
-        self._dae_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dae")
         self._running = 0
         self._reading = False
         self._stopping = False
@@ -162,8 +166,8 @@ class Worker:
             except OSError as exc:
                 # The client retransmits; a full socket buffer must not stop the loop.
                 log.warning("reply to %s:%d not sent: %s", *reply.addr, exc)
-        for cut in cuts:
-            self._dae_pool.submit(_send_cut, cut)
+        # The cuts are in the outbox (committed with the batch): the courier sends them.
+        del cuts
 
     async def run(self, auth: socket.socket, acct: socket.socket,
                   stop: asyncio.Event) -> None:
@@ -181,15 +185,29 @@ class Worker:
         for sock in self.sockets.values():
             sock.close()
         self._pool.shutdown(wait=True, cancel_futures=False)
-        self._dae_pool.shutdown(wait=True, cancel_futures=False)
 
 
-def _send_cut(cut: Cut) -> None:
-    target = dae.Target(cut.nas.ip, cut.nas.coa_port, cut.nas.secret,
-                        gateway=cut.nas.identifier)
-    result = dae.disconnect(target, cut.attributes)
-    log.info("Disconnect-Request to %s for %s: %s", cut.nas.identifier,
-             cut.attributes.get("Acct-Session-Id"), result)
+def make_engine(url: str, threads: int = 2) -> Engine:
+    """The engine of a worker: a connection per batch thread (and one for
+    the gateways' reload), and on PostgreSQL no sequential scans."""
+    if url.startswith("sqlite"):
+        return db.make_engine(url)
+    engine = db.make_engine(url, pool_size=threads + 1, max_overflow=2)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _index_only)
+    return engine
+
+
+def _index_only(dbapi_connection: Any, _record: Any) -> None:
+    # Every statement of the hot path finds its rows by an index. On tables
+    # that were small or never analysed when psycopg prepared a statement,
+    # PostgreSQL cached a plan with a sequential scan and kept it while the
+    # table grew (radacct read whole for every batch, until autovacuum's
+    # ANALYZE replanned: docs/benchmarks.md). Off, a sequential scan is only
+    # taken where there is no index.
+    with dbapi_connection.cursor() as cur:
+        cur.execute("SET enable_seqscan TO off")
+    dbapi_connection.commit()
 
 
 def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
@@ -198,17 +216,28 @@ def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
 
     if ready is not None:
         setup_logging(verbose=False)
-    engine = db.make_engine(config.db_url, pool_size=config.db_threads + 1, max_overflow=2) \
-        if not config.db_url.startswith("sqlite") else db.make_engine(config.db_url)
+    engine = make_engine(config.db_url, config.db_threads)
     # Without autoflush the log lines of a batch go to the database in one
     # multi-row INSERT at commit; store.py flushes where it must read back.
     handler = Handler(db.make_sessionmaker(engine, autoflush=False), config.settings)
+    # The outbox of Disconnect- and CoA-Requests, sent until answered (reach.py).
+    courier = reach.Courier(db.make_sessionmaker(engine))
+    courier.start()
     reuse = config.workers > 1
     auth = bind_udp(config.listen, auth_port, reuse)
     acct = bind_udp(config.listen, acct_port, reuse)
     tls = radsec.server_context(handler.factory, list(config.radsec_names or
                                                      (config.listen,))) \
         if config.radsec_port is not None else None
+    tls_sock = radsec.bind(config.listen, config.radsec_port, reuse) \
+        if config.radsec_port is not None else None
+    # The gateways (and a first database connection) before saying "ready":
+    # a request that arrives just after the announcement is answered at
+    # once, not after a connection to PostgreSQL is made under load.
+    handler.refresh_gateways()
+    if ready is None:
+        _announce(config, auth.getsockname()[1], acct.getsockname()[1],
+                  tls_sock.getsockname()[1] if tls_sock is not None else None)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -216,13 +245,8 @@ def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         worker = Worker(handler, config.db_threads)
-        tls_port, tls_task = None, None
-        if tls is not None and config.radsec_port is not None:
-            tls_sock = radsec.bind(config.listen, config.radsec_port, reuse)
-            tls_port = tls_sock.getsockname()[1]
-            tls_task = _radsec_listener(worker, handler, tls, tls_sock)
-        if ready is None:
-            _announce(config, auth.getsockname()[1], acct.getsockname()[1], tls_port)
+        tls_task = _radsec_listener(worker, handler, tls, tls_sock) \
+            if tls is not None and tls_sock is not None else None
         task = asyncio.create_task(worker.run(auth, acct, stop))
         await asyncio.sleep(0)
         if ready is not None:
@@ -236,6 +260,7 @@ def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
     try:
         asyncio.run(main())
     finally:
+        courier.stop()
         engine.dispose()
 
 
@@ -320,3 +345,4 @@ def _announce(config: ServerConfig, auth_port: int, acct_port: int,
     tls = f" radsec {radsec_port}" if radsec_port is not None else ""
     print(f"passerelle radius: listening on {config.listen} auth {auth_port} "
           f"acct {acct_port} workers {max(1, config.workers)}{tls}", flush=True)
+    systemd.notify(f"READY=1\nSTATUS=auth {auth_port} acct {acct_port}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from sqlalchemy import or_, select
 
+from passerelle import systemd
 from passerelle.errors import UserError
 
 from . import dae, db
@@ -49,9 +50,12 @@ def serve_command(db_url: str | None, listen: str, auth_port: int, acct_port: in
     url = db_url or db.default_url()
     settings = HandlerSettings(policy=Settings(idle_timeout=idle_timeout,
                                                interim_interval=interim_interval))
+    watchdog = systemd.Watchdog()  # alive: a dead worker ends the server itself
+    watchdog.start()
     serve(ServerConfig(db_url=url, listen=listen, auth_port=auth_port, acct_port=acct_port,
                        workers=workers, settings=settings, db_threads=db_threads,
                        radsec_port=radsec_port, radsec_names=radsec_names))
+    watchdog.stop()
 
 
 def _find_session(db_url: str | None, ref: str) -> tuple[Radacct, Gateway]:

@@ -17,7 +17,7 @@ from flask import Flask, abort, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from passerelle.radius.db import transaction
-from passerelle.radius.models import OperatorRole
+from passerelle.radius.models import ApiRole, OperatorRole
 
 from . import auth_ops
 from .scope import Principal
@@ -37,8 +37,18 @@ PERMISSIONS: dict[str, frozenset[OperatorRole] | None] = {
     "auth.sign_out": EVERYONE,
     "home": EVERYONE,
     "live.index": EVERYONE,
-    "live.disconnect": EVERYONE,  # within their scope: live_ops.disconnect_order
+    "live.disconnect": EVERYONE,  # within their scope: live_ops.queue_disconnect
     "boxes.index": OPS_AND_SITES,
+    # Reports and CSV within their scope (report_queries.Limits); the
+    # statement is a company's: network ops pick one, a manager has theirs.
+    "reports.index": EVERYONE,
+    "reports.table_csv": EVERYONE,
+    "reports.statement": frozenset({OperatorRole.network_ops, OperatorRole.company_manager}),
+    # A teleworker's own pages: no operator; account.py checks the person's sign-in.
+    "account.sign_in": PUBLIC,
+    "account.index": PUBLIC,
+    "account.password": PUBLIC,
+    "account.sign_out": PUBLIC,
     "enrol.enrol": PUBLIC,  # a box with a one-time code (radius.enrolment)
     # The data pages (manage_*.py); within the scope: manage_ops finds
     # nothing outside it (404).
@@ -67,6 +77,32 @@ PERMISSIONS: dict[str, frozenset[OperatorRole] | None] = {
     # The boxes, not operators: each request signed by its gateway (boxsync.py).
     "boxsync.pull": PUBLIC,
     "boxsync.rotate": PUBLIC,
+    # The partner API signs in with a bearer token, not the console's
+    # cookie: its rule is API_ROLES below, applied by api/views.py.
+    "api.openapi": PUBLIC,
+    **{f"api.{name}": PUBLIC for name in (
+        "companies", "company", "put_company", "company_usage", "people", "put_people",
+        "person", "person_usage", "top_up", "sessions", "decision")},
+}
+
+# Which tokens may call which API endpoint; None: no token needed. A partner
+# token sees what network ops see; a company token what its company manager
+# sees (scope.Scope(company=...)), and reads only.
+PARTNER = frozenset({ApiRole.partner})
+ANY_TOKEN = frozenset(ApiRole)
+API_ROLES: dict[str, frozenset[ApiRole] | None] = {
+    "api.openapi": None,
+    "api.companies": ANY_TOKEN,
+    "api.company": ANY_TOKEN,
+    "api.put_company": PARTNER,
+    "api.company_usage": ANY_TOKEN,
+    "api.people": ANY_TOKEN,
+    "api.put_people": PARTNER,
+    "api.person": ANY_TOKEN,
+    "api.person_usage": ANY_TOKEN,
+    "api.top_up": PARTNER,
+    "api.sessions": ANY_TOKEN,
+    "api.decision": ANY_TOKEN,
 }
 
 # The Flask session's keys.

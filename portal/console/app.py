@@ -17,10 +17,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
 from passerelle.portal.limits import Limiter
-from passerelle.radius import dae
+from passerelle.radius import reach
 
 from . import (
     access,
+    account,
+    api,
     auth,
     boxes,
     boxsync,
@@ -30,6 +32,7 @@ from . import (
     manage_companies,
     manage_people,
     manage_sites,
+    reports,
 )
 from .settings import ConsoleSettings
 from .state import KEY, Console, Disconnect
@@ -66,7 +69,9 @@ def _headers(response: Response) -> Response:
     return response
 
 
-def _error(exc: HTTPException) -> tuple[str, int]:
+def _error(exc: HTTPException) -> tuple[str, int] | tuple[Response, int]:
+    if request.path.startswith(api.PREFIX + "/"):
+        return api.from_http(exc)  # JSON for the API, even before its routes
     if isinstance(exc, CSRFError):
         message = "The form had expired or was not ours: reload the page and try again."
     else:
@@ -82,9 +87,11 @@ def _home() -> BaseResponse:
 def create_app(factory: sessionmaker[Session], *,
                settings: ConsoleSettings | None = None, secret_key: bytes | None = None,
                clock: Callable[[], float] = time.time,
-               disconnect: Disconnect = dae.disconnect, behind_proxy: bool = False) -> Flask:
+               disconnect: Disconnect = reach.disconnect_once,
+               behind_proxy: bool = False) -> Flask:
     """The console on the centre's database (``factory``); ``disconnect``
-    sends a Disconnect-Request (RFC 5176) and waits for the box's answer."""
+    sends a Disconnect-Request (RFC 5176) once and waits for the box's
+    answer (the outbox sends it again)."""
     settings = settings or ConsoleSettings()
     app = Flask("passerelle.portal.console", static_folder=str(HERE / "static"),
                 template_folder=str(HERE / "templates"))
@@ -113,6 +120,7 @@ def create_app(factory: sessionmaker[Session], *,
     app.before_request(manage_people.allow_upload)  # before the CSRF check reads the form
     csrf = CSRFProtect(app)
     csrf.exempt(enrol.bp)  # JSON from a box, not a browser's form
+    api.install(app, csrf)
     app.register_blueprint(auth.bp)
     app.register_blueprint(live.bp)
     app.register_blueprint(boxes.bp)
@@ -122,6 +130,8 @@ def create_app(factory: sessionmaker[Session], *,
     app.register_blueprint(manage_sites.sites_bp)
     app.register_blueprint(manage_sites.gateways_bp)
     boxsync.install(app)  # the boxes' signed channel: no sign-in, no CSRF
+    app.register_blueprint(reports.bp)
+    app.register_blueprint(account.bp)
     app.add_url_rule("/", "home", _home)
     formats.install(app)
     app.after_request(_headers)

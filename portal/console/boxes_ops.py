@@ -1,8 +1,10 @@
 """Boxes: each gateway's last contact with the centre and its live clients.
 
 The last contact is the latest of what the data holds: the gateway's
-``last_seen`` when something records it, its latest accounting (a session's
-start, interim update or stop) and its latest authentication.
+``last_seen`` (the RADIUS server writes it for every request, at most once
+a minute), its heartbeat (Status-Server, with its software version and
+spool depth), its latest accounting (a session's start, interim update or
+stop) and its latest authentication.
 """
 
 from __future__ import annotations
@@ -43,9 +45,14 @@ class BoxRow:
     last_seen: datetime | None
     last_accounting: datetime | None
     last_auth: datetime | None
-    last_contact: datetime | None  # the latest of the three above
+    last_contact: datetime | None  # the latest of the above and the heartbeat
     live: int  # open sessions
     health: Health
+    last_status: datetime | None = None  # its latest heartbeat (Status-Server)
+    version: str | None = None  # the software it runs, as its heartbeat says
+    spool_depth: int | None = None  # accounting records waiting on the box
+    last_on: datetime | None = None  # its latest Accounting-On (it (re)started)
+    last_off: datetime | None = None  # ... and Accounting-Off (it stopped)
 
 
 def _latest(*values: datetime | None) -> datetime | None:
@@ -77,10 +84,13 @@ def boxes(db: DB, scope: Scope, now: datetime, interval: int) -> list[BoxRow]:
     rows = []
     for gateway, site, updated, started, stopped, live, last_auth in db.execute(query):
         last_accounting = _latest(updated, started, stopped)
-        contact = _latest(gateway.last_seen, last_accounting, last_auth)
+        contact = _latest(gateway.last_seen, gateway.last_status, last_accounting, last_auth)
         rows.append(BoxRow(id=gateway.id, identifier=gateway.identifier, site=site,
                            ip=gateway.ip_address, coa_port=gateway.coa_port,
                            last_seen=gateway.last_seen, last_accounting=last_accounting,
                            last_auth=last_auth, last_contact=contact, live=int(live or 0),
-                           health=health(contact, now, interval)))
+                           health=health(contact, now, interval),
+                           last_status=gateway.last_status, version=gateway.software_version,
+                           spool_depth=gateway.spool_depth, last_on=gateway.last_accounting_on,
+                           last_off=gateway.last_accounting_off))
     return rows

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qsl, urlencode
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from passerelle.errors import UserError
+from passerelle.radius import outbox, reach
 from passerelle.radius.db import transaction
 
 from . import audit
 from .forms import DisconnectForm
-from .live_ops import LiveFilter, disconnect_order, live_sessions, send_disconnect
+from .live_ops import (
+    LiveFilter,
+    describe,
+    live_sessions,
+    queue_disconnect,
+    recent_requests,
+    request_row,
+)
 from .state import console
+
+log = logging.getLogger("passerelle.portal")
 
 bp = Blueprint("live", __name__, url_prefix="/live")
 
@@ -31,9 +42,11 @@ def index() -> str | tuple[str, int]:
     now = state.now()
     with transaction(state.factory) as db:
         view = live_sessions(db, g.principal.scope, wanted, now, state.settings.max_rows)
+        requests = recent_requests(db, g.principal.scope, now)
     return render_template("live.html", title="Live sessions", view=view, wanted=wanted,
                            form=DisconnectForm(back=urlencode(wanted.query())), now=now,
-                           refresh=state.settings.refresh)
+                           refresh=state.settings.refresh, requests=requests,
+                           describe=describe)
 
 
 def _back(query: str) -> str:
@@ -52,15 +65,25 @@ def disconnect(session_id: int) -> Response:
     form = DisconnectForm()
     if not form.validate_on_submit():
         abort(400)
+    scope, login = g.principal.scope, g.principal.login
     with transaction(state.factory) as db:
-        order = disconnect_order(db, g.principal.scope, session_id)
-    if order is None:
+        queued = queue_disconnect(db, scope, session_id, state.now(), login)
+    if queued is None:
         flash(f"Session {session_id} is not open (any more), or not yours to end.", "bad")
         return redirect(_back(form.back.data or ""))
-    # After the transaction: the packet waits for the box, not the database.
-    outcome = send_disconnect(order, state.disconnect, g.principal.login)
+    # The first try from here, after the transaction (the packet waits for
+    # the box, not the database): the answer is on the page at once. The
+    # RADIUS server's courier sends it again until the box answers.
+    reach.send_due(state.factory, lambda target, _code, attributes:
+                   state.disconnect(target, attributes), outbox.Retry(),
+                   clock=state.now, ids=[queued])
     with transaction(state.factory) as db:
-        audit.record(db, g.principal, "disconnect", "session", order.session_id,
-                     outcome.message, state.now())
-    flash(outcome.message, "ok" if outcome.ok else "bad")
+        row = request_row(db, scope, queued)
+        outcome = describe(row) if row is not None else None
+        message = outcome.message if outcome else f"Disconnect {queued} queued."
+        audit.record(db, g.principal, "disconnect", "session", session_id, message,
+                     state.now())
+    log.info("console: %s pressed Disconnect for session %d: %s", login, session_id, message)
+    ok = outcome.ok if outcome else None
+    flash(message, "wait" if ok is None else "ok" if ok else "bad")
     return redirect(_back(form.back.data or ""))

@@ -1,8 +1,10 @@
 """Live sessions: every open session (a ``radacct`` row without a stop time)
 the operator's scope covers, and the Disconnect-Request that ends one.
 
-Reads only; the packet is sent by the caller after the transaction, with
-``send_disconnect``.
+A Disconnect is queued in the centre's outbox (radius/reach.py), tried once
+at once by the console after the transaction (so the answer is on the page
+in the common case), and sent again by the RADIUS server's courier until the
+box answers.
 """
 
 from __future__ import annotations
@@ -10,18 +12,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, assert_never
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session as DB
 
-from passerelle.radius import dae
-from passerelle.radius.models import Company, Gateway, Person, Radacct, Site
+from passerelle.radius import dae, reach
+from passerelle.radius import messages as m
+from passerelle.radius.models import (
+    AuthLog,
+    Company,
+    DaeRequest,
+    DaeState,
+    Gateway,
+    Person,
+    Radacct,
+    Site,
+)
 
 from .filters import like_pattern, optional_id, search_text
 from .scope import Scope
-from .state import Disconnect
 
 log = logging.getLogger("passerelle.portal")
 
@@ -153,8 +164,13 @@ def live_sessions(db: DB, scope: Scope, wanted: LiveFilter, now: datetime,
     query = _filtered(_open(scope), wanted)
     total = int(db.scalar(select(func.count()).select_from(query.subquery())) or 0)
     rows = []
-    ordered = query.order_by(Radacct.acctstarttime.desc(), Radacct.radacctid.desc()).limit(limit)
-    for s, login, name, company, site, gateway in db.execute(ordered):
+    # The Session-Timeout the Accept granted (its log line, by the session's Class).
+    granted = (select(AuthLog.sessiontimeout).where(AuthLog.class_ == Radacct.class_,
+                                                    Radacct.class_ != "")
+               .limit(1).scalar_subquery())
+    ordered = (query.add_columns(granted)
+               .order_by(Radacct.acctstarttime.desc(), Radacct.radacctid.desc()).limit(limit))
+    for s, login, name, company, site, gateway, timeout in db.execute(ordered):
         updated = s.acctupdatetime or s.acctstarttime
         duration = seconds_between(s.acctstarttime, now)
         rows.append(LiveRow(
@@ -163,9 +179,7 @@ def live_sessions(db: DB, scope: Scope, wanted: LiveFilter, now: datetime,
             site=site or "", gateway=gateway or s.nasidentifier or s.nasipaddress,
             mac=s.callingstationid, ip=s.framedipaddress, started=s.acctstarttime,
             updated=updated, duration=duration if duration is not None else s.acctsessiontime,
-            # The decision's Session-Timeout is not recorded with the session
-            # yet: the column stays blank until it is.
-            time_left=time_left(s.acctstarttime, None, now),
+            time_left=time_left(s.acctstarttime, timeout, now),
             bytes_up=s.acctinputoctets, bytes_down=s.acctoutputoctets,
             idle=seconds_between(updated, now)))
     # Named from the rows only: looking the id up would tell a login outside the scope.
@@ -178,41 +192,73 @@ def live_sessions(db: DB, scope: Scope, wanted: LiveFilter, now: datetime,
 
 # -- Disconnect ---------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class DisconnectOrder:
-    """A Disconnect-Request to send: to which box, about which session."""
-
-    session_id: int
-    login: str
-    gateway: str
-    target: dae.Target
-    attributes: dict[str, Any]
-
-
-def disconnect_order(db: DB, scope: Scope, session_id: int) -> DisconnectOrder | None:
-    """The request that ends open session ``session_id``, or None when the
-    operator's scope has no such open session, or no box is known for it."""
-    query = _open(scope).where(Radacct.radacctid == session_id)
-    found = db.execute(query).first()
+def queue_disconnect(db: DB, scope: Scope, session_id: int, now: datetime,
+                     operator: str) -> int | None:
+    """Queue the Disconnect-Request that ends open session ``session_id``;
+    its outbox id, or None when the operator's scope has no such open
+    session, or no box is known for it."""
+    found = db.execute(_open(scope).where(Radacct.radacctid == session_id)).first()
     if found is None:
         return None
-    s: Radacct = found[0]
-    gateway = db.get(Gateway, s.gateway_id) if s.gateway_id is not None else db.scalar(
-        select(Gateway).where(Gateway.ip_address == s.nasipaddress))
-    if gateway is None:
-        return None
-    # The session's own identifiers (RFC 5176 section 3): the box matches
-    # every one given. NAS-Identifier tells the box the request is for it.
-    attributes: dict[str, Any] = {"Acct-Session-Id": s.acctsessionid}
-    if s.username:
-        attributes["User-Name"] = s.username
-    if s.nasidentifier:
-        attributes["NAS-Identifier"] = s.nasidentifier
-    return DisconnectOrder(session_id=s.radacctid, login=found[1] or s.username,
-                           gateway=gateway.identifier,
-                           target=dae.Target(gateway.ip_address, gateway.coa_port,
-                                             gateway.secret.encode()),
-                           attributes=attributes)
+    queued = reach.enqueue(db, found[0], reach.DISCONNECT, now, reason="console",
+                           actor=operator)
+    return None if queued is None else queued.id
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """A queued Disconnect- or CoA-Request as the console shows it."""
+
+    id: int
+    kind: str
+    session_id: int | None
+    login: str
+    site: str
+    gateway: str
+    host: str
+    port: int
+    state: DaeState
+    attempts: int
+    error_cause: int | None
+    reason: str
+    actor: str
+    created: datetime
+    answered: datetime | None
+
+
+def _requests(scope: Scope) -> Select[Any]:
+    query = (select(DaeRequest, Gateway.identifier, Gateway.ip_address, Gateway.coa_port,
+                    Radacct.username, Person.login, Site.name)
+             .join(Gateway, DaeRequest.gateway_id == Gateway.id)
+             .join(Site, Gateway.site_id == Site.id)
+             .outerjoin(Radacct, DaeRequest.radacct_id == Radacct.radacctid)
+             .outerjoin(Person, Radacct.person_id == Person.id))
+    if scope.sites is not None:
+        query = query.where(Gateway.site_id.in_(sorted(scope.sites)))
+    if scope.company is not None:
+        query = query.where(Person.company_id == scope.company)
+    return query
+
+
+def _row(found: Any) -> RequestRow:
+    r, gateway, host, port, username, login, site = found
+    return RequestRow(id=r.id, kind=r.kind, session_id=r.radacct_id,
+                      login=login or username or "", site=site, gateway=gateway, host=host,
+                      port=port, state=r.state, attempts=r.attempts, error_cause=r.error_cause,
+                      reason=r.reason, actor=r.actor, created=r.created, answered=r.answered)
+
+
+def request_row(db: DB, scope: Scope, request_id: int) -> RequestRow | None:
+    found = db.execute(_requests(scope).where(DaeRequest.id == request_id)).first()
+    return None if found is None else _row(found)
+
+
+def recent_requests(db: DB, scope: Scope, now: datetime, within: float = 3600,
+                    limit: int = 20) -> list[RequestRow]:
+    """The requests of the last ``within`` seconds the scope covers, newest first."""
+    query = (_requests(scope).where(DaeRequest.created >= now - timedelta(seconds=within))
+             .order_by(DaeRequest.created.desc(), DaeRequest.id.desc()).limit(limit))
+    return [_row(found) for found in db.execute(query)]
 
 
 # What a NAK's Error-Cause (RFC 5176 section 3.5) means for the operator.
@@ -233,25 +279,35 @@ PLAIN_CAUSES = {
 
 @dataclass(frozen=True)
 class Outcome:
-    ok: bool
+    ok: bool | None  # None: no answer yet, still trying
     message: str
 
 
-def describe(order: DisconnectOrder, result: dae.Result) -> Outcome:
-    """The answer in plain words, for the page."""
-    who = order.login or f"session {order.session_id}"
-    if not result.answered:
-        return Outcome(False, f"No answer from {order.gateway} ({order.target.host} port "
-                              f"{order.target.port}): the box may be down or unreachable; "
-                              f"{who} may still be connected.")
-    if result.acked:
-        return Outcome(True, f"ACK from {order.gateway}: {who} is disconnected.")
-    plain = PLAIN_CAUSES.get(result.error_cause or 0, "the box refused without saying why")
-    return Outcome(False, f"NAK from {order.gateway}: {plain} ({result}).")
+def _nak(cause: int | None) -> dae.Result:
+    known = cause is not None and cause in m.ErrorCause._value2member_map_
+    return dae.Result(acked=False, error_cause=m.ErrorCause(cause) if known else cause)
 
 
-def send_disconnect(order: DisconnectOrder, disconnect: Disconnect, operator: str) -> Outcome:
-    result = disconnect(order.target, order.attributes)
-    log.info("console: %s sent Disconnect-Request for session %d (%s) to %s: %s", operator,
-             order.session_id, order.attributes.get("Acct-Session-Id"), order.gateway, result)
-    return describe(order, result)
+def describe(row: RequestRow) -> Outcome:
+    """Where a request stands, in plain words, for the page."""
+    who = row.login or (f"session {row.session_id}" if row.session_id else "the session")
+    where = f"{row.gateway} ({row.host} port {row.port})"
+    what = "is disconnected" if row.kind == reach.DISCONNECT else "has the new settings"
+    tries = f"{row.attempts} tr{'y' if row.attempts == 1 else 'ies'}"
+    match row.state:
+        case DaeState.acked:
+            return Outcome(True, f"ACK from {row.gateway}: {who} {what}.")
+        case DaeState.naked:
+            plain = PLAIN_CAUSES.get(row.error_cause or 0,
+                                     "the box refused without saying why")
+            return Outcome(False, f"NAK from {row.gateway}: {plain} ({_nak(row.error_cause)}).")
+        case DaeState.gave_up:
+            return Outcome(False, f"Gave up: no answer from {where} after {tries}; "
+                                  f"{who} may still be connected.")
+        case DaeState.pending if row.attempts == 0:
+            return Outcome(None, f"Queued for {row.gateway}: not sent yet.")
+        case DaeState.pending:
+            return Outcome(None, f"No answer yet from {where}: the box may be down or "
+                                 f"unreachable; the centre keeps trying ({tries} so far).")
+        case _:
+            assert_never(row.state)

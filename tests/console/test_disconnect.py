@@ -2,7 +2,7 @@
 the box's own RFC 5176 server (``gateway.dae_server.DaeServer``) on 127.0.0.1,
 with a small session table standing in for the daemon behind it (``Sessions``
 is the daemon's port, not a mock of the network). ACK, NAK 503 in words, and
-no answer at all."""
+no answer at all (then the outbox keeps trying: test_reach.py)."""
 
 from __future__ import annotations
 
@@ -72,9 +72,10 @@ def test_no_answer(client: FlaskClient, world: World, factory: sessionmaker[DB],
     sign_in(client, NOC)
     box.stop()  # the box is down: nothing listens on its port
     html = press(client, world.sessions["axis-0001"])
-    assert flash(html).startswith(f"bad: No answer from axis-gw (127.0.0.1 port {box.port}): "
-                                  "the box may be down or unreachable")
+    assert flash(html).startswith(f"wait: No answer yet from axis-gw (127.0.0.1 port "
+                                  f"{box.port}): the box may be down or unreachable; the "
+                                  "centre keeps trying (1 try so far)")
     assert daemon.cut == []
     with transaction(factory) as db:
         [entry] = audit.history(db, "session", world.sessions["axis-0001"])
-        assert entry.detail.startswith("No answer from axis-gw")
+        assert entry.detail.startswith("No answer yet from axis-gw")

@@ -61,7 +61,12 @@ def test_render_captive_portal_options_and_host() -> None:
     six = lines(render(DhcpPlan(**{**PLAN.__dict__, "box_ipv6": "2001:db8:1::1"})))
     assert {"enable-ra", f'dhcp-option=option6:103,"{API}"',
             "dhcp-range=lan,::,constructor:lan,ra-stateless,64,600",
-            "host-record=portal.lab,198.51.100.1"} <= six
+            "host-record=portal.lab,198.51.100.1,2001:db8:1::1"} <= six
+    assert "host-record=portal.lab,198.51.100.1" not in six
+    captive6 = lines(render_captive(DhcpPlan(**{**PLAN.__dict__, "box_ipv6": "2001:db8:1::1"}),
+                                    ("203.0.113.1",)))
+    assert {"address=/#/198.51.100.1", "address=/#/2001:db8:1::1",
+            "host-record=portal.lab,198.51.100.1,2001:db8:1::1"} <= captive6
     assert portal_host("https://198.51.100.1:8443/api") is None
     assert not any(line.startswith("dhcp-option=114") for line in
                    lines(render(DhcpPlan(**{**PLAN.__dict__, "portal_api_url": ""}))))

@@ -190,6 +190,9 @@ def test_masquerade_and_ipv6_follow_the_plan() -> None:
     six = rules(ruleset(dataclasses.replace(PLAN, box_ipv6="2001:db8:1::1",
                                             garden6=("2001:db8:ff::/64",))))
     assert "tcp dport 80 meta nfproto ipv6 dnat ip6 to [2001:db8:1::1]:8080" in six
+    # Port 80 of the box's own IPv6 address (its name's AAAA) is the portal's, for everyone.
+    assert ('iifname "lan0" ip6 daddr 2001:db8:1::1 tcp dport 80 dnat ip6 to '
+            '[2001:db8:1::1]:8080') in six
     assert "add element inet passerelle garden6 { 2001:db8:ff::/64 }" in six
 
 

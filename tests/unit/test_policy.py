@@ -76,6 +76,7 @@ BROKEN: list[tuple[Reason, dict[str, object], dict[str, object]]] = [
     (Reason.service_not_allowed, {"services": frozenset({"print"})}, {}),
     (Reason.site_closed, {}, {"open_days": "67"}),
     (Reason.no_credit, {"balance": 0}, {}),
+    (Reason.too_many_sessions, {"max_sessions": 1, "open_sessions": 1}, {}),
 ]
 
 
@@ -195,7 +196,7 @@ def test_reply_message_codes_are_the_documented_ones() -> None:
     assert {r.value for r in POLICY} == {
         "bad-credentials", "account-disabled", "company-closed", "company-suspended",
         "payment-overdue", "site-not-allowed", "service-not-allowed", "site-closed",
-        "no-credit",
+        "no-credit", "too-many-sessions",
     }
     assert set(MESSAGES) == set(POLICY)
     assert Reason is Refusal, "one list of refusals for the centre, the box and the portal"
@@ -447,3 +448,11 @@ def test_standing_is_what_decide_checks_before_the_hour_and_the_credit(
     assert standing(person, 2) is reason
     if reason is not None:
         assert decide(person, True, ALWAYS_OPEN, NOON, SETTINGS) == Decision(False, reason)
+def test_the_session_limit_counts_the_other_devices_only() -> None:
+    """None is no limit; the limit is reached when the open sessions on the
+    person's other devices fill it."""
+    assert decide(replace(GOOD, open_sessions=50), True, OFFICE, NOON, SETTINGS).accept
+    assert decide(replace(GOOD, max_sessions=2, open_sessions=1), True, OFFICE, NOON,
+                  SETTINGS).accept
+    assert decide(replace(GOOD, max_sessions=2, open_sessions=2), True, OFFICE, NOON,
+                  SETTINGS) == Decision(False, Reason.too_many_sessions)

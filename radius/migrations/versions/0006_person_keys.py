@@ -10,7 +10,7 @@ blanked (a leaked database must not hold a key in clear). Going down drops
 the personal keys; the blanked passphrases do not come back.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-01 14:45:00
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 from passerelle.radius import passwords
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,285 @@
+"""The reports' sums, in SQL, over the day rows and hourly peaks of a range.
+
+A report reads the roll-up's stored days (``report_day``, ``report_hour``)
+and, for the days the roll-up does not hold (today, yesterday, anything not
+rolled up yet), rows computed from the sessions by the core
+(``reports.day_rows``, ``reports.occupancy``), put for the request in two
+temporary tables. Every sum runs over the union of both, and is written
+once, here:
+
+- sessions with time in the range: each session counted on its first day
+  in the range, so a session over several days counts once (``carried``
+  says a day's session began on an earlier day);
+- people: distinct logins; time connected: the sum of the day rows;
+- a day's peak: the highest of its hourly peaks.
+
+The database does the sums, so a year of a large network costs what its
+groups cost, not what its sessions cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ColumnElement,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Subquery,
+    Table,
+    case,
+    cast,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import Session as DB
+
+from . import report_queries, reports, reports_rollup
+from .models import Company, CompanyNetwork, Network, ReportDay, ReportHour, Site
+from .report_queries import Limits
+from .reports import NO_COMPANY, DailyPeak, Exchange, Intensive, Occupancy, Range, Use, WorkDay
+
+# Temporary tables: each connection has its own, emptied for each report.
+_TEMPORARY = MetaData()
+TAIL_DAY = Table(
+    "report_tail_day", _TEMPORARY,
+    Column("site_id", Integer), Column("day", Date), Column("login", String(253)),
+    Column("person_id", Integer), Column("company_id", Integer), Column("sessions", Integer),
+    Column("carried", Integer), Column("connected", Integer), Column("first_in", DateTime),
+    Column("last_out", DateTime), Column("open", Boolean),
+    prefixes=["TEMPORARY"])
+TAIL_HOUR = Table(
+    "report_tail_hour", _TEMPORARY,
+    Column("site_id", Integer), Column("day", Date), Column("hour", Integer),
+    Column("peak", Integer),
+    prefixes=["TEMPORARY"])
+SEPARATOR = "\x1f"  # between site ids in one working day's list
+Q = TypeVar("Q", bound=Select[*tuple[Any, ...]])
+
+
+@dataclass(frozen=True)
+class Source:
+    """The rows of one report: its range, and its day rows and hourly peaks
+    within the operator's limits."""
+
+    span: Range
+    days: Subquery
+    hours: Subquery
+
+
+def _by_people(limits: Limits) -> bool:
+    """Occupancy limited to some people (a company, a person) is not the
+    site's: the roll-up's peaks count everyone, so it is computed from the
+    sessions of those people."""
+    return limits.company is not None or limits.chosen_company is not None or \
+        limits.person is not None
+
+
+def _empty_tails(db: DB) -> None:
+    for table in (TAIL_DAY, TAIL_HOUR):
+        table.create(db.connection(), checkfirst=True)
+        db.execute(delete(table))
+
+
+def _where(query: Q, site: Any, company: Any | None, person: Any | None,
+           limits: Limits) -> Q:
+    if limits.sites is not None:
+        query = query.where(site.in_(sorted(limits.sites)))
+    if limits.site is not None:
+        query = query.where(site == limits.site)
+    if limits.network is not None:
+        query = query.where(site.in_(select(Site.id).where(Site.network_id == limits.network)))
+    if company is not None:
+        for chosen in (limits.company, limits.chosen_company):
+            if chosen is not None:
+                query = query.where(company == chosen)
+    if person is not None and limits.person is not None:
+        query = query.where(person == limits.person)
+    return query
+
+
+def prepare(db: DB, limits: Limits, span: Range, now: datetime) -> Source:
+    """The rows of ``span`` within ``limits``: stored where the roll-up holds
+    the day, computed from the sessions elsewhere."""
+    _empty_tails(db)
+    stored, live = reports_rollup.split(span, reports_rollup.rolled(db))
+    live_hours = [span] if _by_people(limits) else live
+    for part in live:
+        rows = reports.day_rows(report_queries.intervals(db, limits, part), part, now)
+        if rows:
+            db.execute(insert(TAIL_DAY), [vars(r) for r in rows])
+    for part in live_hours:
+        peaks = reports.occupancy(report_queries.intervals(db, limits, part), part, now, {})
+        if peaks:
+            db.execute(insert(TAIL_HOUR), [
+                {"site_id": h.site_id, "day": h.day, "hour": h.hour, "peak": h.peak}
+                for h in peaks])
+    day_columns = [TAIL_DAY.c[name] for name in (
+        "site_id", "day", "login", "person_id", "company_id", "sessions", "carried",
+        "connected", "first_in", "last_out", "open")]
+    days: Any = select(*day_columns)
+    hours: Any = select(TAIL_HOUR.c.site_id, TAIL_HOUR.c.day, TAIL_HOUR.c.hour,
+                        TAIL_HOUR.c.peak)
+    if stored is not None:
+        kept = select(ReportDay.site_id, ReportDay.day, ReportDay.login, ReportDay.person_id,
+                      ReportDay.company_id, ReportDay.sessions, ReportDay.carried,
+                      ReportDay.connected, ReportDay.first_in, ReportDay.last_out,
+                      false().label("open")
+                      ).where(ReportDay.day.between(stored.first, stored.last))
+        days = union_all(_where(kept, ReportDay.site_id, ReportDay.company_id,
+                                ReportDay.person_id, limits), days)
+        if not _by_people(limits):
+            kept_hours = select(ReportHour.site_id, ReportHour.day, ReportHour.hour,
+                                ReportHour.peak
+                                ).where(ReportHour.day.between(stored.first, stored.last))
+            hours = union_all(_where(kept_hours, ReportHour.site_id, None, None, limits), hours)
+    return Source(span, days.subquery("days"), hours.subquery("hours"))
+
+
+def _sessions(days: Subquery, first: date) -> ColumnElement[Any]:
+    return func.sum(days.c.sessions - days.c.carried) + func.sum(
+        case((days.c.day == first, days.c.carried), else_=0))
+
+
+def _names(db: DB, table: Any) -> dict[int, str]:
+    return {i: n for i, n in db.execute(select(table.id, table.name))}
+
+
+def session_count(db: DB, src: Source) -> int:
+    return int(db.scalar(select(_sessions(src.days, src.span.first))) or 0)
+
+
+def use(db: DB, src: Source, credit: dict[tuple[str, str], int]) -> list[Use]:
+    """Per company and site; ``credit`` maps (company, site) names to the
+    seconds the ledger charged (report_queries.credit_by_company_site)."""
+    d = src.days
+    companies, sites = _names(db, Company), _names(db, Site)
+    out = []
+    for company_id, site_id, people, sessions, seconds in db.execute(
+            select(d.c.company_id, d.c.site_id, func.count(d.c.login.distinct()),
+                   _sessions(d, src.span.first), func.sum(d.c.connected))
+            .group_by(d.c.company_id, d.c.site_id)):
+        company = companies.get(company_id, NO_COMPANY) if company_id else NO_COMPANY
+        site = sites[site_id]
+        out.append(Use(company, site, int(people), int(sessions), int(seconds),
+                       credit.get((company, site), 0)))
+    return sorted(out, key=lambda u: (u.company, u.site))
+
+
+def intensive(db: DB, src: Source, limit: int) -> list[Intensive]:
+    """The people connected longest in the range, longest first (ties by login)."""
+    d = src.days
+    companies = _names(db, Company)
+    connected = func.sum(d.c.connected)
+    return [Intensive(login, companies.get(company_id, NO_COMPANY) if company_id else NO_COMPANY,
+                      int(days), int(sessions), int(seconds))
+            for login, company_id, days, sessions, seconds in db.execute(
+                select(d.c.login, func.max(d.c.company_id), func.count(d.c.day.distinct()),
+                       _sessions(d, src.span.first), connected)
+                .group_by(d.c.login).order_by(connected.desc(), d.c.login).limit(limit))]
+
+
+def _months(span: Range) -> list[Range]:
+    out = []
+    first = span.first
+    while first <= span.last:
+        following = (first.replace(day=1) + timedelta(days=32)).replace(day=1)
+        out.append(Range(first, min(span.last, following - timedelta(days=1))))
+        first = following
+    return out
+
+
+def partner_balance(db: DB, src: Source) -> list[Exchange]:
+    """Members of one network (people of its companies) at another network's
+    sites, per month, both ways; a session in two months counts in each."""
+    d = src.days
+    networks = _names(db, Network)
+    home, host = CompanyNetwork.network_id, Site.network_id
+    out = []
+    for month in _months(src.span):
+        query = (select(home, host, func.count(d.c.login.distinct()), _sessions(d, month.first),
+                        func.sum(d.c.connected))
+                 .select_from(d)
+                 .join(CompanyNetwork, CompanyNetwork.company_id == d.c.company_id)
+                 .join(Site, Site.id == d.c.site_id)
+                 .where(d.c.day.between(month.first, month.last), home != host)
+                 .group_by(home, host))
+        out += [Exchange(month.first.strftime("%Y-%m"), networks[h], networks[g], int(people),
+                         int(sessions), int(seconds))
+                for h, g, people, sessions, seconds in db.execute(query)]
+    return sorted(out, key=lambda x: (x.month, x.home, x.host))
+
+
+def _site_list(db: DB, column: Any) -> ColumnElement[Any]:
+    """The ids of a group's sites in one text (repeats and all)."""
+    text_id = cast(column, String)
+    if db.get_bind().dialect.name == "postgresql":
+        return func.string_agg(text_id, literal(SEPARATOR))
+    return func.group_concat(text_id, SEPARATOR)
+
+
+def working_time(db: DB, src: Source, limit: int | None = None) -> tuple[list[WorkDay], int]:
+    """Per person and local day, "as if at the office": the first
+    check-in to the last check-out, and the time connected; the first
+    ``limit`` (by login and day), and how many there are."""
+    d = src.days
+    companies, sites = _names(db, Company), _names(db, Site)
+    zones = {i: z for i, z in db.execute(select(Site.id, Site.timezone))}
+    query = (select(d.c.login, d.c.day, func.max(d.c.company_id), _site_list(db, d.c.site_id),
+                    func.min(d.c.site_id), func.min(d.c.first_in), func.max(d.c.last_out),
+                    func.sum(d.c.connected), func.max(case((d.c.open, 1), else_=0)),
+                    # How many groups there are, in the same pass as the first ones.
+                    func.count().over())
+             .group_by(d.c.login, d.c.day).order_by(d.c.login, d.c.day))
+    rows = db.execute(query.limit(limit) if limit is not None else query).all()
+    total = int(rows[0][-1]) if rows else 0
+    out = []
+    for (login, day, company_id, site_ids, site_id, first_in, last_out, connected,
+         still_open, _total) in rows:
+        names = sorted({sites[int(i)] for i in str(site_ids).split(SEPARATOR)})
+        zone = zones[site_id]
+        out.append(WorkDay(login=login, company=companies.get(company_id, NO_COMPANY)
+                           if company_id else NO_COMPANY, day=day, sites=", ".join(names),
+                           first_in=reports.local(first_in, zone),
+                           last_out=reports.local(last_out, zone), still_open=bool(still_open),
+                           present=int((last_out - first_in).total_seconds()),
+                           connected=int(connected)))
+    return out, total
+
+
+def occupancy(db: DB, src: Source, limit: int | None = None) -> tuple[list[Occupancy], int]:
+    """Per site, local day and hour, the peak of people at once (hours with
+    nobody left out): the first ``limit`` by site, day and hour, and how many."""
+    h = src.hours
+    query = (select(h.c.site_id, Site.name, h.c.day, h.c.hour, func.max(h.c.peak),
+                    Site.capacity)
+             .join(Site, Site.id == h.c.site_id)
+             .group_by(h.c.site_id, Site.name, h.c.day, h.c.hour, Site.capacity)
+             .order_by(Site.name, h.c.day, h.c.hour))
+    total = int(db.scalar(select(func.count()).select_from(h)) or 0)
+    rows = db.execute(query.limit(limit) if limit is not None else query)
+    return [Occupancy(*row) for row in rows], total
+
+
+def daily_peaks(db: DB, src: Source) -> list[DailyPeak]:
+    """Per site and local day, the day's highest hourly peak."""
+    h = src.hours
+    query = (select(h.c.site_id, Site.name, h.c.day, func.max(h.c.peak), Site.capacity)
+             .join(Site, Site.id == h.c.site_id)
+             .group_by(h.c.site_id, Site.name, h.c.day, Site.capacity)
+             .order_by(Site.name, h.c.day))
+    return [DailyPeak(*row) for row in db.execute(query)]
+
