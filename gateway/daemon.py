@@ -437,11 +437,7 @@ class Daemon:
         return self._describe(session)
 
     def check_out(self, ip: str) -> dict[str, Any]:
-        v4 = self._ipv4_for(ip)
-        if v4 is None:
-            raise Refused(Refusal.no_session, f"no session for {ip}")
-        ip = v4
-        mac = self.clients.mac_of(ip)
+        ip, mac = self._client_at(ip)
         with self._lock:
             session = self._session_at(ip, mac)
             if session is None:
@@ -571,12 +567,16 @@ class Daemon:
                   if key and _stored(s.login) not in logins and self._fallback(s)]
         return found
 
-    def _key_session(self, ip: str) -> Session:
+    def _client_at(self, ip: str) -> tuple[str, str | None]:
+        """(IPv4, MAC) of the client asking from ``ip`` (an IPv6 address
+        stands for the IPv4 of its MAC); Refused when there is none."""
         v4 = self._ipv4_for(ip)
         if v4 is None:
             raise Refused(Refusal.no_session, f"no session for {ip}")
-        ip = v4
-        mac = self.clients.mac_of(ip)
+        return v4, self.clients.mac_of(v4)
+
+    def _key_session(self, ip: str) -> Session:
+        ip, mac = self._client_at(ip)
         with self._lock:
             session = self._session_at(ip, mac)
         if session is None:

@@ -8,6 +8,7 @@ made-up logins cannot fill the box's memory.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict, deque
 
@@ -50,3 +51,10 @@ class Limiter:
     def succeeded(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
+
+
+def too_many(wait: float) -> str:
+    """What a person refused by a limiter reads: how long to wait."""
+    minutes = max(1, math.ceil(wait / 60))
+    return (f"Too many failed sign-ins: try again in {minutes} "
+            f"minute{'s' if minutes > 1 else ''}.")

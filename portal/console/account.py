@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,6 +26,7 @@ from wtforms import PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from passerelle.errors import UserError
+from passerelle.portal.limits import too_many
 from passerelle.radius import admin, keys, ledger, passwords, store
 from passerelle.radius.db import transaction
 from passerelle.radius.models import Company, Person, Radacct, Site
@@ -133,9 +133,7 @@ def sign_in() -> Response | tuple[str, int]:
         wait = max(state.by_login.retry_after(limited, now),
                    state.by_address.retry_after(address, now))
         if wait > 0:
-            minutes = math.ceil(wait / 60)
-            error, status = (f"Too many failed sign-ins: try again in {minutes} "
-                             f"minute{'s' if minutes > 1 else ''}."), 429
+            error, status = too_many(wait), 429
         else:
             with transaction(state.factory) as db:
                 found = _authenticate(db, login, form.password.data or "")

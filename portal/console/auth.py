@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import math
 
 from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from passerelle.portal.limits import too_many
 from passerelle.radius.db import transaction
 
 from . import access, auth_ops
@@ -34,9 +34,7 @@ def sign_in() -> Response | tuple[str, int]:
         wait = max(state.by_login.retry_after(login, now),
                    state.by_address.retry_after(address, now))
         if wait > 0:
-            minutes = math.ceil(wait / 60)
-            error, status = (f"Too many failed sign-ins: try again in {minutes} "
-                             f"minute{'s' if minutes > 1 else ''}."), 429
+            error, status = too_many(wait), 429
         else:
             with transaction(state.factory) as db:
                 principal = auth_ops.authenticate(db, login, form.password.data or "",
