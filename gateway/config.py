@@ -41,6 +41,17 @@ class ConfigError(UserError):
 
 
 @dataclass(frozen=True)
+class Radsec:
+    """[radius] transport = "radsec": the enrolment files and the ports."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    port: int = 2083  # the centres' RadSec port
+    local_port: int = 11812  # radsecproxy on the loopback, auth and acct
+
+
+@dataclass(frozen=True)
 class Config:
     identifier: str
     state_dir: Path
@@ -97,6 +108,10 @@ class Config:
     wifi_port: int = 1812
     # The companies' VLANs on the LAN (gateway/vlan.py); none: one flat LAN.
     vlans: tuple[Vlan, ...] = ()
+    # RADIUS over TLS through radsecproxy (docs/radsec.md); None: UDP to the servers.
+    radsec: Radsec | None = None
+    checkin_budget: float | None = None  # a check-in's total wait for the centre
+    status_server: bool = False  # probe a dead server with Status-Server (RFC 5997)
     # The personal keys pulled from the centre (none when ``keys_url`` is empty).
     keys_url: str = ""
     keys_interval: float = 30.0
@@ -188,7 +203,9 @@ KNOWN = {
     "wan": {"interface", "masquerade", "allow_private", "open"},
     "portal": {"hostname", "http_port", "https_port", "api_url", "ssid", "site_name",
                "venue_url", "terms_url", "cert_file", "key_file", "allow_plain_http"},
-    "radius": {"servers", "timeout", "tries", "dead_time", "operator_name"},
+    "radius": {"servers", "timeout", "tries", "dead_time", "operator_name", "transport",
+               "tls_cert", "tls_key", "tls_ca", "radsec_port", "local_port",
+               "checkin_budget", "status_server"},
     "dae": {"listen", "port", "clients", "window"},
     "garden": {"addresses", "domains"},
     "dns": {"upstream", "captive_port", "captive_rate"},
@@ -427,6 +444,10 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
     tries = radius.number("tries", int, 5, 1, 10)
     dead_time = radius.number("dead_time", float, 30.0, 0.0, 3600.0)
     operator_name = radius.get("operator_name", str, "")
+    radsec = _radsec(radius, base)
+    checkin_budget = radius.number("checkin_budget", float, 0.0, 0.0, 30.0) or \
+        (timeout if radsec else None)  # 0: no budget (UDP: the tries decide)
+    status_server = radius.get("status_server", bool, radsec is not None)
 
     dae = t["dae"]
     dae_listen = _checked(dae, "listen", "0.0.0.0", _ip)
@@ -504,8 +525,30 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
         sweep_interval=sweep, lease_check_interval=lease_check, heartbeat_interval=heartbeat,
         control_socket=control, findings=tuple(findings), access_points=access_points,
         wifi_ssid=wifi_ssid, wifi_candidates_max=candidates_max, wifi_listen=wifi_listen,
-        wifi_port=wifi_port, vlans=vlans, **_keys(t["keys"], base, state_dir),
+        wifi_port=wifi_port, vlans=vlans, radsec=radsec, checkin_budget=checkin_budget,
+        status_server=status_server, **_keys(t["keys"], base, state_dir),
     )
+
+
+def _radsec(radius: _Table, base: Path) -> Radsec | None:
+    """RadSec unless ``transport = "udp"``, or when it is not said and the
+    enrolment certificate is absent (a box configured by hand)."""
+    cert = base / radius.get("tls_cert", str, "tls/box.pem")
+    transport = radius.get("transport", str, "radsec" if cert.exists() else "udp")
+    if transport not in ("radsec", "udp"):
+        raise ConfigError(f"radius.transport: {transport!r} is neither \"radsec\" nor \"udp\"")
+    if transport == "udp":
+        return None
+    found = Radsec(cert=cert, key=base / radius.get("tls_key", str, "tls/box.key"),
+                   ca=base / radius.get("tls_ca", str, "tls/centre-ca.pem"),
+                   port=radius.number("radsec_port", int, 2083, 1, 65535),
+                   local_port=radius.number("local_port", int, 11812, 1, 65535))
+    for key, path in (("tls_cert", found.cert), ("tls_key", found.key), ("tls_ca", found.ca)):
+        if not path.exists():
+            raise ConfigError(f"radius.{key}: {path} does not exist (transport = \"radsec\" "
+                              "needs the enrolment files: enrol the box, or set "
+                              "transport = \"udp\")")
+    return found
 
 
 def _keys(keys: _Table, base: Path, state_dir: Path) -> dict[str, Any]:

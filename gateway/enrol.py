@@ -72,6 +72,12 @@ def config_text(bundle: dict[str, object], centre_host: str, paths: Paths) -> st
         f"# (site {bundle['site']}, network {bundle['network']}).\n"
         "[box]\n"
         f"identifier = {json.dumps(bundle['identifier'])}\n\n"
+        "# RADIUS over TLS with the enrolment certificate (docs/radsec.md).\n"
+        "[radius]\n"
+        'transport = "radsec"\n'
+        f"tls_cert = {json.dumps(str(paths.cert))}\n"
+        f"tls_key = {json.dumps(str(paths.key))}\n"
+        f"tls_ca = {json.dumps(str(paths.ca))}\n\n"
         "[[radius.servers]]\n"
         f"host = {json.dumps(centre_host)}\n"
         f"secret_file = {json.dumps(str(paths.secret))}\n\n"

@@ -21,6 +21,16 @@ authenticator) so the server can recognise the duplicate. A server that does
 not answer is dead for ``dead_time`` seconds and the next one is tried; an
 accounting record sent to another server is a new packet (new Identifier,
 fresh Acct-Delay-Time).
+
+With ``probe=True`` (RFC 5997, what the box's configuration turns on) a dead
+server gets no request until a Status-Server to it is answered: once its
+dead time is over, the first request that finds it sends one Status-Server
+(one wait of ``timeout``) and, if it stays silent, it is dead for another
+``dead_time``. With ``checkin_budget`` a check-in waits at most that long in
+all, shared among the servers still alive (each gets its share, two sends
+within it), so a silent centre costs a person at most one budget, and
+nothing at all while every server is dead (NoServer at once: the portal
+says the centre cannot be reached).
 """
 
 from __future__ import annotations
@@ -99,7 +109,8 @@ class RadiusClient:
     def __init__(self, servers: Sequence[RadiusServer], nas: NasIdentity, *,
                  timeout: float = 2.0, tries: int = 5, max_timeout: float = 16.0,
                  dead_time: float = 30.0, clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, probe: bool = False,
+                 checkin_budget: float | None = None) -> None:
         if not servers:
             raise ValueError("at least one RADIUS server is needed")
         if tries < 1 or timeout <= 0 or max_timeout < timeout:
@@ -114,6 +125,10 @@ class RadiusClient:
         self.auth_backoff = Backoff(timeout, min(tries, AUTH_TRIES), max_timeout)
         self.status_backoff = Backoff(timeout, 2, max_timeout)
         self.dead_time = dead_time
+        self.probe = probe
+        if checkin_budget is not None and checkin_budget <= 0:
+            raise ValueError("checkin_budget must be positive")
+        self.checkin_budget = checkin_budget
         self.clock = clock
         self.wall_clock = wall_clock
         self._lock = threading.Lock()
@@ -131,7 +146,17 @@ class RadiusClient:
             raise ValueError(f"a RADIUS password is at most {MAX_PASSWORD} octets")
         calling = macs.calling_station_id(mac)
         ipaddress.IPv4Address(ipv4)
-        for server in self._alive():
+        alive = self._alive()
+        deadline = time.monotonic() + (self.checkin_budget or 0.0)
+        for n, server in enumerate(alive):
+            backoff = self.auth_backoff
+            if self.checkin_budget is not None:
+                share = (deadline - time.monotonic()) / (len(alive) - n)
+                if share <= 0:
+                    break
+                backoff = _within(share)
+            if not self._revived(server, backoff):
+                continue
             credential = m.Chap.answer(password) if chap else m.Password(password)
             request = m.AccessRequest(
                 user_name=login, credential=credential, calling_station_id=calling,
@@ -141,7 +166,7 @@ class RadiusClient:
                 operator_name=self.nas.operator_name or None)
             try:
                 reply = self._send(server, server.auth_port, request.encode(server.secret),
-                                   self.auth_backoff)
+                                   backoff)
             except TimeoutError:
                 self._mark_dead(server, "authentication")
                 continue
@@ -152,6 +177,9 @@ class RadiusClient:
     def account(self, record: AccountingRecord) -> None:
         """Send one Accounting-Request until a server answers it."""
         for server in self._alive():
+            if not self._revived(server, Backoff(self.backoff.initial, 1,
+                                                 self.backoff.initial)):
+                continue
             request = self._accounting_request(record)
             try:
                 self._send(server, server.acct_port, request.encode(server.secret),
@@ -193,6 +221,28 @@ class RadiusClient:
             self._dead_until[server] = self.clock() + self.dead_time
         log.warning("RADIUS server %s did not answer %s after %d tries; dead for %.0f s",
                     server.host, what, self.backoff.tries, self.dead_time)
+
+    def _revived(self, server: RadiusServer, backoff: Backoff) -> bool:
+        """Whether ``server`` may get a request: yes unless probing is on and
+        it was dead; then a Status-Server must be answered first (RFC 5997
+        section 4). Meanwhile it counts as dead, so other threads skip it."""
+        if not self.probe:
+            return True
+        with self._lock:
+            if server not in self._dead_until:
+                return True
+            self._dead_until[server] = self.clock() + self.dead_time
+        probe = m.StatusServer(nas_identifier=self.nas.identifier, nas_ip_address=self.nas.ipv4)
+        wait = Backoff(backoff.initial, 1, backoff.maximum)
+        try:
+            self._send(server, server.auth_port, probe.encode(server.secret), wait)
+        except TimeoutError:
+            log.warning("RADIUS server %s is still silent (Status-Server); dead for %.0f s",
+                        server.host, self.dead_time)
+            return False
+        log.info("RADIUS server %s answered a Status-Server: alive again", server.host)
+        self._mark_alive(server)
+        return True
 
     def _mark_alive(self, server: RadiusServer) -> None:
         with self._lock:
@@ -246,6 +296,12 @@ class RadiusClient:
             why += ("; set require_message_authenticator = false for this server only if "
                     "it cannot send one (this warning is logged once)")
         log.warning("dropped a reply from %s:%d to id %d: %s", server.host, port, ident, why)
+
+
+def _within(budget: float) -> Backoff:
+    """Two sends whose waits add up to at most ``budget`` (jitter included)."""
+    first = budget / 3.3
+    return Backoff(first, 2, 2.2 * first)
 
 
 # -- reading an answer --------------------------------------------------------

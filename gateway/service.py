@@ -28,7 +28,9 @@ from .daemon import Daemon, Refused, table_exists
 from .dnsmasq import Dnsmasq
 from .keysync import KeySync, SyncError
 from .nft import Firewall
-from .radclient import NasIdentity, RadiusClient
+from .radclient import NasIdentity, RadiusClient, RadiusServer
+from .radsecproxy import Centre, Proxy, ProxyConfig
+from .reverse_coa import Credentials, ReverseCoa
 from .session_table import SessionTable
 from .spool import Spool, SpoolSender
 from .vlan import Links
@@ -44,8 +46,30 @@ def nas_identity(config: Config) -> NasIdentity:
 
 
 def radius_client(config: Config) -> RadiusClient:
-    return RadiusClient(config.servers, nas_identity(config), timeout=config.radius_timeout,
-                        tries=config.radius_tries, dead_time=config.dead_time)
+    servers = config.servers
+    if config.radsec is not None:
+        # radsecproxy on the loopback carries both kinds to the centres over TLS.
+        port = config.radsec.local_port
+        servers = (RadiusServer("127.0.0.1", config.servers[0].secret, port, port),)
+    return RadiusClient(servers, nas_identity(config), timeout=config.radius_timeout,
+                        tries=config.radius_tries, dead_time=config.dead_time,
+                        probe=config.status_server, checkin_budget=config.checkin_budget)
+
+
+def radsec_parts(config: Config, nas: NasIdentity,
+                 sessions: Daemon) -> tuple[Proxy, ReverseCoa] | None:
+    """radsecproxy and the reverse CoA connections, for transport = "radsec"."""
+    tls = config.radsec
+    if tls is None:
+        return None
+    centres = tuple(Centre(s.host, tls.port) for s in config.servers)
+    proxy = Proxy(ProxyConfig(centres=centres, cert=tls.cert, key=tls.key, ca=tls.ca,
+                              local_secret=config.servers[0].secret.decode(),
+                              local_port=tls.local_port),
+                  config.state_dir / "radsecproxy.conf")
+    reverse = ReverseCoa(centres, Credentials(tls.cert, tls.key, tls.ca), nas, sessions,
+                         window=config.dae_window)
+    return proxy, reverse
 
 
 def personal_keys(config: Config) -> KeySync | None:
@@ -91,6 +115,7 @@ class Box:
                                           candidates_max=config.wifi_candidates_max,
                                           sessions=self.gateway)
             self.gateway.stations = self.access_points
+        self.radsec = radsec_parts(config, nas_identity(config), self.gateway)
         self.keysync = personal_keys(config)
         self.gateway.personal_keys = self.keysync
         self._stopped = threading.Event()
@@ -103,6 +128,9 @@ class Box:
         self.firewall.apply()
         log.info("nftables table inet passerelle %s", "created" if booted else "kept")
         self.dnsmasq.start()
+        if self.radsec is not None:
+            for part in self.radsec:
+                part.start()
         self.gateway.restore(booted)
         self.restore_keys()
         self.sender.start()
@@ -184,6 +212,8 @@ class Box:
                     log.exception("stopping %s", type(part).__name__)
         self.gateway.heartbeat()
         self.dnsmasq.stop()
+        for radsec_part in self.radsec or ():
+            radsec_part.stop()
         self.store.close()
 
     def run_forever(self) -> None:

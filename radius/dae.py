@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from . import messages as m
 from .exchange import Backoff, exchange
@@ -31,6 +31,7 @@ class Target:
     host: str
     port: int
     secret: bytes
+    gateway: str = ""  # its identifier: the key of its RadSec reverse path, if any
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,36 @@ def parse_reply(sent: bytes, data: bytes, secret: bytes) -> Result:
     return result_of(m.decode_reply(data, secret, sent))
 
 
+class ReversePaths(Protocol):
+    """The boxes' open RadSec reverse connections (radsec.ReversePaths)."""
+
+    def has(self, gateway: str) -> bool: ...
+
+    def exchange(self, gateway: str, packet: bytes, timeout: float) -> bytes | None: ...
+
+
+# Set by the RADIUS service when it listens for RadSec: this process's paths.
+_reverse: ReversePaths | None = None
+RADSEC_SECRET = b"radsec"  # RFC 6614 section 2.3
+
+
+def use_reverse_paths(paths: ReversePaths | None) -> None:
+    global _reverse
+    _reverse = paths
+
+
 def send(target: Target, code: int, attributes: dict[str, Any], *,
          timeout: float = 2.0, tries: int = 3) -> Result:
     """Send a Disconnect- or CoA-Request and wait for its answer (first
-    wait ``timeout``, doubling, ``tries`` sends)."""
+    wait ``timeout``, doubling, ``tries`` sends): over the gateway's RadSec
+    reverse connection when it has one open (a box behind NAT), else UDP."""
+    paths = _reverse
+    if target.gateway and paths is not None and paths.has(target.gateway):
+        result = _send_reverse(paths, target.gateway, code, attributes, timeout * tries)
+        if result is not None:
+            return result
+        log.warning("dae: no answer from %s over its reverse connection; trying UDP",
+                    target.gateway)
     sent = build_request(code, attributes).encode(target.secret)
     backoff = Backoff(initial=timeout, tries=tries, maximum=max(16.0, timeout))
     try:
@@ -99,6 +126,21 @@ def send(target: Target, code: int, attributes: dict[str, Any], *,
                         on_drop=_log_drop)
     except TimeoutError:
         return Result(acked=False, answered=False)
+
+
+def _send_reverse(paths: ReversePaths, gateway: str, code: int, attributes: dict[str, Any],
+                  timeout: float) -> Result | None:
+    # TLS delivers or fails the connection: one send, no retransmission
+    # (RFC 6613: no retransmission over a reliable transport), with the TLS secret.
+    sent = build_request(code, attributes).encode(RADSEC_SECRET)
+    answer = paths.exchange(gateway, sent, timeout)
+    if answer is None:
+        return None
+    try:
+        return parse_reply(sent, answer, RADSEC_SECRET)
+    except m.Drop as why:
+        log.warning("dae: dropped an invalid answer from %s over RadSec: %s", gateway, why)
+        return None
 
 
 def _log_drop(address: tuple[str, int], why: str) -> None:

@@ -77,6 +77,7 @@ class Datagram(NamedTuple):
     data: bytes
     addr: tuple[str, int]
     port: str  # AUTH or ACCT
+    nas: store.Nas | None = None  # known by its TLS certificate (radsec.py), not its address
 
 
 class Reply(NamedTuple):
@@ -525,7 +526,7 @@ class Handler:
 
     def _admit(self, dgram: Datagram, key: bytes) -> _Work | None:
         ip, port = dgram.addr
-        nas = self._nas_for(ip)
+        nas = dgram.nas or self._nas_for(ip)
         if nas is None:
             self._drop("unknown client", ip, "dropped a datagram from unknown client %s:%d",
                        ip, port)

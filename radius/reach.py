@@ -195,7 +195,8 @@ def claim(db: DB, now: datetime, lease: float, limit: int,
     for request, gateway in db.execute(query).all():
         request.next_try = now + timedelta(seconds=lease)
         due.append(Due(request.id, gateway.identifier,
-                       dae.Target(gateway.ip_address, gateway.coa_port, gateway.secret.encode()),
+                       dae.Target(gateway.ip_address, gateway.coa_port, gateway.secret.encode(),
+                                  gateway=gateway.identifier),  # its RadSec reverse path
                        CODES[request.kind], json.loads(request.attributes), request.attempts))
     db.flush()
     return due

@@ -15,6 +15,8 @@ import multiprocessing
 import os
 import signal
 import socket
+import ssl
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -24,7 +26,7 @@ from sqlalchemy import Engine, event
 
 from passerelle import systemd
 
-from . import db, reach
+from . import dae, db, radsec, reach
 from .handler import ACCT, AUTH, Batch, Datagram, Handler, HandlerSettings
 
 log = logging.getLogger("passerelle.radius")
@@ -42,6 +44,9 @@ class ServerConfig:
     # Batches a worker has at the database at once (see Worker).
     db_threads: int = 2
     settings: HandlerSettings = field(default_factory=HandlerSettings)
+    # RadSec (radsec.py): the TLS port (None: no TLS) and the names boxes reach us by.
+    radsec_port: int | None = None
+    radsec_names: tuple[str, ...] = ()
 
 
 def bind_udp(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -79,6 +84,8 @@ class Worker:
         self._running = 0
         self._reading = False
         self._stopping = False
+        # RadSec connections' writers by the address their Datagrams carry.
+        self.streams: dict[tuple[str, int], Callable[[bytes], None]] = {}
 
     def _drain(self) -> list[Datagram]:
         batch: list[Datagram] = []
@@ -112,7 +119,10 @@ class Worker:
         self._reading = on
 
     def readable(self) -> None:
-        batch = self._drain()
+        self.take(self._drain())
+
+    def take(self, batch: list[Datagram]) -> None:
+        """Datagrams, or RadSec packets (radsec.py), through the batch path."""
         if not batch:
             return
         try:
@@ -147,6 +157,10 @@ class Worker:
             log.exception("batch of %d requests failed", len(admitted.work))
             return
         for reply in replies:
+            stream = self.streams.get(reply.addr)
+            if stream is not None:  # a RadSec connection's
+                stream(reply.data)
+                continue
             try:
                 self.sockets[reply.port].sendto(reply.data, reply.addr)
             except OSError as exc:
@@ -212,29 +226,63 @@ def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
     reuse = config.workers > 1
     auth = bind_udp(config.listen, auth_port, reuse)
     acct = bind_udp(config.listen, acct_port, reuse)
+    tls = radsec.server_context(handler.factory, list(config.radsec_names or
+                                                     (config.listen,))) \
+        if config.radsec_port is not None else None
+    tls_sock = radsec.bind(config.listen, config.radsec_port, reuse) \
+        if config.radsec_port is not None else None
     # The gateways (and a first database connection) before saying "ready":
     # a request that arrives just after the announcement is answered at
     # once, not after a connection to PostgreSQL is made under load.
     handler.refresh_gateways()
     if ready is None:
-        _announce(config, auth.getsockname()[1], acct.getsockname()[1])
+        _announce(config, auth.getsockname()[1], acct.getsockname()[1],
+                  tls_sock.getsockname()[1] if tls_sock is not None else None)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        task = asyncio.create_task(Worker(handler, config.db_threads).run(auth, acct, stop))
+        worker = Worker(handler, config.db_threads)
+        tls_task = _radsec_listener(worker, handler, tls, tls_sock) \
+            if tls is not None and tls_sock is not None else None
+        task = asyncio.create_task(worker.run(auth, acct, stop))
         await asyncio.sleep(0)
         if ready is not None:
             ready.send(os.getpid())
             ready.close()
         await task
+        if tls_task is not None:
+            tls_task.cancel()
+            await asyncio.gather(tls_task, return_exceptions=True)
 
     try:
         asyncio.run(main())
     finally:
         courier.stop()
+        engine.dispose()
+
+
+def _radsec_listener(worker: Worker, handler: Handler, context: ssl.SSLContext,
+                     sock: socket.socket) -> asyncio.Task[None]:
+    """RadSec in this worker: its packets join the worker's batches, and
+    Disconnects go over a box's reverse connection when it has one."""
+    reverse = radsec.ReversePaths(asyncio.get_running_loop())
+    dae.use_reverse_paths(reverse)
+    listener = radsec.Listener(handler.factory, context, lambda: handler.gateways,
+                               worker.take, worker.streams, reverse,
+                               lambda: handler.refresh_gateways(force=True))
+    return asyncio.create_task(listener.serve(sock))
+
+
+def _make_authority(url: str) -> None:
+    """The CA once, before the workers each sign their TLS certificate with it
+    (two workers finding none would make two)."""
+    engine = db.make_engine(url)
+    try:
+        radsec.server_context(db.make_sessionmaker(engine), ["localhost"])
+    finally:
         engine.dispose()
 
 
@@ -252,6 +300,8 @@ def _warn_if_not_durable(url: str) -> None:
 def serve(config: ServerConfig) -> None:
     """Run the server until SIGTERM/SIGINT, with ``config.workers`` processes."""
     _warn_if_not_durable(config.db_url)
+    if config.radsec_port is not None:
+        _make_authority(config.db_url)
     if config.workers <= 1:
         _worker_main(config, config.auth_port, config.acct_port, None)
         return
@@ -289,8 +339,10 @@ def serve(config: ServerConfig) -> None:
         log.error("a worker exited; stopping")
 
 
-def _announce(config: ServerConfig, auth_port: int, acct_port: int) -> None:
+def _announce(config: ServerConfig, auth_port: int, acct_port: int,
+              radsec_port: int | None = None) -> None:
     # Tests and scripts wait for this line (stdout, flushed) before sending.
+    tls = f" radsec {radsec_port}" if radsec_port is not None else ""
     print(f"passerelle radius: listening on {config.listen} auth {auth_port} "
-          f"acct {acct_port} workers {max(1, config.workers)}", flush=True)
+          f"acct {acct_port} workers {max(1, config.workers)}{tls}", flush=True)
     systemd.notify(f"READY=1\nSTATUS=auth {auth_port} acct {acct_port}")

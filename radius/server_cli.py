@@ -36,9 +36,16 @@ def radius() -> None:
               help="Acct-Interim-Interval sent in every Access-Accept (seconds, >= 60).")
 @click.option("--db-threads", default=2, show_default=True, type=click.IntRange(1, 16),
               help="Batches each worker keeps at the database at once.")
+@click.option("--radsec-port", type=click.IntRange(0, 65535), default=None,
+              help="Also answer RADIUS over TLS (RFC 6614) on this TCP port (2083 is "
+                   "the standard one); boxes are known by their enrolment certificate.")
+@click.option("--radsec-name", "radsec_names", multiple=True,
+              help="A name or address boxes reach this server by, for its TLS certificate "
+                   "(repeatable; default the --listen address).")
 def serve_command(db_url: str | None, listen: str, auth_port: int, acct_port: int,
                   workers: int, idle_timeout: int, interim_interval: int,
-                  db_threads: int) -> None:
+                  db_threads: int, radsec_port: int | None,
+                  radsec_names: tuple[str, ...]) -> None:
     """Answer RADIUS authentication and accounting."""
     url = db_url or db.default_url()
     settings = HandlerSettings(policy=Settings(idle_timeout=idle_timeout,
@@ -46,7 +53,8 @@ def serve_command(db_url: str | None, listen: str, auth_port: int, acct_port: in
     watchdog = systemd.Watchdog()  # alive: a dead worker ends the server itself
     watchdog.start()
     serve(ServerConfig(db_url=url, listen=listen, auth_port=auth_port, acct_port=acct_port,
-                       workers=workers, settings=settings, db_threads=db_threads))
+                       workers=workers, settings=settings, db_threads=db_threads,
+                       radsec_port=radsec_port, radsec_names=radsec_names))
     watchdog.stop()
 
 

@@ -66,6 +66,8 @@ ENTRIES = [
     Entry("benchmarks.reports_bench",
           ("--sessions", "2000", "--people", "50", "--sites", "4", "--days", "60"),
           tools=(("initdb", "postgresql"),), expect="| report | month naive |"),
+    Entry("benchmarks.radsec_bench", ("--duration", "1", "--threads", "2", "--people", "5"),
+          tools=(("radsecproxy", "radsecproxy"),), expect="acct: ratio radsec/udp"),
 ]
 
 

@@ -1,0 +1,153 @@
+"""The box's RadSec leg on the loopback: the box's RADIUS client → Debian's
+radsecproxy (TLS, the enrolment certificate) → the centre's RadSec listener
+(a real `passerelle radius serve`), and a Disconnect from the centre back
+over the box's reverse connection. The centre knows the gateway by a
+registered address the box never uses: only the certificate can tell.
+The NAT lab is tests/gateway/test_radsec_lab.py."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from passerelle.gateway import radsecproxy as rsp
+from passerelle.gateway.acct import AccountingRecord
+from passerelle.gateway.dae_server import CoaChange, Selector
+from passerelle.gateway.radclient import NasIdentity, RadiusClient, RadiusServer
+from passerelle.gateway.reverse_coa import Credentials, ReverseCoa
+from passerelle.radius import messages as m
+from passerelle.radius.db import make_sessionmaker
+from tests.need import tool
+from tests.radius import seed
+from tests.radius.conftest import Server, start_server
+from tests.radius.test_radsec import Box, enrol_box, free_port
+
+LOCAL_SECRET = "loopback-secret-4-tests"
+MAC = "02:11:22:33:44:55"
+IP = "198.51.100.23"
+NAS = NasIdentity(identifier="axis-gw", ipv4="198.51.100.1")
+
+
+class Sessions:
+    """The daemon's side of RFC 5176, recorded (the core in front is real)."""
+
+    def __init__(self) -> None:
+        self.cut: list[Selector] = []
+        self.event = threading.Event()
+
+    def disconnect(self, selector: Selector) -> int:
+        self.cut.append(selector)
+        self.event.set()
+        return 1
+
+    def change(self, selector: Selector, change: CoaChange) -> int:
+        return 0
+
+
+@pytest.fixture
+def centre(db_url: str, engine, key_file: Path,  # type: ignore[no-untyped-def]
+           tmp_path: Path) -> Iterator[tuple[Server, int]]:
+    seed.build(make_sessionmaker(engine), gateway_ip="192.0.2.77")
+    port = free_port()
+    srv = start_server(db_url, tmp_path, extra=("--radsec-port", str(port),
+                                                "--radsec-name", "127.0.0.1"))
+    yield srv, port
+    srv.stop()
+
+
+def proxy_config(box: Box, port: int, local_port: int) -> rsp.ProxyConfig:
+    return rsp.ProxyConfig(centres=(rsp.Centre("127.0.0.1", port),), cert=box.cert,
+                           key=box.key, ca=box.ca, local_secret=LOCAL_SECRET,
+                           local_port=local_port, log_file=box.cert.parent / "radsecproxy.log")
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_check_in_accounting_and_a_disconnect_through_radsec(
+        centre, factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tool("radsecproxy", "radsecproxy")
+    srv, port = centre
+    box = enrol_box(factory, tmp_path)
+    local = free_udp_port()
+    proxy = rsp.Proxy(proxy_config(box, port, local), tmp_path / "radsecproxy.conf")
+    sessions = Sessions()
+    reverse = ReverseCoa((rsp.Centre("127.0.0.1", port),), Credentials(box.cert, box.key, box.ca),
+                         NAS, sessions)
+    proxy.start()
+    reverse.start()
+    try:
+        client = RadiusClient([RadiusServer("127.0.0.1", LOCAL_SECRET.encode(), auth_port=local,
+                                            acct_port=local)], NAS, timeout=2.0, tries=3)
+        result = _retry(lambda: client.authenticate("ivan@acme.example", seed.PASSWORD,
+                                                    mac=MAC, ipv4=IP))
+        assert result.accepted
+        client.account(AccountingRecord(m.AcctStatus.START, session_id="RS10",
+                                        username="ivan@acme.example", mac=MAC, ipv4=IP,
+                                        class_=result.class_, event_time=time.time()))
+        for _ in range(50):
+            if reverse.connected[rsp.Centre("127.0.0.1", port)]:
+                break
+            time.sleep(0.1)
+        # ivan has two minutes of credit: ten used up, the centre cuts him,
+        # over the reverse connection (his gateway's registered address is not ours).
+        client.account(AccountingRecord(m.AcctStatus.INTERIM_UPDATE, session_id="RS10",
+                                        username="ivan@acme.example", mac=MAC, ipv4=IP,
+                                        class_=result.class_, session_time=600,
+                                        event_time=time.time()))
+        assert sessions.event.wait(10), srv.logs()
+        assert sessions.cut[0].acct_session_id == "RS10"
+        assert re.search(r"disconnect \d+ to axis-gw for RS10: ACK", _wait(srv, "disconnect "))
+    finally:
+        reverse.stop()
+        proxy.stop()
+
+
+def test_radsecproxy_configuration_refuses_what_it_cannot_hold(tmp_path: Path) -> None:
+    base = rsp.ProxyConfig(centres=(rsp.Centre("centre.example.net"),), cert=tmp_path / "c",
+                           key=tmp_path / "k", ca=tmp_path / "a", local_secret="ok-secret")
+    text = rsp.render(base)
+    assert "secret radsec" in text and "StatusServer on" in text and "port 2083" in text
+    for bad in ("has space", 'quo"te', "br{ace", "hash#"):
+        with pytest.raises(ValueError, match="cannot hold"):
+            rsp.render(rsp.ProxyConfig(base.centres, base.cert, base.key, base.ca, bad))
+    with pytest.raises(ValueError, match="no centre"):
+        rsp.render(rsp.ProxyConfig((), base.cert, base.key, base.ca, "ok"))
+
+
+def test_two_centres_fail_over_in_order(tmp_path: Path) -> None:
+    text = rsp.render(rsp.ProxyConfig(
+        centres=(rsp.Centre("192.0.2.10"), rsp.Centre("2001:db8::1", 2084)),
+        cert=tmp_path / "c", key=tmp_path / "k", ca=tmp_path / "a", local_secret="s"))
+    realm = text[text.index("realm *"):]
+    assert realm.index("server centre1") < realm.index("server centre2")
+    assert "accountingServer centre2" in realm and "host [2001:db8::1]" in text
+
+
+def _retry(call):  # type: ignore[no-untyped-def]
+    # radsecproxy connects to the centre on the first request it has.
+    for attempt in range(3):
+        try:
+            return call()
+        except Exception:
+            if attempt == 2:
+                raise
+            time.sleep(1)
+    return None
+
+
+def _wait(srv: Server, text: str) -> str:
+    for _ in range(50):
+        if text in srv.logs():
+            break
+        time.sleep(0.1)
+    return srv.logs()
