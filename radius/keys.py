@@ -186,7 +186,7 @@ def for_site(db: DB, site_id: int, since: int) -> Pull:
                Person.chap_secret, Person.active, Company.status, Company.payment,
                Company.categories, Company.services, Company.max_session,
                Company.bandwidth_up, Company.bandwidth_down, Company.vlan,
-               literal(0).label("balance"))
+               Company.max_sessions, literal(0).label("balance"))
         .join(Person, Person.id == PersonKey.person_id)
         .join(Company, Company.id == Person.company_id)
         .where(PersonKey.revoked.is_(None))).all()
