@@ -213,9 +213,12 @@ class SessionFinder(Protocol):
 
 
 class Releaser(Protocol):
-    """What the daemon's executor calls when a session ends."""
+    """What the daemon calls on the access points' server: when a session
+    ends, and when the keys it holds changed (a check-in brings its key)."""
 
     def release(self, session: Session, still_open: Iterable[Session]) -> None: ...
+
+    def keys_changed(self) -> None: ...
 
 
 def ended(session: Session, still_open: Iterable[Session]) -> Ended:

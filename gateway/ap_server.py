@@ -437,6 +437,11 @@ class ApServer:
         self.disconnector.stop()
         self.udp.stop()
 
+    def keys_changed(self) -> None:
+        """Take the held keys again before the next request, not at the
+        next refresh: a station may join the moment its owner checked in."""
+        self._refreshed = float("-inf")
+
     def release(self, session: Session, still_open: Iterable[Session]) -> None:
         """``ap_dae.Releaser``: queue the Disconnect-Requests ``session`` needs."""
         self.disconnector.release(ap_dae.ended(session, still_open))
@@ -458,5 +463,6 @@ class ApServer:
                 log.exception("wifi: taking the held keys failed")
 
     def _answer(self, data: bytes, source: tuple[str, int]) -> bytes | None:
+        self._tick()  # keys changed while the socket waited are taken first
         with self.lock:
             return self.core.handle(data, source, self.clock())

@@ -434,6 +434,8 @@ class Daemon:
                 self._keys[session.session_id] = result.wifi_key
             self._carry_out(session, actions)
         log.info("check-in of %s at %s (%s): session %s", login, ip, mac, session.session_id)
+        if self.stations is not None:
+            self.stations.keys_changed()
         return self._describe(session)
 
     def check_out(self, ip: str) -> dict[str, Any]:

@@ -441,6 +441,9 @@ class Released:
     def release(self, session: sm.Session, still_open: Iterable[sm.Session]) -> None:
         self.calls.append((session.session_id, frozenset(s.login for s in still_open)))
 
+    def keys_changed(self) -> None:
+        pass
+
 
 def test_the_executor_hands_every_ended_session_over_after_the_kernel(rig: Rig) -> None:  # noqa: F811
     released = Released()
