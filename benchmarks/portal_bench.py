@@ -75,6 +75,14 @@ class _Daemon:
         self.session = None
         return {"ended": "bench"}
 
+    def key_of(self, ip: str) -> dict[str, Any]:
+        """The personal key the key page shows (Daemon.key_of's shape)."""
+        return {"login": self.session["login"] if self.session else "", "session_id": "bench",
+                "key": "tc2a-72ts-2nnn-g8r9", "serial": 1, "ssid": "Passerelle-Private"}
+
+    def rotate_key(self, ip: str) -> dict[str, Any]:
+        return self.key_of(ip)
+
 
 def run_daemon(socket_path: Path) -> None:
     from passerelle.gateway.control import ControlServer
