@@ -319,20 +319,44 @@ def test_a_clone_from_the_other_vlan_gets_nothing(
         "address"]
     box.lab.run("clone", "ip", "neigh", "replace", BOX102, "lladdr", box_mac, "dev", iface)
     box.lab.run("clone", "ip", "route", "add", "default", "via", BOX102, "dev", iface, "onlink")
-    checked_in(box, "c101", "alice@acme.example")
     try:
-        for role in ("c101", "clone"):
-            box.lab.run(role, sys.executable, "-c", SEND, "192.0.2.80", "9999", role)
-        wait_for(lambda: "c101" in heard.read_text(), what="the victim's datagram")
+        # The victim's datagram goes out (sent again until heard: its session,
+        # idle for a while here, may end on the lab's short Idle-Timeout right
+        # after the check; ``checked_in`` then checks it in again).
+        wait_for(lambda: victim_sends(box), what="the victim's datagram")
+        # The victim stays busy meanwhile, so that its session is not idle
+        # when the check below looks at it.
+        busy = box.lab.popen("c101", "ping", "-q", "-i", "0.5", "192.0.2.80",
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        box.lab.run("clone", sys.executable, "-c", SEND, "192.0.2.80", "9999", "clone")
         assert box.curl("clone", WEB).startswith("error")
         assert "clone" not in heard.read_text(), "the clone's datagram went out"
         assert dig(box, "clone", BOX102, "x7f3k.example.net") == "timeout"
         assert dig(box, "clone", "192.0.2.80", "x7f3k.example.net") == "timeout"
+        session = box.control.who(ip101)["session"]["session_id"]
     finally:
         box.lab.run("clone", "ip", "link", "set", iface, "down")
     # The victim keeps its session (its frames teach the switch its port again).
-    wait_for(lambda: box.curl("c101", WEB) == "upstream 203.0.113.2",
-             what="the victim's internet", logs=box.read_logs)
+    try:
+        wait_for(lambda: box.curl("c101", WEB) == "upstream 203.0.113.2",
+                 what="the victim's internet", logs=box.read_logs)
+        assert box.control.who(ip101)["session"]["session_id"] == session
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def victim_sends(box: Box) -> bool:
+    """c101, checked in, sends one datagram upstream; whether it was heard."""
+    heard = box.tmp / "udp-heard"
+    checked_in(box, "c101", "alice@acme.example")
+    box.lab.run("c101", sys.executable, "-c", SEND, "192.0.2.80", "9999", "c101")
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        if "c101" in heard.read_text():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_a_restart_keeps_the_vlan_interfaces_and_their_sessions(
