@@ -68,6 +68,9 @@ ENTRIES = [
           tools=(("initdb", "postgresql"),), expect="| report | month naive |"),
     Entry("benchmarks.radsec_bench", ("--duration", "1", "--threads", "2", "--people", "5"),
           tools=(("radsecproxy", "radsecproxy"),), expect="acct: ratio radsec/udp"),
+    Entry("benchmarks.checkin_bench", ("--rounds", "1", "--seconds", "1", "--warmup", "1"),
+          tools=(("radsecproxy", "radsecproxy"), ("initdb", "postgresql"), ("nft", "nftables"),
+                 ("dnsmasq", "dnsmasq")), root=True, expect="RTT 30 ms: ratio radsec/udp"),
 ]
 
 
