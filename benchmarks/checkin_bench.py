@@ -167,6 +167,11 @@ class Site:
             self.roles.append(role)
         self.link = self._slow_link()
 
+    def close(self) -> None:
+        """End the slow link (EOF on its stdin); the lab ends the rest."""
+        if self.link.stdin is not None and not self.link.stdin.closed:
+            self.link.stdin.close()
+
     def log(self, name: str) -> IO[str]:
         path = self.tmp / f"{name}-{len(self.logs)}.log"
         self.logs.append(path)
@@ -281,6 +286,8 @@ def run(args: argparse.Namespace, admin_url: str, socket_dir: str) -> list[Cell]
                 except BaseException:
                     say(site.read_logs())
                     raise
+                finally:
+                    site.close()
         finally:
             world.drop_database(url)
 
