@@ -169,7 +169,7 @@ class Daemon:
             left = s.time_left(self.clock())
             log.warning("session %s had no kernel entry for a CoA: put back", s.session_id)
             self.firewall.allow(s.mac, s.ipv4, s.ipv6,
-                                timeout=max(1, left) if left is not None else sm.NO_TIMEOUT,
+                                timeout=sm.kernel_timeout(left),
                                 rate_up=s.terms.bandwidth_up, rate_down=s.terms.bandwidth_down)
 
     def _account_box(self, status: sm.AcctStatus) -> None:
@@ -238,7 +238,7 @@ class Daemon:
                     log.warning("session %s (%s) was missing from the kernel: put back",
                                 session.session_id, session.ipv4)
                     left = session.time_left(now)
-                    actions = [sm.Allow(session, left if left is not None else sm.NO_TIMEOUT)]
+                    actions = [sm.Allow(session, sm.kernel_timeout(left))]
                 if actions:
                     self._carry_out(session, actions)
                 else:

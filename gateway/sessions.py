@@ -174,6 +174,16 @@ Action = Allow | Extend | Rates | Revoke | Account | Release
 # The kernel needs a timeout; a session without Session-Timeout is still cut
 # by the box's sweep, this is only the safety net if the daemon is gone.
 NO_TIMEOUT = 24 * 3600
+# The longest kernel timeout we set: nftables refuses a set element's
+# timeout from about 10^8 s (three years), and a Session-Timeout that long
+# comes from years of credit; the sweep puts an entry that ran out early back.
+KERNEL_MAX = 30 * 24 * 3600
+
+
+def kernel_timeout(left: int | None) -> int:
+    """The kernel entry's timeout for a session with ``left`` seconds to go
+    (None: no Session-Timeout)."""
+    return NO_TIMEOUT if left is None else min(max(1, left), KERNEL_MAX)
 DEFAULT_INTERIM = 300
 MIN_INTERIM = 60  # RFC 2869 5.16: never more often than once a minute
 
@@ -208,8 +218,7 @@ def check_in(session_id: str, login: str, mac: str, ipv4: str, terms: Terms, now
     """A check-in the centre accepted: open the gate, send Start."""
     session = Session(session_id=session_id, login=login, mac=mac, ipv4=ipv4, ipv6=ipv6,
                       started=now, terms=terms, last_activity=now, last_interim=now)
-    timeout = terms.session_timeout if terms.session_timeout is not None else NO_TIMEOUT
-    return session, [Allow(session, max(1, timeout)),
+    return session, [Allow(session, kernel_timeout(terms.session_timeout)),
                      Account(record(session, AcctStatus.START, now))]
 
 
@@ -280,7 +289,7 @@ def change(session: Session, now: float, session_timeout: int | None = None,
         terms = replace(terms, bandwidth_down=bandwidth_down)
     changed = replace(session, terms=terms)
     if session_timeout is not None:
-        actions.append(Extend(changed, max(1, changed.time_left(now) or 0)))
+        actions.append(Extend(changed, kernel_timeout(changed.time_left(now) or 0)))
     if bandwidth_up is not None or bandwidth_down is not None:
         actions.append(Rates(changed))
     return changed, actions
@@ -294,7 +303,7 @@ def readdress(session: Session, ipv6: tuple[str, ...],
         return session, []
     moved = replace(session, ipv6=ipv6, carried=session.counters, kernel=Counters())
     left = moved.time_left(now)
-    return moved, [Allow(moved, max(1, left) if left is not None else NO_TIMEOUT)]
+    return moved, [Allow(moved, kernel_timeout(left))]
 
 
 def restore(session: Session, in_kernel: bool, kernel: Counters | None, now: float,

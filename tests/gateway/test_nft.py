@@ -15,6 +15,7 @@ from passerelle.gateway.nft import (
     Allowed,
     Element,
     Firewall,
+    NftError,
     NotAllowed,
     Plan,
     allow_script,
@@ -30,6 +31,7 @@ from passerelle.gateway.nft import (
     ruleset,
     timeout_script,
 )
+from passerelle.gateway.sessions import KERNEL_MAX, kernel_timeout
 from tests.lab import Lab
 
 PLAN = Plan(lan_if="lan0", wan_if="wan0", box_ipv4="198.51.100.1",
@@ -407,5 +409,22 @@ def test_allow_twice_replaces_the_entry(lab: Lab) -> None:
         fw.allow(lab.mac["client"], lab.ipv4["client"], timeout=50)
         (entry,) = fw.clients()
         assert 45 <= entry.expires_in <= 50
+    finally:
+        fw.remove()
+
+
+def test_the_longest_kernel_timeout_is_one_nft_takes(lab: Lab) -> None:
+    """A Session-Timeout of years (a person with years of credit) reaches
+    the kernel as ``sessions.kernel_timeout`` cuts it, which nft accepts;
+    uncut, nft refuses it and the check-in would fail."""
+    fw = Firewall(Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4),
+                  netns=lab.ns["gw"])
+    fw.apply()
+    try:
+        with pytest.raises(NftError):
+            fw.allow(lab.mac["client"], lab.ipv4["client"], timeout=10**8)
+        fw.allow(lab.mac["client"], lab.ipv4["client"], timeout=kernel_timeout(10**8))
+        (entry,) = fw.clients()
+        assert entry.expires_in > KERNEL_MAX - 60
     finally:
         fw.remove()

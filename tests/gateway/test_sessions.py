@@ -236,3 +236,11 @@ def test_credit_left_is_kept_and_old_rows_read_back_without_it() -> None:
     del data["terms"]["credit_left"]  # a row saved before the field existed
     old = store.from_json(json.dumps(data))
     assert old.terms.credit_left is None and old.credit_left(T0 + 60) is None
+
+
+def test_a_session_timeout_of_years_reaches_the_kernel_cut_to_a_month() -> None:
+    _, actions = sm.check_in("S1", "a", "02:00:00:00:00:01", "198.51.100.10",
+                             Terms(session_timeout=10**8), T0)
+    (allow,) = [a for a in actions if isinstance(a, sm.Allow)]
+    assert allow.timeout == sm.KERNEL_MAX == 30 * 24 * 3600
+    assert [sm.kernel_timeout(n) for n in (None, -5, 0, 60)] == [sm.NO_TIMEOUT, 1, 1, 60]
