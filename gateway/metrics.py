@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
+from passerelle.exporter import Listener
 from passerelle.radius import messages as m
 from passerelle.refusal import Refusal
 
@@ -194,22 +194,17 @@ class Exporter:
         self.registry.register(_Counts())
         self.registry.register(BoxCollector(sources))
         ProcessCollector(registry=self.registry)
-        self._server: Any = None
+        self._listener: Listener | None = None
 
     def start(self) -> None:
         host, port = self.listen
-        self._server, _thread = start_http_server(port, host, self.registry)
-        log.info("metrics on http://%s/metrics", _hostport(host, self._server.server_port))
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_port) if self._server is not None else self.listen[1]
+        self._listener = Listener(host, port, self.registry)
+        log.info("metrics on http://%s/metrics", _hostport(host, self._listener.port))
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
 
 
 def _hostport(host: str, port: int) -> str:

@@ -140,10 +140,10 @@ class Box:
         self.dae.start()
         if self.access_points is not None:
             self.access_points.start()
-        self.control = ControlServer(self.config.control_socket, _Portal(self.gateway))
-        self.control.start()
         if self.metrics is not None:
             self.metrics.start()
+        self.control = ControlServer(self.config.control_socket, _Portal(self.gateway))
+        self.control.start()
         self.clients.start()
         c = self.config
         self.scheduler.add_job(self._safe(self.gateway.sweep), "interval",

@@ -22,14 +22,15 @@ import tempfile
 from collections import Counter as Tally
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
+from passerelle.exporter import Listener
 from passerelle.refusal import Refusal
 
 from . import messages as m
@@ -184,7 +185,7 @@ class Exporter:
         self.factory = factory
         self.interval = interval
         self.directory: str | None = None
-        self._server: Any = None
+        self._listener: Listener | None = None
 
     def prepare(self, workers: int) -> None:
         """Before the workers start: with more than one, their counters go
@@ -207,15 +208,14 @@ class Exporter:
 
     def start(self) -> None:
         host, port = self.listen
-        self._server, _thread = start_http_server(port, host, self.registry())
+        self._listener = Listener(host, port, self.registry())
         log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]",
-                 self._server.server_port)
+                 self._listener.port)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
         if self.directory is not None:
             os.environ.pop(MULTIPROC_ENV, None)
             shutil.rmtree(self.directory, ignore_errors=True)

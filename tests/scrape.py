@@ -14,6 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "passerelle.json"
 
 
+_SUFFIXES = {"counter": ("", "_total"), "histogram": ("", "_bucket", "_count", "_sum")}
+
+
 class Page:
     """One scrape: every sample by name and labels."""
 
@@ -22,7 +25,9 @@ class Page:
         self.samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
         self.families: set[str] = set()
         for family in text_string_to_metric_families(text):
-            self.families.add(family.name)
+            # A family is exposed (HELP, TYPE) before it has samples: a
+            # labelled counter gets its first when the first event comes.
+            self.families |= {family.name + suffix for suffix in _SUFFIXES.get(family.type, ("",))}
             for s in family.samples:
                 self.samples[(s.name, frozenset(s.labels.items()))] = s.value
 
@@ -40,7 +45,8 @@ class Page:
         return sum(v for (n, ls), v in self.samples.items() if n == name and want <= ls)
 
     def names(self) -> set[str]:
-        """Every sample name (``x_total``, ``x_bucket``, ...) and family name."""
+        """Every sample name (``x_total``, ``x_bucket``, ...) and the names of
+        each family's samples to come."""
         return {n for n, _ in self.samples} | self.families
 
 
