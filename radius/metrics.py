@@ -151,13 +151,13 @@ class DatabaseCollector:
                                   "than the interim interval, or never heard, by site",
                                   labels=["site"])
         with self.factory() as db:
-            names = dict(db.execute(select(Site.id, Site.name)).tuples().all())
+            names = dict(db.execute(select(Site.id, Site.name)).all())
             # The open sessions only: the partial index ix_radacct_live.
             open_ = dict(db.execute(select(Radacct.site_id, func.count())
                                     .where(Radacct.acctstoptime.is_(None))
-                                    .group_by(Radacct.site_id)).tuples().all())
+                                    .group_by(Radacct.site_id)).all())
             gateways = db.execute(select(Gateway.site_id, Gateway.last_seen,
-                                         Gateway.last_status)).tuples().all()
+                                         Gateway.last_status)).all()
         known: Tally[int] = Tally()
         silent_: Tally[int] = Tally()
         for site_id, seen, status in gateways:
