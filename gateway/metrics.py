@@ -198,7 +198,12 @@ class Exporter:
 
     def start(self) -> None:
         host, port = self.listen
-        self._listener = Listener(host, port, self.registry)
+        try:
+            self._listener = Listener(host, port, self.registry)
+        except OSError as exc:  # the site's Wi-Fi matters more than its metrics
+            log.error("metrics: cannot listen on %s (%s): running without metrics",
+                      _hostport(host, port), exc.strerror or exc)
+            return
         log.info("metrics on http://%s/metrics", _hostport(host, self._listener.port))
 
     def stop(self) -> None:

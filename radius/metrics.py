@@ -208,9 +208,14 @@ class Exporter:
 
     def start(self) -> None:
         host, port = self.listen
-        self._listener = Listener(host, port, self.registry())
-        log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]",
-                 self._listener.port)
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            self._listener = Listener(host, port, self.registry())
+        except OSError as exc:  # answering RADIUS matters more than the metrics
+            log.error("metrics: cannot listen on %s (%s): running without metrics", shown,
+                      exc.strerror or exc)
+            return
+        log.info("metrics on http://%s/metrics", shown)
 
     def stop(self) -> None:
         if self._listener is not None:

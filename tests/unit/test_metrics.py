@@ -4,6 +4,8 @@ lease as, the silent-box rule, and the listener's address."""
 
 from __future__ import annotations
 
+import socket
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -176,3 +178,33 @@ def test_a_listener_address(text: str, expected: tuple[str, int]) -> None:
 def test_a_bad_listener_address_says_why(text: str, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         hostport.parse(text)
+
+
+def test_the_listener_serves_the_page_on_ipv4_and_ipv6(tmp_path: Path) -> None:
+    sources = box.Sources(lambda: 2, lambda: {"allowed4": 1}, tmp_path / "leases")
+    for host, url in (("127.0.0.1", "http://127.0.0.1:{}/metrics"),
+                      ("::1", "http://[::1]:{}/metrics")):
+        exporter = box.Exporter((host, 0), sources)
+        exporter.start()
+        try:
+            assert exporter._listener is not None
+            with urllib.request.urlopen(url.format(exporter._listener.port), timeout=5) as r:
+                page = r.read().decode()
+        finally:
+            exporter.stop()
+        assert "passerelle_gateway_spool_depth 2.0" in page
+        assert 'passerelle_gateway_nft_set_elements{set="allowed4"} 1.0' in page
+
+
+def test_a_port_taken_leaves_the_service_running_without_metrics(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        exporter = box.Exporter(("127.0.0.1", port), box.Sources(
+            lambda: 0, dict, tmp_path / "leases"))
+        exporter.start()
+        exporter.stop()
+    assert f"metrics: cannot listen on 127.0.0.1:{port} (Address already in use): running " \
+        "without metrics" in caplog.text
