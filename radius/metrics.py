@@ -73,48 +73,71 @@ BATCH_SECONDS = Histogram("passerelle_radius_batch_seconds", "Time of a batch's 
 # --- counting a batch (handler.finish) ---------------------------------------------
 
 
-def tally(batch: Batch) -> dict[str, Tally[str]]:
-    """What a finished batch adds to each counter, by label (pure)."""
-    out: dict[str, Tally[str]] = {"requests": Tally(), "decisions": Tally(),
-                                  "accounting": Tally(), "other": Tally()}
+def tally(batch: Batch) -> Tally[tuple[str, str]]:
+    """What a finished batch adds to the counters (pure): (counter, label) ->
+    how many; the label is "" for a counter without one."""
+    out: Tally[tuple[str, str]] = Tally()
     for item in batch.work:
         request = item.request
-        out["requests"][request.CODE.label] += 1
+        out["requests", request.CODE.label] += 1
         if item.data is None:
-            out["other"]["unanswered"] += 1
+            out["unanswered", ""] += 1
             continue
         if isinstance(request, m.AccessRequest):
-            # The refusal travels in the Reply-Message, as the box reads it.
             reject = item.reply if isinstance(item.reply, m.AccessReject) else None
-            out["decisions"][ACCEPT if reject is None else
-                             Refusal.from_reply_message(reject.reply_message or "")[0].value] += 1
+            out["decisions", ACCEPT if reject is None else _reason(reject.reply_message)] += 1
         elif isinstance(request, m.AccountingRequest):
-            out["accounting"][_status_label(request.status)] += 1
-    out["other"]["dropped"] += batch.dropped
-    out["other"]["duplicates"] += batch.duplicates
+            out["accounting", _status_label(request.status)] += 1
+    if batch.dropped:
+        out["dropped", ""] += batch.dropped
+    if batch.duplicates:
+        out["duplicates", ""] += batch.duplicates
     return out
+
+
+_COUNTERS: dict[str, Counter] = {"requests": REQUESTS, "decisions": DECISIONS,
+                                 "accounting": ACCOUNTING, "dropped": DROPPED,
+                                 "duplicates": DUPLICATES, "unanswered": UNANSWERED}
+# Each (counter, label)'s child, found once: labels() takes a lock and
+# builds a tuple, at every batch otherwise.
+_CHILDREN: dict[tuple[str, str], Counter] = {}
 
 
 def count(batch: Batch) -> None:
     """Add a finished batch to the counters."""
-    found = tally(batch)
-    for label, n in found["requests"].items():
-        REQUESTS.labels(label).inc(n)
-    for label, n in found["decisions"].items():
-        DECISIONS.labels(label).inc(n)
-    for label, n in found["accounting"].items():
-        ACCOUNTING.labels(label).inc(n)
-    for counter, name in ((DROPPED, "dropped"), (DUPLICATES, "duplicates"),
-                          (UNANSWERED, "unanswered")):
-        if found["other"][name]:
-            counter.inc(found["other"][name])
+    for key, n in tally(batch).items():
+        child = _CHILDREN.get(key)
+        if child is None:
+            counter = _COUNTERS[key[0]]
+            child = _CHILDREN[key] = counter.labels(key[1]) if key[1] else counter
+        child.inc(n)
+
+
+# A few texts and statuses recur in every batch: each is read once.
+_REASONS: dict[str | None, str] = {}
+_STATUSES: dict[int | None, str] = {}
+
+
+def _reason(reply_message: str | None) -> str:
+    """A reject's refusal code, from its Reply-Message as the box reads it."""
+    found = _REASONS.get(reply_message)
+    if found is None:
+        if len(_REASONS) > 1000:  # texts with a changing part: stay bounded
+            _REASONS.clear()
+        found = _REASONS[reply_message] = \
+            Refusal.from_reply_message(reply_message or "")[0].value
+    return found
 
 
 def _status_label(status: int | None) -> str:
-    try:
-        return m.AcctStatus(status).label if status is not None else "none"
-    except ValueError:
-        return str(status)
+    found = _STATUSES.get(status)
+    if found is None:
+        try:
+            found = m.AcctStatus(status).label if status is not None else "none"
+        except ValueError:
+            found = str(status)
+        _STATUSES[status] = found
+    return found
 
 
 # --- read at scrape time ------------------------------------------------------------
