@@ -5,18 +5,24 @@ counts are the sum over the workers."""
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from passerelle.gateway.acct import AccountingRecord
 from passerelle.gateway.radclient import NasIdentity, RadiusClient, RadiusServer
+from passerelle.radius import db
 from passerelle.radius.messages import AcctStatus
 from tests.boxlab import wait_for
+from tests.need import stop
 from tests.scrape import dashboard_metrics, free_port, scrape
 
 from . import seed
-from .conftest import start_server
+from .conftest import BIN, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +90,43 @@ def _settled(url: str, access: int):
     page = scrape(url)
     got = page.get("passerelle_radius_requests_total", type="Access-Request")
     return page if got == access else None
+
+
+JOURNAL_LINE = re.compile(r'^<[0-7]>level=[a-z]+ logger=\S+ msg="([^"\\]|\\.)*"( exc=".*")?$')
+
+
+def test_under_systemd_every_event_is_one_journal_line(tmp_path: Path) -> None:
+    """The real service, two workers, its stderr named by JOURNAL_STREAM as
+    systemd does: the main process's lines and the workers' are each one
+    key=value line with its priority."""
+    url = f"sqlite:///{tmp_path / 'centre.db'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    engine.dispose()
+    log = tmp_path / "stderr"
+    with log.open("w") as err:
+        found = os.fstat(err.fileno())
+        env = {**os.environ, "PASSERELLE_KEY_FILE": str(tmp_path / "server.key"),
+               "JOURNAL_STREAM": f"{found.st_dev}:{found.st_ino}"}
+        proc = subprocess.Popen(
+            [str(BIN), "radius", "serve", "--db", url, "--listen", "127.0.0.1",
+             "--auth-port", "0", "--acct-port", "0", "--workers", "2",
+             "--metrics", f"127.0.0.1:{free_port()}"],
+            stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        auth = int(re.search(r"auth (\d+)", line).group(1))  # type: ignore[union-attr]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"\x01\x01\x00\x14" + bytes(16), ("127.0.0.1", auth))  # no such client
+        wait_for(lambda: "unknown client" in log.read_text(), what="the drop logged")
+    finally:
+        stop(proc)
+        if proc.stdout:
+            proc.stdout.close()
+    lines = [line for line in log.read_text().splitlines() if line]
+    assert lines and all(JOURNAL_LINE.match(line) for line in lines), lines
+    assert any(line.startswith('<6>level=info logger=passerelle.radius msg="metrics on http')
+               for line in lines), lines
+    assert any(line.startswith('<4>level=warning logger=passerelle.radius msg="dropped a '
+                               'datagram from unknown client 127.0.0.1:') for line in lines), lines
