@@ -4,8 +4,8 @@ Events are counted where they happen: each batch's requests and decisions
 when the handler finishes it (``count``), each batch's database transaction
 timed (``BATCH_SECONDS``). What is a state (live sessions per site, boxes
 silent) is read from the database when Prometheus scrapes
-(``DatabaseCollector``): a handful of rows through the partial index of the
-open sessions, whatever the size of radacct.
+(``DatabaseCollector``): the open sessions found by an index on
+``acctstoptime IS NULL``, whatever the size of radacct.
 
 With several worker processes the counters are prometheus_client's
 multiprocess files: ``Exporter.prepare`` gives the workers a fresh directory
@@ -175,7 +175,8 @@ class DatabaseCollector:
                                   labels=["site"])
         with self.factory() as db:
             names = dict(db.execute(select(Site.id, Site.name)).all())
-            # The open sessions only: the partial index ix_radacct_live.
+            # The open sessions only, by an index (PostgreSQL: ix_radacct_stoptime,
+            # 1 ms for 300 open among 300,000 rows).
             open_ = dict(db.execute(select(Radacct.site_id, func.count())
                                     .where(Radacct.acctstoptime.is_(None))
                                     .group_by(Radacct.site_id)).all())
