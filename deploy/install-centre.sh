@@ -75,7 +75,8 @@ env_text="# Written by Passerelle's deploy/install-centre.sh; read by the RADIUS
 # service and the console (EnvironmentFile=). A re-run keeps its database.
 PASSERELLE_DB=$DB_URL
 PASSERELLE_DATA=$DATA
-PASSERELLE_KEY_FILE=$KEY"
+PASSERELLE_KEY_FILE=$KEY
+PASSERELLE_METRICS=127.0.0.1:9465"
 if [ "$(cat "$ROOT$ENV" 2>/dev/null)" != "$env_text" ]; then
     printf '%s\n' "$env_text" | install -m 0640 -o 0 -g "$(gid_of passerelle)" /dev/stdin \
         "$ROOT$ENV"

@@ -57,7 +57,7 @@ from passerelle.radius.exchange import Backoff
 from passerelle.radius.mac import parse as normal_mac
 from passerelle.radius.replies import ReplyCache
 
-from . import ap_dae, keyfinder, psk
+from . import ap_dae, keyfinder, metrics, psk
 from .sessions import Session
 from .udp_server import UdpServer
 
@@ -465,4 +465,4 @@ class ApServer:
     def _answer(self, data: bytes, source: tuple[str, int]) -> bytes | None:
         self._tick()  # keys changed while the socket waited are taken first
         with self.lock:
-            return self.core.handle(data, source, self.clock())
+            return metrics.ap_answered(self.core.handle(data, source, self.clock()))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from passerelle import hostport
 from passerelle.errors import UserError
 
 from .ap_dae import DAE_PORT
@@ -118,6 +119,8 @@ class Config:
     keys_timeout: float = 10.0
     keys_key_file: Path = Path()
     keys_ca_file: Path | None = None
+    # The Prometheus listener (gateway/metrics.py); None: no listener.
+    metrics_listen: tuple[str, int] | None = None
 
     @property
     def keys_path(self) -> Path:
@@ -216,6 +219,7 @@ KNOWN = {
     "wifi": {"ssid", "candidates_max", "listen", "port"},
     "vlans": {"ids", "network", "prefix", "networks"},
     "keys": {"url", "interval", "timeout", "key_file", "ca_file", "allow_plain_http"},
+    "metrics": {"listen"},
 }
 UNREAD = "(secret_file not read)"  # the secret of a server when secrets are not read
 SERVER_KEYS = {"host", "secret", "secret_file", "auth_port", "acct_port",
@@ -527,6 +531,7 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
         wifi_ssid=wifi_ssid, wifi_candidates_max=candidates_max, wifi_listen=wifi_listen,
         wifi_port=wifi_port, vlans=vlans, radsec=radsec, checkin_budget=checkin_budget,
         status_server=status_server, **_keys(t["keys"], base, state_dir),
+        metrics_listen=_metrics_listen(t["metrics"], lan_address, lan_address6, vlans),
     )
 
 
@@ -840,3 +845,32 @@ def load(path: Path, interfaces: Interfaces | None = None, *,
                    read_secrets=read_secrets)
     dnsmasq_test(config)
     return config
+
+
+def _metrics_listen(table: _Table, lan: ipaddress.IPv4Interface,
+                    lan6: ipaddress.IPv6Interface | None,
+                    vlans: tuple[Vlan, ...]) -> tuple[str, int] | None:
+    """``[metrics] listen = "ADDRESS:PORT"``: where the Prometheus listener
+    binds; None when not set. Never on the LAN side: the clients' networks
+    (the LAN's, the VLANs') and the wildcard, which takes them too, are
+    refused."""
+    raw = table.get("listen", str, None)
+    if raw is None:
+        return None
+    try:
+        host, port = hostport.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"metrics.listen: {exc}") from None
+    addr = ipaddress.ip_address(host)
+    if addr.is_unspecified:
+        raise ConfigError(f"metrics.listen: {host} would listen on the LAN too; give one "
+                          "address (127.0.0.1, or the WAN's for a remote Prometheus)")
+    client_nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
+        lan.network, *(v.address.network for v in vlans)]
+    if lan6 is not None:
+        client_nets.append(lan6.network)
+    for net in client_nets:
+        if addr.version == net.version and addr in net:
+            raise ConfigError(f"metrics.listen: {host} is on the clients' network {net}; "
+                              "the metrics are never served on the LAN side")
+    return str(addr), port

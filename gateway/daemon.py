@@ -29,6 +29,7 @@ from typing import Any, Protocol, assert_never
 from passerelle.radius.logins import lookup_key
 from passerelle.refusal import Refusal
 
+from . import metrics
 from . import sessions as sm
 from .acct import AccountingRecord
 from .ap_dae import Releaser
@@ -134,6 +135,7 @@ class Daemon:
         else:
             self._open.pop(session.session_id, None)
             self._keys.pop(session.session_id, None)
+        metrics.SESSIONS.set(len(self._open))
         for action in kernel:
             match action:
                 case sm.Allow(session=s, timeout=timeout):

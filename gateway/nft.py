@@ -840,6 +840,13 @@ class Firewall:
         self._script(f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
         log.info("nftables table %s %s removed", FAMILY, TABLE)
 
+    def set_sizes(self) -> dict[str, int]:
+        """How many elements each client set holds (for the metrics); empty
+        without the table."""
+        listing = self._listing()
+        sets = parse_sets(listing) if listing else {}
+        return {name: len(sets.get(name, [])) for name in CLIENT_SETS4 + CLIENT_SETS6}
+
 
 def rebuild_script(script: str, sets: dict[str, list[Element]]) -> str:
     """Delete the table and apply ``script``, re-adding the elements read

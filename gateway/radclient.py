@@ -49,6 +49,7 @@ from passerelle.radius import messages as m
 from passerelle.radius.codec import MAX_PASSWORD, codec
 from passerelle.radius.exchange import Backoff, exchange
 
+from . import metrics
 from .acct import AccountingRecord
 
 log = logging.getLogger("passerelle.gateway")
@@ -281,8 +282,9 @@ class RadiusClient:
         def dropped(address: tuple[str, int], why: str) -> None:
             self._log_drop(server, port, ident, why)
 
-        return exchange((server.host, port), sent, check, backoff, on_drop=dropped,
-                        on_retry=retry)
+        with metrics.radius_exchange(server.host, port, sent):
+            return exchange((server.host, port), sent, check, backoff, on_drop=dropped,
+                            on_retry=retry)
 
     def _log_drop(self, server: RadiusServer, port: int, ident: int, why: str) -> None:
         if why == _NO_MA:

@@ -18,7 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from passerelle import systemd
 
-from . import heartbeat
+from . import heartbeat, metrics
 from .ap_server import ApServer
 from .clients import Clients
 from .config import Config, dhcp_plan, firewall_plan
@@ -119,6 +119,9 @@ class Box:
         self.keysync = personal_keys(config)
         self.gateway.personal_keys = self.keysync
         self._stopped = threading.Event()
+        self.metrics = metrics.Exporter(config.metrics_listen, metrics.Sources(
+            self.spool.pending, self.firewall.set_sizes, self.dnsmasq.lease_path)) \
+            if config.metrics_listen is not None else None
 
     def start(self) -> None:
         booted = not table_exists()
@@ -137,6 +140,8 @@ class Box:
         self.dae.start()
         if self.access_points is not None:
             self.access_points.start()
+        if self.metrics is not None:
+            self.metrics.start()
         self.control = ControlServer(self.config.control_socket, _Portal(self.gateway))
         self.control.start()
         self.clients.start()
@@ -204,7 +209,8 @@ class Box:
         and its sets are left as they are) and are restored at next start."""
         systemd.notify("STOPPING=1")
         self.scheduler.shutdown(wait=False)
-        for part in (self.control, self.access_points, self.dae, self.sender, self.clients):
+        for part in (self.control, self.access_points, self.dae, self.sender, self.clients,
+                     self.metrics):
             if part is not None:
                 try:
                     part.stop()
@@ -248,7 +254,8 @@ class _Portal:
         return self.gateway.sessions()
 
     def check_in(self, ip: str, login: str, password: str, chap: bool) -> dict[str, Any]:
-        return self._wrap(self.gateway.check_in, ip, login, password, chap)
+        with metrics.check_in():
+            return self._wrap(self.gateway.check_in, ip, login, password, chap)
 
     def check_out(self, ip: str) -> dict[str, Any]:
         return self._wrap(self.gateway.check_out, ip)

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from . import journal
 from .errors import UserError
 
 
@@ -16,6 +17,9 @@ def setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if journal.to_journal():  # one line per event, key=value (passerelle/journal.py)
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(journal.JournalFormatter())
 
 
 class _Parts(click.Group):

@@ -42,7 +42,7 @@ from sqlalchemy.orm import sessionmaker
 
 from passerelle.refusal import SEPARATOR, Refusal
 
-from . import accounting, answers, keys, passwords, policy, reach, store
+from . import accounting, answers, keys, metrics, passwords, policy, reach, store
 from . import messages as m
 from .attempts import Attempts, Limit
 from .codec import BadValue, codec
@@ -408,6 +408,7 @@ class Handler:
         if admitted.duplicates:
             tally["duplicate"] += admitted.duplicates
         self._summarise(admitted.now_ts)
+        metrics.count(admitted)
         for (reason, ip), n in self._drop_log.due(admitted.now_ts):
             log.warning("%d more lines suppressed: %s from %s", n, reason, ip)
         return replies, cuts
@@ -444,7 +445,7 @@ class Handler:
         now = datetime.fromtimestamp(now_ts, UTC).replace(tzinfo=None)
         contacts = self.contacts.due((item.nas.id for item in work), now_ts)
         try:
-            with self.factory() as db, db.begin():
+            with metrics.BATCH_SECONDS.time(), self.factory() as db, db.begin():
                 self._handle_all(db, work, now, accounts)
                 # Last, so the gateway rows are locked only until the commit.
                 write_contacts(db, contacts, now)

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, event
 
 from passerelle import systemd
 
-from . import dae, db, radsec, reach
+from . import dae, db, metrics, radsec, reach
 from .handler import ACCT, AUTH, Batch, Datagram, Handler, HandlerSettings
 
 log = logging.getLogger("passerelle.radius")
@@ -47,6 +47,8 @@ class ServerConfig:
     # RadSec (radsec.py): the TLS port (None: no TLS) and the names boxes reach us by.
     radsec_port: int | None = None
     radsec_names: tuple[str, ...] = ()
+    # The Prometheus listener (metrics.py), in the main process; None: none.
+    metrics_listen: tuple[str, int] | None = None
 
 
 def bind_udp(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -299,6 +301,29 @@ def _warn_if_not_durable(url: str) -> None:
 
 def serve(config: ServerConfig) -> None:
     """Run the server until SIGTERM/SIGINT, with ``config.workers`` processes."""
+    exporter = _exporter(config)
+    try:
+        _serve(config)
+    finally:
+        if exporter is not None:
+            exporter.stop()
+
+
+def _exporter(config: ServerConfig) -> metrics.Exporter | None:
+    """The metrics listener, started before the workers (they inherit where
+    their counters go)."""
+    if config.metrics_listen is None:
+        return None
+    engine = db.make_engine(config.db_url, pool_size=1, max_overflow=1) \
+        if not config.db_url.startswith("sqlite") else db.make_engine(config.db_url)
+    exporter = metrics.Exporter(config.metrics_listen, db.make_sessionmaker(engine),
+                                config.settings.policy.interim_interval)
+    exporter.prepare(config.workers)
+    exporter.start()
+    return exporter
+
+
+def _serve(config: ServerConfig) -> None:
     _warn_if_not_durable(config.db_url)
     if config.radsec_port is not None:
         _make_authority(config.db_url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from sqlalchemy import or_, select
 
-from passerelle import systemd
+from passerelle import hostport, systemd
 from passerelle.errors import UserError
 
 from . import dae, db
@@ -42,10 +42,15 @@ def radius() -> None:
 @click.option("--radsec-name", "radsec_names", multiple=True,
               help="A name or address boxes reach this server by, for its TLS certificate "
                    "(repeatable; default the --listen address).")
+@click.option("--metrics", "metrics_listen", envvar="PASSERELLE_METRICS", default=None,
+              metavar="ADDRESS:PORT", callback=lambda _c, _p, v: _listen(v),
+              help="Serve Prometheus metrics on this address (e.g. 127.0.0.1:9465; "
+                   "default: PASSERELLE_METRICS, or none).")
 def serve_command(db_url: str | None, listen: str, auth_port: int, acct_port: int,
                   workers: int, idle_timeout: int, interim_interval: int,
                   db_threads: int, radsec_port: int | None,
-                  radsec_names: tuple[str, ...]) -> None:
+                  radsec_names: tuple[str, ...],
+                  metrics_listen: tuple[str, int] | None) -> None:
     """Answer RADIUS authentication and accounting."""
     url = db_url or db.default_url()
     settings = HandlerSettings(policy=Settings(idle_timeout=idle_timeout,
@@ -54,7 +59,8 @@ def serve_command(db_url: str | None, listen: str, auth_port: int, acct_port: in
     watchdog.start()
     serve(ServerConfig(db_url=url, listen=listen, auth_port=auth_port, acct_port=acct_port,
                        workers=workers, settings=settings, db_threads=db_threads,
-                       radsec_port=radsec_port, radsec_names=radsec_names))
+                       radsec_port=radsec_port, radsec_names=radsec_names,
+                       metrics_listen=metrics_listen))
     watchdog.stop()
 
 
@@ -130,3 +136,12 @@ def coa_command(db_url: str | None, session: str, session_timeout: int | None,
     row, gateway = _find_session(db_url, session)
     target = dae.Target(gateway.ip_address, gateway.coa_port, gateway.secret.encode())
     _report(dae.change(target, {**_selector(row, gateway), **changes}, timeout=timeout))
+
+
+def _listen(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    try:
+        return hostport.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--metrics") from None

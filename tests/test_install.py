@@ -286,3 +286,11 @@ def test_centre_on_an_existing_postgresql_database(
             s.execute(delete(Operator).where(Operator.login == login))
     finally:
         engine.dispose()
+
+
+def test_centre_serves_its_metrics_on_the_loopback_only(
+        centre: tuple[Path, dict[str, object]]) -> None:
+    root, _ = centre
+    lines = (root / "etc" / "passerelle" / "radius.env").read_text().splitlines()
+    # `passerelle radius serve` reads it (--metrics); never a public address.
+    assert "PASSERELLE_METRICS=127.0.0.1:9465" in lines
