@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session as DB
 
+from passerelle.radius.metrics import silent
 from passerelle.radius.models import AuthLog, Gateway, Radacct, Site
 
 from .scope import Scope
@@ -28,11 +29,10 @@ class Health(str, enum.Enum):
 
 
 def health(last_contact: datetime | None, now: datetime, interval: int) -> Health:
+    """The rule is the centre's metrics' (one rule for the console and the scrape)."""
     if last_contact is None:
         return Health.never
-    if (now - last_contact).total_seconds() > interval:
-        return Health.silent
-    return Health.ok
+    return Health.silent if silent(last_contact, now, interval) else Health.ok
 
 
 @dataclass(frozen=True)
