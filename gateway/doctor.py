@@ -25,7 +25,6 @@ from typing import Any
 from passerelle import __version__
 from passerelle.radius import messages as m
 from passerelle.radius.codec import Drop
-from passerelle.radius.dae import RADSEC_SECRET
 from passerelle.radius.exchange import Backoff, exchange
 
 from . import heartbeat
@@ -392,46 +391,15 @@ def _status_server(config: Config, told: dict[str, Any]) -> dict[str, str | None
 
 
 def _tls_status(host: str, tls: Radsec, told: dict[str, Any]) -> str | None:
-    """A Status-Server to a centre over TLS with the box's certificate (RFC
-    6614, secret "radsec"; no reverse-CoA ALPN, so the centre does not take
-    this connection for the box's reverse path). None when answered."""
+    """A Status-Server to a centre over TLS with the box's certificate;
+    None when answered."""
     # Here, not at the top: the centre's TLS side weighs seconds of imports
     # that a box without RadSec need not pay.
-    from passerelle.radius.radsec import BadLength, Framer
-
+    from . import tls_status
     from .reverse_coa import Credentials
 
-    try:
-        context = Credentials(tls.cert, tls.key, tls.ca).context(reverse=False)
-    except (OSError, ssl.SSLError) as exc:
-        return f"cannot load the box's certificate, key or CA ({exc})"
-    try:
-        raw = socket.create_connection((host, tls.port), timeout=PROBE_TIMEOUT)
-    except OSError as exc:
-        return f"no TCP connection to port {tls.port} ({exc.strerror or exc})"
-    sent = m.StatusServer.of(told).encode(RADSEC_SECRET)
-    try:
-        with context.wrap_socket(raw, server_hostname=host) as conn:
-            conn.settimeout(PROBE_TIMEOUT)
-            conn.sendall(sent)
-            framer = Framer()
-            while not (got := framer.feed(data := conn.recv(4096))):
-                if not data:
-                    return ("the centre closed the connection: it does not take the box's "
-                            "certificate (revoked, or from another centre)")
-            m.decode_reply(got[0], RADSEC_SECRET, sent)
-    except ssl.SSLCertVerificationError as exc:
-        return (f"the centre's certificate does not check out ({exc.verify_message}): "
-                f"the box holds another centre's CA, or the clock is wrong")
-    except ssl.SSLError as exc:
-        return f"the centre refused the TLS connection ({exc.reason or exc})"
-    except TimeoutError:
-        return "no answer to Status-Server over TLS"
-    except (OSError, Drop, BadLength) as exc:
-        return f"the TLS connection failed ({exc})"
-    finally:
-        raw.close()
-    return None
+    return tls_status.ask(host, tls.port, Credentials(tls.cert, tls.key, tls.ca),
+                          m.StatusServer.of(told), PROBE_TIMEOUT)
 
 
 def _box_cert_seen(tls: Radsec) -> BoxCert:

@@ -33,6 +33,7 @@ from .radsecproxy import Centre, Proxy, ProxyConfig
 from .reverse_coa import Credentials, ReverseCoa
 from .session_table import SessionTable
 from .spool import Spool, SpoolSender
+from .tls_status import TlsStatus
 from .vlan import Links
 
 log = logging.getLogger("passerelle.gateway")
@@ -72,6 +73,17 @@ def radsec_parts(config: Config, nas: NasIdentity,
     return proxy, reverse
 
 
+def centre_status(config: Config) -> TlsStatus | None:
+    """With RadSec, the heartbeat goes to each centre over TLS itself:
+    radsecproxy would answer it without asking any centre."""
+    tls = config.radsec
+    if tls is None:
+        return None
+    return TlsStatus(tuple(Centre(s.host, tls.port) for s in config.servers),
+                     Credentials(tls.cert, tls.key, tls.ca), nas_identity(config),
+                     timeout=config.radius_timeout)
+
+
 def personal_keys(config: Config) -> KeySync | None:
     """The key pull of a box with a [keys] section; signed with the secret
     it shares with its first RADIUS server (the centre knows it)."""
@@ -94,7 +106,7 @@ class Box:
         self.radius = radius_client(config)
         self.spool = Spool(config.spool_path)
         self.sender = SpoolSender(self.spool, self.radius)
-        self.status = heartbeat.Heartbeat(self.radius, self.spool)
+        self.status = heartbeat.Heartbeat(centre_status(config) or self.radius, self.spool)
         self.store = SessionTable(config.sessions_path)
         self.clients = Clients(config.lan_if, self.dnsmasq.leases, vlans=config.vlans)
         self.gateway = Daemon(config, firewall=self.firewall, radius=self.radius,

@@ -1,7 +1,8 @@
 """`passerelle gateway doctor` on a RadSec box: the box's TLS client
 certificate, radsecproxy on the loopback, and each centre asked directly by
 Status-Server over TLS (radsecproxy answers a Status-Server itself, so it
-cannot tell whether a centre is reachable).
+cannot tell whether a centre is reachable). The box's heartbeat takes the
+same way (gateway/tls_status.py).
 
 The verdicts with a fixed clock; the certificate probe on real files; the
 TLS probe against a real `passerelle radius serve --radsec-port`, healthy
@@ -26,7 +27,12 @@ from sqlalchemy.orm import sessionmaker
 
 from passerelle import __version__
 from passerelle.gateway import doctor as d
+from passerelle.gateway import heartbeat
 from passerelle.gateway.config import Config, Radsec
+from passerelle.gateway.radclient import NasIdentity
+from passerelle.gateway.radsecproxy import Centre
+from passerelle.gateway.reverse_coa import Credentials
+from passerelle.gateway.tls_status import TlsStatus
 from passerelle.radius import enrolment
 from passerelle.radius.models import Gateway
 from tests.boxlab import BIN, wait_for
@@ -163,6 +169,15 @@ def test_the_tls_probe_against_a_real_centre_then_broken_one_way_at_a_time(
         # Doctor's probe is a heartbeat like the box's: it leaves the row true.
         assert (gateway.software_version, gateway.spool_depth) == (__version__, 7)
 
+    # The box's heartbeat on a RadSec box takes the same way, to every centre.
+    beat = TlsStatus([Centre("127.0.0.1", port), Centre("127.0.0.1", free_port())],
+                     Credentials(box.cert, box.key, box.ca),
+                     NasIdentity(identifier="axis-gw", ipv4="203.0.113.2"), timeout=1.0)
+    assert beat.status(heartbeat.attributes("9.9.9", 3)) == 1
+    with factory() as db:
+        gateway = db.scalars(select(Gateway).where(Gateway.identifier == "axis-gw")).one()
+        assert (gateway.software_version, gateway.spool_depth) == ("9.9.9", 3)
+
     # The name the box dials is not in the centre's certificate.
     assert "does not check out" in (d._tls_status("localhost", tls, told) or "")
     # Nothing listens there.
@@ -194,6 +209,12 @@ def test_the_tls_probe_against_a_real_centre_then_broken_one_way_at_a_time(
 # -- the real command on a RadSec box behind NAT (tests/gateway/test_radsec_lab.py) ----
 
 
+def _told_version(lab_box: Site) -> bool:
+    with lab_box.factory() as db:
+        gateway = db.scalars(select(Gateway).where(Gateway.identifier == "axis-gw")).one()
+        return gateway.software_version == __version__ and gateway.last_status is not None
+
+
 def _doctor(lab_box: Site) -> dict[str, str]:
     out = lab_box.lab.run("gw", str(BIN), "gateway", "doctor", "--config",
                           str(lab_box.box.cert.parent / "gateway.toml"), check=False,
@@ -205,6 +226,10 @@ def _doctor(lab_box: Site) -> dict[str, str]:
 def test_doctor_on_a_radsec_lab_box_then_revoked_then_its_proxy_hung(
         site: Site) -> None:  # noqa: F811
     centre = f"centre {LAB_CENTRE}:2083 over TLS"
+    # Before doctor says anything: the box's heartbeat reached the centre
+    # over TLS (radsecproxy would have answered it itself).
+    wait_for(lambda: _told_version(site), what="the heartbeat at the centre",
+             logs=site.read_logs)
     seen = wait_for(lambda: (s := _doctor(site)) and s.get(centre, "").startswith("OK") and s,
                     what="doctor seeing the centre", logs=site.read_logs)
     assert seen["TLS client certificate"].startswith("OK valid until"), seen
