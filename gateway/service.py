@@ -48,13 +48,19 @@ def nas_identity(config: Config) -> NasIdentity:
 
 def radius_client(config: Config) -> RadiusClient:
     servers = config.servers
+    dead_time, probe = config.dead_time, config.status_server
     if config.radsec is not None:
         # radsecproxy on the loopback carries both kinds to the centres over TLS.
         port = config.radsec.local_port
         servers = (RadiusServer("127.0.0.1", config.servers[0].secret, port, port),)
+        # It tracks the centres itself (Status-Server) and answers a
+        # Status-Server from us itself: a dead time on it would refuse every
+        # check-in for that long while it has already failed over to a live
+        # node, and probing it tells nothing.
+        dead_time, probe = 0.0, False
     return RadiusClient(servers, nas_identity(config), timeout=config.radius_timeout,
-                        tries=config.radius_tries, dead_time=config.dead_time,
-                        probe=config.status_server, checkin_budget=config.checkin_budget)
+                        tries=config.radius_tries, dead_time=dead_time, probe=probe,
+                        checkin_budget=config.checkin_budget)
 
 
 def radsec_parts(config: Config, nas: NasIdentity,

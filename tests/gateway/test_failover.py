@@ -18,6 +18,7 @@ probing of a dead one, a dead time) and its accounting spool, as
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -32,11 +33,14 @@ from sqlalchemy.orm import sessionmaker
 
 from passerelle.gateway import radsecproxy as rsp
 from passerelle.gateway.acct import AccountingRecord
-from passerelle.gateway.radclient import NasIdentity, RadiusClient, RadiusServer
+from passerelle.gateway.config import parse
+from passerelle.gateway.radclient import NasIdentity, NoServer, RadiusClient, RadiusServer
+from passerelle.gateway.service import radius_client, radsec_parts
 from passerelle.gateway.spool import Spool, SpoolSender
 from passerelle.radius import messages as m
 from passerelle.radius.models import AccountingQuarantine, CreditEntry, CreditKind, Radacct
-from tests.gateway.test_radsec import LOCAL_SECRET, free_udp_port
+from tests.gateway.test_config import MACHINE
+from tests.gateway.test_radsec import LOCAL_SECRET, Sessions, free_udp_port
 from tests.need import tool
 from tests.radius import seed
 from tests.radius.conftest import Server, start_server
@@ -308,3 +312,87 @@ def test_through_radsecproxy_the_first_node_killed_mid_load_drains_to_the_second
     print(f"radsecproxy: {at_kill} records left at the kill, drained in {drained:.1f} s")
     assert "radsec: 127.0.0.1:" in second.logs()
     assert_charged_once(factory, "RS", SESSIONS, (INTERIMS + 1) * STEP)
+
+
+HUNG_CONFIG = """
+[box]
+identifier = "axis-gw"
+state_dir = "state"
+
+[radius]
+transport = "radsec"
+radsec_port = {port}
+local_port = {local}
+
+[[radius.servers]]
+host = "127.0.0.1"
+secret = "{secret}"
+
+[[radius.servers]]
+host = "127.0.0.2"
+secret = "{secret}"
+"""
+
+
+def test_through_radsecproxy_a_hung_node_never_refuses_a_check_in_at_once(
+        db_url: str, factory: sessionmaker[DB], key_file: Path, tmp_path: Path) -> None:
+    """Node 1 hangs (SIGSTOP: its connections stay up, nothing answers), the
+    box as `passerelle gateway run` builds it for RadSec. radsecproxy takes
+    its time to find node 1 dead (its Status-Server period); meanwhile each
+    check-in is really asked and waits at most its budget, and the first
+    one after radsecproxy's switch is accepted. (With a dead time on the
+    loopback, the box refused every check-in at once for a dead time after
+    each miss, well after radsecproxy had switched to node 2.)"""
+    tool("radsecproxy", "radsecproxy")
+    seed.build(factory, gateway_ip="192.0.2.77")
+    (tmp_path / "tls").mkdir()
+    box = enrol_box(factory, tmp_path / "tls", name="box")
+    (tmp_path / "tls" / "ca.pem").rename(tmp_path / "tls" / "centre-ca.pem")
+    port, local = free_port(), free_udp_port()
+    first, second = (start_server(db_url, tmp_path, extra=(
+        "--listen", host, "--radsec-port", str(port), "--radsec-name", host))
+        for host in ("127.0.0.1", "127.0.0.2"))
+    cfg = parse(HUNG_CONFIG.format(port=port, local=local, secret=seed.SECRET), tmp_path,
+                MACHINE)
+    assert cfg.radsec is not None and cfg.radsec.cert == box.cert
+    cfg.state_dir.mkdir()
+    client = radius_client(cfg)
+    parts = radsec_parts(cfg, NAS, Sessions())  # type: ignore[arg-type]
+    assert parts is not None
+    proxy = parts[0]
+    tries: list[tuple[float, bool, float]] = []  # since the hang, accepted, took
+    proxy.start()
+    try:
+        for _ in range(5):
+            try:
+                assert check_in(client)
+                break
+            except NoServer:
+                time.sleep(1)
+        first.proc.send_signal(signal.SIGSTOP)
+        hung = time.monotonic()
+        while time.monotonic() - hung < 90 and sum(ok for _, ok, _ in tries[-3:]) < 3:
+            started = time.monotonic()
+            try:
+                accepted = check_in(client)
+            except NoServer:
+                accepted = False
+            tries.append((started - hung, accepted, time.monotonic() - started))
+            time.sleep(0.5)
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+        proxy.stop()
+        first.stop()
+        second.stop()
+    first_ok = next((since for since, ok, _ in tries if ok), None)
+    print(f"hung node 1: {len(tries)} check-ins, the first accepted {first_ok} s after the "
+          f"hang")
+    assert first_ok is not None and all(ok for _, ok, _ in tries[-3:]), tries
+    refused = [(since, took) for since, ok, took in tries if not ok]
+    # Never refused without asking, never more than the budget (2 s) and slack.
+    assert all(0.5 < took < 3.0 for _, took in refused), refused
+
+
+def check_in(client: RadiusClient) -> bool:
+    return client.authenticate("alice@acme.example", seed.PASSWORD, mac="02:11:22:33:44:66",
+                               ipv4="198.51.100.98").accepted
