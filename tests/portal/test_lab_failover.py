@@ -7,7 +7,9 @@ with curl, as a browser would (the form, its CSRF token, HTTPS):
 
 - node 1 killed (SIGKILL): the check-in goes through node 2;
 - node 2 killed too: the check-in page answers 503 with the plain words
-  of the refusal `centre-unreachable`, not an error page or a traceback.
+  of the refusal `centre-unreachable`, not an error page or a traceback;
+- the first person leaves meanwhile: the Stop waits in the box's spool and
+  is delivered to node 1 once it is back, the session charged once.
 """
 
 from __future__ import annotations
@@ -99,6 +101,18 @@ def test_check_in_fails_over_then_says_plainly_the_centre_cannot_be_reached(
             # Each node had its tries (2 sends, 0.5 s then 1 s), no more.
             assert took < 6.0, took
             assert not box.curl("client2").startswith("upstream")
+
+            # Alice leaves while both are dead: her Stop waits in the spool,
+            # and goes to node 1 when it is back, once.
+            box.control.check_out("198.51.100.10")
+            wait_for(lambda: box.control.status()["spool_pending"] >= 1, what="a spooled Stop",
+                     logs=box.read_logs)
+            box.start_centre()
+            wait_for(lambda: box.control.status()["spool_pending"] == 0, timeout=60,
+                     what="the spool to drain to node 1", logs=box.read_logs)
+            rows = box.sessions("alice@acme.example")
+            assert len(rows) == 1 and rows[0].acctterminatecause == "User-Request", rows
+            assert box.charged("alice") == rows[0].acctsessiontime == rows[0].charged
             assert "Traceback" not in box.read_logs()
         finally:
             portal.terminate()
