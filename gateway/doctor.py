@@ -9,6 +9,7 @@ check, OK or what to do. The installer runs ``check-config`` and then this.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import ipaddress
 import shutil
 import socket
@@ -19,12 +20,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from passerelle import __version__
 from passerelle.radius import messages as m
 from passerelle.radius.codec import Drop
 from passerelle.radius.exchange import Backoff, exchange
 
-from .config import Config, Interfaces, read_interfaces
+from . import heartbeat
+from .config import Config, Interfaces, Radsec, read_interfaces
 from .nft import FAMILY, TABLE
 
 # Thresholds: past these the check says what to do.
@@ -41,9 +45,20 @@ class Check:
     name: str
     ok: bool
     detail: str  # what was seen when OK, what to do when not
+    warn: bool = False  # OK for now, but something to do soon (the exit status stays 0)
 
     def line(self) -> str:
-        return f"{'OK  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+        mark = "FAIL" if not self.ok else "WARN" if self.warn else "OK  "
+        return f"{mark} {self.name}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class BoxCert:
+    """What the box's TLS client certificate (RadSec) looked like."""
+
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    problem: str = ""  # why it cannot be used as it is: missing, unreadable, key mismatch
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,10 @@ class Seen:
     disk_free: int
     disk_total: int
     problems: dict[str, str] = field(default_factory=dict)  # probe -> why it could not look
+    # With RadSec only: the box's client certificate, and radsecproxy on the
+    # loopback (None when it answered Status-Server, else why not).
+    box_cert: BoxCert | None = None
+    radsecproxy: str | None = None
 
 
 def verdicts(config: Config, seen: Seen, now: datetime) -> list[Check]:
@@ -162,10 +181,24 @@ def verdicts(config: Config, seen: Seen, now: datetime) -> list[Check]:
             else:
                 out.append(Check("certificate", True,
                                  f"valid until {seen.cert_not_after:%Y-%m-%d}"))
+    if config.radsec is not None:
+        out.append(_box_cert(config.radsec, seen.box_cert or BoxCert(problem="not looked at"),
+                             now))
+        local = f"127.0.0.1:{config.radsec.local_port}"
+        out.append(Check("radsecproxy", seen.radsecproxy is None,
+                         f"answers on {local}" if seen.radsecproxy is None else
+                         f"{seen.radsecproxy} on {local}: restart the gateway service (it "
+                         f"runs radsecproxy), then see journalctl -u passerelle-gateway"))
     for server, silent in seen.centre.items():
-        out.append(Check(f"centre {server}", silent is None,
-                         "answered Status-Server" if silent is None else
-                         f"{silent}: check the uplink, the upstream firewall, the secret"))
+        if silent is None:
+            out.append(Check(f"centre {server}", True, "answered Status-Server"))
+        elif config.radsec is not None:
+            out.append(Check(f"centre {server}", False,
+                             f"{silent}: check the uplink and that the upstream firewall "
+                             f"lets TCP out to port {config.radsec.port}"))
+        else:
+            out.append(Check(f"centre {server}", False,
+                             f"{silent}: check the uplink, the upstream firewall, the secret"))
     if seen.spool_pending > SPOOL_WARN or (
             seen.spool_oldest_age is not None and seen.spool_oldest_age > SPOOL_AGE_WARN):
         age = "" if seen.spool_oldest_age is None else \
@@ -182,6 +215,27 @@ def verdicts(config: Config, seen: Seen, now: datetime) -> list[Check]:
     for probe, why in seen.problems.items():
         out.append(Check(probe, False, f"could not look: {why}"))
     return out
+
+
+REENROL = ("ask ops for an enrolment code and run passerelle gateway enroll --code CODE "
+           "--centre URL --force")
+
+
+def _box_cert(tls: Radsec, cert: BoxCert, now: datetime) -> Check:
+    name = "TLS client certificate"
+    if cert.problem or cert.not_after is None:
+        return Check(name, False, f"{tls.cert}: {cert.problem or 'unreadable'}: {REENROL}")
+    if cert.not_before is not None and cert.not_before > now:
+        return Check(name, False, f"not valid before {cert.not_before:%Y-%m-%d %H:%M} UTC: "
+                                  f"check the clock (chrony or systemd-timesyncd)")
+    days = (cert.not_after - now).total_seconds() / 86400
+    if days < 0:
+        return Check(name, False, f"expired on {cert.not_after:%Y-%m-%d}: the centre refuses "
+                                  f"the box; {REENROL}")
+    if days < CERT_WARN_DAYS:
+        return Check(name, True, f"expires in {int(days)} days ({cert.not_after:%Y-%m-%d}): "
+                                 f"before then, {REENROL}", warn=True)
+    return Check(name, True, f"valid until {cert.not_after:%Y-%m-%d}")
 
 
 # --- the probes ----------------------------------------------------------------
@@ -300,27 +354,77 @@ def _http(host: str, port: int, tls: bool) -> str | None:
     return None
 
 
-def _status_server(config: Config) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for server in config.servers:
-        request = m.StatusServer.of({"NAS-Identifier": config.identifier})
-        sent = request.encode(server.secret)
+def _udp_status(host: str, port: int, secret: bytes, told: dict[str, Any]) -> str | None:
+    """A Status-Server over UDP: None when answered, else why not."""
+    sent = m.StatusServer.of(told).encode(secret)
 
-        def check(answer: bytes, sent: bytes = sent, secret: bytes = server.secret) -> m.Reply:
-            reply = m.decode_reply(answer, secret, sent)
-            if reply.problems:
-                raise Drop("; ".join(reply.problems))
-            return reply
+    def check(answer: bytes) -> m.Reply:
+        reply = m.decode_reply(answer, secret, sent)
+        if reply.problems:
+            raise Drop("; ".join(reply.problems))
+        return reply
 
-        try:
-            exchange((server.host, server.auth_port), sent, check,
-                     Backoff(initial=PROBE_TIMEOUT, tries=3, maximum=2 * PROBE_TIMEOUT),
-                     on_drop=lambda _a, _w: None)
-            out[f"{server.host}:{server.auth_port}"] = None
-        except TimeoutError:
-            out[f"{server.host}:{server.auth_port}"] = \
-                "no answer to Status-Server (or the shared secret differs)"
-    return out
+    try:
+        exchange((host, port), sent, check,
+                 Backoff(initial=PROBE_TIMEOUT, tries=3, maximum=2 * PROBE_TIMEOUT),
+                 on_drop=lambda _a, _w: None)
+    except TimeoutError:
+        return "no answer to Status-Server (or the shared secret differs)"
+    return None
+
+
+def _told(config: Config, spool_pending: int) -> dict[str, Any]:
+    # What the box's heartbeat tells (heartbeat.py): the centre writes a
+    # Status-Server's version and spool depth on the gateway's row.
+    return {"NAS-Identifier": config.identifier,
+            **heartbeat.attributes(__version__, spool_pending)}
+
+
+def _status_server(config: Config, told: dict[str, Any]) -> dict[str, str | None]:
+    if config.radsec is not None:
+        # radsecproxy answers a Status-Server itself, whatever the centres
+        # do: the centres are asked directly, over TLS, as it would.
+        return {f"{s.host}:{config.radsec.port} over TLS":
+                _tls_status(s.host, config.radsec, told) for s in config.servers}
+    return {f"{s.host}:{s.auth_port}": _udp_status(s.host, s.auth_port, s.secret, told)
+            for s in config.servers}
+
+
+def _tls_status(host: str, tls: Radsec, told: dict[str, Any]) -> str | None:
+    """A Status-Server to a centre over TLS with the box's certificate;
+    None when answered."""
+    # Here, not at the top: the centre's TLS side weighs seconds of imports
+    # that a box without RadSec need not pay.
+    from . import tls_status
+    from .reverse_coa import Credentials
+
+    return tls_status.ask(host, tls.port, Credentials(tls.cert, tls.key, tls.ca),
+                          m.StatusServer.of(told), PROBE_TIMEOUT)
+
+
+def _box_cert_seen(tls: Radsec) -> BoxCert:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert = x509.load_pem_x509_certificate(tls.cert.read_bytes())
+    except OSError as exc:
+        return BoxCert(problem=f"cannot read it ({exc.strerror or exc})")
+    except ValueError:
+        return BoxCert(problem="not a PEM certificate")
+    seen = BoxCert(not_before=cert.not_valid_before_utc.replace(tzinfo=None),
+                   not_after=cert.not_valid_after_utc.replace(tzinfo=None))
+    try:
+        key = serialization.load_pem_private_key(tls.key.read_bytes(), None)
+    except OSError as exc:
+        return dataclasses.replace(seen, problem=f"cannot read its key {tls.key} "
+                                                 f"({exc.strerror or exc})")
+    except (ValueError, TypeError):
+        return dataclasses.replace(seen, problem=f"its key {tls.key} is not a PEM key")
+    if key.public_key() != cert.public_key():
+        return dataclasses.replace(seen, problem=f"its key {tls.key} is not the "
+                                                 f"certificate's")
+    return seen
 
 
 def _cert_not_after(path: Path | None) -> datetime | None:
@@ -363,6 +467,7 @@ def look(config: Config, *, interfaces: Callable[[], Interfaces] = read_interfac
             return default
 
     lan_ip = str(config.lan_address.ip)
+    tls = config.radsec
     box_dns = guarded("box DNS", lambda: _ask_dns(lan_ip, config.portal_hostname), None)
     spool = guarded("spool", lambda: _spool(config), (0, None))
     assert isinstance(spool, tuple)
@@ -377,13 +482,16 @@ def look(config: Config, *, interfaces: Callable[[], Interfaces] = read_interfac
         portal_http=_http(lan_ip, config.portal_http_port, False),
         portal_https=None if config.cert_file is None else
         _http(lan_ip, config.portal_https_port, True),
-        centre=_status_server(config),
+        centre=_status_server(config, _told(config, spool[0])),
         cert_not_after=_cert_not_after(config.cert_file),
         spool_pending=spool[0],
         spool_oldest_age=spool[1],
         disk_free=disk.free,
         disk_total=disk.total,
         problems=problems,
+        box_cert=None if tls is None else _box_cert_seen(tls),
+        radsecproxy=None if tls is None else _udp_status(
+            "127.0.0.1", tls.local_port, config.servers[0].secret, _told(config, spool[0])),
     )
 
 
@@ -391,7 +499,12 @@ def report(checks: Sequence[Check]) -> tuple[list[str], int]:
     """The lines to print and the exit status: 0 when everything is OK."""
     lines = [c.line() for c in checks]
     bad = sum(not c.ok for c in checks)
-    lines.append("all good" if not bad else f"{bad} problem(s): fix them in the order shown")
+    warned = sum(c.ok and c.warn for c in checks)
+    if bad:
+        lines.append(f"{bad} problem(s): fix them in the order shown")
+    else:
+        lines.append("all good" if not warned else f"all good for now; {warned} warning(s) "
+                     f"to act on soon")
     return lines, 0 if not bad else 1
 
 

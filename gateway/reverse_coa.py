@@ -45,11 +45,14 @@ class Credentials:
     key: Path
     ca: Path
 
-    def context(self) -> ssl.SSLContext:
+    def context(self, *, reverse: bool = True) -> ssl.SSLContext:
+        """The box's TLS client context; ``reverse=False`` for a connection
+        that must not become the gateway's reverse path (doctor's probe)."""
         context = ssl.create_default_context(cafile=str(self.ca))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(str(self.cert), str(self.key))
-        context.set_alpn_protocols([REVERSE_ALPN])
+        if reverse:
+            context.set_alpn_protocols([REVERSE_ALPN])
         return context
 
 

@@ -33,6 +33,7 @@ from .radsecproxy import Centre, Proxy, ProxyConfig
 from .reverse_coa import Credentials, ReverseCoa
 from .session_table import SessionTable
 from .spool import Spool, SpoolSender
+from .tls_status import TlsStatus
 from .vlan import Links
 
 log = logging.getLogger("passerelle.gateway")
@@ -47,13 +48,19 @@ def nas_identity(config: Config) -> NasIdentity:
 
 def radius_client(config: Config) -> RadiusClient:
     servers = config.servers
+    dead_time, probe = config.dead_time, config.status_server
     if config.radsec is not None:
         # radsecproxy on the loopback carries both kinds to the centres over TLS.
         port = config.radsec.local_port
         servers = (RadiusServer("127.0.0.1", config.servers[0].secret, port, port),)
+        # It tracks the centres itself (Status-Server) and answers a
+        # Status-Server from us itself: a dead time on it would refuse every
+        # check-in for that long while it has already failed over to a live
+        # node, and probing it tells nothing.
+        dead_time, probe = 0.0, False
     return RadiusClient(servers, nas_identity(config), timeout=config.radius_timeout,
-                        tries=config.radius_tries, dead_time=config.dead_time,
-                        probe=config.status_server, checkin_budget=config.checkin_budget)
+                        tries=config.radius_tries, dead_time=dead_time, probe=probe,
+                        checkin_budget=config.checkin_budget)
 
 
 def radsec_parts(config: Config, nas: NasIdentity,
@@ -70,6 +77,17 @@ def radsec_parts(config: Config, nas: NasIdentity,
     reverse = ReverseCoa(centres, Credentials(tls.cert, tls.key, tls.ca), nas, sessions,
                          window=config.dae_window)
     return proxy, reverse
+
+
+def centre_status(config: Config) -> TlsStatus | None:
+    """With RadSec, the heartbeat goes to each centre over TLS itself:
+    radsecproxy would answer it without asking any centre."""
+    tls = config.radsec
+    if tls is None:
+        return None
+    return TlsStatus(tuple(Centre(s.host, tls.port) for s in config.servers),
+                     Credentials(tls.cert, tls.key, tls.ca), nas_identity(config),
+                     timeout=config.radius_timeout)
 
 
 def personal_keys(config: Config) -> KeySync | None:
@@ -94,7 +112,7 @@ class Box:
         self.radius = radius_client(config)
         self.spool = Spool(config.spool_path)
         self.sender = SpoolSender(self.spool, self.radius)
-        self.status = heartbeat.Heartbeat(self.radius, self.spool)
+        self.status = heartbeat.Heartbeat(centre_status(config) or self.radius, self.spool)
         self.store = SessionTable(config.sessions_path)
         self.clients = Clients(config.lan_if, self.dnsmasq.leases, vlans=config.vlans)
         self.gateway = Daemon(config, firewall=self.firewall, radius=self.radius,
