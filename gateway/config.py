@@ -31,6 +31,7 @@ from passerelle.errors import UserError
 from .ap_dae import DAE_PORT
 from .ap_server import MIN_SECRET, AccessPoint, Vendor
 from .dnsmasq import DhcpPlan, check_domain, render, render_captive
+from .joins import KeyIsIdentity
 from .nft import CAPTIVE_DNS_PORT, CAPTIVE_DNS_RATE, PRIVATE4, PRIVATE6, Plan, wan_ports
 from .radclient import RadiusServer
 from .vlan import Vlan, check_apart, parse_ids, scheme, vlan_of
@@ -118,6 +119,11 @@ class Config:
     keys_timeout: float = 10.0
     keys_key_file: Path = Path()
     keys_ca_file: Path | None = None
+    # A station the private SSID's access point showed with a person's key
+    # (gateway/joins.py): one tap checks it in, or the password is asked;
+    # with join_checks_in the association itself checks it in.
+    key_is_identity: KeyIsIdentity = KeyIsIdentity.TAP
+    join_checks_in: bool = False
 
     @property
     def keys_path(self) -> Path:
@@ -202,7 +208,8 @@ KNOWN = {
     "lan": {"interface", "address", "address6", "dhcp_start", "dhcp_end", "lease_time"},
     "wan": {"interface", "masquerade", "allow_private", "open"},
     "portal": {"hostname", "http_port", "https_port", "api_url", "ssid", "site_name",
-               "venue_url", "terms_url", "cert_file", "key_file", "allow_plain_http"},
+               "venue_url", "terms_url", "cert_file", "key_file", "allow_plain_http",
+               "key_is_identity", "join_checks_in"},
     "radius": {"servers", "timeout", "tries", "dead_time", "operator_name", "transport",
                "tls_cert", "tls_key", "tls_ca", "radsec_port", "local_port",
                "checkin_budget", "status_server"},
@@ -527,6 +534,7 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
         wifi_ssid=wifi_ssid, wifi_candidates_max=candidates_max, wifi_listen=wifi_listen,
         wifi_port=wifi_port, vlans=vlans, radsec=radsec, checkin_budget=checkin_budget,
         status_server=status_server, **_keys(t["keys"], base, state_dir),
+        **_joining(portal),
     )
 
 
@@ -840,3 +848,13 @@ def load(path: Path, interfaces: Interfaces | None = None, *,
                    read_secrets=read_secrets)
     dnsmasq_test(config)
     return config
+
+
+def _joining(portal: _Table) -> dict[str, Any]:
+    """``[portal] key_is_identity`` and ``join_checks_in`` (docs/portal.md)."""
+    mode = portal.get("key_is_identity", str, KeyIsIdentity.TAP.value)
+    if mode not in {m.value for m in KeyIsIdentity}:
+        raise ConfigError(f"portal.key_is_identity: {mode!r} is neither \"tap\" nor "
+                          "\"password\"")
+    return {"key_is_identity": KeyIsIdentity(mode),
+            "join_checks_in": portal.get("join_checks_in", bool, False)}
