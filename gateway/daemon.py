@@ -650,7 +650,7 @@ class Daemon:
         v4, mac, found = self._identity_at(ip)
         with self._lock:
             tried = self._tried.get(mac) if mac else None
-        made = joins.offer(found, tried, self.config.key_is_identity)
+        made = joins.offer(found, tried, self.config.key_is_identity, self._vlan_id(v4))
         return {"ip": v4 or ip, "mac": mac, **made.document()}
 
     def check_in_by_key(self, ip: str) -> dict[str, Any]:
@@ -663,10 +663,18 @@ class Daemon:
             raise Refused(Refusal.unknown_client, f"no key known for the station at {ip}")
         return self._check_in_key(v4, mac, found)
 
+    def _vlan_id(self, ip: str | None) -> int | None:
+        vlan = self.config.vlan_of(ip) if ip is not None else None
+        return vlan.id if vlan is not None else None
+
     def _check_in_key(self, ip: str, mac: str, found: joins.Identity) -> dict[str, Any]:
-        if not found.provable:
+        if not found.current:
             raise Refused(Refusal.key_not_current,
                           f"key {found.key_id} of {found.person} is not held here any more")
+        if not joins.at_home(found, self._vlan_id(ip)):
+            # Off the key's VLAN anyone may wear the station's MAC (docs/keys.md).
+            raise Refused(Refusal.unknown_client, f"{ip} is not on VLAN {found.vlan}, where "
+                          f"the key of {found.person} put {mac}")
         try:
             granted = self.check_in(ip, found.person, "", proof=(mac, found.key_id))
         except Refused as exc:
@@ -692,7 +700,7 @@ class Daemon:
         with self._lock:
             open_macs = {s.mac for s in self._open.values()}
             tried = dict(self._tried)
-        due = joins.due(found, tried, self.clients.addresses(), open_macs)
+        due = joins.due(found, tried, self.clients.addresses(), open_macs, self._vlan_id)
         for action in due:
             try:
                 granted = self._check_in_key(action.ip, action.mac, action.identity)

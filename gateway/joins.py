@@ -18,12 +18,18 @@ tells which address that station has. From these:
 
 The check-in itself is the one-tap path (``Daemon.check_in_by_key``): the
 centre decides by its policy, with the key as the proof.
+
+The key proves who a station is only where the station could not be there
+without it: on the VLAN the key's Access-Accept put it on (``at_home``). On
+the open check-in network anyone may take a MAC seen on the private SSID
+(MACs travel in clear over the air), so there a station always gets the
+ordinary form, and a company without a VLAN gets no one-tap check-in.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -97,13 +103,23 @@ class CheckIn:
     identity: Identity
 
 
-def offer(identity: Identity | None, tried: Tried | None, mode: KeyIsIdentity) -> Offer:
-    """What the portal offers the station (no session). ``tried``: the
-    box's last check-in on joining for it, if any."""
+def at_home(identity: Identity, here: int | None) -> bool:
+    """Whether the station's key may stand for its person: a key the centre
+    can check, and the station on the VLAN (``here``, None: the untagged
+    LAN) that key's Accept gave it."""
+    return identity.provable and identity.vlan is not None and here == identity.vlan
+
+
+def offer(identity: Identity | None, tried: Tried | None, mode: KeyIsIdentity,
+          here: int | None) -> Offer:
+    """What the portal offers the station (no session) on VLAN ``here``.
+    ``tried``: the box's last check-in on joining for it, if any."""
     if identity is None:
         return Offer(None, mode)
-    if not identity.provable:
-        return Offer(None, mode, Refusal.key_not_current if not identity.current else None)
+    if not identity.current:
+        return Offer(None, mode, Refusal.key_not_current)
+    if not at_home(identity, here):
+        return Offer(None, mode)
     refusal = None
     if tried is not None and _same(tried, identity):
         refusal = tried.refusal
@@ -113,10 +129,12 @@ def offer(identity: Identity | None, tried: Tried | None, mode: KeyIsIdentity) -
 
 
 def due(identities: Mapping[str, Identity], tried: Mapping[str, Tried],
-        addresses: Mapping[str, Collection[str]], open_macs: Collection[str]) -> list[CheckIn]:
+        addresses: Mapping[str, Collection[str]], open_macs: Collection[str],
+        vlan_of: Callable[[str], int | None]) -> list[CheckIn]:
     """With "joining is checking in": the check-ins to make now.
     ``identities``: station MAC -> whose key; ``addresses``: MAC -> its IPv4
-    addresses on the box's networks; ``open_macs``: the MACs with a session."""
+    addresses on the box's networks; ``open_macs``: the MACs with a session;
+    ``vlan_of``: the VLAN of an address (None: the untagged LAN)."""
     out = []
     for mac, identity in identities.items():
         if mac in open_macs or not identity.provable:
@@ -127,7 +145,9 @@ def due(identities: Mapping[str, Identity], tried: Mapping[str, Tried],
         ips = addresses.get(mac, ())
         if len(ips) != 1:
             continue  # no address yet (DHCP), or two: not ours to choose
-        out.append(CheckIn(mac, next(iter(ips)), identity))
+        ip = next(iter(ips))
+        if at_home(identity, vlan_of(ip)):
+            out.append(CheckIn(mac, ip, identity))
     return out
 
 

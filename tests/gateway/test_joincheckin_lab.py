@@ -29,6 +29,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
+from passerelle.gateway.control import ControlError
 from passerelle.radius import keys
 from passerelle.radius.models import Company
 from tests.boxlab import BIN, CENTRE, Box, site, wait_for
@@ -151,6 +152,18 @@ def test_a_station_known_by_its_key_taps_in_and_reaches_the_internet(box: Box) -
     session = box.control.who(ip)["session"]
     assert session["login"] == ALICE and session["vlan"] == 101
     assert wait_for(lambda: box.sessions(ALICE), what="the session at the centre")
+
+
+def test_a_clone_on_the_open_network_gets_no_tap(box: Box) -> None:
+    """A device on the open check-in network wearing a MAC seen on the
+    private SSID (MACs travel in clear): the key does not speak for it."""
+    open_ip, open_mac = "198.51.100.10", box.lab.mac["client"]
+    assert join(box, open_mac, passphrase(box, "alice")) == "Access-Accept"
+    assert box.control.call("GET", f"/v1/offer/{open_ip}")["login"] is None
+    with pytest.raises(ControlError) as refused:
+        box.control.call("POST", "/v1/check-in/key", {"ip": open_ip})
+    assert refused.value.code == "unknown-client"
+    assert box.control.who(open_ip)["session"] is None
 
 
 def test_a_revoked_key_gets_the_form_with_the_reason(box: Box) -> None:

@@ -25,28 +25,33 @@ from tests.gateway.test_ap_server import BASE, MACHINE, NOW, STATION, Keys, _ask
 
 ALICE = Identity("alice@acme.example", "17", 101, NOW)
 MAC, IP = "02:50:00:00:01:01", "192.0.2.140"
+OPEN_LAN_IP = "198.51.100.10"
+
+
+def vlan_of(ip: str) -> int | None:  # Config.vlan_of, as ids
+    return 101 if ip.startswith("192.0.2.") else None
 
 
 # -- offer: what the check-in page shows ----------------------------------------------
 
 def test_a_station_found_by_its_key_is_greeted_with_one_tap() -> None:
-    made = offer(ALICE, None, KeyIsIdentity.TAP)
+    made = offer(ALICE, None, KeyIsIdentity.TAP, 101)
     assert made == Offer("alice@acme.example", KeyIsIdentity.TAP) and made.tap
     assert made.document() == {"login": "alice@acme.example", "mode": "tap", "refusal": None}
 
 
 def test_the_site_may_ask_for_the_password() -> None:
-    made = offer(ALICE, None, KeyIsIdentity.PASSWORD)
+    made = offer(ALICE, None, KeyIsIdentity.PASSWORD, 101)
     assert made.login == "alice@acme.example" and not made.tap
 
 
 def test_an_unknown_station_gets_the_form() -> None:
-    assert offer(None, None, KeyIsIdentity.TAP) == Offer(None, KeyIsIdentity.TAP)
+    assert offer(None, None, KeyIsIdentity.TAP, 101) == Offer(None, KeyIsIdentity.TAP)
 
 
 def test_a_key_no_longer_held_gets_the_form_with_the_reason() -> None:
     stale = Identity("alice@acme.example", "17", 101, NOW, current=False)
-    assert offer(stale, None, KeyIsIdentity.TAP) == \
+    assert offer(stale, None, KeyIsIdentity.TAP, 101) == \
         Offer(None, KeyIsIdentity.TAP, Refusal.key_not_current)
 
 
@@ -54,25 +59,37 @@ def test_a_first_check_in_s_key_is_no_proof() -> None:
     """Held from the Accept until the next pull, under the session's id:
     the centre cannot check it, so no tap (and no reason either)."""
     first = Identity("alice@acme.example", "6925A1B0-0A1B2C3D", 101, NOW)
-    assert offer(first, None, KeyIsIdentity.TAP) == Offer(None, KeyIsIdentity.TAP)
+    assert offer(first, None, KeyIsIdentity.TAP, 101) == Offer(None, KeyIsIdentity.TAP)
 
 
 def test_a_refusal_on_joining_is_told_for_this_association_only() -> None:
     refused = Tried("17", NOW, Refusal.no_credit)
-    assert offer(ALICE, refused, KeyIsIdentity.TAP) == \
+    assert offer(ALICE, refused, KeyIsIdentity.TAP, 101) == \
         Offer("alice@acme.example", KeyIsIdentity.TAP, Refusal.no_credit)
     rejoined = Identity("alice@acme.example", "17", 101, NOW + 60)
-    assert offer(rejoined, refused, KeyIsIdentity.TAP).refusal is None
+    assert offer(rejoined, refused, KeyIsIdentity.TAP, 101).refusal is None
     # The centre said the key is not current: no tap for it.
-    assert offer(ALICE, Tried("17", NOW, Refusal.key_not_current), KeyIsIdentity.TAP) == \
+    assert offer(ALICE, Tried("17", NOW, Refusal.key_not_current), KeyIsIdentity.TAP, 101) == \
         Offer(None, KeyIsIdentity.TAP, Refusal.key_not_current)
+
+
+def test_the_key_stands_for_its_person_on_its_own_vlan_only() -> None:
+    """On the open check-in network (or another VLAN) anyone may wear a MAC
+    seen on the private SSID: the ordinary form there, and no tap for a
+    company without a VLAN."""
+    assert offer(ALICE, None, KeyIsIdentity.TAP, None) == Offer(None, KeyIsIdentity.TAP)
+    assert offer(ALICE, None, KeyIsIdentity.TAP, 102) == Offer(None, KeyIsIdentity.TAP)
+    no_vlan = Identity("alice@acme.example", "17", None, NOW)
+    assert offer(no_vlan, None, KeyIsIdentity.TAP, None).login is None
+    assert due({MAC: ALICE}, {}, {MAC: {OPEN_LAN_IP}}, set(), vlan_of) == []
+    assert due({MAC: no_vlan}, {}, {MAC: {OPEN_LAN_IP}}, set(), vlan_of) == []
 
 
 # -- due: "joining is checking in" --------------------------------------------------
 
 def test_a_station_is_checked_in_once_it_has_an_address() -> None:
-    assert due({MAC: ALICE}, {}, {}, set()) == [], "no address yet: DHCP first"
-    assert due({MAC: ALICE}, {}, {MAC: {IP}}, set()) == [CheckIn(MAC, IP, ALICE)]
+    assert due({MAC: ALICE}, {}, {}, set(), vlan_of) == [], "no address yet: DHCP first"
+    assert due({MAC: ALICE}, {}, {MAC: {IP}}, set(), vlan_of) == [CheckIn(MAC, IP, ALICE)]
 
 
 def test_not_again_for_the_same_association() -> None:
@@ -80,20 +97,20 @@ def test_not_again_for_the_same_association() -> None:
     start another behind the person's back; the next association does."""
     for refusal in (None, Refusal.no_credit):
         tried = {MAC: Tried("17", NOW, refusal)}
-        assert due({MAC: ALICE}, tried, {MAC: {IP}}, set()) == []
+        assert due({MAC: ALICE}, tried, {MAC: {IP}}, set(), vlan_of) == []
         later = Identity("alice@acme.example", "17", 101, NOW + 1)
-        assert due({MAC: later}, tried, {MAC: {IP}}, set()) == [CheckIn(MAC, IP, later)]
+        assert due({MAC: later}, tried, {MAC: {IP}}, set(), vlan_of) == [CheckIn(MAC, IP, later)]
     # A new key (rotated) is a new try too.
     rotated = Identity("alice@acme.example", "18", 101, NOW)
-    assert due({MAC: rotated}, {MAC: Tried("17", NOW, None)}, {MAC: {IP}}, set()) == \
+    assert due({MAC: rotated}, {MAC: Tried("17", NOW, None)}, {MAC: {IP}}, set(), vlan_of) == \
         [CheckIn(MAC, IP, rotated)]
 
 
 def test_nothing_for_a_session_two_addresses_or_a_stale_key() -> None:
-    assert due({MAC: ALICE}, {}, {MAC: {IP}}, {MAC}) == []
-    assert due({MAC: ALICE}, {}, {MAC: {IP, "192.0.2.141"}}, set()) == []
+    assert due({MAC: ALICE}, {}, {MAC: {IP}}, {MAC}, vlan_of) == []
+    assert due({MAC: ALICE}, {}, {MAC: {IP, "192.0.2.141"}}, set(), vlan_of) == []
     stale = Identity("alice@acme.example", "17", 101, NOW, current=False)
-    assert due({MAC: stale}, {}, {MAC: {IP}}, set()) == []
+    assert due({MAC: stale}, {}, {MAC: {IP}}, set(), vlan_of) == []
 
 
 # -- the access points' server tells who a station is ---------------------------------
