@@ -43,7 +43,7 @@ from tests.radius import seed
 AP_IP, AP_MAC = "198.51.100.2", "02:50:00:00:00:a1"
 AP_SECRET = "joincheckin-lab-secret"
 CONSOLE_PORT = 8091
-MAC101, MAC102 = "02:50:00:00:01:01", "02:50:00:00:01:02"
+MAC101, MAC102, MAC103 = "02:50:00:00:01:01", "02:50:00:00:01:02", "02:50:00:00:01:03"
 ALICE, BOB = "alice@acme.example", "bob@slowco.example"
 WEB = "http://192.0.2.80/"
 PORTAL = "http://portal.passerelle.internal"
@@ -80,7 +80,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     with site(tmp, portal=False, extra_config=EXTRA, before_start=own_links) as built:
         with built.factory() as s, s.begin():
             s.scalars(select(Company).where(Company.name == "Slowco")).one().vlan = 102
-            for who in ("alice", "bob"):
+            for who in ("alice", "bob", "grace"):
                 keys.issue_if_missing(s, built.world.people[who], seed.now())
         lab = built.lab
         with built._log("console") as console:
@@ -201,3 +201,18 @@ def test_with_join_checks_in_the_station_needs_no_portal(box: Box) -> None:
     session = box.control.who(ip)["session"]
     assert session["login"] == BOB and session["vlan"] == 102
     assert "check-in on joining of bob@slowco.example" in box.read_logs()
+
+
+def test_joining_refused_by_the_policy_stays_captive_and_the_portal_says_why(
+        box: Box) -> None:
+    """Grace (Acme, VLAN 101) has no credit: her association is no session."""
+    ip = station(box, "c103", MAC103, 101)
+    wait_for(lambda: join(box, MAC103, passphrase(box, "grace")) == "Access-Accept",
+             what="the box holding grace's key", logs=box.read_logs)
+    wait_for(lambda: box.control.call("GET", f"/v1/offer/{ip}")["refusal"] == "no-credit",
+             what="the refusal on joining", logs=box.read_logs)
+    assert box.control.who(ip)["session"] is None
+    assert box.curl("c103", WEB) != "upstream 203.0.113.2"
+    page = browse(box, "c103", "-L", WEB).stdout
+    assert "Welcome back to axis-gw, grace@acme.example." in page
+    assert "You have no telework credit left." in page, page
