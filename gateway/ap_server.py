@@ -478,12 +478,18 @@ class ApServer:
         with self.lock:
             return self.core.identity(mac)
 
-    def identities(self) -> dict[str, joins.Identity]:
-        """Every station the box found a key for, as ``identity`` gives each."""
+    def identities(self, since: float) -> dict[str, joins.Identity]:
+        """The stations the box found a key for at a join after ``since``, as
+        ``identity`` gives each (newest first: the table is in join order)."""
         self._tick()
         with self.lock:
-            return {mac: found for mac in list(self.core.identities)
-                    if (found := self.core.identity(mac)) is not None}
+            found = {}
+            for mac in reversed(self.core.identities):
+                known = self.core.identity(mac)
+                if known is None or known.joined < since:
+                    break
+                found[mac] = known
+            return found
 
     def _refresh(self) -> None:
         self._refreshed = time.monotonic()

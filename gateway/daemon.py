@@ -694,7 +694,7 @@ class Daemon:
         the stations ``joins.due`` names; how many were tried."""
         if not self.config.join_checks_in or self.identities is None:
             return 0
-        found = self.identities.identities()
+        found = self.identities.identities(self.clock() - joins.JOIN_WINDOW)
         if not found:
             return 0
         with self._lock:

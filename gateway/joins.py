@@ -40,7 +40,12 @@ class Identities(Protocol):
     """Who the stations are (the access points' server, ``ApServer``)."""
 
     def identity(self, mac: str) -> Identity | None: ...
-    def identities(self) -> dict[str, Identity]: ...
+    def identities(self, since: float) -> dict[str, Identity]: ...
+
+
+# A station gets its address within seconds of joining: "joining is checking
+# in" looks at the joins of the last JOIN_WINDOW seconds only.
+JOIN_WINDOW = 600.0
 
 
 class KeyIsIdentity(enum.StrEnum):

@@ -171,3 +171,23 @@ def test_config_defaults_and_settings(tmp_path: Path) -> None:
 def test_config_mistakes_are_named(tmp_path: Path, extra: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         parse(BASE + extra, tmp_path, MACHINE)
+
+
+def test_joining_looks_at_recent_joins_only() -> None:
+    """``ApServer.identities(since)``: the joins after ``since``, newest
+    first, without a scan of every station ever seen (no socket: not started)."""
+    import ipaddress
+
+    from passerelle.gateway.ap_server import AccessPoint, ApServer, Vendor
+    from tests.gateway.test_ap_server import SECRET, SSID
+
+    server = ApServer("127.0.0.1", 0, [AccessPoint(ipaddress.ip_network("127.0.0.0/8"),
+                                                   SECRET, Vendor.HOSTAPD)],
+                      _pulled(), ssid=SSID)
+    other = "02:5e:00:00:00:08"
+    server.core.refresh()  # what start() does first
+    _ask(server.core, _hostapd(handshake="bob-key-0002"), now=NOW)
+    _ask(server.core, _hostapd(other, handshake="alice-key-0001"), now=NOW + 700)
+    assert set(server.identities(NOW + 100)) == {other}
+    assert set(server.identities(NOW)) == {STATION, other}
+    assert server.identity(STATION) == Identity("bob@slowco.example", "18", 102, NOW)
