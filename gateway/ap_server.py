@@ -49,7 +49,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, assert_never
 
 from passerelle.radius import messages as m
@@ -57,7 +57,7 @@ from passerelle.radius.exchange import Backoff
 from passerelle.radius.mac import parse as normal_mac
 from passerelle.radius.replies import ReplyCache
 
-from . import ap_dae, keyfinder, metrics, psk
+from . import ap_dae, joins, keyfinder, metrics, psk
 from .sessions import Session
 from .udp_server import UdpServer
 
@@ -230,6 +230,9 @@ class ApCore:
         self.bindings: OrderedDict[str, str] = OrderedDict()  # station MAC -> key id
         self.sessions = sessions
         self.stations = ap_dae.Stations()
+        # Station MAC -> whose key the box told its access point (one key found):
+        # who a station on the private network is, for the portal (joins.py).
+        self.identities: OrderedDict[str, joins.Identity] = OrderedDict()
 
     def refresh(self) -> None:
         """Take the source's keys; derive the PMKs of new ones."""
@@ -312,6 +315,8 @@ class ApCore:
                     return m.AccessReject()
                 if decision.learn:
                     self._learn(station.mac, decision.keys[0].key_id)
+                if decision.person is not None:
+                    self._identify(station.mac, decision, now)
                 self.stations.joined(ip, request.calling_station_id or station.mac, station.mac,
                                      decision.person, request.nas_identifier,
                                      request.nas_ip_address, now)
@@ -390,6 +395,23 @@ class ApCore:
             orders.append(ap_dae.order(held, ap.dae_port, ap.secret, now))
         return orders
 
+    def _identify(self, mac: str, decision: keyfinder.Accept, now: float) -> None:
+        assert decision.person is not None
+        self.identities[mac] = joins.Identity(decision.person, decision.keys[0].key_id,
+                                              decision.vlan, now)
+        self.identities.move_to_end(mac)
+        while len(self.identities) > MAX_BINDINGS:
+            self.identities.popitem(last=False)
+
+    def identity(self, mac: str) -> joins.Identity | None:
+        """Whose key opened ``mac`` at its last join; ``current`` says
+        whether the box still holds that key for this site (rotated,
+        revoked, or its person no longer allowed: not)."""
+        known = self.identities.get(mac)
+        if known is None:
+            return None
+        return replace(known, current=known.key_id in self.ring.held.by_id)
+
     def _learn(self, mac: str, key_id: str) -> None:
         self.bindings[mac] = key_id
         self.bindings.move_to_end(mac)
@@ -449,6 +471,25 @@ class ApServer:
     def _orders(self, ended: ap_dae.Ended) -> list[ap_dae.Order]:
         with self.lock:
             return self.core.releases(ended, self.clock())
+
+    def identity(self, mac: str) -> joins.Identity | None:
+        """``joins.Identities``: whose key opened ``mac`` (the keys taken first)."""
+        self._tick()
+        with self.lock:
+            return self.core.identity(mac)
+
+    def identities(self, since: float) -> dict[str, joins.Identity]:
+        """The stations the box found a key for at a join after ``since``, as
+        ``identity`` gives each (newest first: the table is in join order)."""
+        self._tick()
+        with self.lock:
+            found = {}
+            for mac in reversed(self.core.identities):
+                known = self.core.identity(mac)
+                if known is None or known.joined < since:
+                    break
+                found[mac] = known
+            return found
 
     def _refresh(self) -> None:
         self._refreshed = time.monotonic()

@@ -221,3 +221,15 @@ class Clients:
     def present(self, ip: str, mac: str) -> bool:
         """Still on the LAN: holds its lease, or answers ARP."""
         return self.has_lease(ip, mac) or self.answers_arp(ip, mac)
+
+    def addresses(self) -> dict[str, set[str]]:
+        """MAC -> its IPv4 addresses on the box's networks, from the
+        neighbour tables and dnsmasq's leases, read once for every client
+        (a station that just got its lease may not have spoken yet)."""
+        found: dict[str, set[str]] = {}
+        for name in (self.lan_if, *(v.interface for v in self.vlans)):
+            for ip, mac in neighbours(name).items():
+                found.setdefault(mac, set()).add(ip)
+        for lease in self._leases():
+            found.setdefault(normal_mac(lease.mac), set()).add(lease.ipv4)
+        return found

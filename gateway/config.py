@@ -32,6 +32,7 @@ from passerelle.errors import UserError
 from .ap_dae import DAE_PORT
 from .ap_server import MIN_SECRET, AccessPoint, Vendor
 from .dnsmasq import DhcpPlan, check_domain, render, render_captive
+from .joins import KeyIsIdentity
 from .nft import CAPTIVE_DNS_PORT, CAPTIVE_DNS_RATE, PRIVATE4, PRIVATE6, Plan, wan_ports
 from .radclient import RadiusServer
 from .vlan import Vlan, check_apart, parse_ids, scheme, vlan_of
@@ -121,6 +122,11 @@ class Config:
     keys_ca_file: Path | None = None
     # The Prometheus listener (gateway/metrics.py); None: no listener.
     metrics_listen: tuple[str, int] | None = None
+    # A station the private SSID's access point showed with a person's key
+    # (gateway/joins.py): one tap checks it in, or the password is asked;
+    # with join_checks_in the association itself checks it in.
+    key_is_identity: KeyIsIdentity = KeyIsIdentity.TAP
+    join_checks_in: bool = False
 
     @property
     def keys_path(self) -> Path:
@@ -205,7 +211,8 @@ KNOWN = {
     "lan": {"interface", "address", "address6", "dhcp_start", "dhcp_end", "lease_time"},
     "wan": {"interface", "masquerade", "allow_private", "open"},
     "portal": {"hostname", "http_port", "https_port", "api_url", "ssid", "site_name",
-               "venue_url", "terms_url", "cert_file", "key_file", "allow_plain_http"},
+               "venue_url", "terms_url", "cert_file", "key_file", "allow_plain_http",
+               "key_is_identity", "join_checks_in"},
     "radius": {"servers", "timeout", "tries", "dead_time", "operator_name", "transport",
                "tls_cert", "tls_key", "tls_ca", "radsec_port", "local_port",
                "checkin_budget", "status_server"},
@@ -532,6 +539,7 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
         wifi_port=wifi_port, vlans=vlans, radsec=radsec, checkin_budget=checkin_budget,
         status_server=status_server, **_keys(t["keys"], base, state_dir),
         metrics_listen=_metrics_listen(t["metrics"], lan_address, lan_address6, vlans),
+        **_joining(portal),
     )
 
 
@@ -874,3 +882,11 @@ def _metrics_listen(table: _Table, lan: ipaddress.IPv4Interface,
             raise ConfigError(f"metrics.listen: {host} is on the clients' network {net}; "
                               "the metrics are never served on the LAN side")
     return str(addr), port
+def _joining(portal: _Table) -> dict[str, Any]:
+    """``[portal] key_is_identity`` and ``join_checks_in`` (docs/portal.md)."""
+    mode = portal.get("key_is_identity", str, KeyIsIdentity.TAP.value)
+    if mode not in {m.value for m in KeyIsIdentity}:
+        raise ConfigError(f"portal.key_is_identity: {mode!r} is neither \"tap\" nor "
+                          "\"password\"")
+    return {"key_is_identity": KeyIsIdentity(mode),
+            "join_checks_in": portal.get("join_checks_in", bool, False)}

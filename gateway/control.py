@@ -14,6 +14,8 @@ and the daemon, not here.
     POST /v1/check-out            {"ip"}
     GET  /v1/key/<ip>             the personal key of the person checked in at ip
     POST /v1/key/rotate           {"ip"}: a new key for them, made by the centre
+    GET  /v1/offer/<ip>           what the check-in page offers a station found by its key
+    POST /v1/check-in/key         {"ip"}: one tap, the station's key as the proof
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class Backend(Protocol):
     def check_out(self, ip: str) -> dict[str, Any]: ...
     def key_of(self, ip: str) -> dict[str, Any]: ...
     def rotate_key(self, ip: str) -> dict[str, Any]: ...
+    def offer(self, ip: str) -> dict[str, Any]: ...
+    def check_in_by_key(self, ip: str) -> dict[str, Any]: ...
 
 
 def _text(body: dict[str, Any], key: str, limit: int) -> str:
@@ -98,6 +102,10 @@ def route(backend: Backend, method: str, path: str, body: dict[str, Any]) -> dic
             return backend.key_of(ip)
         case "POST", ["key", "rotate"]:
             return backend.rotate_key(_text(body, "ip", 45))
+        case "GET", ["offer", ip]:
+            return backend.offer(ip)
+        case "POST", ["check-in", "key"]:
+            return backend.check_in_by_key(_text(body, "ip", 45))
     raise ControlError(404, "not-found", f"no such call: {method} {path}")
 
 
@@ -251,3 +259,9 @@ class ControlClient:
 
     def rotate_key(self, ip: str) -> dict[str, Any]:
         return self.call("POST", "/v1/key/rotate", {"ip": ip})
+
+    def offer(self, ip: str) -> dict[str, Any]:
+        return self.call("GET", f"/v1/offer/{ip}")
+
+    def check_in_by_key(self, ip: str) -> dict[str, Any]:
+        return self.call("POST", "/v1/check-in/key", {"ip": ip})

@@ -29,7 +29,7 @@ from typing import Any, Protocol, assert_never
 from passerelle.radius.logins import lookup_key
 from passerelle.refusal import Refusal
 
-from . import metrics
+from . import joins, metrics
 from . import sessions as sm
 from .acct import AccountingRecord
 from .ap_dae import Releaser
@@ -119,6 +119,8 @@ class Daemon:
         self._warned: dict[str, list[str]] = {}
         # The access points' server, when the box has access points (set by service.Box).
         self.stations: Releaser | None = None
+        # The check-in last tried by key for each station (joins.Tried), by MAC.
+        self._tried: dict[str, joins.Tried] = {}
 
     # --- carrying out actions --------------------------------------------------
 
@@ -373,7 +375,10 @@ class Daemon:
                  ", ".join(found) or "none")
         return None
 
-    def check_in(self, ip: str, login: str, password: str, chap: bool = False) -> dict[str, Any]:
+    def check_in(self, ip: str, login: str, password: str, chap: bool = False, *,
+                 proof: tuple[str, str] | None = None) -> dict[str, Any]:
+        """``proof``: (MAC, key id) of a check-in by key (``check_in_by_key``),
+        no password: the station at ``ip`` must be that MAC."""
         asked, v4 = ip, self._ipv4_for(ip)
         if v4 is None:
             raise Refused(Refusal.unknown_client, f"no IPv4 address known for {asked}")
@@ -381,6 +386,8 @@ class Daemon:
         mac = self.clients.mac_of(ip)
         if mac is None:
             raise Refused(Refusal.unknown_client, f"no client with address {ip} on the LAN")
+        if proof is not None and proof[0] != mac:
+            raise Refused(Refusal.unknown_client, f"{ip} is {mac}, not the station {proof[0]}")
         with self._lock:
             other = self._other_session_at(ip, mac)
             if other is None and self._session_at(ip, mac) is not None:
@@ -396,8 +403,9 @@ class Daemon:
             else:
                 self.end_session(other.session_id, Cause.LOST_CARRIER)
         try:
-            result: AuthResult = self.radius.authenticate(login, password, mac=mac, ipv4=ip,
-                                                          chap=chap)
+            result: AuthResult = self.radius.authenticate(
+                login, password, mac=mac, ipv4=ip, chap=chap,
+                key_id=int(proof[1]) if proof is not None else None)
         except NoServer as exc:
             log.warning("check-in of %s at %s: the centre did not answer (%s)", login, ip, exc)
             raise Refused(Refusal.centre_unreachable, "the centre did not answer") from None
@@ -405,7 +413,10 @@ class Daemon:
             raise Refused(Refusal.bad_request, str(exc)) from None
         if not result.accepted:
             log.info("check-in of %s at %s refused: %s", login, ip, result.reply_message)
-            raise Refused(*Refusal.from_reply_message(result.reply_message))
+            refusal, text = Refusal.from_reply_message(result.reply_message)
+            if proof is not None and refusal is Refusal.bad_credentials:
+                refusal = Refusal.key_not_current  # no password was sent: the key failed
+            raise Refused(refusal, text)
         here = self.config.vlan_of(ip)
         if here is not None and result.vlan != here.id:
             # The untagged LAN is the open check-in network for everyone; a
@@ -619,6 +630,88 @@ class Daemon:
         log.info("key of %s rotated from %s: serial %d", session.login, ip, made.serial)
         return {"login": made.login, "session_id": session.session_id,
                 "key": made.passphrase, "serial": made.serial, "ssid": made.ssid}
+
+    # --- joining the private SSID (gateway.joins) ---------------------------------
+
+    # Who the stations are, from the access points' requests (service.py sets
+    # it when the box has access points). Never asked with self._lock held:
+    # the access points' server takes its lock, then this one.
+    identities: joins.Identities | None = None
+
+    def _identity_at(self, ip: str) -> tuple[str | None, str | None, joins.Identity | None]:
+        """(IPv4, MAC, whose key opened it) of the station at ``ip``."""
+        v4 = self._ipv4_for(ip)
+        mac = self.clients.mac_of(v4) if v4 is not None else None
+        found = self.identities.identity(mac) if mac and self.identities else None
+        return v4, mac, found
+
+    def offer(self, ip: str) -> dict[str, Any]:
+        """What the portal offers the station at ``ip`` that has no session
+        (``joins.offer``): its person's name and the tap, or the form."""
+        v4, mac, found = self._identity_at(ip)
+        with self._lock:
+            tried = self._tried.get(mac) if mac else None
+        made = joins.offer(found, tried, self.config.key_is_identity, self._vlan_id(v4))
+        return {"ip": v4 or ip, "mac": mac, **made.document()}
+
+    def check_in_by_key(self, ip: str) -> dict[str, Any]:
+        """One tap: check in the person whose key the station at ``ip``
+        joined the private SSID with; the centre decides, the key as proof."""
+        if self.config.key_is_identity is not joins.KeyIsIdentity.TAP:
+            raise Refused(Refusal.bad_request, "this site asks for the password")
+        v4, mac, found = self._identity_at(ip)
+        if v4 is None or mac is None or found is None:
+            raise Refused(Refusal.unknown_client, f"no key known for the station at {ip}")
+        return self._check_in_key(v4, mac, found)
+
+    def _vlan_id(self, ip: str | None) -> int | None:
+        vlan = self.config.vlan_of(ip) if ip is not None else None
+        return vlan.id if vlan is not None else None
+
+    def _check_in_key(self, ip: str, mac: str, found: joins.Identity) -> dict[str, Any]:
+        if not found.current:
+            raise Refused(Refusal.key_not_current,
+                          f"key {found.key_id} of {found.person} is not held here any more")
+        if not joins.at_home(found, self._vlan_id(ip)):
+            # Off the key's VLAN anyone may wear the station's MAC (docs/keys.md).
+            raise Refused(Refusal.unknown_client, f"{ip} is not on VLAN {found.vlan}, where "
+                          f"the key of {found.person} put {mac}")
+        try:
+            granted = self.check_in(ip, found.person, "", proof=(mac, found.key_id))
+        except Refused as exc:
+            self._note_tried(mac, found, exc.refusal)
+            raise
+        self._note_tried(mac, found, None)
+        return granted
+
+    def _note_tried(self, mac: str, found: joins.Identity, refusal: Refusal | None) -> None:
+        with self._lock:
+            self._tried[mac] = joins.Tried(found.key_id, found.joined, refusal)
+            while len(self._tried) > 65536:  # the oldest first (dicts keep order)
+                del self._tried[next(iter(self._tried))]
+
+    def join_sweep(self) -> int:
+        """"Joining is checking in" (``[portal] join_checks_in``): check in
+        the stations ``joins.due`` names; how many were tried."""
+        if not self.config.join_checks_in or self.identities is None:
+            return 0
+        found = self.identities.identities(self.clock() - joins.JOIN_WINDOW)
+        if not found:
+            return 0
+        with self._lock:
+            open_macs = {s.mac for s in self._open.values()}
+            tried = dict(self._tried)
+        due = joins.due(found, tried, self.clients.addresses(), open_macs, self._vlan_id)
+        for action in due:
+            try:
+                granted = self._check_in_key(action.ip, action.mac, action.identity)
+            except Refused as exc:
+                log.info("check-in on joining of %s (%s at %s) refused: %s (%s)",
+                         action.identity.person, action.mac, action.ip, exc.code, exc.message)
+                continue
+            log.info("check-in on joining of %s (%s at %s): session %s", action.identity.person,
+                     action.mac, action.ip, granted["session_id"])
+        return len(due)
 
 
 def _stored(login: str) -> str:

@@ -139,10 +139,12 @@ class RadiusClient:
     # -- the two operations -------------------------------------------------
 
     def authenticate(self, login: str, password: str, *, mac: str, ipv4: str,
-                     chap: bool = False) -> AuthResult:
+                     chap: bool = False, key_id: int | None = None) -> AuthResult:
         """Ask the centre whether ``login`` may check in. Raises NoServer if
         no server answers; ValueError for a password RADIUS cannot carry
-        (over 128 octets) or a MAC or IPv4 address that is not one."""
+        (over 128 octets) or a MAC or IPv4 address that is not one.
+        ``key_id``: a one-tap check-in, the person's key the box found for
+        the station as the proof (Passerelle-Key-Id), no password sent."""
         if len(password.encode()) > MAX_PASSWORD:
             raise ValueError(f"a RADIUS password is at most {MAX_PASSWORD} octets")
         calling = macs.calling_station_id(mac)
@@ -158,13 +160,15 @@ class RadiusClient:
                 backoff = _within(share)
             if not self._revived(server, backoff):
                 continue
-            credential = m.Chap.answer(password) if chap else m.Password(password)
+            credential = None if key_id is not None else \
+                m.Chap.answer(password) if chap else m.Password(password)
             request = m.AccessRequest(
                 user_name=login, credential=credential, calling_station_id=calling,
                 framed_ip_address=ipv4, service_type=_LOGIN_USER, nas_port_type=_WIRELESS,
                 nas_identifier=self.nas.identifier, nas_ip_address=self.nas.ipv4,
                 called_station_id=self.nas.called_station_id or None,
-                operator_name=self.nas.operator_name or None)
+                operator_name=self.nas.operator_name or None,
+                other=() if key_id is None else (codec().raw("Passerelle-Key-Id", key_id),))
             try:
                 reply = self._send(server, server.auth_port, request.encode(server.secret),
                                    backoff)

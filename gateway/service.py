@@ -133,6 +133,7 @@ class Box:
                                           candidates_max=config.wifi_candidates_max,
                                           sessions=self.gateway)
             self.gateway.stations = self.access_points
+            self.gateway.identities = self.access_points
         self.radsec = radsec_parts(config, nas_identity(config), self.gateway)
         self.keysync = personal_keys(config)
         self.gateway.personal_keys = self.keysync
@@ -175,6 +176,9 @@ class Box:
         self.scheduler.add_job(self._safe(self.dnsmasq.restart_if_dead), "interval",
                                seconds=5, id="dnsmasq")
         self.scheduler.add_job(self._safe(self.gateway.prune), "interval", hours=1, id="prune")
+        if c.join_checks_in and self.access_points is not None:
+            self.scheduler.add_job(self._safe(self.gateway.join_sweep), "interval",
+                                   seconds=min(c.sweep_interval, 1.0), id="joins")
         if self.keysync is not None:
             # The first pull at once, in the scheduler's thread: a centre that
             # does not answer holds up nothing (the file's keys serve).
@@ -283,3 +287,9 @@ class _Portal:
 
     def rotate_key(self, ip: str) -> dict[str, Any]:
         return self._wrap(self.gateway.rotate_key, ip)
+
+    def offer(self, ip: str) -> dict[str, Any]:
+        return self._wrap(self.gateway.offer, ip)
+
+    def check_in_by_key(self, ip: str) -> dict[str, Any]:
+        return self._wrap(self.gateway.check_in_by_key, ip)

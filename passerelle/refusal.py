@@ -59,6 +59,10 @@ class Refusal(str, enum.Enum):
     # The client is on a VLAN of the box other than its company's (the
     # centre's Access-Accept names the company's): companies stay apart.
     wrong_vlan = ("wrong-vlan", 403, False)
+    # The key the box found for the station (its access point's request) is
+    # no longer the person's current key at the centre, or no longer held
+    # here (rotated, revoked): the one-tap check-in is not offered.
+    key_not_current = ("key-not-current", 403, False)
 
     @classmethod
     def from_code(cls, code: str) -> Refusal | None:

@@ -43,3 +43,10 @@ class CheckInForm(FlaskForm):
 
 class CheckOutForm(FlaskForm):
     """Only the CSRF token: checking out needs nothing else."""
+
+
+class TapForm(FlaskForm):
+    """The one-tap check-in: the CSRF token and the way on; the station's
+    key says who it is (gateway/joins.py)."""
+
+    to = HiddenField(validators=[Length(max=MAX_TOKEN)])

@@ -77,4 +77,8 @@ REASONS: dict[Refusal, Reason] = {
     Refusal.rejected: Reason(
         _l("Access was refused."),
         _l("Tell the site's reception what happened.")),
+    Refusal.key_not_current: Reason(
+        _l("The Wi-Fi key of this device is no longer your current key."),
+        _l("Check in with your login and password. Your current key is shown after; "
+           "enter it on this device for the private network.")),
 }

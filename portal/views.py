@@ -38,7 +38,7 @@ from passerelle.gateway.control import ControlError
 from passerelle.refusal import Refusal
 
 from . import captive_api, origin, probes, wifiqr
-from .forms import CheckInForm, CheckOutForm
+from .forms import CheckInForm, CheckOutForm, TapForm
 from .reasons import REASONS
 from .settings import LANGUAGES
 from .state import LANG_COOKIE, Portal
@@ -202,12 +202,23 @@ def home() -> Response:
     if client.get("session"):
         return status_page(client["session"])
     form = CheckInForm(to=_token())
-    return checkin_page(form)
+    return checkin_page(form, offer=_offer())
 
 
-def checkin_page(form: CheckInForm, status: int = 200) -> Response:
+def checkin_page(form: CheckInForm, status: int = 200,
+                 offer: dict[str, Any] | None = None) -> Response:
+    """The check-in form; with ``offer`` (a station found by its key), the
+    person greeted by name, one tap or the password (docs/portal.md)."""
+    offer = offer or {}
+    login = offer.get("login") if isinstance(offer.get("login"), str) else None
+    tap = login is not None and offer.get("mode") == "tap"
+    if login and not tap and not form.login.data:
+        form.login.data = login  # the site asks for the password: the name is known
+    refusal = Refusal.from_code(str(offer.get("refusal") or ""))
     return page("checkin.html", status, title=_("Check in"), form=form,
-                terms_url=portal().settings.terms_url)
+                terms_url=portal().settings.terms_url, known=login, tap=tap,
+                tap_form=TapForm(to=form.to.data or ""),
+                reason=REASONS[refusal] if refusal is not None else None)
 
 
 @bp.post("/check-in")
@@ -462,3 +473,55 @@ def register_errors(app: Flask) -> None:
         log.exception("portal: %s %s failed", request.method, request.path)
         return page("message.html", 500, title=_("Something went wrong"),
                     text=_("Try again in a minute. If it lasts, tell the site's reception."))
+
+
+# --- the one-tap check-in (a station the box found by its key) -----------------
+
+def _offer() -> dict[str, Any]:
+    """What the daemon offers this station ({"login", "mode", "refusal"});
+    {} when it cannot say: the ordinary form is always there."""
+    try:
+        return ask(portal().control.offer, client_ip())
+    except ControlError as exc:
+        if exc.refusal is Refusal.address_taken:
+            raise Taken from None
+        log.warning("control: offer for %s: %s %s", client_ip(), exc.code, exc)
+    except OSError as exc:
+        log.warning("control socket: %s", exc)
+    return {}
+
+
+@bp.post("/check-in/key")
+def check_in_key() -> BaseResponse:
+    """One tap: no password; the daemon checks the station's key in at the
+    centre, which decides by its policy."""
+    form = TapForm()
+    if not form.validate():
+        return page("message.html", 400, title=_("Bad request"),
+                    text=_("Your page was too old. Reload it and try again."))
+    p = portal()
+    client = who()
+    if client.get("session"):
+        return redirect(url_for("portal.status"), 303)
+    ip = client_ip()
+    try:
+        # It waits for the centre: not among the quick calls.
+        granted = _retried(p.control.check_in_by_key, ip)
+    except ControlError as exc:
+        refusal = exc.refusal
+        if refusal is Refusal.address_taken:
+            raise Taken from None
+        if refusal is None and exc.status >= 500:
+            log.warning("control: check-in by key %s: %s %s", ip, exc.code, exc)
+            raise Unavailable from None
+        refusal = refusal or Refusal.rejected
+        log.info("check-in by key from %s refused: %s", ip, exc.code)
+        # The ordinary form, with the reason: a password still works.
+        return page("refused.html", refusal.status, title=_("Check-in refused"),
+                    reason=REASONS[refusal], form=CheckInForm(to=form.to.data or ""),
+                    terms_url=p.settings.terms_url, again=True)
+    except OSError as exc:
+        raise Unavailable from exc
+    browser["session_id"] = str(granted.get("session_id", ""))
+    log.info("check-in by key of %s from %s (%s)", granted.get("login"), ip, client.get("mac"))
+    return redirect(url_for("portal.welcome", to=form.to.data or None), 303)

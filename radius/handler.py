@@ -347,8 +347,9 @@ class Handler:
             limited = {a.person_id for a in accounts.values()
                        if a.facts.max_sessions is not None}
             devices = reach.open_devices(db, limited) if limited else {}
+            proven = key_proofs(db, access, accounts)
         for item in access:
-            item.password_ok = self._attempt(item, accounts, now_ts)
+            item.password_ok = id(item) in proven or self._attempt(item, accounts, now_ts)
             account = accounts.get(cast(m.AccessRequest, item.request).user_name or "")
             if account is not None and account.person_id in devices:
                 item.open_devices = frozenset(devices[account.person_id])
@@ -810,3 +811,45 @@ def _code_name(code: int) -> str:
         return m.Code(code).label
     except ValueError:
         return f"code {code}"
+
+
+_KEY_ID = codec().key("Passerelle-Key-Id")
+
+
+def key_claim(request: m.AccessRequest) -> int | None:
+    """The id of the person's key a box sends instead of a password (its
+    one-tap check-in, docs/keys.md), or None. Taken only from a request
+    signed with Message-Authenticator and carrying no password."""
+    if request.credential is not None or not request.message_authenticator:
+        return None
+    for key, raw in request.other:
+        if key == _KEY_ID:
+            try:
+                return int(codec().value(key, raw))
+            except (BadValue, ValueError):
+                return None
+    return None
+
+
+def key_proofs(db: DB, work: list[_Work], accounts: dict[str, store.Account]) -> set[int]:
+    """The ``id()`` of the batch's Access-Requests whose key claim holds:
+    the key is the named person's current, unrevoked one. The box that sent
+    it is authenticated (its secret, Message-Authenticator); the policy then
+    decides as for a password (site, company, credit, sessions)."""
+    claims: dict[int, tuple[int, int]] = {}
+    for item in work:
+        request = cast(m.AccessRequest, item.request)
+        key_id = key_claim(request)
+        account = accounts.get(request.user_name or "")
+        if key_id is not None and account is not None:
+            claims[id(item)] = (account.person_id, key_id)
+    if not claims:
+        return set()
+    holds = keys.in_force(db, claims.values())
+    for item in work:
+        claim = claims.get(id(item))
+        if claim is not None and claim not in holds:
+            log.info("key claim for %r from %s: key %d is not their current key",
+                     cast(m.AccessRequest, item.request).user_name, item.nas.identifier,
+                     claim[1])
+    return {ident for ident, claim in claims.items() if claim in holds}

@@ -211,3 +211,15 @@ def for_site(db: DB, site_id: int, since: int) -> Pull:
 
 __all__ = ["ForBatch", "Pull", "current", "for_site", "forget",
            "issue_if_missing", "private_ssid", "revoke", "rotate", "set_private_ssid"]
+
+
+def in_force(db: DB, claims: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Of the (person id, key id) pairs a box claims for a one-tap check-in,
+    those where the key is that person's current, unrevoked key (one query)."""
+    wanted = set(claims)
+    if not wanted:
+        return set()
+    rows = db.execute(select(PersonKey.person_id, PersonKey.id).where(
+        store.among(db, PersonKey.id, {key for _, key in wanted}),
+        PersonKey.revoked.is_(None)))
+    return {(int(person), int(key)) for person, key in rows} & wanted

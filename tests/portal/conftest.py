@@ -57,6 +57,8 @@ class FakeDaemon:
         self.private_ssid = PRIVATE_SSID
         self.serial = 1
         self.rotate_refusal: str | None = None  # the centre's answer to a rotation
+        # What the check-in page offers a station found by its key, by address.
+        self.offers: dict[str, dict[str, Any]] = {}
 
     def _claimed(self, ip: str) -> None:
         if ip in self.taken:
@@ -124,6 +126,23 @@ class FakeDaemon:
         if ip not in self.sessions_by_ip:
             raise ControlError(403, "no-session", f"no session for {ip}")
         return {"ended": self.sessions_by_ip.pop(ip)["session_id"]}
+
+    def offer(self, ip: str) -> dict[str, Any]:
+        self.calls.append(("offer", ip))
+        self._claimed(ip)
+        return {"ip": ip, "mac": self.clients.get(ip), "login": None, "mode": "tap",
+                "refusal": None, **self.offers.get(ip, {})}
+
+    def check_in_by_key(self, ip: str) -> dict[str, Any]:
+        """One tap: the offer's person, refused as the centre would refuse them."""
+        self.calls.append(("check_in_by_key", ip))
+        login = self.offers.get(ip, {}).get("login")
+        if login is None:
+            raise ControlError(503, "unknown-client", f"no key known for {ip}")
+        code = self.accounts.get(login, "key-not-current")
+        if code is not None:
+            raise ControlError(403, code, "refused")
+        return self.check_in(ip, login, PASSWORD, False)
 
 
 class Clock:

@@ -33,14 +33,14 @@ def test_from_reply_message(message: str, refusal: Refusal, text: str) -> None:
 
 
 def test_codes_statuses_and_attempts() -> None:
-    assert len({r.value for r in Refusal}) == len(Refusal) == 19
+    assert len({r.value for r in Refusal}) == len(Refusal) == 20
     assert {r for r in Refusal if r.status == 503} == {
         Refusal.unknown_client, Refusal.centre_unreachable, Refusal.box_unavailable}
     # The box's own trouble is not a guess at a password.
     assert {r for r in Refusal if not r.attempt} == {
         Refusal.unknown_client, Refusal.centre_unreachable, Refusal.box_unavailable,
         Refusal.no_session, Refusal.address_taken, Refusal.wrong_vlan,
-        Refusal.too_many_sessions}
+        Refusal.too_many_sessions, Refusal.key_not_current}
     # The session limit is no wrong password: its conflict is with the other devices.
     assert Refusal.too_many_sessions.status == 409
     assert all(r.status == 403 and r.attempt for r in POLICY
