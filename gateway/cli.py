@@ -45,6 +45,10 @@ def check_config(config_path: Path) -> None:
                    f"{v.dhcp_end}")
     click.echo(f"WAN {c.wan_if}, masquerade {'on' if c.masquerade else 'off'}")
     click.echo(f"portal http {c.portal_http_port}, RFC 8908 API {c.portal_api_url}")
+    click.echo(f"private SSID: the key is the identity ({c.key_is_identity.value}), joining "
+               f"{'checks in' if c.join_checks_in else 'does not check in'}")
+    if c.metrics_listen is not None:
+        click.echo(f"metrics on {c.metrics_listen[0]}:{c.metrics_listen[1]}")
     for s in c.servers:
         relaxed = "" if s.require_message_authenticator else " (Message-Authenticator relaxed)"
         click.echo(f"RADIUS server {s.host} auth {s.auth_port} acct {s.acct_port}{relaxed}")

@@ -33,6 +33,7 @@ def test_check_config_in_the_lab_detects_lan_and_wan(box: Box) -> None:
     out = box.lab.run("gw", str(BIN), "gateway", "check-config", "--config", str(box.config))
     assert "detected: WAN interface wan: it carries the default route" in out.stderr
     assert "detected: LAN interface lan: the only other interface that is up" in out.stderr
+    assert "private SSID: the key is the identity (tap), joining does not check in" in out.stdout
     assert "configuration OK" in out.stdout
 
 
