@@ -222,11 +222,6 @@ def live_sessions(db: DB, scope: Scope, wanted: LiveFilter, now: datetime,
                   limit: int, after: Cursor | None = None) -> LiveView:
     """One page of ``limit`` open sessions, newest first, from just after
     ``after`` (from the newest without), and how many match in all."""
-    counted: list[ColumnElement[int]] = [func.count()]
-    if after is not None:
-        counted.append(func.count().filter(_after(after)))
-    total, *rest = db.execute(_filtered(_open(scope, *counted), wanted)).one()
-    first = 1 if after is None else total - rest[0] + 1
     # The Session-Timeout the Accept granted (its log line, by the session's Class).
     granted = (select(AuthLog.sessiontimeout).where(AuthLog.class_ == Radacct.class_,
                                                     Radacct.class_ != "")
@@ -237,6 +232,16 @@ def live_sessions(db: DB, scope: Scope, wanted: LiveFilter, now: datetime,
     # One more than a page: whether there is a next one.
     found = db.execute(query.order_by(Radacct.acctstarttime.desc().nulls_first(),
                                       Radacct.radacctid.desc()).limit(limit + 1)).all()
+    if after is None and len(found) <= limit:
+        # The whole view is on this page: its rows are the count (a filtered
+        # view reads its matches once, not twice).
+        total, first = len(found), 1
+    else:
+        counted: list[ColumnElement[int]] = [func.count()]
+        if after is not None:
+            counted.append(func.count().filter(_after(after)))
+        total, *rest = db.execute(_filtered(_open(scope, *counted), wanted)).one()
+        first = 1 if after is None else total - rest[0] + 1
     rows = []
     for (id_, session, username, person_id, login, name, company, site, gateway, nas_id,
          nas_ip, mac, ip, started, updated, session_time, up, down, timeout) in found[:limit]:
