@@ -32,7 +32,6 @@ log = logging.getLogger("passerelle.portal")
 bp = Blueprint("live", __name__, url_prefix="/live")
 
 
-
 def _page_query(wanted: LiveFilter, after: Cursor | None) -> dict[str, str]:
     """The address arguments of one page of a filtered view."""
     return wanted.query() | ({"after": str(after)} if after is not None else {})
