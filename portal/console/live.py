@@ -15,6 +15,8 @@ from passerelle.radius.db import transaction
 from . import audit
 from .forms import DisconnectForm
 from .live_ops import (
+    MAX_SESSION_ID,
+    Cursor,
     LiveFilter,
     describe,
     live_sessions,
@@ -22,14 +24,17 @@ from .live_ops import (
     recent_requests,
     request_row,
 )
+from .live_rows import session_rows
 from .state import console
 
 log = logging.getLogger("passerelle.portal")
 
 bp = Blueprint("live", __name__, url_prefix="/live")
 
-# radacct's key is a BIGINT on PostgreSQL: larger is no session, not an error.
-MAX_SESSION_ID = 2**63 - 1
+
+def _page_query(wanted: LiveFilter, after: Cursor | None) -> dict[str, str]:
+    """The address arguments of one page of a filtered view."""
+    return wanted.query() | ({"after": str(after)} if after is not None else {})
 
 
 @bp.get("/")
@@ -37,25 +42,40 @@ def index() -> str | tuple[str, int]:
     state = console()
     try:
         wanted = LiveFilter.parse(request.args)
+        after = Cursor.parse(request.args.get("after", ""))
     except UserError as exc:
         return render_template("error.html", title="Bad filter", message=str(exc)), 400
     now = state.now()
     with transaction(state.factory) as db:
-        view = live_sessions(db, g.principal.scope, wanted, now, state.settings.max_rows)
+        view = live_sessions(db, g.principal.scope, wanted, now, state.settings.max_rows,
+                             after)
         requests = recent_requests(db, g.principal.scope, now)
+    here = url_for("live.index")
+    newest = here + (f"?{urlencode(wanted.query())}" if wanted.query() else "")
+    following = (f"{here}?{urlencode(_page_query(wanted, view.next))}"
+                 if view.next is not None else "")
+    form = DisconnectForm(back=urlencode(_page_query(wanted, after)))
+    # The same hidden fields in every row's form: rendered once, not a hundred times.
+    rows = session_rows(view.rows, here, url_for("live.disconnect", session_id=0)
+                        .removesuffix("0/disconnect"), form.hidden_tag())
     return render_template("live.html", title="Live sessions", view=view, wanted=wanted,
-                           form=DisconnectForm(back=urlencode(wanted.query())), now=now,
-                           refresh=state.settings.refresh, requests=requests,
-                           describe=describe)
+                           after=after, newest=newest, following=following, rows=rows,
+                           form=form, now=now, refresh=state.settings.refresh,
+                           requests=requests, describe=describe)
 
 
 def _back(query: str) -> str:
-    """The live view with the filters the operator came from (if they parse)."""
+    """The live view with the filters and page the operator came from (if they parse)."""
+    args = dict(parse_qsl(query[:400]))
     try:
-        wanted = LiveFilter.parse(dict(parse_qsl(query[:400])))
+        wanted = LiveFilter.parse(args)
     except UserError:
         wanted = LiveFilter()
-    query = urlencode(wanted.query())
+    try:
+        after = Cursor.parse(args.get("after", ""))
+    except UserError:
+        after = None
+    query = urlencode(_page_query(wanted, after))
     return url_for("live.index") + (f"?{query}" if query else "")
 
 

@@ -10,14 +10,16 @@ box answers.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, assert_never
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session as DB
 
+from passerelle.errors import UserError
 from passerelle.radius import dae, reach
 from passerelle.radius import messages as m
 from passerelle.radius.models import (
@@ -35,6 +37,9 @@ from .filters import like_pattern, optional_id, search_text
 from .scope import Scope
 
 log = logging.getLogger("passerelle.portal")
+
+# radacct's key is a BIGINT on PostgreSQL: larger is no session, not an error.
+MAX_SESSION_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -84,17 +89,55 @@ class Choice:
     name: str
 
 
+# A page's cursor in the address: 20261201T093000.000000-4711, or none-4711
+# (a session without a start time).
+_CURSOR = re.compile(r"(none|\d{8}T\d{6}\.\d{6})-(\d{1,19})", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of the live view starts: just after this row in the
+    newest-first order (start time, then id; a session without a start time
+    comes first). Keyset, not offset: a page costs the same however deep,
+    and sessions that end meanwhile do not shift the next page."""
+
+    started: datetime | None
+    id: int
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor | None:
+        """From the page argument; ``UserError`` when it is not one of ours."""
+        if not text:
+            return None
+        found = _CURSOR.fullmatch(text)
+        if found is None or int(found.group(2)) > MAX_SESSION_ID:
+            raise UserError(f"bad page {text[:40]!r}: start again from the newest")
+        stamp, number = found.groups()
+        try:
+            started = None if stamp == "none" else datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f")
+        except ValueError:
+            raise UserError(f"bad page {text[:40]!r}: start again from the newest") from None
+        return cls(started, int(number))
+
+    def __str__(self) -> str:
+        stamp = "none" if self.started is None else self.started.strftime("%Y%m%dT%H%M%S.%f")
+        return f"{stamp}-{self.id}"
+
+
 @dataclass(frozen=True)
 class LiveView:
     rows: list[LiveRow]
-    total: int  # how many match; rows holds the first ``limit``
+    total: int  # how many match, on every page
+    first: int  # the position of rows[0] among them, from 1
+    next: Cursor | None  # where the next page starts; None on the last
     sites: list[Choice]
     companies: list[Choice]
     person: str  # the person filtered on, for the heading
 
     @property
-    def truncated(self) -> bool:
-        return self.total > len(self.rows)
+    def last(self) -> int:
+        """The position of the last row shown."""
+        return self.first + len(self.rows) - 1
 
 
 def seconds_between(start: datetime | None, end: datetime) -> int | None:
@@ -117,10 +160,9 @@ def _scoped(query: Select[Any], scope: Scope) -> Select[Any]:
     return query
 
 
-def _open(scope: Scope) -> Select[Any]:
-    """The open sessions ``scope`` covers, joined to who and where."""
-    query = (select(Radacct, Person.login, Person.name, Company.name, Site.name,
-                    Gateway.identifier)
+def _open(scope: Scope, *columns: Any) -> Select[Any]:
+    """``columns`` of the open sessions ``scope`` covers, joined to who and where."""
+    query = (select(*columns)
              .select_from(Radacct)
              .outerjoin(Person, Radacct.person_id == Person.id)
              .outerjoin(Company, Person.company_id == Company.id)
@@ -159,35 +201,67 @@ def _choices(db: DB, scope: Scope) -> tuple[list[Choice], list[Choice]]:
             [Choice(i, n) for i, n in db.execute(companies)])
 
 
+def _after(cursor: Cursor) -> ColumnElement[bool]:
+    """The rows that come after ``cursor`` in the newest-first order."""
+    if cursor.started is None:
+        return or_(and_(Radacct.acctstarttime.is_(None), Radacct.radacctid < cursor.id),
+                   Radacct.acctstarttime.is_not(None))
+    # A row value: the index on (acctstarttime, radacctid) answers it as a range.
+    return tuple_(Radacct.acctstarttime, Radacct.radacctid) < tuple_(cursor.started, cursor.id)
+
+
+# Only what the page shows: plain tuples, no ORM objects.
+_SHOWN = (Radacct.radacctid, Radacct.acctsessionid, Radacct.username, Radacct.person_id,
+          Person.login, Person.name, Company.name, Site.name, Gateway.identifier,
+          Radacct.nasidentifier, Radacct.nasipaddress, Radacct.callingstationid,
+          Radacct.framedipaddress, Radacct.acctstarttime, Radacct.acctupdatetime,
+          Radacct.acctsessiontime, Radacct.acctinputoctets, Radacct.acctoutputoctets)
+
+
 def live_sessions(db: DB, scope: Scope, wanted: LiveFilter, now: datetime,
-                  limit: int) -> LiveView:
-    query = _filtered(_open(scope), wanted)
-    total = int(db.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = []
+                  limit: int, after: Cursor | None = None) -> LiveView:
+    """One page of ``limit`` open sessions, newest first, from just after
+    ``after`` (from the newest without), and how many match in all."""
     # The Session-Timeout the Accept granted (its log line, by the session's Class).
     granted = (select(AuthLog.sessiontimeout).where(AuthLog.class_ == Radacct.class_,
                                                     Radacct.class_ != "")
                .limit(1).scalar_subquery())
-    ordered = (query.add_columns(granted)
-               .order_by(Radacct.acctstarttime.desc(), Radacct.radacctid.desc()).limit(limit))
-    for s, login, name, company, site, gateway, timeout in db.execute(ordered):
-        updated = s.acctupdatetime or s.acctstarttime
-        duration = seconds_between(s.acctstarttime, now)
+    query = _filtered(_open(scope, *_SHOWN, granted), wanted)
+    if after is not None:
+        query = query.where(_after(after))
+    # One more than a page: whether there is a next one.
+    found = db.execute(query.order_by(Radacct.acctstarttime.desc().nulls_first(),
+                                      Radacct.radacctid.desc()).limit(limit + 1)).all()
+    if after is None and len(found) <= limit:
+        # The whole view is on this page: its rows are the count (a filtered
+        # view reads its matches once, not twice).
+        total, first = len(found), 1
+    else:
+        counted: list[ColumnElement[int]] = [func.count()]
+        if after is not None:
+            counted.append(func.count().filter(_after(after)))
+        total, *rest = db.execute(_filtered(_open(scope, *counted), wanted)).one()
+        first = 1 if after is None else total - rest[0] + 1
+    rows = []
+    for (id_, session, username, person_id, login, name, company, site, gateway, nas_id,
+         nas_ip, mac, ip, started, updated, session_time, up, down, timeout) in found[:limit]:
+        updated = updated or started
+        duration = seconds_between(started, now)
         rows.append(LiveRow(
-            id=s.radacctid, acct_session_id=s.acctsessionid, login=login or s.username,
-            person_id=s.person_id, person_name=name or "", company=company or "",
-            site=site or "", gateway=gateway or s.nasidentifier or s.nasipaddress,
-            mac=s.callingstationid, ip=s.framedipaddress, started=s.acctstarttime,
-            updated=updated, duration=duration if duration is not None else s.acctsessiontime,
-            time_left=time_left(s.acctstarttime, timeout, now),
-            bytes_up=s.acctinputoctets, bytes_down=s.acctoutputoctets,
+            id=id_, acct_session_id=session, login=login or username, person_id=person_id,
+            person_name=name or "", company=company or "", site=site or "",
+            gateway=gateway or nas_id or nas_ip, mac=mac, ip=ip, started=started,
+            updated=updated, duration=duration if duration is not None else session_time,
+            time_left=time_left(started, timeout, now), bytes_up=up, bytes_down=down,
             idle=seconds_between(updated, now)))
+    following = (Cursor(rows[-1].started, rows[-1].id)
+                 if len(found) > limit and rows else None)
     # Named from the rows only: looking the id up would tell a login outside the scope.
     person = ""
     if wanted.person is not None:
         person = rows[0].login if rows else f"person {wanted.person}"
     sites, companies = _choices(db, scope)
-    return LiveView(rows, total, sites, companies, person)
+    return LiveView(rows, int(total), first, following, sites, companies, person)
 
 
 # -- Disconnect ---------------------------------------------------------------------
@@ -197,7 +271,8 @@ def queue_disconnect(db: DB, scope: Scope, session_id: int, now: datetime,
     """Queue the Disconnect-Request that ends open session ``session_id``;
     its outbox id, or None when the operator's scope has no such open
     session, or no box is known for it."""
-    found = db.execute(_open(scope).where(Radacct.radacctid == session_id)).first()
+    found = db.execute(_open(scope, Radacct)
+                       .where(Radacct.radacctid == session_id)).first()
     if found is None:
         return None
     queued = reach.enqueue(db, found[0], reach.DISCONNECT, now, reason="console",

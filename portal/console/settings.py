@@ -19,4 +19,6 @@ class ConsoleSettings:
     # Acct-Interim-Interval); silent longer than that, it stands out.
     interim_interval: int = policy.Settings().interim_interval
     refresh: int = 15  # seconds between refreshes of the live view (0: never)
-    max_rows: int = 500  # live sessions shown at most; the count says how many match
+    # Live sessions a page of the live view shows (a "next page" link for more);
+    # the count says how many match in all.
+    max_rows: int = 100
