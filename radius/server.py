@@ -191,24 +191,29 @@ class Worker:
 
 def make_engine(url: str, threads: int = 2) -> Engine:
     """The engine of a worker: a connection per batch thread (and one for
-    the gateways' reload), and on PostgreSQL no sequential scans."""
+    the gateways' reload), and on PostgreSQL plans made once, by index."""
     if url.startswith("sqlite"):
         return db.make_engine(url)
     engine = db.make_engine(url, pool_size=threads + 1, max_overflow=2)
     if engine.dialect.name == "postgresql":
-        event.listen(engine, "connect", _index_only)
+        event.listen(engine, "connect", _plans_once_by_index)
     return engine
 
 
-def _index_only(dbapi_connection: Any, _record: Any) -> None:
-    # Every statement of the hot path finds its rows by an index. On tables
-    # that were small or never analysed when psycopg prepared a statement,
-    # PostgreSQL cached a plan with a sequential scan and kept it while the
-    # table grew (radacct read whole for every batch, until autovacuum's
-    # ANALYZE replanned: docs/benchmarks.md). Off, a sequential scan is only
-    # taken where there is no index.
+def _plans_once_by_index(dbapi_connection: Any, _record: Any) -> None:
+    # The worker runs the same few statements for ever (psycopg prepares
+    # them after five runs). Generic plans: each is planned once per
+    # connection instead of for every batch (planning was 44 % of
+    # PostgreSQL's CPU for a batch of one, and about 0.7 ms a batch:
+    # docs/benchmarks.md). A plan made once must not depend on how big the
+    # tables were at that moment: every statement of the hot path finds its
+    # rows by an index, and with enable_seqscan off a sequential scan is
+    # only taken where there is none. (With it on, plans cached while the
+    # tables were small or never analysed read radacct whole for every
+    # batch, until autovacuum's ANALYZE replanned.)
     with dbapi_connection.cursor() as cur:
         cur.execute("SET enable_seqscan TO off")
+        cur.execute("SET plan_cache_mode TO force_generic_plan")
     dbapi_connection.commit()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -246,6 +247,31 @@ def _statement(sql: str) -> TextClause:
     return text(sql)
 
 
+def fetch_pg(db: DB, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql``, a statement that returns rows (``:name`` parameters, as
+    for text()), on the psycopg connection under ``db``'s transaction and
+    return its rows as tuples.
+
+    For the accounting batch's two statements on PostgreSQL: SQLAlchemy's
+    result set-up (a description object per column, read again for every
+    execution of a text() statement) cost more than the rest of a batch of
+    one (1.6 of 6.8 ms of CPU in a profile; the locking statement returns
+    the 35 columns of radacct). The statement is the same, prepared by
+    psycopg as before, in the same transaction."""
+    driver = db.connection().connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cur:
+        cur.execute(_psycopg_sql(sql), params)
+        # (Not cur.description: building it is the cost avoided here.)
+        return cur.fetchall()
+
+
+@lru_cache(maxsize=128)
+def _psycopg_sql(sql: str) -> str:
+    # :name as psycopg's %(name)s; "::type" casts and literal % stay as they are.
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql.replace("%", "%%"))
+
+
 # Unambiguous characters (no 0/O, 1/l/I) so a key read off a screen types right.
 KEY_ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
 # A random byte below 231 (7 x 33) names a character, uniformly; the others
@@ -339,6 +365,8 @@ class Outcome:
         return accounting.exhausted(self.balance, self.open)
 
 
+# radacct's columns in the table's order (the locking statement's rows).
+_RADACCT_NAMES = tuple(c.name for c in _RADACCT.columns)
 # Columns an UPDATE may write (every one but the keys), in a fixed order.
 _WRITABLE = [c.name for c in _RADACCT.columns if c.name not in ("radacctid", "acctuniqueid")]
 _INSERTABLE = [c.name for c in _RADACCT.columns if c.name != "radacctid"]
@@ -463,7 +491,7 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
             results.append((uid, True, 0, False))
             continue
         if row is None:
-            row = {c.name: _default(c) for c in _RADACCT.columns if c.name != "radacctid"}
+            row = dict(_NEW_ROW)
             row.update(acctsessionid=rec.session_id, acctuniqueid=uid, nasipaddress=nas.ip,
                        nasidentifier=nas.identifier, gateway_id=nas.id, site_id=nas.site_id,
                        person_id=person, charged=0)
@@ -506,13 +534,13 @@ def _lock_pg(db: DB, uids: set[str], classes: set[str]
     person the Class tells (see _people_for)."""
     rows: dict[str, dict[str, Any]] = {}
     known: dict[str, int] = {}
-    for row in db.execute(_statement(_lock_sql()), {"uids": sorted(uids),
-                                                     "classes": sorted(classes)}).mappings():
-        if row["k_class"] is None:
-            session = {c.name: row[c.name] for c in _RADACCT.columns}
+    for row in fetch_pg(db, _lock_sql(), {"uids": sorted(uids), "classes": sorted(classes)}):
+        k_class, k_person = row[-2], row[-1]
+        if k_class is None:
+            session = dict(zip(_RADACCT_NAMES, row, strict=False))
             rows[session["acctuniqueid"]] = session
-        elif row["k_person"] is not None:
-            known[row["k_class"]] = int(row["k_person"])
+        elif k_person is not None:
+            known[k_class] = int(k_person)
     return rows, known
 
 
@@ -575,7 +603,7 @@ def _write_sessions_pg(db: DB, writes: _Writes, ids: dict[str, int], people: set
               "people": sorted(people), **_revoke_params(writes.closing, now)}
     new_ids: dict[str, int] = {}
     before: dict[int, int] = {}
-    for kind, key, total, uid in db.execute(_statement(_sessions_sql(tuple(writable))), params):
+    for kind, key, total, uid in fetch_pg(db, _sessions_sql(tuple(writable)), params):
         if kind == "s":
             new_ids[uid] = int(key)
         else:
@@ -638,6 +666,10 @@ def _default(column: Any) -> Any:
     if default is not None and getattr(default, "is_scalar", False):
         return getattr(default, "arg", None)
     return None
+
+
+# A new session's row before its first record: every column's default.
+_NEW_ROW = {c.name: _default(c) for c in _RADACCT.columns if c.name != "radacctid"}
 
 
 def _json_elements(dialect: str, param: str) -> str:

@@ -19,6 +19,9 @@ def test_worker_connections_take_no_sequential_scans(pg_url: str) -> None:
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SHOW enable_seqscan").scalar() == "off"
+            # Planned once per connection, not for every batch.
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == \
+                "force_generic_plan"
             # The tables are empty: the planner would read them whole.
             locking = plan(conn, store._lock_sql(), uids=["a" * 32], classes=["psl1:x"])
             assert "Seq Scan" not in locking, locking
