@@ -26,6 +26,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import sqlite3
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -35,8 +36,9 @@ from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any, NamedTuple, assert_never, cast
 
+import psycopg
 from sqlalchemy import Table, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
@@ -451,10 +453,16 @@ class Handler:
                 # Last, so the gateway rows are locked only until the commit.
                 write_contacts(db, contacts, now)
             return
-        except Exception:
+        except Exception as exc:
             self.contacts.forget(contacts)
-            log.exception("batch of %d requests failed; retrying each in a savepoint",
-                          len(work))
+            if _constraint(exc):
+                # Expected now and then: two central nodes storing the same
+                # new session at once (the database lets one in).
+                log.warning("batch of %d requests hit a constraint (%s); retrying each in "
+                            "a savepoint", len(work), str(exc).splitlines()[0])
+            else:
+                log.exception("batch of %d requests failed; retrying each in a savepoint",
+                              len(work))
         self._run_each(work, now, accounts)
 
     def _run_each(self, work: list[_Work], now: datetime,
@@ -853,3 +861,9 @@ def key_proofs(db: DB, work: list[_Work], accounts: dict[str, store.Account]) ->
                      cast(m.AccessRequest, item.request).user_name, item.nas.identifier,
                      claim[1])
     return {ident for ident, claim in claims.items() if claim in holds}
+
+
+def _constraint(exc: BaseException) -> bool:
+    """A uniqueness or constraint error, through the ORM or the driver's own
+    cursor (the accounting batch's PostgreSQL statements)."""
+    return isinstance(exc, IntegrityError | psycopg.IntegrityError | sqlite3.IntegrityError)

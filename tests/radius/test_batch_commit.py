@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select, text
 
 from passerelle.radius import server
 from passerelle.radius.db import make_sessionmaker
-from passerelle.radius.handler import ACCT, Datagram, Handler
+from passerelle.radius.handler import ACCT, Datagram, Handler, _constraint
 from passerelle.radius.models import CreditEntry, CreditKind, Radacct
 from tests.radius import seed
 from tests.radius.peers import RawClient
@@ -99,3 +99,21 @@ def test_no_reply_before_the_commit(worker_engine: Engine, world: seed.World) ->
         with worker_engine.begin() as conn:
             conn.execute(text("DROP TRIGGER refuse_at_commit ON radacct"))
             conn.execute(text("DROP FUNCTION refuse_at_commit()"))
+
+
+
+def test_a_duplicate_session_is_told_from_a_crash(worker_engine: Engine,
+                                                  world: seed.World) -> None:
+    """What two nodes storing the same new session at once meet (the unique
+    acctuniqueid) is logged as a race, in one line; any other error keeps
+    its traceback. Both raised by the real database."""
+    handler = Handler(make_sessionmaker(worker_engine, autoflush=False))
+    handler.process(interims(("raced", {})))
+    with pytest.raises(Exception) as duplicate, worker_engine.begin() as conn:
+        conn.execute(text("INSERT INTO radacct (acctsessionid, acctuniqueid, username, "
+                          "nasipaddress) SELECT acctsessionid, acctuniqueid, username, "
+                          "nasipaddress FROM radacct"))
+    assert _constraint(duplicate.value)
+    with pytest.raises(Exception) as other, worker_engine.begin() as conn:
+        conn.execute(text("SELECT no_such_column FROM radacct"))
+    assert not _constraint(other.value)
