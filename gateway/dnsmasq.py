@@ -7,7 +7,7 @@ processes, with our configuration files only (never /etc/dnsmasq.conf or
 serving the LAN interface and its VLANs only; ``restart_if_dead()`` is what the box's
 supervision timer calls.
 
-- The main one: DHCP, router advertisements, and DNS on port 53 for the
+- The main one: DHCP, stateless DHCPv6, and DNS on port 53 for the
   clients that have checked in (names forwarded upstream).
 - The captive view, on ``captive_dns_port``: nftables DNATs every DNS query
   of a client that has not checked in there (gateway/nft.py). It forwards
@@ -17,8 +17,8 @@ supervision timer calls.
 
 What the clients get: an address and the box as router and DNS server, the
 RFC 8910 captive-portal URI (DHCPv4 option 114, DHCPv6 option 103; dnsmasq
-sends it only to clients that ask for it; the RA option 37 is not sent:
-dnsmasq has no way to add it, see docs/gateway.md), the portal's host name
+sends it only to clients that ask for it; RA option 37 is in the box's own
+router advertisements, gateway/ra.py), the portal's host name
 resolved to the box (A, and AAAA with IPv6 on the LAN), and, for every
 walled-garden domain, the addresses dnsmasq resolves added to the nftables
 sets ``garden_dns4``/``garden_dns6`` (see gateway/nft.py) before the answer
@@ -83,7 +83,7 @@ class DhcpPlan:
     upstream_dns: tuple[str, ...] = ()  # servers dnsmasq forwards to; empty = resolv.conf
     lease_file: str = ""
     state_dir: str = ""
-    # Set: router advertisements (SLAAC) and stateless DHCPv6 on the LAN's /64.
+    # Set: stateless DHCPv6 on the LAN's /64 (its router advertisements: gateway/ra.py).
     box_ipv6: str = ""
     captive_dns_port: int = CAPTIVE_DNS_PORT
     captive_names: tuple[str, ...] = PROBE_HOSTS  # resolved upstream before check-in
@@ -223,9 +223,11 @@ def render(plan: DhcpPlan) -> str:
         lines.append(f'dhcp-option=114,"{plan.portal_api_url}"')
         lines += _portal_record(plan)
     if plan.box_ipv6:
+        # Stateless DHCPv6 only (Information-Request: DNS, option 103): the
+        # router advertisements are the box's own (gateway/ra.py), since
+        # dnsmasq's cannot carry option 37. No enable-ra, no ra-* mode.
         lines += [
-            "enable-ra",
-            f"dhcp-range={plan.lan_if},::,constructor:{plan.lan_if},ra-stateless,64,"
+            f"dhcp-range={plan.lan_if},::,constructor:{plan.lan_if},static,64,"
             f"{plan.lease_seconds}",
             f"dhcp-option=option6:dns-server,[{plan.box_ipv6}]",
         ]

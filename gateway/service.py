@@ -28,6 +28,8 @@ from .daemon import Daemon, Refused, table_exists
 from .dnsmasq import Dnsmasq
 from .keysync import KeySync, SyncError
 from .nft import Firewall
+from .ra import Advert
+from .ra_sender import RouterAdvertiser
 from .radclient import NasIdentity, RadiusClient, RadiusServer
 from .radsecproxy import Centre, Proxy, ProxyConfig
 from .reverse_coa import Credentials, ReverseCoa
@@ -109,6 +111,9 @@ class Box:
         self.links = Links()
         self.firewall = Firewall(firewall_plan(config))
         self.dnsmasq = Dnsmasq(dhcp_plan(config), config.state_dir)
+        # With IPv6 on the LAN, the box's own router advertisements (option 37).
+        advert = router_advert(config)
+        self.adverts = RouterAdvertiser(config.lan_if, advert) if advert else None
         self.radius = radius_client(config)
         self.spool = Spool(config.spool_path)
         self.sender = SpoolSender(self.spool, self.radius)
@@ -150,6 +155,8 @@ class Box:
         self.firewall.apply()
         log.info("nftables table inet passerelle %s", "created" if booted else "kept")
         self.dnsmasq.start()
+        if self.adverts is not None:
+            self.adverts.start()
         if self.radsec is not None:
             for part in self.radsec:
                 part.start()
@@ -239,6 +246,11 @@ class Box:
                 except Exception:
                     log.exception("stopping %s", type(part).__name__)
         self.gateway.heartbeat()
+        if self.adverts is not None:  # the last one says "no longer a router"
+            try:
+                self.adverts.stop()
+            except Exception:
+                log.exception("stopping the router advertisements")
         self.dnsmasq.stop()
         for radsec_part in self.radsec or ():
             radsec_part.stop()
@@ -293,3 +305,14 @@ class _Portal:
 
     def check_in_by_key(self, ip: str) -> dict[str, Any]:
         return self._wrap(self.gateway.check_in_by_key, ip)
+
+
+def router_advert(config: Config) -> Advert | None:
+    """The LAN's router advertisement, with IPv6 on the LAN: what dnsmasq's
+    carried (the /64, the box as DNS server, lifetimes of a DHCP lease) and
+    the portal's RFC 8908 API URL, the one DHCPv6 option 103 carries."""
+    six = config.lan_address6
+    if six is None:
+        return None
+    return Advert(prefix=six.network, dns=(str(six.ip),), captive_url=config.portal_api_url,
+                  lifetime=config.lease_time)

@@ -27,6 +27,7 @@ from passerelle.gateway.dnsmasq import (
 )
 from passerelle.gateway.nft import Firewall, Plan
 from tests.lab import Lab
+from tests.need import stop
 
 API = "https://portal.lab:8443/api/captive"
 PLAN = DhcpPlan(lan_if="lan", box_ipv4="198.51.100.1", range_start="198.51.100.100",
@@ -59,9 +60,11 @@ def test_render_captive_portal_options_and_host() -> None:
     assert "host-record=portal.lab,198.51.100.1" in conf  # RFC 8910: a name, not a literal
     assert not any("option6" in line or "enable-ra" in line for line in conf)
     six = lines(render(DhcpPlan(**{**PLAN.__dict__, "box_ipv6": "2001:db8:1::1"})))
-    assert {"enable-ra", f'dhcp-option=option6:103,"{API}"',
-            "dhcp-range=lan,::,constructor:lan,ra-stateless,64,600",
+    assert {f'dhcp-option=option6:103,"{API}"',
+            "dhcp-range=lan,::,constructor:lan,static,64,600",
             "host-record=portal.lab,198.51.100.1,2001:db8:1::1"} <= six
+    # The box sends the router advertisements itself (gateway/ra.py): option 37.
+    assert not any(line == "enable-ra" or ",ra-" in line for line in six)
     assert "host-record=portal.lab,198.51.100.1" not in six
     captive6 = lines(render_captive(DhcpPlan(**{**PLAN.__dict__, "box_ipv6": "2001:db8:1::1"}),
                                     ("203.0.113.1",)))
@@ -224,6 +227,24 @@ esac
 """
 
 
+# The box's router advertisements (gateway/ra_sender.py) in the gw namespace,
+# as the daemon sends them beside dnsmasq; SIGTERM sends the last one.
+ADVERTISE = r"""
+import ipaddress, signal, sys, threading
+from passerelle.gateway.ra import Advert
+from passerelle.gateway.ra_sender import RouterAdvertiser
+lan_if, box_ipv6, url = sys.argv[1:4]
+sender = RouterAdvertiser(lan_if, Advert(prefix=ipaddress.IPv6Interface(box_ipv6 + "/64").network,
+                                         dns=(box_ipv6,), captive_url=url, lifetime=600))
+done = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: done.set())
+sender.start()
+print("ready", flush=True)
+done.wait()
+sender.stop()
+"""
+
+
 def dig(lab: Lab, ns: str, server: str, name: str) -> str:
     return lab.run(ns, sys.executable, "-c", DIG, server, name).stdout.strip()
 
@@ -243,9 +264,13 @@ def box(lab: Lab) -> Iterator[Dnsmasq]:
                     upstream_dns=(lab.up_ipv4,), box_ipv6=lab.box_ipv6)
     dnsmasq = Dnsmasq(plan, lab.tmp / "box", netns=lab.ns["gw"])
     dnsmasq.start()
+    adverts = lab.popen("gw", sys.executable, "-c", ADVERTISE, lab.lan_if, lab.box_ipv6, API)
+    assert adverts.stdout is not None and adverts.stdout.readline() == "ready\n", \
+        adverts.communicate()
     try:
         yield dnsmasq
     finally:
+        stop(adverts)
         dnsmasq.stop()
         firewall.remove()
 

@@ -17,6 +17,12 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from scapy.layers.inet6 import (
+    ICMPv6ND_RA,
+    ICMPv6NDOptCaptivePortal,
+    ICMPv6NDOptPrefixInfo,
+    ICMPv6NDOptRDNSS,
+)
 
 from passerelle.gateway.control import ControlError
 from tests.boxlab import Box, site, wait_for
@@ -76,22 +82,24 @@ while at + 4 <= len(data):
     at += 4 + length
 """
 
-# A Router Solicitation, then the option types of the first Router
-# Advertisement (RFC 4861 section 4.2), one a line.
+# A Router Solicitation (RFC 4861 section 4.1), then the first Router
+# Advertisement: its source address, the hop limit it arrived with, the
+# seconds it took and the message in hex.
 ASK_RA = r"""
-import socket, struct
+import socket, struct, time
 s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-s.settimeout(5)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+s.settimeout(10)
+asked = time.monotonic()
 s.sendto(struct.pack("!BBHI", 133, 0, 0, 0), ("ff02::2", 0, 0, socket.if_nametoindex("eth0")))
 while True:
-    data = s.recv(4096)
+    data, ancillary, _, source = s.recvmsg(4096, socket.CMSG_SPACE(4))
     if data[0] == 134:
         break
-at = 16
-while at + 2 <= len(data) and data[at + 1]:
-    print(data[at])
-    at += 8 * data[at + 1]
+hops = [struct.unpack("@i", d[:4])[0] for level, kind, d in ancillary
+        if kind == socket.IPV6_HOPLIMIT]
+print(source[0], hops[0], round(time.monotonic() - asked, 2), data.hex())
 """
 
 # A datagram over IPv6 to host:port.
@@ -193,14 +201,21 @@ def test_dhcpv6_carries_the_captive_portal_api_url(box: Box) -> None:
     assert options.get("23") == "20010db8000100000000000000000001", "the box as DNS server"
 
 
-def test_router_advertisements_carry_the_prefix_and_dns_not_option_37(box: Box) -> None:
-    """What dnsmasq's RA carries: prefix information (3) and the box as DNS
-    server (RDNSS, 25). Not the captive-portal option (37): dnsmasq has no
-    setting for it (docs/dataplane.md); option 103 above carries the URL."""
-    out = box.lab.run("client", sys.executable, "-c", ASK_RA, timeout=15).stdout
-    types = {int(t) for t in out.split()}
-    assert {3, 25} <= types, out
-    assert 37 not in types, "RA option 37 is sent now: say so in docs/dataplane.md"
+def test_a_router_solicitation_gets_the_prefix_dns_and_the_portal_api(box: Box) -> None:
+    """The box's own router advertisement (gateway/ra.py) answers: from its
+    link-local address with hop limit 255, the /64 for SLAAC, O=1 (stateless
+    DHCPv6), the box as DNS server (RDNSS) and the RFC 8908 API URL in
+    option 37 (RFC 8910 section 2.3), the one option 103 above carries."""
+    out = box.lab.run("client", sys.executable, "-c", ASK_RA, timeout=20).stdout
+    source, hops, took, message = out.split()
+    assert source.startswith("fe80:") and hops == "255", out
+    assert float(took) < 4, "answered at once (at most 3 s after the last one)"
+    ra = ICMPv6ND_RA(bytes.fromhex(message))
+    assert (ra.M, ra.O) == (0, 1) and ra.routerlifetime > 0
+    prefix = ra[ICMPv6NDOptPrefixInfo]
+    assert (prefix.prefix, prefix.prefixlen, prefix.A, prefix.L) == ("2001:db8:1::", 64, 1, 1)
+    assert list(ra[ICMPv6NDOptRDNSS].dns) == [box.lab.box_ipv6]
+    assert ra[ICMPv6NDOptCaptivePortal].URI.rstrip(b"\0").decode() == API
 
 
 def test_nothing_else_passes_over_ipv6_before_check_in_then_the_internet(box: Box) -> None:
