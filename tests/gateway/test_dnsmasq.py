@@ -396,3 +396,36 @@ def test_the_captive_view_is_supervised_too(lab: Lab, box: Dnsmasq) -> None:
         assert dig(lab, "client", lab.box_ipv4, "portal.lab") == f"rcode=0 {lab.box_ipv4}"
     finally:
         fresh.stop()
+
+
+# Router advertisements heard on the LAN: the router lifetime of each, one a
+# line, until one says 0 (or 15 s pass).
+HEAR_RA = r"""
+import socket, struct
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.settimeout(15)
+print("ready", flush=True)
+while True:
+    data = s.recv(4096)
+    if data[0] == 134:
+        lifetime = struct.unpack("!H", data[6:8])[0]
+        print(lifetime, flush=True)
+        if lifetime == 0:
+            break
+"""
+
+
+def test_a_stopping_box_says_it_is_no_longer_a_router(lab: Lab, box: Dnsmasq) -> None:
+    """RFC 4861 6.2.5: stopping cleanly sends a last advertisement with
+    router lifetime 0 (the first ones, at start, have 1800)."""
+    hear = lab.popen("client", sys.executable, "-c", HEAR_RA)
+    assert hear.stdout is not None and hear.stdout.readline() == "ready\n"
+    adverts = lab.popen("gw", sys.executable, "-c", ADVERTISE, lab.lan_if, lab.box_ipv6, API)
+    assert adverts.stdout is not None and adverts.stdout.readline() == "ready\n"
+    time.sleep(0.5)  # the first one is on its way
+    stop(adverts)
+    assert adverts.returncode == 0, adverts.communicate()
+    out, err = hear.communicate(timeout=20)
+    lifetimes = [int(x) for x in out.split()]
+    assert lifetimes[-1:] == [0], (out, err)
+    assert 1800 in lifetimes, out
