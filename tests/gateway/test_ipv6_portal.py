@@ -27,6 +27,8 @@ from scapy.layers.inet6 import (
 from passerelle.gateway.control import ControlError
 from tests.boxlab import Box, site, wait_for
 from tests.gateway.conftest import require_lab
+from tests.gateway.test_dnsmasq import HEAR_RA
+from tests.need import stop
 from tests.radius import seed
 
 HOST = "portal.passerelle.internal"  # the configuration's default portal.hostname
@@ -303,3 +305,18 @@ def test_another_device_at_the_clients_ipv6_address_gets_no_session(box: Box) ->
     finally:
         lab.run("thief", "ip", "link", "set", "eth0", "down", check=False)
         box.control.check_out(lab.ipv4["client"])
+
+
+def test_a_daemon_stopping_cleanly_says_it_is_no_longer_a_router(box: Box) -> None:
+    """RFC 4861 6.2.5: the daemon's last advertisement has router lifetime 0;
+    started again, it advertises the box as a router again."""
+    hear = box.lab.popen("client", sys.executable, "-c", HEAR_RA)
+    assert hear.stdout is not None and hear.stdout.readline() == "ready\n"
+    assert box.daemon is not None
+    stop(box.daemon)
+    assert box.daemon.returncode == 0, box.read_logs()
+    out, err = hear.communicate(timeout=20)
+    assert out.split()[-1:] == ["0"], (out, err)
+    box.start_daemon()
+    out = box.lab.run("client", sys.executable, "-c", ASK_RA, timeout=20).stdout
+    assert ICMPv6ND_RA(bytes.fromhex(out.split()[-1])).routerlifetime == 1800, out
