@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from passerelle.gateway import ra
 from passerelle.gateway.dnsmasq import (
     DhcpPlan,
     Dnsmasq,
@@ -27,6 +28,7 @@ from passerelle.gateway.dnsmasq import (
 )
 from passerelle.gateway.nft import Firewall, Plan
 from tests.lab import Lab
+from tests.nd import ASK_RA, HEAR_RA
 from tests.need import stop
 
 API = "https://portal.lab:8443/api/captive"
@@ -242,6 +244,7 @@ sender.start()
 print("ready", flush=True)
 done.wait()
 sender.stop()
+print(sender.sent)
 """
 
 
@@ -398,33 +401,23 @@ def test_the_captive_view_is_supervised_too(lab: Lab, box: Dnsmasq) -> None:
         fresh.stop()
 
 
-# Router advertisements heard on the LAN: the router lifetime of each, one a
-# line, until one says 0 (or 15 s pass).
-HEAR_RA = r"""
-import socket, struct
-s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-s.settimeout(15)
-print("ready", flush=True)
-while True:
-    data = s.recv(4096)
-    if data[0] == 134:
-        lifetime = struct.unpack("!H", data[6:8])[0]
-        print(lifetime, flush=True)
-        if lifetime == 0:
-            break
-"""
-
-
 def test_a_stopping_box_says_it_is_no_longer_a_router(lab: Lab, box: Dnsmasq) -> None:
-    """RFC 4861 6.2.5: stopping cleanly sends a last advertisement with
-    router lifetime 0 (the first ones, at start, have 1800)."""
+    """A sender advertises at start, answers a Router Solicitation at once
+    (its next unsolicited one is 16 s away) and, stopping cleanly, sends a
+    last advertisement with router lifetime 0 (RFC 4861 6.2.5)."""
     hear = lab.popen("client", sys.executable, "-c", HEAR_RA)
     assert hear.stdout is not None and hear.stdout.readline() == "ready\n"
     adverts = lab.popen("gw", sys.executable, "-c", ADVERTISE, lab.lan_if, lab.box_ipv6, API)
     assert adverts.stdout is not None and adverts.stdout.readline() == "ready\n"
-    time.sleep(0.5)  # the first one is on its way
+    # Asked 3 s after the first one, it answers within 0.5 s (the fixture's
+    # sender may answer first: the count below is this one's).
+    time.sleep(ra.MIN_DELAY_BETWEEN_RAS + 0.2)
+    lab.run("client", sys.executable, "-c", ASK_RA, timeout=20)
+    time.sleep(ra.MAX_RA_DELAY_TIME + 0.5)
     stop(adverts)
-    assert adverts.returncode == 0, adverts.communicate()
+    sent, _ = adverts.communicate()
+    assert adverts.returncode == 0
+    assert sent.split() == ["3"], "at start, the answer, the last"
     out, err = hear.communicate(timeout=20)
     lifetimes = [int(x) for x in out.split()]
     assert lifetimes[-1:] == [0], (out, err)

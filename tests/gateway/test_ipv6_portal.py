@@ -27,7 +27,7 @@ from scapy.layers.inet6 import (
 from passerelle.gateway.control import ControlError
 from tests.boxlab import Box, site, wait_for
 from tests.gateway.conftest import require_lab
-from tests.gateway.test_dnsmasq import HEAR_RA
+from tests.nd import ASK_RA, HEAR_RA
 from tests.need import stop
 from tests.radius import seed
 
@@ -82,26 +82,6 @@ while at + 4 <= len(data):
     value = data[at + 4:at + 4 + length]
     print(code, value.decode() if code == 103 else value.hex())
     at += 4 + length
-"""
-
-# A Router Solicitation (RFC 4861 section 4.1), then the first Router
-# Advertisement: its source address, the hop limit it arrived with, the
-# seconds it took and the message in hex.
-ASK_RA = r"""
-import socket, struct, time
-s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-s.settimeout(10)
-asked = time.monotonic()
-s.sendto(struct.pack("!BBHI", 133, 0, 0, 0), ("ff02::2", 0, 0, socket.if_nametoindex("eth0")))
-while True:
-    data, ancillary, _, source = s.recvmsg(4096, socket.CMSG_SPACE(4))
-    if data[0] == 134:
-        break
-hops = [struct.unpack("@i", d[:4])[0] for level, kind, d in ancillary
-        if kind == socket.IPV6_HOPLIMIT]
-print(source[0], hops[0], round(time.monotonic() - asked, 2), data.hex())
 """
 
 # A datagram over IPv6 to host:port.
