@@ -70,7 +70,7 @@ def build(advert: Advert) -> bytes:
     if not 0 <= advert.router_lifetime <= 9000:  # RFC 4861 6.2.1 AdvDefaultLifetime
         raise ValueError(f"router_lifetime: {advert.router_lifetime} is not 0..9000")
     url = advert.captive_url.encode()
-    if url and (not url.startswith(b"https://") or len(url) > 2040):
+    if url and (not url.startswith(b"https://") or len(url) > 255 * 8 - 2):  # 8-bit length
         raise ValueError(f"captive_url: not an https URL that fits: {advert.captive_url!r}")
     message = struct.pack("!BBHBBHII", ROUTER_ADVERTISEMENT, 0, 0, advert.hop_limit, _FLAG_O,
                           advert.router_lifetime, 0, 0)

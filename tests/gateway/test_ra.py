@@ -57,6 +57,7 @@ def test_a_last_advertisement_and_a_box_without_portal() -> None:
     {"prefix": ipaddress.IPv6Network("2001:db8::/48")},
     {"router_lifetime": 9001},
     {"captive_url": "http://portal.lab/api"},
+    {"captive_url": "https://portal.lab/" + "a" * 2020},  # 2039 octets: no 8-bit length fits
 ])
 def test_what_cannot_be_advertised_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -82,3 +83,9 @@ def test_solicitations_are_checked_and_answers_spaced() -> None:
     rng = random.Random(1)
     assert 100 <= ra.answer_at(100, 0, rng) <= 100 + ra.MAX_RA_DELAY_TIME
     assert ra.answer_at(100, 99, rng) == 99 + ra.MIN_DELAY_BETWEEN_RAS
+
+
+def test_the_longest_url_option_37_can_carry() -> None:
+    url = "https://portal.lab/" + "a" * 2019  # 2038 octets: 255 units of 8 with type, length
+    decoded = ICMPv6ND_RA(ra.build(ra.Advert(prefix=ADVERT.prefix, captive_url=url)))
+    assert decoded[ICMPv6NDOptCaptivePortal].len == 255
