@@ -46,6 +46,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.orm import Session as DB
 
 from . import report_queries, reports, reports_rollup
@@ -85,12 +86,14 @@ class Source:
     operator's limits. ``days`` mixes the whole months the roll-up holds
     (``report_month``, ``day`` their first day) with day rows for the rest,
     for the sums that add up across days; ``daily`` is day rows only (what
-    is per day: working time); ``hours`` the hourly peaks (occupancy, whose
-    peaks cannot be added up)."""
+    is per day: working time), as parts that share no day (the stored days,
+    the days computed from the sessions), each read in its own query (the
+    stored one in the order of an index); ``hours`` the hourly peaks
+    (occupancy, whose peaks cannot be added up)."""
 
     span: Range
     days: Subquery
-    daily: Subquery
+    daily: list[Subquery]
     hours: Subquery
 
 
@@ -146,7 +149,7 @@ def prepare(db: DB, limits: Limits, span: Range, now: datetime) -> Source:
     tail: Any = select(*[TAIL_DAY.c[name] for name in (
         "site_id", "day", "login", "person_id", "company_id", "sessions", "carried",
         "connected", "first_in", "last_out", "open")], literal(1).label("days"))
-    days, daily = tail, tail
+    days, daily = tail, [tail.subquery("tail")]
     hours: Any = select(TAIL_HOUR.c.site_id, TAIL_HOUR.c.day, TAIL_HOUR.c.hour,
                         TAIL_HOUR.c.peak)
     if stored is not None:
@@ -160,7 +163,7 @@ def prepare(db: DB, limits: Limits, span: Range, now: datetime) -> Source:
             return _where(query, ReportDay.site_id, ReportDay.company_id,
                           ReportDay.person_id, limits)
 
-        daily = union_all(kept([stored]), tail)
+        daily.insert(0, kept([stored]).subquery("stored"))
         parts = [kept(stored_days)] if stored_days else []
         if months:
             m = ReportMonth
@@ -176,14 +179,18 @@ def prepare(db: DB, limits: Limits, span: Range, now: datetime) -> Source:
                                 ReportHour.peak
                                 ).where(ReportHour.day.between(stored.first, stored.last))
             hours = union_all(_where(kept_hours, ReportHour.site_id, None, None, limits), hours)
-    return Source(span, days.subquery("days"), daily.subquery("daily"), hours.subquery("hours"))
+    return Source(span, days.subquery("days"), daily, hours.subquery("hours"))
 
 
-def _distinct_days(days: Subquery) -> ColumnElement[Any]:
+def _distinct_days(db: DB, days: Subquery) -> ColumnElement[Any]:
     """Per group of rows of one person and one ``day`` of ``days``, how many
     different days they had a session: a month row's ``days`` has bit n set
     for a session on day n + 1, so the days of a month at several sites are
     the bits set in any of its rows; a day row's is one bit."""
+    if db.get_bind().dialect.name == "postgresql":
+        bits = cast(cast(func.bit_or(days.c.days), BIT(31)), String)
+        return func.length(func.replace(bits, "0", ""))
+    # SQLite has no bitwise aggregate: each bit's maximum.
     return sum((func.max(days.c.days.op(">>")(bit).op("&")(1)) for bit in range(31)),
                literal(0))
 
@@ -227,7 +234,7 @@ def intensive(db: DB, src: Source, limit: int) -> list[Intensive]:
                             connected)
                      .group_by(d.c.login).order_by(connected.desc(), d.c.login)
                      .limit(limit)).all()
-    per_day = (select(d.c.login, _distinct_days(d).label("n"))
+    per_day = (select(d.c.login, _distinct_days(db, d).label("n"))
                .where(d.c.login.in_([login for login, *_ in top]))
                .group_by(d.c.login, d.c.day).subquery())
     days = {login: n for login, n in db.execute(
@@ -270,16 +277,27 @@ def working_time(db: DB, src: Source, limit: int | None = None) -> tuple[list[Wo
     """Per person and local day, "as if at the office": the first
     check-in to the last check-out, and the time connected; the first
     ``limit`` (by login and day), and how many there are."""
-    d = src.daily
     companies, sites = _names(db, Company), _names(db, Site)
     zones = {i: z for i, z in db.execute(select(Site.id, Site.timezone))}
-    query = (select(d.c.login, d.c.day, func.max(d.c.company_id), _site_list(db, d.c.site_id),
-                    func.min(d.c.site_id), func.min(d.c.first_in), func.max(d.c.last_out),
-                    func.sum(d.c.connected), func.max(case((d.c.open, 1), else_=0)))
-             .group_by(d.c.login, d.c.day).order_by(d.c.login, d.c.day))
+    # Each part's first groups (the stored part's by its index on login and
+    # day), then the first of them all, in the database's order.
+    parts = []
+    for d in src.daily:
+        part = (select(d.c.login, d.c.day, func.max(d.c.company_id).label("company_id"),
+                       _site_list(db, d.c.site_id).label("site_ids"),
+                       func.min(d.c.site_id).label("site_id"),
+                       func.min(d.c.first_in).label("first_in"),
+                       func.max(d.c.last_out).label("last_out"),
+                       func.sum(d.c.connected).label("connected"),
+                       func.max(case((d.c.open, 1), else_=0)).label("still_open"))
+                .group_by(d.c.login, d.c.day).order_by(d.c.login, d.c.day))
+        parts.append(select(part.limit(limit).subquery() if limit is not None
+                            else part.subquery()))
+    every = union_all(*parts).subquery("work")
+    query = select(every).order_by(every.c.login, every.c.day)
     rows = db.execute(query.limit(limit) if limit is not None else query).all()
     # How many there are: counted on the monthly rows where they serve.
-    groups = (select(_distinct_days(src.days).label("n"))
+    groups = (select(_distinct_days(db, src.days).label("n"))
               .group_by(src.days.c.login, src.days.c.day).subquery())
     total = int(db.scalar(select(func.sum(groups.c.n))) or 0)
     out = []
