@@ -318,11 +318,13 @@ def occupancy(db: DB, src: Source, limit: int | None = None) -> tuple[list[Occup
     """Per site, local day and hour, the peak of people at once (hours with
     nobody left out): the first ``limit`` by site, day and hour, and how many."""
     h = src.hours
-    query = (select(h.c.site_id, Site.name, h.c.day, h.c.hour, func.max(h.c.peak),
+    # Grouped on numbers first; the sites' names join the groups, not the hours.
+    peaks = (select(h.c.site_id, h.c.day, h.c.hour, func.max(h.c.peak).label("peak"))
+             .group_by(h.c.site_id, h.c.day, h.c.hour).subquery("peaks"))
+    query = (select(peaks.c.site_id, Site.name, peaks.c.day, peaks.c.hour, peaks.c.peak,
                     Site.capacity)
-             .join(Site, Site.id == h.c.site_id)
-             .group_by(h.c.site_id, Site.name, h.c.day, h.c.hour, Site.capacity)
-             .order_by(Site.name, h.c.day, h.c.hour))
+             .join(Site, Site.id == peaks.c.site_id)
+             .order_by(Site.name, peaks.c.day, peaks.c.hour))
     total = int(db.scalar(select(func.count()).select_from(h)) or 0)
     rows = db.execute(query.limit(limit) if limit is not None else query)
     return [Occupancy(*row) for row in rows], total
@@ -331,9 +333,9 @@ def occupancy(db: DB, src: Source, limit: int | None = None) -> tuple[list[Occup
 def daily_peaks(db: DB, src: Source) -> list[DailyPeak]:
     """Per site and local day, the day's highest hourly peak."""
     h = src.hours
-    query = (select(h.c.site_id, Site.name, h.c.day, func.max(h.c.peak), Site.capacity)
-             .join(Site, Site.id == h.c.site_id)
-             .group_by(h.c.site_id, Site.name, h.c.day, Site.capacity)
-             .order_by(Site.name, h.c.day))
+    peaks = (select(h.c.site_id, h.c.day, func.max(h.c.peak).label("peak"))
+             .group_by(h.c.site_id, h.c.day).subquery("peaks"))
+    query = (select(peaks.c.site_id, Site.name, peaks.c.day, peaks.c.peak, Site.capacity)
+             .join(Site, Site.id == peaks.c.site_id)
+             .order_by(Site.name, peaks.c.day))
     return [DailyPeak(*row) for row in db.execute(query)]
-
