@@ -161,9 +161,9 @@ def _refresh_months(db: DB, days: list[date], now: datetime, max_months: int | N
 
 def _build_month(db: DB, month: date, now: datetime) -> None:
     """One month's rows, summed from its day rows by the database. A
-    month's sessions are those with time in it: the day rows count each on
-    its first day there (``carried`` days after the first are sessions
-    counted before)."""
+    month's sessions are those with time in it: each day's that began that
+    day (sessions - carried), and those carried into its first day, which
+    are the month's ``carried`` (begun before it)."""
     last = (month + timedelta(days=32)).replace(day=1) - timedelta(days=1)
     d = ReportDay
     on_first = func.sum(case((d.day == month, d.carried), else_=0))

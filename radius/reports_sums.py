@@ -1,17 +1,19 @@
 """The reports' sums, in SQL, over the day rows and hourly peaks of a range.
 
-A report reads the roll-up's stored days (``report_day``, ``report_hour``)
-and, for the days the roll-up does not hold (today, yesterday, anything not
-rolled up yet), rows computed from the sessions by the core
-(``reports.day_rows``, ``reports.occupancy``), put for the request in two
-temporary tables. Every sum runs over the union of both, and is written
-once, here:
+A report reads the roll-up's stored whole months (``report_month``) and
+days (``report_day``, ``report_hour``) and, for the days the roll-up does
+not hold (today, yesterday, anything not rolled up yet), rows computed from
+the sessions by the core (``reports.day_rows``, ``reports.occupancy``), put
+for the request in two temporary tables. Every sum runs over the union of
+them, and is written once, here:
 
 - sessions with time in the range: each session counted on its first day
-  in the range, so a session over several days counts once (``carried``
-  says a day's session began on an earlier day);
-- people: distinct logins; time connected: the sum of the day rows;
-- a day's peak: the highest of its hourly peaks.
+  (or month) in the range, so a session over several days counts once
+  (``carried`` says a row's session began before its day or month);
+- people: distinct logins; time connected: the sum of the rows; days with a
+  session: the days marked in a person's rows (a month row marks its days);
+- a day's peak: the highest of its hourly peaks (never from the months:
+  peaks do not add up).
 
 The database does the sums, so a year of a large network costs what its
 groups cost, not what its sessions cost.
