@@ -155,7 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pg", help="a PostgreSQL database to fill (default: a throwaway cluster)")
     p.add_argument("--no-naive-year", action="store_true",
                    help="skip the naive way for the year (minutes at 10 M sessions)")
+    p.add_argument("--again", action="store_true",
+                   help="with --pg: a database an earlier run filled and rolled up; "
+                        "measure the reports from the roll-up only (after a code change)")
     args = p.parse_args(argv)
+    if args.again:
+        if not args.pg:
+            p.error("--again needs --pg")
+        return measure_again(args.pg)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
           f"{args.sessions:,} sessions, {args.people:,} people, {args.sites} sites, "
           f"{args.days} days", flush=True)
@@ -221,6 +228,35 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
         if cluster is not None:
             cluster.stop()
+    return 0
+
+
+
+def measure_again(url: str) -> int:
+    """The reports from the roll-up of an earlier run's database (the days
+    ended since, rolled up first), without the naive way."""
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
+          "an earlier run's database", flush=True)
+    engine = db.make_engine(url)
+    try:
+        factory = db.make_sessionmaker(engine)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        today = now.date()
+        with db.transaction(factory) as s:
+            took, days = _clock(lambda: reports_rollup.refresh(s, now))
+        print(f"rolled up {len(days)} more day(s) and their months in {took:.1f} s", flush=True)
+        last_month_end = today.replace(day=1) - timedelta(days=1)
+        month = Range(last_month_end.replace(day=1), last_month_end)
+        year = Range(today - timedelta(days=365), today)
+        print(f"the roll-up holds {held(factory)}; month {month.first} to {month.last}, "
+              f"year {year.first} to {year.last}")
+        rolled = {"month": measure(factory, month, now), "year": measure(factory, year, now)}
+        timings = {span: [Timing(label, float("nan"), rolled[span][label][0])
+                          for label in REPORTS] for span in rolled}
+        print()
+        print(table(timings["month"], timings["year"]))
+    finally:
+        engine.dispose()
     return 0
 
 

@@ -710,6 +710,8 @@ __all__ = [
     "ReportDay",
     "ReportDone",
     "ReportHour",
+    "ReportMonth",
+    "ReportMonthDone",
     "Site",
     "Webhook",
     "WebhookAttempt",
@@ -717,3 +719,37 @@ __all__ = [
     "WebhookDelivery",
     "WifiKey",
 ]
+
+
+class ReportMonth(Base):
+    """The roll-up's second grain: the day rows of one person (by login, as
+    one person and company) at one site summed over one calendar month of
+    the site's local days, for the months the roll-up holds whole. A report
+    reads its whole months here and its partial days in ``report_day``."""
+
+    __tablename__ = "report_month"
+    __table_args__ = (Index("ix_report_month_month", "month"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    month: Mapped[date] = mapped_column(Date)  # its first day
+    login: Mapped[str] = mapped_column(String(253))
+    person_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    company_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    sessions: Mapped[int] = mapped_column(Integer)  # with time in the month
+    carried: Mapped[int] = mapped_column(Integer)  # of which began before it
+    connected: Mapped[int] = mapped_column(Integer)  # seconds
+    first_in: Mapped[datetime] = mapped_column(DateTime)  # naive UTC
+    last_out: Mapped[datetime] = mapped_column(DateTime)
+    days: Mapped[int] = mapped_column(Integer)  # bit n: a session on day n + 1
+
+
+class ReportMonthDone(Base):
+    """The calendar months ``report_month`` holds."""
+
+    __tablename__ = "report_month_done"
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# Working time reads a person's days in order (its first rows of a year).
+Index("ix_report_day_login_day", ReportDay.login, ReportDay.day)

@@ -87,6 +87,23 @@ class Range:
         return low, high
 
 
+def months(span: Range) -> list[Range]:
+    """The range cut at calendar months: whole months, and the partial ones
+    at each end."""
+    out = []
+    first = span.first
+    while first <= span.last:
+        following = (first.replace(day=1) + timedelta(days=32)).replace(day=1)
+        out.append(Range(first, min(span.last, following - timedelta(days=1))))
+        first = following
+    return out
+
+
+def is_whole_month(part: Range) -> bool:
+    return part.first.day == 1 and (part.last + DAY).day == 1 and \
+        part.first.month == part.last.month
+
+
 # Time zone arithmetic is the core's hot path (every session of a year at
 # a roll-up): offsets are looked up once per zone and UTC quarter-hour (every
 # zone's transitions fall on one), local midnights once per zone and day.

@@ -1,17 +1,19 @@
 """The reports' sums, in SQL, over the day rows and hourly peaks of a range.
 
-A report reads the roll-up's stored days (``report_day``, ``report_hour``)
-and, for the days the roll-up does not hold (today, yesterday, anything not
-rolled up yet), rows computed from the sessions by the core
-(``reports.day_rows``, ``reports.occupancy``), put for the request in two
-temporary tables. Every sum runs over the union of both, and is written
-once, here:
+A report reads the roll-up's stored whole months (``report_month``) and
+days (``report_day``, ``report_hour``) and, for the days the roll-up does
+not hold (today, yesterday, anything not rolled up yet), rows computed from
+the sessions by the core (``reports.day_rows``, ``reports.occupancy``), put
+for the request in two temporary tables. Every sum runs over the union of
+them, and is written once, here:
 
 - sessions with time in the range: each session counted on its first day
-  in the range, so a session over several days counts once (``carried``
-  says a day's session began on an earlier day);
-- people: distinct logins; time connected: the sum of the day rows;
-- a day's peak: the highest of its hourly peaks.
+  (or month) in the range, so a session over several days counts once
+  (``carried`` says a row's session began before its day or month);
+- people: distinct logins; time connected: the sum of the rows; days with a
+  session: the days marked in a person's rows (a month row marks its days);
+- a day's peak: the highest of its hourly peaks (never from the months:
+  peaks do not add up).
 
 The database does the sums, so a year of a large network costs what its
 groups cost, not what its sessions cost.
@@ -20,7 +22,7 @@ groups cost, not what its sessions cost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -42,13 +44,23 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.orm import Session as DB
 
 from . import report_queries, reports, reports_rollup
-from .models import Company, CompanyNetwork, Network, ReportDay, ReportHour, Site
+from .models import (
+    Company,
+    CompanyNetwork,
+    Network,
+    ReportDay,
+    ReportHour,
+    ReportMonth,
+    Site,
+)
 from .report_queries import Limits
 from .reports import NO_COMPANY, DailyPeak, Exchange, Intensive, Occupancy, Range, Use, WorkDay
 
@@ -72,11 +84,18 @@ Q = TypeVar("Q", bound=Select[*tuple[Any, ...]])
 
 @dataclass(frozen=True)
 class Source:
-    """The rows of one report: its range, and its day rows and hourly peaks
-    within the operator's limits."""
+    """The rows of one report: its range, and its rows within the
+    operator's limits. ``days`` mixes the whole months the roll-up holds
+    (``report_month``, ``day`` their first day) with day rows for the rest,
+    for the sums that add up across days; ``daily`` is day rows only (what
+    is per day: working time), as parts that share no day (the stored days,
+    the days computed from the sessions), each read in its own query (the
+    stored one in the order of an index); ``hours`` the hourly peaks
+    (occupancy, whose peaks cannot be added up)."""
 
     span: Range
     days: Subquery
+    daily: list[Subquery]
     hours: Subquery
 
 
@@ -113,9 +132,10 @@ def _where(query: Q, site: Any, company: Any | None, person: Any | None,
 
 def prepare(db: DB, limits: Limits, span: Range, now: datetime) -> Source:
     """The rows of ``span`` within ``limits``: stored where the roll-up holds
-    the day, computed from the sessions elsewhere."""
+    the day (or the whole month), computed from the sessions elsewhere."""
     _empty_tails(db)
     stored, live = reports_rollup.split(span, reports_rollup.rolled(db))
+    months, stored_days = reports_rollup.by_month(db, stored)
     live_hours = [span] if _by_people(limits) else live
     for part in live:
         rows = reports.day_rows(report_queries.intervals(db, limits, part), part, now)
@@ -127,26 +147,54 @@ def prepare(db: DB, limits: Limits, span: Range, now: datetime) -> Source:
             db.execute(insert(TAIL_HOUR), [
                 {"site_id": h.site_id, "day": h.day, "hour": h.hour, "peak": h.peak}
                 for h in peaks])
-    day_columns = [TAIL_DAY.c[name] for name in (
+    # ``days``: the day bits of a row (see _distinct_days); a day row's is any one bit.
+    tail: Any = select(*[TAIL_DAY.c[name] for name in (
         "site_id", "day", "login", "person_id", "company_id", "sessions", "carried",
-        "connected", "first_in", "last_out", "open")]
-    days: Any = select(*day_columns)
+        "connected", "first_in", "last_out", "open")], literal(1).label("days"))
+    days, daily = tail, [tail.subquery("tail")]
     hours: Any = select(TAIL_HOUR.c.site_id, TAIL_HOUR.c.day, TAIL_HOUR.c.hour,
                         TAIL_HOUR.c.peak)
     if stored is not None:
-        kept = select(ReportDay.site_id, ReportDay.day, ReportDay.login, ReportDay.person_id,
-                      ReportDay.company_id, ReportDay.sessions, ReportDay.carried,
-                      ReportDay.connected, ReportDay.first_in, ReportDay.last_out,
-                      false().label("open")
-                      ).where(ReportDay.day.between(stored.first, stored.last))
-        days = union_all(_where(kept, ReportDay.site_id, ReportDay.company_id,
-                                ReportDay.person_id, limits), days)
+        def kept(parts: list[Range]) -> Any:
+            within = or_(*[ReportDay.day.between(p.first, p.last) for p in parts])
+            query = select(ReportDay.site_id, ReportDay.day, ReportDay.login,
+                           ReportDay.person_id, ReportDay.company_id, ReportDay.sessions,
+                           ReportDay.carried, ReportDay.connected, ReportDay.first_in,
+                           ReportDay.last_out, false().label("open"),
+                           literal(1).label("days")).where(within)
+            return _where(query, ReportDay.site_id, ReportDay.company_id,
+                          ReportDay.person_id, limits)
+
+        daily.insert(0, kept([stored]).subquery("stored"))
+        parts = [kept(stored_days)] if stored_days else []
+        if months:
+            m = ReportMonth
+            parts.append(_where(
+                select(m.site_id, m.month.label("day"), m.login, m.person_id, m.company_id,
+                       m.sessions, m.carried, m.connected, m.first_in, m.last_out,
+                       false().label("open"), m.days)
+                .where(or_(*[m.month == p.first for p in months])),
+                m.site_id, m.company_id, m.person_id, limits))
+        days = union_all(*parts, tail)
         if not _by_people(limits):
             kept_hours = select(ReportHour.site_id, ReportHour.day, ReportHour.hour,
                                 ReportHour.peak
                                 ).where(ReportHour.day.between(stored.first, stored.last))
             hours = union_all(_where(kept_hours, ReportHour.site_id, None, None, limits), hours)
-    return Source(span, days.subquery("days"), hours.subquery("hours"))
+    return Source(span, days.subquery("days"), daily, hours.subquery("hours"))
+
+
+def _distinct_days(db: DB, days: Subquery) -> ColumnElement[Any]:
+    """Per group of rows of one person and one ``day`` of ``days``, how many
+    different days they had a session: a month row's ``days`` has bit n set
+    for a session on day n + 1, so the days of a month at several sites are
+    the bits set in any of its rows; a day row's is one bit."""
+    if db.get_bind().dialect.name == "postgresql":
+        bits = cast(cast(func.bit_or(days.c.days), BIT(31)), String)
+        return func.length(func.replace(bits, "0", ""))
+    # SQLite has no bitwise aggregate: each bit's maximum.
+    return sum((func.max(days.c.days.op(">>")(bit).op("&")(1)) for bit in range(31)),
+               literal(0))
 
 
 def _sessions(days: Subquery, first: date) -> ColumnElement[Any]:
@@ -184,22 +232,18 @@ def intensive(db: DB, src: Source, limit: int) -> list[Intensive]:
     d = src.days
     companies = _names(db, Company)
     connected = func.sum(d.c.connected)
+    top = db.execute(select(d.c.login, func.max(d.c.company_id), _sessions(d, src.span.first),
+                            connected)
+                     .group_by(d.c.login).order_by(connected.desc(), d.c.login)
+                     .limit(limit)).all()
+    per_day = (select(d.c.login, _distinct_days(db, d).label("n"))
+               .where(d.c.login.in_([login for login, *_ in top]))
+               .group_by(d.c.login, d.c.day).subquery())
+    days = {login: n for login, n in db.execute(
+        select(per_day.c.login, func.sum(per_day.c.n)).group_by(per_day.c.login))}
     return [Intensive(login, companies.get(company_id, NO_COMPANY) if company_id else NO_COMPANY,
-                      int(days), int(sessions), int(seconds))
-            for login, company_id, days, sessions, seconds in db.execute(
-                select(d.c.login, func.max(d.c.company_id), func.count(d.c.day.distinct()),
-                       _sessions(d, src.span.first), connected)
-                .group_by(d.c.login).order_by(connected.desc(), d.c.login).limit(limit))]
-
-
-def _months(span: Range) -> list[Range]:
-    out = []
-    first = span.first
-    while first <= span.last:
-        following = (first.replace(day=1) + timedelta(days=32)).replace(day=1)
-        out.append(Range(first, min(span.last, following - timedelta(days=1))))
-        first = following
-    return out
+                      int(days[login]), int(sessions), int(seconds))
+            for login, company_id, sessions, seconds in top]
 
 
 def partner_balance(db: DB, src: Source) -> list[Exchange]:
@@ -209,7 +253,7 @@ def partner_balance(db: DB, src: Source) -> list[Exchange]:
     networks = _names(db, Network)
     home, host = CompanyNetwork.network_id, Site.network_id
     out = []
-    for month in _months(src.span):
+    for month in reports.months(src.span):
         query = (select(home, host, func.count(d.c.login.distinct()), _sessions(d, month.first),
                         func.sum(d.c.connected))
                  .select_from(d)
@@ -235,20 +279,32 @@ def working_time(db: DB, src: Source, limit: int | None = None) -> tuple[list[Wo
     """Per person and local day, "as if at the office": the first
     check-in to the last check-out, and the time connected; the first
     ``limit`` (by login and day), and how many there are."""
-    d = src.days
     companies, sites = _names(db, Company), _names(db, Site)
     zones = {i: z for i, z in db.execute(select(Site.id, Site.timezone))}
-    query = (select(d.c.login, d.c.day, func.max(d.c.company_id), _site_list(db, d.c.site_id),
-                    func.min(d.c.site_id), func.min(d.c.first_in), func.max(d.c.last_out),
-                    func.sum(d.c.connected), func.max(case((d.c.open, 1), else_=0)),
-                    # How many groups there are, in the same pass as the first ones.
-                    func.count().over())
-             .group_by(d.c.login, d.c.day).order_by(d.c.login, d.c.day))
+    # Each part's first groups (the stored part's by its index on login and
+    # day), then the first of them all, in the database's order.
+    parts = []
+    for d in src.daily:
+        part = (select(d.c.login, d.c.day, func.max(d.c.company_id).label("company_id"),
+                       _site_list(db, d.c.site_id).label("site_ids"),
+                       func.min(d.c.site_id).label("site_id"),
+                       func.min(d.c.first_in).label("first_in"),
+                       func.max(d.c.last_out).label("last_out"),
+                       func.sum(d.c.connected).label("connected"),
+                       func.max(case((d.c.open, 1), else_=0)).label("still_open"))
+                .group_by(d.c.login, d.c.day).order_by(d.c.login, d.c.day))
+        parts.append(select(part.limit(limit).subquery() if limit is not None
+                            else part.subquery()))
+    every = union_all(*parts).subquery("work")
+    query = select(every).order_by(every.c.login, every.c.day)
     rows = db.execute(query.limit(limit) if limit is not None else query).all()
-    total = int(rows[0][-1]) if rows else 0
+    # How many there are: counted on the monthly rows where they serve.
+    groups = (select(_distinct_days(db, src.days).label("n"))
+              .group_by(src.days.c.login, src.days.c.day).subquery())
+    total = int(db.scalar(select(func.sum(groups.c.n))) or 0)
     out = []
     for (login, day, company_id, site_ids, site_id, first_in, last_out, connected,
-         still_open, _total) in rows:
+         still_open) in rows:
         names = sorted({sites[int(i)] for i in str(site_ids).split(SEPARATOR)})
         zone = zones[site_id]
         out.append(WorkDay(login=login, company=companies.get(company_id, NO_COMPANY)
@@ -264,11 +320,13 @@ def occupancy(db: DB, src: Source, limit: int | None = None) -> tuple[list[Occup
     """Per site, local day and hour, the peak of people at once (hours with
     nobody left out): the first ``limit`` by site, day and hour, and how many."""
     h = src.hours
-    query = (select(h.c.site_id, Site.name, h.c.day, h.c.hour, func.max(h.c.peak),
+    # Grouped on numbers first; the sites' names join the groups, not the hours.
+    peaks = (select(h.c.site_id, h.c.day, h.c.hour, func.max(h.c.peak).label("peak"))
+             .group_by(h.c.site_id, h.c.day, h.c.hour).subquery("peaks"))
+    query = (select(peaks.c.site_id, Site.name, peaks.c.day, peaks.c.hour, peaks.c.peak,
                     Site.capacity)
-             .join(Site, Site.id == h.c.site_id)
-             .group_by(h.c.site_id, Site.name, h.c.day, h.c.hour, Site.capacity)
-             .order_by(Site.name, h.c.day, h.c.hour))
+             .join(Site, Site.id == peaks.c.site_id)
+             .order_by(Site.name, peaks.c.day, peaks.c.hour))
     total = int(db.scalar(select(func.count()).select_from(h)) or 0)
     rows = db.execute(query.limit(limit) if limit is not None else query)
     return [Occupancy(*row) for row in rows], total
@@ -277,9 +335,9 @@ def occupancy(db: DB, src: Source, limit: int | None = None) -> tuple[list[Occup
 def daily_peaks(db: DB, src: Source) -> list[DailyPeak]:
     """Per site and local day, the day's highest hourly peak."""
     h = src.hours
-    query = (select(h.c.site_id, Site.name, h.c.day, func.max(h.c.peak), Site.capacity)
-             .join(Site, Site.id == h.c.site_id)
-             .group_by(h.c.site_id, Site.name, h.c.day, Site.capacity)
-             .order_by(Site.name, h.c.day))
+    peaks = (select(h.c.site_id, h.c.day, func.max(h.c.peak).label("peak"))
+             .group_by(h.c.site_id, h.c.day).subquery("peaks"))
+    query = (select(peaks.c.site_id, Site.name, peaks.c.day, peaks.c.peak, Site.capacity)
+             .join(Site, Site.id == peaks.c.site_id)
+             .order_by(Site.name, peaks.c.day))
     return [DailyPeak(*row) for row in db.execute(query)]
-

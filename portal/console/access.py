@@ -85,24 +85,40 @@ PERMISSIONS: dict[str, frozenset[OperatorRole] | None] = {
         "person", "person_usage", "top_up", "sessions", "decision")},
 }
 
-# Which tokens may call which API endpoint; None: no token needed. A partner
-# token sees what network ops see; a company token what its company manager
-# sees (scope.Scope(company=...)), and reads only.
+# Which tokens may call which API endpoint; None: no token needed. A token
+# acts as the console role it stands for (a partner as network ops, a
+# company token as its company's manager, within scope.Scope(company=...)),
+# and each call may do what the console pages that do the same allow that
+# role: one rule, PERMISSIONS above.
+TOKEN_ROLES = {ApiRole.partner: OperatorRole.network_ops,
+               ApiRole.company: OperatorRole.company_manager}
+API_LIKE: dict[str, tuple[str, ...]] = {
+    "api.companies": ("companies.index",),
+    "api.company": ("companies.page",),
+    "api.put_company": ("companies.new", "companies.edit", "companies.status"),
+    "api.company_usage": ("companies.page",),
+    "api.people": ("people.index",),
+    "api.put_people": ("people.new", "people.edit", "people.active", "people.password",
+                       "people.import_csv"),
+    "api.person": ("people.page",),
+    "api.person_usage": ("people.page",),
+    "api.sessions": ("people.page",),
+    "api.decision": ("people.page",),
+}
+
+
+def _tokens_like(pages: tuple[str, ...]) -> frozenset[ApiRole]:
+    return frozenset(token for token, role in TOKEN_ROLES.items()
+                     if all(role in (PERMISSIONS[page] or ()) for page in pages))
+
+
 PARTNER = frozenset({ApiRole.partner})
-ANY_TOKEN = frozenset(ApiRole)
 API_ROLES: dict[str, frozenset[ApiRole] | None] = {
     "api.openapi": None,
-    "api.companies": ANY_TOKEN,
-    "api.company": ANY_TOKEN,
-    "api.put_company": PARTNER,
-    "api.company_usage": ANY_TOKEN,
-    "api.people": ANY_TOKEN,
-    "api.put_people": PARTNER,
-    "api.person": ANY_TOKEN,
-    "api.person_usage": ANY_TOKEN,
+    **{endpoint: _tokens_like(pages) for endpoint, pages in API_LIKE.items()},
+    # Credit is what the partner platform sells: no company token adds to
+    # its own (the console's company managers top up by hand, audited).
     "api.top_up": PARTNER,
-    "api.sessions": ANY_TOKEN,
-    "api.decision": ANY_TOKEN,
 }
 
 # The Flask session's keys.

@@ -125,6 +125,11 @@ def test_a_company_token_never_sees_another_company(client: FlaskClient, keys: T
         assert answer.status_code == 403 and error(answer) == "forbidden"
     elif endpoint == "api.companies":
         assert [c["external_id"] for c in answer.get_json()["items"]] == ["acme-1"]
+    elif endpoint == "api.put_people":  # each item on its own: bob is not found
+        assert answer.status_code == 200
+        assert answer.get_json()["results"] == [{
+            "external_id": "p-bob", "result": "failed", "error": "not-found",
+            "message": "no person 'p-bob' (or not yours to see)"}]
     else:
         assert answer.status_code == 404 and error(answer) == "not-found", endpoint
     # The partner sees it all; Globex's own token its own data.
@@ -495,3 +500,71 @@ def test_the_token_commands(db_url: str, world: World, monkeypatch: pytest.Monke
     assert _run(monkeypatch, capsys, "admin", "token", "revoke", "crm", "--db", db_url)[0] == 0
     code, _, err = _run(monkeypatch, capsys, "admin", "token", "revoke", "crm", "--db", db_url)
     assert code == 2 and "was revoked" in err
+
+
+# -- a company token manages its own people, as its manager does in the console --
+
+def _put(client: FlaskClient, token: str, *people: dict[str, Any]) -> list[dict[str, Any]]:
+    answer = call(client, "PUT", "/api/v1/people", token, {"people": list(people)})
+    assert answer.status_code == 200, answer.get_json()
+    return list(answer.get_json()["results"])
+
+
+def test_a_company_token_manages_its_own_people(client: FlaskClient, keys: Tokens,
+                                                factory: sessionmaker[DB]) -> None:
+    made = _put(client, keys.acme,
+                {"external_id": "p-dave", "login": "dave@acme.example", "password": "pw-dave"},
+                {"external_id": "p-erin", "company": "acme-1", "login": "erin@acme.example",
+                 "password": "pw-erin", "name": "Erin"})
+    assert [r["result"] for r in made] == ["created", "created"]
+    assert _put(client, keys.acme, {"external_id": "p-alice", "name": "Alice B."},
+                {"external_id": "p-dave", "active": False, "language": "nl"}) == [
+        {"external_id": "p-alice", "result": "updated"},
+        {"external_id": "p-dave", "result": "updated"}]
+    with transaction(factory) as db:
+        found = {p.external_id: (p.company.name, p.name, p.active, p.language)
+                 for p in db.scalars(select(Person).where(Person.external_id.is_not(None)))}
+    assert found["p-dave"] == ("Acme", "", False, "nl")
+    assert found["p-erin"] == ("Acme", "Erin", True, "fr")
+    assert found["p-alice"][:2] == ("Acme", "Alice B.")
+    listed = call(client, "GET", "/api/v1/people", keys.acme).get_json()["items"]
+    assert [p["external_id"] for p in listed] == ["p-alice", "p-dave", "p-erin"]
+
+
+def test_a_company_token_never_touches_another_company(client: FlaskClient, keys: Tokens,
+                                                       factory: sessionmaker[DB]) -> None:
+    with transaction(factory) as db:
+        before = {p.login: (p.company_id, p.name, p.active) for p in db.scalars(select(Person))}
+    results = _put(client, keys.acme,
+                   {"external_id": "p-bob", "active": False},  # Globex's
+                   {"external_id": "p-carol", "company": "acme-1"},  # taking her over
+                   {"external_id": "p-alice", "company": "globex-1"},  # moving ours away
+                   {"external_id": "p-zed", "company": "globex-1", "login": "zed@x.example",
+                    "password": "pw-zed"})  # adding to Globex
+    assert [(r["result"], r.get("error")) for r in results] == [("failed", "not-found")] * 4
+    with transaction(factory) as db:
+        after = {p.login: (p.company_id, p.name, p.active) for p in db.scalars(select(Person))}
+    assert after == before
+    # Never credit nor a company's status, its own included: the partner's calls.
+    for method, url, body in (("POST", "/api/v1/people/p-alice/credit", {"minutes": 60}),
+                              ("PUT", "/api/v1/companies/acme-1", {"status": "active"})):
+        answer = call(client, method, url, keys.acme, body, **{"Idempotency-Key": "k2"})
+        assert answer.status_code == 403 and error(answer) == "forbidden"
+    with transaction(factory) as db:
+        assert db.scalar(select(func.count()).select_from(CreditEntry)) == 0
+
+
+def test_the_api_roles_follow_the_console(app: Flask) -> None:
+    """A token may call what the console lets the role it stands for do on
+    the same pages, but add credit (the partner's)."""
+    from passerelle.radius.models import OperatorRole
+
+    for endpoint, pages in access.API_LIKE.items():
+        for token, role in access.TOKEN_ROLES.items():
+            console_allows = all(role in (access.PERMISSIONS[p] or ()) for p in pages)
+            assert (token in (access.API_ROLES[endpoint] or ())) == console_allows, endpoint
+    assert access.API_ROLES["api.put_people"] == frozenset(ApiRole)
+    assert access.API_ROLES["api.put_company"] == access.API_ROLES["api.top_up"] == frozenset(
+        {ApiRole.partner})
+    assert OperatorRole.company_manager not in (access.PERMISSIONS["companies.status"] or ())
+

@@ -187,3 +187,26 @@ def test_the_report_menu(client: FlaskClient, world: World) -> None:
     sign_in(client, AXIS_MANAGER)
     page = client.get("/live/").get_data(as_text=True)
     assert 'href="/reports/"' in page
+
+
+def test_the_statement_prints_alone(client: FlaskClient, world: World) -> None:
+    """The printed statement: the stylesheet the page links hides the menu
+    and the form on paper, and keeps its tables as tables on a narrow page
+    (the phone layout makes cards below 60rem, and A4 is about 50rem)."""
+    sign_in(client, ACME_HR)
+    page = client.get("/reports/statement").get_data(as_text=True)
+    assert '<form method="get" action="/reports/statement" class="filters">' in page
+    assert '<section class="statement">' in page and "<header>" in page
+    sheet = re.search(r'<link rel="stylesheet" href="([^"]+)">', page)
+    assert sheet is not None
+    answer = client.get(sheet.group(1))
+    css = answer.get_data(as_text=True)
+    answer.close()
+    printed = css[css.index("@media print {") + len("@media print {"):]
+    printed = printed[:printed.index("\n}\n")]
+    rules = dict(re.findall(r"^\s*([^{}\n]+?)\s*\{([^}]*)\}", printed, re.M))
+    hidden = rules["header, form.filters, .flash, a.button"]
+    assert "display: none" in hidden
+    assert "display: table-row" in rules["table.cards tr"]
+    assert "display: table-cell" in rules["table.cards td"]
+    assert "content: none" in rules["table.cards td[data-label]::before"]

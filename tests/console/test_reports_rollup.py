@@ -8,14 +8,14 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
 from passerelle.portal.console.reports import build
 from passerelle.radius import admin, reports_rollup, reports_sums
 from passerelle.radius.db import transaction
-from passerelle.radius.models import CompanyNetwork, Radacct, ReportDay
+from passerelle.radius.models import CompanyNetwork, Radacct, ReportDay, ReportMonthDone
 from passerelle.radius.report_queries import Limits
 from passerelle.radius.reports import Range
 
@@ -219,3 +219,108 @@ def test_the_command(db_url: str, factory: sessionmaker[DB],
     assert "day(s): 2026-11-20 to " in capsys.readouterr().out
     with transaction(factory) as db:
         assert reports_rollup.rolled(db)[0] == date(2026, 11, 9)  # type: ignore[index]
+
+
+def _season(factory: sessionmaker[DB]) -> dict[str, int]:
+    """The week's network, and sessions from 20 January to 10 April 2027:
+    bob's nights across the ends of January and February (Brussels is UTC+1
+    in winter), alice at two sites on one day of February and with two
+    devices at once in March, dave moved from Acme to Globex on 15 March."""
+    ids = _week(factory)
+    with transaction(factory) as db:
+        # alice's session left open at Lux ends that day.
+        db.execute(update(Radacct).where(Radacct.acctstoptime.is_(None))
+                   .values(acctstoptime=_at(15, 16)))
+        for n, (login, site, start, stop) in enumerate([
+                ("bob", "Axis", datetime(2027, 1, 20, 8), datetime(2027, 1, 20, 9)),
+                ("bob", "Axis", datetime(2027, 1, 31, 20), datetime(2027, 2, 1, 2)),
+                ("bob", "Axis", datetime(2027, 2, 28, 22), datetime(2027, 3, 1, 1)),
+                ("alice", "Axis", datetime(2027, 2, 10, 8), datetime(2027, 2, 10, 10)),
+                ("alice", "Lux", datetime(2027, 2, 10, 14), datetime(2027, 2, 10, 15)),
+                ("alice", "Axis", datetime(2027, 3, 3, 8), datetime(2027, 3, 3, 12)),
+                ("alice", "Axis", datetime(2027, 3, 3, 11), datetime(2027, 3, 3, 13)),
+                ("dave", "Axis", datetime(2027, 3, 10, 9), datetime(2027, 3, 10, 10)),
+                ("dave", "Axis", datetime(2027, 3, 20, 9), datetime(2027, 3, 20, 11)),
+                ("carol", "Lux", datetime(2027, 4, 1, 9), datetime(2027, 4, 1, 12)),
+                ("carol", "Lux", datetime(2027, 4, 10, 21), datetime(2027, 4, 11, 3))],
+                start=100):
+            _add(db, n, login, site, start, stop, ids)
+    return ids
+
+
+def _move_dave(factory: sessionmaker[DB], now: datetime, ids: dict[str, int]) -> None:
+    """Roll up to the 14th of March, then move dave to Globex: his days
+    after it are rolled up under his new company."""
+    with transaction(factory) as db:
+        reports_rollup.refresh(db, now)
+        admin.set_person(db, "dave@x.example", admin.PersonChanges(company="Globex"))
+
+
+SEASON = Range(date(2027, 1, 20), date(2027, 4, 10))
+
+
+def test_whole_months_come_from_the_monthly_grain(factory: sessionmaker[DB]) -> None:
+    """A range of a partial month, two whole months and a partial month
+    reads the same from the sessions, from the days and from the months."""
+    ids = _season(factory)
+    now = datetime(2027, 4, 20, 12)
+    scopes = [Limits(), Limits(company=ids["Acme"]), Limits(site=1), Limits(network=2),
+              Limits(chosen_company=ids["Globex"], sites=frozenset({1})),
+              Limits(person=ids["alice"])]
+    spans = [SEASON, Range(date(2027, 2, 1), date(2027, 3, 31)),
+             Range(date(2027, 1, 31), date(2027, 3, 1)), Range(date(2027, 2, 1),
+                                                               date(2027, 2, 28))]
+    with transaction(factory) as db:
+        live = {(n, m): _tables(db, limits, span, now) for n, limits in enumerate(scopes)
+                for m, span in enumerate(spans)}
+    with transaction(factory) as db:
+        reports_rollup.refresh(db, now)
+        # From the first session's day (the 10th of January): January is not whole.
+        assert reports_rollup.months_held(db) == {date(2027, 2, 1), date(2027, 3, 1)}
+        assert reports_rollup.by_month(db, SEASON) == (
+            [Range(date(2027, 2, 1), date(2027, 2, 28)),
+             Range(date(2027, 3, 1), date(2027, 3, 31))],
+            [Range(date(2027, 1, 20), date(2027, 1, 31)),
+             Range(date(2027, 4, 1), date(2027, 4, 10))])
+    with transaction(factory) as db:
+        for (n, m), expected in live.items():
+            assert _tables(db, scopes[n], spans[m], now) == expected, (scopes[n], spans[m])
+        src = _source(db, span=SEASON, now=now)
+        # By hand. Sessions with time in the range: the 11 above (carol's
+        # last begins at 23:00 on the 10th of April in Luxembourg, UTC+2).
+        assert reports_sums.session_count(db, src) == 11
+        top = {i.login.split("@")[0]: (i.days, i.sessions, i.connected)
+               for i in reports_sums.intensive(db, src, 10)}
+        # alice: the 10th of February at two sites is one day; her two
+        # devices of 3 March once (08:00-13:00 UTC).
+        assert top["alice"] == (2, 4, 3 * H + 5 * H)
+        # bob: 20 Jan, 31 Jan (21:00-24:00 local), 1 Feb (00:00-03:00), 28 Feb
+        # (23:00-24:00), 1 Mar (00:00-02:00): 5 days, 3 sessions, 9 hours.
+        assert top["bob"] == (5, 3, 1 * H + 6 * H + 3 * H)
+        _, total = reports_sums.working_time(db, src)
+        # alice 2, bob 5, dave 2, carol 2 (1 April, 10 April: 23:00-24:00).
+        assert total == 11
+
+
+def test_a_company_change_within_a_month_is_kept(factory: sessionmaker[DB]) -> None:
+    """Day rows keep the company a person had when rolled up; the month
+    adds them up as they are, so the use per company is the days' own."""
+    ids = _season(factory)
+    now = datetime(2027, 4, 20, 12)
+    _move_dave(factory, datetime(2027, 3, 15, 18), ids)
+    spans = [SEASON, Range(date(2027, 3, 1), date(2027, 3, 31))]
+    with transaction(factory) as db:
+        reports_rollup.refresh(db, now)
+        assert date(2027, 3, 1) in reports_rollup.months_held(db)
+        rows = {(u.company, u.site): (u.people, u.sessions, u.seconds)
+                for u in reports_sums.use(db, _source(db, span=spans[1], now=now), {})}
+    assert rows[("Acme", "Axis")] == (2, 3, 5 * H + 1 * H)  # alice, dave on the 10th
+    # bob's night (00:00-02:00 on 1 March), dave on the 20th.
+    assert rows[("Globex", "Axis")] == (2, 2, 2 * H + 2 * H)
+    with transaction(factory) as db:
+        # The same from the days alone: forget the months, read again.
+        months = {m: _tables(db, Limits(), span, now) for m, span in enumerate(spans)}
+        db.execute(delete(ReportMonthDone))
+    with transaction(factory) as db:
+        for m, span in enumerate(spans):
+            assert _tables(db, Limits(), span, now) == months[m]

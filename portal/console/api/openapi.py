@@ -232,9 +232,10 @@ def document() -> dict[str, Any]:
                     ("200", "A page of people", "People"), (404,),
                     [*PAGE, _query("company", EXTERNAL, "Only this company's people")]),
                 "put": _operation(
-                    "Create or update people by external id, each on its own",
+                    "Create or update people by external id, each on its own (a company "
+                    "token: its company's people only)",
                     ("200", "What became of each item, in order", "PeopleResult"),
-                    (413, 415), None, "PeopleInput", roles="partner")},
+                    (413, 415), None, "PeopleInput")},
             "/api/v1/people/{ext}": {"get": _operation(
                 "One person, with their credit left", ("200", "The person", "Person"),
                 (404,), [_path("ext")])},

@@ -193,15 +193,23 @@ def person_item(item: object) -> PersonItem:
         password=_string(item, "password"), active=item.get("active"), language=language)
 
 
-def _apply_person(db: DB, item: PersonItem) -> bool:
-    """Create or update one person by the data rules; True when created."""
+def _apply_person(db: DB, scope: Scope, item: PersonItem) -> bool:
+    """Create or update one person by the data rules; True when created.
+    A company token's items stay within its company: another company's
+    person, or a move to another company, is "not found"; a person it
+    creates without ``company`` is its company's."""
     company_name = None
     if item.company is not None:
-        company = db.scalar(select(Company).where(Company.external_id == item.company))
-        if company is None:
-            raise not_found(f"company {item.company!r}")
+        company = find_company(db, scope, item.company)
         company_name = company.name
     found = db.scalar(select(Person).where(Person.external_id == item.external_id))
+    if found is not None and scope.company is not None and found.company_id != scope.company:
+        raise not_found(f"person {item.external_id!r}")
+    if found is None and company_name is None and scope.company is not None:
+        own = db.get(Company, scope.company)
+        if own is None:
+            raise not_found("the token's company")
+        company_name = own.name
     try:
         if found is None:
             if item.login is None or company_name is None or item.password is None:
@@ -221,7 +229,7 @@ def _apply_person(db: DB, item: PersonItem) -> bool:
         raise invalid(str(exc)) from None
 
 
-def put_people(db: DB, items: object) -> dict[str, Any]:
+def put_people(db: DB, scope: Scope, items: object) -> dict[str, Any]:
     """A malformed call is refused whole (400); then each item on its own (a
     savepoint each): one item the data rules refuse does not stop the
     others, and the answer says what became of each, in order."""
@@ -240,7 +248,7 @@ def put_people(db: DB, items: object) -> dict[str, Any]:
     for item in shaped:
         try:
             with db.begin_nested():
-                created = _apply_person(db, item)
+                created = _apply_person(db, scope, item)
         except ApiError as exc:
             counts["failed"] += 1
             results.append({"external_id": item.external_id, "result": "failed",

@@ -146,7 +146,7 @@ def put_people() -> Response:
     data = inputs.body()
     inputs.unknown_keys(data, {"people"})
     with transaction(console().factory) as db:
-        reply = ops.put_people(db, data.get("people"))
+        reply = ops.put_people(db, scope(), data.get("people"))
     log.info("api: token %s upserted people: %d created, %d updated, %d failed",
              g.caller.name, reply["created"], reply["updated"], reply["failed"])
     return jsonify(reply)
