@@ -227,9 +227,14 @@ class Daemon:
     def sweep(self) -> None:
         """Read the kernel's counters, then let the clock speak."""
         now = self.clock()
+        # Only the sessions open before the kernel was read: one checked in
+        # meanwhile is not in the listing, and putting it "back" would
+        # replace its entries (and lose its first packets' counts).
+        with self._lock:
+            listed = set(self._open)
         in_kernel = {(c.mac, c.ipv4): c for c in self.firewall.clients()}
         with self._lock:
-            for session in list(self._open.values()):
+            for session in [s for s in self._open.values() if s.session_id in listed]:
                 entry = in_kernel.get((session.mac, session.ipv4))
                 if entry is not None:
                     session = sm.observe(session, _counters(entry), now)

@@ -171,7 +171,7 @@ class AcceptAtOnce(RadiusClient):
                          NasIdentity("bench-gw", "203.0.113.2"))
 
     def authenticate(self, login: str, password: str, *, mac: str, ipv4: str,
-                     chap: bool = False) -> AuthResult:
+                     chap: bool = False, key_id: int | None = None) -> AuthResult:
         return AuthResult(accepted=True, session_timeout=SESSION_TIMEOUT, idle_timeout=900,
                           interim_interval=300, class_=b"bench")
 
