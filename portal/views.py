@@ -253,13 +253,7 @@ def check_in() -> BaseResponse:
         # the centre is slow) and must not hold up the probes meanwhile.
         granted = _retried(p.control.check_in, ip, login, form.password.data or "")
     except ControlError as exc:
-        refusal = exc.refusal
-        if refusal is Refusal.address_taken:
-            raise Taken from None
-        if refusal is None and exc.status >= 500:
-            log.warning("control: check-in %s: %s %s", ip, exc.code, exc)
-            raise Unavailable from None
-        refusal = refusal or Refusal.rejected  # a code this portal does not know
+        refusal = _refusal(exc, f"check-in {ip}")
         if refusal.attempt:
             p.by_mac.failed(mac_key, now)
             p.by_login.failed(login_key, now)
@@ -508,13 +502,7 @@ def check_in_key() -> BaseResponse:
         # It waits for the centre: not among the quick calls.
         granted = _retried(p.control.check_in_by_key, ip)
     except ControlError as exc:
-        refusal = exc.refusal
-        if refusal is Refusal.address_taken:
-            raise Taken from None
-        if refusal is None and exc.status >= 500:
-            log.warning("control: check-in by key %s: %s %s", ip, exc.code, exc)
-            raise Unavailable from None
-        refusal = refusal or Refusal.rejected
+        refusal = _refusal(exc, f"check-in by key {ip}")
         log.info("check-in by key from %s refused: %s", ip, exc.code)
         # The ordinary form, with the reason: a password still works.
         return page("refused.html", refusal.status, title=_("Check-in refused"),
@@ -525,3 +513,14 @@ def check_in_key() -> BaseResponse:
     browser["session_id"] = str(granted.get("session_id", ""))
     log.info("check-in by key of %s from %s (%s)", granted.get("login"), ip, client.get("mac"))
     return redirect(url_for("portal.welcome", to=form.to.data or None), 303)
+
+
+def _refusal(exc: ControlError, what: str) -> Refusal:
+    """The refusal a check-in's ControlError carries; the address of
+    another device and a daemon that cannot answer are pages of their own."""
+    if exc.refusal is Refusal.address_taken:
+        raise Taken from None
+    if exc.refusal is None and exc.status >= 500:
+        log.warning("control: %s: %s %s", what, exc.code, exc)
+        raise Unavailable from None
+    return exc.refusal or Refusal.rejected  # a code this portal does not know
