@@ -132,8 +132,12 @@ _DECODERS: dict[str, Callable[[bytes], Any]] = {
 }
 
 
+_U32 = struct.Struct("!I")
+_NUMBERS = ("integer", "date")
+
+
 def _enc_u32(value: Any) -> bytes:
-    return struct.pack("!I", int(value))
+    return _U32.pack(int(value))
 
 
 def _enc_text(value: Any) -> bytes:
@@ -159,6 +163,9 @@ class Spec:
     decode: Callable[[bytes], Any]
 
     def encode(self, value: Any, tag: int = 0) -> bytes:
+        if value.__class__ is int and not self.tagged and self.type in _NUMBERS:
+            # The commonest case (Session-Timeout, counters): no name to look up.
+            return _U32.pack(value)
         if isinstance(value, str) and self.type == "integer":
             try:
                 value = self.values[value]
@@ -340,18 +347,20 @@ def _vendor(value: bytes) -> list[Raw]:
 def encode_attributes(attrs: Iterable[Raw]) -> bytes:
     out = bytearray()
     for key, value in attrs:
-        if isinstance(key, tuple) and len(key) == 3:
+        if key.__class__ is not tuple:  # a standard attribute: most of them
+            if len(value) > 253:
+                raise ValueError(f"attribute {key} of {len(value)} octets (at most 253)")
+            out.append(key)
+            out.append(len(value) + 2)
+            out += value
+        elif len(key) == 3:
             out += _evs_fragments(key[1], key[2], value)
-        elif isinstance(key, tuple):
+        else:
             vendor, sub = key
             if len(value) > 247:
                 raise ValueError(f"vendor attribute {key} of {len(value)} octets")
             out += bytes([VENDOR_SPECIFIC, len(value) + 8]) + vendor.to_bytes(4, "big")
             out += bytes([sub, len(value) + 2]) + value
-        else:
-            if len(value) > 253:
-                raise ValueError(f"attribute {key} of {len(value)} octets (at most 253)")
-            out += bytes([key, len(value) + 2]) + value
     return bytes(out)
 
 
@@ -367,6 +376,29 @@ def _evs_fragments(vendor: int, sub: int, value: bytes) -> bytes:
         flags = MORE if i < len(chunks) - 1 else 0
         out += bytes([LONG_EXTENDED_5, len(chunk) + 4, EVS, flags]) + chunk
     return bytes(out)
+
+
+# HMAC-MD5 (RFC 2104) with the key's two padded blocks hashed once per
+# secret: hmac.new() sets them up again for every packet, which cost as much
+# as the hashing of the packet itself.
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+@lru_cache(maxsize=1024)
+def _hmac_md5_states(secret: bytes) -> tuple[Any, Any]:
+    key = hashlib.md5(secret).digest() if len(secret) > 64 else secret
+    key = key.ljust(64, b"\0")
+    return hashlib.md5(key.translate(_IPAD)), hashlib.md5(key.translate(_OPAD))
+
+
+def hmac_md5(secret: bytes, data: bytes) -> bytes:
+    """HMAC-MD5 of ``data`` (Message-Authenticator, RFC 3579 section 3.2)."""
+    inner, outer = _hmac_md5_states(secret)
+    inner, outer = inner.copy(), outer.copy()
+    inner.update(data)
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 # How the authenticator field of a packet we send is made.
@@ -394,7 +426,7 @@ def build(code: int, identifier: int, attrs: Sequence[Raw], secret: bytes, *, ki
     head = struct.pack("!BBH", code, identifier, length)
     field = bytes(16) if kind == ZEROED else authenticator
     if with_ma:
-        mac = hmac.new(secret, head + field + body, "md5").digest()
+        mac = hmac_md5(secret, head + field + body)
         body = body[:2] + mac + body[18:]
     if kind == RANDOM:
         return head + authenticator + body
@@ -425,7 +457,7 @@ def check_message_authenticator(pkt: Packet, secret: bytes, authenticator: bytes
         return False
     data = pkt.data
     zeroed = data[:4] + authenticator + data[20:at] + bytes(16) + data[at + 16:]
-    mac = hmac.new(secret, zeroed, "md5").digest()
+    mac = hmac_md5(secret, zeroed)
     return hmac.compare_digest(mac, data[at:at + 16])
 
 
@@ -475,7 +507,9 @@ def new_salts(count: int) -> list[bytes]:
     section 3.5)."""
     salts: list[bytes] = []
     while len(salts) < count:
-        salt = (0x8000 | secrets.randbelow(0x8000)).to_bytes(2, "big")
+        # Two random octets, the top bit set: 15 random bits, as RFC 2868 asks.
+        raw = secrets.token_bytes(2)
+        salt = bytes((raw[0] | 0x80, raw[1]))
         if salt not in salts:
             salts.append(salt)
     return salts

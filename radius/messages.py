@@ -248,10 +248,13 @@ _KEY.update(EVS5_KEYS)
 # Ruckus-DPSK-Params sub-attributes (type, length, value): AKM suite, ANonce, EAPoL-Key.
 _RUCKUS_AKM, _RUCKUS_ANONCE, _RUCKUS_EAPOL = 1, 3, 4
 _VLAN, _IEEE_802 = 13, 6  # Tunnel-Type and Tunnel-Medium-Type (RFC 3580 section 3.31)
+_VLAN_TUNNEL = (_C.raw("Tunnel-Type:1", _VLAN), _C.raw("Tunnel-Medium-Type:1", _IEEE_802))
 _NOT_IN_ACCOUNTING = ("User-Password", "CHAP-Password", "Reply-Message", "State")
 _MA = _KEY["Message-Authenticator"]
 # By class: attribute key -> (field, decoder, attribute name) of its plain fields.
 _PLANS: dict[type, dict[Key, tuple[str, Callable[[bytes], Any], str]]] = {}
+# By class: (field, attribute key, encoder) of its plain fields, in order.
+_ENCODINGS: dict[type, tuple[tuple[str, Key, Callable[[Any], bytes]], ...]] = {}
 
 
 def _new_id() -> int:
@@ -334,11 +337,10 @@ class _Message:
 
     def _attributes(self, secret: bytes, request_authenticator: bytes) -> list[Raw]:
         out = []
-        for name, attribute in self.PLAIN:
+        for name, key, encode in _ENCODINGS[type(self)]:
             value = getattr(self, name)
             if value is not None:
-                spec = _C.spec(attribute)
-                out.append((spec.key, spec.encode(value)))
+                out.append((key, encode(value)))
         return out
 
 
@@ -709,8 +711,7 @@ class AccessAccept(_Reply):
             out.append((_KEY["Tunnel-Password"],
                         hide_tunnel_password(key, secret, request_authenticator, salt)))
         if self.vlan is not None:
-            out += [_C.raw("Tunnel-Type:1", _VLAN), _C.raw("Tunnel-Medium-Type:1", _IEEE_802),
-                    _C.raw("Tunnel-Private-Group-Id:1", str(self.vlan))]
+            out += [*_VLAN_TUNNEL, _C.raw("Tunnel-Private-Group-Id:1", str(self.vlan))]
         out += [_C.raw("Cisco-AVPair", pair) for pair in self.cisco_avpairs]
         if self.aruba_mpsk_passphrase is not None:
             salt = new_salts(1)[0]
@@ -841,6 +842,7 @@ for _cls in (*_REQUESTS.values(), *_REPLIES.values()):
     for _field, _attribute in _cls.PLAIN:
         assert _field in _names, (_cls, _field)
     _PLANS[_cls] = {_C.spec(a).key: (f, _C.spec(a).decode, a) for f, a in _cls.PLAIN}
+    _ENCODINGS[_cls] = tuple((f, _C.spec(a).key, _C.spec(a).encode) for f, a in _cls.PLAIN)
 
 
 def decode_request(datagram: bytes, secret: bytes) -> Request:
