@@ -227,7 +227,7 @@ def session_record(request: AccountingRequest, received: datetime) -> Record | N
             request.connect_info[:64]
     cause = request.terminate_cause
     return Record(
-        status=Status(status),
+        status=status if isinstance(status, Status) else Status(status),
         session_id=request.session_id[:64],
         event_time=event_time(request, received),
         username=(request.user_name or "")[:253],

@@ -15,7 +15,9 @@ person no longer allowed, disappears from the box at its next pull.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -125,13 +127,60 @@ def forget(db: DB, person_id: int) -> None:
         db.delete(key)
 
 
+OPENED_REMEMBERED = 16384  # opened keys a worker keeps (a few MB at most)
+
+
+class Opened:
+    """The Wi-Fi keys opened lately, by their sealed text: opening one
+    (Fernet: an HMAC and an AES decryption) was a tenth of an accept's CPU,
+    and a person checks in again and again with the same key.
+
+    Bounded, the least recently used forgotten first. A rotated key is a new
+    row with a new sealed text, so it is never answered from here; another
+    server key (its file changed) empties the cache. Batches run in two
+    threads: hence the lock."""
+
+    def __init__(self, size: int = OPENED_REMEMBERED) -> None:
+        self.size = size
+        self._server_key = b""
+        self._clear: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def open(self, sealed: str, server_key: bytes, fernet: Callable[[], Fernet]) -> str | None:
+        """The clear key, or None when it does not open with ``server_key``
+        (``fernet()`` gives that key ready to decrypt, made only on a miss)."""
+        with self._lock:
+            if server_key != self._server_key:
+                self._clear.clear()
+                self._server_key = server_key
+            clear = self._clear.get(sealed)
+            if clear is not None:
+                self._clear.move_to_end(sealed)
+                return clear
+        clear = passwords.open_sealed(sealed, fernet())
+        if clear is None:
+            return None
+        with self._lock:
+            if server_key == self._server_key:
+                self._clear[sealed] = clear
+                if len(self._clear) > self.size:
+                    self._clear.popitem(last=False)
+        return clear
+
+
+_OPENED = Opened()
+
+
 class ForBatch:
     """The keys of the people of one batch of Access-Requests: read in one
-    query, opened only for those accepted, issued for a first check-in."""
+    query, opened only for those accepted (or found among those opened
+    lately, ``Opened``), issued for a first check-in."""
 
-    def __init__(self, db: DB, person_ids: Iterable[int], now: datetime) -> None:
+    def __init__(self, db: DB, person_ids: Iterable[int], now: datetime,
+                 opened: Opened | None = None) -> None:
         self.db = db
         self.now = now
+        self._opened = opened or _OPENED
         wanted = set(person_ids)
         # Sealed as stored: opened for the people accepted only (a
         # decryption each), not for every login of the batch.
@@ -139,6 +188,7 @@ class ForBatch:
         self._issued: dict[int, str] = {}  # made in this batch (first check-ins)
         # The server key read once a batch, not once an accept: reading its
         # file cost twice the decryption (about 80 of 110 us an accept).
+        self._key_text: bytes | None = None
         self._key: Fernet | None = None
         if wanted:
             self._sealed = {int(p): str(k) for p, k in db.execute(
@@ -149,9 +199,9 @@ class ForBatch:
     def passphrase(self, person_id: int, site_id: int) -> str:
         sealed = self._sealed.get(person_id)
         if sealed is not None:
-            if self._key is None:
-                self._key = passwords.server_key()
-            clear = passwords.open_sealed(sealed, self._key)
+            if self._key_text is None:
+                self._key_text = passwords.server_key_text()
+            clear = self._opened.open(sealed, self._key_text, self._fernet)
             if clear is None:
                 raise UserError(f"the personal key of person {person_id} does not open with "
                                 f"the server key {passwords.key_path()}")
@@ -161,6 +211,12 @@ class ForBatch:
             issued = self._issued[person_id] = issue_if_missing(
                 self.db, person_id, self.now, site_id).passphrase
         return issued
+
+    def _fernet(self) -> Fernet:
+        if self._key is None:
+            assert self._key_text is not None
+            self._key = Fernet(self._key_text)
+        return self._key
 
 
 # --- the boxes' pull ----------------------------------------------------------
@@ -215,7 +271,7 @@ def for_site(db: DB, site_id: int, since: int) -> Pull:
                 sorted(keys, key=lambda k: int(k["id"])))
 
 
-__all__ = ["ForBatch", "Pull", "current", "for_site", "forget",
+__all__ = ["ForBatch", "Opened", "Pull", "current", "for_site", "forget",
            "issue_if_missing", "private_ssid", "revoke", "rotate", "set_private_ssid"]
 
 

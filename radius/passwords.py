@@ -54,6 +54,12 @@ def server_key() -> Fernet:
 
     Every central RADIUS host must share it (copy the file or set
     ``PASSERELLE_KEY_FILE``)."""
+    return Fernet(server_key_text())
+
+
+def server_key_text() -> bytes:
+    """The server key as its file holds it (made on first use): what
+    server_key() opens, and what tells one key from another."""
     path = key_path()
     if not path.exists():
         # Only its owner may list the directory beside the key (0700).
@@ -61,7 +67,7 @@ def server_key() -> Fernet:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
         with os.fdopen(fd, "wb") as f:
             f.write(Fernet.generate_key())
-    return Fernet(path.read_bytes().strip())
+    return path.read_bytes().strip()
 
 
 def seal(clear: str, key: Fernet | None = None) -> str:

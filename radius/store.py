@@ -149,7 +149,7 @@ def _account(row: Any) -> Account:
             company_status=row.status.value,
             company_payment=row.payment.value,
             categories=row.categories,
-            services=frozenset(s.strip() for s in row.services.split(",") if s.strip()),
+            services=_services(row.services),
             balance=int(row[-1] or 0),
             max_session=row.max_session,
             bandwidth_up=row.bandwidth_up,
@@ -158,6 +158,12 @@ def _account(row: Any) -> Account:
             max_sessions=row.max_sessions,
         ),
     )
+
+
+@lru_cache(maxsize=1024)
+def _services(text: str) -> frozenset[str]:
+    # A company's list, the same for each of its people: split once.
+    return frozenset(s.strip() for s in text.split(",") if s.strip())
 
 
 def among(db: DB, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
@@ -264,6 +270,20 @@ def fetch_pg(db: DB, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...
         cur.execute(_psycopg_sql(sql), params)
         # (Not cur.description: building it is the cost avoided here.)
         return cur.fetchall()
+
+
+def text_array(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of texts (``{"a","b"}``), for a parameter
+    cast to TEXT[]: one text that psycopg sends as it is, where a list is
+    dumped element by element in Python (2-3 % of an accounting batch's
+    CPU for its session ids). Every element quoted, ``\\`` and ``"`` escaped."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for v in values) + "}"
+
+
+def integer_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers (``{1,2}``), as text_array."""
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
 @lru_cache(maxsize=128)
@@ -534,7 +554,8 @@ def _lock_pg(db: DB, uids: set[str], classes: set[str]
     person the Class tells (see _people_for)."""
     rows: dict[str, dict[str, Any]] = {}
     known: dict[str, int] = {}
-    for row in fetch_pg(db, _lock_sql(), {"uids": sorted(uids), "classes": sorted(classes)}):
+    for row in fetch_pg(db, _lock_sql(), {"uids": text_array(sorted(uids)),
+                                          "classes": text_array(sorted(classes))}):
         k_class, k_person = row[-2], row[-1]
         if k_class is None:
             session = dict(zip(_RADACCT_NAMES, row, strict=False))
@@ -600,7 +621,8 @@ def _write_sessions_pg(db: DB, writes: _Writes, ids: dict[str, int], people: set
         _ledger_lines(writes.charges, known, now), writes.charges, strict=True)]
     params = {"created": rows_json(list(writes.created.values())),
               "updated": rows_json(updates), "lines": rows_json(lines),
-              "people": sorted(people), **_revoke_params(writes.closing, now)}
+              "people": integer_array(sorted(people)),
+              **_revoke_params(writes.closing, now)}
     new_ids: dict[str, int] = {}
     before: dict[int, int] = {}
     for kind, key, total, uid in fetch_pg(db, _sessions_sql(tuple(writable)), params):
