@@ -347,7 +347,7 @@ def _vendor(value: bytes) -> list[Raw]:
 def encode_attributes(attrs: Iterable[Raw]) -> bytes:
     out = bytearray()
     for key, value in attrs:
-        if key.__class__ is not tuple:  # a standard attribute: most of them
+        if isinstance(key, int):  # a standard attribute: most of them
             if len(value) > 253:
                 raise ValueError(f"attribute {key} of {len(value)} octets (at most 253)")
             out.append(key)

@@ -283,7 +283,7 @@ def _maker(cls: type) -> Callable[..., Any]:
         lines.append(f"    _set_{f.name}(obj, {f.name})")
     source = (f"def make(*, {', '.join(params)}):\n    obj = _new(_cls)\n"
               + "\n".join(lines) + "\n    return obj\n")
-    exec(source, env)  # noqa: S102 - our own field names, as dataclasses does
+    exec(source, env)  # our own field names only, as dataclasses does
     return cast(Callable[..., Any], env["make"])
 
 

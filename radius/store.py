@@ -214,13 +214,18 @@ def rows_json(rows: list[dict[str, Any]]) -> str:
     One parameter serialised in C instead of an array per column that
     psycopg dumps element by element in Python (the largest item of the
     accounting batch's profile). Times are naive UTC, in ISO 8601."""
-    return json.dumps(rows, default=_json_value, separators=(",", ":"))
+    return _ROWS_JSON.encode(rows)
 
 
 def _json_value(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+# Made once (json.dumps makes an encoder per call when given options); rows
+# of plain values hold no cycle to look for.
+_ROWS_JSON = json.JSONEncoder(default=_json_value, separators=(",", ":"), check_circular=False)
 
 
 def _columns(names: tuple[str, ...]) -> str:
