@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session as DB
 
 from passerelle.errors import UserError
 
-from . import keys, ledger, logins, passwords, reach
+from . import codec, keys, ledger, logins, passwords, reach
 from .models import (
     AuthLog,
     Company,
@@ -40,11 +40,9 @@ from .models import (
     WifiKey,
 )
 
-# RADIUS carries a User-Password of at most 128 octets (RFC 2865 §5.2).
-MAX_PASSWORD_OCTETS = 128
-# RFC 2865 §3: a shared secret should be at least 16 octets; §5.2 hides the
-# User-Password with it, so a short one is guessed offline from one request.
-MIN_SECRET_OCTETS = 16
+# What RADIUS can carry and what keeps it safe (the rules live in the codec).
+MAX_PASSWORD_OCTETS = codec.MAX_PASSWORD
+MIN_SECRET_OCTETS = codec.MIN_SECRET
 MAX_SECRET_OCTETS = 128
 # The ranges numbers must fit, checked before any SQL: an Integer column is
 # PostgreSQL's 32-bit integer (SQLite would take more, then fail in Python),

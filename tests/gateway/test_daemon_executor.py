@@ -30,7 +30,7 @@ state_dir = "state"
 
 [[radius.servers]]
 host = "192.0.2.10"
-secret = "s3cret"
+secret = "s3cret-for-tests"
 """
 MACHINE = Interfaces(default_route_if="wan0", up=("wan0", "lan0"),
                      ipv4={"wan0": ("203.0.113.2/24",), "lan0": ("198.51.100.1/24",)})
