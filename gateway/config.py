@@ -34,7 +34,7 @@ from .ap_dae import DAE_PORT
 from .ap_server import AccessPoint, Vendor
 from .dnsmasq import DhcpPlan, check_domain, render, render_captive
 from .joins import KeyIsIdentity
-from .nft import CAPTIVE_DNS_PORT, CAPTIVE_DNS_RATE, PRIVATE4, PRIVATE6, Plan, wan_ports
+from .nft import CAPTIVE_DNS_PORT, CAPTIVE_DNS_RATE, PRIVATE4, PRIVATE6, FirewallPlan, wan_ports
 from .radclient import RadiusServer
 from .vlan import Vlan, check_apart, parse_ids, scheme, vlan_of
 
@@ -294,7 +294,7 @@ def _private_range(interfaces: Interfaces, wan_if: str) -> Callable[[str], None]
 
 
 def _wan_service(value: str) -> None:
-    wan_ports(Plan("lan", "wan", "192.0.2.1", wan_open=(value,)))
+    wan_ports(FirewallPlan("lan", "wan", "192.0.2.1", wan_open=(value,)))
 
 
 def _ip(value: str) -> str:
@@ -776,13 +776,13 @@ def _vlans(table: _Table, lan_if: str, lan: ipaddress.IPv4Interface, wan_if: str
     return tuple(found)
 
 
-def firewall_plan(config: Config) -> Plan:
+def firewall_plan(config: Config) -> FirewallPlan:
     garden4 = tuple(a for a in config.garden_addresses
                     if ipaddress.ip_network(a, strict=False).version == 4)
     garden6 = tuple(a for a in config.garden_addresses
                     if ipaddress.ip_network(a, strict=False).version == 6)
     box6 = str(config.lan_address6.ip) if config.lan_address6 else None
-    return Plan(lan_if=config.lan_if, wan_if=config.wan_if, box_ipv4=config.box_ipv4,
+    return FirewallPlan(lan_if=config.lan_if, wan_if=config.wan_if, box_ipv4=config.box_ipv4,
                 box_ipv6=box6,
                 portal_http_port=config.portal_http_port,
                 portal_https_port=config.portal_https_port,

@@ -113,7 +113,7 @@ def _checked_in(rig: Rig) -> Session:
 
 def test_spool_then_table_then_kernel(rig: Rig) -> None:
     session = _checked_in(rig)
-    # sm.check_in lists Allow before Account: the executor still spools first.
+    # sm.check_in lists Allow before SendRecord: the executor still spools first.
     assert rig.effects == ["spool Start", "table open", "kernel allow 198.51.100.10 3600",
                            "wake spool"]
     rig.effects.clear()
