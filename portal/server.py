@@ -22,6 +22,7 @@ Two ways to run: ``serve()`` makes this process the arbiter until SIGTERM
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
 import logging
 import os
@@ -64,6 +65,7 @@ log = logging.getLogger("passerelle.portal")
 
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux; Python 3.11 lacks the name
 BACKLOG = 128  # connections the kernel holds while the worker is at MAX_CONNECTIONS
+PR_SET_PDEATHSIG = 1  # prctl(2)
 STALE = 10.0  # seconds without the worker's heartbeat before the watchdog goes unfed
 GRACE = 5  # seconds a stop waits for the requests being served
 
@@ -277,7 +279,8 @@ class Server:
         self._application({}).run()
 
     def start(self, timeout: float = 10.0) -> None:
-        """Serve from a forked arbiter; back once its worker serves."""
+        """Serve from a forked arbiter; back once its worker serves. The
+        arbiter ends with the calling thread: call it from the main one."""
         ready_r, ready_w = os.pipe()
 
         def ready(worker: Any) -> None:
@@ -286,11 +289,13 @@ class Server:
                 os.write(ready_w, b"!")
 
         application = self._application({"post_worker_init": ready})
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the arbiter, and (by gunicorn's fork) its worker
             code = 1
             try:
                 os.close(ready_r)
+                _end_with(parent)
                 application.run()
                 code = 0
             except SystemExit as end:
@@ -332,6 +337,16 @@ class Server:
         """Close this process's copies of the sockets."""
         for s in self.sockets:
             s.close()
+
+
+def _end_with(parent: int) -> None:
+    """SIGTERM to this forked arbiter when the thread that forked it ends: a
+    demo killed before it could stop its console leaves no server behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG): %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent:  # gone already, before prctl
+        os._exit(0)
 
 
 def bind(app: Flask, listeners: Sequence[Listener], tls: ssl.SSLContext | None = None,
