@@ -123,15 +123,17 @@ class _Reads:
         deadline = self._conn.head_deadline
         if deadline is None:
             sock.settimeout(TIMEOUT)
-            return bytes(sock.recv(size))
+            data: bytes = sock.recv(size)
+            return data
         left = deadline - time.monotonic()
         if left <= 0:
             return b""
         sock.settimeout(min(left, TIMEOUT))
         try:
-            return bytes(sock.recv(size))
+            data = sock.recv(size)
         except TimeoutError:
             return b""
+        return data
 
     # gunicorn's body drain bounds its reads with these.
     def gettimeout(self) -> float | None:

@@ -200,7 +200,8 @@ class _Application(BaseApplication):
             "keepalive": KEEPALIVE,
             "timeout": 30,  # the worker's loop silent that long: restarted
             "graceful_timeout": GRACE,
-            "limit_request_line": 4094,
+            # gunicorn's most: a captive client's long URL still gets its redirect.
+            "limit_request_line": 8190,
             "limit_request_fields": 50,
             "limit_request_field_size": 8190,
             "sendfile": False,  # never on TLS; our pages are small

@@ -378,3 +378,18 @@ def test_a_tls_listener_needs_a_context(app: Flask) -> None:
 def test_the_command_refuses_a_name_to_listen_on() -> None:
     refused = CliRunner().invoke(portal_cli.portal, ["run", "--listen", "portal.test"])
     assert refused.exit_code == 2 and "is not an IP address" in refused.output
+
+
+def test_a_stop_does_not_wait_for_idle_connections(app: Flask) -> None:
+    served = server.bind(app, [server.Listener("127.0.0.1", 0)])
+    served.start()
+    idle = [_connect(served.port) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        served.stop()
+        assert time.monotonic() - started < 2.0, "idle connections are closed at once"
+    finally:
+        for s in idle:
+            if s is not None:
+                s.close()
