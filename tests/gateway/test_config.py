@@ -94,8 +94,9 @@ def test_secret_file(tmp_path: Path) -> None:
      "radius.servers[0].secret: 0 octets; at least 16"),
     ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\nsecret = "s3cret"',
      "radius.servers[0].secret: 6 octets; at least 16"),
-    ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\nsecret = "s3cret-for-tests"\n'
-     'auth_port = 70000', "radius.servers[0].auth_port: 70000 is not between 1 and 65535"),
+    ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\n'
+     'secret = "s3cret-for-tests"\nauth_port = 70000',
+     "radius.servers[0].auth_port: 70000 is not between 1 and 65535"),
     ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\nsecret = "x"\n'
      'secret_file = "f"', "set exactly one"),
     ("not toml [", "not valid TOML"),

@@ -96,7 +96,8 @@ def test_bindings_to_keys_no_longer_held_go() -> None:
 
 def test_the_file_is_encrypted_private_and_read_back(tmp_path: Path) -> None:
     state = tmp_path / "keys" / "keys.enc"
-    ks = KeySync("http://192.0.2.1", "axis-gw", b"s3cret-for-tests", state, tmp_path / "keys" / "box.key")
+    ks = KeySync("http://192.0.2.1", "axis-gw", b"s3cret-for-tests", state,
+                 tmp_path / "keys" / "box.key")
     ks._keys = {1: _key(1)}
     ks.cursor = 1
     ks.bindings = {"02:00:00:00:00:01": "1", "02:00:00:00:00:09": "9"}
