@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from passerelle.gateway.nft import Firewall, Plan
+from passerelle.gateway.nft import Firewall, FirewallPlan
 from tests.lab import Lab
 
 from .gateway import centre
@@ -158,7 +158,7 @@ def throughput(lab: Lab, fw: Firewall, runs: int, seconds: int,
 def run_lab(args: argparse.Namespace, results: dict[str, Any]) -> None:
     with Lab() as lab:
         lab.start_internet()
-        fw = Firewall(Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
+        fw = Firewall(FirewallPlan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
                            box_ipv6=lab.box_ipv6), netns=lab.ns["gw"])
         if "throughput" in args.parts:
             say("throughput ...")

@@ -53,6 +53,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, assert_never
 
 from passerelle.radius import messages as m
+from passerelle.radius.codec import MIN_SECRET
 from passerelle.radius.exchange import Backoff
 from passerelle.radius.mac import parse as normal_mac
 from passerelle.radius.replies import ReplyCache
@@ -65,7 +66,6 @@ log = logging.getLogger("passerelle.gateway")
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_BINDINGS = 65536
-MIN_SECRET = 16  # octets; a short RADIUS secret falls to an offline search
 
 
 class Vendor(enum.StrEnum):

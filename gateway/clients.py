@@ -35,7 +35,7 @@ class LeaseLike(Protocol):
 
 
 @dataclass
-class Seen:
+class Sighting:
     mac: str
     at: float
 
@@ -87,7 +87,7 @@ class Clients:
         self.vlans = tuple(vlans)
         self._leases = leases
         self._clock = clock
-        self._seen: dict[str, Seen] = {}
+        self._seen: dict[str, Sighting] = {}
         self._lock = threading.Lock()
         self._sniffer: Any = None
 
@@ -130,7 +130,7 @@ class Clients:
 
     def _note(self, ip: str, mac: str) -> None:
         with self._lock:
-            self._seen[ip] = Seen(normal_mac(mac), self._clock())
+            self._seen[ip] = Sighting(normal_mac(mac), self._clock())
 
     # --- queries -----------------------------------------------------------------
 

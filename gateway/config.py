@@ -28,12 +28,13 @@ from urllib.parse import urlsplit
 
 from passerelle import hostport
 from passerelle.errors import UserError
+from passerelle.radius.codec import MIN_SECRET
 
 from .ap_dae import DAE_PORT
-from .ap_server import MIN_SECRET, AccessPoint, Vendor
+from .ap_server import AccessPoint, Vendor
 from .dnsmasq import DhcpPlan, check_domain, render, render_captive
 from .joins import KeyIsIdentity
-from .nft import CAPTIVE_DNS_PORT, CAPTIVE_DNS_RATE, PRIVATE4, PRIVATE6, Plan, wan_ports
+from .nft import CAPTIVE_DNS_PORT, CAPTIVE_DNS_RATE, PRIVATE4, PRIVATE6, FirewallPlan, wan_ports
 from .radclient import RadiusServer
 from .vlan import Vlan, check_apart, parse_ids, scheme, vlan_of
 
@@ -293,7 +294,7 @@ def _private_range(interfaces: Interfaces, wan_if: str) -> Callable[[str], None]
 
 
 def _wan_service(value: str) -> None:
-    wan_ports(Plan("lan", "wan", "192.0.2.1", wan_open=(value,)))
+    wan_ports(FirewallPlan("lan", "wan", "192.0.2.1", wan_open=(value,)))
 
 
 def _ip(value: str) -> str:
@@ -610,6 +611,29 @@ def _checked(table: _Table, key: str, default: str, check: Callable[[str], str])
         raise ConfigError(f"{table.name(key)}: {value!r} is not an IP address") from None
 
 
+def _secret(t: _Table, base: Path, read: bool = True) -> bytes:
+    """A RADIUS shared secret, given inline or in a file: at least MIN_SECRET
+    octets (a short one is found offline from one captured request)."""
+    secret = t.get("secret", str, None)
+    secret_file = t.get("secret_file", str, None)
+    if (secret is None) == (secret_file is None):
+        raise ConfigError(f"{t.name('secret')}: set exactly one of secret and secret_file")
+    if secret_file is not None:
+        if not read:
+            return UNREAD.encode()
+        try:
+            secret = (base / secret_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{t.name('secret_file')}: {exc.strerror}: {secret_file}") \
+                from None
+    assert secret is not None
+    octets = secret.encode()
+    if len(octets) < MIN_SECRET:
+        raise ConfigError(f"{t.name('secret')}: {len(octets)} octets; at least {MIN_SECRET}, "
+                          "random (RFC 2865 section 3)")
+    return octets
+
+
 def _servers(raw: Any, base: Path, read_secrets: bool = True) -> list[RadiusServer]:
     if not raw:
         raise ConfigError("radius.servers: at least one [[radius.servers]] is required")
@@ -627,22 +651,9 @@ def _servers(raw: Any, base: Path, read_secrets: bool = True) -> list[RadiusServ
         host = t.get("host", str, None)
         if not host:
             raise ConfigError(f"{prefix}.host: required")
-        secret = t.get("secret", str, None)
-        secret_file = t.get("secret_file", str, None)
-        if (secret is None) == (secret_file is None):
-            raise ConfigError(f"{prefix}.secret: set exactly one of secret and secret_file")
-        if secret_file is not None and not read_secrets:
-            secret = UNREAD
-        elif secret_file is not None:
-            try:
-                secret = (base / secret_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{prefix}.secret_file: {exc.strerror}: {secret_file}") from None
-        if not secret:
-            raise ConfigError(f"{prefix}.secret: must not be empty (RFC 2865 3)")
         servers.append(RadiusServer(
             host=host,
-            secret=secret.encode(),
+            secret=_secret(t, base, read_secrets),
             auth_port=t.number("auth_port", int, 1812, 1, 65535),
             acct_port=t.number("acct_port", int, 1813, 1, 65535),
             require_message_authenticator=t.get("require_message_authenticator", bool, True),
@@ -680,20 +691,7 @@ def _access_points(raw: Any, base: Path,
                               f"{lan.network}, where the box answers access points")
         if any(ap.network == network for ap in found):
             raise ConfigError(f"{prefix}.address: {address} is listed twice")
-        secret = t.get("secret", str, None)
-        secret_file = t.get("secret_file", str, None)
-        if (secret is None) == (secret_file is None):
-            raise ConfigError(f"{prefix}.secret: set exactly one of secret and secret_file")
-        if secret_file is not None:
-            try:
-                secret = (base / secret_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{prefix}.secret_file: {exc.strerror}: {secret_file}") \
-                    from None
-        assert secret is not None
-        if len(secret.encode()) < MIN_SECRET:
-            raise ConfigError(f"{prefix}.secret: {len(secret.encode())} octets; at least "
-                              f"{MIN_SECRET}, random (the keys travel hidden by it)")
+        secret = _secret(t, base)
         vendor = t.get("vendor", str, "hostapd")
         if vendor not in {v.value for v in Vendor}:
             raise ConfigError(f"{prefix}.vendor: {vendor!r} is not one of {vendors}")
@@ -703,7 +701,7 @@ def _access_points(raw: Any, base: Path,
         if "dae_port" in entry and not disconnect:
             raise ConfigError(f"{prefix}.dae_port: set, but disconnect is not true: the box "
                               "sends this access point no Disconnect-Request")
-        found.append(AccessPoint(network, secret.encode(), Vendor(vendor), disconnect,
+        found.append(AccessPoint(network, secret, Vendor(vendor), disconnect,
                                  dae_port))
     return found
 
@@ -778,13 +776,13 @@ def _vlans(table: _Table, lan_if: str, lan: ipaddress.IPv4Interface, wan_if: str
     return tuple(found)
 
 
-def firewall_plan(config: Config) -> Plan:
+def firewall_plan(config: Config) -> FirewallPlan:
     garden4 = tuple(a for a in config.garden_addresses
                     if ipaddress.ip_network(a, strict=False).version == 4)
     garden6 = tuple(a for a in config.garden_addresses
                     if ipaddress.ip_network(a, strict=False).version == 6)
     box6 = str(config.lan_address6.ip) if config.lan_address6 else None
-    return Plan(lan_if=config.lan_if, wan_if=config.wan_if, box_ipv4=config.box_ipv4,
+    return FirewallPlan(lan_if=config.lan_if, wan_if=config.wan_if, box_ipv4=config.box_ipv4,
                 box_ipv6=box6,
                 portal_http_port=config.portal_http_port,
                 portal_https_port=config.portal_https_port,

@@ -734,7 +734,7 @@ def _split(actions: list[Action]) -> tuple[list[AccountingRecord], list[KernelAc
     kernel: list[KernelAction] = []
     for action in actions:
         match action:
-            case sm.Account(record=record):
+            case sm.SendRecord(record=record):
                 records.append(record)
             case sm.Allow() | sm.Extend() | sm.Rates() | sm.Revoke() | sm.Release():
                 kernel.append(action)

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
-from passerelle.exporter import Listener
+from passerelle.exporter import MetricsListener
 from passerelle.radius import messages as m
 from passerelle.refusal import Refusal
 
@@ -194,12 +194,12 @@ class Exporter:
         self.registry.register(_Counts())
         self.registry.register(BoxCollector(sources))
         ProcessCollector(registry=self.registry)
-        self._listener: Listener | None = None
+        self._listener: MetricsListener | None = None
 
     def start(self) -> None:
         host, port = self.listen
         try:
-            self._listener = Listener(host, port, self.registry)
+            self._listener = MetricsListener(host, port, self.registry)
         except OSError as exc:  # the site's Wi-Fi matters more than its metrics
             log.error("metrics: cannot listen on %s (%s): running without metrics",
                       _hostport(host, port), exc.strerror or exc)

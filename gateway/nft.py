@@ -1,6 +1,6 @@
 """The box's data plane: one nftables table, ``inet passerelle``.
 
-``ruleset()`` is the pure part: from a ``Plan`` to the nft script, tested
+``ruleset()`` is the pure part: from a ``FirewallPlan`` to the nft script, tested
 without root. ``Firewall`` is the thin adapter that feeds it to ``nft -f -``
 (optionally inside a network namespace) and adds, removes and reads the
 authorised clients. No client packet ever passes through Python.
@@ -96,7 +96,7 @@ class NotAllowed(LookupError):
 
 
 @dataclass(frozen=True)
-class Plan:
+class FirewallPlan:
     """Everything the ruleset depends on."""
 
     lan_if: str
@@ -179,7 +179,7 @@ def _by_family(values: Iterable[str], version: int) -> list[str]:
     return [v for v in values if ipaddress.ip_network(v, strict=False).version == version]
 
 
-def blocked_nets(plan: Plan, version: int) -> list[str]:
+def blocked_nets(plan: FirewallPlan, version: int) -> list[str]:
     """The destinations LAN clients do not reach through the box: the private
     ranges and the WAN's subnets, less the site's open ranges and garden."""
     private = PRIVATE4 if version == 4 else PRIVATE6
@@ -198,7 +198,7 @@ def blocked_nets(plan: Plan, version: int) -> list[str]:
     return [str(n) for n in ipaddress.collapse_addresses(blocked)]  # type: ignore[type-var]
 
 
-def wan_ports(plan: Plan) -> dict[str, list[int]]:
+def wan_ports(plan: FirewallPlan) -> dict[str, list[int]]:
     """``wan_open`` as protocol -> ports."""
     out: dict[str, list[int]] = {"tcp": [], "udp": []}
     for entry in plan.wan_open:
@@ -209,7 +209,7 @@ def wan_ports(plan: Plan) -> dict[str, list[int]]:
     return out
 
 
-def check_plan(plan: Plan) -> None:
+def check_plan(plan: FirewallPlan) -> None:
     """Raise ValueError naming what is wrong; nft would give a worse message."""
     for name in ("lan_if", "wan_if"):
         if not _IFNAME.match(getattr(plan, name)):
@@ -282,7 +282,7 @@ def _first(addresses: Iterable[str], version: int) -> str | None:
     return next((a for a in addresses if ipaddress.ip_address(a).version == version), None)
 
 
-def _captive6(plan: Plan) -> str:
+def _captive6(plan: FirewallPlan) -> str:
     """The IPv6 half of ``captive_nat`` (only with an IPv6 address on the box)."""
     if not plan.box_ipv6:
         return ""
@@ -298,7 +298,7 @@ def _captive6(plan: Plan) -> str:
 """
 
 
-def _box_http6(plan: Plan, lan: str) -> str:
+def _box_http6(plan: FirewallPlan, lan: str) -> str:
     """Port 80 of the box's LAN IPv6 address to the portal, for every
     client: the portal's name has an AAAA record (gateway/dnsmasq.py)."""
     if not plan.box_ipv6:
@@ -307,7 +307,7 @@ def _box_http6(plan: Plan, lan: str) -> str:
     return f"\t\tiifname {lan} ip6 daddr {box6} tcp dport 80 dnat ip6 to [{box6}]:{http}\n"
 
 
-def _wan_in(plan: Plan) -> str:
+def _wan_in(plan: FirewallPlan) -> str:
     """What the box takes from the WAN side: replies, neighbour discovery and
     its own DHCP answers, RFC 5176 from the centre, the services named."""
     lines = [
@@ -329,7 +329,7 @@ def _wan_in(plan: Plan) -> str:
     return "".join(f"\t\t{line}\n" for line in lines)
 
 
-def _guard(plan: Plan) -> str:
+def _guard(plan: FirewallPlan) -> str:
     """With VLANs, each LAN interface takes only sources of its own subnet:
     an admitted client's (MAC, IP) is then good only on the interface it
     checked in from, and a clone of it on another VLAN gets nothing. Before
@@ -343,7 +343,7 @@ def _guard(plan: Plan) -> str:
     return "".join(f"\t\t{line}\n" for line in lines)
 
 
-def _chains(plan: Plan) -> str:
+def _chains(plan: FirewallPlan) -> str:
     # The LAN's interfaces: the untagged LAN and each VLAN's sub-interface.
     lan = f'"{plan.lan_if}"' if not plan.vlans else \
         "{ " + ", ".join(f'"{name}"' for name in plan.lan_ifs) + " }"
@@ -443,7 +443,7 @@ def _chains(plan: Plan) -> str:
 """
 
 
-def ruleset(plan: Plan) -> str:
+def ruleset(plan: FirewallPlan) -> str:
     """The nft script for ``plan``: valid on a fresh kernel and on one that
     already has the table, where it keeps the clients' elements (and their
     counters and timeouts) and replaces every rule in one transaction."""
@@ -688,7 +688,7 @@ def join_clients(sets: dict[str, list[Element]]) -> list[Allowed]:
 class Firewall:
     """The table in the kernel, in this namespace or ``netns``."""
 
-    def __init__(self, plan: Plan, netns: str | None = None) -> None:
+    def __init__(self, plan: FirewallPlan, netns: str | None = None) -> None:
         check_plan(plan)
         self.plan = plan
         self.netns = netns

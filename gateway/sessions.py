@@ -156,7 +156,9 @@ class Revoke:
 
 
 @dataclass(frozen=True)
-class Account:
+class SendRecord:
+    """Send ``record`` to the centre (the executor spools it before the rest)."""
+
     record: AccountingRecord
 
 
@@ -169,7 +171,7 @@ class Release:
     session: Session
 
 
-Action = Allow | Extend | Rates | Revoke | Account | Release
+Action = Allow | Extend | Rates | Revoke | SendRecord | Release
 
 # The kernel needs a timeout; a session without Session-Timeout is still cut
 # by the box's sweep, this is only the safety net if the daemon is gone.
@@ -219,7 +221,7 @@ def check_in(session_id: str, login: str, mac: str, ipv4: str, terms: Terms, now
     session = Session(session_id=session_id, login=login, mac=mac, ipv4=ipv4, ipv6=ipv6,
                       started=now, terms=terms, last_activity=now, last_interim=now)
     return session, [Allow(session, kernel_timeout(terms.session_timeout)),
-                     Account(record(session, AcctStatus.START, now))]
+                     SendRecord(record(session, AcctStatus.START, now))]
 
 
 def observe(session: Session, kernel: Counters, now: float) -> Session:
@@ -245,7 +247,7 @@ def end(session: Session, cause: TerminateCause, now: float) -> tuple[Session, l
         # The person left the laptop: the idle minutes are not charged.
         final = max(0, int(session.last_activity - session.started))
     done = replace(session, stopped=stop_at, cause=cause, final_time=final)
-    return done, [Revoke(done), Account(record(done, AcctStatus.STOP, stop_at)), Release(done)]
+    return done, [Revoke(done), SendRecord(record(done, AcctStatus.STOP, stop_at)), Release(done)]
 
 
 def tick(session: Session, now: float, default_interim: int = DEFAULT_INTERIM,
@@ -262,7 +264,7 @@ def tick(session: Session, now: float, default_interim: int = DEFAULT_INTERIM,
     interval = max(MIN_INTERIM, session.terms.interim_interval or default_interim)
     if now - session.last_interim >= interval:
         due = replace(session, last_interim=now)
-        return due, [Account(record(due, AcctStatus.INTERIM_UPDATE, now))]
+        return due, [SendRecord(record(due, AcctStatus.INTERIM_UPDATE, now))]
     return session, []
 
 

@@ -26,7 +26,7 @@ class _Server(ThreadingHTTPServer):
         self.server_port = int(self.server_address[1])
 
 
-class Listener:
+class MetricsListener:
     """``/metrics`` (any path answers the same page) for ``registry``, in a
     thread of its own; ``port`` is the one bound (0 asks for any)."""
 

@@ -17,24 +17,24 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Answer:
+class ProbeReply:
     status: int
     body: bytes
     content_type: str
 
 
-APPLE = Answer(200, b"<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>",
+APPLE = ProbeReply(200, b"<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>",
                "text/html")
-NO_CONTENT = Answer(204, b"", "text/plain")
-MICROSOFT = Answer(200, b"Microsoft Connect Test", "text/plain")
-NCSI = Answer(200, b"Microsoft NCSI", "text/plain")
-FIREFOX_CANONICAL = Answer(
+NO_CONTENT = ProbeReply(204, b"", "text/plain")
+MICROSOFT = ProbeReply(200, b"Microsoft Connect Test", "text/plain")
+NCSI = ProbeReply(200, b"Microsoft NCSI", "text/plain")
+FIREFOX_CANONICAL = ProbeReply(
     200, b'<meta http-equiv="refresh" content="0;url=https://support.mozilla.org/kb/'
          b'captive-portal"/>', "text/html")
-FIREFOX_SUCCESS = Answer(200, b"success\n", "text/plain")
+FIREFOX_SUCCESS = ProbeReply(200, b"success\n", "text/plain")
 
 # (host, path) -> the online answer; hosts in lower case, without port.
-PROBES: dict[tuple[str, str], Answer] = {
+PROBES: dict[tuple[str, str], ProbeReply] = {
     ("captive.apple.com", "/hotspot-detect.html"): APPLE,
     ("captive.apple.com", "/"): APPLE,
     ("www.apple.com", "/library/test/success.html"): APPLE,
@@ -60,6 +60,6 @@ def host_name(host: str) -> str:
     return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
 
 
-def probe(host: str, path: str) -> Answer | None:
+def probe(host: str, path: str) -> ProbeReply | None:
     """The online answer if (``host``, ``path``) is a known probe, else None."""
     return PROBES.get((host_name(host), path))

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session as DB
 
 from passerelle.errors import UserError
 
-from . import keys, ledger, logins, passwords, reach
+from . import codec, keys, ledger, logins, passwords, reach
 from .models import (
     AuthLog,
     Company,
@@ -40,11 +40,9 @@ from .models import (
     WifiKey,
 )
 
-# RADIUS carries a User-Password of at most 128 octets (RFC 2865 §5.2).
-MAX_PASSWORD_OCTETS = 128
-# RFC 2865 §3: a shared secret should be at least 16 octets; §5.2 hides the
-# User-Password with it, so a short one is guessed offline from one request.
-MIN_SECRET_OCTETS = 16
+# What RADIUS can carry and what keeps it safe (the rules live in the codec).
+MAX_PASSWORD_OCTETS = codec.MAX_PASSWORD
+MIN_SECRET_OCTETS = codec.MIN_SECRET
 MAX_SECRET_OCTETS = 128
 # The ranges numbers must fit, checked before any SQL: an Integer column is
 # PostgreSQL's 32-bit integer (SQLite would take more, then fail in Python),
@@ -521,7 +519,7 @@ def remove_gateway(db: DB, identifier: str) -> None:
 # -- companies --------------------------------------------------------------
 
 @dataclass
-class Plan:
+class CompanyTerms:
     """A company's standing and plan, as typed by the operator; None leaves a
     field as it is (in `set`) or takes the default (in `add`). The caps are
     strings because "none" is a value: no cap."""
@@ -537,7 +535,7 @@ class Plan:
     max_sessions: str | None = None  # sessions at once; "none": no limit
 
 
-def _apply_plan(company: Company, plan: Plan) -> None:
+def _apply_plan(company: Company, plan: CompanyTerms) -> None:
     if plan.status is not None:
         company.status = parse_status(plan.status)
     if plan.payment is not None:
@@ -558,13 +556,13 @@ def _apply_plan(company: Company, plan: Plan) -> None:
         company.max_sessions = parse_max_sessions(plan.max_sessions)
 
 
-def add_company(db: DB, name: str, plan: Plan | None = None) -> Company:
+def add_company(db: DB, name: str, plan: CompanyTerms | None = None) -> Company:
     name = clean_name(name, "a company name", 128)
     if db.scalar(select(Company).where(Company.name == name)) is not None:
         raise UserError(f"company {name!r} already exists")
     company = Company(name=name, status=CompanyStatus.active, payment=PaymentStatus.ok,
                       categories="123", services="wifi")
-    _apply_plan(company, plan or Plan())
+    _apply_plan(company, plan or CompanyTerms())
     db.add(company)
     db.flush()
     return company
@@ -579,7 +577,7 @@ def list_companies(db: DB) -> list[tuple[Company, int]]:
     return [(company, int(count)) for company, count in rows]
 
 
-def set_company(db: DB, name: str, plan: Plan, new_name: str | None = None) -> Company:
+def set_company(db: DB, name: str, plan: CompanyTerms, new_name: str | None = None) -> Company:
     company = get_company(db, name)
     if new_name is not None:
         new_name = clean_name(new_name, "a company name", 128)

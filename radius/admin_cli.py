@@ -507,7 +507,7 @@ def company_add(name: str, status: str | None, payment: str | None, categories: 
                 db_url: str | None) -> None:
     """Add the company NAME (default: active, paid up, every category, wifi,
     no limit of sessions at once)."""
-    plan = ops.Plan(status, payment, categories, services, bandwidth_up, bandwidth_down,
+    plan = ops.CompanyTerms(status, payment, categories, services, bandwidth_up, bandwidth_down,
                     max_session, vlan, max_sessions)
     with unit_of_work(db_url) as s:
         ops.add_company(s, name, plan)
@@ -540,7 +540,7 @@ def company_set(name: str, new_name: str | None, status: str | None, payment: st
     """Change the company NAME: its standing or its plan. Suspending or
     closing it disconnects its people's live sessions; new caps reach them
     by CoA."""
-    plan = ops.Plan(status, payment, categories, services, bandwidth_up, bandwidth_down,
+    plan = ops.CompanyTerms(status, payment, categories, services, bandwidth_up, bandwidth_down,
                     max_session, vlan, max_sessions)
     with unit_of_work(db_url) as s:
         ops.set_company(s, name, plan, new_name)

@@ -46,6 +46,10 @@ EVS5_KEYS: dict[str, tuple[int, int, int]] = {
     "FreeRADIUS-802.1X-EAPoL-Key-Msg": (LONG_EXTENDED_5, FREERADIUS, 2),
 }
 MAX_PASSWORD = 128  # RFC 2865 section 5.2
+# RFC 2865 section 3: a shared secret should be at least 16 octets. Section 5.2
+# hides the User-Password (and RFC 2868 the Wi-Fi key) with it, so a short one
+# is guessed offline from one captured request.
+MIN_SECRET = 16
 
 
 class Drop(Exception):

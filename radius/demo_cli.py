@@ -54,7 +54,7 @@ def how_to(url: str, auth_port: int, acct_port: int) -> str:
     return "\n".join([
         f"Passerelle demo: the central RADIUS server on {LISTEN}, the demo network in {url}",
         "",
-        demo.Report.logins_text(),
+        demo.LoadSummary.logins_text(),
         "",
         "Try it from another terminal (radtest and radclient: Debian freeradius-utils):",
         "",

@@ -76,20 +76,20 @@ SITES = (
 @dataclass(frozen=True)
 class DemoCompany:
     name: str
-    plan: admin.Plan
+    plan: admin.CompanyTerms
     what: str  # what its people see, for the printed list
 
 
 COMPANIES = (
-    DemoCompany("Acme", admin.Plan(vlan="101"), "accepted"),
-    DemoCompany("Brightlane", admin.Plan(bandwidth_up="2M", bandwidth_down="10M",
+    DemoCompany("Acme", admin.CompanyTerms(vlan="101"), "accepted"),
+    DemoCompany("Brightlane", admin.CompanyTerms(bandwidth_up="2M", bandwidth_down="10M",
                                          max_session="4h", vlan="102"),
                 "accepted, 2M/10M and 4 h at most"),
-    DemoCompany("Kapok Design", admin.Plan(categories="12"),
+    DemoCompany("Kapok Design", admin.CompanyTerms(categories="12"),
                 "site-not-allowed at 3-star sites (Axis Parc)"),
-    DemoCompany("Dewaele & Fils", admin.Plan(status="suspended"), "company-suspended"),
-    DemoCompany("Moulin Logistics", admin.Plan(payment="overdue"), "payment-overdue"),
-    DemoCompany("Old Harbour", admin.Plan(status="closed"), "company-closed"),
+    DemoCompany("Dewaele & Fils", admin.CompanyTerms(status="suspended"), "company-suspended"),
+    DemoCompany("Moulin Logistics", admin.CompanyTerms(payment="overdue"), "payment-overdue"),
+    DemoCompany("Old Harbour", admin.CompanyTerms(status="closed"), "company-closed"),
 )
 
 
@@ -121,7 +121,7 @@ PEOPLE = (
 
 
 @dataclass
-class Report:
+class LoadSummary:
     created: dict[str, int] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)
 
@@ -145,9 +145,9 @@ class Report:
         return "\n".join(lines)
 
 
-def load(db: DB, now: datetime) -> Report:
+def load(db: DB, now: datetime) -> LoadSummary:
     """Add the demo data that is missing; return what was added and kept."""
-    report = Report()
+    report = LoadSummary()
     for name in NETWORKS:
         exists = db.scalar(select(Network).where(Network.name == name)) is not None
         if not exists:

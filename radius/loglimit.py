@@ -17,7 +17,7 @@ from typing import Generic, NamedTuple, TypeVar
 K = TypeVar("K", bound=Hashable)
 
 
-class Verdict(NamedTuple):
+class LineDecision(NamedTuple):
     write: bool  # write this line
     suppressed: int  # lines of this key suppressed since the last one written
     last: bool  # the last line of this interval's budget: say that silence follows
@@ -38,7 +38,7 @@ class LogLimit(Generic[K]):
         self.keys = keys  # keys remembered at most (sources may be spoofed)
         self._windows: dict[K, _Window] = {}
 
-    def allow(self, key: K, now: float) -> Verdict:
+    def allow(self, key: K, now: float) -> LineDecision:
         """Whether this line of ``key`` may be written, how many lines of
         ``key`` were suppressed before it (to say so once, with this line),
         and whether it is the last before a silence."""
@@ -48,12 +48,12 @@ class LogLimit(Generic[K]):
             if window is None and len(self._windows) >= self.keys:
                 self._prune(now)
             self._windows[key] = _Window(now, written=1)
-            return Verdict(True, suppressed, self.burst == 1)
+            return LineDecision(True, suppressed, self.burst == 1)
         if window.written < self.burst:
             window.written += 1
-            return Verdict(True, 0, window.written == self.burst)
+            return LineDecision(True, 0, window.written == self.burst)
         window.suppressed += 1
-        return Verdict(False, 0, False)
+        return LineDecision(False, 0, False)
 
     def due(self, now: float) -> list[tuple[K, int]]:
         """Keys whose interval is over with lines still unreported, and how

@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
-from passerelle.exporter import Listener
+from passerelle.exporter import MetricsListener
 from passerelle.refusal import Refusal
 
 from . import messages as m
@@ -209,7 +209,7 @@ class Exporter:
         self.factory = factory
         self.interval = interval
         self.directory: str | None = None
-        self._listener: Listener | None = None
+        self._listener: MetricsListener | None = None
 
     def prepare(self, workers: int) -> None:
         """Before the workers start: with more than one, their counters go
@@ -234,7 +234,7 @@ class Exporter:
         host, port = self.listen
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            self._listener = Listener(host, port, self.registry())
+            self._listener = MetricsListener(host, port, self.registry())
         except OSError as exc:  # answering RADIUS matters more than the metrics
             log.error("metrics: cannot listen on %s (%s): running without metrics", shown,
                       exc.strerror or exc)

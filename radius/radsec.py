@@ -248,7 +248,7 @@ Submit = Callable[[list[Datagram]], None]
 
 
 @dataclass
-class Listener:
+class RadSecListener:
     """Accepts RadSec connections and feeds their packets to ``submit``
     (the worker's batch path); ``streams`` is where the worker finds the
     writer for a reply's address."""

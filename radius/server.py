@@ -277,7 +277,7 @@ def _radsec_listener(worker: Worker, handler: Handler, context: ssl.SSLContext,
     Disconnects go over a box's reverse connection when it has one."""
     reverse = radsec.ReversePaths(asyncio.get_running_loop())
     dae.use_reverse_paths(reverse)
-    listener = radsec.Listener(handler.factory, context, lambda: handler.gateways,
+    listener = radsec.RadSecListener(handler.factory, context, lambda: handler.gateways,
                                worker.take, worker.streams, reverse,
                                lambda: handler.refresh_gateways(force=True))
     return asyncio.create_task(listener.serve(sock))

@@ -374,7 +374,7 @@ def unique_id(nas: Nas, session_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class AccountingEffect:
     """What an accounting record did, for the server to act on after commit."""
 
     ignored: bool
@@ -443,7 +443,7 @@ def _current(row: dict[str, Any]) -> accounting.Current:
     )
 
 
-def apply_accounting(db: DB, nas: Nas, rec: accounting.Record, now: datetime) -> Outcome:
+def apply_accounting(db: DB, nas: Nas, rec: accounting.Record, now: datetime) -> AccountingEffect:
     return apply_accounting_batch(db, [(nas, rec)], now)[0]
 
 
@@ -480,7 +480,7 @@ class _Writes:
 
 
 def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
-                           now: datetime) -> list[Outcome]:
+                           now: datetime) -> list[AccountingEffect]:
     """Fold a batch of session records (Start, Interim-Update, Stop) into
     their sessions and charge the ledger, in a constant number of queries:
     one to read and lock every session of the batch, one to find the people
@@ -541,13 +541,14 @@ def apply_accounting_batch(db: DB, items: list[tuple[Nas, accounting.Record]],
     for uid, ignored, charged, is_open in results:
         rid = ids.get(uid)
         if ignored:
-            outcomes.append(Outcome(ignored=True, radacctid=rid))
+            outcomes.append(AccountingEffect(ignored=True, radacctid=rid))
             continue
         person = rows[uid]["person_id"]
-        outcomes.append(Outcome(ignored=False, radacctid=rid, person_id=person,
-                                charged=charged,
-                                balance=balances.get(person) if charged and person else None,
-                                open=is_open))
+        outcomes.append(AccountingEffect(ignored=False, radacctid=rid, person_id=person,
+                                         charged=charged,
+                                         balance=balances.get(person) if charged and person
+                                         else None,
+                                         open=is_open))
     return outcomes
 
 

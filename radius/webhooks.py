@@ -88,7 +88,7 @@ def verify(secret: str, header: str, body: bytes, now: float,
 
 
 @dataclass(frozen=True)
-class Outcome:
+class PostResult:
     """What one POST got: an HTTP status, or an error before any."""
 
     status: int | None
@@ -106,7 +106,7 @@ class Delivered:
 
 
 @dataclass(frozen=True)
-class Retry:
+class RetryAt:
     at: datetime
 
 
@@ -115,16 +115,16 @@ class GiveUp:
     pass
 
 
-Step = Delivered | Retry | GiveUp
+Step = Delivered | RetryAt | GiveUp
 
 
-def after_attempt(attempts: int, outcome: Outcome, now: datetime) -> Step:
+def after_attempt(attempts: int, outcome: PostResult, now: datetime) -> Step:
     """What follows attempt number ``attempts`` (1 for the first)."""
     if outcome.ok:
         return Delivered()
     if attempts >= MAX_ATTEMPTS:
         return GiveUp()
-    return Retry(now + timedelta(seconds=min(MAX_DELAY, FIRST_DELAY * 2 ** (attempts - 1))))
+    return RetryAt(now + timedelta(seconds=min(MAX_DELAY, FIRST_DELAY * 2 ** (attempts - 1))))
 
 
 def stamp(value: datetime | None) -> str | None:
@@ -322,7 +322,7 @@ def _poll_credit(db: DB, hooks: list[Webhook], now: datetime, low_credit: int) -
 
 # -- the worker: deliveries out ------------------------------------------------------
 
-Post = Callable[[str, bytes, dict[str, str], float], Outcome]
+Post = Callable[[str, bytes, dict[str, str], float], PostResult]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -335,7 +335,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect())
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Outcome:
+def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> PostResult:
     started = time.monotonic()
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
@@ -345,8 +345,8 @@ def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
         status = exc.code
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        return Outcome(None, str(reason)[:256], _ms(started))
-    return Outcome(status, "", _ms(started))
+        return PostResult(None, str(reason)[:256], _ms(started))
+    return PostResult(status, "", _ms(started))
 
 
 def _ms(started: float) -> int:
@@ -374,7 +374,7 @@ def deliver_due(factory: sessionmaker[DB], now: Callable[[], datetime],
     return len(due)
 
 
-def _record(factory: sessionmaker[DB], delivery_id: int, attempts: int, outcome: Outcome,
+def _record(factory: sessionmaker[DB], delivery_id: int, attempts: int, outcome: PostResult,
             at: datetime, name: str) -> None:
     step = after_attempt(attempts, outcome, at)
     with transaction(factory) as db:
@@ -387,7 +387,7 @@ def _record(factory: sessionmaker[DB], delivery_id: int, attempts: int, outcome:
         match step:
             case Delivered():
                 delivery.done, delivery.outcome = True, "delivered"
-            case Retry(at=later):
+            case RetryAt(at=later):
                 delivery.next_attempt = later
                 log.info("webhook %s: %s attempt %d failed (%s), again at %s", name,
                          delivery.event_key, attempts, outcome.status or outcome.error,

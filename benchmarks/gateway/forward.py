@@ -16,14 +16,14 @@ import argparse
 import json
 from collections.abc import Callable
 
-from passerelle.gateway.nft import Firewall, Plan, ruleset
+from passerelle.gateway.nft import Firewall, FirewallPlan, ruleset
 from tests.lab import Lab
 
 from ..gateway_bench import BULK, KERNEL_TIMEOUT, fresh_table, iperf, nft
 from .plan import bulk_clients, median, plain_script, remove_plain_script
 
 
-def without_rate_lookups(plan: Plan) -> str:
+def without_rate_lookups(plan: FirewallPlan) -> str:
     return "".join(line + "\n" for line in ruleset(plan).splitlines()
                    if not ("@rate_" in line and line.rstrip().endswith("drop")))
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with Lab() as lab:
         lab.start_internet()
-        plan = Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
+        plan = FirewallPlan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
                     box_ipv6=lab.box_ipv6)
         fw = Firewall(plan, netns=lab.ns["gw"])
         me = (lab.mac["client"], lab.ipv4["client"])

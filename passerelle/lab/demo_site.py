@@ -77,7 +77,9 @@ vendor = "hostapd"
 
 
 @dataclass
-class Site:
+class RunningSite:
+    """The demo's site in its namespaces: its box and portal running."""
+
     lab: Lab
     config: Path
     control: Path
@@ -118,7 +120,7 @@ def _wait_for_box(control: ControlClient, proc_log: Path, deadline: float) -> No
     raise UserError(f"the box did not start; its log:\n{proc_log.read_text()[-3000:]}")
 
 
-def start(url: str, data: Path) -> Site:
+def start(url: str, data: Path) -> RunningSite:
     why = missing()
     if why:
         raise UserError(f"the site demo cannot run here: {why}")
@@ -162,10 +164,10 @@ def start(url: str, data: Path) -> Site:
     except BaseException:
         lab.close()
         raise
-    return Site(lab, config, control, logs, url, site_dir / "portal.png")
+    return RunningSite(lab, config, control, logs, url, site_dir / "portal.png")
 
 
-def how_to(site: Site) -> str:
+def how_to(site: RunningSite) -> str:
     lab = site.lab
     client, up = lab.ns["client"], lab.ns["up"]
     bin_ = passerelle_command()

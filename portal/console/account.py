@@ -58,7 +58,7 @@ class Teleworker:
     company: str
 
 
-class PasswordForm(FlaskForm):
+class ChangePasswordForm(FlaskForm):
     current = PasswordField("Current password", validators=[
         DataRequired("Enter your current password."),
         Length(max=admin.MAX_PASSWORD_OCTETS)])
@@ -202,7 +202,7 @@ def _current_key(db: DB, who: Teleworker) -> tuple[str, str] | None:
 def password() -> Response | tuple[str, int]:
     state = console()
     who: Teleworker = g.teleworker
-    form = PasswordForm()
+    form = ChangePasswordForm()
     error, status = "", 200
     if form.validate_on_submit():
         now = state.clock()

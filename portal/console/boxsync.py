@@ -44,7 +44,7 @@ KEY = "passerelle.boxsync"
 
 
 @dataclass
-class Seen:
+class ReplayGuard:
     """Signatures taken within the window: a replayed request is refused."""
 
     until: dict[str, float] = field(default_factory=dict)
@@ -99,7 +99,7 @@ def _gateway(db: DB) -> Gateway:
         raise Refused(401, "stale", f"gateway {gateway.identifier}: signed {skew:.0f} s away "
                       f"from the centre's clock (window {WINDOW:.0f} s): a replay, or a "
                       "clock to set right (NTP)")
-    seen: Seen = current_app.extensions[KEY]
+    seen: ReplayGuard = current_app.extensions[KEY]
     if not seen.first(given, now):
         raise Refused(401, "replayed", f"gateway {gateway.identifier}: this signed request "
                       "was already taken (a replay)")
@@ -166,6 +166,6 @@ def rotate() -> Response:
 def install(app: Flask) -> None:
     """Register the blueprint, exempt from the CSRF check: a box is no
     browser, and its signature is what proves the request."""
-    app.extensions[KEY] = Seen()
+    app.extensions[KEY] = ReplayGuard()
     app.register_blueprint(bp)
     app.extensions["csrf"].exempt(bp)

@@ -353,7 +353,9 @@ PLAIN_CAUSES = {
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RequestStatus:
+    """Where a Disconnect or CoA request stands, in the operator's words."""
+
     ok: bool | None  # None: no answer yet, still trying
     message: str
 
@@ -363,7 +365,7 @@ def _nak(cause: int | None) -> dae.Result:
     return dae.Result(acked=False, error_cause=m.ErrorCause(cause) if known else cause)
 
 
-def describe(row: RequestRow) -> Outcome:
+def describe(row: RequestRow) -> RequestStatus:
     """Where a request stands, in plain words, for the page."""
     who = row.login or (f"session {row.session_id}" if row.session_id else "the session")
     where = f"{row.gateway} ({row.host} port {row.port})"
@@ -371,18 +373,19 @@ def describe(row: RequestRow) -> Outcome:
     tries = f"{row.attempts} tr{'y' if row.attempts == 1 else 'ies'}"
     match row.state:
         case DaeState.acked:
-            return Outcome(True, f"ACK from {row.gateway}: {who} {what}.")
+            return RequestStatus(True, f"ACK from {row.gateway}: {who} {what}.")
         case DaeState.naked:
             plain = PLAIN_CAUSES.get(row.error_cause or 0,
                                      "the box refused without saying why")
-            return Outcome(False, f"NAK from {row.gateway}: {plain} ({_nak(row.error_cause)}).")
+            return RequestStatus(False, f"NAK from {row.gateway}: {plain} "
+                                        f"({_nak(row.error_cause)}).")
         case DaeState.gave_up:
-            return Outcome(False, f"Gave up: no answer from {where} after {tries}; "
+            return RequestStatus(False, f"Gave up: no answer from {where} after {tries}; "
                                   f"{who} may still be connected.")
         case DaeState.pending if row.attempts == 0:
-            return Outcome(None, f"Queued for {row.gateway}: not sent yet.")
+            return RequestStatus(None, f"Queued for {row.gateway}: not sent yet.")
         case DaeState.pending:
-            return Outcome(None, f"No answer yet from {where}: the box may be down or "
+            return RequestStatus(None, f"No answer yet from {where}: the box may be down or "
                                  f"unreachable; the centre keeps trying ({tries} so far).")
         case _:
             assert_never(row.state)

@@ -64,9 +64,9 @@ def _rules() -> dict[str, Any]:
     }
 
 
-def _plan(form: CompanyForm) -> admin.Plan:
+def _plan(form: CompanyForm) -> admin.CompanyTerms:
     # Every field is sent: an empty cap is "none" (admin.NONE_WORDS).
-    return admin.Plan(status=form.status.data, payment=form.payment.data,
+    return admin.CompanyTerms(status=form.status.data, payment=form.payment.data,
                       categories=form.categories.data, services=form.services.data,
                       bandwidth_up=form.bandwidth_up.data or "none",
                       bandwidth_down=form.bandwidth_down.data or "none",
@@ -162,7 +162,7 @@ def status(company_id: int) -> Response:
     with transaction(state.factory) as db:
         company = _found(db, company_id)
         before = company.status.value
-        admin.set_company(db, company.name, admin.Plan(status=wanted))
+        admin.set_company(db, company.name, admin.CompanyTerms(status=wanted))
         audit.record(db, g.principal, STATUS_ACTIONS[wanted], KIND, company.id,
                      f"status: {before} → {wanted}", state.now())
         name = company.name

@@ -92,18 +92,18 @@ def test_signatures() -> None:
 
 
 def test_back_off() -> None:
-    failed = webhooks.Outcome(500)
+    failed = webhooks.PostResult(500)
     delays = []
     for attempt in range(1, webhooks.MAX_ATTEMPTS):
         step = webhooks.after_attempt(attempt, failed, NOW)
-        assert isinstance(step, webhooks.Retry)
+        assert isinstance(step, webhooks.RetryAt)
         delays.append(int((step.at - NOW).total_seconds()))
     assert delays == [30, 60, 120, 240, 480, 960, 1920]
     assert isinstance(webhooks.after_attempt(webhooks.MAX_ATTEMPTS, failed, NOW),
                       webhooks.GiveUp)
-    assert isinstance(webhooks.after_attempt(3, webhooks.Outcome(204), NOW),
+    assert isinstance(webhooks.after_attempt(3, webhooks.PostResult(204), NOW),
                       webhooks.Delivered)
-    assert not webhooks.Outcome(None, "refused").ok and not webhooks.Outcome(302).ok
+    assert not webhooks.PostResult(None, "refused").ok and not webhooks.PostResult(302).ok
 
 
 # -- the poller ------------------------------------------------------------------

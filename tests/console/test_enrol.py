@@ -9,7 +9,6 @@ import ssl
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -182,14 +181,12 @@ def centre(app: Flask, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pem, keyfile)
     app.testing = False
-    (srv,) = server.bind(app, [server.Listener("127.0.0.1", 0, True)], tls=context)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
+    srv = server.bind(app, [server.Listener("127.0.0.1", 0, True)], tls=context)
+    srv.start()
     try:
-        yield f"https://127.0.0.1:{srv.server_address[1]}", pem
+        yield f"https://127.0.0.1:{srv.port}", pem
     finally:
-        srv.shutdown()
-        srv.server_close()
+        srv.stop()
 
 
 def _enroll(code: str, url: str, etc: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -40,7 +40,7 @@ def test_the_list_is_scoped(client: FlaskClient, world: World) -> None:
 
 def test_a_company_page(client: FlaskClient, factory: sessionmaker[DB], world: World) -> None:
     with transaction(factory) as db:
-        admin.set_company(db, "Acme", admin.Plan(payment="overdue", bandwidth_up="2M",
+        admin.set_company(db, "Acme", admin.CompanyTerms(payment="overdue", bandwidth_up="2M",
                                                  bandwidth_down="10M", max_session="8h",
                                                  vlan="20", categories="12"))
     sign_in(client, ACME_HR)

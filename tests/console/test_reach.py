@@ -60,7 +60,7 @@ def test_suspending_a_company_disconnects_its_people(factory: sessionmaker[DB], 
                                                      box: DaeServer,
                                                      daemon: ChangingDaemon) -> None:
     with transaction(factory) as db:
-        admin.set_company(db, "Acme", admin.Plan(status="suspended"))
+        admin.set_company(db, "Acme", admin.CompanyTerms(status="suspended"))
     [queued] = requests(factory)  # alice's one open session (the CEI one is stopped)
     assert (queued.kind, queued.state, queued.reason) == (
         "disconnect", DaeState.pending, "company suspended")
@@ -71,7 +71,7 @@ def test_suspending_a_company_disconnects_its_people(factory: sessionmaker[DB], 
     assert (done.state, done.attempts) == (DaeState.acked, 1)
     # Suspended again: no change of standing, nothing more to send.
     with transaction(factory) as db:
-        admin.set_company(db, "Acme", admin.Plan(status="suspended"))
+        admin.set_company(db, "Acme", admin.CompanyTerms(status="suspended"))
     assert len(requests(factory)) == 1
 
 
@@ -107,7 +107,7 @@ def test_revoking_a_key_disconnects_its_owner(factory: sessionmaker[DB], world: 
 def test_a_new_bandwidth_cap_goes_out_by_coa(factory: sessionmaker[DB], world: World,
                                              box: DaeServer, daemon: ChangingDaemon) -> None:
     with transaction(factory) as db:
-        admin.set_company(db, "Acme", admin.Plan(bandwidth_up="2M", bandwidth_down="10M"))
+        admin.set_company(db, "Acme", admin.CompanyTerms(bandwidth_up="2M", bandwidth_down="10M"))
     [queued] = requests(factory)
     assert queued.kind == "coa"
     assert json.loads(queued.attributes) == {
@@ -173,7 +173,7 @@ def test_the_courier_sends_what_is_queued(factory: sessionmaker[DB], world: Worl
     courier.start()
     try:
         with transaction(factory) as db:
-            admin.set_company(db, "Acme", admin.Plan(status="closed"))
+            admin.set_company(db, "Acme", admin.CompanyTerms(status="closed"))
         deadline = time.monotonic() + 10
         while requests(factory)[0].state is DaeState.pending and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -186,8 +186,8 @@ def test_the_courier_sends_what_is_queued(factory: sessionmaker[DB], world: Worl
 def test_answered_requests_are_forgotten_after_a_while(factory: sessionmaker[DB],
                                                        world: World, box: DaeServer) -> None:
     with transaction(factory) as db:
-        admin.set_company(db, "Acme", admin.Plan(status="suspended"))
-        admin.set_company(db, "Globex", admin.Plan(status="suspended"))
+        admin.set_company(db, "Acme", admin.CompanyTerms(status="suspended"))
+        admin.set_company(db, "Globex", admin.CompanyTerms(status="suspended"))
     send_round(factory)  # alice's ACK, carol's NAK; bob's box (CEI) is silent: pending
     states = sorted(r.state.value for r in requests(factory))
     assert states == ["acked", "naked", "pending"]

@@ -253,7 +253,7 @@ state_dir = "state"
 
 [[radius.servers]]
 host = "192.0.2.10"
-secret = "s3cret"
+secret = "s3cret-for-tests"
 """
 GOOD = BASE + """
 [wifi]

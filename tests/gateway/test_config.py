@@ -32,7 +32,7 @@ state_dir = "state"
 
 [[radius.servers]]
 host = "192.0.2.10"
-secret = "s3cret"
+secret = "s3cret-for-tests"
 """
 
 
@@ -43,7 +43,7 @@ def test_minimal_config_detects_the_rest(tmp_path: Path) -> None:
     assert (cfg.dhcp_start, cfg.dhcp_end) == ("198.51.100.10", "198.51.100.254")
     assert cfg.state_dir == tmp_path / "state"
     assert cfg.portal_api_url == "https://portal.passerelle.internal:8443/api/captive"
-    assert cfg.dae_clients == {"192.0.2.10": b"s3cret"}
+    assert cfg.dae_clients == {"192.0.2.10": b"s3cret-for-tests"}
     assert cfg.control_socket == tmp_path / "state" / "control.sock"
     assert (cfg.ssid, cfg.site_name, cfg.cert_file) == ("Passerelle", "axis-gw", None)
     findings = "\n".join(cfg.findings)
@@ -77,9 +77,9 @@ def test_ipv6_detected_on_the_lan(tmp_path: Path) -> None:
 
 
 def test_secret_file(tmp_path: Path) -> None:
-    (tmp_path / "secret").write_text("from-a-file\n")
-    text = MINIMAL.replace('secret = "s3cret"', 'secret_file = "secret"')
-    assert parse(text, tmp_path, MACHINE).servers[0].secret == b"from-a-file"
+    (tmp_path / "secret").write_text("from-a-file-0123456\n")
+    text = MINIMAL.replace('secret = "s3cret-for-tests"', 'secret_file = "secret"')
+    assert parse(text, tmp_path, MACHINE).servers[0].secret == b"from-a-file-0123456"
 
 
 @pytest.mark.parametrize(("patch", "message"), [
@@ -91,9 +91,12 @@ def test_secret_file(tmp_path: Path) -> None:
     ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"',
      "radius.servers[0].secret: set exactly one of secret and secret_file"),
     ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\nsecret = ""',
-     "radius.servers[0].secret: must not be empty"),
-    ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\nsecret = "x"\n'
-     'auth_port = 70000', "radius.servers[0].auth_port: 70000 is not between 1 and 65535"),
+     "radius.servers[0].secret: 0 octets; at least 16"),
+    ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\nsecret = "s3cret"',
+     "radius.servers[0].secret: 6 octets; at least 16"),
+    ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\n'
+     'secret = "s3cret-for-tests"\nauth_port = 70000',
+     "radius.servers[0].auth_port: 70000 is not between 1 and 65535"),
     ('[box]\nidentifier = "gw"\n[[radius.servers]]\nhost = "192.0.2.10"\nsecret = "x"\n'
      'secret_file = "f"', "set exactly one"),
     ("not toml [", "not valid TOML"),

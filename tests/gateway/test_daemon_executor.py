@@ -30,7 +30,7 @@ state_dir = "state"
 
 [[radius.servers]]
 host = "192.0.2.10"
-secret = "s3cret"
+secret = "s3cret-for-tests"
 """
 MACHINE = Interfaces(default_route_if="wan0", up=("wan0", "lan0"),
                      ipv4={"wan0": ("203.0.113.2/24",), "lan0": ("198.51.100.1/24",)})
@@ -113,7 +113,7 @@ def _checked_in(rig: Rig) -> Session:
 
 def test_spool_then_table_then_kernel(rig: Rig) -> None:
     session = _checked_in(rig)
-    # sm.check_in lists Allow before Account: the executor still spools first.
+    # sm.check_in lists Allow before SendRecord: the executor still spools first.
     assert rig.effects == ["spool Start", "table open", "kernel allow 198.51.100.10 3600",
                            "wake spool"]
     rig.effects.clear()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from passerelle.gateway.nft import Allowed, Firewall, NotAllowed, Plan
+from passerelle.gateway.nft import Allowed, Firewall, FirewallPlan, NotAllowed
 from tests.lab import Lab
 
 PORTAL = "http://portal.lab/"  # what the portal stub answers (302 Location, and body)
@@ -62,8 +62,8 @@ def site(lab: Lab) -> Lab:
     return lab
 
 
-def plan(lab: Lab, **changes: object) -> Plan:
-    base = Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
+def plan(lab: Lab, **changes: object) -> FirewallPlan:
+    base = FirewallPlan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
                 box_ipv6=lab.box_ipv6, garden4=(f"{lab.garden_ipv4}/32",),
                 garden6=(f"{lab.garden_ipv6}/128",))
     return dataclasses.replace(base, **changes)

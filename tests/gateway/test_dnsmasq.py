@@ -26,7 +26,7 @@ from passerelle.gateway.dnsmasq import (
     render,
     render_captive,
 )
-from passerelle.gateway.nft import Firewall, Plan
+from passerelle.gateway.nft import Firewall, FirewallPlan
 from tests.lab import Lab
 from tests.nd import ASK_RA, HEAR_RA
 from tests.need import stop
@@ -258,7 +258,7 @@ def box(lab: Lab) -> Iterator[Dnsmasq]:
     lab.start_internet()
     lab.start_upstream_dns({"garden.example": lab.garden_ipv4, "www.example": lab.web_ipv4})
     lab.serve("gw", "http", lab.box_ipv4, 8080, "302", "http://portal.lab/")
-    firewall = Firewall(Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
+    firewall = Firewall(FirewallPlan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
                              box_ipv6=lab.box_ipv6), netns=lab.ns["gw"])
     firewall.apply()
     plan = DhcpPlan(lan_if=lab.lan_if, box_ipv4=lab.box_ipv4, range_start="198.51.100.100",

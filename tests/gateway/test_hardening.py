@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from passerelle.gateway.dnsmasq import DhcpPlan, Dnsmasq
-from passerelle.gateway.nft import Firewall, Plan
+from passerelle.gateway.nft import Firewall, FirewallPlan
 from tests.lab import Lab
 
 PORTAL = "http://portal.lab/"
@@ -202,8 +202,8 @@ def upstream_queries(lab: Lab) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def base_plan(lab: Lab) -> Plan:
-    return Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
+def base_plan(lab: Lab) -> FirewallPlan:
+    return FirewallPlan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
                 box_ipv6=lab.box_ipv6, garden4=(f"{lab.garden_ipv4}/32",),
                 garden6=(f"{lab.garden_ipv6}/128",))
 

@@ -56,16 +56,16 @@ def test_an_ipv6_listener_serves_and_binds_an_address_still_tentative() -> None:
         pytest.skip("this host has no IPv6 on its loopback (::1)")
     app = Flask(__name__)
     app.add_url_rule("/", "home", lambda: "portal")
-    (web,) = server.bind(app, [server.Listener("::1", 0)])
-    server.start([web])
+    web = server.bind(app, [server.Listener("::1", 0)])
+    web.start()
     try:
-        conn = http.client.HTTPConnection("::1", web.server_port, timeout=5)
+        conn = http.client.HTTPConnection("::1", web.port, timeout=5)
         conn.request("GET", "/")
         assert conn.getresponse().read() == b"portal"
         conn.close()
     finally:
-        server.stop([web])
+        web.stop()
     # An address the host does not (yet) have: right after boot, duplicate
     # address detection keeps the LAN's IPv6 address unusable for a while.
-    (early,) = server.bind(app, [server.Listener("2001:db8:1::1", 0)])
-    early.server_close()
+    early = server.bind(app, [server.Listener("2001:db8:1::1", 0)])
+    early.close()

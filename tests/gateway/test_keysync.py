@@ -96,7 +96,8 @@ def test_bindings_to_keys_no_longer_held_go() -> None:
 
 def test_the_file_is_encrypted_private_and_read_back(tmp_path: Path) -> None:
     state = tmp_path / "keys" / "keys.enc"
-    ks = KeySync("http://192.0.2.1", "axis-gw", b"s3cret", state, tmp_path / "keys" / "box.key")
+    ks = KeySync("http://192.0.2.1", "axis-gw", b"s3cret-for-tests", state,
+                 tmp_path / "keys" / "box.key")
     ks._keys = {1: _key(1)}
     ks.cursor = 1
     ks.bindings = {"02:00:00:00:00:01": "1", "02:00:00:00:00:09": "9"}
@@ -106,7 +107,7 @@ def test_the_file_is_encrypted_private_and_read_back(tmp_path: Path) -> None:
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE((tmp_path / "keys" / "box.key").stat().st_mode) == 0o600
-    again = KeySync("http://192.0.2.1", "axis-gw", b"s3cret", state,
+    again = KeySync("http://192.0.2.1", "axis-gw", b"s3cret-for-tests", state,
                     tmp_path / "keys" / "box.key")
     again.load()
     assert again.keys() == [_key(1)] and again.cursor == 1
@@ -141,7 +142,7 @@ identifier = "axis-gw"
 state_dir = "state"
 [[radius.servers]]
 host = "192.0.2.10"
-secret = "s3cret"
+secret = "s3cret-for-tests"
 """
 
 
@@ -311,7 +312,7 @@ def test_the_box_keeps_its_device_bindings_across_a_restart(centre: Centre,
     bindings saved with the keys and given back to the server at start."""
     alice = _current(Site(centre.factory, centre.world, cast(KeySync, None),
                           cast(Daemon, None), cast(ApServer, None)), "alice")
-    text = (GOOD.replace('"s3cret"', f'"{seed.SECRET}"')
+    text = (GOOD.replace('"s3cret-for-tests"', f'"{seed.SECRET}"')
             + f'[keys]\nurl = "{centre.url}"\nallow_plain_http = true\n')
     (tmp_path / "ap.secret").write_text("cisco-secret-0123456789\n")
     box = Box(parse(text, tmp_path, AP_MACHINE))
@@ -354,7 +355,7 @@ def test_the_signature_is_hmac_sha256_over_method_path_time_and_body() -> None:
     import hashlib
     import hmac
 
-    expected = hmac.new(b"s3cret", b"POST\n/box/v1/keys\n1800000000\n{}",
+    expected = hmac.new(b"s3cret-for-tests", b"POST\n/box/v1/keys\n1800000000\n{}",
                         hashlib.sha256).hexdigest()
-    assert signature(b"s3cret", "post", "/box/v1/keys", "1800000000", b"{}") == expected
-    assert signature(b"s3cret", "POST", "/box/v1/keys", "1800000001", b"{}") != expected
+    assert signature(b"s3cret-for-tests", "post", "/box/v1/keys", "1800000000", b"{}") == expected
+    assert signature(b"s3cret-for-tests", "POST", "/box/v1/keys", "1800000001", b"{}") != expected

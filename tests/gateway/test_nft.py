@@ -15,9 +15,9 @@ from passerelle.gateway.nft import (
     Allowed,
     Element,
     Firewall,
+    FirewallPlan,
     NftError,
     NotAllowed,
-    Plan,
     allow_script,
     blocked_nets,
     check_plan,
@@ -34,7 +34,7 @@ from passerelle.gateway.nft import (
 from passerelle.gateway.sessions import KERNEL_MAX, kernel_timeout
 from tests.lab import Lab
 
-PLAN = Plan(lan_if="lan0", wan_if="wan0", box_ipv4="198.51.100.1",
+PLAN = FirewallPlan(lan_if="lan0", wan_if="wan0", box_ipv4="198.51.100.1",
             garden4=("192.0.2.0/28", "192.0.2.5", "192.0.2.16/28"))
 MAC = "02:50:00:00:00:10"
 
@@ -328,7 +328,7 @@ def test_parse_and_join_counts_both_directions_and_families() -> None:
 
 @pytest.fixture
 def fw(lab: Lab) -> Iterator[Firewall]:
-    firewall = Firewall(Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4),
+    firewall = Firewall(FirewallPlan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4),
                         netns=lab.ns["gw"])
     try:
         yield firewall
@@ -401,7 +401,7 @@ def test_create_script_adds_every_element_at_once() -> None:
 def test_allow_twice_replaces_the_entry(lab: Lab) -> None:
     """The second allow of a client finds its elements (create fails) and
     replaces them: counters from zero, the new timeout."""
-    fw = Firewall(Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4),
+    fw = Firewall(FirewallPlan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4),
                   netns=lab.ns["gw"])
     fw.apply()
     try:
@@ -417,7 +417,7 @@ def test_the_longest_kernel_timeout_is_one_nft_takes(lab: Lab) -> None:
     """A Session-Timeout of years (a person with years of credit) reaches
     the kernel as ``sessions.kernel_timeout`` cuts it, which nft accepts;
     uncut, nft refuses it and the check-in would fail."""
-    fw = Firewall(Plan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4),
+    fw = Firewall(FirewallPlan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4),
                   netns=lab.ns["gw"])
     fw.apply()
     try:

@@ -27,7 +27,7 @@ from passerelle.gateway.radclient import (
     RadiusClient,
     RadiusServer,
 )
-from passerelle.radius import ledger, protocol
+from passerelle.radius import codec, ledger
 from passerelle.radius import messages as m
 from passerelle.radius.db import make_sessionmaker
 from passerelle.radius.models import AuthLog, PersonKey, Radacct
@@ -75,7 +75,7 @@ class Peer:
             self.received.append(data)
             if self.respond is None:
                 continue
-            request = protocol.decode_request(data, self.secret)
+            request = as_pyrad(data, self.secret)
             answer = self.respond(request, data)
             for datagram in [answer] if isinstance(answer, bytes) else answer or []:
                 self.sock.sendto(datagram, addr)
@@ -100,6 +100,12 @@ def peer(peers: list[Peer], respond: Responder | None, secret: bytes = SECRET) -
     return p
 
 
+def as_pyrad(data: bytes, secret: bytes) -> rp.Packet:
+    """A request as pyrad, the independent peer, reads it."""
+    cls = rp.AcctPacket if data[0] == m.Code.ACCOUNTING_REQUEST else rp.AuthPacket
+    return cls(packet=data, secret=secret, dict=codec.dictionary())
+
+
 def resign(raw: bytes, request: rp.Packet, secret: bytes) -> bytes:
     """Recompute the Response Authenticator over a tampered reply."""
     digest = hashlib.md5(raw[:4] + request.authenticator + raw[20:] + secret).digest()
@@ -107,10 +113,10 @@ def resign(raw: bytes, request: rp.Packet, secret: bytes) -> bytes:
 
 
 def accept(request: rp.Packet, _: bytes, *, ma: bool = True, **attrs: object) -> bytes:
-    if request.code == protocol.ACCOUNTING_REQUEST:
+    if request.code == m.Code.ACCOUNTING_REQUEST:
         return bytes(request.CreateReply().ReplyPacket())
     reply = request.CreateReply()
-    reply.code = protocol.ACCESS_ACCEPT
+    reply.code = m.Code.ACCESS_ACCEPT
     reply.message_authenticator = ma
     reply.AddAttribute("Session-Timeout", 3600)
     for name, value in attrs.items():
@@ -157,21 +163,20 @@ def test_pap_request_carries_identity_and_a_valid_message_authenticator(
     result = client(p.server()).authenticate("alice@acme.example", password, mac=MAC, ipv4=IP)
     assert result.accepted and result.session_timeout == 3600
     (data,) = p.received
-    req = protocol.decode_request(data, SECRET)
+    req = as_pyrad(data, SECRET)
     assert next(iter(dict.keys(req))) == 80  # Message-Authenticator first
     assert req.verify_message_authenticator()
-    assert req.PwDecrypt(protocol.raw_values(req, 2)[0]) == password
+    assert req.PwDecrypt(req[2][0]) == password
     assert "CHAP-Password" not in req
-    first = protocol.first
-    assert first(req, "User-Name") == "alice@acme.example"
-    assert first(req, "NAS-Identifier") == "axis-gw"
-    assert first(req, "NAS-IP-Address") == "127.0.0.1"
-    assert first(req, "Called-Station-Id") == "02-00-00-00-00-01:Passerelle"
-    assert first(req, "Calling-Station-Id") == "02-11-22-33-44-55".upper()
-    assert first(req, "Framed-IP-Address") == IP
-    assert first(req, "Service-Type") == "Login-User"
-    assert first(req, "NAS-Port-Type") == "Wireless-802.11"
-    assert first(req, "Operator-Name") == "1passerelle.example"
+    assert req["User-Name"][0] == "alice@acme.example"
+    assert req["NAS-Identifier"][0] == "axis-gw"
+    assert req["NAS-IP-Address"][0] == "127.0.0.1"
+    assert req["Called-Station-Id"][0] == "02-00-00-00-00-01:Passerelle"
+    assert req["Calling-Station-Id"][0] == "02-11-22-33-44-55".upper()
+    assert req["Framed-IP-Address"][0] == IP
+    assert req["Service-Type"][0] == "Login-User"
+    assert req["NAS-Port-Type"][0] == "Wireless-802.11"
+    assert req["Operator-Name"][0] == "1passerelle.example"
 
 
 def test_chap_request_has_a_fresh_challenge_and_no_password(peers: list[Peer]) -> None:
@@ -179,13 +184,13 @@ def test_chap_request_has_a_fresh_challenge_and_no_password(peers: list[Peer]) -
     c = client(p.server())
     for _ in range(2):
         assert c.authenticate("alice", "correct horse", mac=MAC, ipv4=IP, chap=True).accepted
-    reqs = [protocol.decode_request(d, SECRET) for d in p.received]
+    reqs = [as_pyrad(d, SECRET) for d in p.received]
     for req in reqs:
         assert "User-Password" not in req
-        assert len(protocol.raw_values(req, 60)[0]) == 16
+        assert len(req[60][0]) == 16
         assert req.VerifyChapPasswd("correct horse")
         assert not req.VerifyChapPasswd("wrong horse")
-    assert protocol.raw_values(reqs[0], 60) != protocol.raw_values(reqs[1], 60)
+    assert reqs[0][60] != reqs[1][60]
 
 
 def test_accounting_request_is_signed_and_reports_its_delay(peers: list[Peer]) -> None:
@@ -194,17 +199,17 @@ def test_accounting_request_is_signed_and_reports_its_delay(peers: list[Peer]) -
     c.account(AccountingRecord(m.AcctStatus.START, "s-1", "alice", MAC, IP, b"cls",
                                event_time=1_790_000_000.0))
     (data,) = p.received
-    req = protocol.decode_request(data, SECRET)
+    req = as_pyrad(data, SECRET)
     assert req.VerifyAcctRequest()
-    assert protocol.first(req, "Acct-Status-Type") == "Start"
-    assert protocol.first(req, "Acct-Delay-Time") == 42
-    assert protocol.first(req, "NAS-Identifier") == "axis-gw"
-    assert protocol.first(req, "NAS-IP-Address") == "127.0.0.1"
-    assert protocol.first(req, "Called-Station-Id") == "02-00-00-00-00-01:Passerelle"
-    assert protocol.first(req, "Operator-Name") == "1passerelle.example"
-    assert protocol.first(req, "NAS-Port-Type") == "Wireless-802.11"
-    assert protocol.first(req, "Calling-Station-Id") == "02-11-22-33-44-55".upper()
-    assert protocol.raw_values(req, 25) == [b"cls"]
+    assert req["Acct-Status-Type"][0] == "Start"
+    assert req["Acct-Delay-Time"][0] == 42
+    assert req["NAS-Identifier"][0] == "axis-gw"
+    assert req["NAS-IP-Address"][0] == "127.0.0.1"
+    assert req["Called-Station-Id"][0] == "02-00-00-00-00-01:Passerelle"
+    assert req["Operator-Name"][0] == "1passerelle.example"
+    assert req["NAS-Port-Type"][0] == "Wireless-802.11"
+    assert req["Calling-Station-Id"][0] == "02-11-22-33-44-55".upper()
+    assert req[25] == [b"cls"]
     assert "Message-Authenticator" not in req
 
 
@@ -250,7 +255,7 @@ def test_no_server_answering_raises_noserver(peers: list[Peer]) -> None:
 def test_threads_share_one_client_and_each_gets_its_own_answer(peers: list[Peer]) -> None:
     def echo(request: rp.Packet, data: bytes) -> bytes:
         time.sleep(0.002)  # let requests overlap
-        login = protocol.first(request, "User-Name")
+        login = request["User-Name"][0]
         return accept(request, data, Class=login.encode())
 
     p = peer(peers, echo)
@@ -331,7 +336,7 @@ def test_stray_replies_are_ignored_and_the_real_one_taken(peers: list[Peer]) -> 
 def test_reject_and_challenge_carry_the_reply_message(peers: list[Peer]) -> None:
     def reject(request: rp.Packet, _: bytes) -> bytes:
         reply = request.CreateReply()
-        reply.code = protocol.ACCESS_REJECT
+        reply.code = m.Code.ACCESS_REJECT
         reply.AddAttribute("Reply-Message", "no-credit: ")
         reply.AddAttribute("Reply-Message", "No credit left")
         return bytes(reply.ReplyPacket())
@@ -345,7 +350,7 @@ def test_reject_and_challenge_carry_the_reply_message(peers: list[Peer]) -> None
 def test_bad_values_in_an_accept_are_ignored_not_fatal(peers: list[Peer]) -> None:
     def odd(request: rp.Packet, data: bytes) -> bytes:
         reply = request.CreateReply()
-        reply.code = protocol.ACCESS_ACCEPT
+        reply.code = m.Code.ACCESS_ACCEPT
         reply[28] = [b"\x01\x02"]  # Idle-Timeout of 2 octets
         reply[81] = [b"\x01vlan-x"]
         reply[69] = [b"\x00\x80"]
@@ -364,7 +369,7 @@ def test_the_wifi_key_is_the_tunnel_password_in_clear(peers: list[Peer], key: st
                                                       tagged: bool) -> None:
     def with_key(request: rp.Packet, data: bytes) -> bytes:
         reply = request.CreateReply()
-        reply.code = protocol.ACCESS_ACCEPT
+        reply.code = m.Code.ACCESS_ACCEPT
         reply.message_authenticator = True
         reply.request_authenticator = request.authenticator
         reply.AddAttribute("Tunnel-Password:1", key)  # encrypted by pyrad

@@ -33,7 +33,7 @@ def test_radsec_once_the_box_is_enrolled(tmp_path: Path) -> None:
     assert cfg.status_server and cfg.checkin_budget == cfg.radius_timeout
     client = radius_client(cfg)
     assert [(s.host, s.auth_port, s.acct_port, s.secret) for s in client.servers] == \
-        [("127.0.0.1", 11812, 11812, b"s3cret")]
+        [("127.0.0.1", 11812, 11812, b"s3cret-for-tests")]
     # radsecproxy tracks the centres: no dead time nor probe of the loopback.
     assert not client.probe and client.dead_time == 0 and client.checkin_budget == 2.0
 

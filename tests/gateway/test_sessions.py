@@ -20,7 +20,7 @@ def opened(terms: Terms = TERMS) -> sm.Session:
 
 
 def accounts(actions: list[sm.Action]) -> list[sm.AccountingRecord]:
-    return [a.record for a in actions if isinstance(a, sm.Account)]
+    return [a.record for a in actions if isinstance(a, sm.SendRecord)]
 
 
 def test_check_in_allows_for_the_session_timeout_and_sends_start() -> None:

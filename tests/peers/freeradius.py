@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 from pyrad import packet as rp
 
-from passerelle.radius import protocol
+from passerelle.radius import codec
+from passerelle.radius.messages import Code
 from tests.need import stop, unavailable
 
 STOCK = Path("/etc/freeradius/3.0")
@@ -174,8 +175,8 @@ def _ready_in_log(log: Path, deadline: float, proc: subprocess.Popen[bytes]) -> 
 
 def _ready(port: int, secret: bytes, deadline: float, proc: subprocess.Popen[bytes]) -> bool:
     """Poll with Status-Server until FreeRADIUS answers (or dies)."""
-    pkt = rp.AuthPacket(code=protocol.STATUS_SERVER, secret=secret,
-                        dict=protocol.dictionary())
+    pkt = rp.AuthPacket(code=Code.STATUS_SERVER, secret=secret,
+                        dict=codec.dictionary())
     pkt.add_message_authenticator()
     pkt.AddAttribute("NAS-Identifier", "readiness-probe")
     data = pkt.RequestPacket()

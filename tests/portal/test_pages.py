@@ -79,7 +79,7 @@ def test_without_a_token_there_is_no_way_on(client: FlaskClient) -> None:
     "garbage",
     origin.sign(b"another portal's secret", "http://evil.example/"),
     "x" * 9000,
-])
+], ids=["garbage", "signed-elsewhere", "huge"])  # stable ids: the signature holds the time
 def test_a_forged_token_is_never_followed(client: FlaskClient, token: str) -> None:
     check_in(client)
     r = get(client, f"/welcome?to={token}")

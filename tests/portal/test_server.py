@@ -1,5 +1,8 @@
-"""The portal's servers on real sockets (127.0.0.1): HTTP, HTTPS with the
-certificate validated, and a silent client that must not stop HTTPS."""
+"""The portal's server (gunicorn, portal/server.py and gunicorn_worker.py) on
+real sockets of 127.0.0.0/8: HTTP and HTTPS from one gunicorn with the right
+scheme each, and the bounds that keep it up on an open Wi-Fi (a flood of
+idle connections, the per-address cap, a slow loris, a TLS client that
+never says hello)."""
 
 from __future__ import annotations
 
@@ -14,9 +17,9 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,52 +38,58 @@ HOST = "portal.test"
 @pytest.fixture
 def servers(app: Flask, tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
     cert, key = tls.ensure_certificate(HOST, tmp_path)
-    built = server.make_servers(app, "127.0.0.1", 0, 0, tls.server_context(cert, key))
-    server.start(built)
+    served = server.bind(app, server.portal_listeners(["127.0.0.1"], 0, 0),
+                         tls.server_context(cert, key))
+    served.start()
     try:
-        yield built[0].port, built[1].port, cert
+        http_port, https_port = served.ports
+        yield http_port, https_port, cert
     finally:
-        server.stop(built)
+        served.stop()
 
 
-def _https(port: int, cert: Path, path: str) -> http.client.HTTPResponse:
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+def _https(port: int, cert: Path, path: str, source: str = "127.0.0.1",
+           headers: dict[str, str] | None = None) -> Answer:
     context = ssl.create_default_context(cafile=str(cert))
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
     # Validate the certificate against the portal's name, not the address.
-    conn.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
-                                    server_hostname=HOST)
-    conn.request("GET", path, headers={"Host": f"{HOST}:{port}"})
-    return conn.getresponse()
+    conn.sock = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)),
+        server_hostname=HOST)
+    try:
+        conn.request("GET", path, headers={"Host": f"{HOST}:{port}", **(headers or {})})
+        answer = conn.getresponse()
+        return Answer(answer.status, answer.headers, answer.read())
+    finally:
+        conn.close()
 
 
-def test_http_and_https_serve_the_portal(servers: tuple[int, int, Path]) -> None:
+def test_http_and_https_serve_the_portal_each_with_its_scheme(
+        servers: tuple[int, int, Path]) -> None:
     http_port, https_port, cert = servers
     conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=5)
-    conn.request("GET", "/", headers={"Host": HOST})
+    # A client cannot make plain HTTP look like HTTPS: the listener decides
+    # (gunicorn trusts this header from 127.0.0.1 unless told otherwise).
+    conn.request("GET", "/", headers={"Host": HOST, "X-Forwarded-Proto": "https",
+                                      "X-Forwarded-Ssl": "on"})
     page = conn.getresponse()
     assert page.status == 200 and b'name="login"' in page.read()
-    assert "Secure" not in (page.getheader("Set-Cookie") or "")
+    assert "Secure" not in (page.getheader("Set-Cookie") or ""), "http: no Secure cookie"
+    conn.close()
 
     api = _https(https_port, cert, "/api/captive")
-    assert api.status == 200 and api.getheader("Content-Type") == "application/captive+json"
-    assert json.loads(api.read())["captive"] is True
+    assert api.status == 200 and api.headers["Content-Type"] == "application/captive+json"
+    assert json.loads(api.body)["captive"] is True
 
-    secure_page = _https(https_port, cert, "/")
-    secure_page.read()
-    assert "Secure" in (secure_page.getheader("Set-Cookie") or "")
-
-
-def test_a_silent_client_does_not_stop_https(servers: tuple[int, int, Path]) -> None:
-    _, https_port, cert = servers
-    silent = [socket.create_connection(("127.0.0.1", https_port)) for _ in range(3)]
-    try:
-        started = time.monotonic()
-        answer = _https(https_port, cert, "/api/captive")
-        assert answer.status == 200
-        assert time.monotonic() - started < 3
-    finally:
-        for s in silent:
-            s.close()
+    secure_page = _https(https_port, cert, "/", headers={"X-Forwarded-Proto": "http"})
+    assert "Secure" in (secure_page.headers["Set-Cookie"] or ""), "https: a Secure cookie"
 
 
 def test_a_client_failing_the_handshake_is_dropped_quietly(
@@ -104,12 +113,13 @@ def _closed(sock: socket.socket) -> bool:
         return True
 
 
-def _connect(port: int) -> socket.socket | None:
+def _connect(port: int, source: str = "127.0.0.1") -> socket.socket | None:
     """A connection that says nothing; None when the server reset it already
     (the connect itself then fails)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(5)
     try:
+        sock.bind((source, 0))
         sock.connect(("127.0.0.1", port))
     except OSError:
         sock.close()
@@ -138,26 +148,117 @@ def _check_in_from(address: str, port: int) -> int:
     return status
 
 
+def _worker_threads() -> int:
+    """Threads of the gunicorn worker: the one grandchild of this process."""
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    grandchildren = [pid for child in children
+                     for pid in Path(f"/proc/{child}/task/{child}/children").read_text().split()]
+    assert len(grandchildren) == 1, grandchildren
+    return len(os.listdir(f"/proc/{grandchildren[0]}/task"))
+
+
 def test_a_flood_of_idle_connections_is_bounded_and_check_in_goes_on(
         servers: tuple[int, int, Path], daemon: FakeDaemon) -> None:
     http_port, _, _ = servers
     daemon.clients["127.0.0.2"] = MAC
-    threads = threading.active_count()
     flood = [s for s in (_connect(http_port) for _ in range(200)) if s is not None]
     try:
         time.sleep(0.5)
         kept = [s for s in flood if not _closed(s)]
-        assert len(kept) <= server.PER_ADDRESS, "over the cap: closed at once"
-        assert threading.active_count() - threads <= server.WORKERS + 1, "a bounded pool"
-
+        assert len(kept) <= server.PER_ADDRESS, "over the cap: reset at once"
         started = time.monotonic()
         assert _check_in_from("127.0.0.2", http_port) == 303
         assert time.monotonic() - started < 2.0, "another person is not held up"
+        assert _worker_threads() <= server.THREADS + 2, "a bounded pool"
 
         time.sleep(server.FIRST_BYTE_TIMEOUT + 1.5)
-        assert all(_closed(s) for s in kept), "silent connections end at the idle timeout"
+        assert all(_closed(s) for s in kept), "silent connections end at their first-byte wait"
     finally:
         for s in flood:
+            s.close()
+
+
+def test_one_address_gets_at_most_its_share_of_connections(
+        servers: tuple[int, int, Path]) -> None:
+    http_port, _, _ = servers
+    held = [_connect(http_port) for _ in range(server.PER_ADDRESS)]
+    try:
+        assert all(s is not None for s in held)
+        time.sleep(0.3)
+        assert not any(_closed(s) for s in held if s is not None), "under the cap: kept"
+        over = _connect(http_port)
+        assert over is not None  # the kernel accepted it; the worker resets it
+        time.sleep(0.3)
+        assert _closed(over), "one over the cap: reset at once"
+        over.close()
+        other = _connect(http_port, "127.0.0.3")
+        assert other is not None
+        time.sleep(0.3)
+        assert not _closed(other), "another address is not counted with it"
+        other.close()
+        first = held.pop()
+        assert first is not None
+        first.close()
+        time.sleep(0.3)
+        again = _connect(http_port)
+        assert again is not None
+        held.append(again)
+        time.sleep(0.3)
+        assert not _closed(again), "a slot freed is free again"
+    finally:
+        for s in held:
+            if s is not None:
+                s.close()
+
+
+def test_a_slow_loris_does_not_block_others_and_is_let_go(
+        servers: tuple[int, int, Path], daemon: FakeDaemon) -> None:
+    http_port, _, _ = servers
+    daemon.clients["127.0.0.2"] = MAC
+    # More than the pool has threads, one byte of a request head every 2 s.
+    loris = [s for s in (_connect(http_port) for _ in range(server.THREADS + 20))
+             if s is not None]
+    started = time.monotonic()
+    try:
+        for s in loris:
+            with contextlib.suppress(OSError):  # the ones over the cap are gone
+                s.send(b"G")
+        time.sleep(0.5)
+        slow = [s for s in loris if not _closed(s)]
+        assert slow, "the slow ones were taken in"
+        t = time.monotonic()
+        assert _check_in_from("127.0.0.2", http_port) == 303
+        assert time.monotonic() - t < 2.0, "another person is not held up"
+        alive = list(slow)
+        for byte in b"ET / HTTP/1.1\r\nHost: portal.test\r\n":
+            if time.monotonic() - started > server.HEAD_TIMEOUT + 2.5:
+                break
+            time.sleep(2)
+            alive = [s for s in alive if not _closed(s)]
+            for s in alive:
+                s.setblocking(True)
+                with contextlib.suppress(OSError):
+                    s.send(bytes([byte]))
+        assert all(_closed(s) for s in slow), "a head that never ends is let go"
+    finally:
+        for s in loris:
+            s.close()
+
+
+def test_tls_clients_that_never_say_hello_do_not_stop_https(
+        servers: tuple[int, int, Path]) -> None:
+    _, https_port, cert = servers
+    # More than the pool has threads, from several addresses (under the cap each).
+    sources = [f"127.0.0.{n}" for n in range(10, 14)]
+    silent = [s for s in (_connect(https_port, sources[i % len(sources)])
+                          for i in range(server.THREADS + 20)) if s is not None]
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert _https(https_port, cert, "/api/captive", source="127.0.0.20").status == 200
+        assert time.monotonic() - started < 2.0, "HTTPS answers the others at once"
+    finally:
+        for s in silent:
             s.close()
 
 
@@ -232,7 +333,8 @@ def test_binding_looks_no_name_up_and_tells_systemd(swallowing_dns: str,
                 ready = notify.recv(4096).decode()
                 bound_in = time.monotonic() - binding
                 listening = served.stdout.readline()
-                assert ready.startswith("READY=1\n") and "listening on" in ready
+                assert "listening on" in listening, listening
+                assert ready.startswith("READY=1\n"), ready  # gunicorn's arbiter, once bound
                 assert bound_in < 1.0, f"{bound_in:.1f} s from binding to READY=1"
                 ports = [int(part.rsplit(":", 1)[1]) for part in
                          listening.split(" on ", 1)[1].strip().split(", ")]
@@ -276,3 +378,18 @@ def test_a_tls_listener_needs_a_context(app: Flask) -> None:
 def test_the_command_refuses_a_name_to_listen_on() -> None:
     refused = CliRunner().invoke(portal_cli.portal, ["run", "--listen", "portal.test"])
     assert refused.exit_code == 2 and "is not an IP address" in refused.output
+
+
+def test_a_stop_does_not_wait_for_idle_connections(app: Flask) -> None:
+    served = server.bind(app, [server.Listener("127.0.0.1", 0)])
+    served.start()
+    idle = [_connect(served.port) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        served.stop()
+        assert time.monotonic() - started < 2.0, "idle connections are closed at once"
+    finally:
+        for s in idle:
+            if s is not None:
+                s.close()

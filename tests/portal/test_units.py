@@ -222,7 +222,7 @@ venue_url = "https://axis.example/"
 {extra}
 [[radius.servers]]
 host = "192.0.2.10"
-secret = "s"
+secret = "s3cret-for-tests"
 """
 
 
@@ -300,7 +300,8 @@ def test_admission_caps_per_address_and_in_all() -> None:
 def test_the_portal_reads_no_radius_secret(tmp_path: Path) -> None:
     from passerelle.gateway.config import ConfigError
 
-    text = CONFIG.format(extra="").replace('secret = "s"', 'secret_file = "root-only.secret"')
+    text = CONFIG.format(extra="").replace('secret = "s3cret-for-tests"',
+                                           'secret_file = "root-only.secret"')
     interfaces = Interfaces("wan", ("lan", "wan"), {"lan": ("198.51.100.1/24",)})
     with pytest.raises(ConfigError, match="secret_file"):
         parse(text, tmp_path, interfaces)

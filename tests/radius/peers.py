@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pyrad import packet as rp
 
-from passerelle.radius import protocol
+from passerelle.radius import codec
 from tests.need import tool
 
 
@@ -68,7 +68,7 @@ class RawClient:
     def access_request(self, user: str, password: str | bytes | None = None, *,
                        ma: bool = True, secret: bytes | None = None,
                        **attrs: object) -> rp.AuthPacket:
-        pkt = rp.AuthPacket(secret=secret or self.secret, dict=protocol.dictionary())
+        pkt = rp.AuthPacket(secret=secret or self.secret, dict=codec.dictionary())
         pkt.id = pkt.CreateID()
         pkt.authenticator = pkt.CreateAuthenticator()
         if ma:
@@ -83,7 +83,7 @@ class RawClient:
 
     def accounting_request(self, status: str, session: str, *, secret: bytes | None = None,
                            **attrs: object) -> rp.AcctPacket:
-        pkt = rp.AcctPacket(secret=secret or self.secret, dict=protocol.dictionary())
+        pkt = rp.AcctPacket(secret=secret or self.secret, dict=codec.dictionary())
         pkt.id = pkt.CreateID()
         pkt.AddAttribute("Acct-Status-Type", status)
         if session:

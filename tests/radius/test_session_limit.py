@@ -39,7 +39,7 @@ def acct(server, status: str, device: str) -> str | None:  # type: ignore[no-unt
 def test_a_second_device_is_refused_while_the_first_is_on(server, engine) -> None:
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
-        admin.set_company(db, "Acme", admin.Plan(max_sessions="1"))
+        admin.set_company(db, "Acme", admin.CompanyTerms(max_sessions="1"))
     first = auth(server, PHONE)
     assert first.code == "Access-Accept", first.output
     assert acct(server, "Start", PHONE) == "Accounting-Response"

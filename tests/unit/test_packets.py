@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import pytest
 from pyrad import packet as rp
 
-from passerelle.radius import accounting, answers, codec, dae, policy, protocol
+from passerelle.radius import accounting, answers, codec, dae, policy
 from passerelle.radius import messages as m
 from passerelle.radius.messages import Drop, ErrorCause
 
@@ -149,7 +149,7 @@ def test_user_password_of_a_wrong_length_drops_the_request(size: int) -> None:
 def test_user_password_octets_that_are_not_text_are_refused() -> None:
     hidden = rfc2865_hide(b"pass\xffword", SECRET, REQUEST_AUTH)
     # pyrad's decoder drops the octet and would see "password".
-    pkt = rp.AuthPacket(secret=SECRET, authenticator=REQUEST_AUTH, dict=protocol.dictionary())
+    pkt = rp.AuthPacket(secret=SECRET, authenticator=REQUEST_AUTH, dict=codec.dictionary())
     assert pkt.PwDecrypt(hidden) == "password"
     assert request_with_password(hidden).credential == m.Password(None)
 
@@ -206,7 +206,7 @@ def access_request(*extra: bytes) -> tuple[bytes, m.AccessRequest]:
     """A signed Access-Request (pyrad builds it: an independent encoder) and
     what the handler decodes from it; ``extra``: Proxy-States a proxy appended."""
     pkt = rp.AuthPacket(id=77, secret=SECRET, authenticator=REQUEST_AUTH,
-                        dict=protocol.dictionary())
+                        dict=codec.dictionary())
     pkt.AddAttribute("User-Name", "alice@acme.example")
     pkt.AddAttribute("NAS-Identifier", "axis-gw")
     pkt.add_message_authenticator()
@@ -246,7 +246,7 @@ def check_signed_reply(data: bytes, sent: bytes) -> list[tuple[int, bytes]]:
     assert hmac.compare_digest(message_authenticator(data), expected_ma)
     # RFC 2865 3: MD5(Code+ID+Length+RequestAuth+Attributes+Secret), after the MA.
     assert data[4:20] == md5(data[:4], REQUEST_AUTH, data[20:], SECRET)
-    request = rp.AuthPacket(packet=sent, secret=SECRET, dict=protocol.dictionary())
+    request = rp.AuthPacket(packet=sent, secret=SECRET, dict=codec.dictionary())
     assert request.VerifyReply(request.CreateReply(packet=data), data, enforce_ma=True)
     return attrs
 
@@ -332,7 +332,7 @@ def test_tunnel_password_salt_encryption(key: str) -> None:
     assert salt[0] & 0x80, "the salt's most significant bit must be set"
     assert password == key.encode()
     # A client decodes it with pyrad, given the request's authenticator.
-    request = rp.AuthPacket(packet=sent, secret=SECRET, dict=protocol.dictionary())
+    request = rp.AuthPacket(packet=sent, secret=SECRET, dict=codec.dictionary())
     reply = request.CreateReply(packet=data)
     reply.request_authenticator = REQUEST_AUTH
     assert reply["Tunnel-Password"] == [key]
@@ -364,8 +364,8 @@ def test_a_forged_reply_is_refused_by_the_client() -> None:
     sent, reply = accept()
     data = bytearray(reply)
     data[0] = m.Code.ACCESS_REJECT  # flip Accept to Reject: authenticators break
-    request = rp.AuthPacket(packet=sent, secret=SECRET, dict=protocol.dictionary())
-    forged = rp.AuthPacket(packet=bytes(data), secret=SECRET, dict=protocol.dictionary())
+    request = rp.AuthPacket(packet=sent, secret=SECRET, dict=codec.dictionary())
+    forged = rp.AuthPacket(packet=bytes(data), secret=SECRET, dict=codec.dictionary())
     assert not request.VerifyReply(forged, bytes(data))
     with pytest.raises(m.BadAuthenticator):
         m.decode_reply(bytes(data), SECRET, sent)
@@ -376,7 +376,7 @@ def test_a_forged_reply_is_refused_by_the_client() -> None:
 
 def test_access_request_message_authenticator_is_verified() -> None:
     pkt = rp.AuthPacket(id=5, secret=SECRET, authenticator=REQUEST_AUTH,
-                        dict=protocol.dictionary())
+                        dict=codec.dictionary())
     pkt.AddAttribute("User-Name", "alice@acme.example")
     pkt.add_message_authenticator()
     data = pkt.RequestPacket()
@@ -409,7 +409,7 @@ def test_accounting_request_authenticator() -> None:
     with pytest.raises(m.BadAuthenticator):
         m.decode_request(data[:-1] + b"X", SECRET)
     # And pyrad, as the gateway has used it, produces the same authenticator.
-    pkt = rp.AcctPacket(id=12, secret=SECRET, dict=protocol.dictionary())
+    pkt = rp.AcctPacket(id=12, secret=SECRET, dict=codec.dictionary())
     pkt.AddAttribute("Acct-Status-Type", "Start")
     pkt.AddAttribute("Acct-Session-Id", "5F2A0001")
     pkt.AddAttribute("User-Name", "alice@acme.example")
@@ -426,7 +426,7 @@ def test_accounting_response_has_no_message_authenticator() -> None:
     request = m.decode_request(data, SECRET)
     answer = answers.ACCOUNTING_RESPONSE.encode(SECRET, request)
     assert answer == header(5, 12, b"", md5(header(5, 12, b"", data[4:20]), SECRET))
-    pyrad = rp.AcctPacket(packet=data, secret=SECRET, dict=protocol.dictionary())
+    pyrad = rp.AcctPacket(packet=data, secret=SECRET, dict=codec.dictionary())
     assert pyrad.VerifyReply(pyrad.CreateReply(packet=answer), answer)
     assert isinstance(m.decode_reply(answer, SECRET, data), m.AccountingResponse)
 
@@ -455,7 +455,7 @@ def test_status_server_answers_carry_a_message_authenticator(on_acct: bool, code
     assert message_authenticator(data) == hmac.new(SECRET, ma_zeroed(data, REQUEST_AUTH),
                                                    "md5").digest()
     assert data[4:20] == md5(data[:4], REQUEST_AUTH, data[20:], SECRET)
-    pyrad = rp.Packet(packet=sent, secret=SECRET, dict=protocol.dictionary())
+    pyrad = rp.Packet(packet=sent, secret=SECRET, dict=codec.dictionary())
     assert pyrad.VerifyReply(pyrad.CreateReply(packet=data), data, enforce_ma=True)
 
 

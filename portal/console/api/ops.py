@@ -74,7 +74,7 @@ def list_companies(db: DB, scope: Scope) -> list[Company]:
 
 
 def _word(value: object, what: str) -> str | None:
-    """A JSON number or null as admin.Plan's text ("none" clears a cap)."""
+    """A JSON number or null as admin.CompanyTerms's text ("none" clears a cap)."""
     if value is None:
         return "none"
     if isinstance(value, bool) or not isinstance(value, int):
@@ -86,8 +86,8 @@ PLAN_FIELDS = {"name", "status", "payment", "categories", "services", "max_sessi
                "bandwidth_up", "bandwidth_down", "vlan"}
 
 
-def _plan(data: dict[str, Any]) -> admin.Plan:
-    plan = admin.Plan()
+def _plan(data: dict[str, Any]) -> admin.CompanyTerms:
+    plan = admin.CompanyTerms()
     for key in ("status", "payment", "categories"):
         if key in data:
             setattr(plan, key, _string(data, key))
