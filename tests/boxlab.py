@@ -72,7 +72,7 @@ class Box:
         with self._log("gateway") as err:
             self.daemon = self.lab.popen("gw", str(BIN), "-v", "gateway", "run", "--config",
                                          str(self.config), stderr=err, stdout=err)
-        wait_for(lambda: self._answers(), what="the gateway's control socket",
+        wait_for(lambda: self._answers(), timeout=DAEMON_START, what="the gateway's control socket",
                  logs=self.read_logs)
 
     def _answers(self) -> bool:
@@ -105,6 +105,13 @@ class Box:
                              .where(CreditEntry.person_id == self.world.people[person],
                                     CreditEntry.kind == CreditKind.charge))
         return -int(total or 0)
+
+
+# How long a daemon may take to answer on its control socket after its start:
+# a harness wait, not a product budget. Seconds when the machine is idle; the
+# suite runs its files in parallel, and a start under that load was seen to
+# take over 15 s (the imports alone).
+DAEMON_START = 60.0
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 15, what: str = "",
@@ -188,8 +195,9 @@ def site(tmp: Path, portal: bool = True, extra_config: str = "",
             if b.freeradius is not None:
                 b.freeradius.stop()
             if b.daemon and b.daemon.poll() is None:
-                b.daemon.terminate()
-                b.daemon.wait(timeout=10)
+                # Its stop sends what it holds to the centre; under the
+                # parallel suite's load that was seen to take over 10 s.
+                stop(b.daemon, timeout=30)
             engine.dispose()
             del os.environ["PASSERELLE_KEY_FILE"]
 

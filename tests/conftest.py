@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from passerelle.radius import db
@@ -18,13 +18,34 @@ from .pg import Cluster
 BACKENDS = ["sqlite", "postgresql"]
 
 
+def _own_database(url: str) -> str:
+    """Under pytest-xdist, each worker gets a database of its own on the given
+    server (the URL's database name plus the worker's name), made if missing:
+    the workers must not drop each other's tables."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    parsed = make_url(url)
+    name = f"{parsed.database or 'postgres'}_{worker}"
+    admin = db.make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            found = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                {"n": name})
+            if found is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A migrated PostgreSQL database for the whole test session."""
     given = os.environ.get("PASSERELLE_TEST_PG")
     cluster = None
     if given:
-        url = given
+        url = _own_database(given)
     else:
         try:
             cluster = Cluster()

@@ -29,7 +29,7 @@ from sqlalchemy.orm import sessionmaker
 from passerelle.gateway.control import ControlClient
 from passerelle.radius import db, enrolment
 from passerelle.radius.models import Gateway, Radacct
-from tests.boxlab import wait_for
+from tests.boxlab import DAEMON_START, wait_for
 from tests.gateway.conftest import require_lab
 from tests.lab import Lab
 from tests.need import tool
@@ -163,7 +163,8 @@ def site(tmp_path: Path) -> Iterator[Site]:
                           stderr=err, stdout=err)
             s = Site(lab, tmp_path, factory, box,
                      ControlClient(tmp_path / "state" / "control.sock", 10), logs)
-            wait_for(lambda: _answers(s.control), what="the box's control socket",
+            wait_for(lambda: _answers(s.control), timeout=DAEMON_START,
+                     what="the box's control socket",
                      logs=s.read_logs)
             yield s
     finally:
