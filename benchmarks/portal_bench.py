@@ -2,16 +2,19 @@
 
     .venv/bin/python -m benchmarks.portal_bench [--duration 10] [--connections 16]
                                                 [--cpu 0] [--threads 2]
+                                                [--new-connections]
 
-The portal (the same werkzeug server and app as `passerelle portal run`) runs
-in its own process pinned to one core (taskset); a stand-in gateway daemon
-answers on a real control socket in another process, and wrk runs on the
-other core. Scenarios: the captive redirect of a page and of an OS probe,
-the probe answers once checked in, the check-in page, the status page, the
-key page (QR code), and the RFC 8908 API over HTTPS. Every request opens a
-new connection (werkzeug's server closes after each answer, as a phone's
-first requests do anyway). Prints a Markdown table for docs/benchmarks-portal.md.
-"""
+The portal (the same gunicorn server and app as `passerelle portal run`: one
+arbiter and its gthread worker) runs in its own processes pinned to one core
+(taskset); a stand-in gateway daemon answers on a real control socket in
+another process, and wrk runs on the other core. Scenarios: the captive
+redirect of a page and of an OS probe, the probe answers once checked in,
+the check-in page, the status page, the key page (QR code), and the RFC 8908
+API over HTTPS. wrk keeps its connections open (the server keeps them 5 s);
+with --new-connections every request says "Connection: close", so each one
+is a new TCP connection and, for the API, a new TLS handshake, as a phone's
+first requests often are. Prints a Markdown table for
+docs/benchmarks-portal.md."""
 
 from __future__ import annotations
 
@@ -49,7 +52,9 @@ SCENARIOS = [
 
 
 class _Daemon:
-    """The stand-in gateway daemon: one client, 127.0.0.1, and its session."""
+    """The stand-in gateway daemon: one client, 127.0.0.1, and its session.
+    It answers every call of the control socket (control.Backend), as the
+    real daemon would for a station that is not found by its key."""
 
     def __init__(self) -> None:
         self.session: dict[str, Any] | None = None
@@ -82,6 +87,19 @@ class _Daemon:
 
     def rotate_key(self, ip: str) -> dict[str, Any]:
         return self.key_of(ip)
+
+    def offer(self, ip: str) -> dict[str, Any]:
+        """What the check-in page asks first (Daemon.offer's shape): no key
+        known for this station, so the ordinary form."""
+        return {"ip": ip, "mac": "02:00:00:00:00:01", "login": None, "mode": "tap",
+                "refusal": None}
+
+    def check_in_by_key(self, ip: str) -> dict[str, Any]:
+        from passerelle.gateway.control import ControlError
+        from passerelle.refusal import Refusal
+
+        # As the real daemon answers a one-tap check-in it has no key for.
+        raise ControlError.refused(Refusal.unknown_client, f"no key known for {ip}")
 
 
 def run_daemon(socket_path: Path) -> None:
@@ -199,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cpu", default="0", help="the core the portal runs on")
+    parser.add_argument("--new-connections", action="store_true",
+                        help="a new connection for every request (Connection: close)")
     parser.add_argument("--daemon", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--portal", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -214,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     from passerelle.gateway.control import ControlClient
 
     other = str(1 - int(args.cpu)) if os.cpu_count() == 2 else f"{int(args.cpu) + 1}-"
+    # The machine may be shared: the load average before and after says how much.
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="portal-bench-"))
     sock = tmp / "control.sock"
     http_port, https_port = free_port(), free_port()
@@ -245,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
             port = http_port if scheme == "http" else https_port
             url = f"{scheme}://127.0.0.1:{port}{path}"
             headers = [f"Host: {host}"]
+            if args.new_connections:
+                headers.append("Connection: close")
             must_hold = ""
             if path == "/welcome":
                 headers.append(f"Cookie: {cookie}")
@@ -264,10 +288,13 @@ def main(argv: list[str] | None = None) -> None:
                   f"socket errors: {result['socket_errors'] or 'none'}", flush=True)
         print()
         load = os.getloadavg()
-        print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+        print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} "
+              f"{load_before[2]:.2f}, at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
               f"on {os.cpu_count()} cores")
         print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency "
-              f"(on core {other}); portal on core {args.cpu}")
+              f"(on core {other}); portal on core {args.cpu}; "
+              + ("a new connection per request" if args.new_connections
+                 else "connections kept alive"))
         print()
         print("| scenario | requests/s | p50 ms | p99 ms | wrong status | portal CPU ms/req |")
         print("|---|---:|---:|---:|---:|---:|")
