@@ -28,6 +28,9 @@ Sets (docs/dataplane.md shows how to inspect them):
   box (private, shared and link-local ranges and the WAN's own subnets), less
   the ranges the site opens and the walled garden.
 - ``dns_rate``: one DNS rate limiter per client MAC, for the captive view.
+- ``portal_conns``: the portal's connections open per client MAC (``ct
+  count``), so that one device with many addresses holds no more of the
+  portal than one with a single address.
 
 With VLANs (gateway/vlan.py), every rule that names the LAN names each
 VLAN's sub-interface too: the same sets, the same captive state (DNS, NTP
@@ -55,6 +58,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from passerelle.portal.gunicorn_worker import PER_ADDRESS
 from passerelle.radius.mac import parse as normal_mac
 
 from .vlan import Vlan
@@ -77,6 +81,11 @@ CAPTIVE_DNS_PORT = 5300
 # Queries per second per client to the captive view (three seconds' burst):
 # an OS joining a network asks a few dozen names in its first second.
 CAPTIVE_DNS_RATE = 30
+# New connections to the portal's ports open at once per client MAC; over it,
+# a reset. The worker's cap per address, in the kernel per device: one device
+# can use many addresses (IPv6 privacy addresses, any address of the /64),
+# which the worker cannot tell apart, and would then hold its whole pool.
+PORTAL_CONNS_PER_DEVICE = PER_ADDRESS
 # Never reached through the box unless the site opens them: RFC 1918, shared
 # address space (RFC 6598), link-local (RFC 3927, RFC 4291), unique local
 # (RFC 4193). The WAN's own subnets are added when the table is applied.
@@ -275,6 +284,7 @@ def _sets() -> str:
 	set private4 {{ type ipv4_addr; flags interval; }}
 	set private6 {{ type ipv6_addr; flags interval; }}
 	set dns_rate {{ type ether_addr; size 65535; flags dynamic,timeout; timeout 1m; }}
+	set portal_conns {{ type ether_addr; size 65535; flags dynamic; }}
 """
 
 
@@ -366,6 +376,10 @@ def _chains(plan: FirewallPlan) -> str:
     # the first are "established" for conntrack.
     dns_rate = (f"meta l4proto {{ tcp, udp }} th dport {cport} update @dns_rate "
                 f"{{ ether saddr limit rate over {rate}/second burst {3 * rate} packets }} drop")
+    # After the DNAT of port 80, so the ports are the portal's own; a
+    # closed connection stops counting when conntrack sees it close.
+    portal_cap = (f"tcp dport {{ {http}, {https} }} ct state new add @portal_conns "
+                  f"{{ ether saddr ct count over {PORTAL_CONNS_PER_DEVICE} }} jump refuse")
     return f"""\
 	chain pre_nat {{
 		type nat hook prerouting priority dstnat; policy accept;
@@ -426,6 +440,7 @@ def _chains(plan: FirewallPlan) -> str:
 		udp dport {{ 67, 547 }} accept
 		meta l4proto {{ tcp, udp }} th dport {{ 53, {cport} }} accept
 		udp dport 123 accept
+		{portal_cap}
 		tcp dport {{ {http}, {https} }} accept
 		meta l4proto {{ icmp, ipv6-icmp }} accept
 		{aps}jump refuse

@@ -14,12 +14,13 @@ import dataclasses
 import select
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from passerelle.gateway.dnsmasq import DhcpPlan, Dnsmasq
-from passerelle.gateway.nft import Firewall, FirewallPlan
+from passerelle.gateway.nft import PORTAL_CONNS_PER_DEVICE, Firewall, FirewallPlan
 from tests.lab import Lab
 
 PORTAL = "http://portal.lab/"
@@ -163,6 +164,28 @@ except (TimeoutError, socket.timeout):
     print("timeout")
 except OSError as exc:
     print(f"error:{exc.errno}")
+"""
+
+# Connections held open: one per "source,host,port" argument, made in turn
+# (at most 2 s each); prints "ok=<n> reset=<n> timeout=<n>", then keeps the
+# open ones until its standard input closes.
+HOLD = r"""
+import socket, sys
+held, seen = [], {"ok": 0, "reset": 0, "timeout": 0}
+for target in sys.argv[1:]:
+    source, host, port = target.split(",")
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.bind((source, 0))
+    s.settimeout(2)
+    try:
+        s.connect((host, int(port)))
+        held.append(s); seen["ok"] += 1
+    except ConnectionRefusedError:
+        s.close(); seen["reset"] += 1
+    except (TimeoutError, socket.timeout):
+        s.close(); seen["timeout"] += 1
+print(" ".join(f"{k}={v}" for k, v in seen.items()), flush=True)
+sys.stdin.read()
 """
 
 
@@ -355,6 +378,50 @@ def test_captive_dns_flood_is_limited_per_client(site: Lab, fw: Firewall) -> Non
     rate = 30  # the plan's default captive_dns_rate, queries per second (burst: 3 s)
     assert 0 < answered <= 3 * rate + rate * seconds + 5 and answered < 250, out
     assert dns(site, "client2", site.box_ipv4, RANDOM_NAME).startswith("answered=1 rcode=0")
+
+
+# -- 5. the portal: connections per device -----------------------------------------
+
+
+def test_one_device_gets_its_share_of_the_portal_whatever_its_addresses(
+        site: Lab, fw: Firewall) -> None:
+    """One MAC with three IPv4 and three IPv6 addresses opens 60 connections
+    to the portal (port 80 DNAT-ed and its own port, both families): the
+    kernel lets the cap through and resets the rest, whatever the source
+    address; another device still gets the portal at once; once the first
+    lets go, it is served again."""
+    extra4, extra6 = ("198.51.100.20", "198.51.100.21"), ("2001:db8:1::20", "2001:db8:1::21")
+    for addr in (*(f"{a}/24" for a in extra4), *(f"{a}/64" for a in extra6)):
+        site.run("client", "ip", "addr", "add", addr, "dev", "eth0")
+    try:
+        targets = []
+        for source in (site.ipv4["client"], *extra4, site.ipv6["client"], *extra6):
+            box = site.box_ipv4 if ":" not in source else site.box_ipv6
+            targets += [f"{source},{box},{port}" for port in (80, 8080) * 5]
+        hold = site.popen("client", sys.executable, "-c", HOLD, *targets,
+                          stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert hold.stdout is not None and hold.stdin is not None
+        ready, _, _ = select.select([hold.stdout], [], [], 60)
+        seen = hold.stdout.readline().strip() if ready else "no answer"
+        cap = PORTAL_CONNS_PER_DEVICE
+        try:
+            assert seen == f"ok={cap} reset={len(targets) - cap} timeout=0", seen
+            started = time.monotonic()
+            assert http(site, "client2", f"http://{site.box_ipv4}/") == "302"
+            assert http(site, "client2", f"http://[{site.web_ipv6}]/") == "302"  # an OS probe
+            assert time.monotonic() - started < 2
+            assert http(site, "client", f"http://{site.box_ipv4}/") == "000"
+        finally:
+            hold.stdin.close()
+            hold.wait(timeout=10)
+        # Closed connections stop counting as conntrack sees them close.
+        deadline = time.monotonic() + 5
+        while http(site, "client", f"http://{site.box_ipv4}/") != "302":
+            assert time.monotonic() < deadline, "the device is still over its cap"
+            time.sleep(0.2)
+    finally:
+        for addr in (*(f"{a}/24" for a in extra4), *(f"{a}/64" for a in extra6)):
+            site.run("client", "ip", "addr", "del", addr, "dev", "eth0", check=False)
 
 
 # -- 6. no private network upstream; nothing in from the WAN ------------------------

@@ -18,6 +18,7 @@ from passerelle.gateway.nft import (
     FirewallPlan,
     NftError,
     NotAllowed,
+    PORTAL_CONNS_PER_DEVICE,
     allow_script,
     blocked_nets,
     check_plan,
@@ -32,6 +33,7 @@ from passerelle.gateway.nft import (
     timeout_script,
 )
 from passerelle.gateway.sessions import KERNEL_MAX, kernel_timeout
+from passerelle.portal.gunicorn_worker import PER_ADDRESS
 from tests.lab import Lab
 
 PLAN = FirewallPlan(lan_if="lan0", wan_if="wan0", box_ipv4="198.51.100.1",
@@ -87,6 +89,22 @@ def test_before_checkin_rules() -> None:
     assert "udp dport { 67, 547 } accept" in lan_in
     assert "meta l4proto { icmp, ipv6-icmp } accept" in lan_in  # ND and RA keep working
     assert "tcp dport { 8080, 8443 } accept" in lan_in
+
+
+def test_portal_connections_are_capped_per_device_before_they_are_accepted() -> None:
+    """Issue 13, finding 5: in lan_in, after the DNAT of port 80 (the portal's
+    own ports), a new connection over the cap per client MAC is reset, before
+    the portal's ports are accepted; the cap is the worker's per address."""
+    plan = dataclasses.replace(PLAN, box_ipv6="2001:db8:1::1", portal_http_port=8081,
+                               portal_https_port=8444)
+    lines = rules(ruleset(plan))
+    assert PORTAL_CONNS_PER_DEVICE == PER_ADDRESS == 32
+    assert "set portal_conns { type ether_addr; size 65535; flags dynamic; }" in lines
+    lan_in = lines[lines.index("chain lan_in {") + 1:lines.index("chain wan_in {")]
+    cap = ("tcp dport { 8081, 8444 } ct state new add @portal_conns "
+           "{ ether saddr ct count over 32 } jump refuse")
+    assert lan_in.index(cap) + 1 == lan_in.index("tcp dport { 8081, 8444 } accept")
+    assert sum("@portal_conns" in line for line in lines) == 1
 
 
 def test_forward_rules_count_once_and_isolate_clients() -> None:
