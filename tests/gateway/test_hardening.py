@@ -386,18 +386,21 @@ def test_captive_dns_flood_is_limited_per_client(site: Lab, fw: Firewall) -> Non
 def test_one_device_gets_its_share_of_the_portal_whatever_its_addresses(
         site: Lab, fw: Firewall) -> None:
     """One MAC with three IPv4 and three IPv6 addresses opens 60 connections
-    to the portal (port 80 DNAT-ed and its own port, both families): the
+    to the portal (port 80 DNAT-ed, its HTTP and HTTPS ports, both families): the
     kernel lets the cap through and resets the rest, whatever the source
     address; another device still gets the portal at once; once the first
     lets go, it is served again."""
     extra4, extra6 = ("198.51.100.20", "198.51.100.21"), ("2001:db8:1::20", "2001:db8:1::21")
+    # The HTTPS port held by a plain listener: the kernel sees only TCP.
+    https = [site.serve("gw", "http", box, 8443, "200", "tls") for box in
+             (site.box_ipv4, site.box_ipv6)]
     for addr in (*(f"{a}/24" for a in extra4), *(f"{a}/64" for a in extra6)):
         site.run("client", "ip", "addr", "add", addr, "dev", "eth0")
     try:
         targets = []
         for source in (site.ipv4["client"], *extra4, site.ipv6["client"], *extra6):
             box = site.box_ipv4 if ":" not in source else site.box_ipv6
-            targets += [f"{source},{box},{port}" for port in (80, 8080) * 5]
+            targets += [f"{source},{box},{(80, 8080, 8443)[i % 3]}" for i in range(10)]
         hold = site.popen("client", sys.executable, "-c", HOLD, *targets,
                           stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert hold.stdout is not None and hold.stdin is not None
@@ -422,6 +425,9 @@ def test_one_device_gets_its_share_of_the_portal_whatever_its_addresses(
     finally:
         for addr in (*(f"{a}/24" for a in extra4), *(f"{a}/64" for a in extra6)):
             site.run("client", "ip", "addr", "del", addr, "dev", "eth0", check=False)
+        for proc in https:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 # -- 6. no private network upstream; nothing in from the WAN ------------------------

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 import pytest
 
 from passerelle.gateway.nft import (
+    PORTAL_CONNS_PER_DEVICE,
     Allowed,
     Element,
     Firewall,
     FirewallPlan,
     NftError,
     NotAllowed,
-    PORTAL_CONNS_PER_DEVICE,
     allow_script,
     blocked_nets,
     check_plan,
