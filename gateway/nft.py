@@ -58,7 +58,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from passerelle.portal.gunicorn_worker import PER_ADDRESS
+from passerelle.portal.limits import CONNECTIONS_PER_CLIENT
 from passerelle.radius.mac import parse as normal_mac
 
 from .vlan import Vlan
@@ -85,7 +85,7 @@ CAPTIVE_DNS_RATE = 30
 # a reset. The worker's cap per address, in the kernel per device: one device
 # can use many addresses (IPv6 privacy addresses, any address of the /64),
 # which the worker cannot tell apart, and would then hold its whole pool.
-PORTAL_CONNS_PER_DEVICE = PER_ADDRESS
+PORTAL_CONNS_PER_DEVICE = CONNECTIONS_PER_CLIENT
 # Never reached through the box unless the site opens them: RFC 1918, shared
 # address space (RFC 6598), link-local (RFC 3927, RFC 4291), unique local
 # (RFC 4193). The WAN's own subnets are added when the table is applied.

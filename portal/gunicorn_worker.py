@@ -43,13 +43,15 @@ from gunicorn import util
 from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from .limits import CONNECTIONS_PER_CLIENT
+
 log = logging.getLogger("passerelle.portal")
 
 FIRST_BYTE_TIMEOUT = 5.0  # seconds a new connection may wait, threadless, for its first byte
 HEAD_TIMEOUT = 5.0  # seconds from the first byte to a whole request head (TLS handshake included)
 TIMEOUT = 10.0  # seconds any other read or write may wait
 KEEPALIVE = 5  # seconds an idle kept-alive connection stays open (threadless)
-PER_ADDRESS = 32  # connections open at once from one client address (a browser opens ~6)
+PER_ADDRESS = CONNECTIONS_PER_CLIENT  # connections open at once from one client address
 MAX_CONNECTIONS = 256  # connections open at once in all (gunicorn's worker_connections)
 THREADS = 96  # the pool serving requests, for every listener
 WARN_EVERY = 60.0  # seconds between two log lines about one address over its cap

@@ -12,6 +12,11 @@ import math
 import threading
 from collections import OrderedDict, deque
 
+# Connections to the portal open at once from one client: a browser opens
+# about six per host. The portal's worker holds it per address, the box's
+# kernel per device (MAC), so a device with many addresses gets no more.
+CONNECTIONS_PER_CLIENT = 32
+
 
 class Limiter:
     def __init__(self, max_failures: int, window: float, max_keys: int = 10_000) -> None:
