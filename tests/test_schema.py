@@ -54,10 +54,10 @@ def test_radacct_keeps_room_for_hot_updates(engine) -> None:
         command.upgrade(alembic_config(engine), "head")
         assert "radacct" in inspect(engine).get_table_names()
         return
-    assert options() == ["fillfactor=75"]
+    assert options() == ["fillfactor=70"]
     command.downgrade(alembic_config(engine), "0011")
     try:
         assert options() == []
     finally:
         command.upgrade(alembic_config(engine), "head")
-    assert options() == ["fillfactor=75"]
+    assert options() == ["fillfactor=70"]

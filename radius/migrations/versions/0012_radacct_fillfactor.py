@@ -5,7 +5,8 @@ update time, the charged mark), so PostgreSQL can write the new version
 as a HOT update, with no entry in radacct's eight indexes, if the row's
 page has room for it. Pages filled to the brim by new sessions had none:
 most updates went to another page and into every index. A fill factor of
-75 keeps a quarter of each page for them. It applies to pages written from
+70 keeps 30 % of each page for them (a Stop changes acctstoptime, which is
+indexed, so it is never HOT). It applies to pages written from
 now on; an existing table's full pages keep their rows until rewritten
 (VACUUM FULL or pg_repack, not done here: it locks the table). SQLite has
 no such setting.
@@ -22,7 +23,7 @@ down_revision = '0011'
 branch_labels = None
 depends_on = None
 
-FILLFACTOR = 75
+FILLFACTOR = 70
 
 
 def upgrade() -> None:
