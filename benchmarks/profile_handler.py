@@ -43,6 +43,27 @@ def datagrams(kind: str, count: int, people: int) -> list[Datagram]:
     return out
 
 
+def hot_updates(url: str) -> str:
+    """radacct's updates that were HOT (no new index entries), read once the
+    handler's connections have closed and so reported their counts."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            for _ in range(50):
+                upd, hot = conn.execute(text(
+                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+                    " WHERE relname = 'radacct'")).one()
+                if upd:
+                    break
+                time.sleep(0.1)
+                conn.rollback()  # a new snapshot of the statistics
+    finally:
+        engine.dispose()
+    return f"radacct: {upd} updates, {hot} of them HOT ({hot / max(upd, 1):.0%})"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
             pstats.Stats(prof).sort_stats("tottime").print_stats(30)
         engine.dispose()
+        if engine.dialect.name == "postgresql":
+            print(hot_updates(url))
     finally:
         if cluster is not None:
             cluster.stop()

@@ -447,6 +447,9 @@ def apply_accounting(db: DB, nas: Nas, rec: accounting.Record, now: datetime) ->
     return apply_accounting_batch(db, [(nas, rec)], now)[0]
 
 
+_ABSENT = object()
+
+
 @dataclass
 class _Writes:
     """What the folds of a batch decided, for one write per table."""
@@ -458,11 +461,16 @@ class _Writes:
     touched: set[str] = field(default_factory=lambda: {"charged"})  # columns set
 
     def take(self, row: dict[str, Any], change: accounting.Change) -> None:
-        """Set on ``row`` what ``change`` decided, and note the writes."""
+        """Set on ``row`` what ``change`` decided, and note the writes.
+        A column whose value the row already holds is not noted: an
+        Interim-Update repeats the session's start, names and addresses,
+        and only its counters need sending and writing."""
+        touched = self.touched
         for column, value in change.columns.items():
             name = "class" if column == "class_" else column
-            row[name] = value
-            self.touched.add(name)
+            if row.get(name, _ABSENT) != value:
+                row[name] = value
+                touched.add(name)
         row["charged"] = change.charged
         if change.charge:
             self.charges.append((row["acctuniqueid"], row["person_id"], change.charge))
@@ -472,8 +480,9 @@ class _Writes:
             self.changed[row["acctuniqueid"]] = row
 
     def updates(self) -> tuple[list[str], list[dict[str, Any]]]:
-        # Only the columns the batch's records set: less to send, and a
-        # handful of statement shapes (Starts only, Interims and Stops, ...).
+        # Only the columns the batch's records changed: less to send and to
+        # write, and a handful of statement shapes (Interims: the counters;
+        # with Stops: the stop time and cause; ...).
         writable = [c for c in _WRITABLE if c in self.touched]
         return writable, [{"radacctid": row["radacctid"], **{c: row[c] for c in writable}}
                           for row in self.changed.values()]
@@ -650,7 +659,7 @@ def _definitions(table: Table, names: tuple[str, ...]) -> str:
     return ", ".join(f'"{n}" {_type(table, n)}' for n in names)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=64)
 def _sessions_sql(writable: tuple[str, ...]) -> str:
     """_write_sessions_pg's statement for the columns the batch updates."""
     return f"""

@@ -35,3 +35,29 @@ def test_every_migration_goes_down_and_up_again(engine) -> None:
     upgrade(engine)
     names = {i["name"] for i in inspect(engine).get_indexes("credit_entry")}
     assert names == {"ix_credit_entry_person_seconds"}
+
+
+def test_radacct_keeps_room_for_hot_updates(engine) -> None:
+    """PostgreSQL: radacct's pages keep room for the Interim-Updates' row
+    versions (migration 0012), and the downgrade gives it back; SQLite has
+    no fill factor, and the migration leaves it alone."""
+    from alembic import command
+    from sqlalchemy import text
+
+    def options() -> list[str]:
+        with engine.connect() as conn:
+            return list(conn.execute(text(
+                "SELECT reloptions FROM pg_class WHERE relname = 'radacct'")).scalar() or [])
+
+    if engine.dialect.name != "postgresql":
+        command.downgrade(alembic_config(engine), "0011")
+        command.upgrade(alembic_config(engine), "head")
+        assert "radacct" in inspect(engine).get_table_names()
+        return
+    assert options() == ["fillfactor=70"]
+    command.downgrade(alembic_config(engine), "0011")
+    try:
+        assert options() == []
+    finally:
+        command.upgrade(alembic_config(engine), "head")
+    assert options() == ["fillfactor=70"]

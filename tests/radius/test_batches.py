@@ -121,3 +121,31 @@ def test_accounting_on_closes_charges_and_revokes_once(engine, world) -> None:
         (row,) = s.scalars(select(Radacct).where(Radacct.acctsessionid == "batch-1")).all()
         assert row.acctterminatecause == "NAS-Reboot" and row.acctstoptime is not None
         assert row.acctsessiontime == 120 and row.charged == 120
+
+
+def test_an_interim_writes_only_what_it_changed() -> None:
+    """An Interim-Update repeats the session's start, login, Class and
+    addresses: the batch's UPDATE sends and writes only the counters it
+    changed (and the charged mark), not what the row already holds."""
+    from datetime import datetime, timedelta
+
+    from passerelle.radius import accounting, store
+
+    start = datetime(2026, 3, 2, 9, 0)
+    extra = {"framedipaddress": "198.51.100.7", "callingstationid": "02-00-00-00-00-07"}
+    row = {**store._NEW_ROW, "radacctid": 7, "acctuniqueid": "u" * 32, "person_id": 3,
+           "username": "alice@acme.example", "class": "psl1:x", "acctstarttime": start,
+           "acctupdatetime": start, "charged": 0, **extra}
+    interim = accounting.Record(status=accounting.Status.INTERIM_UPDATE, session_id="s",
+                                event_time=start + timedelta(seconds=300),
+                                username="alice@acme.example", session_time=300,
+                                input_octets=10, output_octets=20, class_="psl1:x",
+                                extra=extra)
+    writes = store._Writes()
+    writes.take(row, accounting.fold(store._current(row), interim, billable=True))
+    columns, rows = writes.updates()
+    assert set(columns) == {"acctupdatetime", "acctsessiontime", "acctinputoctets",
+                            "acctoutputoctets", "charged"}
+    assert rows == [{"radacctid": 7, "acctupdatetime": start + timedelta(seconds=300),
+                     "acctsessiontime": 300, "acctinputoctets": 10, "acctoutputoctets": 20,
+                     "charged": 300}]
