@@ -276,6 +276,12 @@ class PortalWorker(ThreadWorker):
         # The head is in: the app's reads and writes get TIMEOUT each.
         conn.head_deadline = None
         conn.sock.settimeout(TIMEOUT)
+        if conn.tls is None:
+            # Plain HTTP is where a captive client's port 80 is DNAT-ed: a
+            # connection kept alive would keep that DNAT (conntrack holds it)
+            # after check-in, and the browser's next page would come back here
+            # instead of going out. One answer per connection on it.
+            req.must_close = True
         return super().handle_request(req, conn)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:

@@ -278,6 +278,10 @@ def box(lab: Lab) -> Iterator[Dnsmasq]:
         firewall.remove()
 
 
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
 def test_dhclient_gets_an_address_and_the_portal_uri(lab: Lab, box: Dnsmasq) -> None:
     mac = "02:50:00:00:00:20"
     lab.add_client("laptop", mac)
@@ -299,7 +303,11 @@ def test_dhclient_gets_an_address_and_the_portal_uri(lab: Lab, box: Dnsmasq) -> 
     assert env["new_domain_name_servers"] == lab.box_ipv4
     address = env["new_ip_address"]
     assert 100 <= int(address.rsplit(".", 1)[1]) <= 150
-    assert f'option captive-portal "{API}";' in (lab.tmp / "dhclient.leases").read_text()
+    # dhclient writes its leases file after the hook ran: wait for it.
+    leases = lab.tmp / "dhclient.leases"
+    while time.monotonic() < deadline and "captive-portal" not in _text(leases):
+        time.sleep(0.1)
+    assert f'option captive-portal "{API}";' in _text(leases)
 
     [lease] = [x for x in box.leases() if x.mac == mac]
     assert (lease.ipv4, lease.hostname) == (address, "laptop")

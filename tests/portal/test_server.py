@@ -92,6 +92,20 @@ def test_http_and_https_serve_the_portal_each_with_its_scheme(
     assert "Secure" in (secure_page.headers["Set-Cookie"] or ""), "https: a Secure cookie"
 
 
+def test_plain_http_answers_once_per_connection(servers: tuple[int, int, Path]) -> None:
+    """A captive client's port 80 reaches the portal by DNAT: a kept-alive
+    connection would carry the DNAT past check-in, so the next page the
+    browser asks for on it would come back to the portal."""
+    http_port, _, _ = servers
+    with socket.create_connection(("127.0.0.1", http_port), timeout=5) as sock:
+        sock.sendall(f"GET /hotspot-detect.html HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        received = b""
+        while chunk := sock.recv(65536):  # until the server closes
+            received += chunk
+    head = received.split(b"\r\n\r\n", 1)[0].decode().lower()
+    assert head.startswith("http/1.1 ") and "connection: close" in head
+
+
 def test_a_client_failing_the_handshake_is_dropped_quietly(
         servers: tuple[int, int, Path]) -> None:
     _, https_port, cert = servers
