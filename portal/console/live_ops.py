@@ -152,7 +152,7 @@ def time_left(start: datetime | None, session_timeout: int | None, now: datetime
     return max(0, session_timeout - elapsed)
 
 
-def _scoped(query: Select[Any], scope: Scope) -> Select[Any]:
+def _scoped(query: Select[*tuple[Any, ...]], scope: Scope) -> Select[*tuple[Any, ...]]:
     if scope.sites is not None:
         query = query.where(Radacct.site_id.in_(sorted(scope.sites)))
     if scope.company is not None:
@@ -160,7 +160,7 @@ def _scoped(query: Select[Any], scope: Scope) -> Select[Any]:
     return query
 
 
-def _open(scope: Scope, *columns: Any) -> Select[Any]:
+def _open(scope: Scope, *columns: Any) -> Select[*tuple[Any, ...]]:
     """``columns`` of the open sessions ``scope`` covers, joined to who and where."""
     query = (select(*columns)
              .select_from(Radacct)
@@ -172,7 +172,7 @@ def _open(scope: Scope, *columns: Any) -> Select[Any]:
     return _scoped(query, scope)
 
 
-def _filtered(query: Select[Any], wanted: LiveFilter) -> Select[Any]:
+def _filtered(query: Select[*tuple[Any, ...]], wanted: LiveFilter) -> Select[*tuple[Any, ...]]:
     if wanted.site is not None:
         query = query.where(Radacct.site_id == wanted.site)
     if wanted.company is not None:
@@ -301,7 +301,7 @@ class RequestRow:
     answered: datetime | None
 
 
-def _requests(scope: Scope) -> Select[Any]:
+def _requests(scope: Scope) -> Select[*tuple[Any, ...]]:
     query = (select(DaeRequest, Gateway.identifier, Gateway.ip_address, Gateway.coa_port,
                     Radacct.username, Person.login, Site.name)
              .join(Gateway, DaeRequest.gateway_id == Gateway.id)
@@ -361,8 +361,9 @@ class RequestStatus:
 
 
 def _nak(cause: int | None) -> dae.Result:
-    known = cause is not None and cause in m.ErrorCause._value2member_map_
-    return dae.Result(acked=False, error_cause=m.ErrorCause(cause) if known else cause)
+    if cause is not None and cause in m.ErrorCause._value2member_map_:
+        return dae.Result(acked=False, error_cause=m.ErrorCause(cause))
+    return dae.Result(acked=False, error_cause=cause)
 
 
 def describe(row: RequestRow) -> RequestStatus:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.orm import Session as DB
 
 from passerelle.errors import UserError
@@ -329,7 +329,7 @@ def find_site(db: DB, name: str) -> Site:
     return found
 
 
-def sessions_query(db: DB, scope: Scope, wanted: SessionFilter) -> Select[Any]:
+def sessions_query(db: DB, scope: Scope, wanted: SessionFilter) -> Select[*tuple[Any, ...]]:
     """Keyset paging on radacct's key: a page costs the same at any depth."""
     query = (select(Radacct, Person.external_id, Company.external_id, Site.name)
              .outerjoin(Person, Radacct.person_id == Person.id)
@@ -364,8 +364,9 @@ def usage(db: DB, people: Select[Any], since: datetime | None,
     """Per person (of the ``people`` query of Person.id): sessions started in
     the range, their time and octets, and the credit charged in it."""
     ids = people.subquery()
-    started = [Radacct.person_id.in_(select(ids.c.id))]
-    charged = [CreditEntry.person_id.in_(select(ids.c.id)), CreditEntry.kind == CreditKind.charge]
+    started: list[ColumnElement[bool]] = [Radacct.person_id.in_(select(ids.c.id))]
+    charged: list[ColumnElement[bool]] = [CreditEntry.person_id.in_(select(ids.c.id)),
+                                          CreditEntry.kind == CreditKind.charge]
     if since is not None:
         started.append(Radacct.acctstarttime >= since)
         charged.append(CreditEntry.created >= since)
