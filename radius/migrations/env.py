@@ -20,6 +20,7 @@ sqlite = engine.dialect.name == "sqlite"
 with engine.connect() as connection:
     # On the driver's connection: SQLAlchemy's would first send BEGIN.
     raw = connection.connection.driver_connection
+    assert raw is not None  # a connection just opened has its driver's
     if sqlite:
         raw.execute("PRAGMA foreign_keys=OFF")
     try:
