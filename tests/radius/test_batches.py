@@ -149,3 +149,20 @@ def test_an_interim_writes_only_what_it_changed() -> None:
     assert rows == [{"radacctid": 7, "acctupdatetime": start + timedelta(seconds=300),
                      "acctsessiontime": 300, "acctinputoctets": 10, "acctoutputoctets": 20,
                      "charged": 300}]
+
+
+def test_the_disconnects_already_queued_are_remembered_within_a_bound(
+        engine, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """One Disconnect-Request per session whose credit ran out, however many
+    of its records arrive; the memory of them is bounded (oldest forgotten
+    first), and the outbox that sends them forgets answered ones after a
+    week (tests/console/test_reach.py)."""
+    from passerelle.radius import handler as handler_module
+
+    monkeypatch.setattr(handler_module, "CUTS_REMEMBERED", 3)
+    handler = Handler(make_sessionmaker(engine))
+    assert handler._first_cut(1) and not handler._first_cut(1)
+    for radacctid in range(2, 10):
+        assert handler._first_cut(radacctid)
+    assert len(handler._cut_sent) == 3 and list(handler._cut_sent) == [7, 8, 9]
+    assert handler._first_cut(1), "forgotten once over the bound"
