@@ -14,9 +14,10 @@ AWKWARD = ["psl1:plain", 'a"quote', "back\\slash", "comma,inside", "{braces}", "
            "sp ace", "é-ünicode", "trailing\\"]
 
 
-def test_text_and_integer_arrays_round_trip(engine: Engine, db_url: str) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("array literals are PostgreSQL's; SQLite takes the values as a list")
+# Array literals are PostgreSQL's (SQLite takes the values as a list): on
+# PostgreSQL only.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_text_and_integer_arrays_round_trip(engine: Engine) -> None:
     with Session(engine) as db, db.begin():
         rows = store.fetch_pg(db, "SELECT CAST(:texts AS TEXT[]), CAST(:ints AS INTEGER[])",
                               {"texts": store.text_array(AWKWARD),
