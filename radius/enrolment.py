@@ -57,7 +57,7 @@ class Verdict(enum.Enum):
         }[self]
 
 
-class Refused(UserError):
+class EnrolmentRefused(UserError):
     def __init__(self, verdict: Verdict) -> None:
         super().__init__(verdict.words())
         self.verdict = verdict
@@ -200,7 +200,7 @@ class Bundle:
 
 
 def redeem(db: DB, code: str, csr_pem: str, now: datetime, source: str) -> Bundle:
-    """Trade ``code`` for the box's bundle; Refused (nothing changed) when
+    """Trade ``code`` for the box's bundle; EnrolmentRefused (nothing changed) when
     the code is not good. The code is spent by a conditional UPDATE, so two
     boxes racing with one code cannot both win."""
     row = db.scalars(select(EnrolmentCode)
@@ -209,13 +209,13 @@ def redeem(db: DB, code: str, csr_pem: str, now: datetime, source: str) -> Bundl
     if judged is not Verdict.OK:
         if row is not None and row.used_from == "withdrawn":
             judged = Verdict.REVOKED
-        raise Refused(judged)
+        raise EnrolmentRefused(judged)
     assert row is not None
     spent = db.execute(update(EnrolmentCode)
                        .where(EnrolmentCode.id == row.id, EnrolmentCode.used.is_(None))
                        .values(used=now, used_from=source[:45]))
     if not getattr(spent, "rowcount", 0):
-        raise Refused(Verdict.USED)
+        raise EnrolmentRefused(Verdict.USED)
     gateway = db.get(Gateway, row.gateway_id)
     assert gateway is not None
     certificate, _ = sign(db, gateway, csr_pem, now)

@@ -64,7 +64,7 @@ class ReplayGuard:
             return True
 
 
-class Refused(Exception):
+class BoxDenied(Exception):
     def __init__(self, status: int, word: str, why: str) -> None:
         super().__init__(why)
         self.status, self.word = status, word
@@ -75,33 +75,33 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
 
 
 def _gateway(db: DB) -> Gateway:
-    """The signing gateway, or Refused."""
+    """The signing gateway, or BoxDenied."""
     ident = request.headers.get(keysync.H_GATEWAY, "")
     stamp = request.headers.get(keysync.H_TIME, "")
     given = request.headers.get(keysync.H_SIGNATURE, "")
     if not ident or not stamp or not given:
-        raise Refused(401, "unsigned", "no gateway, time or signature header")
+        raise BoxDenied(401, "unsigned", "no gateway, time or signature header")
     gateway = db.scalar(select(Gateway).where(Gateway.identifier == ident[:64]))
     if gateway is None:
-        raise Refused(401, "unknown-gateway", f"unknown gateway {ident[:64]!r}")
+        raise BoxDenied(401, "unknown-gateway", f"unknown gateway {ident[:64]!r}")
     expected = keysync.signature(gateway.secret.encode(), request.method, request.path,
                                  stamp, request.get_data())
     if not hmac.compare_digest(expected.encode(), given.encode()):
-        raise Refused(401, "bad-signature", f"gateway {gateway.identifier}: the signature "
+        raise BoxDenied(401, "bad-signature", f"gateway {gateway.identifier}: the signature "
                       "does not match (wrong secret, or the request was altered)")
     now = console().clock()
     try:
         skew = abs(now - float(stamp))
     except ValueError:
-        raise Refused(401, "bad-time", f"gateway {gateway.identifier}: time {stamp[:32]!r} "
+        raise BoxDenied(401, "bad-time", f"gateway {gateway.identifier}: time {stamp[:32]!r} "
                       "is not a number") from None
     if not skew <= WINDOW:  # also refuses NaN
-        raise Refused(401, "stale", f"gateway {gateway.identifier}: signed {skew:.0f} s away "
+        raise BoxDenied(401, "stale", f"gateway {gateway.identifier}: signed {skew:.0f} s away "
                       f"from the centre's clock (window {WINDOW:.0f} s): a replay, or a "
                       "clock to set right (NTP)")
     seen: ReplayGuard = current_app.extensions[KEY]
     if not seen.first(given, now):
-        raise Refused(401, "replayed", f"gateway {gateway.identifier}: this signed request "
+        raise BoxDenied(401, "replayed", f"gateway {gateway.identifier}: this signed request "
                       "was already taken (a replay)")
     return gateway
 
@@ -110,14 +110,14 @@ def _body() -> dict[str, Any]:
     try:
         body = json.loads(request.get_data() or b"{}")
     except ValueError:
-        raise Refused(400, "bad-request", "the body is not JSON") from None
+        raise BoxDenied(400, "bad-request", "the body is not JSON") from None
     if not isinstance(body, dict):
-        raise Refused(400, "bad-request", "the body is not a JSON object")
+        raise BoxDenied(400, "bad-request", "the body is not a JSON object")
     return body
 
 
-@bp.errorhandler(Refused)
-def _refused(exc: Refused) -> Response:
+@bp.errorhandler(BoxDenied)
+def _refused(exc: BoxDenied) -> Response:
     log.warning("box sync: %s %s from %s refused (%s): %s", request.method, request.path,
                 request.remote_addr, exc.word, exc)
     return _json(exc.status, {"error": exc.word})
@@ -129,7 +129,7 @@ def pull() -> Response:
         gateway = _gateway(db)
         since = _body().get("since", 0)
         if isinstance(since, bool) or not isinstance(since, int) or since < 0:
-            raise Refused(400, "bad-request", f"since: {since!r} is not a whole number")
+            raise BoxDenied(400, "bad-request", f"since: {since!r} is not a whole number")
         document = keys.for_site(db, gateway.site_id, since).document()
         ident = gateway.identifier
     log.debug("box sync: %s pulled %d new keys of %d allowed since %d", ident,
@@ -144,7 +144,7 @@ def rotate() -> Response:
         gateway = _gateway(db)
         login = _body().get("login")
         if not isinstance(login, str) or not login or len(login) > 253:
-            raise Refused(400, "bad-request", "login: a non-empty string is required")
+            raise BoxDenied(400, "bad-request", "login: a non-empty string is required")
         # Only a person checked in at this box: a box cannot rotate anyone's key.
         person = db.scalar(
             select(Person).join(Radacct, Radacct.person_id == Person.id)
@@ -152,7 +152,7 @@ def rotate() -> Response:
                    Radacct.gateway_id == gateway.id,
                    Radacct.acctstoptime.is_(None)).limit(1))
         if person is None:
-            raise Refused(403, "not-checked-in", f"gateway {gateway.identifier}: {login!r} "
+            raise BoxDenied(403, "not-checked-in", f"gateway {gateway.identifier}: {login!r} "
                           "has no open session there")
         made = keys.rotate(db, person.id, state.now())
         answer = {"login": person.login, "serial": made.serial, "passphrase": made.passphrase,

@@ -51,7 +51,7 @@ def enrol() -> tuple[Response, int]:
     try:
         with transaction(state.factory) as db:
             bundle = enrolment.redeem(db, body["code"], body["csr"], now, address)
-    except enrolment.Refused as exc:
+    except enrolment.EnrolmentRefused as exc:
         state.by_address.failed(address, state.clock())
         log.warning("enrolment from %s refused: %s", address, exc.verdict.value)
         return _answer(STATUS[exc.verdict], exc.verdict.value, str(exc))
