@@ -106,10 +106,13 @@ def gateway_of(db: DB, session: Radacct) -> Gateway | None:
 # -- the outbox ------------------------------------------------------------------------
 
 def enqueue(db: DB, session: Radacct, kind: str, now: datetime, *, reason: str,
-            actor: str = "", extra: dict[str, Any] | None = None) -> DaeRequest | None:
-    """Queue a request about ``session`` (due at once); None when no box is
-    known for it. A Disconnect already waiting for the session is reused:
-    pressing twice sends one."""
+            actor: str = "", extra: dict[str, Any] | None = None,
+            held: float = 0.0) -> DaeRequest | None:
+    """Queue a request about ``session``; None when no box is known for it.
+    It is due at once, or ``held`` seconds later when the caller sends it
+    itself first (``send_due`` with its id): couriers leave it alone until
+    then, so it is not sent twice. A Disconnect already waiting for the
+    session is reused: pressing twice sends one."""
     gateway = gateway_of(db, session)
     if gateway is None:
         log.warning("session %d (%s) has no known gateway: no %s sent", session.radacctid,
@@ -122,16 +125,18 @@ def enqueue(db: DB, session: Radacct, kind: str, now: datetime, *, reason: str,
         if waiting is not None:
             return waiting
     return queue(db, gateway.id, session.radacctid, kind,
-                 {**selector(session), **(extra or {})}, now, reason=reason, actor=actor)
+                 {**selector(session), **(extra or {})}, now, reason=reason, actor=actor,
+                 held=held)
 
 
 def queue(db: DB, gateway_id: int, radacct_id: int | None, kind: str,
           attributes: dict[str, Any], now: datetime, *, reason: str,
-          actor: str = "") -> DaeRequest:
-    """A request row, due at once."""
+          actor: str = "", held: float = 0.0) -> DaeRequest:
+    """A request row, due at once (or ``held`` seconds later: see enqueue)."""
     request = DaeRequest(gateway_id=gateway_id, radacct_id=radacct_id, kind=kind,
                          attributes=json.dumps(attributes), state=DaeState.pending,
-                         attempts=0, next_try=now, created=now, reason=reason[:64],
+                         attempts=0, next_try=now + timedelta(seconds=held), created=now,
+                         reason=reason[:64],
                          actor=actor[:253])
     db.add(request)
     db.flush()

@@ -266,6 +266,8 @@ def live_sessions(db: DB, scope: Scope, wanted: LiveFilter, now: datetime,
 
 # -- Disconnect ---------------------------------------------------------------------
 
+CONSOLE_FIRST_TRY = 30.0  # seconds the courier leaves a console's Disconnect to the console
+
 def queue_disconnect(db: DB, scope: Scope, session_id: int, now: datetime,
                      operator: str) -> int | None:
     """Queue the Disconnect-Request that ends open session ``session_id``;
@@ -275,8 +277,11 @@ def queue_disconnect(db: DB, scope: Scope, session_id: int, now: datetime,
                        .where(Radacct.radacctid == session_id)).first()
     if found is None:
         return None
+    # The console sends it once itself at once (live.disconnect): the
+    # RADIUS server's courier, polling the outbox, would otherwise send it
+    # too in between, and the page would show the box's NAK to the second.
     queued = reach.enqueue(db, found[0], reach.DISCONNECT, now, reason="console",
-                           actor=operator)
+                           actor=operator, held=CONSOLE_FIRST_TRY)
     return None if queued is None else queued.id
 
 

@@ -195,3 +195,27 @@ def test_answered_requests_are_forgotten_after_a_while(factory: sessionmaker[DB]
         assert reach.prune(db, reach.utcnow() + timedelta(days=8), keep=7 * 86400) == 2
     assert [r.state for r in requests(factory)] == [DaeState.pending]
 
+
+
+def test_the_courier_leaves_a_console_disconnect_to_the_console(
+        factory: sessionmaker[DB], world: World, box: DaeServer,
+        daemon: ChangingDaemon) -> None:
+    """The console sends its Disconnect once itself right after queueing it;
+    a courier polling meanwhile must not send it too (the box would ACK one
+    and NAK the other, and the operator would read the NAK)."""
+    from passerelle.portal.console.live_ops import CONSOLE_FIRST_TRY, queue_disconnect
+    from passerelle.portal.console.scope import Scope
+
+    now = reach.utcnow()
+    with transaction(factory) as db:
+        queued = queue_disconnect(db, Scope(), world.sessions["axis-0001"], now, NOC)
+    assert queued is not None
+    assert send_round(factory, at=now) == 0, "the courier waits"
+    assert send_round(factory, at=now + timedelta(seconds=CONSOLE_FIRST_TRY - 1)) == 0
+    # The console's own try, by id, goes at once; nothing is left to send.
+    assert reach.send_due(factory, reach.one_try, outbox.Retry(), clock=lambda: now,
+                          ids=[queued]) == 1
+    assert send_round(factory, at=now + timedelta(seconds=CONSOLE_FIRST_TRY + 1)) == 0
+    [done] = requests(factory)
+    assert (done.state, done.attempts) == (DaeState.acked, 1)
+    assert daemon.cut == [Selector("axis-0001", "alice@acme.example", None, None)]
