@@ -9,6 +9,7 @@ page shows what the box's heartbeat told."""
 
 from __future__ import annotations
 
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -133,7 +134,9 @@ def test_disconnect_from_the_console_cuts_a_real_client(box: Box, tmp_path: Path
             box_row = page.locator("tbody tr", has_text="axis-gw")
             assert box_row.get_attribute("class") == "ok"
             assert box_row.locator('td[data-label="Software"]').inner_text() == __version__
-            assert "0 waiting" in box_row.inner_text()
+            # Its spool depth as last reported: 0, or 1 when a heartbeat left
+            # while the Stop above was spooled and not yet delivered.
+            assert re.search(r"\b[01] waiting\b", box_row.inner_text()), box_row.inner_text()
             page.screenshot(path=str(tmp_path / "boxes.png"), full_page=True)
         finally:
             browser.close()
