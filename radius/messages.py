@@ -271,6 +271,8 @@ def _maker(cls: type) -> Callable[..., Any]:
     ``object.__setattr__``, which was a third of an Accounting-Request's
     decoding (some thirty fields); this sets the slots directly. A field
     with a default factory must be given."""
+    if hasattr(cls, "__post_init__"):  # it would be skipped: say so at import
+        raise TypeError(f"{cls.__name__}: _maker does not run __post_init__")
     env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     params, lines = [], []
     for f in fields(cls):
