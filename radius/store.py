@@ -205,7 +205,7 @@ def update_rows(db: DB, table: Table, key: str, rows: list[dict[str, Any]]) -> N
                    [{"_key": row[key], **{n: row[n] for n in names}} for row in rows])
         return
     db.execute(_statement(_update_sql(table.name, key, tuple(names), "rows")),
-               {"rows": rows_json(rows)})
+               {"rows": rows_json(rows), "rows_keys": integer_array(row[key] for row in rows)})
 
 
 def rows_json(rows: list[dict[str, Any]]) -> str:
@@ -241,15 +241,19 @@ def _insert_sql(table: str, names: tuple[str, ...], param: str) -> str:
 
 @lru_cache(maxsize=64)
 def _update_sql(table: str, key: str, names: tuple[str, ...], param: str) -> str:
+    """The UPDATE of update_rows; its parameters are the rows as JSON
+    (``param``) and their integer keys as an array (``param``_keys)."""
     sets = ", ".join(f'"{n}" = u."{n}"' for n in names) or f'"{key}" = u."{key}"'
     rows = f"json_populate_recordset(NULL::{table}, CAST(:{param} AS json))"
-    # The keys again as an array: an index condition on the table, so the
+    # The keys again, as an array: an index condition on the table, so the
     # rows are found by their key however small the planner believed the
     # table to be when it cached the plan (a join alone got a merge join
-    # over the whole primary key index).
+    # over the whole primary key index). Sent apart rather than read from
+    # the JSON a second time: PostgreSQL's JSON parsing is the largest item
+    # of its profile of an accounting batch.
     return (f"UPDATE {table} AS t SET {sets} FROM {rows} AS u "
             f'WHERE t."{key}" = u."{key}" '
-            f'AND t."{key}" = ANY(ARRAY(SELECT k."{key}" FROM {rows} AS k))')
+            f'AND t."{key}" = ANY(CAST(:{param}_keys AS BIGINT[]))')
 
 
 @lru_cache(maxsize=128)
@@ -635,7 +639,9 @@ def _write_sessions_pg(db: DB, writes: _Writes, ids: dict[str, int], people: set
     lines = [{**line, "uid": uid} for line, (uid, _, _) in zip(
         _ledger_lines(writes.charges, known, now), writes.charges, strict=True)]
     params = {"created": rows_json(list(writes.created.values())),
-              "updated": rows_json(updates), "lines": rows_json(lines),
+              "updated": rows_json(updates),
+              "updated_keys": integer_array(row["radacctid"] for row in updates),
+              "lines": rows_json(lines),
               "people": integer_array(sorted(people)),
               **_revoke_params(writes.closing, now)}
     new_ids: dict[str, int] = {}

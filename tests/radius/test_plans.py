@@ -27,7 +27,7 @@ def test_worker_connections_take_no_sequential_scans(pg_url: str) -> None:
             assert "Seq Scan" not in locking, locking
             assert "uq_radacct_acctuniqueid" in locking and "ix_wifi_key_class" in locking
             update = plan(conn, store._update_sql("radacct", "radacctid", ("charged",), "rows"),
-                          rows='[{"radacctid": 1, "charged": 5}]')
+                          rows='[{"radacctid": 1, "charged": 5}]', rows_keys="{1}")
             assert "Seq Scan" not in update and "pk_radacct" in update, update
     finally:
         engine.dispose()
