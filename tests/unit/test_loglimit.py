@@ -6,7 +6,7 @@ from passerelle.radius.loglimit import LogLimit
 
 
 def test_a_burst_then_silence_then_the_count() -> None:
-    limit = LogLimit(burst=3, interval=60.0)
+    limit: LogLimit[tuple[str, str]] = LogLimit(burst=3, interval=60.0)
     key = ("malformed", "192.0.2.1")
     assert [limit.allow(key, 100.0 + i)[0] for i in range(10)] == [True] * 3 + [False] * 7
     # The next interval's first line carries the count of what was suppressed.
@@ -16,7 +16,7 @@ def test_a_burst_then_silence_then_the_count() -> None:
 
 
 def test_each_reason_and_source_has_its_own_budget() -> None:
-    limit = LogLimit(burst=1, interval=60.0)
+    limit: LogLimit[tuple[str, str]] = LogLimit(burst=1, interval=60.0)
     assert limit.allow(("malformed", "192.0.2.1"), 0.0) == (True, 0, True)
     assert limit.allow(("malformed", "192.0.2.1"), 1.0) == (False, 0, False)
     assert limit.allow(("malformed", "192.0.2.2"), 1.0) == (True, 0, True)
@@ -24,7 +24,7 @@ def test_each_reason_and_source_has_its_own_budget() -> None:
 
 
 def test_a_flood_that_stops_still_reports_its_count_once() -> None:
-    limit = LogLimit(burst=2, interval=10.0)
+    limit: LogLimit[str] = LogLimit(burst=2, interval=10.0)
     for i in range(1000):
         limit.allow("k", 0.0 + i / 1000)
     assert limit.due(5.0) == []  # the interval is not over
@@ -34,7 +34,7 @@ def test_a_flood_that_stops_still_reports_its_count_once() -> None:
 
 
 def test_the_keys_remembered_are_bounded() -> None:
-    limit = LogLimit(burst=1, interval=60.0, keys=100)
+    limit: LogLimit[tuple[str, str]] = LogLimit(burst=1, interval=60.0, keys=100)
     for i in range(10_000):
         assert limit.allow(("unknown client", f"10.0.{i // 256}.{i % 256}"), 0.0)[0]
     assert len(limit._windows) <= 100

@@ -44,12 +44,14 @@ OFFICE = SiteFacts(category=2, opens="08:00", closes="18:00", open_days="12345")
 SETTINGS = Settings(idle_timeout=600, interim_interval=120)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+        second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
-def local(*args: int, fold: int = 0) -> datetime:
-    return datetime(*args, tzinfo=BRUSSELS, fold=fold)
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+          second: int = 0, fold: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=BRUSSELS, fold=fold)
 
 
 # Wednesday 2026-06-10, 12:00 in Brussels (CEST, UTC+2).
