@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pyrad import packet as rp
 
@@ -13,14 +15,15 @@ EVENT = 1_790_000_000.0
 CLASS = b"psl1:\x00\xff binary class"
 
 
-def interim(**kw: object) -> AccountingRecord:
-    fields: dict[str, object] = dict(
+def interim(**kw: Any) -> AccountingRecord:
+    # Any: each field has its own type, and a test may pass a wrong one.
+    fields: dict[str, Any] = dict(
         status=m.AcctStatus.INTERIM_UPDATE, session_id="0001-abc", username="alice@acme.example",
         mac="aa:bb:cc:dd:ee:ff", ipv4="198.51.100.23", class_=CLASS, session_time=600,
         input_octets=1000, output_octets=2000, input_packets=10, output_packets=20,
         event_time=EVENT)
     fields.update(kw)
-    return AccountingRecord(**fields)  # type: ignore[arg-type]
+    return AccountingRecord(**fields)
 
 
 # RFC 2866 section 5.13: never in an Accounting-Request.
@@ -33,7 +36,8 @@ def as_packet(record: AccountingRecord, now: float) -> rp.AcctPacket:
                          dict=codec.dictionary())
 
 
-def first(pkt: rp.Packet, name: str) -> object:
+def first(pkt: rp.Packet, name: str) -> Any:
+    # Any: pyrad's value, of the type the dictionary gives the attribute.
     return pkt[name][0]
 
 
@@ -123,7 +127,7 @@ def test_accounting_on_needs_no_session() -> None:
     (dict(input_octets=-1), "out of range"),
     (dict(class_=b""), "Class"),
 ])
-def test_bad_records_are_refused_with_a_reason(kw: dict[str, object], message: str) -> None:
+def test_bad_records_are_refused_with_a_reason(kw: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         interim(**kw)
 
@@ -138,7 +142,7 @@ def test_json_round_trip_keeps_binary_class() -> None:
 
 # What the box wrote to its spool before the message layer (status and cause
 # as their RFC names, "" for no cause): an upgraded box must still send it.
-EARLIER = [
+EARLIER: list[dict[str, Any]] = [
     {"status": "Stop", "session_id": "0001-abc", "username": "alice@acme.example",
      "mac": "aa:bb:cc:dd:ee:ff", "ipv4": "198.51.100.23", "class_": "cHNsMToA/yBiaW5hcnk=",
      "session_time": 600, "input_octets": 5 * 2**32 + 1, "output_octets": 2000,
@@ -165,6 +169,6 @@ def test_records_of_the_earlier_spool_form_are_read() -> None:
     {"status": "Stop", "session_id": "s", "terminate_cause": "Quota"},
     {"status": "Stop", "session_id": "s"}, {"status": "Start"}, {},
 ])
-def test_unreadable_stored_records_are_refused(data: dict[str, object]) -> None:
+def test_unreadable_stored_records_are_refused(data: dict[str, Any]) -> None:
     with pytest.raises((ValueError, TypeError)):
         AccountingRecord.from_json(data)

@@ -192,7 +192,7 @@ def test_a_retransmission_gets_the_very_same_reply() -> None:
     sent = _hostapd(handshake="bob-key-0002").encode(SECRET)
     first = core.handle(sent, AP, NOW)
     # The key went away meanwhile: the duplicate is still answered as before.
-    core.source = Keys([])  # type: ignore[assignment]
+    core.source = Keys([])
     core.refresh()
     assert first is not None and core.handle(sent, AP, NOW + 5) == first
     assert isinstance(m.decode_reply(core.handle(sent, AP, NOW + 31) or b"", SECRET, sent),

@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -62,7 +63,7 @@ def site(lab: Lab) -> Lab:
     return lab
 
 
-def plan(lab: Lab, **changes: object) -> FirewallPlan:
+def plan(lab: Lab, **changes: Any) -> FirewallPlan:
     base = FirewallPlan(lan_if=lab.lan_if, wan_if=lab.wan_if, box_ipv4=lab.box_ipv4,
                 box_ipv6=lab.box_ipv6, garden4=(f"{lab.garden_ipv4}/32",),
                 garden6=(f"{lab.garden_ipv6}/128",))

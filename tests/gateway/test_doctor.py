@@ -9,6 +9,7 @@ import signal
 import subprocess
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,7 @@ def config(tmp_path: Path) -> Config:
     return dataclasses.replace(cfg, cert_file=cert, key_file=cert)
 
 
-def failing(config: Config, **seen: object) -> dict[str, str]:
+def failing(config: Config, **seen: Any) -> dict[str, str]:
     checks = d.verdicts(config, dataclasses.replace(HEALTHY, **seen), NOW)
     return {c.name: c.detail for c in checks if not c.ok}
 
@@ -94,7 +95,7 @@ def test_a_healthy_box_is_all_ok(config: Config) -> None:
     ({"disk_free": 50 * 2**20}, "disk", "free some space"),
     ({"problems": {"spool": "database is locked"}}, "spool", "could not look"),
 ])
-def test_each_broken_thing_is_named_with_what_to_do(config: Config, seen: dict[str, object],
+def test_each_broken_thing_is_named_with_what_to_do(config: Config, seen: dict[str, Any],
                                                     name: str, advice: str) -> None:
     bad = failing(config, **seen)
     assert list(bad) == [name] and advice in bad[name]

@@ -15,6 +15,7 @@ import os
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -54,7 +55,7 @@ def radsec_config(config: Config, tmp_path: Path) -> Config:  # noqa: F811
     return dataclasses.replace(config, radsec=tls)
 
 
-def checks(cfg: Config, **seen: object) -> dict[str, d.Check]:
+def checks(cfg: Config, **seen: Any) -> dict[str, d.Check]:
     return {c.name: c for c in d.verdicts(cfg, dataclasses.replace(RADSEC_HEALTHY, **seen),
                                           NOW)}
 
@@ -92,7 +93,7 @@ def test_a_udp_box_has_no_tls_lines(config: Config) -> None:  # noqa: F811
      f"centre {TLS_CENTRE}", "lets TCP out to port 2083"),
 ])
 def test_each_broken_tls_thing_is_named_with_what_to_do(
-        radsec_config: Config, seen: dict[str, object], name: str, advice: str) -> None:
+        radsec_config: Config, seen: dict[str, Any], name: str, advice: str) -> None:
     found = checks(radsec_config, **seen)
     bad = {n: c.detail for n, c in found.items() if not c.ok}
     assert list(bad) == [name] and advice in bad[name], bad

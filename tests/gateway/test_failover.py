@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -84,20 +85,19 @@ def records(sessions: int, prefix: str) -> list[AccountingRecord]:
     out: list[AccountingRecord] = []
     for step in range(INTERIMS + 2):
         for n in range(sessions):
-            common = dict(session_id=f"{prefix}{n:03d}", username=PEOPLE[n % len(PEOPLE)],
-                          mac=f"02:00:00:00:{n // 256:02x}:{n % 256:02x}",
-                          ipv4=f"198.51.100.{10 + n % 200}", event_time=now + step * STEP)
+            record = partial(AccountingRecord, session_id=f"{prefix}{n:03d}",
+                             username=PEOPLE[n % len(PEOPLE)],
+                             mac=f"02:00:00:00:{n // 256:02x}:{n % 256:02x}",
+                             ipv4=f"198.51.100.{10 + n % 200}", event_time=now + step * STEP)
             if step == 0:
-                out.append(AccountingRecord(m.AcctStatus.START, **common))  # type: ignore[arg-type]
+                out.append(record(m.AcctStatus.START))
             elif step <= INTERIMS:
-                out.append(AccountingRecord(m.AcctStatus.INTERIM_UPDATE,  # type: ignore[arg-type]
-                                            session_time=step * STEP,
-                                            input_octets=1000 * step, **common))
+                out.append(record(m.AcctStatus.INTERIM_UPDATE, session_time=step * STEP,
+                                  input_octets=1000 * step))
             else:
-                out.append(AccountingRecord(m.AcctStatus.STOP, session_time=step * STEP,  # type: ignore[arg-type]
-                                            input_octets=1000 * step,
-                                            terminate_cause=m.TerminateCause.USER_REQUEST,
-                                            **common))
+                out.append(record(m.AcctStatus.STOP, session_time=step * STEP,
+                                  input_octets=1000 * step,
+                                  terminate_cause=m.TerminateCause.USER_REQUEST))
     return out
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -263,7 +264,7 @@ def resolver(site: Lab) -> Iterator[Dnsmasq]:
         dnsmasq.stop()
 
 
-def firewall(lab: Lab, **changes: object) -> Firewall:
+def firewall(lab: Lab, **changes: Any) -> Firewall:
     fw = Firewall(dataclasses.replace(base_plan(lab), **changes), netns=lab.ns["gw"])
     fw.apply()
     return fw

@@ -101,7 +101,7 @@ def test_another_ssid_is_refused() -> None:
 def test_an_unusable_handshake_is_refused_with_its_reason(change: dict[str, object],
                                                           words: str) -> None:
     good = _handshake(PEOPLE[0].passphrase)
-    join = Join(**{**{f: getattr(good, f) for f in good.__slots__}, **change})  # type: ignore[arg-type]
+    join = Join(**{**{f: getattr(good, f) for f in good.__slots__}, **change})
     decision = _find(join)
     assert isinstance(decision, Reject) and words in decision.reason
 

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -240,7 +241,7 @@ def test_garden_is_collapsed_for_nft() -> None:
     ({"wan_open": ("ssh",)}, "wan_open"),
     ({"wan_open": ("tcp/70000",)}, "wan_open"),
 ])
-def test_bad_plans_are_refused(change: dict[str, object], message: str) -> None:
+def test_bad_plans_are_refused(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_plan(dataclasses.replace(PLAN, **change))
 

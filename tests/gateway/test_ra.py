@@ -61,7 +61,7 @@ def test_a_last_advertisement_and_a_box_without_portal() -> None:
 ])
 def test_what_cannot_be_advertised_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        ra.build(ra.Advert(**{**ADVERT.__dict__, **bad}))  # type: ignore[arg-type]
+        ra.build(ra.Advert(**{**ADVERT.__dict__, **bad}))
 
 
 def test_intervals_are_jittered_and_shorter_at_first() -> None:

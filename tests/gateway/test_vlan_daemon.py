@@ -73,6 +73,15 @@ class Kernel:
     def revoke(self, mac: str, ipv4: str, ipv6: Sequence[str] = ()) -> None:
         self.allowed.remove(ipv4)
 
+    # The rest of the DataPlane protocol: no session here has its timeout or
+    # rates changed.
+    def set_timeout(self, mac: str, ipv4: str, ipv6: Sequence[str], timeout: int) -> None:
+        raise NotImplementedError
+
+    def set_rates(self, mac: str, ipv4: str, ipv6: Sequence[str], rate_up: int | None,
+                  rate_down: int | None) -> None:
+        raise NotImplementedError
+
     def clients(self) -> Sequence[Any]:
         return []
 
