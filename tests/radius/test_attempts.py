@@ -84,7 +84,7 @@ def codes(handler: Handler, batch: list[Datagram]) -> list[int]:
 
 
 @pytest.fixture
-def verifications(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> list[bool]:
+def verifications(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> Iterator[list[bool]]:
     """Each argon2 verification the centre makes: whether a transaction was
     open on the database at that moment (as the engine reports it)."""
     open_now: set[int] = set()

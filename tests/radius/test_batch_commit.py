@@ -6,6 +6,7 @@ refuses costs the others nothing, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -27,7 +28,8 @@ def worker_engine(db_url: str, world: seed.World) -> Iterator[Engine]:
     engine.dispose()
 
 
-def interims(*sessions: tuple[str, dict[str, object]]) -> list[Datagram]:
+# Any: each attribute's value is of the type the dictionary gives it.
+def interims(*sessions: tuple[str, dict[str, Any]]) -> list[Datagram]:
     maker = RawClient(1, seed.SECRET.encode())  # builds packets; nothing is sent
     try:
         return [Datagram(maker.accounting_request(

@@ -3,7 +3,11 @@ arrive together are charged exactly once, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import sessionmaker
 
 from passerelle.radius import ledger
 from passerelle.radius.db import make_sessionmaker
@@ -15,7 +19,8 @@ from tests.radius.peers import RawClient
 GATEWAY = ("127.0.0.1", 40000)
 
 
-def datagrams(*records: tuple[str, dict[str, object]],
+# Any: each attribute's value is of the type the dictionary gives it.
+def datagrams(*records: tuple[str, dict[str, Any]],
               session: str = "batch-1") -> list[Datagram]:
     maker = RawClient(1, seed.SECRET.encode())  # builds packets; nothing is sent
     try:
@@ -29,7 +34,7 @@ def datagrams(*records: tuple[str, dict[str, object]],
         maker.close()
 
 
-def charged(factory, person: int) -> int:  # type: ignore[no-untyped-def]
+def charged(factory: sessionmaker[DB], person: int) -> int:
     with factory() as s:
         total = s.scalar(select(func.coalesce(func.sum(CreditEntry.seconds), 0)).where(
             CreditEntry.person_id == person, CreditEntry.kind == CreditKind.charge))
@@ -70,13 +75,13 @@ def test_start_interim_stop_in_one_batch(engine, world) -> None:
     assert charged(factory, world.people["alice"]) == 90
 
 
-def issue_key(factory, person: int, class_: str) -> None:  # type: ignore[no-untyped-def]
+def issue_key(factory: sessionmaker[DB], person: int, class_: str) -> None:
     with factory() as s, s.begin():
         s.add(WifiKey(person_id=person, passphrase="abcd-efgh-ijkm-npqr", class_=class_,
                       issued=seed.now()))
 
 
-def revoked(factory, class_: str) -> bool:  # type: ignore[no-untyped-def]
+def revoked(factory: sessionmaker[DB], class_: str) -> bool:
     with factory() as s:
         return s.scalar(select(WifiKey.revoked).where(WifiKey.class_ == class_)) is not None
 
@@ -85,10 +90,11 @@ def test_a_whole_session_retransmitted_in_one_batch_is_charged_once(engine, worl
     factory = make_sessionmaker(engine)
     alice = world.people["alice"]
     issue_key(factory, alice, "psl1:whole")
-    session = [("Start", {"Class": b"psl1:whole"}),
-               ("Interim-Update", {"Acct_Session_Time": 60, "Class": b"psl1:whole"}),
-               ("Stop", {"Acct_Session_Time": 90, "Acct_Terminate_Cause": "Idle-Timeout",
-                         "Class": b"psl1:whole"})]
+    session: list[tuple[str, dict[str, Any]]] = [
+        ("Start", {"Class": b"psl1:whole"}),
+        ("Interim-Update", {"Acct_Session_Time": 60, "Class": b"psl1:whole"}),
+        ("Stop", {"Acct_Session_Time": 90, "Acct_Terminate_Cause": "Idle-Timeout",
+                  "Class": b"psl1:whole"})]
     # Every record twice, the copies after the Stop (new Identifiers: not
     # caught by the duplicate cache, only by the fold).
     replies, cuts = Handler(factory).process(datagrams(*session, *session))
@@ -152,7 +158,7 @@ def test_an_interim_writes_only_what_it_changed() -> None:
 
 
 def test_the_disconnects_already_queued_are_remembered_within_a_bound(
-        engine, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+        engine, world, monkeypatch) -> None:
     """One Disconnect-Request per session whose credit ran out, however many
     of its records arrive; the memory of them is bounded (oldest forgotten
     first), and the outbox that sends them forgets answered ones after a

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from passerelle import __version__
 from passerelle.gateway.heartbeat import Heartbeat, attributes, interval
@@ -20,6 +20,7 @@ from passerelle.radius.handler import told
 from passerelle.radius.models import Gateway
 
 from . import seed
+from .conftest import Server
 from .peers import radclient
 
 pytestmark = pytest.mark.integration
@@ -35,21 +36,21 @@ class Spool:
         return self.depth
 
 
-def gateway(engine) -> Gateway:  # type: ignore[no-untyped-def]
+def gateway(engine: Engine) -> Gateway:
     with make_sessionmaker(engine)() as db:
         found = db.scalars(select(Gateway).where(Gateway.identifier == "axis-gw")).one()
         db.expunge(found)
         return found
 
 
-def client(server, port_offset: int = 0) -> RadiusClient:  # type: ignore[no-untyped-def]
+def client(server: Server, port_offset: int = 0) -> RadiusClient:
     return RadiusClient([RadiusServer("127.0.0.1", seed.SECRET.encode(),
                                       auth_port=server.auth_port + port_offset,
                                       acct_port=server.acct_port)],
                         NasIdentity("axis-gw", "127.0.0.1"), timeout=0.5)
 
 
-def test_the_heartbeat_tells_version_and_spool_depth(server, engine) -> None:
+def test_the_heartbeat_tells_version_and_spool_depth(server: Server, engine: Engine) -> None:
     assert gateway(engine).last_status is None
     assert Heartbeat(client(server), Spool(7)).beat() == 1
     seen = gateway(engine)
@@ -60,14 +61,14 @@ def test_the_heartbeat_tells_version_and_spool_depth(server, engine) -> None:
     assert (seen.software_version, seen.spool_depth) == ("9.9", 0)
 
 
-def test_a_heartbeat_nobody_answers_is_logged_once(server, caplog) -> None:
+def test_a_heartbeat_nobody_answers_is_logged_once(server: Server, caplog) -> None:
     # A port where no centre listens (the auth port's neighbour is the acct port: +2).
     beat = Heartbeat(client(server, port_offset=2), Spool(0))
     assert beat.beat() == 0 and beat.beat() == 0
     assert caplog.text.count("no RADIUS server answered the Status-Server") == 1
 
 
-def test_accounting_on_and_off_are_recorded(server, engine) -> None:
+def test_accounting_on_and_off_are_recorded(server: Server, engine: Engine) -> None:
     nas = 'NAS-Identifier = "axis-gw", NAS-IP-Address = 127.0.0.1'
     for status in ("Accounting-On", "Accounting-Off"):
         assert radclient(server.acct_port, "acct", seed.SECRET,
@@ -79,7 +80,9 @@ def test_accounting_on_and_off_are_recorded(server, engine) -> None:
 
 def test_what_the_centre_reads_from_a_status_server() -> None:
     request = m.StatusServer.of(attributes("1.2.3", 5), nas_identifier="axis-gw")
-    assert told(m.decode_request(request.encode(b"s" * 16), b"s" * 16)) == ("1.2.3", 5)
+    decoded = m.decode_request(request.encode(b"s" * 16), b"s" * 16)
+    assert isinstance(decoded, m.StatusServer)
+    assert told(decoded) == ("1.2.3", 5)
     # Not told, or not readable: unknown.
     assert told(m.StatusServer(nas_identifier="axis-gw")) == (None, None)
     bad = m.StatusServer(other=((codec().key("Passerelle-Spool-Depth"), b"\x01"),))

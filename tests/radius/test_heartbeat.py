@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import sessionmaker
 
 from passerelle.radius import messages as m
 from passerelle.radius.db import make_sessionmaker
@@ -36,7 +38,7 @@ def at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
 
 
-def last_seen(factory) -> datetime | None:  # type: ignore[no-untyped-def]
+def last_seen(factory: sessionmaker[DB]) -> datetime | None:
     with factory() as db:
         return db.scalars(select(Gateway.last_seen)).one()
 

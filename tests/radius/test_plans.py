@@ -5,12 +5,12 @@ PostgreSQL only: SQLite has no planner settings to check."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from passerelle.radius import server, store
 
 
-def plan(conn, sql: str, **params: object) -> str:  # type: ignore[no-untyped-def]
+def plan(conn: Connection, sql: str, **params: object) -> str:
     return "\n".join(row[0] for row in conn.execute(text("EXPLAIN " + sql), params))
 
 

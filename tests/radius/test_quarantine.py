@@ -11,9 +11,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 
 from passerelle.radius.db import make_sessionmaker
 from passerelle.radius.handler import ACCT, AUTH, Datagram, Handler
@@ -44,17 +45,17 @@ def interim(session: str, extra: str = "") -> str:
             f'NAS-Identifier = "axis-gw", NAS-IP-Address = 127.0.0.1{extra}')
 
 
-def quarantined(engine) -> list[AccountingQuarantine]:  # type: ignore[no-untyped-def]
+def quarantined(engine: Engine) -> list[AccountingQuarantine]:
     with make_sessionmaker(engine)() as db:
         return list(db.scalars(select(AccountingQuarantine)).all())
 
 
-def sessions(engine) -> list[str]:  # type: ignore[no-untyped-def]
+def sessions(engine: Engine) -> list[str]:
     with make_sessionmaker(engine)() as db:
         return sorted(db.scalars(select(Radacct.acctsessionid)).all())
 
 
-def test_a_poisoned_interim_among_good_ones(server, engine, db_url) -> None:
+def test_a_poisoned_interim_among_good_ones(server, engine: Engine, db_url) -> None:
     good = [interim(f"good-{n}") for n in range(6)]
     poisoned = interim("poisoned", ", Acct-Interim-Interval = 3000000000")
     answers = radclient_batch(server.acct_port, [*good[:3], poisoned, *good[3:]])
@@ -74,7 +75,7 @@ def test_a_poisoned_interim_among_good_ones(server, engine, db_url) -> None:
     assert "poisoned" in shown.stdout and "Acct-Interim-Interval" in shown.stdout
 
 
-def test_counters_beyond_range(server, engine) -> None:
+def test_counters_beyond_range(server, engine: Engine) -> None:
     # 2**32 - 1 gigawords: more octets than a signed 64-bit column holds.
     answers = radclient_batch(server.acct_port, [
         interim("huge", ", Acct-Input-Gigawords = 4294967295, Acct-Input-Octets = 1"),
@@ -85,13 +86,14 @@ def test_counters_beyond_range(server, engine) -> None:
     assert aside.acctsessionid == "huge" and "Acct-Input-Octets" in aside.reason
 
 
-def datagram(maker: RawClient, session: str, **attrs: object) -> Datagram:
+# Any: each attribute's value is of the type the dictionary gives it.
+def datagram(maker: RawClient, session: str, **attrs: Any) -> Datagram:
     pkt = maker.accounting_request("Interim-Update", session, User_Name="alice@acme.example",
                                    Acct_Session_Time=60, **attrs)
     return Datagram(pkt.RequestPacket(), GATEWAY, ACCT)
 
 
-def test_a_record_the_database_refuses(engine, world) -> None:
+def test_a_record_the_database_refuses(engine: Engine, world) -> None:
     """PostgreSQL refuses a NUL character in text, SQLite stores it: on
     PostgreSQL the batch fails, is retried with a savepoint per record, and
     only the refused record is set aside."""
@@ -114,7 +116,7 @@ def test_a_record_the_database_refuses(engine, world) -> None:
         assert aside == []
 
 
-def test_an_access_request_the_centre_cannot_answer_is_rejected(engine, world) -> None:
+def test_an_access_request_the_centre_cannot_answer_is_rejected(engine: Engine, world) -> None:
     """A cap beyond what its attribute carries (32 bits) makes the Accept
     impossible to encode: that request is rejected with a reason, the other
     requests of its batch are answered as usual."""

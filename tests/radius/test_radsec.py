@@ -18,7 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy import delete, select
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session as DB
+from sqlalchemy.orm import sessionmaker
 
 from passerelle.radius import enrolment
 from passerelle.radius import messages as m
@@ -78,7 +80,7 @@ class Box:
     serial: str
 
 
-def enrol_box(factory, tmp_path: Path, name: str = "box") -> Box:  # type: ignore[no-untyped-def]
+def enrol_box(factory: sessionmaker[DB], tmp_path: Path, name: str = "box") -> Box:
     """The box's key and certificate as enrolment makes them (enrolment.sign)."""
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (x509.CertificateSigningRequestBuilder()
@@ -106,9 +108,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The centre's server, its RadSec port, and the world it serves.
+RadsecCentre = tuple[Server, int, seed.World]
+
+
 @pytest.fixture
-def radsec_server(db_url: str, engine, key_file: Path,  # type: ignore[no-untyped-def]
-                  tmp_path: Path) -> Iterator[tuple[Server, int, seed.World]]:
+def radsec_server(db_url: str, engine: Engine, key_file: Path,
+                  tmp_path: Path) -> Iterator[RadsecCentre]:
     # The gateway's registered address is not the one the box comes from:
     # over TLS the certificate tells who it is.
     world = seed.build(make_sessionmaker(engine), gateway_ip="192.0.2.77")
@@ -145,7 +151,7 @@ def access_request(login: str) -> bytes:
 
 
 def test_a_box_checks_in_and_accounts_over_tls_known_by_its_certificate(
-        radsec_server, factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        radsec_server: RadsecCentre, factory: sessionmaker[DB], tmp_path: Path) -> None:
     srv, port, _ = radsec_server
     box = enrol_box(factory, tmp_path)
     with tls_connect(box, port) as tls:
@@ -166,7 +172,7 @@ def test_a_box_checks_in_and_accounts_over_tls_known_by_its_certificate(
 
 
 def test_a_revoked_certificate_is_refused_with_a_log_line(
-        radsec_server, factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        radsec_server: RadsecCentre, factory: sessionmaker[DB], tmp_path: Path) -> None:
     srv, port, _ = radsec_server
     box = enrol_box(factory, tmp_path)
     with factory() as db, db.begin():
@@ -181,7 +187,7 @@ def test_a_revoked_certificate_is_refused_with_a_log_line(
 
 
 def test_a_certificate_from_another_ca_fails_the_handshake(
-        radsec_server, factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        radsec_server: RadsecCentre, factory: sessionmaker[DB], tmp_path: Path) -> None:
     srv, port, _ = radsec_server
     box = enrol_box(factory, tmp_path)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -202,7 +208,7 @@ def test_a_certificate_from_another_ca_fails_the_handshake(
 
 
 def test_a_malformed_length_closes_the_connection_with_a_log_line(
-        radsec_server, factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        radsec_server: RadsecCentre, factory: sessionmaker[DB], tmp_path: Path) -> None:
     srv, port, _ = radsec_server
     box = enrol_box(factory, tmp_path)
     with tls_connect(box, port) as tls:
@@ -222,7 +228,7 @@ def _wait_for(srv: Server, text: str) -> bool:
 
 
 def test_a_certificate_of_our_ca_that_is_not_recorded_is_refused(
-        radsec_server, factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        radsec_server: RadsecCentre, factory: sessionmaker[DB], tmp_path: Path) -> None:
     srv, port, _ = radsec_server
     box = enrol_box(factory, tmp_path)
     with factory() as db, db.begin():
@@ -234,8 +240,8 @@ def test_a_certificate_of_our_ca_that_is_not_recorded_is_refused(
     assert _wait_for(srv, f"unknown certificate (serial {box.serial})")
 
 
-def test_two_workers_share_the_tls_port(db_url: str, engine, key_file: Path,  # type: ignore[no-untyped-def]
-                                        factory, tmp_path: Path) -> None:
+def test_two_workers_share_the_tls_port(db_url: str, engine: Engine, key_file: Path,
+                                        factory: sessionmaker[DB], tmp_path: Path) -> None:
     seed.build(make_sessionmaker(engine), gateway_ip="192.0.2.77")
     port = free_port()
     srv = start_server(db_url, tmp_path, workers=2,

@@ -15,7 +15,8 @@ from passerelle.radius.db import make_sessionmaker, transaction
 from passerelle.radius.models import AuthLog
 
 from . import seed
-from .peers import radclient
+from .conftest import Server
+from .peers import Answer, radclient
 
 pytestmark = pytest.mark.integration
 
@@ -23,20 +24,20 @@ NAS = 'NAS-Identifier = "axis-gw", NAS-IP-Address = 127.0.0.1'
 PHONE, LAPTOP = "02-00-00-00-00-01", "02-00-00-00-00-02"
 
 
-def auth(server, device: str):  # type: ignore[no-untyped-def]
+def auth(server: Server, device: str) -> Answer:
     return radclient(server.auth_port, "auth", seed.SECRET,
                      f'User-Name = "alice@acme.example", User-Password = "{seed.PASSWORD}", '
                      f'Calling-Station-Id = "{device}", {NAS}, Message-Authenticator = 0x00')
 
 
-def acct(server, status: str, device: str) -> str | None:  # type: ignore[no-untyped-def]
+def acct(server: Server, status: str, device: str) -> str | None:
     return radclient(server.acct_port, "acct", seed.SECRET,
                      f'Acct-Status-Type = {status}, User-Name = "alice@acme.example", '
                      f'Acct-Session-Id = "s-{device}", Calling-Station-Id = "{device}", '
                      f'Acct-Session-Time = 60, {NAS}').code
 
 
-def test_a_second_device_is_refused_while_the_first_is_on(server, engine) -> None:
+def test_a_second_device_is_refused_while_the_first_is_on(server: Server, engine) -> None:
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
         admin.set_company(db, "Acme", admin.CompanyTerms(max_sessions="1"))
@@ -65,7 +66,7 @@ def test_a_second_device_is_refused_while_the_first_is_on(server, engine) -> Non
     assert refused == [None]
 
 
-def test_no_limit_by_default(server) -> None:
+def test_no_limit_by_default(server: Server) -> None:
     for device in (PHONE, LAPTOP):
         assert auth(server, device).code == "Access-Accept"
         assert acct(server, "Start", device) == "Accounting-Response"
