@@ -90,8 +90,8 @@ def test_demo_data_loads_the_demo_network(db_url: str, env: dict[str, str]) -> N
     assert "added 2 networks, 11 sites, 11 gateways" in run.stdout
     # The logins and the password are printed.
     assert demo_data.PASSWORD in run.stdout
-    for person in demo_data.PEOPLE:
-        assert person.login in run.stdout
+    for demo in demo_data.PEOPLE:
+        assert demo.login in run.stdout
     assert counts(db_url) == {"Network": 2, "Site": 11, "Gateway": 11, "Company": 6,
                               "Person": 9}
     with session(db_url) as s:
@@ -111,6 +111,7 @@ def test_demo_data_loads_the_demo_network(db_url: str, env: dict[str, str]) -> N
         assert len(staffed_with_hours) == 9
         for site in staffed_with_hours:
             assert site.staffed and "12345" in site.open_days
+            assert site.opens is not None and site.closes is not None
             assert "07:00" <= site.opens < "09:00" and "17:00" <= site.closes <= "20:00"
         gateways = {gw.site.name: gw for gw in s.scalars(select(Gateway))}
         axis = gateways.pop("Axis Parc")

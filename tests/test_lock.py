@@ -48,7 +48,8 @@ def test_every_dependency_is_pinned_with_hashes_within_its_floor() -> None:
 
 def test_the_floors_are_past_the_advisories() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    floors = {canonicalize_name(r.name): r for r in map(Requirement, project["dependencies"])}
+    floors: dict[str, Requirement] = {
+        canonicalize_name(r.name): r for r in map(Requirement, project["dependencies"])}
     for name, too_old in (("flask", "3.0.3"), ("werkzeug", "3.1.3"), ("jinja2", "3.1.5"),
                           ("cryptography", "44.0.0")):
         assert not floors[name].specifier.contains(too_old), floors[name]

@@ -8,6 +8,7 @@ table stops the app from starting (and is refused if it ever runs).
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -98,7 +99,8 @@ LOGINS = {OPS: NOC, SITE: AXIS_MANAGER, COMPANY: ACME_HR}
 
 def _url(app: Flask, rule: Rule, world: World) -> str:
     # The closed session: Disconnect answers without sending a packet.
-    samples = {"filename": "console.css", "session_id": world.sessions["cei-0000"],
+    # Any: url_for takes its own keywords (_external, ...) beside the values.
+    samples: dict[str, Any] = {"filename": "console.css", "session_id": world.sessions["cei-0000"],
                "company_id": world.companies["Acme"],
                "person_id": world.people["alice@acme.example"],
                "site_id": world.sites["Axis Parc"], "gateway_id": world.gateways["axis-gw"],
@@ -128,7 +130,8 @@ def test_the_whole_matrix(app: Flask, client: FlaskClient, world: World,
     assert len(cases) >= len(endpoints)
     for rule, method in cases:
         url = _url(app, rule, world)
-        data = {"csrf_token": token(client)} if method == "POST" else None
+        # Any: a form value is a string, or a file as (stream, name).
+        data: dict[str, Any] | None = {"csrf_token": token(client)} if method == "POST" else None
         if rule.endpoint in ("auth.sign_in", "account.sign_in") and method == "POST":
             data = {**(data or {}), "login": "nobody@x.example", "password": "wrong"}
         if rule.endpoint == "auth.sign_out":
@@ -206,7 +209,7 @@ def test_no_url_reaches_what_is_not_theirs(app: Flask, client: FlaskClient, worl
     assert {r.endpoint for r in rules} >= {"companies.page", "people.credit", "sites.edit",
                                            "gateways.page"}
     for rule in rules:
-        values = {arg: ids[arg][others[arg][0]] for arg in rule.arguments}
+        values: dict[str, Any] = {arg: ids[arg][others[arg][0]] for arg in rule.arguments}
         with app.test_request_context():
             from flask import url_for
             url = url_for(rule.endpoint, **values)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from passerelle.gateway.control import ControlClient, ControlError, ControlServer
 from passerelle.portal.app import create_app
@@ -183,12 +184,12 @@ def client(app: Flask) -> FlaskClient:
 
 
 def get(client: FlaskClient, url: str, ip: str = IP, base: str = PORTAL,
-        **kwargs: Any) -> Any:
+        **kwargs: Any) -> TestResponse:
     return client.get(url, base_url=base, environ_base={"REMOTE_ADDR": ip}, **kwargs)
 
 
 def post(client: FlaskClient, url: str, data: dict[str, Any], ip: str = IP,
-         base: str = PORTAL, **kwargs: Any) -> Any:
+         base: str = PORTAL, **kwargs: Any) -> TestResponse:
     return client.post(url, base_url=base, data=data, environ_base={"REMOTE_ADDR": ip},
                        **kwargs)
 

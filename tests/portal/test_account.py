@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
+from werkzeug.test import TestResponse
 
 from .conftest import (
     IP,
@@ -20,7 +23,7 @@ from .conftest import (
 )
 
 
-def _rotate(client: FlaskClient, page: str = "/account", **kwargs: object) -> object:
+def _rotate(client: FlaskClient, page: str = "/account", **kwargs: Any) -> TestResponse:
     token = csrf_token(get(client, page).get_data(as_text=True))
     return post(client, "/account/rotate", {"csrf_token": token}, **kwargs)
 
