@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,10 +74,11 @@ def _message2(passphrase: str, station: str = STATION) -> bytes:
 
 
 def _hostapd(station: str = STATION, *, handshake: str | None = None,
-             **fields: object) -> m.AccessRequest:
+             **fields: Any) -> m.AccessRequest:
     """What hostapd sends for a joining station (macaddr_acl=2)."""
     bare = station.replace(":", "")
-    base: dict[str, object] = dict(
+    # Any: the message's fields, each of its own type.
+    base: dict[str, Any] = dict(
         user_name=bare, credential=m.Password(bare),
         calling_station_id=station.replace(":", "-").upper(),
         called_station_id=f"{BSSID.replace(':', '-').upper()}:{SSID}",
@@ -85,7 +87,7 @@ def _hostapd(station: str = STATION, *, handshake: str | None = None,
         base.update(anonce=ANONCE, eapol_key=_message2(handshake, station),
                     akm_suite=0x000FAC02)
     base.update(fields)
-    return m.AccessRequest(**base)  # type: ignore[arg-type]
+    return m.AccessRequest(**base)
 
 
 def _ask(core: ApCore, request: m.AccessRequest, *, secret: bytes = SECRET,

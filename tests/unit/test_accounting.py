@@ -69,6 +69,12 @@ class Row:
                        input_octets=c.get("acctinputoctets", 0),
                        output_octets=c.get("acctoutputoctets", 0), charged=self.charged)
 
+    def stored(self) -> Current:
+        """The current state of a row the records made."""
+        current = self.current()
+        assert current is not None, "no record made the row"
+        return current
+
     def store(self, change: Change) -> Change:
         if change.ignored:
             return change
@@ -354,8 +360,7 @@ def test_huge_counters_are_kept_and_charge_the_time_only() -> None:
 def test_close_ends_an_open_session_charging_what_its_last_record_said() -> None:
     row = run([START, INTERIM1])
     row.charged = 120  # say the session's last charge was lost: the mark is behind
-    change = row.store(close(row.current(), at(1000), "NAS-Reboot",  # type: ignore[arg-type]
-                             billable=True))
+    change = row.store(close(row.stored(), at(1000), "NAS-Reboot", billable=True))
     assert change.closes and change.charge == 180 and change.charged == 300
     assert change.columns == {"acctstoptime": at(1000), "acctterminatecause": "NAS-Reboot"}
     assert row.columns["acctsessiontime"] == 300  # not the time the box was down
@@ -363,14 +368,13 @@ def test_close_ends_an_open_session_charging_what_its_last_record_said() -> None
 
 def test_close_of_a_charged_session_charges_nothing() -> None:
     row = run([START, INTERIM1])
-    change = close(row.current(), at(1000), "Admin-Reboot",  # type: ignore[arg-type]
-                   billable=True)
+    change = close(row.stored(), at(1000), "Admin-Reboot", billable=True)
     assert change.charge == 0 and change.charged == 300
 
 
 def test_close_never_ends_a_session_before_its_start() -> None:
     row = run([START])
-    change = close(row.current(), at(-60), "NAS-Reboot", billable=True)  # type: ignore[arg-type]
+    change = close(row.stored(), at(-60), "NAS-Reboot", billable=True)
     assert change.columns["acctstoptime"] == T0
     no_start = Current(start=None, update=None, stop=None, session_time=0, input_octets=0,
                        output_octets=0, charged=0)

@@ -19,16 +19,22 @@ from passerelle.gateway.daemon import Refused
 from passerelle.gateway.dnsmasq import Lease
 from passerelle.radius import messages as m
 from passerelle.radius import metrics as centre
-from passerelle.radius.handler import ACCT, AUTH, Batch, Datagram, _Work
+from passerelle.radius.handler import ACCT, AUTH, Batch, Datagram, ServerRequest, _Work
+from passerelle.radius.policy import SiteFacts
+from passerelle.radius.store import Nas
 from passerelle.refusal import Refusal
 
 SECRET = b"s3cret-for-tests"
 
 
-def _work(request: m.Request, reply: m.Reply | None, answered: bool = True) -> _Work:
+# The gateway a datagram came from: the counters never read it.
+NAS = Nas(id=1, identifier="gw", ip="192.0.2.1", secret=SECRET, require_ma=True, coa_port=3799,
+          site_id=1, site=SiteFacts(category=2, opens=None, closes=None))
+
+
+def _work(request: ServerRequest, reply: m.Reply | None, answered: bool = True) -> _Work:
     port = ACCT if isinstance(request, m.AccountingRequest) else AUTH
-    item = _Work(Datagram(b"", ("192.0.2.1", 1812), port), None,  # type: ignore[arg-type]
-                 request, b"key")  # type: ignore[arg-type]
+    item = _Work(Datagram(b"", ("192.0.2.1", 1812), port), NAS, request, b"key")
     item.reply = reply
     item.data = b"answer" if answered else None
     return item

@@ -4,6 +4,8 @@ Ruckus-DPSK-Params), WLAN-AKM-Suite, and the vendor key replies."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from passerelle.radius import messages as m
@@ -13,9 +15,9 @@ SECRET = b"ap-secret-0123456789"
 ANONCE = bytes(range(32))
 
 
-def _request(**fields: object) -> m.AccessRequest:
+def _request(**fields: Any) -> m.AccessRequest:
     sent = m.AccessRequest(user_name="025e00000007", nas_identifier="ap1",
-                           **fields).encode(SECRET)  # type: ignore[arg-type]
+                           **fields).encode(SECRET)
     request = m.decode_request(sent, SECRET)
     assert isinstance(request, m.AccessRequest)
     return request
