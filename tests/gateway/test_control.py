@@ -132,6 +132,7 @@ class _Refusing:
 
 @pytest.mark.parametrize("refusal", list(Refusal))
 def test_the_daemon_s_refusal_becomes_its_status_and_code(refusal: Refusal) -> None:
+    # _Portal asks for a Daemon where it calls only what the portal asks of it.
     portal = _Portal(_Refusing(refusal))  # type: ignore[arg-type]
     with pytest.raises(ControlError) as err:
         portal.who("198.51.100.10")

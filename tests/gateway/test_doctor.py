@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,10 @@ def test_dns_query_and_answer_reading() -> None:
     assert d.first_a_record(b"\x00") is None
 
 
-def _doctor(box_config: Path, run: object) -> dict[str, str]:
-    out = run("gw", str(BIN), "-v", "gateway", "doctor", "--config", str(box_config),  # type: ignore[operator]
+def _doctor(box_config: Path, run: Callable[..., subprocess.CompletedProcess[str]]
+            ) -> dict[str, str]:
+    """``run``: the lab's Lab.run, a command in a namespace."""
+    out = run("gw", str(BIN), "-v", "gateway", "doctor", "--config", str(box_config),
               check=False)
     lines = [line for line in out.stdout.splitlines() if line[:4] in ("OK  ", "FAIL")]
     assert lines, out.stdout + out.stderr

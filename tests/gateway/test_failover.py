@@ -107,10 +107,10 @@ def assert_charged_once(factory: sessionmaker[DB], prefix: str, sessions: int,
     time exactly; nothing set aside."""
     with factory() as db:
         rows = list(db.scalars(select(Radacct).where(Radacct.acctsessionid.like(f"{prefix}%"))))
-        charges: dict[int, int] = dict(db.execute(  # type: ignore[arg-type]
+        charges: dict[int | None, int] = dict(db.execute(
             select(CreditEntry.session_id, func.sum(CreditEntry.seconds))
             .where(CreditEntry.kind == CreditKind.charge).group_by(CreditEntry.session_id)
-        ).all())
+        ).tuples().all())
         aside = db.scalar(select(func.count()).select_from(AccountingQuarantine))
     ids = Counter(r.acctsessionid for r in rows)
     assert len(ids) == sessions and set(ids.values()) == {1}, ids
@@ -357,6 +357,7 @@ def test_through_radsecproxy_a_hung_node_never_refuses_a_check_in_at_once(
     assert cfg.radsec is not None and cfg.radsec.cert == box.cert
     cfg.state_dir.mkdir()
     client = radius_client(cfg)
+    # radsec_parts asks for a Daemon where ReverseCoa needs only its Sessions side.
     parts = radsec_parts(cfg, NAS, Sessions())  # type: ignore[arg-type]
     assert parts is not None
     proxy = parts[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 import pytest
 
@@ -107,9 +108,9 @@ def _good() -> bytes:
     (lambda f: f[:5] + (0x010b).to_bytes(2, "big") + f[7:], "version 3"),
     (lambda f: f[:97] + (4).to_bytes(2, "big") + f[99:], "Key Data length"),
 ])
-def test_malformed_frames_are_named(mangle: object, words: str) -> None:
+def test_malformed_frames_are_named(mangle: Callable[[bytes], bytes], words: str) -> None:
     with pytest.raises(psk.MalformedEapol, match=words):
-        psk.parse_message2(mangle(_good()))  # type: ignore[operator]
+        psk.parse_message2(mangle(_good()))
 
 
 def test_padding_past_the_8021x_length_is_ignored() -> None:

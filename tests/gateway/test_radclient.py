@@ -13,11 +13,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyrad import packet as rp
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from passerelle.gateway.acct import AccountingRecord
 from passerelle.gateway.radclient import (
@@ -63,8 +65,9 @@ class Peer:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def server(self, **kw: object) -> RadiusServer:
-        return RadiusServer("127.0.0.1", self.secret, self.port, self.port, **kw)  # type: ignore[arg-type]
+    def server(self, **kw: Any) -> RadiusServer:
+        # Any: RadiusServer's own keywords, each of its type.
+        return RadiusServer("127.0.0.1", self.secret, self.port, self.port, **kw)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -124,12 +127,12 @@ def accept(request: rp.Packet, _: bytes, *, ma: bool = True, **attrs: object) ->
     return bytes(reply.ReplyPacket())
 
 
-def client(*servers: RadiusServer, **kw: object) -> RadiusClient:
+def client(*servers: RadiusServer, **kw: Any) -> RadiusClient:
     # Generous enough that a loaded CI machine does not cause retransmissions
-    # where a test counts datagrams.
-    opts: dict[str, object] = dict(timeout=0.4, tries=2, max_timeout=0.8)
+    # where a test counts datagrams. Any: RadiusClient's keywords, each of its type.
+    opts: dict[str, Any] = dict(timeout=0.4, tries=2, max_timeout=0.8)
     opts.update(kw)
-    return RadiusClient(servers, NAS, **opts)  # type: ignore[arg-type]
+    return RadiusClient(servers, NAS, **opts)
 
 
 # -- pure parts ----------------------------------------------------------------
@@ -387,8 +390,8 @@ def test_the_wifi_key_is_the_tunnel_password_in_clear(peers: list[Peer], key: st
 
 
 @pytest.fixture
-def centre(db_url: str, engine: object, key_file: Path, tmp_path: Path) -> Iterator[Server]:
-    seed.build(make_sessionmaker(engine))  # type: ignore[arg-type]
+def centre(db_url: str, engine: Engine, key_file: Path, tmp_path: Path) -> Iterator[Server]:
+    seed.build(make_sessionmaker(engine))
     srv = start_server(db_url, tmp_path)
     yield srv
     srv.stop()
@@ -427,13 +430,11 @@ def test_centre_tells_the_credit_left_at_the_accept(centre: Server, engine) -> N
     ivan = c.authenticate("ivan@acme.example", seed.PASSWORD, mac=MAC, ipv4=IP)
     assert (alice.credit_left, ivan.credit_left) == (600 * 60, 2 * 60)
     # A session charged since: the next Accept tells the new balance.
-    base = dict(session_id="gw-0002", username="ivan@acme.example", mac=MAC, ipv4=IP,
-                class_=ivan.class_)
-    c.account(AccountingRecord(m.AcctStatus.START, event_time=time.time() - 50,
-                               **base))  # type: ignore[arg-type]
-    c.account(AccountingRecord(m.AcctStatus.STOP, session_time=50, event_time=time.time(),
-                               terminate_cause=m.TerminateCause.USER_REQUEST,
-                               **base))  # type: ignore[arg-type]
+    record = partial(AccountingRecord, session_id="gw-0002", username="ivan@acme.example",
+                     mac=MAC, ipv4=IP, class_=ivan.class_)
+    c.account(record(m.AcctStatus.START, event_time=time.time() - 50))
+    c.account(record(m.AcctStatus.STOP, session_time=50, event_time=time.time(),
+                     terminate_cause=m.TerminateCause.USER_REQUEST))
     again = c.authenticate("ivan@acme.example", seed.PASSWORD, mac=MAC, ipv4=IP)
     assert again.accepted and again.credit_left == 70 and again.session_timeout == 70
 
@@ -457,25 +458,24 @@ def test_centre_records_start_interim_stop(centre: Server, engine) -> None:
     c = centre_client(centre)
     auth = c.authenticate("alice@acme.example", seed.PASSWORD, mac=MAC, ipv4=IP)
     t0 = time.time() - 120
-    base = dict(session_id="gw-0001", username="alice@acme.example", mac=MAC, ipv4=IP,
-                class_=auth.class_)
-    c.account(AccountingRecord(m.AcctStatus.START, event_time=t0, **base))  # type: ignore[arg-type]
-    c.account(AccountingRecord(m.AcctStatus.INTERIM_UPDATE, session_time=60,
-                               input_octets=2**32 + 10, output_octets=5000,
-                               event_time=t0 + 60, **base))  # type: ignore[arg-type]
-    c.account(AccountingRecord(m.AcctStatus.STOP, session_time=120, input_octets=2**32 + 99,
-                               output_octets=6 * 2**32,
-                               terminate_cause=m.TerminateCause.USER_REQUEST,
-                               event_time=t0 + 120, **base))  # type: ignore[arg-type]
+    record = partial(AccountingRecord, session_id="gw-0001", username="alice@acme.example",
+                     mac=MAC, ipv4=IP, class_=auth.class_)
+    c.account(record(m.AcctStatus.START, event_time=t0))
+    c.account(record(m.AcctStatus.INTERIM_UPDATE, session_time=60, input_octets=2**32 + 10,
+                     output_octets=5000, event_time=t0 + 60))
+    c.account(record(m.AcctStatus.STOP, session_time=120, input_octets=2**32 + 99,
+                     output_octets=6 * 2**32, terminate_cause=m.TerminateCause.USER_REQUEST,
+                     event_time=t0 + 120))
     with make_sessionmaker(engine)() as db:
         row = db.scalars(select(Radacct)).one()
         assert row.acctsessionid == "gw-0001"
         assert (row.acctinputoctets, row.acctoutputoctets) == (2**32 + 99, 6 * 2**32)
         assert (row.acctsessiontime, row.acctterminatecause) == (120, "User-Request")
-        assert row.class_ == auth.class_.decode()  # type: ignore[union-attr]
+        assert auth.class_ is not None and row.class_ == auth.class_.decode()
         assert row.callingstationid == "02-11-22-33-44-55".upper()
         assert row.acctstoptime is not None
-        assert ledger.balance(db, row.person_id) == 600 * 60 - 120  # type: ignore[arg-type]
+        assert row.person_id is not None
+        assert ledger.balance(db, row.person_id) == 600 * 60 - 120
 
 
 # -- against FreeRADIUS 3 -----------------------------------------------------------------------
@@ -536,16 +536,15 @@ def test_freeradius_signing_policy_satisfies_the_default(
 def test_freeradius_accounting(freeradius: fr.FreeRadius) -> None:
     c = fr_client(freeradius)
     t0 = time.time() - 30
-    base = dict(session_id="fr-0001", username="fred", mac=MAC, ipv4=IP,
-                class_=b"fred-class\x00\x01\xff")
+    record = partial(AccountingRecord, session_id="fr-0001", username="fred", mac=MAC,
+                     ipv4=IP, class_=b"fred-class\x00\x01\xff")
     c.account(AccountingRecord(m.AcctStatus.ACCOUNTING_ON, event_time=t0))
-    c.account(AccountingRecord(m.AcctStatus.START, event_time=t0, **base))  # type: ignore[arg-type]
-    c.account(AccountingRecord(m.AcctStatus.INTERIM_UPDATE, session_time=10,
-                               input_octets=3 * 2**32 + 1, output_octets=77,
-                               event_time=t0 + 10, **base))  # type: ignore[arg-type]
-    c.account(AccountingRecord(m.AcctStatus.STOP, session_time=30, input_octets=3 * 2**32 + 2,
-                               output_octets=78, terminate_cause=m.TerminateCause.IDLE_TIMEOUT,
-                               event_time=t0 + 30, **base))  # type: ignore[arg-type]
+    c.account(record(m.AcctStatus.START, event_time=t0))
+    c.account(record(m.AcctStatus.INTERIM_UPDATE, session_time=10, input_octets=3 * 2**32 + 1,
+                     output_octets=77, event_time=t0 + 10))
+    c.account(record(m.AcctStatus.STOP, session_time=30, input_octets=3 * 2**32 + 2,
+                     output_octets=78, terminate_cause=m.TerminateCause.IDLE_TIMEOUT,
+                     event_time=t0 + 30))
     records = [r for r in freeradius.accounting() if r.get("NAS-Identifier") == "axis-gw"]
     mine = [r for r in records if r.get("Acct-Session-Id") == "fr-0001"]
     assert [r["Acct-Status-Type"] for r in mine] == ["Start", "Interim-Update", "Stop"]

@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -253,10 +254,10 @@ def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def centre_client(srv: Server, **kw: float) -> RadiusClient:
+def centre_client(srv: Server, *, timeout: float, tries: int) -> RadiusClient:
     return RadiusClient([RadiusServer("127.0.0.1", seed.SECRET.encode(), srv.auth_port,
                                       srv.acct_port)], NasIdentity("axis-gw", "127.0.0.1"),
-                        **kw)  # type: ignore[arg-type]
+                        timeout=timeout, tries=tries)
 
 
 @pytest.mark.integration
@@ -273,15 +274,14 @@ def test_centre_down_then_back_drains_once_in_order(db_url: str, engine, key_fil
 
     spool = Spool(tmp_path / "spool.db")
     now = time.time()
-    base = dict(session_id="gw-spool-1", username="alice@acme.example",
-                mac="02:00:00:00:00:01", ipv4="198.51.100.9", class_=result.class_)
+    record = partial(AccountingRecord, session_id="gw-spool-1", username="alice@acme.example",
+                     mac="02:00:00:00:00:01", ipv4="198.51.100.9", class_=result.class_)
     records = [
-        AccountingRecord(m.AcctStatus.START, event_time=now - 300, **base),  # type: ignore[arg-type]
-        AccountingRecord(m.AcctStatus.INTERIM_UPDATE, session_time=120, input_octets=2**32 + 1,
-                         output_octets=10, event_time=now - 180, **base),  # type: ignore[arg-type]
-        AccountingRecord(m.AcctStatus.STOP, session_time=300, input_octets=2**32 + 2,
-                         output_octets=20, terminate_cause=m.TerminateCause.USER_REQUEST,
-                         event_time=now, **base),  # type: ignore[arg-type]
+        record(m.AcctStatus.START, event_time=now - 300),
+        record(m.AcctStatus.INTERIM_UPDATE, session_time=120, input_octets=2**32 + 1,
+               output_octets=10, event_time=now - 180),
+        record(m.AcctStatus.STOP, session_time=300, input_octets=2**32 + 2, output_octets=20,
+               terminate_cause=m.TerminateCause.USER_REQUEST, event_time=now),
     ]
     try:
         for r in records:
