@@ -30,6 +30,13 @@ NEXT = re.compile(r'<a href="([^"]+)" rel="next"')
 SHOWN = re.compile(r'<span id="shown">(\d+)\u2013(\d+)</span>')  # an en dash
 
 
+def _shown(page: str) -> tuple[str, ...]:
+    """The first and last rows the page says it shows."""
+    found = SHOWN.search(page)
+    assert found, "the page says nothing of the rows it shows"
+    return found.groups()
+
+
 def _client(factory: sessionmaker[DB], clock: Clock, size: int) -> Iterator[FlaskClient]:
     app = create_app(factory, settings=ConsoleSettings(refresh=15, max_rows=size), clock=clock)
     app.testing = True
@@ -70,12 +77,12 @@ def test_first_next_and_last_page(client: FlaskClient, world: World) -> None:
     rows, following, page = _page(client, "/live/", world)
     assert rows == NEWEST_FIRST[:2]
     assert "<strong>4</strong> open sessions" in page
-    assert SHOWN.search(page).groups() == ("1", "2")  # type: ignore[union-attr]
+    assert _shown(page) == ("1", "2")
     assert following.startswith("/live/?after=") and 'id="newest"' not in page
     rows, following, page = _page(client, following, world)
     assert rows == NEWEST_FIRST[2:]
     assert "<strong>4</strong> open sessions" in page
-    assert SHOWN.search(page).groups() == ("3", "4")  # type: ignore[union-attr]
+    assert _shown(page) == ("3", "4")
     # The last page: no next link (the page is full, and nothing follows), a way back.
     assert following == "" and '<a href="/live/" id="newest">Newest</a>' in page
     # The Disconnect buttons of page 2 come back to page 2.
@@ -138,7 +145,7 @@ def test_sessions_that_end_meanwhile_do_not_shift_the_next_page(
     rows, following, page = _page(client, following, world)
     assert rows == ["cei-0001", "axis-0001"] and following == ""
     assert "<strong>2</strong> open sessions" in page
-    assert SHOWN.search(page).groups() == ("1", "2")  # type: ignore[union-attr]
+    assert _shown(page) == ("1", "2")
     # Past the end (everything after the cursor ended): says so, and the way back.
     with transaction(factory) as db:
         db.execute(update(Radacct).values(acctstoptime=NOW))
@@ -220,12 +227,12 @@ def test_the_default_page_holds_a_hundred(factory: sessionmaker[DB], world: Worl
         sign_in(client, NOC)
         answer = client.get("/live/").get_data(as_text=True)
         assert len(ROW.findall(answer)) == 100 and "<strong>105</strong>" in answer
-        assert SHOWN.search(answer).groups() == ("1", "100")  # type: ignore[union-attr]
+        assert _shown(answer) == ("1", "100")
         following = NEXT.search(answer)
         assert following
         answer = client.get(html.unescape(following.group(1))).get_data(as_text=True)
         assert len(ROW.findall(answer)) == 5 and not NEXT.search(answer)
-        assert SHOWN.search(answer).groups() == ("101", "105")  # type: ignore[union-attr]
+        assert _shown(answer) == ("101", "105")
 
 
 def test_every_value_of_a_row_is_escaped(client: FlaskClient, factory: sessionmaker[DB],

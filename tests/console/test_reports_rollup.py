@@ -218,7 +218,8 @@ def test_the_command(db_url: str, factory: sessionmaker[DB],
     assert reports_rollup.main(["--db", db_url, "--since", "2026-11-20"]) == 0
     assert "day(s): 2026-11-20 to " in capsys.readouterr().out
     with transaction(factory) as db:
-        assert reports_rollup.rolled(db)[0] == date(2026, 11, 9)  # type: ignore[index]
+        days = reports_rollup.rolled(db)
+        assert days is not None and days[0] == date(2026, 11, 9)
 
 
 def _season(factory: sessionmaker[DB]) -> dict[str, int]:

@@ -328,6 +328,7 @@ def _service(name: str) -> dict[str, str]:
     import configparser
 
     unit = configparser.ConfigParser(strict=False, interpolation=None)
+    # Keys keep their case (the documented way; typeshed declares a method).
     unit.optionxform = str  # type: ignore[assignment,method-assign]
     unit.read(UNITS / name)
     return dict(unit["Service"])

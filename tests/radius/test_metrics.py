@@ -116,7 +116,9 @@ def test_under_systemd_every_event_is_one_journal_line(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        auth = int(re.search(r"auth (\d+)", line).group(1))  # type: ignore[union-attr]
+        ports = re.search(r"auth (\d+)", line)
+        assert ports, line
+        auth = int(ports.group(1))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.sendto(b"\x01\x01\x00\x14" + bytes(16), ("127.0.0.1", auth))  # no such client
         wait_for(lambda: "unknown client" in log.read_text(), what="the drop logged")
