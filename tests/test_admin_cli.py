@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from sqlalchemy import select
@@ -53,8 +54,12 @@ def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+class Cli(Protocol):
+    def __call__(self, *args: str, stdin: str = "") -> Run: ...
+
+
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
     """Run `passerelle ARGS` in this process, as the console script does."""
 
     def run(*args: str, stdin: str = "") -> Run:
@@ -100,7 +105,7 @@ EXAMPLE = [
 
 
 @pytest.fixture
-def world(cli, db_url: str) -> str:
+def world(cli: Cli, db_url: str) -> str:
     """The issue's example, typed at the command line."""
     for args in EXAMPLE:
         ok(cli(*args, "--db", db_url))
@@ -135,7 +140,7 @@ def test_the_issue_example(world: str) -> None:
         assert s.scalars(select(Company)).one().status.value == "suspended"
 
 
-def test_lists(cli, world: str) -> None:
+def test_lists(cli: Cli, world: str) -> None:
     out = ok(cli("admin", "network", "list", "--db", world)).out
     assert "wallonia" in out and "1" in out.splitlines()[2]
     out = ok(cli("admin", "site", "list", "--db", world)).out
@@ -154,12 +159,12 @@ def test_lists(cli, world: str) -> None:
     assert "topup" in out and "+10:00" in out
 
 
-def test_empty_lists(cli, db_url: str) -> None:
+def test_empty_lists(cli: Cli, db_url: str) -> None:
     for what in ("network", "site", "gateway", "company", "person"):
         assert ok(cli("admin", what, "list", "--db", db_url)).out.strip() == "(none)"
 
 
-def test_set_commands(cli, world: str, tmp_path: Path) -> None:
+def test_set_commands(cli: Cli, world: str, tmp_path: Path) -> None:
     ok(cli("admin", "network", "set", "wallonia", "--name", "wallonie", "--db", world))
     ok(cli("admin", "site", "set", "Axis Parc", "--opens", "08:00", "--closes", "18:30",
            "--days", "mon-fri", "--unstaffed", "--city", "Mont-Saint-Guibert",
@@ -225,7 +230,7 @@ def test_set_commands(cli, world: str, tmp_path: Path) -> None:
         assert s.scalars(select(Person)).one().chap_secret is None
 
 
-def test_add_with_every_option(cli, db_url: str, tmp_path: Path) -> None:
+def test_add_with_every_option(cli: Cli, db_url: str, tmp_path: Path) -> None:
     ok(cli("admin", "network", "add", "brussels", "--db", db_url))
     ok(cli("admin", "site", "add", "Night Hub", "--network", "brussels", "--category", "2",
            "--capacity", "12", "--city", "Brussels", "--opens", "22:00", "--closes", "06:00",
@@ -258,7 +263,7 @@ def test_add_with_every_option(cli, db_url: str, tmp_path: Path) -> None:
     assert "invoice 7" in out and "1:30 left (90 minutes)" in out
 
 
-def test_remove_in_order_and_refusals(cli, world: str) -> None:
+def test_remove_in_order_and_refusals(cli: Cli, world: str) -> None:
     one_error(cli("admin", "network", "remove", "wallonia", "--db", world),
               "network 'wallonia' still has 1 site(s)")
     one_error(cli("admin", "site", "remove", "Axis Parc", "--db", world),
@@ -392,11 +397,11 @@ BAD = [
 
 
 @pytest.mark.parametrize(("args", "expected"), BAD, ids=[" ".join(a)[:50] for a, _ in BAD])
-def test_bad_input_is_one_line(cli, world: str, args: list[str], expected: str) -> None:
+def test_bad_input_is_one_line(cli: Cli, world: str, args: list[str], expected: str) -> None:
     one_error(cli("admin", *args, "--db", world), expected)
 
 
-def test_numbers_out_of_range_change_nothing(cli, world: str) -> None:
+def test_numbers_out_of_range_change_nothing(cli: Cli, world: str) -> None:
     """The finding as seen: 5G was stored, then no check-in of the company got
     an answer. Now it is refused and the plan stays as it was."""
     ok(cli("admin", "company", "set", "Acme", "--bandwidth-down", "10M", "--db", world))
@@ -407,7 +412,7 @@ def test_numbers_out_of_range_change_nothing(cli, world: str) -> None:
         assert s.scalars(select(Company)).one().bandwidth_down == 4_294_967_295
 
 
-def test_unicode_logins_are_one_person(cli, world: str) -> None:
+def test_unicode_logins_are_one_person(cli: Cli, world: str) -> None:
     """Élodie typed two ways (and with capitals) is one login; an IDN domain is
     stored in its ASCII form and found from either spelling."""
     ok(cli("admin", "person", "add", "\u00c9lodie@B\u00fccher.example", "--company", "Acme",
@@ -423,7 +428,7 @@ def test_unicode_logins_are_one_person(cli, world: str) -> None:
     assert "lodie" not in ok(cli("admin", "person", "list", "--db", world)).out
 
 
-def test_bad_input_changes_nothing(cli, world: str) -> None:
+def test_bad_input_changes_nothing(cli: Cli, world: str) -> None:
     """A refused command leaves the database as it was (one transaction)."""
     one_error(cli("admin", "site", "set", "Axis Parc", "--capacity", "99", "--category", "7",
                   "--db", world), "bad category 7")
@@ -431,12 +436,12 @@ def test_bad_input_changes_nothing(cli, world: str) -> None:
         assert s.scalars(select(Site)).one().capacity == 40
 
 
-def test_credit_add_prints_the_balance(cli, world: str) -> None:
+def test_credit_add_prints_the_balance(cli: Cli, world: str) -> None:
     out = ok(cli("admin", "credit", "add", "alice@acme.example", "30", "--db", world)).out
     assert out.strip() == "alice@acme.example: +0:30, credit now 10:30"
 
 
-def test_db_upgrade_and_current(cli, tmp_path: Path) -> None:
+def test_db_upgrade_and_current(cli: Cli, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fresh' / 'p.db'}"
     assert ok(cli("db", "current", "--db", url)).out.startswith("no schema")
     one_error(cli("admin", "network", "list", "--db", url), "run 'passerelle db upgrade'")
@@ -446,7 +451,7 @@ def test_db_upgrade_and_current(cli, tmp_path: Path) -> None:
     ok(cli("admin", "network", "add", "wallonia", "--db", url))
 
 
-def test_db_from_the_environment(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_db_from_the_environment(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'env.db'}"
     monkeypatch.setenv("PASSERELLE_DB", url)
     ok(cli("db", "upgrade"))
@@ -454,7 +459,7 @@ def test_db_from_the_environment(cli, tmp_path: Path, monkeypatch: pytest.Monkey
     assert "wallonia" in ok(cli("admin", "network", "list", "--db", url)).out
 
 
-def test_default_db_is_in_the_data_dir(cli, tmp_path: Path,
+def test_default_db_is_in_the_data_dir(cli: Cli, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PASSERELLE_DATA", str(tmp_path / "data"))
     ok(cli("db", "upgrade"))
@@ -462,7 +467,7 @@ def test_default_db_is_in_the_data_dir(cli, tmp_path: Path,
     assert (tmp_path / "data" / "passerelle.db").exists()
 
 
-def test_db_errors_are_one_line(cli) -> None:
+def test_db_errors_are_one_line(cli: Cli) -> None:
     one_error(cli("admin", "network", "list", "--db", "nosuchdb://x"), "bad database URL")
     one_error(cli("admin", "network", "list", "--db", "::"), "bad database URL")
     one_error(cli("admin", "network", "list", "--db", "mysql://a@192.0.2.1/x"),
@@ -502,7 +507,7 @@ def test_console_script_never_shows_a_traceback(tmp_path: Path) -> None:
         assert passwords.verify_password(person.password_hash, "from stdin")
 
 
-def test_history_is_kept(cli, world: str) -> None:
+def test_history_is_kept(cli: Cli, world: str) -> None:
     """A gateway or site with sessions stays; a removed person's sessions and
     log lines stay, unlinked."""
     stamp = datetime(2026, 1, 5, 9, 0)
@@ -533,7 +538,7 @@ def test_history_is_kept(cli, world: str) -> None:
 OP_PASSWORD = "a long console pass"
 
 
-def test_operators_add_list_set_remove(cli, world: str) -> None:
+def test_operators_add_list_set_remove(cli: Cli, world: str) -> None:
     ok(cli("admin", "site", "add", "CEI", "--network", "wallonia", "--db", world))
     ok(cli("admin", "operator", "add", "noc@passerelle.example", "--role", "network-ops",
            "--password", OP_PASSWORD, "--name", "Night Desk", "--db", world))
@@ -597,7 +602,7 @@ def test_operators_add_list_set_remove(cli, world: str) -> None:
     (["set", "noc@passerelle.example", "--password", "x" * 1025], "at most 1024"),
     (["remove", "nobody@y.example"], "unknown operator"),
 ])
-def test_operator_bad_input_is_one_line(cli, world: str, args: list[str],
+def test_operator_bad_input_is_one_line(cli: Cli, world: str, args: list[str],
                                         expected: str) -> None:
     ok(cli("admin", "operator", "add", "noc@passerelle.example", "--role", "network-ops",
            "--password", OP_PASSWORD, "--db", world))

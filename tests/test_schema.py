@@ -1,10 +1,10 @@
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect
 
 from passerelle.radius.db import alembic_config
 from passerelle.radius.models import Base
 
 
-def test_migrations_build_the_model(engine) -> None:
+def test_migrations_build_the_model(engine: Engine) -> None:
     """The migrated schema has every table and column the models declare."""
     insp = inspect(engine)
     for table in Base.metadata.sorted_tables:
@@ -12,7 +12,7 @@ def test_migrations_build_the_model(engine) -> None:
         assert cols == set(table.columns.keys()), table.name
 
 
-def test_models_and_migrations_agree(engine) -> None:
+def test_models_and_migrations_agree(engine: Engine) -> None:
     """No model change is left without a migration."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -23,7 +23,7 @@ def test_models_and_migrations_agree(engine) -> None:
     assert alembic_config(engine).get_main_option("script_location")
 
 
-def test_every_migration_goes_down_and_up_again(engine) -> None:
+def test_every_migration_goes_down_and_up_again(engine: Engine) -> None:
     from alembic import command
 
     from passerelle.radius.db import upgrade
@@ -37,7 +37,7 @@ def test_every_migration_goes_down_and_up_again(engine) -> None:
     assert names == {"ix_credit_entry_person_seconds"}
 
 
-def test_radacct_keeps_room_for_hot_updates(engine) -> None:
+def test_radacct_keeps_room_for_hot_updates(engine: Engine) -> None:
     """PostgreSQL: radacct's pages keep room for the Interim-Updates' row
     versions (migration 0012), and the downgrade gives it back; SQLite has
     no fill factor, and the migration leaves it alone."""

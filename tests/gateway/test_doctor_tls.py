@@ -40,7 +40,13 @@ from tests.boxlab import BIN, wait_for
 from tests.gateway.test_doctor import HEALTHY, NOW, config  # noqa: F401  (a fixture)
 from tests.gateway.test_radsec_lab import CENTRE as LAB_CENTRE
 from tests.gateway.test_radsec_lab import Site, site  # noqa: F401  (a fixture)
-from tests.radius.test_radsec import Box, enrol_box, free_port, radsec_server  # noqa: F401
+from tests.radius.test_radsec import (  # noqa: F401  (radsec_server: the fixture)
+    Box,
+    RadsecCentre,
+    enrol_box,
+    free_port,
+    radsec_server,
+)
 
 TLS_CENTRE = "192.0.2.10:2083 over TLS"
 RADSEC_HEALTHY = dataclasses.replace(
@@ -158,7 +164,7 @@ def test_the_certificate_probe_reads_dates_and_finds_what_is_wrong(tmp_path: Pat
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_tls_probe_against_a_real_centre_then_broken_one_way_at_a_time(
-        radsec_server, factory: sessionmaker[DB], tmp_path: Path) -> None:  # noqa: F811
+        radsec_server: RadsecCentre, factory: sessionmaker[DB], tmp_path: Path) -> None:  # noqa: F811
     _, port, _ = radsec_server
     box = enrol_box(factory, tmp_path)
     tls = Radsec(cert=box.cert, key=box.key, ca=box.ca, port=port)

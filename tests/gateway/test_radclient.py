@@ -403,7 +403,7 @@ def centre_client(srv: Server) -> RadiusClient:
 
 
 @pytest.mark.integration
-def test_centre_accepts_pap_and_chap_with_the_session_terms(centre: Server, engine) -> None:
+def test_centre_accepts_pap_and_chap_with_the_session_terms(centre: Server, engine: Engine) -> None:
     c = centre_client(centre)
     pap = c.authenticate("alice@acme.example", seed.PASSWORD, mac=MAC, ipv4=IP)
     chap = c.authenticate("alice@acme.example", seed.PASSWORD, mac=MAC, ipv4=IP, chap=True)
@@ -424,7 +424,7 @@ def test_centre_accepts_pap_and_chap_with_the_session_terms(centre: Server, engi
 
 
 @pytest.mark.integration
-def test_centre_tells_the_credit_left_at_the_accept(centre: Server, engine) -> None:
+def test_centre_tells_the_credit_left_at_the_accept(centre: Server, engine: Engine) -> None:
     c = centre_client(centre)
     alice = c.authenticate("alice@acme.example", seed.PASSWORD, mac=MAC, ipv4=IP)
     ivan = c.authenticate("ivan@acme.example", seed.PASSWORD, mac=MAC, ipv4=IP)
@@ -454,7 +454,7 @@ def test_centre_rejects_carry_the_reason(centre: Server, login: str, password: s
 
 
 @pytest.mark.integration
-def test_centre_records_start_interim_stop(centre: Server, engine) -> None:
+def test_centre_records_start_interim_stop(centre: Server, engine: Engine) -> None:
     c = centre_client(centre)
     auth = c.authenticate("alice@acme.example", seed.PASSWORD, mac=MAC, ipv4=IP)
     t0 = time.time() - 120

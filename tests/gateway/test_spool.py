@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from passerelle.gateway.acct import AccountingRecord
 from passerelle.gateway.radclient import NasIdentity, NoServer, RadiusClient, RadiusServer
@@ -261,7 +261,7 @@ def centre_client(srv: Server, *, timeout: float, tries: int) -> RadiusClient:
 
 
 @pytest.mark.integration
-def test_centre_down_then_back_drains_once_in_order(db_url: str, engine, key_file: Path,
+def test_centre_down_then_back_drains_once_in_order(db_url: str, engine: Engine, key_file: Path,
                                                     tmp_path: Path) -> None:
     world = seed.build(make_sessionmaker(engine))
     alice = world.people["alice"]

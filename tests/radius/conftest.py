@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from passerelle.radius.db import make_sessionmaker
 from tests.need import stop
@@ -58,7 +59,7 @@ def start_server(db_url: str, tmp_path: Path, workers: int = 1,
 
 
 @pytest.fixture
-def world(engine, key_file: Path) -> seed.World:
+def world(engine: Engine, key_file: Path) -> seed.World:
     return seed.build(make_sessionmaker(engine))
 
 

@@ -112,8 +112,9 @@ def verifications(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> Iterator[l
     event.remove(engine, "rollback", ended)
 
 
-def test_no_password_is_verified_inside_a_transaction(engine, world, maker,
-                                                      verifications) -> None:
+def test_no_password_is_verified_inside_a_transaction(engine: Engine, world: seed.World,
+                                                      maker: RawClient,
+                                                      verifications: list[bool]) -> None:
     handler = Handler(make_sessionmaker(engine), clock=lambda: NOW)
     start = maker.accounting_request("Start", "s-1", User_Name="alice@acme.example")
     acct = Datagram(start.RequestPacket(), ("127.0.0.1", 39999), ACCT)
@@ -128,7 +129,8 @@ def test_no_password_is_verified_inside_a_transaction(engine, world, maker,
 
 
 def test_failed_attempts_are_limited_per_login_then_the_owner_gets_in(
-        engine, world, maker, verifications, caplog) -> None:
+        engine: Engine, world: seed.World, maker: RawClient, verifications: list[bool],
+        caplog: pytest.LogCaptureFixture) -> None:
     now = [NOW]
     settings = HandlerSettings(attempts_per_login=3, attempts_per_gateway=100,
                                attempts_window=60.0)
@@ -154,8 +156,9 @@ def test_failed_attempts_are_limited_per_login_then_the_owner_gets_in(
     assert codes(handler, [auth(maker, alice, seed.PASSWORD)]) == [ACCEPT]
 
 
-def test_failed_attempts_are_limited_per_gateway(engine, world, maker,
-                                                 verifications) -> None:
+def test_failed_attempts_are_limited_per_gateway(engine: Engine, world: seed.World,
+                                                 maker: RawClient,
+                                                 verifications: list[bool]) -> None:
     now = [NOW]
     settings = HandlerSettings(attempts_per_login=3, attempts_per_gateway=4,
                                attempts_window=60.0)

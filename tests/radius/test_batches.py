@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
@@ -41,7 +42,8 @@ def charged(factory: sessionmaker[DB], person: int) -> int:
     return -int(total or 0)
 
 
-def test_interim_creating_the_session_and_its_stop_in_one_batch(engine, world) -> None:
+def test_interim_creating_the_session_and_its_stop_in_one_batch(engine: Engine,
+                                                                world: seed.World) -> None:
     factory = make_sessionmaker(engine)
     handler = Handler(factory)
     batch = datagrams(("Interim-Update", {"Acct_Session_Time": 100}),
@@ -66,7 +68,7 @@ def test_interim_creating_the_session_and_its_stop_in_one_batch(engine, world) -
         assert ledger.balance(s, alice) == 600 * 60 - 160
 
 
-def test_start_interim_stop_in_one_batch(engine, world) -> None:
+def test_start_interim_stop_in_one_batch(engine: Engine, world: seed.World) -> None:
     factory = make_sessionmaker(engine)
     replies, _ = Handler(factory).process(datagrams(
         ("Start", {}), ("Interim-Update", {"Acct_Session_Time": 60}),
@@ -86,7 +88,8 @@ def revoked(factory: sessionmaker[DB], class_: str) -> bool:
         return s.scalar(select(WifiKey.revoked).where(WifiKey.class_ == class_)) is not None
 
 
-def test_a_whole_session_retransmitted_in_one_batch_is_charged_once(engine, world) -> None:
+def test_a_whole_session_retransmitted_in_one_batch_is_charged_once(engine: Engine,
+                                                                    world: seed.World) -> None:
     factory = make_sessionmaker(engine)
     alice = world.people["alice"]
     issue_key(factory, alice, "psl1:whole")
@@ -108,7 +111,7 @@ def test_a_whole_session_retransmitted_in_one_batch_is_charged_once(engine, worl
     assert revoked(factory, "psl1:whole")
 
 
-def test_accounting_on_closes_charges_and_revokes_once(engine, world) -> None:
+def test_accounting_on_closes_charges_and_revokes_once(engine: Engine, world: seed.World) -> None:
     factory = make_sessionmaker(engine)
     alice = world.people["alice"]
     issue_key(factory, alice, "psl1:open")
@@ -158,7 +161,7 @@ def test_an_interim_writes_only_what_it_changed() -> None:
 
 
 def test_the_disconnects_already_queued_are_remembered_within_a_bound(
-        engine, world, monkeypatch) -> None:
+        engine: Engine, world: seed.World, monkeypatch: pytest.MonkeyPatch) -> None:
     """One Disconnect-Request per session whose credit ran out, however many
     of its records arrive; the memory of them is bounded (oldest forgotten
     first), and the outbox that sends them forgets answered ones after a

@@ -61,7 +61,8 @@ def test_the_heartbeat_tells_version_and_spool_depth(server: Server, engine: Eng
     assert (seen.software_version, seen.spool_depth) == ("9.9", 0)
 
 
-def test_a_heartbeat_nobody_answers_is_logged_once(server: Server, caplog) -> None:
+def test_a_heartbeat_nobody_answers_is_logged_once(server: Server,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     # A port where no centre listens (the auth port's neighbour is the acct port: +2).
     beat = Heartbeat(client(server, port_offset=2), Spool(0))
     assert beat.beat() == 0 and beat.beat() == 0

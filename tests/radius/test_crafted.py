@@ -13,44 +13,46 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC
+from pathlib import Path
 
 import pytest
 from pyrad import packet as rp
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, func, select, update
 
 from passerelle.radius import codec, ledger
 from passerelle.radius.db import make_sessionmaker
 from passerelle.radius.handler import AUTH, Datagram, Handler
 from passerelle.radius.messages import Code
-from passerelle.radius.models import AuthLog, CreditEntry, Gateway, Radacct
+from passerelle.radius.models import AuthLog, Base, CreditEntry, Gateway, Radacct
 
 from . import seed
-from .conftest import start_server
+from .conftest import Server, start_server
 from .peers import RawClient
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def auth_client(server) -> Iterator[RawClient]:
+def auth_client(server: Server) -> Iterator[RawClient]:
     client = RawClient(server.auth_port, seed.SECRET.encode())
     yield client
     client.close()
 
 
 @pytest.fixture
-def acct_client(server) -> Iterator[RawClient]:
+def acct_client(server: Server) -> Iterator[RawClient]:
     client = RawClient(server.acct_port, seed.SECRET.encode())
     yield client
     client.close()
 
 
-def count(engine, model) -> int:
+def count(engine: Engine, model: type[Base]) -> int:
     with make_sessionmaker(engine)() as db:
         return int(db.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def test_duplicate_access_request_answered_from_cache(server, auth_client, engine) -> None:
+def test_duplicate_access_request_answered_from_cache(server: Server, auth_client: RawClient,
+                                                      engine: Engine) -> None:
     pkt = auth_client.access_request("alice@acme.example", seed.PASSWORD)
     data = pkt.RequestPacket()
     first = auth_client.send_raw(data)
@@ -60,7 +62,7 @@ def test_duplicate_access_request_answered_from_cache(server, auth_client, engin
     assert "duplicate request" in server.logs()
 
 
-def test_reply_authenticator_and_message_authenticator_are_right(auth_client) -> None:
+def test_reply_authenticator_and_message_authenticator_are_right(auth_client: RawClient) -> None:
     pkt = auth_client.access_request("alice@acme.example", seed.PASSWORD)
     pkt.AddAttribute("Proxy-State", b"first")
     pkt.AddAttribute("Proxy-State", b"second")
@@ -79,8 +81,8 @@ def test_reply_authenticator_and_message_authenticator_are_right(auth_client) ->
     assert reply[33] == [b"first", b"second"]
 
 
-def test_garbage_is_dropped_and_the_server_keeps_serving(server, auth_client,
-                                                         acct_client) -> None:
+def test_garbage_is_dropped_and_the_server_keeps_serving(server: Server, auth_client: RawClient,
+                                                         acct_client: RawClient) -> None:
     junk = [
         b"",
         b"\x01",
@@ -104,13 +106,13 @@ def test_garbage_is_dropped_and_the_server_keeps_serving(server, auth_client,
     assert "Traceback" not in server.logs()
 
 
-def test_padding_after_length_is_ignored(auth_client) -> None:
+def test_padding_after_length_is_ignored(auth_client: RawClient) -> None:
     pkt = auth_client.access_request("alice@acme.example", seed.PASSWORD)
     raw = auth_client.send_raw(pkt.RequestPacket() + b"\x00" * 40)
     assert raw is not None and raw[0] == Code.ACCESS_ACCEPT
 
 
-def test_bad_message_authenticator_dropped(server, auth_client) -> None:
+def test_bad_message_authenticator_dropped(server: Server, auth_client: RawClient) -> None:
     pkt = auth_client.access_request("alice@acme.example", seed.PASSWORD)
     data = bytearray(pkt.RequestPacket())
     data[22] ^= 0xFF  # first octet of the Message-Authenticator value
@@ -118,14 +120,15 @@ def test_bad_message_authenticator_dropped(server, auth_client) -> None:
     assert "bad Message-Authenticator" in server.logs()
 
 
-def test_password_longer_than_128_octets_dropped(server, auth_client) -> None:
+def test_password_longer_than_128_octets_dropped(server: Server, auth_client: RawClient) -> None:
     pkt = auth_client.access_request("alice@acme.example", None)
     pkt.AddAttribute("User-Password", os.urandom(144))
     assert auth_client.send_raw(pkt.RequestPacket(), timeout=0.3) is None
     assert "User-Password of 144 octets" in server.logs()
 
 
-def test_password_octets_that_are_not_text_are_refused(server, auth_client) -> None:
+def test_password_octets_that_are_not_text_are_refused(server: Server,
+                                                       auth_client: RawClient) -> None:
     # pyrad's decoder drops the \xff and would see the right password.
     password = seed.PASSWORD.encode()
     pkt = auth_client.access_request("alice@acme.example", password[:4] + b"\xff" + password[4:])
@@ -134,7 +137,8 @@ def test_password_octets_that_are_not_text_are_refused(server, auth_client) -> N
     assert "is not UTF-8 text" in server.logs()
 
 
-def test_each_port_takes_its_own_kind_of_request(server, auth_client, acct_client) -> None:
+def test_each_port_takes_its_own_kind_of_request(server: Server, auth_client: RawClient,
+                                                 acct_client: RawClient) -> None:
     start = acct_client.accounting_request("Start", "p-1", User_Name="alice@acme.example")
     assert auth_client.send_raw(start.RequestPacket(), timeout=0.3) is None
     access = auth_client.access_request("alice@acme.example", seed.PASSWORD)
@@ -144,7 +148,8 @@ def test_each_port_takes_its_own_kind_of_request(server, auth_client, acct_clien
     assert "not an Accounting-Request on the accounting port" in logs
 
 
-def test_status_server_without_message_authenticator_dropped(server, auth_client) -> None:
+def test_status_server_without_message_authenticator_dropped(server: Server,
+                                                             auth_client: RawClient) -> None:
     pkt = rp.AuthPacket(code=Code.STATUS_SERVER, secret=seed.SECRET.encode(),
                         dict=codec.dictionary())
     pkt.id, pkt.authenticator = 3, os.urandom(16)
@@ -153,8 +158,8 @@ def test_status_server_without_message_authenticator_dropped(server, auth_client
     assert "Status-Server without Message-Authenticator" in server.logs()
 
 
-def test_untracked_status_acknowledged_and_breaches_logged(server, acct_client,
-                                                          engine) -> None:
+def test_untracked_status_acknowledged_and_breaches_logged(server: Server, acct_client: RawClient,
+                                                          engine: Engine) -> None:
     tunnel = acct_client.accounting_request("Start", "t-1", User_Name="alice@acme.example")
     tunnel["Acct-Status-Type"] = [9]  # Tunnel-Start (RFC 2867)
     _, reply = acct_client.exchange(tunnel)
@@ -170,7 +175,8 @@ def test_untracked_status_acknowledged_and_breaches_logged(server, acct_client,
     assert "carries Reply-Message (RFC 2866 section 5.13 forbids it)" in server.logs()
 
 
-def test_decisions_are_summed_up_once_a_minute(engine, world, caplog) -> None:
+def test_decisions_are_summed_up_once_a_minute(engine: Engine, world: seed.World,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     now = [1_780_000_000.0]
     handler = Handler(make_sessionmaker(engine), clock=lambda: now[0])
     maker = RawClient(1, seed.SECRET.encode())  # builds packets; nothing is sent
@@ -191,7 +197,8 @@ def test_decisions_are_summed_up_once_a_minute(engine, world, caplog) -> None:
     assert "last 61 s: 2 accept, 2 reject bad-credentials, 1 dropped" in caplog.text
 
 
-def test_unknown_client_dropped(db_url, engine, world, tmp_path) -> None:
+def test_unknown_client_dropped(db_url: str, engine: Engine, world: seed.World,
+                                tmp_path: Path) -> None:
     # The only gateway is 127.0.0.1; send from 127.0.0.2.
     srv = start_server(db_url, tmp_path)
     try:
@@ -209,8 +216,8 @@ def test_unknown_client_dropped(db_url, engine, world, tmp_path) -> None:
         srv.stop()
 
 
-def test_relaxed_client_may_omit_message_authenticator(db_url, engine, world,
-                                                       tmp_path) -> None:
+def test_relaxed_client_may_omit_message_authenticator(db_url: str, engine: Engine,
+                                                       world: seed.World, tmp_path: Path) -> None:
     with make_sessionmaker(engine)() as db, db.begin():
         db.execute(update(Gateway).values(require_message_authenticator=False))
     srv = start_server(db_url, tmp_path)
@@ -226,7 +233,8 @@ def test_relaxed_client_may_omit_message_authenticator(db_url, engine, world,
         srv.stop()
 
 
-def test_retransmissions_charge_credit_once(acct_client, engine, world) -> None:
+def test_retransmissions_charge_credit_once(acct_client: RawClient, engine: Engine,
+                                            world: seed.World) -> None:
     start = acct_client.accounting_request("Start", "r-1", User_Name="alice@acme.example")
     _, reply = acct_client.exchange(start)
     assert reply is not None and reply.code == Code.ACCOUNTING_RESPONSE
@@ -259,7 +267,7 @@ def test_retransmissions_charge_credit_once(acct_client, engine, world) -> None:
         assert row.acctterminatecause == "Idle-Timeout"
 
 
-def test_acct_delay_time_moves_the_event_back(acct_client, engine) -> None:
+def test_acct_delay_time_moves_the_event_back(acct_client: RawClient, engine: Engine) -> None:
     before = time.time()
     pkt = acct_client.accounting_request("Start", "d-1", User_Name="alice@acme.example",
                                          Acct_Delay_Time=3600)
@@ -272,7 +280,7 @@ def test_acct_delay_time_moves_the_event_back(acct_client, engine) -> None:
     assert before - 3600 - 5 <= started <= before - 3600 + 5
 
 
-def test_accounting_without_session_id_dropped(server, acct_client) -> None:
+def test_accounting_without_session_id_dropped(server: Server, acct_client: RawClient) -> None:
     pkt = acct_client.accounting_request("Start", "", User_Name="alice@acme.example")
     assert acct_client.send_raw(pkt.RequestPacket(), timeout=0.3) is None
     assert "without Acct-Session-Id" in server.logs()
@@ -313,8 +321,8 @@ class DaePeer:
         self.sock.close()
 
 
-def test_credit_exhausted_mid_session_sends_disconnect(db_url, engine, key_file,
-                                                      tmp_path) -> None:
+def test_credit_exhausted_mid_session_sends_disconnect(db_url: str, engine: Engine, key_file: Path,
+                                                      tmp_path: Path) -> None:
     peer = DaePeer(seed.SECRET.encode())
     world = seed.build(make_sessionmaker(engine), coa_port=peer.port)
     srv = start_server(db_url, tmp_path)
@@ -345,7 +353,8 @@ def test_credit_exhausted_mid_session_sends_disconnect(db_url, engine, key_file,
 
 @pytest.mark.parametrize(("nak", "printed", "status"),
                          [(None, "ACK", 0), (503, "NAK (Session-Context-Not-Found, 503)", 1)])
-def test_disconnect_command(db_url, engine, key_file, nak, printed, status) -> None:
+def test_disconnect_command(db_url: str, engine: Engine, key_file: Path, nak: int | None,
+                            printed: str, status: int) -> None:
     import subprocess
 
     from .conftest import BIN
@@ -368,7 +377,8 @@ def test_disconnect_command(db_url, engine, key_file, nak, printed, status) -> N
     assert request["NAS-Identifier"][0] == "axis-gw"
 
 
-def test_disconnect_unknown_session_is_a_clear_error(db_url, engine, world) -> None:
+def test_disconnect_unknown_session_is_a_clear_error(db_url: str, engine: Engine,
+                                                     world: seed.World) -> None:
     import subprocess
 
     from .conftest import BIN
@@ -380,7 +390,8 @@ def test_disconnect_unknown_session_is_a_clear_error(db_url, engine, world) -> N
     assert "Traceback" not in out.stderr
 
 
-def test_two_workers_share_the_ports(db_url, engine, world, tmp_path) -> None:
+def test_two_workers_share_the_ports(db_url: str, engine: Engine, world: seed.World,
+                                     tmp_path: Path) -> None:
     srv = start_server(db_url, tmp_path, workers=2)
     clients = [RawClient(srv.auth_port, seed.SECRET.encode()) for _ in range(8)]
     try:
@@ -396,7 +407,8 @@ def test_two_workers_share_the_ports(db_url, engine, world, tmp_path) -> None:
     assert "Traceback" not in srv.logs()
 
 
-def test_a_flood_of_malformed_datagrams_writes_a_bounded_log(server, auth_client) -> None:
+def test_a_flood_of_malformed_datagrams_writes_a_bounded_log(server: Server,
+                                                             auth_client: RawClient) -> None:
     """Finding 17: one WARNING line per bad datagram let a flood fill the disk."""
     bad = b"\x01\x01\x00\x18" + os.urandom(16) + b"\x01\x09ab"  # attribute overruns
     for _ in range(1000):
@@ -410,7 +422,8 @@ def test_a_flood_of_malformed_datagrams_writes_a_bounded_log(server, auth_client
     assert "further such lines suppressed" in lines[-1]
 
 
-def test_suppressed_drop_lines_are_counted(engine, world, caplog) -> None:
+def test_suppressed_drop_lines_are_counted(engine: Engine, world: seed.World,
+                                           caplog: pytest.LogCaptureFixture) -> None:
     """Finding 17, with a fixed clock: the count of what was suppressed is
     written once the interval is over."""
     now = [1_780_000_000.0]
@@ -424,8 +437,8 @@ def test_suppressed_drop_lines_are_counted(engine, world, caplog) -> None:
     assert "490 more lines suppressed: malformed from 127.0.0.1" in caplog.text
 
 
-def test_proxy_state_padding_cannot_make_a_reply_over_4096_octets(server,
-                                                                 auth_client) -> None:
+def test_proxy_state_padding_cannot_make_a_reply_over_4096_octets(server: Server,
+                                                                 auth_client: RawClient) -> None:
     """Finding 13: Proxy-States are echoed in the reply (RFC 2865 section
     5.33); a request padded with them made a 4,127-octet Access-Accept."""
     pkt = auth_client.access_request("alice@acme.example", seed.PASSWORD)

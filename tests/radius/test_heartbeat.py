@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
@@ -20,6 +20,7 @@ from passerelle.radius.handler import ACCT, AUTH, Contacts, Datagram, Handler
 from passerelle.radius.models import Gateway
 
 from . import seed
+from .conftest import Server
 
 SECRET = seed.SECRET.encode()
 GATEWAY = ("127.0.0.1", 40000)
@@ -62,7 +63,7 @@ def test_contacts_are_due_once_per_interval() -> None:
     assert contacts.due([1, 2], T0 + 61) == [1]
 
 
-def test_status_server_is_answered_on_both_ports(engine, world) -> None:
+def test_status_server_is_answered_on_both_ports(engine: Engine, world: seed.World) -> None:
     handler = Handler(make_sessionmaker(engine), clock=Clock())
     sent = [status_server(), status_server()]
     replies, _ = handler.process([Datagram(sent[0], GATEWAY, AUTH),
@@ -76,7 +77,7 @@ def test_status_server_is_answered_on_both_ports(engine, world) -> None:
     assert isinstance(acct, m.AccountingResponse) and acct.message_authenticator
 
 
-def test_last_seen_is_written_at_most_once_a_minute(engine, world) -> None:
+def test_last_seen_is_written_at_most_once_a_minute(engine: Engine, world: seed.World) -> None:
     factory = make_sessionmaker(engine)
     clock = Clock()
     handler = Handler(factory, clock=clock)
@@ -95,7 +96,7 @@ def test_last_seen_is_written_at_most_once_a_minute(engine, world) -> None:
     assert last_seen(factory) == at(T0 + 60)
 
 
-def test_what_is_not_authenticated_is_not_a_contact(engine, world) -> None:
+def test_what_is_not_authenticated_is_not_a_contact(engine: Engine, world: seed.World) -> None:
     factory = make_sessionmaker(engine)
     handler = Handler(factory, clock=Clock())
     wrong = status_server(b"not-the-secret")
@@ -110,7 +111,8 @@ def test_what_is_not_authenticated_is_not_a_contact(engine, world) -> None:
 # Row locks are PostgreSQL's (SQLite has one writer at a time): these two run
 # on PostgreSQL only.
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_a_row_another_worker_is_writing_is_skipped_not_waited_for(engine, world) -> None:
+def test_a_row_another_worker_is_writing_is_skipped_not_waited_for(engine: Engine,
+                                                                   world: seed.World) -> None:
     factory = make_sessionmaker(engine)
     handler = Handler(factory, clock=Clock())
     done: list[int] = []
@@ -128,7 +130,8 @@ def test_a_row_another_worker_is_writing_is_skipped_not_waited_for(engine, world
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_a_batch_inserting_rows_of_the_gateway_does_not_stop_the_write(engine, world) -> None:
+def test_a_batch_inserting_rows_of_the_gateway_does_not_stop_the_write(engine: Engine,
+                                                                       world: seed.World) -> None:
     factory = make_sessionmaker(engine)
     handler = Handler(factory, clock=Clock())
     with factory() as other, other.begin():
@@ -145,7 +148,7 @@ def test_a_batch_inserting_rows_of_the_gateway_does_not_stop_the_write(engine, w
 
 
 @pytest.mark.integration
-def test_status_server_over_udp_records_the_contact(server, engine) -> None:
+def test_status_server_over_udp_records_the_contact(server: Server, engine: Engine) -> None:
     factory = make_sessionmaker(engine)
     with factory() as db, db.begin():
         db.execute(update(Gateway).values(last_seen=None))

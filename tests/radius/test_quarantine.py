@@ -21,6 +21,7 @@ from passerelle.radius.handler import ACCT, AUTH, Datagram, Handler
 from passerelle.radius.models import AccountingQuarantine, Company, Radacct
 
 from . import seed
+from .conftest import Server
 from .peers import RawClient, need_radclient
 
 pytestmark = pytest.mark.integration
@@ -55,7 +56,7 @@ def sessions(engine: Engine) -> list[str]:
         return sorted(db.scalars(select(Radacct.acctsessionid)).all())
 
 
-def test_a_poisoned_interim_among_good_ones(server, engine: Engine, db_url) -> None:
+def test_a_poisoned_interim_among_good_ones(server: Server, engine: Engine, db_url: str) -> None:
     good = [interim(f"good-{n}") for n in range(6)]
     poisoned = interim("poisoned", ", Acct-Interim-Interval = 3000000000")
     answers = radclient_batch(server.acct_port, [*good[:3], poisoned, *good[3:]])
@@ -75,7 +76,7 @@ def test_a_poisoned_interim_among_good_ones(server, engine: Engine, db_url) -> N
     assert "poisoned" in shown.stdout and "Acct-Interim-Interval" in shown.stdout
 
 
-def test_counters_beyond_range(server, engine: Engine) -> None:
+def test_counters_beyond_range(server: Server, engine: Engine) -> None:
     # 2**32 - 1 gigawords: more octets than a signed 64-bit column holds.
     answers = radclient_batch(server.acct_port, [
         interim("huge", ", Acct-Input-Gigawords = 4294967295, Acct-Input-Octets = 1"),
@@ -93,7 +94,7 @@ def datagram(maker: RawClient, session: str, **attrs: Any) -> Datagram:
     return Datagram(pkt.RequestPacket(), GATEWAY, ACCT)
 
 
-def test_a_record_the_database_refuses(engine: Engine, world) -> None:
+def test_a_record_the_database_refuses(engine: Engine, world: seed.World) -> None:
     """PostgreSQL refuses a NUL character in text, SQLite stores it: on
     PostgreSQL the batch fails, is retried with a savepoint per record, and
     only the refused record is set aside."""
@@ -116,7 +117,8 @@ def test_a_record_the_database_refuses(engine: Engine, world) -> None:
         assert aside == []
 
 
-def test_an_access_request_the_centre_cannot_answer_is_rejected(engine: Engine, world) -> None:
+def test_an_access_request_the_centre_cannot_answer_is_rejected(engine: Engine,
+                                                                world: seed.World) -> None:
     """A cap beyond what its attribute carries (32 bits) makes the Accept
     impossible to encode: that request is rejected with a reason, the other
     requests of its batch are answered as usual."""

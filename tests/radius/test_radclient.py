@@ -4,15 +4,17 @@ client, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from passerelle.radius import ledger
 from passerelle.radius.db import make_sessionmaker
 from passerelle.radius.models import AuthLog, PersonKey, Radacct, WifiKey
 
 from . import seed
+from .conftest import Server
 from .peers import radclient
 
 pytestmark = pytest.mark.integration
@@ -20,12 +22,12 @@ pytestmark = pytest.mark.integration
 NAS = 'NAS-Identifier = "axis-gw", NAS-IP-Address = 127.0.0.1, Message-Authenticator = 0x00'
 
 
-def auth(server, user: str, password: str = seed.PASSWORD, method: str = "User-Password"):
+def auth(server: Server, user: str, password: str = seed.PASSWORD, method: str = "User-Password"):
     return radclient(server.auth_port, "auth", seed.SECRET,
                      f'User-Name = "{user}", {method} = "{password}", {NAS}')
 
 
-def test_pap_accept_carries_the_session_terms(server, engine) -> None:
+def test_pap_accept_carries_the_session_terms(server: Server, engine: Engine) -> None:
     answer = auth(server, "alice@acme.example")
     assert answer.code == "Access-Accept", answer.output
     # BlastRADIUS: Message-Authenticator is the first attribute of the reply.
@@ -50,7 +52,7 @@ def test_pap_accept_carries_the_session_terms(server, engine) -> None:
     assert auth(server, "alice@acme.example").one("Tunnel-Password:0") == key
 
 
-def test_bandwidth_caps_and_plan_maximum(server) -> None:
+def test_bandwidth_caps_and_plan_maximum(server: Server) -> None:
     answer = auth(server, "bob@slowco.example")
     assert answer.code == "Access-Accept"
     assert answer.one("WISPr-Bandwidth-Max-Up") == "2000000"
@@ -58,13 +60,14 @@ def test_bandwidth_caps_and_plan_maximum(server) -> None:
     assert answer.one("Session-Timeout") == "1800"  # plan maximum < credit
 
 
-def test_session_timeout_never_exceeds_credit(server) -> None:
+def test_session_timeout_never_exceeds_credit(server: Server) -> None:
     answer = auth(server, "ivan@acme.example")  # 2 minutes of credit
     assert answer.code == "Access-Accept"
     assert answer.one("Session-Timeout") == "120"
 
 
-def test_radclient_reads_the_credit_left_with_our_dictionary(server, tmp_path) -> None:
+def test_radclient_reads_the_credit_left_with_our_dictionary(server: Server,
+                                                             tmp_path: Path) -> None:
     # radclient reads <raddb>/dictionary after its own: ours, as a box's
     # FreeRADIUS would be given it.
     ours = resources.files("passerelle.radius") / "dictionaries" / "dictionary.passerelle"
@@ -80,7 +83,7 @@ def test_radclient_reads_the_credit_left_with_our_dictionary(server, tmp_path) -
     assert plain.one("Attr-26.32473.3") == "0x00000078"  # raw: 120
 
 
-def test_chap_accept_and_chap_without_secret_rejected(server) -> None:
+def test_chap_accept_and_chap_without_secret_rejected(server: Server) -> None:
     assert auth(server, "alice@acme.example", method="CHAP-Password").code == "Access-Accept"
     # bob has no CHAP secret stored: CHAP cannot be verified, so it is refused.
     answer = auth(server, "bob@slowco.example", method="CHAP-Password")
@@ -101,7 +104,8 @@ def test_chap_accept_and_chap_without_secret_rejected(server) -> None:
         ("grace@acme.example", seed.PASSWORD, "no-credit"),
     ],
 )
-def test_each_reject_reason(server, engine, user: str, password: str, reason: str) -> None:
+def test_each_reject_reason(server: Server, engine: Engine, user: str, password: str,
+                            reason: str) -> None:
     answer = auth(server, user, password)
     assert answer.code == "Access-Reject"
     assert answer.attrs[0][0] == "Message-Authenticator"
@@ -112,7 +116,8 @@ def test_each_reject_reason(server, engine, user: str, password: str, reason: st
 
 
 @pytest.mark.parametrize("length", [1, 15, 16, 17, 127, 128])
-def test_password_lengths(db_url, engine, key_file, tmp_path, length: int) -> None:
+def test_password_lengths(db_url: str, engine: Engine, key_file: Path, tmp_path: Path,
+                          length: int) -> None:
     from .conftest import start_server
 
     password = "".join(chr(ord("a") + i % 26) for i in range(length))
@@ -132,12 +137,13 @@ def test_password_lengths(db_url, engine, key_file, tmp_path, length: int) -> No
         srv.stop()
 
 
-def acct(server, attrs: str) -> str | None:
+def acct(server: Server, attrs: str) -> str | None:
     return radclient(server.acct_port, "acct", seed.SECRET,
                      f'{attrs}, NAS-Identifier = "axis-gw", NAS-IP-Address = 127.0.0.1').code
 
 
-def test_accounting_sequence_charges_once(server, engine, world) -> None:
+def test_accounting_sequence_charges_once(server: Server, engine: Engine,
+                                          world: seed.World) -> None:
     answer = auth(server, "alice@acme.example")
     klass = answer.one("Class")
     common = (f'User-Name = "alice@acme.example", Acct-Session-Id = "s-1", Class = {klass}, '
@@ -169,7 +175,7 @@ def test_accounting_sequence_charges_once(server, engine, world) -> None:
         assert db.scalars(select(PersonKey.revoked)).all() == [None]
 
 
-def test_accounting_on_closes_open_sessions(server, engine) -> None:
+def test_accounting_on_closes_open_sessions(server: Server, engine: Engine) -> None:
     for sid in ("on-1", "on-2"):
         assert acct(server, f'Acct-Status-Type = Start, User-Name = "alice@acme.example", '
                             f'Acct-Session-Id = "{sid}"') == "Accounting-Response"
@@ -185,7 +191,7 @@ def test_accounting_on_closes_open_sessions(server, engine) -> None:
         assert charged == 120
 
 
-def test_wrong_secret_gets_no_answer(server) -> None:
+def test_wrong_secret_gets_no_answer(server: Server) -> None:
     answer = radclient(server.auth_port, "auth", "not-the-secret",
                        f'User-Name = "alice@acme.example", User-Password = "x", {NAS}',
                        timeout=0.5)
@@ -196,7 +202,7 @@ def test_wrong_secret_gets_no_answer(server) -> None:
     assert "bad" in server.logs()
 
 
-def test_access_request_without_message_authenticator_gets_no_answer(server) -> None:
+def test_access_request_without_message_authenticator_gets_no_answer(server: Server) -> None:
     answer = radclient(server.auth_port, "auth", seed.SECRET,
                        f'User-Name = "alice@acme.example", User-Password = "{seed.PASSWORD}", '
                        'NAS-Identifier = "axis-gw"', timeout=0.5)
@@ -204,6 +210,6 @@ def test_access_request_without_message_authenticator_gets_no_answer(server) -> 
     assert "no Message-Authenticator" in server.logs()
 
 
-def test_status_server(server) -> None:
+def test_status_server(server: Server) -> None:
     answer = radclient(server.auth_port, "status", seed.SECRET, "Message-Authenticator = 0x00")
     assert answer.code == "Access-Accept"

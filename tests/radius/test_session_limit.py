@@ -8,7 +8,7 @@ Session-Timeout is recorded for the console's "time left"."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from passerelle.radius import admin
 from passerelle.radius.db import make_sessionmaker, transaction
@@ -37,7 +37,7 @@ def acct(server: Server, status: str, device: str) -> str | None:
                      f'Acct-Session-Time = 60, {NAS}').code
 
 
-def test_a_second_device_is_refused_while_the_first_is_on(server: Server, engine) -> None:
+def test_a_second_device_is_refused_while_the_first_is_on(server: Server, engine: Engine) -> None:
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
         admin.set_company(db, "Acme", admin.CompanyTerms(max_sessions="1"))
