@@ -43,3 +43,21 @@ def postmaster_pid(data_dir: Path) -> int | None:
         return int((data_dir / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def machine_times() -> tuple[int, int, int]:
+    """(idle, steal, total) clock ticks of all CPUs since boot, from
+    /proc/stat: idle includes waiting for I/O; steal is time a virtual
+    machine's host gave to others while this machine wanted to run."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is inside user)
+    idle = fields[3] + fields[4]
+    steal = fields[7] if len(fields) > 7 else 0
+    return idle, steal, sum(fields[:8])
+
+
+def shares(before: tuple[int, int, int], after: tuple[int, int, int]) -> tuple[float, float]:
+    """The idle and steal shares of the machine's CPU time between two
+    machine_times() readings."""
+    total = max(1, after[2] - before[2])
+    return (after[0] - before[0]) / total, (after[1] - before[1]) / total

@@ -48,6 +48,8 @@ class Run:
     server_cpu: float
     db_cpu: float
     load: tuple[float, float, float]
+    idle: float = 0.0  # shares of the machine's CPU time during the measurement
+    steal: float = 0.0
 
 
 def free_port() -> int:
@@ -72,15 +74,19 @@ def measure(args: argparse.Namespace, name: str, kind: str, port: int,
             server_pids: Callable[[], list[int]], db_pid: int | None) -> Run:
     cpu0 = procstat.tree_cpu(server_pids())
     db0 = procstat.tree_cpu([db_pid]) if db_pid else 0.0
+    machine0 = procstat.machine_times()
     result = loadgen(args, kind, port, "--source-port", str(args.source_port))
     load = os.getloadavg()
+    # Includes the ramp and the load generator's start: close enough to
+    # tell a CPU-bound run (idle near 0) and a host that took CPU away.
+    idle, steal = procstat.shares(machine0, procstat.machine_times())
     cpu = procstat.tree_cpu(server_pids()) - cpu0
     dbc = (procstat.tree_cpu([db_pid]) - db0) if db_pid else 0.0
-    run = Run(name, kind, result, cpu, dbc, load)
+    run = Run(name, kind, result, cpu, dbc, load, idle, steal)
     print(f"  {name:<11} {kind:<5} {result['rate']:>9} req/s  p50 {result['p50_ms']} ms  "
           f"p99 {result['p99_ms']} ms  lost {result['lost']}  not-ok "
-          f"{int(result['answered']) - int(result['good'])}  (load {load[0]:.2f})",  # type: ignore[call-overload]
-          flush=True)
+          f"{int(result['answered']) - int(result['good'])}  (load {load[0]:.2f}, "  # type: ignore[call-overload]
+          f"CPU idle {idle:.0%}, stolen by the host {steal:.0%})", flush=True)
     return run
 
 
