@@ -107,10 +107,9 @@ def assert_charged_once(factory: sessionmaker[DB], prefix: str, sessions: int,
     time exactly; nothing set aside."""
     with factory() as db:
         rows = list(db.scalars(select(Radacct).where(Radacct.acctsessionid.like(f"{prefix}%"))))
-        charges: dict[int | None, int] = dict(db.execute(
+        charges: dict[int | None, int] = {session: int(total) for session, total in db.execute(
             select(CreditEntry.session_id, func.sum(CreditEntry.seconds))
-            .where(CreditEntry.kind == CreditKind.charge).group_by(CreditEntry.session_id)
-        ).tuples().all())
+            .where(CreditEntry.kind == CreditKind.charge).group_by(CreditEntry.session_id))}
         aside = db.scalar(select(func.count()).select_from(AccountingQuarantine))
     ids = Counter(r.acctsessionid for r in rows)
     assert len(ids) == sessions and set(ids.values()) == {1}, ids
