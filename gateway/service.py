@@ -23,7 +23,7 @@ from .ap_server import ApServer
 from .clients import Clients
 from .config import Config, dhcp_plan, firewall_plan
 from .control import ControlError, ControlServer
-from .dae_server import DaeServer
+from .dae_server import DaeServer, Sessions
 from .daemon import Daemon, Refused, table_exists
 from .dnsmasq import Dnsmasq
 from .keysync import KeySync, SyncError
@@ -66,7 +66,7 @@ def radius_client(config: Config) -> RadiusClient:
 
 
 def radsec_parts(config: Config, nas: NasIdentity,
-                 sessions: Daemon) -> tuple[Proxy, ReverseCoa] | None:
+                 sessions: Sessions) -> tuple[Proxy, ReverseCoa] | None:
     """radsecproxy and the reverse CoA connections, for transport = "radsec"."""
     tls = config.radsec
     if tls is None:

@@ -356,8 +356,8 @@ def test_through_radsecproxy_a_hung_node_never_refuses_a_check_in_at_once(
     assert cfg.radsec is not None and cfg.radsec.cert == box.cert
     cfg.state_dir.mkdir()
     client = radius_client(cfg)
-    # radsec_parts asks for a Daemon where ReverseCoa needs only its Sessions side.
-    parts = radsec_parts(cfg, NAS, Sessions())  # type: ignore[arg-type]
+    # radsec_parts needs only the daemon's Sessions side (Disconnect, CoA).
+    parts = radsec_parts(cfg, NAS, Sessions())
     assert parts is not None
     proxy = parts[0]
     tries: list[tuple[float, bool, float]] = []  # since the hang, accepted, took
