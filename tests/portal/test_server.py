@@ -127,15 +127,24 @@ def _closed(sock: socket.socket) -> bool:
         return True
 
 
+# Why the connects that returned None failed, for the assertions' messages.
+_FAILED: list[str] = []
+
+
 def _connect(port: int, source: str = "127.0.0.1") -> socket.socket | None:
     """A connection that says nothing; None when the server reset it already
     (the connect itself then fails)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(5)
+    # The source port is chosen at connect(), per destination: bound first
+    # with port 0, a socket takes a port of its own out of the whole range,
+    # which a busy CI machine's other tests (TIME_WAIT) can leave short.
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_BIND_ADDRESS_NO_PORT, 1)
     try:
         sock.bind((source, 0))
         sock.connect(("127.0.0.1", port))
-    except OSError:
+    except OSError as exc:
+        _FAILED.append(f"{type(exc).__name__}: {exc}")
         sock.close()
         return None
     return sock
@@ -197,16 +206,16 @@ def test_one_address_gets_at_most_its_share_of_connections(
     http_port, _, _ = servers
     held = [_connect(http_port) for _ in range(server.PER_ADDRESS)]
     try:
-        assert all(s is not None for s in held)
+        assert all(s is not None for s in held), _FAILED[-1:]
         time.sleep(0.3)
         assert not any(_closed(s) for s in held if s is not None), "under the cap: kept"
         over = _connect(http_port)
-        assert over is not None  # the kernel accepted it; the worker resets it
+        assert over is not None, _FAILED[-1:]  # the kernel accepted it; the worker resets it
         time.sleep(0.3)
         assert _closed(over), "one over the cap: reset at once"
         over.close()
         other = _connect(http_port, "127.0.0.3")
-        assert other is not None
+        assert other is not None, _FAILED[-1:]
         time.sleep(0.3)
         assert not _closed(other), "another address is not counted with it"
         other.close()
@@ -215,7 +224,7 @@ def test_one_address_gets_at_most_its_share_of_connections(
         first.close()
         time.sleep(0.3)
         again = _connect(http_port)
-        assert again is not None
+        assert again is not None, _FAILED[-1:]
         held.append(again)
         time.sleep(0.3)
         assert not _closed(again), "a slot freed is free again"
