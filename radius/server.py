@@ -92,7 +92,9 @@ class Worker:
         self._running = 0
         self._reading = False
         self._stopping = False
-        self._overdue: asyncio.TimerHandle | None = None
+        # The batches running that are not slow yet (by id()), each with the
+        # timer that says when it is: while there is one, nothing is read.
+        self._busy: dict[int, asyncio.TimerHandle] = {}
         # RadSec connections' writers by the address their Datagrams carry.
         self.streams: dict[tuple[str, int], Callable[[bytes], None]] = {}
 
@@ -144,26 +146,27 @@ class Worker:
             self._finish(admitted)
             return
         self._running += 1
-        self._listen(False)
         loop = asyncio.get_running_loop()
-        if self._running < self.threads:
-            self._overdue = loop.call_later(SLOW_BATCH, self._slow)
+        key = id(admitted)
+        self._busy[key] = loop.call_later(SLOW_BATCH, self._slow, key)
+        self._update_listening()
         future = loop.run_in_executor(self._pool, self.handler.run, admitted)
         future.add_done_callback(lambda done: self._ran(admitted, done))
 
-    def _slow(self) -> None:
-        # The batch (or batches) running are slow: the next may start.
-        self._overdue = None
-        if not self._stopping:
-            self._listen(True)
+    def _slow(self, key: int) -> None:
+        # That batch is slow: the next may start beside it.
+        self._busy.pop(key, None)
+        self._update_listening()
+
+    def _update_listening(self) -> None:
+        self._listen(not self._stopping and not self._busy and self._running < self.threads)
 
     def _ran(self, admitted: Batch, done: asyncio.Future[None]) -> None:
         self._running -= 1
-        if self._overdue is not None:
-            self._overdue.cancel()
-            self._overdue = None
-        if not self._stopping:
-            self._listen(True)
+        timer = self._busy.pop(id(admitted), None)
+        if timer is not None:
+            timer.cancel()
+        self._update_listening()
         if not done.cancelled() and done.exception() is not None:
             log.error("batch of %d requests failed", len(admitted.work),
                       exc_info=done.exception())

@@ -28,6 +28,8 @@ class Recorder:
     def __init__(self) -> None:
         self.batches: list[list[bytes]] = []
         self.release = threading.Event()
+        # A batch whose first datagram is a key here waits for that event.
+        self.gates: dict[bytes, threading.Event] = {}
         self.running = 0
         self.most_at_once = 0
         self._lock = threading.Lock()
@@ -42,16 +44,25 @@ class Recorder:
         return admitted
 
     def run(self, admitted: Batch) -> None:
+        datagrams = cast(list[Datagram], admitted.work)
+        gate = self.gates.get(datagrams[0].data, self.release)
         with self._lock:
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)
-        self.release.wait(10)
+        gate.wait(10)
         with self._lock:
             self.running -= 1
 
     def finish(self, admitted: Batch) -> tuple[list[Reply], list[object]]:
         batch = cast(list[Datagram], admitted.work)
         return [Reply(d.addr, d.port, b"ok:" + d.data) for d in batch], []
+
+
+@pytest.fixture(autouse=True)
+def slow_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Long enough that a loaded machine cannot make a batch slow while a
+    # test checks that it is not; the tests wait in fractions of it.
+    monkeypatch.setattr(server, "SLOW_BATCH", 0.5)
 
 
 @pytest.fixture
@@ -64,10 +75,10 @@ def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 def _serve(recorder: Recorder, auth: socket.socket, acct: socket.socket,
-           script: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+           script: Callable[[asyncio.Event], Awaitable[None]], threads: int = 2) -> None:
     async def main() -> None:
         stop = asyncio.Event()
-        worker = server.Worker(cast(Handler, recorder), threads=2)
+        worker = server.Worker(cast(Handler, recorder), threads=threads)
         task = asyncio.create_task(worker.run(auth, acct, stop))
         await script(stop)
         await task
@@ -147,3 +158,32 @@ def test_a_slow_batch_lets_the_next_start_beside_it(
     for client in clients:
         client.close()
 
+
+def test_when_the_slow_batch_ends_a_batch_not_yet_slow_still_holds_the_next(
+        sockets: tuple[socket.socket, socket.socket]) -> None:
+    auth, acct = sockets
+    recorder = Recorder()
+    slow = recorder.gates[b"slow"] = threading.Event()
+    port = acct.getsockname()[1]
+    clients: list[socket.socket] = []
+
+    async def script(stop: asyncio.Event) -> None:
+        clients.append(_send(port, [b"slow"]))
+        await _until(lambda: recorder.running == 1)
+        await asyncio.sleep(server.SLOW_BATCH * 2)
+        clients.append(_send(port, [b"second"]))
+        await _until(lambda: recorder.running == 2)
+        slow.set()  # the slow one ends; "second" has just started
+        await _until(lambda: recorder.running == 1)
+        clients.append(_send(port, [b"third"]))
+        await asyncio.sleep(server.SLOW_BATCH / 5)
+        # A third thread is free, but "second" is not slow yet: "third" waits.
+        assert len(recorder.batches) == 2
+        recorder.release.set()
+        await _until(lambda: len(recorder.batches) == 3 and recorder.running == 0)
+        stop.set()
+
+    _serve(recorder, auth, acct, script, threads=3)
+    assert recorder.batches == [[b"slow"], [b"second"], [b"third"]]
+    for client in clients:
+        client.close()
