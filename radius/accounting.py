@@ -12,9 +12,10 @@ session, whatever order or how many times records arrive.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from .codec import codec
 from .messages import AccountingRequest, AcctStatus, TerminateCause
@@ -24,9 +25,13 @@ Status = AcctStatus
 
 TERMINATE_CAUSES = {cause.value: cause.label for cause in TerminateCause}
 
+# The values below are named tuples, immutable like frozen dataclasses: each
+# accounting request makes four of them, and a frozen dataclass's __init__
+# costs two to three times as much (1.8 against 0.7 us for a Record).
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
-@dataclass(frozen=True)
-class Record:
+
+class Record(NamedTuple):
     """One Accounting-Request, decoded. ``event_time`` is already corrected
     for Acct-Delay-Time (naive UTC)."""
 
@@ -39,11 +44,10 @@ class Record:
     output_octets: int = 0
     terminate_cause: str = ""
     class_: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)  # radacct columns as sent
+    extra: Mapping[str, Any] = _NOTHING  # radacct columns as sent
 
 
-@dataclass(frozen=True)
-class Current:
+class Current(NamedTuple):
     """What the database holds of the session before this record."""
 
     start: datetime | None
@@ -55,8 +59,7 @@ class Current:
     charged: int  # seconds of the session already charged to the ledger
 
 
-@dataclass(frozen=True)
-class Charge:
+class Charge(NamedTuple):
     """Seconds to charge now, and the session's charged mark after."""
 
     seconds: int
@@ -75,14 +78,13 @@ def charge(charged: int, used: int, billable: bool) -> Charge:
     return Charge(used - charged, used)
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """What to do: ``ignored`` (a duplicate or a late record), else the
     columns to set, the seconds to charge now and the new charged mark
     (``charged``), and whether the session ends here."""
 
     ignored: bool
-    columns: dict[str, Any] = field(default_factory=dict)
+    columns: Mapping[str, Any] = _NOTHING
     charge: int = 0
     charged: int = 0
     closes: bool = False
