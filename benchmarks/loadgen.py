@@ -6,6 +6,11 @@ cache), then keeps a window of requests outstanding over several UDP
 sockets for a fixed duration and times each request from its send to the
 reply with the same Identifier on the same socket.
 
+Given the server's processes (``--server-pids``, roots of process trees) and
+PostgreSQL's (``--db-pid``), it also reports the CPU they used, and the
+machine's idle and stolen shares, over the measured window only: not while
+it builds the datagrams, nor during the ramp.
+
     python -m benchmarks.loadgen --kind auth --port 1812 --people 1000 --duration 20
 """
 
@@ -21,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import packets
+from . import packets, procstat
 
 PASSWORD = "bench-password"
 NAS_ID = "bench-gw"
@@ -51,6 +56,34 @@ class Stats:
     lost: int = 0  # no reply within the timeout
     late: int = 0  # a reply for an Identifier no longer outstanding
     latencies: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The CPU counters the window's figures come from, read at one instant."""
+    server: float  # CPU seconds of the watched server process trees
+    db: float  # of PostgreSQL's tree; 0 when not watched
+    machine: tuple[int, int, int]  # procstat.machine_times()
+    own: float  # this process's CPU seconds
+
+
+def read_cpu(server_pids: list[int], db_pid: int | None) -> Reading:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    # tree_cpu walks /proc (a few ms): only for what is watched.
+    return Reading(server=procstat.tree_cpu(server_pids) if server_pids else 0.0,
+                   db=procstat.tree_cpu([db_pid]) if db_pid else 0.0,
+                   machine=procstat.machine_times(),
+                   own=usage.ru_utime + usage.ru_stime)
+
+
+def cpu_figures(start: Reading, end: Reading) -> dict[str, float]:
+    """The CPU used between two readings, and the machine's idle and
+    stolen shares of that time."""
+    idle, steal = procstat.shares(start.machine, end.machine)
+    return {"server_cpu_seconds": round(end.server - start.server, 3),
+            "db_cpu_seconds": round(end.db - start.db, 3),
+            "idle": round(idle, 4), "steal": round(steal, 4),
+            "loadgen_cpu_seconds": round(end.own - start.own, 2)}
 
 
 def auth_pool(sock_index: int, nsock: int, size: int, people: int, secret: bytes,
@@ -121,7 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     outstanding: list[dict[int, tuple[float, bytes]]] = [{} for _ in socks]
     cursor = [0] * nsock
     stats = Stats()
-    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    window_start: Reading | None = None
     start = time.perf_counter()
     measure_from = start + (0 if args.once else args.ramp)
     deadline = start + args.duration
@@ -132,6 +165,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         now = perf()
         if now >= deadline:
             break
+        if window_start is None and now >= measure_from:
+            window_start = read_cpu(args.server_pids, args.db_pid)
         for s in range(nsock):
             out, pool, sock = outstanding[s], pools[s], socks[s]
             while len(out) < per_socket and cursor[s] < len(pool):
@@ -184,7 +219,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     del out[ident]
                     stats.lost += 1
     end = perf()
-    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    window_end = read_cpu(args.server_pids, args.db_pid)
+    # A window that never started (the pool ran out, or the deadline came,
+    # within the ramp) used nothing.
+    cpu = cpu_figures(window_start or window_end, window_end)
     window = (end if exhausted else deadline) - measure_from
     lat = sorted(stats.latencies)
 
@@ -200,9 +238,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": pct(1.0),
         "pool_exhausted": exhausted and not args.once,
         "build_seconds": round(build_time, 2),
-        "loadgen_cpu_seconds": round(usage1.ru_utime + usage1.ru_stime
-                                     - usage0.ru_utime - usage0.ru_stime, 2),
+        **cpu,
     }
+
+
+def pid_list(text: str) -> list[int]:
+    """``123,456`` as pids."""
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -227,6 +269,12 @@ def parser() -> argparse.ArgumentParser:
                         "in every run, where their password check is cached")
     p.add_argument("--once", action="store_true",
                    help="auth only: one request per person, then stop (cache warm-up)")
+    p.add_argument("--server-pids", type=pid_list, default=[],
+                   help="comma-separated roots of the server's process trees: report "
+                        "their CPU over the measured window (server_cpu_seconds)")
+    p.add_argument("--db-pid", type=int, default=None,
+                   help="PostgreSQL's postmaster: report its tree's CPU over the "
+                        "measured window (db_cpu_seconds)")
     return p
 
 

@@ -11,8 +11,8 @@ it may create two databases. Seeds the same people in Passerelle's schema
 and in FreeRADIUS's, then for each server: authentication (PAP) and
 accounting (Start/Interim/Stop of distinct sessions) from a load generator
 in a separate process (benchmarks/loadgen.py). Prints requests/s, p50 and
-p99 latency, lost requests, the CPU each part used, and the ratios
-Passerelle/FreeRADIUS. See docs/benchmarks.md for the figures.
+p99 latency, lost requests, the CPU each part used in the measured window,
+and the ratios Passerelle/FreeRADIUS. See docs/benchmarks.md for the figures.
 """
 
 from __future__ import annotations
@@ -44,15 +44,30 @@ INCONCLUSIVE_RETRIES = 2
 
 @dataclass
 class Run:
+    """One measurement. The CPU figures cover the measured window only (the
+    load generator reads them when it starts and ends), not the building of
+    its datagrams nor the ramp."""
     server: str
     kind: str
     result: dict[str, object]
-    server_cpu: float
-    db_cpu: float
+    server_cpu: float  # CPU seconds of the server's processes in the window
+    db_cpu: float  # of PostgreSQL's, 0 when not measured
     load: tuple[float, float, float]
-    duration: float  # seconds the load generator ran
-    idle: float = 0.0  # shares of the machine's CPU time during the measurement
+    duration: float  # seconds of the measured window
+    idle: float = 0.0  # shares of the machine's CPU time in the window
     steal: float = 0.0
+
+    def answered(self) -> int:
+        return int(self.result["answered"])  # type: ignore[call-overload]
+
+    def per_core(self, cpu: float) -> float:
+        """``cpu`` seconds as a share of one CPU over the window."""
+        return cpu / self.duration if self.duration > 0 else 0.0
+
+    def cpu_per_request_us(self) -> float:
+        """Server and PostgreSQL CPU per request answered in the window."""
+        answered = self.answered()
+        return (self.server_cpu + self.db_cpu) / answered * 1e6 if answered else 0.0
 
 
 def free_port() -> int:
@@ -94,23 +109,27 @@ def measure(args: argparse.Namespace, name: str, kind: str, port: int,
 def _measure_once(args: argparse.Namespace, name: str, kind: str, port: int,
                   server_pids: Callable[[], list[int]], db_pid: int | None,
                   duration: float) -> Run:
-    cpu0 = procstat.tree_cpu(server_pids())
-    db0 = procstat.tree_cpu([db_pid]) if db_pid else 0.0
-    machine0 = procstat.machine_times()
+    # The load generator reads the CPU figures itself when the measured
+    # window starts and ends: read from here, they would include its
+    # building of the datagrams (a CPU idle) and the ramp.
+    pids = server_pids()
+    watch = [*(["--server-pids", ",".join(map(str, pids))] if pids else []),
+             *(["--db-pid", str(db_pid)] if db_pid else [])]
     result = loadgen(args, kind, port, "--source-port", str(args.source_port),
-                     "--duration", str(duration))
+                     "--duration", str(duration), *watch)
     load = os.getloadavg()
-    # Includes the ramp and the load generator's start: close enough to
-    # tell a CPU-bound run (idle near 0) and a host that took CPU away.
-    idle, steal = procstat.shares(machine0, procstat.machine_times())
-    cpu = procstat.tree_cpu(server_pids()) - cpu0
-    dbc = (procstat.tree_cpu([db_pid]) - db0) if db_pid else 0.0
-    run = Run(name, kind, result, cpu, dbc, load, duration, idle, steal)
+    idle, steal = _number(result, "idle"), _number(result, "steal")
+    run = Run(name, kind, result, _number(result, "server_cpu_seconds"),
+              _number(result, "db_cpu_seconds"), load, _number(result, "seconds"), idle, steal)
     print(f"  {name:<11} {kind:<5} {result['rate']:>9} req/s  p50 {result['p50_ms']} ms  "
           f"p99 {result['p99_ms']} ms  lost {result['lost']}  not-ok "
           f"{int(result['answered']) - int(result['good'])}  (load {load[0]:.2f}, "  # type: ignore[call-overload]
           f"CPU idle {idle:.0%}, stolen by the host {steal:.0%})", flush=True)
     return run
+
+
+def _number(result: dict[str, object], key: str) -> float:
+    return float(result[key])  # type: ignore[arg-type]
 
 
 def start_passerelle(url: str, workers: int, tmp: Path,
@@ -229,15 +248,17 @@ def table(runs: list[Run]) -> str:
     # but spends about the same CPU on each.
     lines = [f"{'server':<11} {'kind':<5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
              f"{'lost':>6} {'server':>7} {'db':>6} {'gen':>6} {'us cpu/req':>10}"]
+    # Every CPU figure covers the measured window only: per core over its
+    # seconds, per request over the requests it counted.
     for r in runs:
-        res, duration = r.result, r.duration
-        rate = float(res["rate"])  # type: ignore[arg-type]
-        per = (r.server_cpu + r.db_cpu) / (rate * duration) * 1e6 if rate else 0.0
-        gen = float(res["loadgen_cpu_seconds"])  # type: ignore[arg-type]
+        res = r.result
+        rate = _number(res, "rate")
+        gen = _number(res, "loadgen_cpu_seconds")
         lines.append(
             f"{r.server:<11} {r.kind:<5} {rate:>9.0f} {res['p50_ms']!s:>8} "
-            f"{res['p99_ms']!s:>8} {res['lost']:>6} {r.server_cpu / duration:>6.2f}c "
-            f"{r.db_cpu / duration:>5.2f}c {gen / duration:>5.2f}c {per:>10.0f}")
+            f"{res['p99_ms']!s:>8} {res['lost']:>6} {r.per_core(r.server_cpu):>6.2f}c "
+            f"{r.per_core(r.db_cpu):>5.2f}c {r.per_core(gen):>5.2f}c "
+            f"{r.cpu_per_request_us():>10.0f}")
     lines.extend(ratios(runs))
     return "\n".join(lines)
 
