@@ -673,9 +673,8 @@ def add_person(db: DB, login: str, company: str, password: str, *, name: str = "
 
 def list_people(db: DB, company: str | None = None) -> list[tuple[Person, int]]:
     """People (of one company, or all) with their balance in seconds."""
-    balance = (select(func.coalesce(func.sum(CreditEntry.seconds), 0))
-               .where(CreditEntry.person_id == Person.id).scalar_subquery())
-    query = select(Person, balance).join(Company).order_by(Company.name, Person.login)
+    query = (select(Person, ledger.balance_of(Person.id)).join(Company)
+             .order_by(Company.name, Person.login))
     if company is not None:
         query = query.where(Person.company_id == get_company(db, company).id)
     return [(person, int(left or 0)) for person, left in db.execute(query).all()]

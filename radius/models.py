@@ -5,7 +5,9 @@ people who know FreeRADIUS's SQL schema feel at home. Every timestamp is a
 naive UTC datetime (SQLite has no time zones; PostgreSQL columns are
 ``timestamp without time zone`` holding UTC).
 
-The credit balance is never stored: it is the sum of the ledger.
+The credit ledger (credit_entry) is the record of every top-up and charge;
+each person's balance is its sum, kept up to date by the database in
+credit_balance (see CreditBalance), never written by our code.
 """
 
 from __future__ import annotations
@@ -238,6 +240,19 @@ class CreditEntry(Base):
     created: Mapped[datetime] = mapped_column(DateTime)
     note: Mapped[str] = mapped_column(String(256), default="")
 
+
+class CreditBalance(Base):
+    """A person's credit left: the sum of their ledger lines, kept by the
+    database itself (triggers on credit_entry, migration 0013) in the
+    transaction that writes or deletes the lines. Reading it costs one row
+    however long the ledger grows; summing the ledger cost a row per line
+    on every Access-Request and every accounting batch. A person without
+    ledger lines has no row: their balance is 0."""
+
+    __tablename__ = "credit_balance"
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"),
+                                           primary_key=True, autoincrement=False)
+    seconds: Mapped[int] = mapped_column(BigInteger, default=0)
 
 class WifiKey(Base):
     """A per-check-in Wi-Fi key of before the personal keys (PersonKey):

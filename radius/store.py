@@ -27,7 +27,6 @@ from sqlalchemy import (
     TextClause,
     any_,
     bindparam,
-    func,
     insert,
     select,
     text,
@@ -38,6 +37,7 @@ from sqlalchemy.orm import Session as DB
 
 from . import accounting
 from . import messages as m
+from .ledger import balance_of
 from .logins import lookup_key as _login_key
 from .models import (
     AccountingQuarantine,
@@ -112,11 +112,7 @@ def find_accounts(db: DB, logins: Iterable[str]) -> dict[str, Account]:
     wanted = set(keys) | {key for key in keys.values() if key}
     if not wanted:
         return {}
-    balance = (
-        select(func.coalesce(func.sum(CreditEntry.seconds), 0))
-        .where(CreditEntry.person_id == Person.id)
-        .scalar_subquery()
-    )
+    balance = balance_of(Person.id)
     rows = db.execute(
         select(Person.id, Person.login, Person.password_hash, Person.chap_secret,
                Person.active, Company.status, Company.payment, Company.categories,
@@ -678,9 +674,9 @@ WITH ins AS (
 ), rev AS (
   {_revoke_sql("postgresql")}
 )
-SELECT 'b', p.id, (SELECT coalesce(sum(e.seconds), 0) FROM credit_entry AS e
-                    WHERE e.person_id = p.id), NULL
-FROM person AS p WHERE p.id = ANY(CAST(:people AS INTEGER[]))
+SELECT 'b', p.id, coalesce(b.seconds, 0), NULL
+FROM person AS p LEFT JOIN credit_balance AS b ON b.person_id = p.id
+WHERE p.id = ANY(CAST(:people AS INTEGER[]))
 UNION ALL
 SELECT 's', radacctid, NULL, acctuniqueid FROM ins"""
 
@@ -689,13 +685,8 @@ def balances_of(db: DB, people: set[int]) -> dict[int, int]:
     """Seconds of credit left of each person, in one query."""
     if not people:
         return {}
-    # A sum per person through the person_id index. (A GROUP BY over the
-    # ledger filtered by = ANY got a plan that reads the whole ledger: its
-    # cost grew with the history, 10 ms to 100 ms a batch in a minute.)
-    left = (select(func.coalesce(func.sum(CreditEntry.seconds), 0))
-            .where(CreditEntry.person_id == Person.id).scalar_subquery())
     return {int(p): int(total or 0) for p, total in db.execute(
-        select(Person.id, left).where(among(db, Person.id, people)))}
+        select(Person.id, balance_of(Person.id)).where(among(db, Person.id, people)))}
 
 
 def _default(column: Any) -> Any:

@@ -36,7 +36,7 @@ from sqlalchemy.orm import sessionmaker
 
 from passerelle.errors import UserError
 
-from . import admin
+from . import admin, ledger
 from .db import transaction
 from .models import (
     Company,
@@ -302,8 +302,7 @@ def _poll_credit(db: DB, hooks: list[Webhook], now: datetime, low_credit: int) -
     found = db.execute(
         select(Person.id, Person.external_id, Person.login, Person.company_id,
                Company.external_id,
-               select(func.coalesce(func.sum(CreditEntry.seconds), 0))
-               .where(CreditEntry.person_id == Person.id).scalar_subquery(),
+               ledger.balance_of(Person.id),
                select(func.coalesce(func.max(CreditEntry.id), 0))
                .where(CreditEntry.person_id == Person.id,
                       CreditEntry.kind == CreditKind.topup).scalar_subquery())

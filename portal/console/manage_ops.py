@@ -16,10 +16,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import contains_eager
 
-from passerelle.radius import admin
+from passerelle.radius import admin, ledger
 from passerelle.radius.models import (
     Company,
-    CreditEntry,
     Gateway,
     Network,
     Person,
@@ -66,9 +65,8 @@ def people(db: DB, scope: Scope, company_id: int | None, search: str) -> PeopleV
     login or name, with their balance."""
     if scope.sites is not None:
         return PeopleView([], 0)
-    balance = (select(func.coalesce(func.sum(CreditEntry.seconds), 0))
-               .where(CreditEntry.person_id == Person.id).scalar_subquery())
-    query = (select(Person, balance).join(Company).options(contains_eager(Person.company))
+    query = (select(Person, ledger.balance_of(Person.id)).join(Company)
+             .options(contains_eager(Person.company))
              .order_by(Company.name, Person.login))
     if scope.company is not None:
         query = query.where(Person.company_id == scope.company)

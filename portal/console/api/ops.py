@@ -146,9 +146,8 @@ def find_person(db: DB, scope: Scope, ext: str) -> Person:
 
 def list_people(db: DB, scope: Scope, company: str | None, after: int,
                 limit: int) -> list[tuple[Person, int]]:
-    balance = (select(func.coalesce(func.sum(CreditEntry.seconds), 0))
-               .where(CreditEntry.person_id == Person.id).scalar_subquery())
-    query = (select(Person, balance).where(Person.external_id.is_not(None), Person.id > after)
+    query = (select(Person, ledger.balance_of(Person.id))
+             .where(Person.external_id.is_not(None), Person.id > after)
              .order_by(Person.id).limit(limit))
     if scope.company is not None:
         query = query.where(Person.company_id == scope.company)
