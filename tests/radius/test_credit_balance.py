@@ -6,8 +6,9 @@ a person's erasure, a session's removal, and the migration's first sum."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import Engine, delete, func, select, text, update
+from sqlalchemy import Engine, Table, delete, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from passerelle.radius import ledger, store
@@ -22,6 +23,7 @@ from passerelle.radius.models import (
 )
 
 T0 = datetime(2026, 12, 2, 9, 0, 0)
+LEDGER = cast(Table, CreditEntry.__table__)
 
 
 def _people(factory: sessionmaker[Session], n: int) -> list[int]:
@@ -61,7 +63,7 @@ def test_every_write_keeps_the_balance_equal_to_the_ledger(factory: sessionmaker
         assert ledger.balance(db, alice) == 3600  # in the same transaction
     with factory() as db, db.begin():
         # Many lines for several people in one statement, as a batch writes them.
-        store.insert_rows(db, CreditEntry.__table__, [
+        store.insert_rows(db, LEDGER, [
             _line(bob, -100), _line(alice, -60), _line(bob, -50), _line(alice, -40)])
     with factory() as db, db.begin():
         assert ledger.balance(db, alice) == 3500 and ledger.balance(db, bob) == 450
@@ -91,7 +93,7 @@ def test_an_erased_person_takes_their_balance_and_a_removed_session_changes_none
                           person_id=alice, charged=300)
         db.add(session)
         db.flush()
-        store.insert_rows(db, CreditEntry.__table__, [
+        store.insert_rows(db, LEDGER, [
             _line(alice, 3600), _line(alice, -300, session.radacctid), _line(bob, 900)])
     with factory() as db, db.begin():
         # The session goes: its ledger line stays, without it (SET NULL).
@@ -113,7 +115,7 @@ def test_the_migration_sums_the_ledger_it_finds(engine: Engine,
 
     alice, bob = _people(factory, 2)
     with factory() as db, db.begin():
-        store.insert_rows(db, CreditEntry.__table__, [
+        store.insert_rows(db, LEDGER, [
             _line(alice, 3600), _line(alice, -120), _line(bob, 60)])
     config = alembic_config(engine)
     command.downgrade(config, "0012")
