@@ -26,13 +26,13 @@ from .models import CreditBalance, CreditEntry, CreditKind
 def balance_of(person_id: ColumnElement[Any] | InstrumentedAttribute[Any]) -> ColumnElement[int]:
     """Seconds of credit left of the person ``person_id`` (a column, e.g.
     Person.id), for a select(): 0 for a person with no ledger line."""
-    return func.coalesce(select(CreditBalance.seconds)
+    return func.coalesce(select(func.sum(CreditBalance.seconds))
                          .where(CreditBalance.person_id == person_id).scalar_subquery(), 0)
 
 
 def balance(db: DB, person_id: int) -> int:
     """Seconds of credit left (may be negative after an overrun)."""
-    return int(db.scalar(select(CreditBalance.seconds)
+    return int(db.scalar(select(func.sum(CreditBalance.seconds))
                          .where(CreditBalance.person_id == person_id)) or 0)
 
 

@@ -247,11 +247,14 @@ class CreditBalance(Base):
     transaction that writes or deletes the lines. Reading it costs one row
     however long the ledger grows; summing the ledger cost a row per line
     on every Access-Request and every accounting batch. A person without
-    ledger lines has no row: their balance is 0."""
+    ledger lines has no row: their balance is 0. A person has a row per
+    ``shard`` (the database connection that wrote: two workers charging the
+    same person do not queue on one row); the balance is their sum."""
 
     __tablename__ = "credit_balance"
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"),
                                            primary_key=True, autoincrement=False)
+    shard: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     seconds: Mapped[int] = mapped_column(BigInteger, default=0)
 
 class WifiKey(Base):

@@ -674,9 +674,9 @@ WITH ins AS (
 ), rev AS (
   {_revoke_sql("postgresql")}
 )
-SELECT 'b', p.id, coalesce(b.seconds, 0), NULL
-FROM person AS p LEFT JOIN credit_balance AS b ON b.person_id = p.id
-WHERE p.id = ANY(CAST(:people AS INTEGER[]))
+SELECT 'b', p.id, (SELECT coalesce(sum(b.seconds), 0) FROM credit_balance AS b
+                    WHERE b.person_id = p.id), NULL
+FROM person AS p WHERE p.id = ANY(CAST(:people AS INTEGER[]))
 UNION ALL
 SELECT 's', radacctid, NULL, acctuniqueid FROM ins"""
 

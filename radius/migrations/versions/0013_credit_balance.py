@@ -6,15 +6,16 @@ Interim-Update that reports time, so the sum grew by the day: with 300
 lines a person, PostgreSQL's CPU per Access-Request went from 30 to 178 us
 and per Accounting-Request from 54 to 112 (benchmarks/profile_handler).
 
-credit_balance holds the sum, one row a person, and triggers on
+credit_balance holds the sum, a few rows a person, and triggers on
 credit_entry keep it in the transaction that inserts, deletes or changes
 lines, whoever writes them (the RADIUS server, the console, the API, a
 person's erasure). On PostgreSQL one statement-level trigger per statement
-adds the statement's lines per person, the people in ascending order (two
-batches charging the same people lock their rows in the same order: no
-deadlock); on SQLite, a trigger per row. A person's first line makes their
-row; the row goes with the person (ON DELETE CASCADE). The existing
-ledger is summed into it here.
+adds the statement's lines per person into the row of its connection's
+shard (see SHARDS), the people in ascending order (two transactions of one
+shard lock their rows in the same order: no deadlock); on SQLite, a
+trigger per row, one shard. A person's first line makes their row; the
+rows go with the person (ON DELETE CASCADE). The existing ledger is summed
+into shard 0 here.
 
 Revision ID: 0013
 Revises: 0012
@@ -29,32 +30,35 @@ down_revision = '0012'
 branch_labels = None
 depends_on = None
 
+# Each database connection adds to a row of its own per person (its shard:
+# the backend's pid modulo SHARDS): two batches charging the same person
+# from two workers do not wait for each other's commit on one row. A
+# balance is the sum of the person's few rows.
+SHARDS = 16
+
 # (PostgreSQL) The functions read the statement's lines from its
-# transition tables; the DELETE one only lowers rows that exist (a
-# person's erasure may have removed theirs first).
+# transition tables. The join with person skips the lines of a person
+# being erased (whose rows go with them).
+_UPSERT = f"""
+  INSERT INTO credit_balance (person_id, shard, seconds)
+  SELECT c.person_id, pg_backend_pid() % {SHARDS}, sum(c.delta) FROM ({{lines}}) AS c
+  JOIN person AS p ON p.id = c.person_id
+  GROUP BY c.person_id HAVING sum(c.delta) <> 0 ORDER BY c.person_id
+  ON CONFLICT (person_id, shard)
+  DO UPDATE SET seconds = credit_balance.seconds + EXCLUDED.seconds;"""
+
 _PG = [
-    """CREATE FUNCTION credit_balance_add() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO credit_balance (person_id, seconds)
-  SELECT person_id, sum(seconds) FROM new_lines GROUP BY person_id ORDER BY person_id
-  ON CONFLICT (person_id) DO UPDATE SET seconds = credit_balance.seconds + EXCLUDED.seconds;
+    f"""CREATE FUNCTION credit_balance_add() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN{_UPSERT.format(lines="SELECT person_id, seconds AS delta FROM new_lines")}
   RETURN NULL;
 END $$""",
-    """CREATE FUNCTION credit_balance_remove() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  UPDATE credit_balance AS b SET seconds = b.seconds - d.total
-  FROM (SELECT person_id, sum(seconds) AS total FROM old_lines GROUP BY person_id) AS d
-  WHERE b.person_id = d.person_id;
+    f"""CREATE FUNCTION credit_balance_remove() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN{_UPSERT.format(lines="SELECT person_id, -seconds AS delta FROM old_lines")}
   RETURN NULL;
 END $$""",
-    """CREATE FUNCTION credit_balance_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO credit_balance (person_id, seconds)
-  SELECT person_id, sum(delta) FROM (
-    SELECT person_id, -seconds AS delta FROM old_lines
-    UNION ALL SELECT person_id, seconds FROM new_lines) AS c
-  GROUP BY person_id HAVING sum(delta) <> 0 ORDER BY person_id
-  ON CONFLICT (person_id) DO UPDATE SET seconds = credit_balance.seconds + EXCLUDED.seconds;
+    f"""CREATE FUNCTION credit_balance_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN{_UPSERT.format(lines="SELECT person_id, -seconds AS delta FROM old_lines "
+                            "UNION ALL SELECT person_id, seconds FROM new_lines")}
   RETURN NULL;
 END $$""",
     """CREATE TRIGGER credit_entry_balance_insert AFTER INSERT ON credit_entry
@@ -66,19 +70,22 @@ REFERENCING OLD TABLE AS old_lines NEW TABLE AS new_lines
 FOR EACH STATEMENT EXECUTE FUNCTION credit_balance_change()""",
 ]
 
+# (SQLite: one writer at a time, one shard.)
 _SQLITE = [
     """CREATE TRIGGER credit_entry_balance_insert AFTER INSERT ON credit_entry BEGIN
-  INSERT INTO credit_balance (person_id, seconds) VALUES (NEW.person_id, NEW.seconds)
-  ON CONFLICT (person_id) DO UPDATE SET seconds = seconds + excluded.seconds;
+  INSERT INTO credit_balance (person_id, shard, seconds) VALUES (NEW.person_id, 0, NEW.seconds)
+  ON CONFLICT (person_id, shard) DO UPDATE SET seconds = seconds + excluded.seconds;
 END""",
     """CREATE TRIGGER credit_entry_balance_delete AFTER DELETE ON credit_entry BEGIN
-  UPDATE credit_balance SET seconds = seconds - OLD.seconds WHERE person_id = OLD.person_id;
+  UPDATE credit_balance SET seconds = seconds - OLD.seconds
+  WHERE person_id = OLD.person_id AND shard = 0;
 END""",
     """CREATE TRIGGER credit_entry_balance_update AFTER UPDATE OF person_id, seconds
 ON credit_entry BEGIN
-  UPDATE credit_balance SET seconds = seconds - OLD.seconds WHERE person_id = OLD.person_id;
-  INSERT INTO credit_balance (person_id, seconds) VALUES (NEW.person_id, NEW.seconds)
-  ON CONFLICT (person_id) DO UPDATE SET seconds = seconds + excluded.seconds;
+  UPDATE credit_balance SET seconds = seconds - OLD.seconds
+  WHERE person_id = OLD.person_id AND shard = 0;
+  INSERT INTO credit_balance (person_id, shard, seconds) VALUES (NEW.person_id, 0, NEW.seconds)
+  ON CONFLICT (person_id, shard) DO UPDATE SET seconds = seconds + excluded.seconds;
 END""",
 ]
 
@@ -86,17 +93,18 @@ END""",
 def upgrade() -> None:
     op.create_table('credit_balance',
     sa.Column('person_id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('shard', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('seconds', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['person_id'], ['person.id'],
                             name=op.f('fk_credit_balance_person_id_person'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('person_id', name=op.f('pk_credit_balance'))
+    sa.PrimaryKeyConstraint('person_id', 'shard', name=op.f('pk_credit_balance'))
     )
     postgresql = op.get_bind().dialect.name == "postgresql"
     if postgresql:
         # No line written between the sum below and the triggers.
         op.execute("LOCK TABLE credit_entry IN SHARE ROW EXCLUSIVE MODE")
-    op.execute("INSERT INTO credit_balance (person_id, seconds) "
-               "SELECT person_id, sum(seconds) FROM credit_entry GROUP BY person_id")
+    op.execute("INSERT INTO credit_balance (person_id, shard, seconds) "
+               "SELECT person_id, 0, sum(seconds) FROM credit_entry GROUP BY person_id")
     for statement in _PG if postgresql else _SQLITE:
         op.execute(statement)
 
