@@ -56,6 +56,10 @@ class Run:
     duration: float  # seconds of the measured window
     idle: float = 0.0  # shares of the machine's CPU time in the window
     steal: float = 0.0
+    # PostgreSQL's checkpoints started and full-page images written to the
+    # WAL during the load generator's run (the whole server's).
+    checkpoints: int = 0
+    full_pages: int = 0
 
     def answered(self) -> int:
         return int(self.result["answered"])  # type: ignore[call-overload]
@@ -89,11 +93,27 @@ def loadgen(args: argparse.Namespace, kind: str, port: int, *extra: str) -> dict
     return result
 
 
+def wal_counts(url: str) -> tuple[int, int]:
+    """(checkpoints started, full-page images written) by the PostgreSQL
+    server of ``url`` so far: a checkpoint makes the next change of each
+    page write the whole page to the WAL, which a commit then waits for."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            checkpoints = conn.execute(text(
+                "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")).scalar_one()
+            full_pages = conn.execute(text("SELECT wal_fpi FROM pg_stat_wal")).scalar_one()
+            return int(checkpoints), int(full_pages)
+    finally:
+        engine.dispose()
+
+
 def measure(args: argparse.Namespace, name: str, kind: str, port: int,
-            server_pids: Callable[[], list[int]], db_pid: int | None) -> Run:
+            server_pids: Callable[[], list[int]], db_pid: int | None,
+            stats_url: str | None = None) -> Run:
     duration = args.duration
     for _ in range(INCONCLUSIVE_RETRIES):
-        run = _measure_once(args, name, kind, port, server_pids, db_pid, duration)
+        run = _measure_once(args, name, kind, port, server_pids, db_pid, duration, stats_url)
         if int(run.result["answered"]) or int(run.result["lost"]):  # type: ignore[call-overload]
             return run
         # No reply and none timed out yet: the window ended before the
@@ -103,28 +123,33 @@ def measure(args: argparse.Namespace, name: str, kind: str, port: int,
         duration = max(duration, 2 * LOST_AFTER + args.ramp)
         print(f"  {name:<11} {kind:<5} counted nothing (no reply, none timed out yet): "
               f"measuring again for {duration:g} s", flush=True)
-    return _measure_once(args, name, kind, port, server_pids, db_pid, duration)
+    return _measure_once(args, name, kind, port, server_pids, db_pid, duration, stats_url)
 
 
 def _measure_once(args: argparse.Namespace, name: str, kind: str, port: int,
                   server_pids: Callable[[], list[int]], db_pid: int | None,
-                  duration: float) -> Run:
+                  duration: float, stats_url: str | None = None) -> Run:
     # The load generator reads the CPU figures itself when the measured
     # window starts and ends: read from here, they would include its
     # building of the datagrams (a CPU idle) and the ramp.
     pids = server_pids()
     watch = [*(["--server-pids", ",".join(map(str, pids))] if pids else []),
              *(["--db-pid", str(db_pid)] if db_pid else [])]
+    wal0 = wal_counts(stats_url) if stats_url else (0, 0)
     result = loadgen(args, kind, port, "--source-port", str(args.source_port),
                      "--duration", str(duration), *watch)
+    wal1 = wal_counts(stats_url) if stats_url else (0, 0)
     load = os.getloadavg()
     idle, steal = _number(result, "idle"), _number(result, "steal")
     run = Run(name, kind, result, _number(result, "server_cpu_seconds"),
-              _number(result, "db_cpu_seconds"), load, _number(result, "seconds"), idle, steal)
+              _number(result, "db_cpu_seconds"), load, _number(result, "seconds"), idle, steal,
+              wal1[0] - wal0[0], wal1[1] - wal0[1])
     print(f"  {name:<11} {kind:<5} {result['rate']:>9} req/s  p50 {result['p50_ms']} ms  "
           f"p99 {result['p99_ms']} ms  lost {result['lost']}  not-ok "
           f"{int(result['answered']) - int(result['good'])}  (load {load[0]:.2f}, "  # type: ignore[call-overload]
-          f"CPU idle {idle:.0%}, stolen by the host {steal:.0%})", flush=True)
+          f"CPU idle {idle:.0%}, stolen by the host {steal:.0%}"
+          + (f", checkpoints {run.checkpoints}, WAL full pages {run.full_pages}"
+             if stats_url else "") + ")", flush=True)
     return run
 
 
@@ -222,7 +247,7 @@ def _bench(args: argparse.Namespace, ours_url: str, fr_url: str,
                     continue
                 for name, (auth_port, acct_port, pids) in ports.items():
                     port = auth_port if kind == "auth" else acct_port
-                    runs.append(measure(args, name, kind, port, pids, db_pid))
+                    runs.append(measure(args, name, kind, port, pids, db_pid, ours_url))
     finally:
         if proc is not None:
             stop(proc)
