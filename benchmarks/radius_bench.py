@@ -97,15 +97,8 @@ def wal_counts(url: str) -> tuple[int, int]:
     """(checkpoints started, full-page images written) by the PostgreSQL
     server of ``url`` so far: a checkpoint makes the next change of each
     page write the whole page to the WAL, which a commit then waits for."""
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.connect() as conn:
-            checkpoints = conn.execute(text(
-                "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")).scalar_one()
-            full_pages = conn.execute(text("SELECT wal_fpi FROM pg_stat_wal")).scalar_one()
-            return int(checkpoints), int(full_pages)
-    finally:
-        engine.dispose()
+    return (count(url, "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"),
+            count(url, "SELECT wal_fpi FROM pg_stat_wal"))
 
 
 def measure(args: argparse.Namespace, name: str, kind: str, port: int,
@@ -114,7 +107,7 @@ def measure(args: argparse.Namespace, name: str, kind: str, port: int,
     duration = args.duration
     for _ in range(INCONCLUSIVE_RETRIES):
         run = _measure_once(args, name, kind, port, server_pids, db_pid, duration, stats_url)
-        if int(run.result["answered"]) or int(run.result["lost"]):  # type: ignore[call-overload]
+        if run.answered() or int(run.result["lost"]):  # type: ignore[call-overload]
             return run
         # No reply and none timed out yet: the window ended before the
         # server's first reply (a cold server on a loaded machine, or a

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session as DB
 
@@ -32,8 +32,7 @@ def balance_of(person_id: ColumnElement[Any] | InstrumentedAttribute[Any]) -> Co
 
 def balance(db: DB, person_id: int) -> int:
     """Seconds of credit left (may be negative after an overrun)."""
-    return int(db.scalar(select(func.sum(CreditBalance.seconds))
-                         .where(CreditBalance.person_id == person_id)) or 0)
+    return int(db.scalar(select(balance_of(literal(person_id)))) or 0)
 
 
 def top_up(db: DB, person_id: int, seconds: int, now: datetime, note: str = "") -> CreditEntry:

@@ -257,6 +257,7 @@ class CreditBalance(Base):
     shard: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     seconds: Mapped[int] = mapped_column(BigInteger, default=0)
 
+
 class WifiKey(Base):
     """A per-check-in Wi-Fi key of before the personal keys (PersonKey):
     history only, no longer issued; migration 0006 blanked the passphrases."""
