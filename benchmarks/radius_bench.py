@@ -10,9 +10,10 @@ Starts a throwaway PostgreSQL cluster with production's durability
 it may create two databases. Seeds the same people in Passerelle's schema
 and in FreeRADIUS's, then for each server: authentication (PAP) and
 accounting (Start/Interim/Stop of distinct sessions) from a load generator
-in a separate process (benchmarks/loadgen.py). Prints requests/s, p50 and
-p99 latency, lost requests, the CPU each part used in the measured window,
-and the ratios Passerelle/FreeRADIUS. See docs/benchmarks.md for the figures.
+in a separate process (benchmarks/loadgen.py); both databases are
+vacuumed before each measurement (``--no-vacuum``: not). Prints requests/s,
+p50 and p99 latency, lost requests, the CPU each part used in the measured
+window, and the ratios Passerelle/FreeRADIUS. See docs/benchmarks.md for the figures.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class Run:
     # WAL during the load generator's run (the whole server's).
     checkpoints: int = 0
     full_pages: int = 0
+    # Autovacuum and autoanalyze runs that finished in the window, on the
+    # tables of both servers' databases.
+    autovacuums: int = 0
 
     def answered(self) -> int:
         return int(self.result["answered"])  # type: ignore[call-overload]
@@ -103,10 +107,12 @@ def wal_counts(url: str) -> tuple[int, int]:
 
 def measure(args: argparse.Namespace, name: str, kind: str, port: int,
             server_pids: Callable[[], list[int]], db_pid: int | None,
-            stats_url: str | None = None) -> Run:
+            databases: tuple[str, ...] = ()) -> Run:
+    """One measurement; ``databases`` are both servers' (on one PostgreSQL
+    server): vacuumed before it unless ``--no-vacuum``, and watched."""
     duration = args.duration
     for _ in range(INCONCLUSIVE_RETRIES):
-        run = _measure_once(args, name, kind, port, server_pids, db_pid, duration, stats_url)
+        run = _measure_once(args, name, kind, port, server_pids, db_pid, duration, databases)
         if run.answered() or int(run.result["lost"]):  # type: ignore[call-overload]
             return run
         # No reply and none timed out yet: the window ended before the
@@ -116,33 +122,45 @@ def measure(args: argparse.Namespace, name: str, kind: str, port: int,
         duration = max(duration, 2 * LOST_AFTER + args.ramp)
         print(f"  {name:<11} {kind:<5} counted nothing (no reply, none timed out yet): "
               f"measuring again for {duration:g} s", flush=True)
-    return _measure_once(args, name, kind, port, server_pids, db_pid, duration, stats_url)
+    return _measure_once(args, name, kind, port, server_pids, db_pid, duration, databases)
 
 
 def _measure_once(args: argparse.Namespace, name: str, kind: str, port: int,
                   server_pids: Callable[[], list[int]], db_pid: int | None,
-                  duration: float, stats_url: str | None = None) -> Run:
+                  duration: float, databases: tuple[str, ...] = ()) -> Run:
     # The load generator reads the CPU figures itself when the measured
     # window starts and ends: read from here, they would include its
     # building of the datagrams (a CPU idle) and the ramp.
     pids = server_pids()
     watch = [*(["--server-pids", ",".join(map(str, pids))] if pids else []),
              *(["--db-pid", str(db_pid)] if db_pid else [])]
+    if args.vacuum:
+        # Each window starts without the vacuum debt of the windows before
+        # it, whichever server made it: autovacuum wakes once a minute, and
+        # its 1-3 s of VACUUM ANALYZE of a big table would otherwise land in
+        # whichever window runs then. The window's own writes may still wake
+        # it, as in production.
+        for url in databases:
+            world.vacuum(url)
+    stats_url = databases[0] if databases else None
     wal0 = wal_counts(stats_url) if stats_url else (0, 0)
+    maintenance0 = sum(world.maintenance_runs(url) for url in databases)
     result = loadgen(args, kind, port, "--source-port", str(args.source_port),
                      "--duration", str(duration), *watch)
     wal1 = wal_counts(stats_url) if stats_url else (0, 0)
+    maintenance = sum(world.maintenance_runs(url) for url in databases) - maintenance0
     load = os.getloadavg()
     idle, steal = _number(result, "idle"), _number(result, "steal")
     run = Run(name, kind, result, _number(result, "server_cpu_seconds"),
               _number(result, "db_cpu_seconds"), load, _number(result, "seconds"), idle, steal,
-              wal1[0] - wal0[0], wal1[1] - wal0[1])
+              wal1[0] - wal0[0], wal1[1] - wal0[1], maintenance)
     print(f"  {name:<11} {kind:<5} {result['rate']:>9} req/s  p50 {result['p50_ms']} ms  "
           f"p99 {result['p99_ms']} ms  lost {result['lost']}  not-ok "
           f"{int(result['answered']) - int(result['good'])}  (load {load[0]:.2f}, "  # type: ignore[call-overload]
           f"CPU idle {idle:.0%}, stolen by the host {steal:.0%}"
-          + (f", checkpoints {run.checkpoints}, WAL full pages {run.full_pages}"
-             if stats_url else "") + ")", flush=True)
+          + (f", checkpoints {run.checkpoints}, WAL full pages {run.full_pages}, "
+             f"autovacuum/analyze runs {run.autovacuums}" if stats_url else "") + ")",
+          flush=True)
     return run
 
 
@@ -240,7 +258,8 @@ def _bench(args: argparse.Namespace, ours_url: str, fr_url: str,
                     continue
                 for name, (auth_port, acct_port, pids) in ports.items():
                     port = auth_port if kind == "auth" else acct_port
-                    runs.append(measure(args, name, kind, port, pids, db_pid, ours_url))
+                    runs.append(measure(args, name, kind, port, pids, db_pid,
+                                        (ours_url, fr_url)))
     finally:
         if proc is not None:
             stop(proc)
@@ -261,11 +280,12 @@ def _bench(args: argparse.Namespace, ours_url: str, fr_url: str,
 
 
 def table(runs: list[Run]) -> str:
+    # av: autovacuum and autoanalyze runs that finished in the window.
     # CPU per request (server + database) is the figure that other jobs on
     # the machine disturb least: a starved server answers fewer requests/s
     # but spends about the same CPU on each.
     lines = [f"{'server':<11} {'kind':<5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-             f"{'lost':>6} {'server':>7} {'db':>6} {'gen':>6} {'us cpu/req':>10}"]
+             f"{'lost':>6} {'av':>3} {'server':>7} {'db':>6} {'gen':>6} {'us cpu/req':>10}"]
     # Every CPU figure covers the measured window only: per core over its
     # seconds, per request over the requests it counted.
     for r in runs:
@@ -274,9 +294,9 @@ def table(runs: list[Run]) -> str:
         gen = _number(res, "loadgen_cpu_seconds")
         lines.append(
             f"{r.server:<11} {r.kind:<5} {rate:>9.0f} {res['p50_ms']!s:>8} "
-            f"{res['p99_ms']!s:>8} {res['lost']:>6} {r.per_core(r.server_cpu):>6.2f}c "
-            f"{r.per_core(r.db_cpu):>5.2f}c {r.per_core(gen):>5.2f}c "
-            f"{r.cpu_per_request_us():>10.0f}")
+            f"{res['p99_ms']!s:>8} {res['lost']:>6} {r.autovacuums:>3} "
+            f"{r.per_core(r.server_cpu):>6.2f}c {r.per_core(r.db_cpu):>5.2f}c "
+            f"{r.per_core(gen):>5.2f}c {r.cpu_per_request_us():>10.0f}")
     lines.extend(ratios(runs))
     return "\n".join(lines)
 
@@ -326,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="measurements of each server and kind, alternating")
     p.add_argument("--servers", default="passerelle,freeradius")
     p.add_argument("--kinds", default="auth,acct")
+    p.add_argument("--no-vacuum", dest="vacuum", action="store_false",
+                   help="do not VACUUM ANALYZE both databases before each measurement")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "

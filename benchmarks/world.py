@@ -112,6 +112,22 @@ def durability(url: str) -> dict[str, str]:
                 for name in ("fsync", "synchronous_commit", "full_page_writes")}
 
 
+def vacuum(url: str) -> None:
+    """VACUUM ANALYZE the database ``url`` names: what autovacuum would do
+    later, done now, as pgbench does before each of its runs."""
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+
+
+def maintenance_runs(url: str) -> int:
+    """How many autovacuum and autoanalyze runs have finished on the tables
+    of the database ``url`` names so far."""
+    with psycopg.connect(libpq(url)) as conn:
+        row = conn.execute("SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) "
+                           "FROM pg_stat_user_tables").fetchone()
+    return int(row[0]) if row else 0
+
+
 def seed_freeradius(url: str, people: int) -> None:
     """Debian's rlm_sql schema, and a cleartext password per person."""
     with psycopg.connect(libpq(url), autocommit=True) as conn:

@@ -22,7 +22,7 @@ from . import heartbeat, metrics
 from .ap_server import ApServer
 from .clients import Clients
 from .config import Config, dhcp_plan, firewall_plan
-from .control import ControlError, ControlServer
+from .control import Backend, ControlError, ControlServer
 from .dae_server import DaeServer, Sessions
 from .daemon import Daemon, Refused, table_exists
 from .dnsmasq import Dnsmasq
@@ -267,9 +267,11 @@ class Box:
 
 
 class _Portal:
-    """Adapts Daemon to the control interface: a refusal becomes its 4xx/5xx."""
+    """Adapts the daemon to the control interface: a refusal becomes its
+    4xx/5xx. It wraps the portal's calls of the daemon (the Backend's, which
+    the daemon answers or refuses with Refused)."""
 
-    def __init__(self, gateway: Daemon) -> None:
+    def __init__(self, gateway: Backend) -> None:
         self.gateway = gateway
 
     def _wrap(self, fn: Any, *args: Any) -> Any:

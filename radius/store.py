@@ -28,6 +28,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     insert,
+    literal_column,
     select,
     text,
     update,
@@ -655,6 +656,11 @@ def _definitions(table: Table, names: tuple[str, ...]) -> str:
     return ", ".join(f'"{n}" {_type(table, n)}' for n in names)
 
 
+# ledger's balance rule, as PostgreSQL SQL for the statement below.
+_BALANCE_PG = str(balance_of(literal_column("p.id")).compile(
+    dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+
 @lru_cache(maxsize=64)
 def _sessions_sql(writable: tuple[str, ...]) -> str:
     """_write_sessions_pg's statement for the columns the batch updates."""
@@ -674,8 +680,7 @@ WITH ins AS (
 ), rev AS (
   {_revoke_sql("postgresql")}
 )
-SELECT 'b', p.id, (SELECT coalesce(sum(b.seconds), 0) FROM credit_balance AS b
-                    WHERE b.person_id = p.id), NULL
+SELECT 'b', p.id, {_BALANCE_PG}, NULL
 FROM person AS p WHERE p.id = ANY(CAST(:people AS INTEGER[]))
 UNION ALL
 SELECT 's', radacctid, NULL, acctuniqueid FROM ins"""

@@ -121,19 +121,21 @@ def test_garbage_on_the_socket(served: tuple[ControlClient, FakeBox, Path]) -> N
 
 
 class _Refusing:
-    """A Gateway that refuses every call of the portal with ``refusal``."""
+    """A daemon that refuses every call of the portal with ``refusal``."""
 
     def __init__(self, refusal: Refusal) -> None:
         self.refusal = refusal
 
-    def who(self, ip: str) -> dict[str, Any]:
-        raise Refused(self.refusal, f"refused {ip}")
+    def _refuse(self, *args: Any) -> Any:
+        raise Refused(self.refusal, f"refused {' '.join(map(str, args))}")
+
+    status = sessions = who = check_in = check_out = _refuse
+    key_of = rotate_key = offer = check_in_by_key = _refuse
 
 
 @pytest.mark.parametrize("refusal", list(Refusal))
 def test_the_daemon_s_refusal_becomes_its_status_and_code(refusal: Refusal) -> None:
-    # _Portal asks for a Daemon where it calls only what the portal asks of it.
-    portal = _Portal(_Refusing(refusal))  # type: ignore[arg-type]
+    portal = _Portal(_Refusing(refusal))
     with pytest.raises(ControlError) as err:
         portal.who("198.51.100.10")
     assert (err.value.status, err.value.code) == (refusal.status, refusal.value)

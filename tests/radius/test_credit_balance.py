@@ -5,6 +5,7 @@ a person's erasure, a session's removal, and the migration's first sum."""
 
 from __future__ import annotations
 
+import importlib
 from datetime import datetime
 from typing import cast
 
@@ -142,15 +143,18 @@ def test_two_connections_charge_one_person_without_waiting(engine: Engine,
     (alice,) = _people(factory, 1)
     insert = text("INSERT INTO credit_entry (person_id, seconds, kind, created, note)"
                   " VALUES (:p, :s, 'charge', :t, '')")
+    # The migration's shard count: a later migration that changes it must change it there.
+    shards = importlib.import_module(
+        "passerelle.radius.migrations.versions.0013_credit_balance").SHARDS
     with engine.connect() as first:
-        shard = first.execute(text("SELECT pg_backend_pid() % 16")).scalar()
+        shard = first.execute(text(f"SELECT pg_backend_pid() % {shards}")).scalar()
         first.execute(insert, {"p": alice, "s": -60, "t": T0})  # not committed yet
         others = []
         try:
             while True:  # a connection of another shard
                 other = engine.connect()
                 others.append(other)
-                if other.execute(text("SELECT pg_backend_pid() % 16")).scalar() != shard:
+                if other.execute(text(f"SELECT pg_backend_pid() % {shards}")).scalar() != shard:
                     break
             other.execute(text("SET LOCAL lock_timeout = '2s'"))
             other.execute(insert, {"p": alice, "s": -40, "t": T0})  # no wait
