@@ -209,11 +209,15 @@ def test_one_address_gets_at_most_its_share_of_connections(
         assert all(s is not None for s in held), _FAILED[-1:]
         time.sleep(0.3)
         assert not any(_closed(s) for s in held if s is not None), "under the cap: kept"
-        over = _connect(http_port)
-        assert over is not None, _FAILED[-1:]  # the kernel accepted it; the worker resets it
-        time.sleep(0.3)
-        assert _closed(over), "one over the cap: reset at once"
-        over.close()
+        over = _connect(http_port)  # the kernel accepts it; the worker resets it
+        if over is None:
+            # Reset before connect() returned (the client's thread was not
+            # scheduled in time, on a loaded machine): the same reset.
+            assert _FAILED[-1].startswith("ConnectionResetError"), _FAILED[-1:]
+        else:
+            time.sleep(0.3)
+            assert _closed(over), "one over the cap: reset at once"
+            over.close()
         other = _connect(http_port, "127.0.0.3")
         assert other is not None, _FAILED[-1:]
         time.sleep(0.3)
