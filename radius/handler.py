@@ -321,15 +321,17 @@ class Handler:
                 self._in_flight[key] = []
                 admitted.work.append(item)
 
-    def run(self, admitted: Batch) -> None:
+    def run(self, admitted: Batch, committing: Callable[[], None] | None = None) -> None:
         """The database work of a batch: the passwords are verified first,
         outside any transaction (argon2 takes tens of milliseconds each: a
         transaction that waited for them would hold up every other request),
         then everything is decided and written in one transaction. Safe to
-        call from another thread while the event loop admits the next batch."""
+        call from another thread while the event loop admits the next batch.
+        ``committing`` is called when the work is done and only the commit
+        is left (the worker then lets the next batch start)."""
         if admitted.work:
             accounts = self._verify(admitted.work, admitted.now_ts)
-            self._run(admitted.work, admitted.now_ts, accounts)
+            self._run(admitted.work, admitted.now_ts, accounts, committing)
 
     def _verify(self, work: list[_Work], now_ts: float) -> dict[str, store.Account]:
         """The accounts the batch's Access-Requests name (one short read,
@@ -444,7 +446,8 @@ class Handler:
         self._tally_since = now_ts
 
     def _run(self, work: list[_Work], now_ts: float,
-             accounts: dict[str, store.Account]) -> None:
+             accounts: dict[str, store.Account],
+             committing: Callable[[], None] | None = None) -> None:
         now = datetime.fromtimestamp(now_ts, UTC).replace(tzinfo=None)
         contacts = self.contacts.due((item.nas.id for item in work), now_ts)
         try:
@@ -452,6 +455,8 @@ class Handler:
                 self._handle_all(db, work, now, accounts)
                 # Last, so the gateway rows are locked only until the commit.
                 write_contacts(db, contacts, now)
+                if committing is not None:
+                    committing()
             return
         except Exception as exc:
             self.contacts.forget(contacts)

@@ -1,6 +1,7 @@
 """How the worker (server.Worker) forms batches from its UDP sockets: while
 a batch runs, what arrives waits and makes the next batch bigger; only a
-batch still running after SLOW_BATCH lets the next one start beside it.
+batch that reaches its commit, or is still running after SLOW_BATCH, lets
+the next one start beside it.
 
 The handler here records the batches and blocks in ``run`` until told:
 what is tested is the worker's scheduling over real sockets on loopback,
@@ -30,6 +31,8 @@ class Recorder:
         self.release = threading.Event()
         # A batch whose first datagram is a key here waits for that event.
         self.gates: dict[bytes, threading.Event] = {}
+        # A batch whose first datagram is here reaches its commit at once.
+        self.committing: set[bytes] = set()
         self.running = 0
         self.most_at_once = 0
         self._lock = threading.Lock()
@@ -43,9 +46,11 @@ class Recorder:
         admitted.work = cast(Any, list(batch))  # the worker only counts them
         return admitted
 
-    def run(self, admitted: Batch) -> None:
+    def run(self, admitted: Batch, committing: Callable[[], None] | None = None) -> None:
         datagrams = cast(list[Datagram], admitted.work)
         gate = self.gates.get(datagrams[0].data, self.release)
+        if committing is not None and datagrams[0].data in self.committing:
+            committing()
         with self._lock:
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)
@@ -185,5 +190,41 @@ def test_when_the_slow_batch_ends_a_batch_not_yet_slow_still_holds_the_next(
 
     _serve(recorder, auth, acct, script, threads=3)
     assert recorder.batches == [[b"slow"], [b"second"], [b"third"]]
+    for client in clients:
+        client.close()
+
+
+def test_a_batch_at_its_commit_lets_the_next_start_and_answers_after_it(
+        sockets: tuple[socket.socket, socket.socket]) -> None:
+    auth, acct = sockets
+    recorder = Recorder()
+    recorder.committing.add(b"committing")
+    port = acct.getsockname()[1]
+    clients: list[socket.socket] = []
+
+    async def script(stop: asyncio.Event) -> None:
+        clients.append(_send(port, [b"committing"]))
+        await _until(lambda: recorder.running == 1)
+        # Well within SLOW_BATCH: the first is at its commit, so the
+        # second starts beside it.
+        clients.append(_send(port, [b"next"]))
+        await _until(lambda: recorder.running == 2, timeout=server.SLOW_BATCH / 2)
+        # Not answered before its commit ends.
+        clients[0].setblocking(False)
+        with pytest.raises(BlockingIOError):
+            clients[0].recv(100)
+        # Both threads are busy: a third batch waits.
+        clients.append(_send(port, [b"third"]))
+        await asyncio.sleep(server.SLOW_BATCH / 5)
+        assert len(recorder.batches) == 2
+        recorder.release.set()
+        await _until(lambda: len(recorder.batches) == 3 and recorder.running == 0)
+        stop.set()
+
+    _serve(recorder, auth, acct, script)
+    assert recorder.batches == [[b"committing"], [b"next"], [b"third"]]
+    assert recorder.most_at_once == 2
+    clients[0].settimeout(5)
+    assert clients[0].recv(100) == b"ok:committing"
     for client in clients:
         client.close()
