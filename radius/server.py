@@ -154,9 +154,11 @@ class Worker:
         key = id(admitted)
         self._busy[key] = loop.call_later(SLOW_BATCH, self._slow, key)
         self._update_listening()
-        future = loop.run_in_executor(
-            self._pool, self.handler.run, admitted,
-            lambda: loop.call_soon_threadsafe(self._release, key))
+
+        def committing() -> None:  # in the batch's thread
+            loop.call_soon_threadsafe(self._release, key)
+
+        future = loop.run_in_executor(self._pool, self.handler.run, admitted, committing)
         future.add_done_callback(lambda done: self._ran(admitted, done))
 
     def _slow(self, key: int) -> None:
