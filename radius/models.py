@@ -279,9 +279,11 @@ class Radacct(Base):
 
     __tablename__ = "radacct"
     __table_args__ = (
-        Index("ix_radacct_open", "nasipaddress", "acctstoptime"),
-        Index("ix_radacct_username", "username"),
         Index("ix_radacct_starttime", "acctstarttime"),
+        # A gateway's open sessions (closed at its Accounting-On/Off).
+        Index("ix_radacct_nas_open", "nasipaddress",
+              postgresql_where=text("acctstoptime IS NULL"),
+              sqlite_where=text("acctstoptime IS NULL")),
         # The open sessions only (a few thousand among millions of rows): the
         # live view's order and a person's open sessions (the session limit).
         Index("ix_radacct_live", "acctstarttime", "radacctid",

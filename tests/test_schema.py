@@ -61,3 +61,38 @@ def test_radacct_keeps_room_for_hot_updates(engine: Engine) -> None:
     finally:
         command.upgrade(alembic_config(engine), "head")
     assert options() == ["fillfactor=70"]
+
+
+def test_radacct_indexes_what_is_looked_up(engine: Engine) -> None:
+    """Each index of radacct costs every accounting write (migration 0014):
+    none on User-Name, which nothing looks sessions up by, and a gateway's
+    open sessions (Accounting-On/Off) are found through the open ones only.
+    The downgrade gives back the indexes of before."""
+    from alembic import command
+    from sqlalchemy import select, text
+
+    from passerelle.radius.models import Radacct
+
+    def indexes() -> set[str]:
+        return {i["name"] for i in inspect(engine).get_indexes("radacct")}
+
+    assert {"ix_radacct_nas_open", "ix_radacct_live", "ix_radacct_person_live",
+            "ix_radacct_starttime", "ix_radacct_stoptime"} <= indexes()
+    assert not {"ix_radacct_username", "ix_radacct_open"} & indexes()
+    query = select(Radacct.radacctid).where(Radacct.nasipaddress == "192.0.2.1",
+                                            Radacct.acctstoptime.is_(None))
+    with engine.connect() as conn:
+        compiled = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SET enable_seqscan TO off"))
+            plan = conn.execute(text("EXPLAIN " + compiled)).scalars().all()
+        else:
+            plan = [row[-1] for row in conn.execute(text("EXPLAIN QUERY PLAN " + compiled))]
+    assert "ix_radacct_nas_open" in " ".join(plan), plan
+    command.downgrade(alembic_config(engine), "0013")
+    try:
+        assert {"ix_radacct_username", "ix_radacct_open"} <= indexes()
+        assert "ix_radacct_nas_open" not in indexes()
+    finally:
+        command.upgrade(alembic_config(engine), "head")
+    assert "ix_radacct_nas_open" in indexes()
