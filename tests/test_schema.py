@@ -74,7 +74,7 @@ def test_radacct_indexes_what_is_looked_up(engine: Engine) -> None:
     from passerelle.radius.models import Radacct
 
     def indexes() -> set[str]:
-        return {i["name"] for i in inspect(engine).get_indexes("radacct")}
+        return {str(i["name"]) for i in inspect(engine).get_indexes("radacct")}
 
     assert {"ix_radacct_nas_open", "ix_radacct_live", "ix_radacct_person_live",
             "ix_radacct_starttime", "ix_radacct_stoptime"} <= indexes()
