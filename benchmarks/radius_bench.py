@@ -168,9 +168,10 @@ def _number(result: dict[str, object], key: str) -> float:
     return float(result[key])  # type: ignore[arg-type]
 
 
-def start_passerelle(url: str, workers: int, tmp: Path,
-                     db_threads: int | None = None) -> tuple[subprocess.Popen[str], int, int]:
-    binary = Path(sys.executable).parent / "passerelle"
+def start_passerelle(url: str, workers: int, tmp: Path, db_threads: int | None = None,
+                     binary: Path | None = None) -> tuple[subprocess.Popen[str], int, int]:
+    """Passerelle's server on ``url`` (``binary``: another checkout's CLI)."""
+    binary = binary or Path(sys.executable).parent / "passerelle"
     log = (tmp / "passerelle.log").open("w")
     env = {**os.environ, "PASSERELLE_KEY_FILE": str(tmp / "server.key")}  # as seeded
     proc = subprocess.Popen(

@@ -59,6 +59,14 @@ ENTRIES = [
           tools=(("freeradius", "freeradius freeradius-postgresql"),
                  ("initdb", "postgresql")),
           expect="acct: ratio passerelle/freeradius"),
+    # B is this checkout again, through the other-checkout path (seeded by
+    # its own code), with an index of its own.
+    Entry("benchmarks.radius_ab",
+          ("--pairs", "1", "--duration", "1", "--ramp", "0.2", "--people", "5", "--window",
+           "16", "--sockets", "2", "--b-checkout", ".", "--b-workers", "1",
+           "--b-sql", "CREATE INDEX ix_ab_smoke ON radacct (callingstationid)",
+           "--source-port", str(random.randrange(30000, 40000, 2))),
+          tools=(("initdb", "postgresql"),), expect="acct: ratio B/A"),
     Entry("benchmarks.portal_bench", ("--duration", "1", "--connections", "2", "--threads", "1"),
           tools=(("wrk", "wrk"), ("taskset", "util-linux"), ("curl", "curl")),
           expect="| RFC 8908 API (HTTPS) |"),
