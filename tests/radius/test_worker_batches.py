@@ -105,6 +105,17 @@ async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.002)
 
 
+async def _a_third_waits(recorder: Recorder, port: int, clients: list[socket.socket],
+                         wait: float) -> None:
+    """With two batches running (both threads busy), a third sent to
+    ``port`` waits for one of them; then all three end."""
+    clients.append(_send(port, [b"third"]))
+    await asyncio.sleep(wait)
+    assert len(recorder.batches) == 2
+    recorder.release.set()
+    await _until(lambda: len(recorder.batches) == 3 and recorder.running == 0)
+
+
 def test_what_arrives_while_a_batch_runs_makes_one_bigger_batch(
         sockets: tuple[socket.socket, socket.socket]) -> None:
     auth, acct = sockets
@@ -148,12 +159,7 @@ def test_a_slow_batch_lets_the_next_start_beside_it(
         # The first batch is still running (release is not set): the
         # second starts beside it, in the other thread.
         await _until(lambda: recorder.running == 2)
-        # Two threads are busy: a third batch waits for one of them.
-        clients.append(_send(acct.getsockname()[1], [b"third"]))
-        await asyncio.sleep(server.SLOW_BATCH * 2)
-        assert len(recorder.batches) == 2
-        recorder.release.set()
-        await _until(lambda: len(recorder.batches) == 3 and recorder.running == 0)
+        await _a_third_waits(recorder, acct.getsockname()[1], clients, server.SLOW_BATCH * 2)
         stop.set()
 
     _serve(recorder, auth, acct, script)
@@ -213,12 +219,7 @@ def test_a_batch_at_its_commit_lets_the_next_start_and_answers_after_it(
         clients[0].setblocking(False)
         with pytest.raises(BlockingIOError):
             clients[0].recv(100)
-        # Both threads are busy: a third batch waits.
-        clients.append(_send(port, [b"third"]))
-        await asyncio.sleep(server.SLOW_BATCH / 5)
-        assert len(recorder.batches) == 2
-        recorder.release.set()
-        await _until(lambda: len(recorder.batches) == 3 and recorder.running == 0)
+        await _a_third_waits(recorder, port, clients, server.SLOW_BATCH / 5)
         stop.set()
 
     _serve(recorder, auth, acct, script)
