@@ -3,6 +3,7 @@ attempts are limited per login and per gateway (fixed clock)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 
@@ -72,9 +73,14 @@ def maker() -> Iterator[RawClient]:
     client.close()
 
 
+# A source port per request: codes() tells the replies apart by it (the
+# Identifier is random, and two of a batch may be the same).
+_PORTS = itertools.count(40000)
+
+
 def auth(maker: RawClient, login: str, password: str) -> Datagram:
     pkt = maker.access_request(login, password)
-    return Datagram(pkt.RequestPacket(), ("127.0.0.1", 40000 + pkt.id), AUTH)
+    return Datagram(pkt.RequestPacket(), ("127.0.0.1", next(_PORTS)), AUTH)
 
 
 def codes(handler: Handler, batch: list[Datagram]) -> list[int]:
