@@ -13,7 +13,7 @@ that drift on both sides, which separate runs of radius_bench do not.
 B differs from A by any of: ``--b-checkout DIR``, another checkout with its
 own ``.venv`` (its server, and its database seeded by its own code and
 migrations); ``--b-sql``, statements run on B's database after seeding (an
-index, a table setting); ``--b-workers``. Prints each measurement, then the
+index, a table setting); ``--b-workers``; ``--b-db-threads``. Prints each measurement, then the
 median requests/s of each and the ratio B/A. See docs/benchmarks.md.
 """
 
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--b-sql", action="append", default=[],
                    help="a statement run on B's database after seeding (repeatable)")
     p.add_argument("--b-workers", type=int, help="B's worker processes (default --workers)")
+    p.add_argument("--b-db-threads", type=int,
+                   help="B's batches at the database per worker (default the server's)")
     args = p.parse_args(argv)
     args.vacuum = True  # what radius_bench.measure reads
     checkout = args.b_checkout.resolve() if args.b_checkout else None
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             binary = checkout / ".venv/bin/passerelle" if b and checkout else None
             proc, auth_port, acct_port = radius_bench.start_passerelle(
                 urls[name], (args.b_workers or args.workers) if b else args.workers, tmp,
-                binary=binary)
+                args.b_db_threads if b else None, binary=binary)
             servers[name] = (proc, auth_port if args.kind == "auth" else acct_port)
         if args.kind == "auth":
             for _proc, port in servers.values():
