@@ -13,8 +13,9 @@ that drift on both sides, which separate runs of radius_bench do not.
 B differs from A by any of: ``--b-checkout DIR``, another checkout with its
 own ``.venv`` (its server, and its database seeded by its own code and
 migrations); ``--b-sql``, statements run on B's database after seeding (an
-index, a table setting); ``--b-workers``; ``--b-db-threads``. Prints each measurement, then the
-median requests/s of each and the ratio B/A. See docs/benchmarks.md.
+index, a table setting); ``--b-workers``; ``--b-db-threads``. Prints each
+measurement, then the median requests/s of each and the ratio B/A. See
+docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ class Worker:
         self._running += 1
         loop = asyncio.get_running_loop()
         key = id(admitted)
-        self._busy[key] = loop.call_later(SLOW_BATCH, self._slow, key)
+        self._busy[key] = loop.call_later(SLOW_BATCH, self._release, key)
         self._update_listening()
 
         def committing() -> None:  # in the batch's thread
@@ -161,17 +161,12 @@ class Worker:
         future = loop.run_in_executor(self._pool, self.handler.run, admitted, committing)
         future.add_done_callback(lambda done: self._ran(admitted, done))
 
-    def _slow(self, key: int) -> None:
-        # That batch is slow: the next may start beside it.
-        self._busy.pop(key, None)
-        self._update_listening()
-
     def _release(self, key: int) -> None:
-        # That batch is committing (the database thread, just before the
+        # That batch is slow, or committing (its thread, just before the
         # commit): the next may start beside it.
         timer = self._busy.pop(key, None)
         if timer is not None:
-            timer.cancel()
+            timer.cancel()  # nothing when it is the timer that fired
             self._update_listening()
 
     def _update_listening(self) -> None:
