@@ -186,6 +186,8 @@ def kernel_timeout(left: int | None) -> int:
     """The kernel entry's timeout for a session with ``left`` seconds to go
     (None: no Session-Timeout)."""
     return NO_TIMEOUT if left is None else min(max(1, left), KERNEL_MAX)
+
+
 DEFAULT_INTERIM = 300
 MIN_INTERIM = 60  # RFC 2869 5.16: never more often than once a minute
 
