@@ -13,6 +13,12 @@
    PBKDF2 measured here times the keys to scan (said so in the output).
 3. known station: the same handshake from a station bound to its key (one
    MIC check), and the MAC-only form (hostapd 2.10): one look-up.
+4. refresh: what the access points' server does every second, the ring
+   taking the daemon's keys (``KeyRing.update``): the same list as last
+   time (nothing changed: skipped) against a new list of the same keys
+   (every key compared; each refresh did that before). Up to
+   ``--refresh-max`` keys: the ring first derives every key's PMK, as the
+   box does once.
 
 The look-up does not depend on how the held PMKs were made, so those of the
 other N - 1 keys are random 32 octets; the searched key's is derived from
@@ -34,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from passerelle.gateway import keyfinder, psk
+from passerelle.gateway.ap_server import ApKey, KeyRing
 
 SSID = "Passerelle-Private"
 BSSID = "02:aa:00:00:00:01"
@@ -144,11 +151,25 @@ def run_size(count: int, requests: int, plain_requests: int, plain_max: int,
     return out
 
 
+def refresh(count: int, rounds: int) -> dict[str, float]:
+    """KeyRing.update with ``count`` keys held, in ms (median of ``rounds``)."""
+    keys = [ApKey(f"p{i}@acme.example", f"k{i}", f"key-of-person-{i:06d}", vlan=100 + i % 4)
+            for i in range(count)]
+    ring = KeyRing(SSID)
+    ring.update(keys)  # every PMK derived, once
+    same = [timed(ring.update, keys)[0] for _ in range(rounds)]
+    fresh = [timed(ring.update, list(keys))[0] for _ in range(rounds)]
+    assert len(ring.held.keys) == count
+    return {"same_list_ms": statistics.median(same) * 1e3,
+            "new_list_ms": statistics.median(fresh) * 1e3}
+
+
 def report(results: dict[str, Any]) -> str:
     lines = [f"PBKDF2 (one PMK): {results['pbkdf2_ms']:.2f} ms; load "
              f"{results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after",
              f"{'keys':>7} {'handshake p50/p99 ms':>22} {'CPU p99':>8} "
-             f"{'plain loop p50/p99 ms':>24} {'known hs p99':>13} {'known MAC p99':>14}"]
+             f"{'plain loop p50/p99 ms':>24} {'known hs p99':>13} {'known MAC p99':>14} "
+             f"{'refresh same/new ms':>20}"]
     for row in results["sizes"]:
         hs = row["handshake"]
         if "plain_loop" in row:
@@ -159,7 +180,10 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"{row['keys']:>7} {hs['p50_ms']:>10.2f} / {hs['p99_ms']:<9.2f} "
                      f"{row['handshake_cpu']['p99_ms']:>8.2f} "
                      f"{plain:>24} {row['known_handshake']['p99_ms']:>13.3f} "
-                     f"{row['known_mac']['p99_ms']:>14.4f}")
+                     f"{row['known_mac']['p99_ms']:>14.4f} "
+                     + (f"{row['refresh']['same_list_ms']:>9.4f} / "
+                        f"{row['refresh']['new_list_ms']:<8.2f}" if "refresh" in row
+                        else f"{'-':>20}"))
     return "\n".join(lines)
 
 
@@ -172,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="plain-loop requests per size (each derives PMKs)")
     parser.add_argument("--plain-max", type=int, default=1000,
                         help="run the plain loop for real up to this many keys")
+    parser.add_argument("--refresh-max", type=int, default=10000,
+                        help="measure the ring's refresh up to this many keys")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, about a second (a smoke test)")
     parser.add_argument("--seed", type=int, default=14)
@@ -186,8 +212,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results["sizes"] = []
     for count in (int(n) for n in args.sizes.split(",")):
         say(f"{count} keys ...")
-        results["sizes"].append(run_size(count, args.requests, args.plain_requests,
-                                         args.plain_max, results["pbkdf2_ms"] / 1e3, rng))
+        row = run_size(count, args.requests, args.plain_requests, args.plain_max,
+                       results["pbkdf2_ms"] / 1e3, rng)
+        if count <= args.refresh_max:
+            row["refresh"] = refresh(count, 5 if args.quick else 20)
+        results["sizes"].append(row)
     results["load_after"] = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -108,7 +108,10 @@ class ApKey:
 
 
 class KeySource(Protocol):
-    """What the daemon provides: every key the box holds now."""
+    """What the daemon provides: every key the box holds now. The same
+    sequence object again when nothing changed (the ring then does no work;
+    it is taken every second and may hold thousands of keys), so a source
+    never changes a sequence it has given."""
 
     def keys_for_ap(self) -> Sequence[ApKey]: ...
 
@@ -120,10 +123,15 @@ class KeyRing:
         self.ssid = ssid
         self._held: dict[tuple[str, str], tuple[keyfinder.HeldKey, bool]] = {}
         self.held = keyfinder.Held.of(())
+        self._taken: Sequence[ApKey] | None = None
 
     def update(self, keys: Sequence[ApKey]) -> set[str]:
         """Take the source's keys now; the key ids that went away. The
-        index is rebuilt only when something changed."""
+        index is rebuilt only when something changed; the sequence taken
+        last time is not read again (KeySource)."""
+        if keys is self._taken:
+            return set()
+        self._taken = keys
         held: dict[tuple[str, str], tuple[keyfinder.HeldKey, bool]] = {}
         changed = False
         for key in keys:

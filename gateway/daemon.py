@@ -121,6 +121,8 @@ class Daemon:
         self.stations: Releaser | None = None
         # The check-in last tried by key for each station (joins.Tried), by MAC.
         self._tried: dict[str, joins.Tried] = {}
+        # keys_for_ap's last list and what it was made of.
+        self._ap_keys: tuple[tuple[int | None, tuple[Any, ...]], list[ApKey]] | None = None
 
     # --- carrying out actions --------------------------------------------------
 
@@ -574,10 +576,20 @@ class Daemon:
     def keys_for_ap(self) -> list[ApKey]:
         """The keys of the people allowed at this site (pulled from the
         centre), each with the MAC its owner checked in with here if they
-        did; and the key of a check-in not pulled yet (a first check-in)."""
+        did; and the key of a check-in not pulled yet (a first check-in).
+        The same list as last time when none of that changed (KeySource)."""
         with self._lock:
             opened = [(sid, s, self._keys.get(sid)) for sid, s in self._open.items()]
-        held = self.personal_keys.keys() if self.personal_keys is not None else []
+        pulled = self.personal_keys
+        # What the list is made of, but the pulled keys themselves: their
+        # generation stands for them (a few open sessions, thousands of keys).
+        stamp = (pulled.generation if pulled is not None else None,
+                 tuple((sid, s.login, s.mac, s.terms.vlan, key, self._fallback(s))
+                       for sid, s, key in opened))
+        last = self._ap_keys
+        if last is not None and last[0] == stamp:
+            return last[1]
+        generation, held = pulled.held() if pulled is not None else (None, [])
         macs = {_stored(s.login): s.mac for _, s, _ in opened}
         found = [ApKey(person=k.login, key_id=str(k.id), passphrase=k.passphrase,
                        vlan=k.vlan, mac=macs.get(k.login)) for k in held]
@@ -586,6 +598,9 @@ class Daemon:
                         vlan=s.terms.vlan)
                   for sid, s, key in opened
                   if key and _stored(s.login) not in logins and self._fallback(s)]
+        # Under the generation read with the keys: a pull between the two
+        # reads makes the next call build the list again.
+        self._ap_keys = ((generation, stamp[1]), found)
         return found
 
     def _client_at(self, ip: str) -> tuple[str, str | None]:

@@ -143,6 +143,9 @@ class KeySync:
         # are in it, if allowed here.
         self.pulled_at = float("-inf")
         self._keys: dict[int, PersonalKey] = {}
+        # One more each time the held keys change (they are replaced, never
+        # changed in place): whoever copies them knows when to copy again.
+        self.generation = 0
         self.bindings: dict[str, str] = {}  # station MAC -> key id, from the AP server
         self._dirty = False  # bindings changed since the file was written
         self._lock = threading.Lock()
@@ -171,6 +174,7 @@ class KeySync:
             return
         with self._lock:
             self._keys, self.cursor = keys, cursor
+            self.generation += 1
             self.bindings = kept_bindings(bindings, keys)
         log.info("keys: %d personal keys and %d device bindings loaded from %s", len(keys),
                  len(self.bindings), self.path)
@@ -189,8 +193,12 @@ class KeySync:
         os.replace(tmp, self.path)
 
     def keys(self) -> list[PersonalKey]:
+        return self.held()[1]
+
+    def held(self) -> tuple[int, list[PersonalKey]]:
+        """The keys held and their ``generation``, read together."""
         with self._lock:
-            return list(self._keys.values())
+            return self.generation, list(self._keys.values())
 
     def of(self, login: str) -> PersonalKey | None:
         with self._lock:
@@ -252,7 +260,9 @@ class KeySync:
             merged = self._pull(held, 0)
         with self._lock:
             changed = merged.keys != self._keys or merged.cursor != self.cursor
-            self._keys, self.cursor = merged.keys, merged.cursor
+            if changed:
+                self._keys, self.cursor = merged.keys, merged.cursor
+                self.generation += 1
             self.pulled_at = asked
             self.bindings = kept_bindings(self.bindings, self._keys)
             dirty, self._dirty = self._dirty, False

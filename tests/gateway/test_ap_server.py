@@ -20,6 +20,7 @@ from passerelle.gateway.ap_server import (
     ApCore,
     ApKey,
     ApServer,
+    KeyRing,
     Vendor,
     station_of,
 )
@@ -214,6 +215,19 @@ def test_keys_are_derived_once_and_bindings_go_with_their_key() -> None:
     assert core.bindings == {}
     assert isinstance(_ask(core, _hostapd(handshake="bob-key-0002")), m.AccessReject)
     assert isinstance(_ask(core, _hostapd(handshake="bob-key-0003")), m.AccessAccept)
+
+
+def test_the_ring_does_not_read_again_the_list_it_took_last() -> None:
+    """A source gives the same list when nothing changed (KeySource): the
+    ring's work is then nothing, however many keys it holds."""
+    ring = KeyRing(SSID)
+    given = Keys().held
+    assert ring.update(given) == set()
+    index = ring.held
+    given.clear()  # never done by a source; shows the list is not read again
+    assert ring.update(given) == set() and ring.held is index
+    assert ring.update([]) == {"s-alice", "s-bob"}  # a new list is taken
+    assert ring.held.keys == ()
 
 
 def test_a_person_not_allowed_here_is_rejected() -> None:

@@ -359,3 +359,43 @@ def test_the_signature_is_hmac_sha256_over_method_path_time_and_body() -> None:
                         hashlib.sha256).hexdigest()
     assert signature(b"s3cret-for-tests", "post", "/box/v1/keys", "1800000000", b"{}") == expected
     assert signature(b"s3cret-for-tests", "POST", "/box/v1/keys", "1800000001", b"{}") != expected
+
+
+@pytest.mark.integration
+def test_the_access_points_keys_are_built_again_only_when_they_change(site: Site) -> None:
+    """The AP server takes keys_for_ap every second: with nothing changed it
+    gets the same list back, which its ring does not read again."""
+    site.keysync.sync()
+    first = site.daemon.keys_for_ap()
+    assert site.daemon.keys_for_ap() is first
+    site.keysync.sync()  # a pull that brings nothing new
+    assert site.daemon.keys_for_ap() is first
+
+    with transaction(site.factory) as db:  # a pull that does
+        keys.rotate(db, site.world.people["alice"], NOW)
+    site.keysync.sync()
+    pulled = site.daemon.keys_for_ap()
+    assert pulled is not first
+    assert _current(site, "alice") in {k.passphrase for k in pulled}
+
+    # A check-in gives its owner's key a MAC; a first check-in brings its key.
+    alice, actions = sm.check_in("S1", "alice@acme.example", "02:11:22:33:44:55",
+                                 "198.51.100.10", sm.Terms(session_timeout=3600), time.time())
+    site.daemon._carry_out(alice, actions)
+    checked_in = site.daemon.keys_for_ap()
+    assert {k.person: k.mac for k in checked_in}["alice@acme.example"] == "02:11:22:33:44:55"
+    ivan, actions = sm.check_in("S2", "ivan@acme.example", "02:11:22:33:44:66",
+                                "198.51.100.11", sm.Terms(session_timeout=3600),
+                                time.time() + 5)
+    site.daemon._keys["S2"] = "ivans-first-key-1"
+    site.daemon._carry_out(ivan, actions)
+    first_key = site.daemon.keys_for_ap()
+    assert {k.person: k.passphrase for k in first_key}["ivan@acme.example"] == \
+        "ivans-first-key-1"
+    assert site.daemon.keys_for_ap() is first_key
+    site.daemon._keys["S2"] = "ivans-other-key-2"  # as rotate_key sets it
+    assert {k.person: k.passphrase for k in site.daemon.keys_for_ap()}[
+        "ivan@acme.example"] == "ivans-other-key-2"
+    # A pull asked after his check-in (same keys): the centre's word is final.
+    site.keysync.pulled_at = time.time() + 10
+    assert "ivan@acme.example" not in {k.person for k in site.daemon.keys_for_ap()}
