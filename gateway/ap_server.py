@@ -131,7 +131,6 @@ class KeyRing:
         last time is not read again (KeySource)."""
         if keys is self._taken:
             return set()
-        self._taken = keys
         held: dict[tuple[str, str], tuple[keyfinder.HeldKey, bool]] = {}
         changed = False
         for key in keys:
@@ -156,6 +155,7 @@ class KeyRing:
                 (k for k, _ in held.values()),
                 {k.person for k, allowed in held.values() if allowed})
         self._held = held
+        self._taken = keys  # taken whole: an update that failed is done again
         return gone
 
     def keys(self) -> list[keyfinder.HeldKey]:

@@ -122,7 +122,7 @@ class Daemon:
         # The check-in last tried by key for each station (joins.Tried), by MAC.
         self._tried: dict[str, joins.Tried] = {}
         # keys_for_ap's last list and what it was made of.
-        self._ap_keys: tuple[tuple[int | None, tuple[Any, ...]], list[ApKey]] | None = None
+        self._ap_keys: tuple[tuple[Any, ...], list[ApKey]] | None = None
 
     # --- carrying out actions --------------------------------------------------
 
@@ -582,8 +582,9 @@ class Daemon:
             opened = [(sid, s, self._keys.get(sid)) for sid, s in self._open.items()]
         pulled = self.personal_keys
         # What the list is made of, but the pulled keys themselves: their
-        # generation stands for them (a few open sessions, thousands of keys).
-        stamp = (pulled.generation if pulled is not None else None,
+        # source and generation stand for them (a few open sessions,
+        # thousands of keys).
+        stamp = (pulled, pulled.generation if pulled is not None else None,
                  tuple((sid, s.login, s.mac, s.terms.vlan, key, self._fallback(s))
                        for sid, s, key in opened))
         last = self._ap_keys
@@ -600,7 +601,7 @@ class Daemon:
                   if key and _stored(s.login) not in logins and self._fallback(s)]
         # Under the generation read with the keys: a pull between the two
         # reads makes the next call build the list again.
-        self._ap_keys = ((generation, stamp[1]), found)
+        self._ap_keys = ((pulled, generation, stamp[2]), found)
         return found
 
     def _client_at(self, ip: str) -> tuple[str, str | None]:

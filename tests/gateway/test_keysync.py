@@ -399,3 +399,10 @@ def test_the_access_points_keys_are_built_again_only_when_they_change(site: Site
     # A pull asked after his check-in (same keys): the centre's word is final.
     site.keysync.pulled_at = time.time() + 10
     assert "ivan@acme.example" not in {k.person for k in site.daemon.keys_for_ap()}
+    # Another source of pulled keys, at the same generation and pull, holding none.
+    other = KeySync("http://127.0.0.1:9", "axis-gw", seed.SECRET.encode(),
+                    site.keysync.path.with_name("other.enc"),
+                    site.keysync.path.with_name("other.key"))
+    other.generation, other.pulled_at = site.keysync.generation, site.keysync.pulled_at
+    site.daemon.personal_keys = other
+    assert site.daemon.keys_for_ap() == []
