@@ -304,7 +304,8 @@ def table(runs: list[Run]) -> str:
 
 def ratios(runs: list[Run]) -> list[str]:
     """Per kind: the ratio of the median requests/s, the lost requests and
-    the median p99 of both servers."""
+    the median p99 of both servers; with more than one round, each round's
+    ratio too (its two measurements, in the order they ran), for the spread."""
     out = []
     for kind in ("auth", "acct"):
         ours = [r.result for r in runs if r.server == "passerelle" and r.kind == kind]
@@ -317,8 +318,12 @@ def ratios(runs: list[Run]) -> list[str]:
         p99 = [statistics.median(float(x["p99_ms"] or 0) for x in side)  # type: ignore[arg-type]
                for side in (ours, theirs)]
         ratio = f"{rate[0] / rate[1]:.2f}" if rate[1] > 0 else "-"
+        rounds = [float(a["rate"]) / float(b["rate"])  # type: ignore[arg-type]
+                  for a, b in zip(ours, theirs, strict=False) if float(b["rate"]) > 0]  # type: ignore[arg-type]
+        by_round = (f"; by round {', '.join(f'{r:.2f}' for r in rounds)}"
+                    if len(rounds) > 1 else "")
         out.append(f"{kind}: ratio passerelle/freeradius {ratio} (median requests/s "
-                   f"{rate[0]:.0f} / {rate[1]:.0f} over {len(ours)} run(s)); lost "
+                   f"{rate[0]:.0f} / {rate[1]:.0f} over {len(ours)} run(s)){by_round}; lost "
                    f"{lost[0]} / {lost[1]}; p99 {p99[0]:.1f} / {p99[1]:.1f} ms")
     return out
 

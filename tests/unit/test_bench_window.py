@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from benchmarks import loadgen
-from benchmarks.radius_bench import Run, table
+from benchmarks.radius_bench import Run, ratios, table
 
 
 def _run(answered: int, seconds: float, server_cpu: float, db_cpu: float) -> Run:
@@ -25,6 +25,22 @@ def test_cpu_per_request_is_over_the_requests_the_window_counted() -> None:
     row = table([run]).splitlines()[1].split()
     # server, db and load generator per core over the window's 4 s; 200 us a request.
     assert row[-4:] == ["0.75c", "0.25c", "0.12c", "200"]
+
+
+def test_the_ratio_of_the_medians_and_each_rounds() -> None:
+    def run(server: str, rate: float, lost: int = 0) -> Run:
+        out = _run(answered=int(rate), seconds=1.0, server_cpu=0.1, db_cpu=0.1)
+        out.server, out.result["lost"] = server, lost
+        return out
+
+    rounds = [run("passerelle", 4000), run("freeradius", 2000, 7),
+              run("passerelle", 3000), run("freeradius", 2000, 5),
+              run("passerelle", 4400), run("freeradius", 2000)]
+    [line] = ratios(rounds)
+    assert line.startswith("acct: ratio passerelle/freeradius 2.00 (median requests/s "
+                           "4000 / 2000 over 3 run(s)); by round 2.00, 1.50, 2.20; lost 0 / 12")
+    [one] = ratios(rounds[:2])
+    assert "by round" not in one and "ratio passerelle/freeradius 2.00" in one
 
 
 def test_a_window_that_counted_nothing_divides_by_nothing() -> None:
