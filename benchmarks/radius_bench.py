@@ -328,6 +328,24 @@ def ratios(runs: list[Run]) -> list[str]:
     return out
 
 
+def load_options(p: argparse.ArgumentParser) -> None:
+    """The options of the load and of Passerelle's workers that ``measure``
+    and ``loadgen`` read (radius_ab.py takes them too)."""
+    p.add_argument("--people", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=2, help="passerelle worker processes")
+    p.add_argument("--window", type=int, default=256, help="requests outstanding")
+    p.add_argument("--sockets", type=int, default=16, help="load generator source ports")
+    p.add_argument("--max-rate", type=float, default=15000.0,
+                   help="requests/s the load generator's pre-built datagrams can feed "
+                        "for the whole measurement")
+    p.add_argument("--source-port", type=int, default=47100,
+                   help="first of the --sockets fixed source ports of the load generator "
+                        "(a person is then served by the same worker in every measurement, "
+                        "where their password check is cached)")
+    p.add_argument("--ramp", type=float, default=1.0,
+                   help="first seconds of each measurement not counted")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -336,18 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast-pg", action="store_true",
                    help="the throwaway cluster without fsync and synchronous_commit "
                         "(commits do not wait for the disk: not what production runs)")
-    p.add_argument("--people", type=int, default=1000)
     p.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
-    p.add_argument("--workers", type=int, default=2, help="passerelle worker processes")
     p.add_argument("--db-threads", type=int,
                    help="passerelle's batches at the database per worker (default: its own)")
-    p.add_argument("--window", type=int, default=256, help="requests outstanding")
-    p.add_argument("--sockets", type=int, default=16, help="load generator source ports")
-    p.add_argument("--max-rate", type=float, default=15000.0)
-    p.add_argument("--source-port", type=int, default=47100,
-                   help="first of the --sockets fixed source ports of the load generator")
-    p.add_argument("--ramp", type=float, default=1.0,
-                   help="first seconds of each measurement not counted")
+    load_options(p)
     p.add_argument("--rounds", type=int, default=1,
                    help="measurements of each server and kind, alternating")
     p.add_argument("--servers", default="passerelle,freeradius")
