@@ -37,7 +37,8 @@ from sqlalchemy import select
 
 from passerelle.gateway import radsecproxy as rsp
 from passerelle.gateway.acct import AccountingRecord
-from passerelle.gateway.radclient import NasIdentity, RadiusClient, RadiusServer
+from passerelle.gateway.peers import RadiusServer
+from passerelle.gateway.radclient import NasIdentity, RadiusClient
 from passerelle.radius import db, enrolment
 from passerelle.radius import messages as m
 from passerelle.radius.models import Gateway

@@ -52,7 +52,6 @@ log = logging.getLogger("passerelle.gateway")
 
 CAPACITY = 65536
 MAX_AGE = 2 * 86400.0  # an access point reports at least every interim interval
-DAE_PORT = 3799  # RFC 5176 section 3
 # About 1 + 2 + 4 + 8 + 8 s before giving up: a station let go late is still let go.
 BACKOFF = Backoff(initial=1.0, tries=5, maximum=8.0)
 

@@ -41,7 +41,6 @@ PMK and the MAC bindings to it along.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import ipaddress
 import logging
@@ -59,37 +58,13 @@ from passerelle.radius.mac import parse as normal_mac
 from passerelle.radius.replies import ReplyCache
 
 from . import ap_dae, joins, keyfinder, metrics, psk
+from .peers import AccessPoint, Vendor
 from .sessions import Session
 from .udp_server import UdpServer
 
 log = logging.getLogger("passerelle.gateway")
 
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_BINDINGS = 65536
-
-
-class Vendor(enum.StrEnum):
-    """How an access point wants the key in an Access-Accept."""
-
-    HOSTAPD = "hostapd"  # also OpenWrt, UniFi: Tunnel-Password (RFC 2868), several allowed
-    CISCO = "cisco"  # iPSK: Cisco-AVPair psk-mode=ascii|hex, psk=KEY
-    ARUBA = "aruba"  # MPSK: Aruba-MPSK-Passphrase, hidden like Tunnel-Password
-    MIKROTIK = "mikrotik"  # Mikrotik-Wireless-PSK, in clear
-    RUCKUS = "ruckus"  # DPSK: Ruckus-Dpsk = 0x00 || PMK (the request has the handshake)
-
-
-@dataclass(frozen=True)
-class AccessPoint:
-    """One access point (or a subnet of them) allowed to ask the box."""
-
-    network: IpNetwork
-    secret: bytes
-    vendor: Vendor
-    disconnect: bool = False  # send it RFC 5176 Disconnect-Requests when a session ends
-    dae_port: int = ap_dae.DAE_PORT  # where it listens for them
-
-    def __repr__(self) -> str:  # never the secret in a log line
-        return f"AccessPoint({self.network}, {self.vendor})"
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,10 @@ from passerelle import hostport
 from passerelle.errors import UserError
 from passerelle.radius.codec import MIN_SECRET
 
-from .ap_dae import DAE_PORT
-from .ap_server import AccessPoint, Vendor
 from .dnsmasq import DhcpPlan, check_domain, render, render_captive
 from .joins import KeyIsIdentity
 from .nft import CAPTIVE_DNS_PORT, CAPTIVE_DNS_RATE, PRIVATE4, PRIVATE6, FirewallPlan, wan_ports
-from .radclient import RadiusServer
+from .peers import DAE_PORT, AccessPoint, RadiusServer, Vendor
 from .vlan import Vlan, check_apart, parse_ids, scheme, vlan_of
 
 

@@ -51,25 +51,13 @@ from passerelle.radius.exchange import Backoff, exchange
 
 from . import metrics
 from .acct import AccountingRecord
+from .peers import RadiusServer
 
 log = logging.getLogger("passerelle.gateway")
 
 _LOGIN_USER = codec().spec("Service-Type").values["Login-User"]
 _WIRELESS = codec().spec("NAS-Port-Type").values["Wireless-802.11"]
 _NO_MA = "no Message-Authenticator (BlastRADIUS protection)"
-
-
-@dataclass(frozen=True)
-class RadiusServer:
-    host: str
-    secret: bytes
-    auth_port: int = 1812
-    acct_port: int = 1813
-    require_message_authenticator: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.secret:
-            raise ValueError(f"RADIUS server {self.host}: the shared secret is empty")
 
 
 @dataclass(frozen=True)

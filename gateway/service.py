@@ -28,9 +28,10 @@ from .daemon import Daemon, Refused, table_exists
 from .dnsmasq import Dnsmasq
 from .keysync import KeySync, SyncError
 from .nft import Firewall
+from .peers import RadiusServer
 from .ra import Advert
 from .ra_sender import RouterAdvertiser
-from .radclient import NasIdentity, RadiusClient, RadiusServer
+from .radclient import NasIdentity, RadiusClient
 from .radsecproxy import Centre, Proxy, ProxyConfig
 from .reverse_coa import Credentials, ReverseCoa
 from .session_table import SessionTable

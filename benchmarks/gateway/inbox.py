@@ -33,7 +33,8 @@ from passerelle.gateway.config import Config, Interfaces, parse
 from passerelle.gateway.control import ControlClient, ControlError, ControlServer
 from passerelle.gateway.daemon import Daemon
 from passerelle.gateway.nft import FAMILY, TABLE, Firewall, NftError, normal_mac
-from passerelle.gateway.radclient import AuthResult, NasIdentity, RadiusClient, RadiusServer
+from passerelle.gateway.peers import RadiusServer
+from passerelle.gateway.radclient import AuthResult, NasIdentity, RadiusClient
 from passerelle.gateway.service import _Portal, firewall_plan
 from passerelle.gateway.session_table import SessionTable
 from passerelle.gateway.sessions import Session

@@ -20,8 +20,9 @@ import pytest
 
 from passerelle.gateway import ap_dae
 from passerelle.gateway import sessions as sm
-from passerelle.gateway.ap_server import AccessPoint, ApCore, ApServer, Vendor
+from passerelle.gateway.ap_server import ApCore, ApServer
 from passerelle.gateway.config import ConfigError, parse
+from passerelle.gateway.peers import AccessPoint, Vendor
 from passerelle.gateway.service import Box
 from passerelle.gateway.sessions import Cause, Terms
 from passerelle.radius import messages as m

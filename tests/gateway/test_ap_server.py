@@ -15,17 +15,10 @@ import pytest
 
 from passerelle.gateway import psk
 from passerelle.gateway import sessions as sm
-from passerelle.gateway.ap_server import (
-    AccessPoint,
-    ApCore,
-    ApKey,
-    ApServer,
-    KeyRing,
-    Vendor,
-    station_of,
-)
+from passerelle.gateway.ap_server import ApCore, ApKey, ApServer, KeyRing, station_of
 from passerelle.gateway.config import ConfigError, Interfaces, firewall_plan, parse
 from passerelle.gateway.nft import ruleset
+from passerelle.gateway.peers import AccessPoint, Vendor
 from passerelle.gateway.service import Box
 from passerelle.gateway.sessions import Terms
 from passerelle.radius import messages as m

@@ -79,7 +79,9 @@ def test_ipv6_detected_on_the_lan(tmp_path: Path) -> None:
 def test_secret_file(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("from-a-file-0123456\n")
     text = MINIMAL.replace('secret = "s3cret-for-tests"', 'secret_file = "secret"')
-    assert parse(text, tmp_path, MACHINE).servers[0].secret == b"from-a-file-0123456"
+    servers = parse(text, tmp_path, MACHINE).servers
+    assert servers[0].secret == b"from-a-file-0123456"
+    assert "from-a-file" not in repr(servers)  # a logged config shows no secret
 
 
 @pytest.mark.parametrize(("patch", "message"), [

@@ -35,7 +35,8 @@ from sqlalchemy.orm import sessionmaker
 from passerelle.gateway import radsecproxy as rsp
 from passerelle.gateway.acct import AccountingRecord
 from passerelle.gateway.config import parse
-from passerelle.gateway.radclient import NasIdentity, NoServer, RadiusClient, RadiusServer
+from passerelle.gateway.peers import RadiusServer
+from passerelle.gateway.radclient import NasIdentity, NoServer, RadiusClient
 from passerelle.gateway.service import radius_client, radsec_parts
 from passerelle.gateway.spool import Spool, SpoolSender
 from passerelle.radius import messages as m

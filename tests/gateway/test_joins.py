@@ -178,7 +178,8 @@ def test_joining_looks_at_recent_joins_only() -> None:
     first, without a scan of every station ever seen (no socket: not started)."""
     import ipaddress
 
-    from passerelle.gateway.ap_server import AccessPoint, ApServer, Vendor
+    from passerelle.gateway.ap_server import ApServer
+    from passerelle.gateway.peers import AccessPoint, Vendor
     from tests.gateway.test_ap_server import SECRET, SSID
 
     server = ApServer("127.0.0.1", 0, [AccessPoint(ipaddress.ip_network("127.0.0.0/8"),

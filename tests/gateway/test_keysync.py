@@ -24,7 +24,7 @@ from sqlalchemy.orm import sessionmaker
 from werkzeug.serving import make_server
 
 from passerelle.gateway import sessions as sm
-from passerelle.gateway.ap_server import AccessPoint, ApServer, Vendor
+from passerelle.gateway.ap_server import ApServer
 from passerelle.gateway.clients import Clients
 from passerelle.gateway.config import ConfigError, parse
 from passerelle.gateway.daemon import Daemon
@@ -36,6 +36,7 @@ from passerelle.gateway.keysync import (
     merge,
     signature,
 )
+from passerelle.gateway.peers import AccessPoint, Vendor
 from passerelle.gateway.radclient import RadiusClient
 from passerelle.gateway.service import Box
 from passerelle.gateway.session_table import SessionTable

@@ -23,7 +23,8 @@ from sqlalchemy.orm import sessionmaker
 from passerelle.gateway import radsecproxy as rsp
 from passerelle.gateway.acct import AccountingRecord
 from passerelle.gateway.dae_server import CoaChange, Selector
-from passerelle.gateway.radclient import NasIdentity, RadiusClient, RadiusServer
+from passerelle.gateway.peers import RadiusServer
+from passerelle.gateway.radclient import NasIdentity, RadiusClient
 from passerelle.gateway.reverse_coa import Credentials, ReverseCoa
 from passerelle.radius import messages as m
 from passerelle.radius.db import make_sessionmaker

@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from passerelle.gateway.acct import AccountingRecord
-from passerelle.gateway.radclient import NasIdentity, NoServer, RadiusClient, RadiusServer
+from passerelle.gateway.peers import RadiusServer
+from passerelle.gateway.radclient import NasIdentity, NoServer, RadiusClient
 from passerelle.gateway.spool import Spool, SpoolSender
 from passerelle.radius import ledger
 from passerelle.radius import messages as m

@@ -11,6 +11,7 @@ the test cannot pass by accident.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,3 +74,23 @@ def test_the_portal_answers_the_first_probe_within_2_s_without_dns(tmp_path: Pat
             assert lookup.wait(10) == 124, "a DNS look-up in the box did not hang"
         finally:
             shutil.rmtree(etc, ignore_errors=True)
+
+
+# What `portal run` imports before it serves (portal/cli.py's run).
+PORTAL_IMPORTS = ("passerelle.gateway.config", "passerelle.gateway.control",
+                  "passerelle.portal.app", "passerelle.portal.server",
+                  "passerelle.portal.settings", "passerelle.portal.tls")
+# The box's RADIUS code and its metrics: half of the portal's start once,
+# when reading the configuration pulled them in.
+NOT_THE_PORTALS = ("passerelle.radius.messages", "passerelle.gateway.ap_server",
+                   "passerelle.gateway.radclient", "passerelle.gateway.metrics",
+                   "prometheus_client")
+
+
+def test_the_portals_start_does_not_load_the_boxs_radius_code() -> None:
+    code = (f"import importlib, sys\n"
+            f"for name in {PORTAL_IMPORTS!r}: importlib.import_module(name)\n"
+            f"print(' '.join(n for n in {NOT_THE_PORTALS!r} if n in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert loaded == []

@@ -12,7 +12,8 @@ from sqlalchemy import Engine, select
 
 from passerelle import __version__
 from passerelle.gateway.heartbeat import Heartbeat, attributes, interval
-from passerelle.gateway.radclient import NasIdentity, RadiusClient, RadiusServer
+from passerelle.gateway.peers import RadiusServer
+from passerelle.gateway.radclient import NasIdentity, RadiusClient
 from passerelle.radius import messages as m
 from passerelle.radius.codec import codec
 from passerelle.radius.db import make_sessionmaker

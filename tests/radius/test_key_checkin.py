@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from passerelle.gateway.radclient import NasIdentity, RadiusClient, RadiusServer
+from passerelle.gateway.peers import RadiusServer
+from passerelle.gateway.radclient import NasIdentity, RadiusClient
 from passerelle.radius import keys
 from passerelle.radius import messages as m
 from passerelle.radius.codec import codec

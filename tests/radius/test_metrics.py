@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from passerelle.gateway.acct import AccountingRecord
-from passerelle.gateway.radclient import NasIdentity, RadiusClient, RadiusServer
+from passerelle.gateway.peers import RadiusServer
+from passerelle.gateway.radclient import NasIdentity, RadiusClient
 from passerelle.radius import db
 from passerelle.radius.messages import AcctStatus
 from tests.boxlab import wait_for
