@@ -11,13 +11,14 @@ bash deploy/venv.sh test
 # Test files run side by side (pytest-xdist), each file whole in one process:
 # most of the suite waits on real servers, namespaces and timers rather than
 # the CPU, so three processes on two cores about halve the time.
-# PASSERELLE_TEST_WORKERS=0 runs it in one process.
+# PASSERELLE_TEST_WORKERS=0 runs it in one process. The slowest tests are
+# listed at the end: CI must stay under 40 minutes.
 workers=${PASSERELLE_TEST_WORKERS:-3}
 set +e
 if [ "$workers" = 0 ]; then
-    .venv/bin/pytest "$@"
+    .venv/bin/pytest --durations=20 "$@"
 else
-    .venv/bin/pytest -n "$workers" --dist loadfile "$@"
+    .venv/bin/pytest -n "$workers" --dist loadfile --durations=20 "$@"
 fi
 status=$?
 set -e
