@@ -33,7 +33,7 @@ class Portal:
 
     settings: PortalSettings
     control: Control
-    secret: bytes
+    secret: bytes = field(repr=False)
     by_mac: Limiter
     by_login: Limiter
     clock: Callable[[], float]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, assert_never
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -446,7 +446,7 @@ class GatewayChanges:
     identifier: str | None = None
     site: str | None = None
     ip: str | None = None
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)
     coa_port: int | None = None
     require_ma: bool | None = None
 
@@ -620,7 +620,7 @@ def remove_company(db: DB, name: str) -> None:
 class PersonChanges:
     login: str | None = None
     company: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     name: str | None = None
     chap: bool | None = None
     active: bool | None = None
@@ -855,7 +855,7 @@ class OperatorChanges:
 
     login: str | None = None
     name: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     role: str | None = None
     company: str | None = None
     sites: list[str] | None = None

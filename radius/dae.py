@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import messages as m
@@ -30,7 +30,7 @@ class Target:
 
     host: str
     port: int
-    secret: bytes
+    secret: bytes = field(repr=False)
     gateway: str = ""  # its identifier: the key of its RadSec reverse path, if any
 
 

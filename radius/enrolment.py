@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -188,7 +188,7 @@ class Bundle:
     identifier: str
     site: str
     network: str
-    secret: str
+    secret: str = field(repr=False)
     coa_port: int
     certificate: str
     ca_certificate: str

@@ -21,7 +21,7 @@ import codecs
 import csv
 import io
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session as DB
 
@@ -46,7 +46,7 @@ class NewPerson:
     line: int  # where it starts in the file (the header is line 1)
     login: str
     company: str
-    password: str
+    password: str = field(repr=False)
     generated: bool  # the password was made here: show it once
     name: str = ""
     language: str = "fr"

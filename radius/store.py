@@ -70,7 +70,7 @@ class Nas:
     id: int
     identifier: str
     ip: str
-    secret: bytes
+    secret: bytes = field(repr=False)
     require_ma: bool
     coa_port: int
     site_id: int
@@ -98,8 +98,8 @@ def load_gateways(db: DB) -> dict[str, Nas]:
 @dataclass(frozen=True)
 class Account:
     person_id: int
-    password_hash: str
-    chap_secret: str | None
+    password_hash: str = field(repr=False)
+    chap_secret: str | None = field(repr=False)
     facts: PersonFacts
 
 

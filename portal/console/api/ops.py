@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -167,7 +167,7 @@ class PersonItem:
     company: str | None
     login: str | None
     name: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     active: bool | None
     language: str | None
 
