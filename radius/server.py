@@ -10,6 +10,7 @@ the replies once the batch is committed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -273,6 +274,12 @@ def _worker_main(config: ServerConfig, auth_port: int, acct_port: int,
     # a request that arrives just after the announcement is answered at
     # once, not after a connection to PostgreSQL is made under load.
     handler.refresh_gateways()
+    # What start-up made (modules, dictionaries, the models' metadata: about
+    # 100,000 objects) lives as long as the process: out of the collector's
+    # way, so that its full collections, which stopped the worker for about
+    # 100 ms each, scan only what serving makes (docs/benchmarks.md).
+    gc.collect()
+    gc.freeze()
     if ready is None:
         _announce(config, auth.getsockname()[1], acct.getsockname()[1],
                   tls_sock.getsockname()[1] if tls_sock is not None else None)
