@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             auth_port, acct_port = int(found[1]), int(found[2])
             local = free_port(socket.SOCK_DGRAM)
             proxy = rsp.Proxy(rsp.ProxyConfig(
-                centres=(rsp.Centre("127.0.0.1", tls_port),), cert=cert, key=key, ca=ca,
+                centre=rsp.Centre("127.0.0.1", tls_port), cert=cert, key=key, ca=ca,
                 local_secret=LOCAL_SECRET, local_port=local, log_file=tmp / "proxy.log"),
                 tmp / "radsecproxy.conf")
             proxy.start()

@@ -49,7 +49,13 @@ class Radsec:
     key: Path
     ca: Path
     port: int = 2083  # the centres' RadSec port
-    local_port: int = 11812  # radsecproxy on the loopback, auth and acct
+    # The first of N consecutive loopback UDP ports, N the [[radius.servers]]:
+    # one radsecproxy per central node, in order, each for auth and acct.
+    local_port: int = 11812
+
+    def local_ports(self, nodes: int) -> range:
+        """The loopback port of each node's radsecproxy, in the nodes' order."""
+        return range(self.local_port, self.local_port + nodes)
 
 
 @dataclass(frozen=True)
@@ -454,7 +460,7 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
     tries = radius.number("tries", int, 5, 1, 10)
     dead_time = radius.number("dead_time", float, 30.0, 0.0, 3600.0)
     operator_name = radius.get("operator_name", str, "")
-    radsec = _radsec(radius, base)
+    radsec = _radsec(radius, base, len(servers))
     checkin_budget = radius.number("checkin_budget", float, 0.0, 0.0, 30.0) or \
         (timeout if radsec else None)  # 0: no budget (UDP: the tries decide)
     status_server = radius.get("status_server", bool, radsec is not None)
@@ -542,9 +548,10 @@ def parse(text: str, base: Path, interfaces: Interfaces, *,
     )
 
 
-def _radsec(radius: _Table, base: Path) -> Radsec | None:
+def _radsec(radius: _Table, base: Path, nodes: int) -> Radsec | None:
     """RadSec unless ``transport = "udp"``, or when it is not said and the
-    enrolment certificate is absent (a box configured by hand)."""
+    enrolment certificate is absent (a box configured by hand). ``nodes``
+    radsecproxies take the loopback ports from ``local_port`` on."""
     cert = base / radius.get("tls_cert", str, "tls/box.pem")
     transport = radius.get("transport", str, "radsec" if cert.exists() else "udp")
     if transport not in ("radsec", "udp"):
@@ -555,6 +562,10 @@ def _radsec(radius: _Table, base: Path) -> Radsec | None:
                    ca=base / radius.get("tls_ca", str, "tls/centre-ca.pem"),
                    port=radius.number("radsec_port", int, 2083, 1, 65535),
                    local_port=radius.number("local_port", int, 11812, 1, 65535))
+    if found.local_port + nodes - 1 > 65535:
+        raise ConfigError(f"{radius.name('local_port')}: {found.local_port} is the first of "
+                          f"{nodes} loopback ports (one radsecproxy per radius.servers "
+                          f"entry), which would go past 65535")
     for key, path in (("tls_cert", found.cert), ("tls_key", found.key), ("tls_ca", found.ca)):
         if not path.exists():
             raise ConfigError(f"radius.{key}: {path} does not exist (transport = \"radsec\" "

@@ -80,10 +80,11 @@ class Seen:
     disk_free: int
     disk_total: int
     problems: dict[str, str] = field(default_factory=dict)  # probe -> why it could not look
-    # With RadSec only: the box's client certificate, and radsecproxy on the
-    # loopback (None when it answered Status-Server, else why not).
+    # With RadSec only: the box's client certificate, and each node's
+    # radsecproxy by its loopback port (None when it answered Status-Server,
+    # else why not).
     box_cert: BoxCert | None = None
-    radsecproxy: str | None = None
+    radsecproxy: dict[int, str | None] = field(default_factory=dict)
 
 
 def verdicts(config: Config, seen: Seen, now: datetime) -> list[Check]:
@@ -184,11 +185,14 @@ def verdicts(config: Config, seen: Seen, now: datetime) -> list[Check]:
     if config.radsec is not None:
         out.append(_box_cert(config.radsec, seen.box_cert or BoxCert(problem="not looked at"),
                              now))
-        local = f"127.0.0.1:{config.radsec.local_port}"
-        out.append(Check("radsecproxy", seen.radsecproxy is None,
-                         f"answers on {local}" if seen.radsecproxy is None else
-                         f"{seen.radsecproxy} on {local}: restart the gateway service (it "
-                         f"runs radsecproxy), then see journalctl -u passerelle-gateway"))
+        ports = config.radsec.local_ports(len(config.servers))
+        for node, port in zip(config.servers, ports, strict=True):
+            unanswered = seen.radsecproxy.get(port, "not looked at")
+            local = f"127.0.0.1:{port}"
+            out.append(Check(f"radsecproxy to {node.host}", unanswered is None,
+                             f"answers on {local}" if unanswered is None else
+                             f"{unanswered} on {local}: restart the gateway service (it runs "
+                             f"radsecproxy), then see journalctl -u passerelle-gateway"))
     for server, silent in seen.centre.items():
         if silent is None:
             out.append(Check(f"centre {server}", True, "answered Status-Server"))
@@ -490,8 +494,10 @@ def look(config: Config, *, interfaces: Callable[[], Interfaces] = read_interfac
         disk_total=disk.total,
         problems=problems,
         box_cert=None if tls is None else _box_cert_seen(tls),
-        radsecproxy=None if tls is None else _udp_status(
-            "127.0.0.1", tls.local_port, config.servers[0].secret, _told(config, spool[0])),
+        radsecproxy={} if tls is None else {
+            port: _udp_status("127.0.0.1", port, config.servers[0].secret,
+                              _told(config, spool[0]))
+            for port in tls.local_ports(len(config.servers))},
     )
 
 

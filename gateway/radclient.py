@@ -31,6 +31,12 @@ all, shared among the servers still alive (each gets its share, two sends
 within it), so a silent centre costs a person at most one budget, and
 nothing at all while every server is dead (NoServer at once: the portal
 says the centre cannot be reached).
+
+A ``prober`` replaces that Status-Server when the server's port cannot
+tell: a RadSec box's servers are radsecproxy on the loopback, one per
+central node, and radsecproxy answers a Status-Server itself whatever its
+node does; the prober asks the node (``prober(server, timeout)``: whether
+it answered within ``timeout`` seconds).
 """
 
 from __future__ import annotations
@@ -83,6 +89,10 @@ class AuthResult:
     credit_left: int | None = None  # Passerelle-Credit-Left: seconds, at the Accept
 
 
+# Whether the node behind ``server`` answers, within the float's seconds.
+Prober = Callable[[RadiusServer, float], bool]
+
+
 class NoServer(Exception):
     """No configured server answered (all dead, or every try timed out)."""
 
@@ -99,7 +109,7 @@ class RadiusClient:
                  timeout: float = 2.0, tries: int = 5, max_timeout: float = 16.0,
                  dead_time: float = 30.0, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, probe: bool = False,
-                 checkin_budget: float | None = None) -> None:
+                 checkin_budget: float | None = None, prober: Prober | None = None) -> None:
         if not servers:
             raise ValueError("at least one RADIUS server is needed")
         if tries < 1 or timeout <= 0 or max_timeout < timeout:
@@ -115,6 +125,7 @@ class RadiusClient:
         self.status_backoff = Backoff(timeout, 2, max_timeout)
         self.dead_time = dead_time
         self.probe = probe
+        self.prober = prober
         if checkin_budget is not None and checkin_budget <= 0:
             raise ValueError("checkin_budget must be positive")
         self.checkin_budget = checkin_budget
@@ -213,7 +224,7 @@ class RadiusClient:
         with self._lock:
             self._dead_until[server] = self.clock() + self.dead_time
         log.warning("RADIUS server %s did not answer %s after %d tries; dead for %.0f s",
-                    server.host, what, self.backoff.tries, self.dead_time)
+                    _name(server), what, self.backoff.tries, self.dead_time)
 
     def _revived(self, server: RadiusServer, backoff: Backoff) -> bool:
         """Whether ``server`` may get a request: yes unless probing is on and
@@ -225,16 +236,25 @@ class RadiusClient:
             if server not in self._dead_until:
                 return True
             self._dead_until[server] = self.clock() + self.dead_time
-        probe = m.StatusServer(nas_identifier=self.nas.identifier, nas_ip_address=self.nas.ipv4)
-        wait = Backoff(backoff.initial, 1, backoff.maximum)
-        try:
-            self._send(server, server.auth_port, probe.encode(server.secret), wait)
-        except TimeoutError:
+        if not self._answers_probe(server, backoff.initial, backoff.maximum):
             log.warning("RADIUS server %s is still silent (Status-Server); dead for %.0f s",
-                        server.host, self.dead_time)
+                        _name(server), self.dead_time)
             return False
-        log.info("RADIUS server %s answered a Status-Server: alive again", server.host)
+        log.info("RADIUS server %s answered a Status-Server: alive again", _name(server))
         self._mark_alive(server)
+        return True
+
+    def _answers_probe(self, server: RadiusServer, wait: float, maximum: float) -> bool:
+        """One Status-Server, to the node itself through the prober if there
+        is one, else to the server's port; one wait of ``wait`` seconds."""
+        if self.prober is not None:
+            return self.prober(server, wait)
+        probe = m.StatusServer(nas_identifier=self.nas.identifier, nas_ip_address=self.nas.ipv4)
+        try:
+            self._send(server, server.auth_port, probe.encode(server.secret),
+                       Backoff(wait, 1, maximum))
+        except TimeoutError:
+            return False
         return True
 
     def _mark_alive(self, server: RadiusServer) -> None:
@@ -290,6 +310,13 @@ class RadiusClient:
             why += ("; set require_message_authenticator = false for this server only if "
                     "it cannot send one (this warning is logged once)")
         log.warning("dropped a reply from %s:%d to id %d: %s", server.host, port, ident, why)
+
+
+def _name(server: RadiusServer) -> str:
+    # Several servers on one host (a RadSec box's proxies): the port tells them apart.
+    if server.auth_port == server.acct_port:
+        return f"{server.host}:{server.auth_port}"
+    return f"{server.host} ({server.auth_port}/{server.acct_port})"
 
 
 def _within(budget: float) -> Backoff:

@@ -2,10 +2,11 @@
 
 The box's RADIUS client keeps speaking UDP, to radsecproxy on the loopback;
 radsecproxy holds the TLS connection to the centre with the box's enrolment
-certificate (RFC 6614, secret "radsec"), fails over between the central
-nodes, and tracks them with Status-Server (RFC 5997). One loopback UDP port
-takes both authentication and accounting (radsecproxy routes by code).
-See docs/radsec.md.
+certificate (RFC 6614, secret "radsec"). One radsecproxy per central node,
+each on its own loopback UDP port (both authentication and accounting:
+radsecproxy routes by code), so the box's client chooses the node and fails
+over itself: radsecproxy's own tracking of a node takes about 35 s to see
+one that hangs. See docs/radsec.md.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 log = logging.getLogger("passerelle.gateway")
 
 BINARY = "radsecproxy"
-LOCAL_PORT = 11812  # loopback UDP, auth and acct
+LOCAL_PORT = 11812  # loopback UDP, auth and acct: the first node's proxy
 CENTRE_PORT = 2083
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -39,7 +40,7 @@ class Centre:
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    centres: tuple[Centre, ...]
+    centre: Centre  # the one node this proxy carries to
     cert: Path
     key: Path
     ca: Path
@@ -56,11 +57,9 @@ def _value(what: str, text: str) -> str:
 
 
 def render(config: ProxyConfig) -> str:
-    """radsecproxy.conf for ``config``: servers in order (the first one alive
-    is used, RFC 5997 Status-Server tells which are)."""
-    if not config.centres:
-        raise ValueError("radsecproxy: no centre to connect to")
-    lines = [
+    """radsecproxy.conf for ``config``: one server, its node, for both kinds."""
+    host = _value("centre host", config.centre.host)
+    return "\n".join([
         "# Written by passerelle (gateway/radsecproxy.py): edits are overwritten.",
         f"ListenUDP 127.0.0.1:{int(config.local_port)}",
         "LogLevel 2",  # errors, warnings, connections; not a line per request
@@ -81,29 +80,24 @@ def render(config: ProxyConfig) -> str:
         f"    secret {_value('local secret', config.local_secret)}",
         "}",
         "",
-    ]
-    names = []
-    for n, centre in enumerate(config.centres, 1):
-        name = f"centre{n}"
-        names.append(name)
-        host = _value("centre host", centre.host)
-        lines += [
-            f"server {name} {{",
-            "    type tls",
-            f"    host {'[' + host + ']' if ':' in host else host}",
-            f"    port {int(centre.port)}",
-            "    secret radsec",  # RFC 6614 section 2.3
-            "    tls enrolment",
-            "    StatusServer on",  # RFC 5997: dead or alive by probing, not by lost requests
-            "    CertificateNameCheck on",
-            "}",
-            "",
-        ]
-    lines.append("realm * {")
-    lines += [f"    server {name}" for name in names]
-    lines += [f"    accountingServer {name}" for name in names]
-    lines += ["}", ""]
-    return "\n".join(lines)
+        "server centre {",
+        "    type tls",
+        f"    host {'[' + host + ']' if ':' in host else host}",
+        f"    port {int(config.centre.port)}",
+        "    secret radsec",  # RFC 6614 section 2.3
+        "    tls enrolment",
+        # RFC 5997: radsecproxy judges the node by probing, not by lost requests
+        # (the box's client does its own failover between the proxies).
+        "    StatusServer on",
+        "    CertificateNameCheck on",
+        "}",
+        "",
+        "realm * {",
+        "    server centre",
+        "    accountingServer centre",
+        "}",
+        "",
+    ])
 
 
 def _die_with_parent() -> None:
@@ -132,8 +126,8 @@ class Proxy:
                                f"{(checked.stderr or checked.stdout).strip()}")
         self.proc = subprocess.Popen([self.binary, "-f", "-c", str(self.conf_path)],
                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        log.info("radsecproxy started (pid %d) towards %s", self.proc.pid,
-                 ", ".join(f"{c.host}:{c.port}" for c in self.config.centres))
+        log.info("radsecproxy started (pid %d): 127.0.0.1:%d to %s:%d", self.proc.pid,
+                 self.config.local_port, self.config.centre.host, self.config.centre.port)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ from .peers import RadiusServer
 from .ra import Advert
 from .ra_sender import RouterAdvertiser
 from .radclient import NasIdentity, RadiusClient
+from .radsec_probe import NodeProbe
 from .radsecproxy import Centre, Proxy, ProxyConfig
 from .reverse_coa import Credentials, ReverseCoa
 from .session_table import SessionTable
@@ -50,36 +52,73 @@ def nas_identity(config: Config) -> NasIdentity:
 
 
 def radius_client(config: Config) -> RadiusClient:
-    servers = config.servers
-    dead_time, probe = config.dead_time, config.status_server
-    if config.radsec is not None:
-        # radsecproxy on the loopback carries both kinds to the centres over TLS.
-        port = config.radsec.local_port
-        servers = (RadiusServer("127.0.0.1", config.servers[0].secret, port, port),)
-        # It tracks the centres itself (Status-Server) and answers a
-        # Status-Server from us itself: a dead time on it would refuse every
-        # check-in for that long while it has already failed over to a live
-        # node, and probing it tells nothing.
-        dead_time, probe = 0.0, False
+    servers, prober = config.servers, None
+    tls = config.radsec
+    if tls is not None:
+        # One radsecproxy per node on the loopback, in the nodes' order: the
+        # client chooses the node, with the dead time and budget of UDP. A
+        # dead one is probed at its node over TLS: its radsecproxy would
+        # answer a Status-Server itself.
+        nodes = loopback_nodes(config)
+        servers = tuple(nodes)
+        prober = NodeProbe(nodes, Credentials(tls.cert, tls.key, tls.ca), nas_identity(config))
     return RadiusClient(servers, nas_identity(config), timeout=config.radius_timeout,
-                        tries=config.radius_tries, dead_time=dead_time, probe=probe,
-                        checkin_budget=config.checkin_budget)
+                        tries=config.radius_tries, dead_time=config.dead_time,
+                        probe=config.status_server, checkin_budget=config.checkin_budget,
+                        prober=prober)
 
 
-def radsec_parts(config: Config, nas: NasIdentity,
-                 sessions: Sessions) -> tuple[Proxy, ReverseCoa] | None:
-    """radsecproxy and the reverse CoA connections, for transport = "radsec"."""
+def loopback_nodes(config: Config) -> dict[RadiusServer, Centre]:
+    """RadSec: each node's radsecproxy on the loopback (as the box's client
+    sees it, with the first server's secret), and the node it carries to."""
+    tls = config.radsec
+    assert tls is not None
+    secret = config.servers[0].secret
+    return {RadiusServer("127.0.0.1", secret, port, port): Centre(s.host, tls.port)
+            for s, port in zip(config.servers, tls.local_ports(len(config.servers)),
+                               strict=True)}
+
+
+class RadsecParts:
+    """A RadSec box's own processes and connections: one radsecproxy per
+    node, and the reverse CoA connections."""
+
+    def __init__(self, proxies: Sequence[Proxy], reverse: ReverseCoa) -> None:
+        self.proxies = tuple(proxies)
+        self.reverse = reverse
+
+    def start(self) -> None:
+        started: list[Proxy] = []
+        try:
+            for proxy in self.proxies:
+                proxy.start()
+                started.append(proxy)
+        except BaseException:
+            for proxy in started:  # none left holding its port behind a failed start
+                proxy.stop()
+            raise
+        self.reverse.start()
+
+    def stop(self) -> None:
+        for proxy in self.proxies:
+            proxy.stop()
+        self.reverse.stop()
+
+
+def radsec_parts(config: Config, nas: NasIdentity, sessions: Sessions) -> RadsecParts | None:
+    """The radsecproxies and the reverse CoA connections, for transport = "radsec"."""
     tls = config.radsec
     if tls is None:
         return None
-    centres = tuple(Centre(s.host, tls.port) for s in config.servers)
-    proxy = Proxy(ProxyConfig(centres=centres, cert=tls.cert, key=tls.key, ca=tls.ca,
-                              local_secret=config.servers[0].secret.decode(),
-                              local_port=tls.local_port),
-                  config.state_dir / "radsecproxy.conf")
-    reverse = ReverseCoa(centres, Credentials(tls.cert, tls.key, tls.ca), nas, sessions,
-                         window=config.dae_window)
-    return proxy, reverse
+    nodes = loopback_nodes(config)
+    local_secret = config.servers[0].secret.decode()
+    proxies = [Proxy(ProxyConfig(centre=centre, cert=tls.cert, key=tls.key, ca=tls.ca,
+                                 local_secret=local_secret, local_port=local.auth_port),
+                     config.state_dir / f"radsecproxy-{n}.conf")
+               for n, (local, centre) in enumerate(nodes.items(), 1)]
+    reverse = ReverseCoa(tuple(nodes.values()), Credentials(tls.cert, tls.key, tls.ca), nas,
+                         sessions, window=config.dae_window)
+    return RadsecParts(proxies, reverse)
 
 
 def centre_status(config: Config) -> TlsStatus | None:
@@ -159,8 +198,7 @@ class Box:
         if self.adverts is not None:
             self.adverts.start()
         if self.radsec is not None:
-            for part in self.radsec:
-                part.start()
+            self.radsec.start()
         self.gateway.restore(booted)
         self.restore_keys()
         self.sender.start()
@@ -253,8 +291,8 @@ class Box:
             except Exception:
                 log.exception("stopping the router advertisements")
         self.dnsmasq.stop()
-        for radsec_part in self.radsec or ():
-            radsec_part.stop()
+        if self.radsec is not None:
+            self.radsec.stop()
         self.store.close()
 
     def run_forever(self) -> None:

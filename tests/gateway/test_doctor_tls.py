@@ -1,5 +1,6 @@
 """`passerelle gateway doctor` on a RadSec box: the box's TLS client
-certificate, radsecproxy on the loopback, and each centre asked directly by
+certificate, each node's radsecproxy on the loopback (a line each, naming
+its node), and each centre asked directly by
 Status-Server over TLS (radsecproxy answers a Status-Server itself, so it
 cannot tell whether a centre is reachable). The box's heartbeat takes the
 same way (gateway/tls_status.py).
@@ -30,6 +31,7 @@ from passerelle import __version__
 from passerelle.gateway import doctor as d
 from passerelle.gateway import heartbeat
 from passerelle.gateway.config import Config, Radsec
+from passerelle.gateway.peers import RadiusServer
 from passerelle.gateway.radclient import NasIdentity
 from passerelle.gateway.radsecproxy import Centre
 from passerelle.gateway.reverse_coa import Credentials
@@ -50,7 +52,7 @@ from tests.radius.test_radsec import (  # noqa: F401  (radsec_server: the fixtur
 
 TLS_CENTRE = "192.0.2.10:2083 over TLS"
 RADSEC_HEALTHY = dataclasses.replace(
-    HEALTHY, centre={TLS_CENTRE: None}, radsecproxy=None,
+    HEALTHY, centre={TLS_CENTRE: None}, radsecproxy={11812: None},
     box_cert=d.BoxCert(not_before=datetime(2026, 1, 1), not_after=datetime(2028, 4, 5)))
 
 
@@ -72,14 +74,15 @@ def test_a_healthy_radsec_box_is_all_ok(radsec_config: Config) -> None:
         [c.line() for c in found.values() if not c.ok]
     assert found["TLS client certificate"].line() == \
         "OK   TLS client certificate: valid until 2028-04-05"
-    assert found["radsecproxy"].detail == "answers on 127.0.0.1:11812"
+    assert found["radsecproxy to 192.0.2.10"].detail == "answers on 127.0.0.1:11812"
     assert found[f"centre {TLS_CENTRE}"].detail == "answered Status-Server"
     assert d.report(list(found.values()))[1] == 0
 
 
 def test_a_udp_box_has_no_tls_lines(config: Config) -> None:  # noqa: F811
     names = {c.name for c in d.verdicts(config, HEALTHY, NOW)}
-    assert not names & {"TLS client certificate", "radsecproxy"}
+    assert "TLS client certificate" not in names
+    assert not [n for n in names if n.startswith("radsecproxy")]
 
 
 @pytest.mark.parametrize(("seen", "name", "advice"), [
@@ -93,8 +96,9 @@ def test_a_udp_box_has_no_tls_lines(config: Config) -> None:  # noqa: F811
     ({"box_cert": d.BoxCert(datetime(2026, 1, 1), datetime(2027, 1, 1),
                             problem="its key box.key is not the certificate's")},
      "TLS client certificate", "is not the certificate's: ask ops for an enrolment code"),
-    ({"radsecproxy": "no answer to Status-Server (or the shared secret differs)"},
-     "radsecproxy", "on 127.0.0.1:11812: restart the gateway service"),
+    ({"radsecproxy": {11812: "no answer to Status-Server (or the shared secret differs)"}},
+     "radsecproxy to 192.0.2.10", "on 127.0.0.1:11812: restart the gateway service"),
+    ({"radsecproxy": {}}, "radsecproxy to 192.0.2.10", "not looked at on 127.0.0.1:11812"),
     ({"centre": {TLS_CENTRE: "no TCP connection to port 2083 (Connection refused)"}},
      f"centre {TLS_CENTRE}", "lets TCP out to port 2083"),
 ])
@@ -105,6 +109,21 @@ def test_each_broken_tls_thing_is_named_with_what_to_do(
     assert list(bad) == [name] and advice in bad[name], bad
     lines, status = d.report(list(found.values()))
     assert status == 1 and lines[-1] == "1 problem(s): fix them in the order shown"
+
+
+def test_one_line_per_node_proxy_on_its_own_port(radsec_config: Config) -> None:
+    two = dataclasses.replace(
+        radsec_config, servers=(*radsec_config.servers,
+                                RadiusServer("radius2.example.net", b"another-secret")))
+    assert two.radsec is not None
+    two = dataclasses.replace(two, radsec=dataclasses.replace(two.radsec, local_port=11900))
+    found = checks(two, radsecproxy={11900: None, 11901: "no answer to Status-Server"})
+    lines = [c.line() for c in found.values() if c.name.startswith("radsecproxy")]
+    assert lines == [
+        "OK   radsecproxy to 192.0.2.10: answers on 127.0.0.1:11900",
+        "FAIL radsecproxy to radius2.example.net: no answer to Status-Server on "
+        "127.0.0.1:11901: restart the gateway service (it runs radsecproxy), then see "
+        "journalctl -u passerelle-gateway"]
 
 
 def test_a_certificate_expiring_within_14_days_is_a_warning(radsec_config: Config) -> None:
@@ -240,7 +259,7 @@ def test_doctor_on_a_radsec_lab_box_then_revoked_then_its_proxy_hung(
     seen = wait_for(lambda: (s := _doctor(site)) and s.get(centre, "").startswith("OK") and s,
                     what="doctor seeing the centre", logs=site.read_logs)
     assert seen["TLS client certificate"].startswith("OK valid until"), seen
-    assert seen["radsecproxy"] == "OK answers on 127.0.0.1:11812", seen
+    assert seen[f"radsecproxy to {LAB_CENTRE}"] == "OK answers on 127.0.0.1:11812", seen
 
     hung = [pid for pid in site.lab.pids("gw")
             if Path(f"/proc/{pid}/comm").read_text().strip() == "radsecproxy"]
@@ -248,7 +267,8 @@ def test_doctor_on_a_radsec_lab_box_then_revoked_then_its_proxy_hung(
     for pid in hung:
         os.kill(pid, signal.SIGSTOP)
     try:
-        assert _doctor(site)["radsecproxy"].startswith("FAIL no answer to Status-Server")
+        assert _doctor(site)[f"radsecproxy to {LAB_CENTRE}"].startswith(
+            "FAIL no answer to Status-Server")
     finally:
         for pid in hung:
             os.kill(pid, signal.SIGCONT)

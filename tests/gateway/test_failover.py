@@ -12,7 +12,11 @@ probing of a dead one, a dead time) and its accounting spool, as
   relay drops the answers): the box sends the record to the second node,
   which charges nothing more;
 - the same records sent to both nodes at the same instant (two INSERTs of
-  one new session racing): still one session, charged once.
+  one new session racing): still one session, charged once;
+- over RadSec, one radsecproxy per node as the service builds them: node 1
+  killed mid-load, and node 1 hung (SIGSTOP): no check-in refused, node 2
+  answering at once once node 1 is dead, the spool going on with node 2,
+  node 1 used again once woken; charged once.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -32,21 +37,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.orm import sessionmaker
 
-from passerelle.gateway import radsecproxy as rsp
 from passerelle.gateway.acct import AccountingRecord
-from passerelle.gateway.config import parse
 from passerelle.gateway.peers import RadiusServer
 from passerelle.gateway.radclient import NasIdentity, NoServer, RadiusClient
-from passerelle.gateway.service import radius_client, radsec_parts
+from passerelle.gateway.service import RadsecParts, radius_client, radsec_parts
 from passerelle.gateway.spool import Spool, SpoolSender
 from passerelle.radius import messages as m
 from passerelle.radius.models import AccountingQuarantine, CreditEntry, CreditKind, Radacct
-from tests.gateway.test_config import MACHINE
-from tests.gateway.test_radsec import LOCAL_SECRET, Sessions, free_udp_port
+from tests.gateway.test_radsec import Sessions, enrolled_config, free_udp_ports
 from tests.need import tool
 from tests.radius import seed
 from tests.radius.conftest import Server, start_server
-from tests.radius.test_radsec import enrol_box, free_port
+from tests.radius.test_radsec import free_port
 
 NAS = NasIdentity(identifier="axis-gw", ipv4="203.0.113.2")
 # Billed people with credit to spare (600 min each in the seed world).
@@ -160,7 +162,8 @@ def test_the_first_node_killed_mid_load_the_spool_drains_to_the_second_exactly_o
         spool.close()
     print(f"UDP: {at_kill} records left at the kill, check-in "
           f"{accepted_in:.2f} s, drained {drained:.1f} s after the kill")
-    assert "RADIUS server 127.0.0.1 did not answer" in caplog.text
+    assert f"RADIUS server 127.0.0.1 ({first.auth_port}/{first.acct_port}) did not answer" \
+        in caplog.text
     assert_charged_once(factory, "FO", SESSIONS, (INTERIMS + 1) * STEP)
     assert "Traceback" not in second.logs()
 
@@ -263,58 +266,7 @@ def test_the_same_records_at_both_nodes_at_once_are_charged_once(
     assert_charged_once(factory, "RACE", 12, (INTERIMS + 1) * STEP)
 
 
-def test_through_radsecproxy_the_first_node_killed_mid_load_drains_to_the_second(
-        db_url: str, factory: sessionmaker[DB], key_file: Path, tmp_path: Path) -> None:
-    """The same with RadSec, as an enrolled box runs: the box's client speaks
-    UDP to radsecproxy on the loopback, radsecproxy holds TLS to both nodes
-    (Status-Server on) and fails over; the box retries what it did not get
-    an answer for."""
-    tool("radsecproxy", "radsecproxy")
-    seed.build(factory, gateway_ip="192.0.2.77")  # over TLS the certificate tells who
-    box = enrol_box(factory, tmp_path)
-    ports = (free_port(), free_port())
-    first, second = (start_server(db_url, tmp_path, extra=(
-        "--radsec-port", str(port), "--radsec-name", "127.0.0.1")) for port in ports)
-    local = free_udp_port()
-    proxy = rsp.Proxy(rsp.ProxyConfig(
-        centres=tuple(rsp.Centre("127.0.0.1", port) for port in ports), cert=box.cert,
-        key=box.key, ca=box.ca, local_secret=LOCAL_SECRET, local_port=local,
-        log_file=tmp_path / "radsecproxy.log"), tmp_path / "radsecproxy.conf")
-    spool = Spool(tmp_path / "spool.db")
-    load = records(SESSIONS, "RS")
-    for record in load:
-        spool.put(record)
-    client = RadiusClient([RadiusServer("127.0.0.1", LOCAL_SECRET.encode(), auth_port=local,
-                                        acct_port=local)], NAS, timeout=0.5, tries=3,
-                          max_timeout=2.0, dead_time=1.0, probe=True)
-    sender = SpoolSender(spool, client, interval=0.2)
-    proxy.start()
-    try:
-        sender.start()
-        deadline = time.monotonic() + 120
-        while spool.pending() > len(load) * 2 // 3 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        first.proc.kill()
-        first.proc.wait()
-        at_kill = spool.pending()
-        assert 0 < at_kill < len(load), at_kill
-        killed = time.monotonic()
-        while spool.pending() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        drained = time.monotonic() - killed
-        assert spool.pending() == 0, (at_kill, (tmp_path / "radsecproxy.log").read_text())
-    finally:
-        sender.stop(10)
-        spool.close()
-        proxy.stop()
-        first.stop()
-        second.stop()
-    print(f"radsecproxy: {at_kill} records left at the kill, drained in {drained:.1f} s")
-    assert "radsec: 127.0.0.1:" in second.logs()
-    assert_charged_once(factory, "RS", SESSIONS, (INTERIMS + 1) * STEP)
-
-
-HUNG_CONFIG = """
+NODES_CONFIG = """
 [box]
 identifier = "axis-gw"
 state_dir = "state"
@@ -323,6 +275,7 @@ state_dir = "state"
 transport = "radsec"
 radsec_port = {port}
 local_port = {local}
+{radius}
 
 [[radius.servers]]
 host = "127.0.0.1"
@@ -334,64 +287,167 @@ secret = "{secret}"
 """
 
 
-def test_through_radsecproxy_a_hung_node_never_refuses_a_check_in_at_once(
-        db_url: str, factory: sessionmaker[DB], key_file: Path, tmp_path: Path) -> None:
-    """Node 1 hangs (SIGSTOP: its connections stay up, nothing answers), the
-    box as `passerelle gateway run` builds it for RadSec. radsecproxy takes
-    its time to find node 1 dead (its Status-Server period); meanwhile each
-    check-in is really asked and waits at most its budget, and the first
-    one after radsecproxy's switch is accepted. (With a dead time on the
-    loopback, the box refused every check-in at once for a dead time after
-    each miss, well after radsecproxy had switched to node 2.)"""
+@contextmanager
+def radsec_box(db_url: str, factory: sessionmaker[DB], tmp_path: Path,
+               radius: str) -> Iterator[tuple[RadiusClient, RadsecParts, Server, Server]]:
+    """Two nodes over TLS (127.0.0.1 and 127.0.0.2, one database) and the
+    box as `passerelle gateway run` builds it for RadSec: its client and
+    one radsecproxy per node, started; ``radius``: more [radius] keys."""
     tool("radsecproxy", "radsecproxy")
-    seed.build(factory, gateway_ip="192.0.2.77")
-    (tmp_path / "tls").mkdir()
-    box = enrol_box(factory, tmp_path / "tls", name="box")
-    (tmp_path / "tls" / "ca.pem").rename(tmp_path / "tls" / "centre-ca.pem")
-    port, local = free_port(), free_udp_port()
+    seed.build(factory, gateway_ip="192.0.2.77")  # over TLS the certificate tells who
+    port, local = free_port(), free_udp_ports(2)
+    cfg = enrolled_config(factory, tmp_path, NODES_CONFIG, port=port, local=local,
+                          radius=radius)
     first, second = (start_server(db_url, tmp_path, extra=(
         "--listen", host, "--radsec-port", str(port), "--radsec-name", host))
         for host in ("127.0.0.1", "127.0.0.2"))
-    cfg = parse(HUNG_CONFIG.format(port=port, local=local, secret=seed.SECRET), tmp_path,
-                MACHINE)
-    assert cfg.radsec is not None and cfg.radsec.cert == box.cert
-    cfg.state_dir.mkdir()
     client = radius_client(cfg)
     # radsec_parts needs only the daemon's Sessions side (Disconnect, CoA).
     parts = radsec_parts(cfg, NAS, Sessions())
     assert parts is not None
-    proxy = parts[0]
-    tries: list[tuple[float, bool, float]] = []  # since the hang, accepted, took
-    proxy.start()
+    parts.start()
     try:
+        yield client, parts, first, second
+    finally:
+        for node in (first, second):
+            if node.proc.poll() is None:
+                node.proc.send_signal(signal.SIGCONT)
+        parts.stop()
+        first.stop()
+        second.stop()
+
+
+def test_through_radsecproxy_the_first_node_killed_mid_load_drains_to_the_second(
+        db_url: str, factory: sessionmaker[DB], key_file: Path, tmp_path: Path) -> None:
+    """The same with RadSec, as an enrolled box runs: the box's client speaks
+    UDP to one radsecproxy per node on the loopback, each holds TLS to its
+    node; the client fails over from the first proxy to the second and
+    retries what it did not get an answer for."""
+    with radsec_box(db_url, factory, tmp_path,
+                    "timeout = 0.5\ntries = 3\ndead_time = 1") as (client, _, first, second):
+        spool = Spool(tmp_path / "spool.db")
+        load = records(SESSIONS, "RS")
+        for record in load:
+            spool.put(record)
+        sender = SpoolSender(spool, client, interval=0.2)
+        try:
+            sender.start()
+            deadline = time.monotonic() + 120
+            while spool.pending() > len(load) * 2 // 3 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            first.proc.kill()
+            first.proc.wait()
+            at_kill = spool.pending()
+            assert 0 < at_kill < len(load), at_kill
+            killed = time.monotonic()
+            while spool.pending() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            drained = time.monotonic() - killed
+            assert spool.pending() == 0, (at_kill, second.logs())
+        finally:
+            sender.stop(10)
+            spool.close()
+        print(f"radsecproxy per node: {at_kill} records left at the kill, drained in "
+              f"{drained:.1f} s")
+        assert "radsec: 127.0.0.1:" in second.logs()
+    assert_charged_once(factory, "RS", SESSIONS, (INTERIMS + 1) * STEP)
+
+
+BUDGET = 2.0  # the check-in budget: radius.timeout with RadSec
+SLACK = 0.6  # a loaded test machine
+HANG = 14.0  # seconds node 1 stays hung: more than two of its dead times
+DEAD_TIME = 5.0
+
+
+def test_through_radsecproxy_a_hung_node_costs_one_share_then_nothing(
+        db_url: str, factory: sessionmaker[DB], key_file: Path, tmp_path: Path) -> None:
+    """Node 1 hangs (SIGSTOP: its connections stay up, nothing answers) while
+    the spool drains and people check in, the box as `passerelle gateway
+    run` builds it for RadSec. The box's client gives node 1's proxy its
+    share of the first check-in's budget, marks it dead and asks node 2:
+    no check-in is refused, none waits more than its budget, and while node
+    1 is dead they go to node 2 at once (its probe, over TLS to the node,
+    costs a fraction of a share each dead time). The spool goes on with node
+    2. Node 1 back (SIGCONT) answers the probe and is used again. Every
+    session is charged once, though node 1 stores what it held when woken."""
+    with radsec_box(db_url, factory, tmp_path,
+                    f"tries = 2\ndead_time = {DEAD_TIME:g}") as (client, parts, first, second):
         for _ in range(5):
             try:
                 assert check_in(client)
                 break
             except NoServer:
                 time.sleep(1)
-        first.proc.send_signal(signal.SIGSTOP)
-        hung = time.monotonic()
-        while time.monotonic() - hung < 90 and sum(ok for _, ok, _ in tries[-3:]) < 3:
-            started = time.monotonic()
-            try:
-                accepted = check_in(client)
-            except NoServer:
-                accepted = False
-            tries.append((started - hung, accepted, time.monotonic() - started))
-            time.sleep(0.5)
-    finally:
-        first.proc.send_signal(signal.SIGCONT)
-        proxy.stop()
-        first.stop()
-        second.stop()
-    first_ok = next((since for since, ok, _ in tries if ok), None)
-    print(f"hung node 1: {len(tries)} check-ins, the first accepted {first_ok} s after the "
-          f"hang")
-    assert first_ok is not None and all(ok for _, ok, _ in tries[-3:]), tries
-    refused = [(since, took) for since, ok, took in tries if not ok]
-    # Never refused without asking, never more than the budget (2 s) and slack.
-    assert all(0.5 < took < 3.0 for _, took in refused), refused
+        spool = Spool(tmp_path / "spool.db")
+        load = records(SESSIONS, "HUNG")
+        for record in load:
+            spool.put(record)
+        sender = SpoolSender(spool, client, interval=0.2)
+        tries: list[tuple[float, bool, float]] = []  # since the hang, accepted, took
+        back: list[tuple[bool, float]] = []  # node 1 back: accepted, took
+        try:
+            sender.start()
+            deadline = time.monotonic() + 120
+            while spool.pending() > len(load) * 2 // 3 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            first.proc.send_signal(signal.SIGSTOP)
+            hung = time.monotonic()
+            at_hang = spool.pending()
+            drained = None
+            while time.monotonic() - hung < HANG:
+                tries.append((time.monotonic() - hung, *timed_check_in(client)))
+                if drained is None and not spool.pending():
+                    drained = time.monotonic() - hung
+                time.sleep(0.3)
+            while spool.pending() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            drained = drained or time.monotonic() - hung
+            assert spool.pending() == 0, (at_hang, second.logs())
+            first.proc.send_signal(signal.SIGCONT)
+            woken = time.monotonic()
+            while time.monotonic() - woken < DEAD_TIME + 2:
+                back.append(timed_check_in(client))
+                time.sleep(0.3)
+            # Node 2 hangs in turn: check-ins now go to node 1, first in order,
+            # without waiting for node 2 at all.
+            second.proc.send_signal(signal.SIGSTOP)
+            only_first = [timed_check_in(client) for _ in range(3)]
+            second.proc.send_signal(signal.SIGCONT)
+        finally:
+            sender.stop(10)
+            spool.close()
+        proxies_alive = all(p.alive() for p in parts.proxies)
+        # What node 1 held when it hung, it stores when woken: let it finish.
+        time.sleep(2)
+    first_took = tries[0][2]
+    later = sorted(took for _, _, took in tries[1:])
+    print(f"hung node 1: {len(tries)} check-ins over {HANG:g} s, none refused; the first "
+          f"took {first_took:.2f} s, then median {later[len(later) // 2] * 1000:.0f} ms, "
+          f"max {later[-1]:.2f} s; spool ({at_hang} records left at the hang) drained "
+          f"{drained:.1f} s after it; node 1 back: {len(back)} check-ins, max "
+          f"{max(t for _, t in back):.2f} s; node 2 then hung: "
+          f"{', '.join(f'{t * 1000:.0f} ms' for _, t in only_first)}")
+    assert proxies_alive
+    refused = [t for t in tries if not t[1]] + [(0.0, *b) for b in back if not b[0]]
+    assert not refused, (tries, back)
+    assert all(took < BUDGET + SLACK for _, _, took in tries), tries
+    assert all(took < BUDGET + SLACK for _, took in back), back
+    # The first pays node 1's share (half the budget); the others at most a
+    # TLS probe of node 1 (a first send's wait, under a third of a share),
+    # never the share itself.
+    assert first_took > BUDGET / 2 - 0.2, tries
+    assert later[len(later) // 2] < 0.25 and later[-1] < BUDGET / 2, tries
+    assert all(ok and took < 0.5 for ok, took in only_first), only_first
+    assert_charged_once(factory, "HUNG", SESSIONS, (INTERIMS + 1) * STEP)
+
+
+def timed_check_in(client: RadiusClient) -> tuple[bool, float]:
+    started = time.monotonic()
+    try:
+        accepted = check_in(client)
+    except NoServer:
+        accepted = False
+    return accepted, time.monotonic() - started
 
 
 def check_in(client: RadiusClient) -> bool:
