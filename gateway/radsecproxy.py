@@ -132,6 +132,16 @@ class Proxy:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def restart_if_dead(self) -> bool:
+        """Start again a radsecproxy that died (not one stopped): True when
+        restarted. Meanwhile its node is dead to the box's client."""
+        if self.proc is None or self.proc.poll() is None:
+            return False
+        log.warning("radsecproxy to %s:%d died (exit %s); restarting", self.config.centre.host,
+                    self.config.centre.port, self.proc.returncode)
+        self.start()  # if it fails, the dead process stays: the next call tries again
+        return True
+
     def stop(self) -> None:
         if self.proc is None:
             return

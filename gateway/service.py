@@ -104,6 +104,10 @@ class RadsecParts:
             proxy.stop()
         self.reverse.stop()
 
+    def restart_if_dead(self) -> int:
+        """How many radsecproxies that had died were started again."""
+        return sum(proxy.restart_if_dead() for proxy in self.proxies)
+
 
 def radsec_parts(config: Config, nas: NasIdentity, sessions: Sessions) -> RadsecParts | None:
     """The radsecproxies and the reverse CoA connections, for transport = "radsec"."""
@@ -221,6 +225,9 @@ class Box:
                                seconds=c.heartbeat_interval, id="heartbeat")
         self.scheduler.add_job(self._safe(self.dnsmasq.restart_if_dead), "interval",
                                seconds=5, id="dnsmasq")
+        if self.radsec is not None:
+            self.scheduler.add_job(self._safe(self.radsec.restart_if_dead), "interval",
+                                   seconds=5, id="radsecproxy")
         self.scheduler.add_job(self._safe(self.gateway.prune), "interval", hours=1, id="prune")
         if c.join_checks_in and self.access_points is not None:
             self.scheduler.add_job(self._safe(self.gateway.join_sweep), "interval",

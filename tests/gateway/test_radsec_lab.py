@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -209,6 +210,36 @@ def test_a_revoked_certificate_is_refused(site: Site) -> None:
     assert out.returncode != 0
     wait_for(lambda: "certificate revoked on" in site.read_logs(),
              what="the refusal in the centre's log", logs=site.read_logs)
+
+
+def test_a_radsecproxy_that_dies_is_started_again(site: Site) -> None:
+    """The box's service restarts its radsecproxy when it dies (its timer,
+    every 5 s), as it does dnsmasq; a check-in goes through again."""
+    conf = str(site.tmp / "state" / "radsecproxy-1.conf")
+    first = wait_for(lambda: _proxy_pid(conf), what="radsecproxy running", logs=site.read_logs)
+    os.kill(first, signal.SIGKILL)
+    again = wait_for(lambda: (pid := _proxy_pid(conf)) != first and pid, timeout=15,
+                     what="radsecproxy started again", logs=site.read_logs)
+    assert again != first
+    assert re.search(r"radsecproxy to \S+ died \(exit -9\); restarting", site.read_logs())
+    result = wait_for(lambda: _check_in(site), what="a check-in through the new radsecproxy",
+                      logs=site.read_logs)
+    assert result["login"] == "ivan@acme.example", result
+
+
+def _proxy_pid(conf: str) -> int | None:
+    """The pid of the radsecproxy running with ``conf``, if one is."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if conf.encode() in argv and state != "Z":
+            return int(entry.name)
+    return None
 
 
 def _check_in(site: Site) -> dict[str, object] | None:
