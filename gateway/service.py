@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -83,11 +84,16 @@ class RadsecParts:
     """A RadSec box's own processes and connections: one radsecproxy per
     node, and the reverse CoA connections."""
 
-    def __init__(self, proxies: Sequence[Proxy], reverse: ReverseCoa) -> None:
+    def __init__(self, proxies: Sequence[Proxy], reverse: ReverseCoa,
+                 obsolete: Sequence[Path] = ()) -> None:
         self.proxies = tuple(proxies)
         self.reverse = reverse
+        self.obsolete = tuple(obsolete)
 
     def start(self) -> None:
+        for path in self.obsolete:
+            # A configuration of an earlier version: it holds the loopback secret.
+            path.unlink(missing_ok=True)
         started: list[Proxy] = []
         try:
             for proxy in self.proxies:
@@ -122,7 +128,8 @@ def radsec_parts(config: Config, nas: NasIdentity, sessions: Sessions) -> Radsec
                for n, (local, centre) in enumerate(nodes.items(), 1)]
     reverse = ReverseCoa(tuple(nodes.values()), Credentials(tls.cert, tls.key, tls.ca), nas,
                          sessions, window=config.dae_window)
-    return RadsecParts(proxies, reverse)
+    # Before one radsecproxy per node, there was one, with this file.
+    return RadsecParts(proxies, reverse, obsolete=(config.state_dir / "radsecproxy.conf",))
 
 
 def centre_status(config: Config) -> TlsStatus | None:

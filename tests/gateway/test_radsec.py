@@ -219,7 +219,10 @@ def test_the_box_fails_over_between_its_proxies_in_order(
     parts = radsec_parts(cfg, NAS, Sessions())
     assert parts is not None
     assert [p.config.centre.host for p in parts.proxies] == ["127.0.0.2", "127.0.0.1"]
+    # The single proxy's configuration an earlier version left: removed at start.
+    (cfg.state_dir / "radsecproxy.conf").write_text("client box { secret old }\n")
     parts.start()
+    assert not (cfg.state_dir / "radsecproxy.conf").exists()
     try:
         assert all(p.alive() for p in parts.proxies)
         # A proxy connects to its node on its first request: warm the second up.
