@@ -33,6 +33,11 @@ from .handler import ACCT, AUTH, Batch, Datagram, Handler, HandlerSettings
 log = logging.getLogger("passerelle.radius")
 
 MAX_BATCH = 256
+# A batch's transaction is idle only for milliseconds between its statements.
+# One idle for longer belongs to a node that hangs (stopped, swapped out)
+# mid-batch: PostgreSQL ends it, so that its row locks do not hold up the
+# other node, to which the boxes resend the same records (docs/radsec.md).
+IDLE_IN_TRANSACTION = "10s"
 # How long a batch runs alone before the next may start beside it (see Worker).
 SLOW_BATCH = 0.05
 
@@ -223,7 +228,8 @@ class Worker:
 
 def make_engine(url: str, threads: int = 2) -> Engine:
     """The engine of a worker: a connection per batch thread (and one for
-    the gateways' reload), and on PostgreSQL plans made once, by index."""
+    the gateways' reload), and on PostgreSQL plans made once, by index, and
+    no transaction left idle for long (IDLE_IN_TRANSACTION)."""
     if url.startswith("sqlite"):
         return db.make_engine(url)
     engine = db.make_engine(url, pool_size=threads + 1, max_overflow=2)
@@ -246,6 +252,7 @@ def _plans_once_by_index(dbapi_connection: Any, _record: Any) -> None:
     with dbapi_connection.cursor() as cur:
         cur.execute("SET enable_seqscan TO off")
         cur.execute("SET plan_cache_mode TO force_generic_plan")
+        cur.execute(f"SET idle_in_transaction_session_timeout TO '{IDLE_IN_TRANSACTION}'")
     dbapi_connection.commit()
 
 

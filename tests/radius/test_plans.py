@@ -31,3 +31,17 @@ def test_worker_connections_take_no_sequential_scans(pg_url: str) -> None:
             assert "Seq Scan" not in update and "pk_radacct" in update, update
     finally:
         engine.dispose()
+
+
+def test_a_worker_transaction_left_idle_is_ended_by_postgresql(pg_url: str) -> None:
+    """A node that hangs mid-batch must not hold its row locks for ever: the
+    other node, to which the boxes resend the same records, would wait on
+    them (tests/gateway/test_failover.py hangs a node that way)."""
+    engine = server.make_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(
+                "SHOW idle_in_transaction_session_timeout").scalar() == \
+                server.IDLE_IN_TRANSACTION
+    finally:
+        engine.dispose()
